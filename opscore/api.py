@@ -1,0 +1,182 @@
+"""The FastAPI app: middleware, routers (each behind the API-key dependency), error mapping,
+and a lifespan that starts and stops the dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .config import Settings
+from .container import Services, build_services
+from .deps import authenticate
+from .errors import OpsCoreError, RateLimitedError
+from .logging_config import configure_logging, request_id_var
+from .middleware import RequestContextMiddleware, error_content
+from .routes import agents, logs, sessions, state, system, tasks, webhooks, workflows
+from .storage.base import Storage
+from .transports import Transport
+
+logger = logging.getLogger("opscore.api")
+
+DESCRIPTION = """
+Ops-Core is the operations core for fleets of AI agents: agents report their state here,
+operators start workflows, and every task is dispatched, retried, traced and visible.
+
+**Auth**: every route except `/health`, `/ready` and the signed AgentKit webhook needs an API
+key, sent as `Authorization: Bearer <key>` (what AgentKit agents send) or `X-API-Key: <key>`.
+Click *Authorize* and paste your key to try the routes here.
+
+**Errors** share one shape: `{"error": {"code", "message", "details"}, "detail", "requestId"}`.
+"""
+
+TAGS = [
+    {"name": "agents", "description": "The agent registry."},
+    {"name": "state", "description": "Lifecycle state reports (AgentKit SDK) and history."},
+    {"name": "workflows", "description": "Templates (JSON/YAML) and triggering runs."},
+    {"name": "sessions", "description": "Workflow runs and ad-hoc sessions, with task timelines."},
+    {"name": "tasks", "description": "Task runs, explicit results and dead letters."},
+    {"name": "logs", "description": "Live log inspection."},
+    {"name": "webhooks", "description": "AgentKit's signed registration webhook."},
+    {"name": "system", "description": "Health and readiness."},
+]
+
+
+def _error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or request_id_var.get()
+    return JSONResponse(
+        error_content(status, code, message, details, request_id),
+        status_code=status,
+        headers=headers,
+    )
+
+
+async def _on_opscore_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpsCoreError)
+    if exc.status_code >= 500:
+        logger.error("request failed: %s", exc.message, extra={"code": exc.code})
+    headers = (
+        {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimitedError) else None
+    )
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return _error(request, exc.status_code, exc.code, exc.message, exc.details, headers)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _error(request, 400, "INVALID_JSON", "Request body is not valid JSON")
+    details = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
+    first = details[0] if details else {"loc": [], "msg": "invalid"}
+    where = ".".join(str(p) for p in first["loc"][1:] or first["loc"])
+    message = (
+        f"Invalid request: {where}: {first['msg']}" if where else f"Invalid request: {first['msg']}"
+    )
+    return _error(request, 422, "VALIDATION_ERROR", message, details)
+
+
+_HTTP_CODES = {
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    400: "BAD_REQUEST",
+    413: "PAYLOAD_TOO_LARGE",
+}
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        return _error(
+            request, 400, "INVALID_JSON", "Request body could not be parsed as UTF-8 JSON"
+        )
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
+    return _error(request, exc.status_code, code, message, headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(request, 500, "INTERNAL_ERROR", "Internal error; see the server log by requestId")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    storage: Storage | None = None,
+    transport: Transport | None = None,
+) -> FastAPI:
+    """Build the app; tests pass settings (and fakes) instead of touching the environment.
+
+    Raises ConfigError when the configuration cannot work (no key, unknown store...).
+    """
+    settings = settings or Settings()
+    log_buffer = configure_logging(settings)
+    services = build_services(settings, log_buffer, storage=storage, transport=transport)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="Ops-Core",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.services = services
+    install(app, services)
+    return app
+
+
+def install(app: FastAPI, services: Services) -> None:
+    """Routers, error handlers and middleware."""
+    app.add_exception_handler(OpsCoreError, _on_opscore_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+    app.include_router(system.router)
+    app.include_router(webhooks.router)
+    protected = [Depends(authenticate)]
+    for module in (agents, state, workflows, sessions, tasks, logs):
+        app.include_router(module.router, dependencies=protected)
+
+    settings = services.settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+    )

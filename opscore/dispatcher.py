@@ -1,0 +1,230 @@
+"""The loop that matches ready tasks to available agents, and sweeps timeouts and liveness.
+
+It sleeps until something could change the answer (a task queued, an agent freed or reporting
+idle) or until the next delayed task is due, so an idle service costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from .config import Settings
+from .engine import WorkflowEngine
+from .lifecycle import AVAILABLE_STATES, OFFLINE, Lifecycle
+from .logging_config import log_operation
+from .models import Agent, QueueEntry, TaskAttempt, TaskRun, TaskStatus, utcnow
+from .storage.base import Storage
+from .transitions import move_task
+from .transports import DispatchError, Transport
+
+logger = logging.getLogger("opscore.dispatcher")
+BATCH = 256
+MAX_SENDS = 128
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        engine: WorkflowEngine,
+        lifecycle: Lifecycle,
+        transport: Transport,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        headers_for: Callable[[TaskRun], dict[str, str]] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.engine = engine
+        self.lifecycle = lifecycle
+        self.transport = transport
+        self.clock = clock
+        self.headers_for = headers_for or (lambda task: {})
+        self._rotation = itertools.count()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._send_slots = asyncio.Semaphore(MAX_SENDS)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_sweep: datetime | None = None
+
+    # --- lifecycle of the loop --------------------------------------------------------------
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="opscore-dispatcher")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._sends:
+            await asyncio.wait(self._sends, timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("dispatcher tick failed; continuing")
+                busy = False
+            if busy:
+                await asyncio.sleep(0)
+                continue
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        timeout = self.settings.dispatch_interval
+        next_ready = await self.storage.next_ready_at()
+        if next_ready is not None:
+            timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.engine.wakeup.wait(), timeout)
+        self.engine.wakeup.clear()
+
+    async def tick(self) -> bool:
+        """One pass: dispatch what can go now, and sweep timeouts and liveness when due.
+
+        Returns True when a full batch went out (there may be more right away).
+        """
+        now = self.clock()
+        sent = await self.dispatch_ready(now)
+        sweep_every = timedelta(seconds=min(self.settings.dispatch_interval, 1.0))
+        if self._last_sweep is None or now - self._last_sweep >= sweep_every:
+            self._last_sweep = now
+            await self.sweep_timeouts(now)
+            await self.sweep_liveness(now)
+        return sent >= BATCH
+
+    # --- matching ---------------------------------------------------------------------------
+    async def dispatch_ready(self, now: datetime) -> int:
+        """Hand ready tasks to available agents; tasks with no agent go back in order."""
+        agents = await self.storage.available_agents(AVAILABLE_STATES)
+        if not agents:
+            return 0
+        entries = await self.storage.dequeue_ready(now, BATCH)
+        if not entries:
+            return 0
+        free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
+        by_id = {a.agent_id: a for a in agents}
+        by_capability: dict[str, list[Agent]] = {}
+        for agent in agents:
+            for cap in agent.capabilities:
+                by_capability.setdefault(cap, []).append(agent)
+        waiting: list[QueueEntry] = []
+        sent = 0
+        for entry in entries:
+            task = await self.storage.get_task(entry.task_id)
+            if task is None or task.status != TaskStatus.QUEUED:
+                continue  # cancelled or already handled: drop the stale entry
+            agent = await self._claim(task, by_id, by_capability, free, agents)
+            if agent is None:
+                waiting.append(entry)
+                continue
+            if await self._hand_over(task, agent, now):
+                sent += 1
+        if waiting:
+            await self.storage.requeue(waiting)
+        return sent
+
+    async def _claim(
+        self,
+        task: TaskRun,
+        by_id: dict[str, Agent],
+        by_capability: dict[str, list[Agent]],
+        free: dict[str, int],
+        agents: list[Agent],
+    ) -> Agent | None:
+        if task.target_agent_id is not None:
+            candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
+        elif task.agent_capability is not None:
+            candidates = by_capability.get(task.agent_capability, [])
+        else:
+            candidates = agents
+        if not candidates:
+            return None
+        start = next(self._rotation) % len(candidates)
+        for agent in candidates[start:] + candidates[:start]:
+            if free[agent.agent_id] <= 0:
+                continue
+            if await self.storage.claim_agent_slot(agent.agent_id, task.task_id):
+                free[agent.agent_id] -= 1
+                return agent
+            free[agent.agent_id] = 0
+        return None
+
+    async def _hand_over(self, task: TaskRun, agent: Agent, now: datetime) -> bool:
+        attempt = task.attempts + 1
+        record = TaskAttempt(
+            attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
+        )
+        dispatched = await move_task(
+            self.storage,
+            task.task_id,
+            TaskStatus.DISPATCHED,
+            only_from=frozenset({TaskStatus.QUEUED}),
+            attempt=task.attempts,
+            attempts=attempt,
+            agent_id=agent.agent_id,
+            dispatched_at=now,
+            started_at=None,
+            deadline=now + timedelta(seconds=task.timeout_seconds),
+            history=[*task.history, record],
+        )
+        if dispatched is None:
+            await self.storage.release_agent_slot(agent.agent_id, task.task_id)
+            return False
+        self.engine._observe("dispatched", dispatched)
+        log_operation(
+            "task.dispatched",
+            {
+                "sessionId": task.session_id,
+                "taskId": task.task_id,
+                "agentId": agent.agent_id,
+                "attempt": attempt,
+            },
+        )
+        send = asyncio.create_task(self._send(dispatched, agent))
+        self._sends.add(send)
+        send.add_done_callback(self._sends.discard)
+        return True
+
+    async def _send(self, task: TaskRun, agent: Agent) -> None:
+        async with self._send_slots:
+            try:
+                await self.transport.send(agent, task, self.headers_for(task))
+            except DispatchError as exc:
+                await self._dispatch_failed(task, str(exc))
+            except Exception as exc:  # a transport bug must not lose the task
+                logger.exception("unexpected dispatch error")
+                await self._dispatch_failed(task, f"{type(exc).__name__}: {exc}")
+
+    async def _dispatch_failed(self, task: TaskRun, error: str) -> None:
+        current = await self.storage.get_task(task.task_id)
+        if current is not None and current.attempts == task.attempts:
+            await self.engine.fail_attempt(current, error, outcome="dispatch_error")
+
+    # --- sweeps -----------------------------------------------------------------------------
+    async def sweep_timeouts(self, now: datetime) -> None:
+        for task in await self.storage.inflight_tasks():
+            if task.deadline is not None and task.deadline <= now:
+                await self.engine.fail_attempt(
+                    task, f"timed out after {task.timeout_seconds:g}s", outcome="timeout"
+                )
+
+    async def sweep_liveness(self, now: datetime) -> None:
+        cutoff = now - timedelta(seconds=self.settings.agent_offline_after)
+        for agent in await self.storage.stale_agents(seen_before=cutoff, exclude_state=OFFLINE):
+            await self.lifecycle.mark_offline(
+                agent, f"no report for {self.settings.agent_offline_after:g}s"
+            )

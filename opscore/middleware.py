@@ -1,0 +1,151 @@
+"""Pure ASGI middleware: request id, body-size limit, one JSON access line per request.
+
+Pure ASGI (not BaseHTTPMiddleware) keeps per-request overhead to a few attribute lookups and
+does not wrap the response stream in extra tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .logging_config import request_id_var
+
+access_logger = logging.getLogger("opscore.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+
+
+def error_content(
+    status: int, code: str, message: str, details: Any = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """The one error envelope; ``detail`` repeats the message for AgentKit's SDK."""
+    return {
+        "error": {"code": code, "message": message, "details": details},
+        "detail": message,
+        "requestId": request_id,
+    }
+
+
+async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+    body = json.dumps(error_content(status, code, message, None, request_id)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Assigns the request id, enforces the body limit and logs the request when it ends."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder = [500]
+        header_value = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", header_value)]
+            await send(message)
+
+        try:
+            if scope["method"].encode() in _BODY_METHODS:
+                buffered = await self._read_body(scope, receive)
+                if buffered is None:
+                    status_holder[0] = 413
+                    await _send_error(
+                        send,
+                        413,
+                        "PAYLOAD_TOO_LARGE",
+                        f"Request body exceeds {self.max_body_bytes} bytes",
+                        request_id,
+                    )
+                    return
+                receive = _replay(buffered, receive)
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access_log:
+                access_logger.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status_holder[0],
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status_holder[0],
+                        "durationMs": round((time.perf_counter() - started) * 1000, 3),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
+            request_id_var.reset(token)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> list[Message] | None:
+        """Read the whole body up front (it is bounded); None when it is too large."""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_body_bytes:
+                        return None
+                except ValueError:
+                    return None
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            try:
+                candidate = value.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None

@@ -1,0 +1,73 @@
+"""Starting the server: settings from options and the environment, a generated key for a
+first run, a banner that says where things are, then uvicorn."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+from pydantic import ValidationError
+
+from .config import Settings
+from .errors import ConfigError
+
+
+def _settings_error(exc: ValidationError) -> str:
+    lines = ["Invalid configuration:"]
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+        lines.append(f"  OPSCORE_{name}: {err['msg']}" if name != "SETTINGS" else f"  {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(overrides: dict[str, object]) -> Settings:
+    """Settings from the environment/.env, with CLI options on top; exits clearly if invalid."""
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"OPSCORE_{name.upper()}"] = str(value)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.exit(_settings_error(exc))
+
+
+def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
+    settings = load_settings(overrides)
+    generated = None
+    if not settings.has_credentials():
+        generated = secrets.token_urlsafe(24)
+        os.environ["OPSCORE_API_KEY"] = generated
+        settings = Settings()
+    base = f"http://{settings.host}:{settings.port}"
+    banner = [
+        "",
+        f"  Ops-Core on {base}  (storage: {settings.storage_url})",
+        f"  API docs:   {base}/docs   (ReDoc: {base}/redoc)",
+        f"  Dashboard:  {base}/dashboard",
+    ]
+    if generated:
+        banner.append(
+            f"  API key:    {generated}   (generated for this run; set OPSCORE_API_KEY to keep one)"
+        )
+    else:
+        banner.append("  API key:    from OPSCORE_API_KEY / OPSCORE_API_KEYS / OPSCORE_KEYS_FILE")
+    print("\n".join([*banner, ""]), file=sys.stderr, flush=True)
+
+    import uvicorn
+
+    from .api import create_app
+
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        sys.exit(f"Cannot start Ops-Core: {exc.message}")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )

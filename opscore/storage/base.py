@@ -1,0 +1,191 @@
+"""The async Storage protocol every backend implements.
+
+Services talk only to this protocol. Methods that must be atomic across concurrent callers
+(``record_state``, ``update_task``, ``update_session``, ``claim_agent_slot``, ``dequeue_ready``,
+``remember_idempotency_key``) say so; a backend must keep that promise even when several
+Ops-Core processes share it. Backends wrap driver failures in ``StorageError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from ..models import (
+    Agent,
+    DeadLetter,
+    Page,
+    QueueEntry,
+    Session,
+    StateRecord,
+    TaskRun,
+    WorkflowTemplate,
+)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    async def open(self) -> None:
+        """Connect and prepare; raises StorageError when the store cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    async def ping(self) -> None:
+        """Cheap readiness check; raises StorageError when the store is unavailable."""
+
+    # --- agents -----------------------------------------------------------------------------
+    async def create_agent(self, agent: Agent) -> Agent | None:
+        """Insert a new agent. Returns None when stored, else the existing agent (unchanged)."""
+
+    async def save_agent(self, agent: Agent) -> None:
+        """Insert or replace an agent record."""
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        """Return the agent or None."""
+
+    async def list_agents(
+        self, *, state: str | None, capability: str | None, offset: int, limit: int
+    ) -> Page[Agent]:
+        """Agents ordered by id, filtered by current state and/or capability."""
+
+    async def delete_agent(self, agent_id: str) -> Agent | None:
+        """Remove the agent and its state history. Returns the removed agent or None."""
+
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+        """Atomically apply field changes; returns the new record or None if absent."""
+
+    async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+        """Atomically make ``record`` the agent's current state and prepend it to its history.
+
+        Returns (agent, duplicate): duplicate is True, and nothing changes, when the record
+        equals the current state exactly (same timestamp, state and details).
+        Raises NotFoundError if the agent is unknown, ConflictError(STATE_OUT_OF_ORDER) if
+        ``record.timestamp`` is older than the current state's. History keeps the newest
+        ``history_limit`` records.
+        """
+
+    async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+        """The agent's state records, newest first."""
+
+    async def available_agents(self, states: Collection[str]) -> list[Agent]:
+        """Agents whose current state is in ``states`` and that have a free task slot."""
+
+    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+        """Agents last seen before the given time whose state is not ``exclude_state``."""
+
+    async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
+        """Atomically add task_id to the agent's active tasks if under its max_concurrency."""
+
+    async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
+        """Remove task_id from the agent's active tasks; no error if absent."""
+
+    # --- templates --------------------------------------------------------------------------
+    async def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
+        """Insert a template version. Returns None when stored, else the existing version."""
+
+    async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
+        """The given version, or the newest one stored when version is None."""
+
+    async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
+        """The newest version of each template, ordered by id."""
+
+    async def workflow_versions(self, workflow_id: str) -> list[str]:
+        """All stored versions of one template, oldest first."""
+
+    async def delete_workflow(self, workflow_id: str, version: str | None) -> int:
+        """Delete one version, or all when version is None. Returns how many were removed."""
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def save_session(self, session: Session) -> None:
+        """Insert or replace a session."""
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """Return the session or None."""
+
+    async def list_sessions(
+        self,
+        *,
+        status: str | None,
+        workflow_id: str | None,
+        agent_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> Page[Session]:
+        """Sessions, newest first, filtered by status, template and pinned agent."""
+
+    async def update_session(
+        self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
+    ) -> Session | None:
+        """Atomically apply changes if the session's status is in ``expect`` (any if None).
+
+        Returns the new session, or None when it is absent or its status did not match.
+        """
+
+    # --- tasks ------------------------------------------------------------------------------
+    async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
+        """Insert or replace task runs."""
+
+    async def get_task(self, task_id: str) -> TaskRun | None:
+        """Return the task run or None."""
+
+    async def session_tasks(self, session_id: str) -> list[TaskRun]:
+        """All task runs of one session, in creation order."""
+
+    async def update_task(
+        self,
+        task_id: str,
+        changes: dict[str, Any],
+        *,
+        expect: Collection[str] | None = None,
+        attempt: int | None = None,
+    ) -> TaskRun | None:
+        """Atomically apply changes if the task's status is in ``expect`` (any if None) and,
+        when ``attempt`` is given, its attempt counter equals it.
+
+        Returns the new task, or None when it is absent or did not match. This is
+        the compare-and-set every task state change goes through, so concurrent reporters,
+        timeouts and dispatchers never both win.
+        """
+
+    async def inflight_tasks(self) -> list[TaskRun]:
+        """Tasks in status dispatched or running."""
+
+    # --- queue ------------------------------------------------------------------------------
+    async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
+        """Queue a task; it becomes claimable at ``ready_at``. Re-enqueueing replaces it."""
+
+    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+        """Atomically remove and return up to ``limit`` ready entries.
+
+        Order: higher priority first, then first-in-first-out. An entry is returned to exactly
+        one caller.
+        """
+
+    async def requeue(self, entries: Iterable[QueueEntry]) -> None:
+        """Put entries back keeping their original order (a dispatcher found no agent)."""
+
+    async def queue_depth(self) -> int:
+        """Entries waiting, ready or delayed."""
+
+    async def next_ready_at(self) -> datetime | None:
+        """When the earliest delayed entry becomes ready (None if nothing is delayed)."""
+
+    # --- dead letters and idempotency -------------------------------------------------------
+    async def add_dead_letter(self, entry: DeadLetter) -> None:
+        """Record a task that exhausted its retries."""
+
+    async def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:
+        """Dead letters, newest first."""
+
+    async def pop_dead_letter(self, task_id: str) -> DeadLetter | None:
+        """Remove and return a dead letter (for re-drive); None if absent."""
+
+    async def remember_idempotency_key(
+        self, key: str, session_id: str, *, now: datetime, ttl: float
+    ) -> str | None:
+        """Atomically map key -> session_id unless a live mapping exists; return that one."""
+
+    async def forget_idempotency_key(self, key: str) -> None:
+        """Drop a mapping (the run it named could not be started)."""

@@ -1,0 +1,81 @@
+"""How a task reaches an agent: through AgentKit's run endpoint, or straight to the agent.
+
+Both carry the same AgentKit message (DESIGN.md, contract 3); only the URL differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+
+from .models import Agent, TaskRun
+
+
+class DispatchError(Exception):
+    """The task could not be handed over; the engine retries it."""
+
+
+def task_message(task: TaskRun) -> dict[str, Any]:
+    """The AgentKit ``workflow_task`` message for one task attempt."""
+    return {
+        "senderId": "opscore",
+        "messageType": "workflow_task",
+        "payload": {
+            "task_name": task.step_id,
+            "parameters": task.resolved_parameters
+            if task.resolved_parameters is not None
+            else task.parameters,
+        },
+        "sessionContext": {"sessionId": task.session_id},
+        "task_name": task.step_id,
+        "opscore_session_id": task.session_id,
+        "opscore_task_id": task.task_id,
+    }
+
+
+class Transport(Protocol):
+    async def send(self, agent: Agent, task: TaskRun, headers: dict[str, str]) -> None:
+        """Deliver the task; raise DispatchError when it was not accepted."""
+
+    async def close(self) -> None: ...
+
+
+class HttpTransport:
+    """POSTs to ``{AGENTKIT_API_URL}/v1/agents/{id}/run``, or to the agent's contactEndpoint."""
+
+    def __init__(
+        self,
+        agentkit_api_url: str | None,
+        *,
+        timeout: float,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.agentkit_api_url = agentkit_api_url
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    def url_for(self, agent: Agent) -> str:
+        if self.agentkit_api_url:
+            return f"{self.agentkit_api_url}/v1/agents/{agent.agent_id}/run"
+        if not agent.contact_endpoint:
+            raise DispatchError(
+                f"Agent '{agent.agent_id}' has no contactEndpoint and AGENTKIT_API_URL is unset"
+            )
+        return agent.contact_endpoint
+
+    async def send(self, agent: Agent, task: TaskRun, headers: dict[str, str]) -> None:
+        url = self.url_for(agent)
+        try:
+            response = await self._client.post(url, json=task_message(task), headers=headers)
+        except httpx.HTTPError as exc:
+            raise DispatchError(f"POST {url} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 404 and self.agentkit_api_url:
+            raise DispatchError(f"AgentKit does not know agent '{agent.agent_id}' (404)")
+        if not response.is_success:
+            raise DispatchError(f"POST {url} answered {response.status_code}")
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from opscore.api import create_app
+from opscore.config import Settings
+
+from .servers import ServerThread
+
+KEY = "test-admin-key-0123456789"
+WEBHOOK_SECRET = "example-webhook-secret"
+CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
+if not CONTRACTS.is_dir():
+    CONTRACTS = Path(__file__).resolve().parent / "contracts"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "api_key": KEY,
+        "webhook_secret": WEBHOOK_SECRET,
+        "dispatch_interval": 0.05,
+        "retry_backoff_seconds": 0.05,
+        "retry_max_backoff_seconds": 0.2,
+        "log_level": "INFO",
+        "log_format": "json",
+    }
+    base.update(overrides)
+    return Settings(_env_file=None, **base)
+
+
+def contract(name: str) -> Any:
+    return json.loads((CONTRACTS / name).read_text())
+
+
+def now_iso(offset_seconds: float = 0) -> str:
+    return datetime.fromtimestamp(datetime.now(UTC).timestamp() + offset_seconds, UTC).isoformat()
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., Settings]:
+    return make_settings
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., ServerThread]]:
+    started: list[ServerThread] = []
+
+    def start(settings: Settings | None = None, **kwargs: Any) -> ServerThread:
+        app = create_app(settings or make_settings(), **kwargs)
+        server = ServerThread(app).start()
+        server.app = app  # type: ignore[attr-defined]
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerThread]) -> ServerThread:
+    return server_factory()
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def anon(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c

@@ -1,0 +1,148 @@
+"""State reports exactly as AgentKit's SDK sends them, and every way they can be wrong."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .conftest import KEY, contract, make_settings
+from .test_agents_api import register
+
+AGENT = "3f2b9c1e-7a44-4d0e-9a51-2f6f0c8d1e77"
+
+
+def report(
+    client: httpx.Client, state: str, ts: str, agent: str = AGENT, **details: object
+) -> httpx.Response:
+    return client.post(
+        f"/v1/opscore/agent/{agent}/state",
+        json={"agentId": agent, "timestamp": ts, "state": state, "details": details},
+    )
+
+
+def test_agentkit_state_report_is_accepted_with_its_exact_body_and_headers(
+    anon: httpx.Client,
+) -> None:
+    example = contract("state_report.json")
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    anon.post(
+        "/v1/opscore/agents", json={"agentId": AGENT, "agentName": "summarizer"}, headers=headers
+    )
+
+    response = anon.post(example["path"], json=example["body"], headers=headers)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "success" and body["message"]
+    current = anon.get(f"/v1/opscore/agent/{AGENT}/state", headers=headers).json()
+    assert current["state"] == "active"
+    assert current["timestamp"].startswith("2026-11-24T10:15:30.123456")
+
+
+def test_history_is_newest_first_and_paginated(client: httpx.Client) -> None:
+    register(client, AGENT)
+    for i, state in enumerate(["initializing", "idle", "active", "idle"]):
+        assert report(client, state, f"2026-11-24T10:00:0{i}+00:00").status_code == 202
+    history = client.get(f"/v1/opscore/agent/{AGENT}/state/history").json()
+    assert [r["state"] for r in history["items"]] == ["idle", "active", "idle", "initializing"]
+    page = client.get(
+        f"/v1/opscore/agent/{AGENT}/state/history", params={"limit": 1, "offset": 1}
+    ).json()
+    assert page["total"] == 4 and page["items"][0]["state"] == "active"
+
+
+def test_history_is_bounded_per_agent(server_factory) -> None:
+    server = server_factory(make_settings(state_history_limit=3))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        register(client, AGENT)
+        for i in range(10):
+            report(client, "idle" if i % 2 else "active", f"2026-11-24T10:00:{i:02d}+00:00")
+        history = client.get(f"/v1/opscore/agent/{AGENT}/state/history").json()
+    assert history["total"] == 3
+    assert history["items"][0]["timestamp"].startswith("2026-11-24T10:00:09")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (
+            {"agentId": "someone-else", "timestamp": "2026-11-24T10:00:00+00:00", "state": "idle"},
+            422,
+            "AGENT_ID_MISMATCH",
+        ),
+        (
+            {"agentId": AGENT, "timestamp": "2026-11-24T10:00:00+00:00", "state": "dancing"},
+            422,
+            "UNKNOWN_STATE",
+        ),
+        (
+            {"agentId": AGENT, "timestamp": "yesterday-ish", "state": "idle"},
+            422,
+            "VALIDATION_ERROR",
+        ),
+        ({"agentId": AGENT, "timestamp": "2026-11-24T10:00:00+00:00"}, 422, "VALIDATION_ERROR"),
+        (
+            {"agentId": AGENT, "timestamp": "2026-11-24T10:00:00+00:00", "state": 5},
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            {
+                "agentId": AGENT,
+                "timestamp": "2026-11-24T10:00:00+00:00",
+                "state": "idle",
+                "details": [],
+            },
+            422,
+            "VALIDATION_ERROR",
+        ),
+    ],
+)
+def test_bad_reports_get_a_clear_4xx_and_change_nothing(
+    client: httpx.Client, body, status, code
+) -> None:
+    register(client, AGENT)
+    report(client, "idle", "2026-11-24T09:00:00+00:00")
+    response = client.post(f"/v1/opscore/agent/{AGENT}/state", json=body)
+    assert response.status_code == status
+    error = response.json()
+    assert error["error"]["code"] == code and error["detail"] == error["error"]["message"]
+    history = client.get(f"/v1/opscore/agent/{AGENT}/state/history").json()
+    assert history["total"] == 1
+
+
+def test_report_for_unknown_agent_is_404(client: httpx.Client) -> None:
+    response = report(client, "idle", "2026-11-24T10:00:00+00:00", agent="ghost")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "AGENT_NOT_FOUND"
+
+
+def test_out_of_order_report_is_409_and_keeps_the_newer_state(client: httpx.Client) -> None:
+    register(client, AGENT)
+    report(client, "active", "2026-11-24T10:00:05+00:00")
+    late = report(client, "idle", "2026-11-24T10:00:01+00:00")
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "STATE_OUT_OF_ORDER"
+    assert client.get(f"/v1/opscore/agent/{AGENT}/state").json()["state"] == "active"
+
+
+def test_replayed_report_is_acknowledged_once(client: httpx.Client) -> None:
+    register(client, AGENT)
+    first = report(client, "idle", "2026-11-24T10:00:00+00:00", note="x")
+    replay = report(client, "idle", "2026-11-24T10:00:00+00:00", note="x")
+    assert first.status_code == replay.status_code == 202
+    assert replay.json()["duplicate"] is True
+    assert client.get(f"/v1/opscore/agent/{AGENT}/state/history").json()["total"] == 1
+
+
+def test_timestamps_with_other_offsets_compare_by_instant(client: httpx.Client) -> None:
+    register(client, AGENT)
+    assert report(client, "active", "2026-11-24T12:00:00+02:00").status_code == 202  # 10:00Z
+    assert report(client, "idle", "2026-11-24T10:00:01Z").status_code == 202
+    assert report(client, "error", "2026-11-24T11:59:59+02:00").status_code == 409
+
+
+def test_state_before_first_report_is_404_no_state(client: httpx.Client) -> None:
+    register(client, AGENT)
+    response = client.get(f"/v1/opscore/agent/{AGENT}/state")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "NO_STATE"
