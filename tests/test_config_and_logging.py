@@ -46,7 +46,7 @@ def test_env_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         {"state_history_limit": 0},
         {"agentkit_api_url": "localhost:8000"},
         {"environment": "production", "api_key": "changeme"},
-        {"api_key": "   "},
+        {"environment": "production", "api_key": "a-long-enough-production-key", "webhook_secret": "x"},
     ],
 )
 def test_invalid_settings_are_refused(overrides: dict) -> None:
@@ -124,6 +124,6 @@ def test_env_example_lists_every_setting() -> None:
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
-    for name, field in Settings.model_fields.items():
+    for name in Settings.model_fields:
         env_name = "AGENTKIT_API_URL" if name == "agentkit_api_url" else f"OPSCORE_{name.upper()}"
         assert f"{env_name}=" in text, f"{env_name} missing from .env.example"
