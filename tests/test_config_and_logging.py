@@ -46,7 +46,11 @@ def test_env_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         {"state_history_limit": 0},
         {"agentkit_api_url": "localhost:8000"},
         {"environment": "production", "api_key": "changeme"},
-        {"environment": "production", "api_key": "a-long-enough-production-key", "webhook_secret": "x"},
+        {
+            "environment": "production",
+            "api_key": "a-long-enough-production-key",
+            "webhook_secret": "x",
+        },
     ],
 )
 def test_invalid_settings_are_refused(overrides: dict) -> None:
