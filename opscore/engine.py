@@ -238,11 +238,19 @@ class WorkflowEngine:
                 and task.step_id not in fallbacks
                 and all(d in satisfied for d in task.depends_on)
             ):
-                await self._queue(task, context)
+                await self.enqueue_task(task, context)
         if all(t.step_id in satisfied for t in tasks if t.step_id not in fallbacks):
             await self._finish_session(session, tasks)
 
-    async def _queue(
+    async def schedule_task(self, task: TaskRun, delay: float) -> None:
+        """Queue a pending task to become ready ``delay`` seconds from now."""
+        session = await self.lifecycle.get_session(task.session_id)
+        tasks = await self.storage.session_tasks(task.session_id)
+        await self.enqueue_task(
+            task.model_copy(update={"delay_seconds": delay}), _substitution_context(session, tasks)
+        )
+
+    async def enqueue_task(
         self,
         task: TaskRun,
         context: dict[str, Any],
@@ -250,6 +258,7 @@ class WorkflowEngine:
         from_status: frozenset[S] | None = None,
         **changes: Any,
     ) -> None:
+        """Resolve the task's parameters and put it in the queue (after its delay)."""
         now = self.clock()
         ready_at = now + timedelta(seconds=task.delay_seconds)
         queued = await move_task(
@@ -390,7 +399,7 @@ class WorkflowEngine:
             session = await self.storage.get_session(task.session_id)
             if fallback is not None and session is not None:
                 log_operation("task.fallback", {**context, "fallback": fallback.step_id}, level=30)
-                await self._queue(fallback, _substitution_context(session, tasks))
+                await self.enqueue_task(fallback, _substitution_context(session, tasks))
                 return
         await self.storage.add_dead_letter(
             DeadLetter(
@@ -594,7 +603,7 @@ class WorkflowEngine:
                 )
         task = await self.get_task(task_id)
         tasks = await self.storage.session_tasks(session.session_id)
-        await self._queue(
+        await self.enqueue_task(
             task.model_copy(update={"delay_seconds": 0}),
             _substitution_context(session, tasks),
             from_status=frozenset({S.FAILED}),

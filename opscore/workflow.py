@@ -97,6 +97,12 @@ def validate_definition(definition: WorkflowDefinition, *, max_tasks: int) -> No
     for task in tasks:
         _check_task_refs(task, by_id)
     fallbacks = fallback_ids(definition)
+    for fb in fallbacks:
+        users = [t.task_id for t in tasks if t.fallback_task_id == fb]
+        if len(users) > 1:
+            raise TemplateError(
+                f"Fallback task '{fb}' serves {', '.join(users)}; a fallback serves one task"
+            )
     deps = dependencies(definition)
     for fb in fallbacks:
         if deps[fb] or any(fb in deps[t] for t in ids):

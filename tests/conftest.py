@@ -81,3 +81,21 @@ def client(server: ServerThread) -> Iterator[httpx.Client]:
 def anon(server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=10) as c:
         yield c
+
+
+@pytest.fixture
+def fleet_factory(server_factory):
+    """Start Ops-Core (with the given settings) and a fleet of fake agents talking to it."""
+    from .fakes import FakeFleet
+
+    fleets: list[FakeFleet] = []
+
+    def start(settings: Settings | None = None, **kwargs: Any) -> tuple[ServerThread, FakeFleet]:
+        server = server_factory(settings, **kwargs)
+        fleet = FakeFleet(server.url, KEY).start()
+        fleets.append(fleet)
+        return server, fleet
+
+    yield start
+    for fleet in fleets:
+        fleet.stop()

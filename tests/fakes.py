@@ -1,0 +1,198 @@
+"""Fake AgentKit agents and a fake AgentKit relay, served for real by uvicorn on 127.0.0.1.
+
+Each fake agent acknowledges a ``workflow_task`` message with 202 at once and then, in the
+background, reports to Ops-Core as AgentKit agents do: ``active`` when it starts, ``idle`` when
+done (or ``error``). Behaviours: succeed, fail N times then succeed, hang, vanish, explicit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .servers import ServerThread
+
+
+@dataclass
+class Behaviour:
+    kind: str = "succeed"  # succeed | fail | hang | vanish | explicit | reject
+    failures: int = 0  # for "fail": how many tasks fail before it succeeds
+    work_seconds: float = 0.0
+    with_task_id: bool = True
+    capabilities: list[str] = field(default_factory=lambda: ["work"])
+    max_concurrency: int = 1
+
+
+class FakeFleet:
+    """Many fake agents behind one uvicorn server (one path per agent)."""
+
+    def __init__(self, opscore_url: str, key: str) -> None:
+        self.opscore_url = opscore_url
+        self.key = key
+        self.behaviours: dict[str, Behaviour] = {}
+        self.received: list[dict[str, Any]] = []
+        self.per_agent: Counter[str] = Counter()
+        self.failed_so_far: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.app = self._build_app()
+        self.server = ServerThread(self.app)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    # --- setup ------------------------------------------------------------------------------
+    def start(self) -> FakeFleet:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def endpoint(self, agent_id: str) -> str:
+        return f"{self.server.url}/agents/{agent_id}"
+
+    def add(
+        self, agent_id: str, behaviour: Behaviour | None = None, *, register: bool = True
+    ) -> None:
+        """Register the agent with Ops-Core and report it idle."""
+        behaviour = behaviour or Behaviour()
+        self.behaviours[agent_id] = behaviour
+        if not register:
+            return
+        with httpx.Client(base_url=self.opscore_url, headers=self._headers(), timeout=10) as c:
+            r = c.post(
+                "/v1/opscore/agents",
+                json={
+                    "agentId": agent_id,
+                    "agentName": agent_id,
+                    "capabilities": behaviour.capabilities,
+                    "contactEndpoint": self.endpoint(agent_id),
+                    "maxConcurrency": behaviour.max_concurrency,
+                },
+            )
+            assert r.status_code in (200, 201), r.text
+            r = c.post(f"/v1/opscore/agent/{agent_id}/state", json=self._state(agent_id, "idle"))
+            assert r.status_code == 202, r.text
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    @staticmethod
+    def _state(agent_id: str, state: str, **details: Any) -> dict[str, Any]:
+        return {
+            "agentId": agent_id,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "state": state,
+            "details": details,
+        }
+
+    def task_ids(self) -> Counter[str]:
+        with self.lock:
+            return Counter(m["opscore_task_id"] for m in self.received)
+
+    # --- the agents' side -------------------------------------------------------------------
+    def _build_app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/agents/{agent_id}")
+        async def receive(agent_id: str, request: Request) -> JSONResponse:
+            message = await request.json()
+            behaviour = self.behaviours.get(agent_id)
+            if behaviour is None:
+                return JSONResponse({"detail": "unknown agent"}, status_code=404)
+            if behaviour.kind == "reject":
+                return JSONResponse({"detail": "busy"}, status_code=503)
+            with self.lock:
+                self.received.append(
+                    {**message, "_agent": agent_id, "_headers": dict(request.headers)}
+                )
+                self.per_agent[agent_id] += 1
+            task = asyncio.create_task(self._work(agent_id, behaviour, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return JSONResponse({"status": "accepted"}, status_code=202)
+
+        return app
+
+    async def _report(self, agent_id: str, state: str, **details: Any) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.opscore_url, headers=self._headers(), timeout=10
+            )
+        await self._client.post(
+            f"/v1/opscore/agent/{agent_id}/state", json=self._state(agent_id, state, **details)
+        )
+
+    async def _work(self, agent_id: str, b: Behaviour, message: dict[str, Any]) -> None:
+        task_id = message["opscore_task_id"]
+        ids = {"opscore_task_id": task_id} if b.with_task_id else {}
+        if b.kind == "vanish":
+            return
+        await self._report(agent_id, "active", **ids)
+        if b.kind == "hang":
+            return
+        if b.work_seconds:
+            await asyncio.sleep(b.work_seconds)
+        params = message["payload"]["parameters"]
+        result = {"echo": params, "agent": agent_id, "task": message["task_name"]}
+        if b.kind == "explicit":
+            assert self._client is not None
+            await self._client.post(
+                f"/v1/opscore/tasks/{task_id}/result",
+                json={"status": "completed", "result": result},
+            )
+            await self._report(agent_id, "idle")
+            return
+        if b.kind == "fail":
+            with self.lock:
+                fail = self.failed_so_far[agent_id] < b.failures
+                if fail:
+                    self.failed_so_far[agent_id] += 1
+            if fail:
+                await self._report(
+                    agent_id, "error", error=f"boom #{self.failed_so_far[agent_id]}", **ids
+                )
+                await self._report(agent_id, "idle")
+                return
+        await self._report(agent_id, "idle", result=result, **ids)
+
+
+class FakeAgentKit:
+    """Speaks AgentKit's ``POST /v1/agents/{agentId}/run``: 202 at once, forwards in background."""
+
+    def __init__(self, fleet: FakeFleet) -> None:
+        self.fleet = fleet
+        self.received: list[dict[str, Any]] = []
+        app = FastAPI()
+
+        @app.post("/v1/agents/{agent_id}/run")
+        async def run(agent_id: str, request: Request) -> JSONResponse:
+            body = await request.json()
+            if agent_id not in fleet.behaviours:
+                return JSONResponse({"detail": f"Agent {agent_id} not found"}, status_code=404)
+            self.received.append({"agentId": agent_id, "body": body})
+
+            async def forward() -> None:
+                async with httpx.AsyncClient(timeout=10) as c:
+                    await c.post(fleet.endpoint(agent_id), json=body)
+
+            asyncio.get_running_loop().create_task(forward())
+            return JSONResponse(
+                {"status": "success", "message": "Message accepted", "data": None}, status_code=202
+            )
+
+        self.server = ServerThread(app)
+
+    def start(self) -> FakeAgentKit:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()

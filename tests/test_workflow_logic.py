@@ -1,0 +1,126 @@
+"""Unit tests: the queue, backoff, substitution and graph validation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from opscore.engine import WorkflowEngine
+from opscore.lifecycle import Lifecycle
+from opscore.models import TaskRun, WorkflowDefinition, utcnow
+from opscore.storage.memory import MemoryStorage
+from opscore.workflow import TemplateError, substitute, validate_definition
+
+from .conftest import make_settings
+
+
+async def test_queue_orders_by_priority_then_fifo_and_honours_delays() -> None:
+    store = MemoryStorage()
+    now = utcnow()
+    await store.enqueue("low-1", priority=0, ready_at=now)
+    await store.enqueue("high", priority=5, ready_at=now)
+    await store.enqueue("low-2", priority=0, ready_at=now)
+    await store.enqueue("later", priority=10, ready_at=now + timedelta(seconds=30))
+    assert await store.queue_depth() == 4
+    entries = await store.dequeue_ready(now, 10)
+    assert [e.task_id for e in entries] == ["high", "low-1", "low-2"]
+    assert await store.next_ready_at() == now + timedelta(seconds=30)
+    await store.requeue(entries[1:])  # no agent for them: back, in the same order
+    assert [e.task_id for e in await store.dequeue_ready(now, 1)] == ["low-1"]
+    later = await store.dequeue_ready(now + timedelta(seconds=31), 10)
+    assert [e.task_id for e in later] == ["later", "low-2"]
+    assert await store.queue_depth() == 0
+
+
+async def test_reenqueue_replaces_the_old_entry() -> None:
+    store = MemoryStorage()
+    now = utcnow()
+    await store.enqueue("t", priority=0, ready_at=now)
+    await store.enqueue("t", priority=0, ready_at=now + timedelta(seconds=5))
+    assert await store.dequeue_ready(now, 10) == []
+    assert [e.task_id for e in await store.dequeue_ready(now + timedelta(seconds=6), 10)] == ["t"]
+
+
+def _engine(rng: float) -> WorkflowEngine:
+    settings = make_settings()
+    store = MemoryStorage()
+    return WorkflowEngine(store, settings, Lifecycle(store, settings), rng=lambda: rng)
+
+
+def _task(**fields) -> TaskRun:
+    base = dict(
+        task_id="t",
+        session_id="s",
+        step_id="t",
+        timeout_seconds=1,
+        max_attempts=5,
+        backoff_seconds=1.0,
+        backoff_multiplier=2.0,
+        max_backoff_seconds=5.0,
+        jitter=0.2,
+        created_at=utcnow(),
+    )
+    return TaskRun(**{**base, **fields})
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    middle = _engine(0.5)  # jitter factor exactly 1
+    assert [middle.backoff(_task(), n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert _engine(0.0).backoff(_task(), 1) == pytest.approx(0.8)
+    assert _engine(1.0).backoff(_task(), 1) == pytest.approx(1.2)
+
+
+def test_substitution_keeps_types_renders_text_and_never_evaluates() -> None:
+    context = {
+        "input": {"n": 3, "tags": ["a", "b"]},
+        "tasks": {"f": {"result": {"text": "hi"}}},
+        "session": {"id": "s1", "agentId": None},
+    }
+    params = {
+        "n": "${input.n}",
+        "first": "${input.tags.0}",
+        "msg": "say ${tasks.f.result.text} x${input.n}",
+        "missing": "${input.nope}",
+        "nested": [{"s": "${session.id}"}],
+        "plain": "no refs",
+    }
+    assert substitute(params, context) == {
+        "n": 3,
+        "first": "a",
+        "msg": "say hi x3",
+        "missing": None,
+        "nested": [{"s": "s1"}],
+        "plain": "no refs",
+    }
+
+
+def _definition(*tasks: dict) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate({"id": "w", "tasks": list(tasks)})
+
+
+def test_validator_accepts_sequences_and_diamonds() -> None:
+    validate_definition(
+        _definition({"taskId": "a", "nextTaskId": "b"}, {"taskId": "b"}), max_tasks=10
+    )
+    validate_definition(
+        _definition(
+            {"taskId": "a"},
+            {"taskId": "b", "dependsOn": ["a"]},
+            {"taskId": "c", "dependsOn": ["a"]},
+            {"taskId": "d", "dependsOn": ["b", "c"], "parameters": {"x": "${tasks.a.result}"}},
+        ),
+        max_tasks=10,
+    )
+
+
+def test_validator_rejects_a_fallback_shared_by_two_tasks() -> None:
+    with pytest.raises(TemplateError, match="fallback"):
+        validate_definition(
+            _definition(
+                {"taskId": "a", "fallbackTaskId": "f"},
+                {"taskId": "b", "fallbackTaskId": "f"},
+                {"taskId": "f"},
+            ),
+            max_tasks=10,
+        )
