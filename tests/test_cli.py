@@ -1,0 +1,123 @@
+"""The CLI, through Typer's CliRunner and as a real subprocess, against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opscore.cli import app
+
+from .conftest import KEY
+from .fakes import Behaviour
+
+runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "workflows"
+
+
+@pytest.fixture
+def env(fleet_factory):
+    server, fleet = fleet_factory()
+    for cap in ("fetch", "summarize", "publish"):
+        fleet.add(f"{cap}-agent", Behaviour(capabilities=[cap]))
+    return {"OPSCORE_API_URL": server.url, "OPSCORE_API_KEY": KEY}, fleet
+
+
+def cli(env: dict, *args: str):
+    return runner.invoke(app, list(args), env=env)
+
+
+def test_agents_commands(env) -> None:
+    env, _ = env
+    result = cli(env, "agents", "register", "helper", "--id", "helper-1", "-c", "x", "-c", "y",
+                 "--endpoint", "http://127.0.0.1:9/")
+    assert result.exit_code == 0, result.output
+    assert "Registered agent helper-1" in result.output
+    listing = cli(env, "agents", "list")
+    assert listing.exit_code == 0 and "helper-1" in listing.output and "fetch-agent" in listing.output
+    shown = cli(env, "--json", "agents", "show", "helper-1")
+    assert json.loads(shown.output)["capabilities"] == ["x", "y"]
+    assert cli(env, "agents", "deregister", "helper-1").exit_code == 0
+
+
+def test_state_commands(env) -> None:
+    env, _ = env
+    assert cli(env, "state", "set", "fetch-agent", "active", "--details", '{"note": "hi"}').exit_code == 0
+    got = cli(env, "state", "get", "fetch-agent")
+    assert got.exit_code == 0 and "active" in got.output
+    history = cli(env, "--json", "state", "history", "fetch-agent")
+    assert [r["state"] for r in json.loads(history.output)["items"]] == ["active", "idle"]
+
+
+def test_workflow_run_wait_and_sessions(env) -> None:
+    env, _ = env
+    created = cli(env, "workflows", "create", str(EXAMPLES / "digest.yaml"))
+    assert created.exit_code == 0 and "Stored workflow digest" in created.output
+    assert "digest" in cli(env, "workflows", "list").output
+    assert "summarize" in cli(env, "workflows", "show", "digest").output
+    ran = cli(env, "--json", "run", "digest", "--payload", '{"topic": "agents"}', "--wait")
+    assert ran.exit_code == 0, ran.output
+    detail = json.loads(ran.output)
+    assert detail["status"] == "completed" and len(detail["tasks"]) == 3
+    sessions = cli(env, "sessions", "list", "--status", "completed")
+    assert detail["sessionId"] in sessions.output
+    shown = cli(env, "sessions", "show", detail["sessionId"])
+    assert shown.exit_code == 0 and "publish" in shown.output
+    task_id = detail["tasks"][0]["taskId"]
+    assert "completed" in cli(env, "tasks", "show", task_id).output
+    assert cli(env, "dead-letters", "list").exit_code == 0
+
+
+def test_failed_run_with_wait_exits_4(env) -> None:
+    env, fleet = env
+    fleet.behaviours["fetch-agent"].kind = "fail"
+    fleet.behaviours["fetch-agent"].failures = 99
+    spec = EXAMPLES.parent / "workflows" / "digest.yaml"
+    assert cli(env, "workflows", "create", str(spec)).exit_code == 0
+    cli(env, "workflows", "create", str(spec))
+    result = cli(env, "run", "digest", "--wait", "--wait-timeout", "30")
+    assert result.exit_code == 4
+
+
+def test_errors_are_one_line_with_stable_exit_codes(env) -> None:
+    env, _ = env
+    missing = cli(env, "agents", "show", "ghost")
+    assert missing.exit_code == 1
+    assert "404 AGENT_NOT_FOUND" in missing.output and "Traceback" not in missing.output
+    bad_json = cli(env, "state", "set", "fetch-agent", "idle", "--details", "{oops")
+    assert bad_json.exit_code == 2
+    unreachable = cli({**env, "OPSCORE_API_URL": "http://127.0.0.1:9"}, "agents", "list")
+    assert unreachable.exit_code == 3 and "Cannot reach" in unreachable.output
+    wrong_key = cli({**env, "OPSCORE_API_KEY": "nope"}, "agents", "list")
+    assert wrong_key.exit_code == 1 and "INVALID_API_KEY" in wrong_key.output
+
+
+def test_logs_command_filters(env) -> None:
+    env, _ = env
+    cli(env, "state", "set", "fetch-agent", "active")
+    result = cli(env, "--json", "logs", "--agent", "fetch-agent", "--limit", "10")
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    assert records and all(r["agentId"] == "fetch-agent" for r in records)
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for args in (["agents", "register"], ["state", "set"], ["workflows", "create"], ["run"],
+                 ["sessions", "list"], ["logs"], ["dead-letters", "redrive"]):
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output, args
+
+
+def test_real_subprocess_console_script(env) -> None:
+    env, _ = env
+    result = subprocess.run(
+        [sys.executable, "-m", "opscore", "--json", "agents", "list"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["total"] == 3
