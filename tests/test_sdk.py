@@ -97,7 +97,7 @@ def test_errors_carry_status_code_message_and_request_id(live) -> None:
 
 def test_missing_key_names_both_ways_to_pass_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPSCORE_API_KEY", raising=False)
-    with pytest.raises(sdk.APIError, match="api_key=.*OPSCORE_API_KEY"):
+    with pytest.raises(sdk.APIError, match=r"api_key=.*OPSCORE_API_KEY"):
         OpsCoreClient("http://127.0.0.1:1")
 
 
