@@ -26,11 +26,28 @@ from .client import APIConnectionError, APIError, OpsCoreClient
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_API, EXIT_CONNECT, EXIT_RUN_FAILED, EXIT_TIMEOUT = 1, 3, 4, 5
 STATUS_STYLE = {
-    "completed": "green", "running": "cyan", "dispatched": "blue", "queued": "yellow",
-    "pending": "dim", "failed": "red", "cancelled": "magenta", "idle": "green", "active": "cyan",
-    "busy": "cyan", "error": "red", "offline": "dim", "initializing": "yellow", "finished": "green",
+    "completed": "green",
+    "running": "cyan",
+    "dispatched": "blue",
+    "queued": "yellow",
+    "pending": "dim",
+    "failed": "red",
+    "cancelled": "magenta",
+    "idle": "green",
+    "active": "cyan",
+    "busy": "cyan",
+    "error": "red",
+    "offline": "dim",
+    "initializing": "yellow",
+    "finished": "green",
 }
-LEVEL_STYLE = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
+LEVEL_STYLE = {
+    "DEBUG": "dim",
+    "INFO": "cyan",
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+}
 
 out = Console()
 err = Console(stderr=True)
@@ -66,7 +83,9 @@ class Options:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    url: Annotated[str | None, typer.Option(envvar="OPSCORE_API_URL", help="Ops-Core base URL.")] = None,
+    url: Annotated[
+        str | None, typer.Option(envvar="OPSCORE_API_URL", help="Ops-Core base URL.")
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="OPSCORE_API_KEY", help="API key.", show_default=False)
     ] = None,
@@ -197,7 +216,9 @@ def serve(
 def agents_register(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Agent name.")],
-    agent_id: Annotated[str | None, typer.Option("--id", help="Agent id (generated if omitted).")] = None,
+    agent_id: Annotated[
+        str | None, typer.Option("--id", help="Agent id (generated if omitted).")
+    ] = None,
     capability: Annotated[
         list[str] | None, typer.Option("--capability", "-c", help="A capability; repeat for more.")
     ] = None,
@@ -230,7 +251,9 @@ def agents_register(
 def agents_list(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help="Only agents in this state.")] = None,
-    capability: Annotated[str | None, typer.Option(help="Only agents with this capability.")] = None,
+    capability: Annotated[
+        str | None, typer.Option(help="Only agents with this capability.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Page size.")] = 50,
     offset: Annotated[int, typer.Option(help="Items to skip.")] = 0,
 ) -> None:
@@ -243,35 +266,56 @@ def agents_list(
     if opts(ctx).as_json:
         return emit_json(page)
     rows = [
-        (a.agent_id, a.agent_name, styled(a.state), ", ".join(a.capabilities), len(a.active_tasks),
-         when(a.last_seen))
+        (
+            a.agent_id,
+            a.agent_name,
+            styled(a.state),
+            ", ".join(a.capabilities),
+            len(a.active_tasks),
+            when(a.last_seen),
+        )
         for a in page.items
     ]
-    out.print(table(f"Agents ({page.total})", ["ID", "NAME", "STATE", "CAPABILITIES", "TASKS",
-                                               "LAST SEEN"], rows))
+    out.print(
+        table(
+            f"Agents ({page.total})",
+            ["ID", "NAME", "STATE", "CAPABILITIES", "TASKS", "LAST SEEN"],
+            rows,
+        )
+    )
 
 
 @agents_app.command("show")
 @api_command
-def agents_show(ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]) -> None:
+def agents_show(
+    ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]
+) -> None:
     """Show one agent. Example: [bold]opscore agents show sum-1[/]"""
     with opts(ctx).client() as client:
         agent = client.get_agent(agent_id)
     if opts(ctx).as_json:
         return emit_json(agent)
     rows = [
-        ("id", agent.agent_id), ("name", agent.agent_name), ("version", agent.version),
-        ("state", styled(agent.state)), ("state since", when(agent.state_timestamp)),
-        ("last seen", when(agent.last_seen)), ("capabilities", ", ".join(agent.capabilities)),
-        ("endpoint", agent.contact_endpoint or "-"), ("max concurrency", agent.max_concurrency),
-        ("active tasks", ", ".join(agent.active_tasks) or "-"), ("source", agent.source),
+        ("id", agent.agent_id),
+        ("name", agent.agent_name),
+        ("version", agent.version),
+        ("state", styled(agent.state)),
+        ("state since", when(agent.state_timestamp)),
+        ("last seen", when(agent.last_seen)),
+        ("capabilities", ", ".join(agent.capabilities)),
+        ("endpoint", agent.contact_endpoint or "-"),
+        ("max concurrency", agent.max_concurrency),
+        ("active tasks", ", ".join(agent.active_tasks) or "-"),
+        ("source", agent.source),
     ]
     out.print(table(f"Agent {agent.agent_id}", ["FIELD", "VALUE"], rows))
 
 
 @agents_app.command("deregister")
 @api_command
-def agents_deregister(ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]) -> None:
+def agents_deregister(
+    ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]
+) -> None:
     """Remove an agent; its in-flight tasks are queued again. Example: [bold]opscore agents deregister sum-1[/]"""
     with opts(ctx).client() as client:
         agent = client.deregister_agent(agent_id)
@@ -294,7 +338,9 @@ def state_set(
     Example: [bold]opscore state set sum-1 idle[/]
     """
     with opts(ctx).client() as client:
-        accepted = client.report_state(agent_id, state, details=parse_json_option(details, "--details"))
+        accepted = client.report_state(
+            agent_id, state, details=parse_json_option(details, "--details")
+        )
     if opts(ctx).as_json:
         return emit_json(accepted)
     out.print(f"{accepted.message}: {agent_id} is {styled(accepted.state)}")
@@ -302,7 +348,9 @@ def state_set(
 
 @state_app.command("get")
 @api_command
-def state_get(ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]) -> None:
+def state_get(
+    ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]
+) -> None:
     """Current state of an agent. Example: [bold]opscore state get sum-1[/]"""
     with opts(ctx).client() as client:
         record = client.get_state(agent_id)
@@ -323,8 +371,12 @@ def state_history(
         page = client.state_history(agent_id, limit=limit)
     if opts(ctx).as_json:
         return emit_json(page)
-    rows = [(when(r.timestamp), styled(r.state), r.reason or json.dumps(r.details)) for r in page.items]
-    out.print(table(f"State history of {agent_id} ({page.total})", ["TIME", "STATE", "DETAILS"], rows))
+    rows = [
+        (when(r.timestamp), styled(r.state), r.reason or json.dumps(r.details)) for r in page.items
+    ]
+    out.print(
+        table(f"State history of {agent_id} ({page.total})", ["TIME", "STATE", "DETAILS"], rows)
+    )
 
 
 # --- workflows --------------------------------------------------------------------------------
@@ -332,7 +384,9 @@ def state_history(
 @api_command
 def workflows_create(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .json or .yaml template.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A .json or .yaml template.")
+    ],
 ) -> None:
     """Store a template from a JSON or YAML file.
 
@@ -342,19 +396,25 @@ def workflows_create(
         template = client.create_workflow(file.read_text(encoding="utf-8"))
     if opts(ctx).as_json:
         return emit_json(template)
-    out.print(f"Stored workflow [bold]{template.id}[/] version {template.version} ({len(template.tasks)} tasks)")
+    out.print(
+        f"Stored workflow [bold]{template.id}[/] version {template.version} ({len(template.tasks)} tasks)"
+    )
 
 
 @workflows_app.command("list")
 @api_command
-def workflows_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="Page size.")] = 50) -> None:
+def workflows_list(
+    ctx: typer.Context, limit: Annotated[int, typer.Option(help="Page size.")] = 50
+) -> None:
     """List templates (newest version of each). Example: [bold]opscore workflows list[/]"""
     with opts(ctx).client() as client:
         page = client.list_workflows(limit=limit)
     if opts(ctx).as_json:
         return emit_json(page)
     rows = [(t.id, t.version, t.name, len(t.tasks), t.source) for t in page.items]
-    out.print(table(f"Workflows ({page.total})", ["ID", "VERSION", "NAME", "TASKS", "SOURCE"], rows))
+    out.print(
+        table(f"Workflows ({page.total})", ["ID", "VERSION", "NAME", "TASKS", "SOURCE"], rows)
+    )
 
 
 @workflows_app.command("show")
@@ -370,12 +430,23 @@ def workflows_show(
     if opts(ctx).as_json:
         return emit_json(template)
     rows = [
-        (t.task_id, t.agent_id or t.agent_capability or "any", t.next_task_id or "-",
-         ", ".join(t.depends_on) or "-", t.fallback_task_id or "-", t.priority)
+        (
+            t.task_id,
+            t.agent_id or t.agent_capability or "any",
+            t.next_task_id or "-",
+            ", ".join(t.depends_on) or "-",
+            t.fallback_task_id or "-",
+            t.priority,
+        )
         for t in template.tasks
     ]
-    out.print(table(f"{template.id} v{template.version}: {template.name}",
-                    ["TASK", "TARGET", "NEXT", "DEPENDS ON", "FALLBACK", "PRIORITY"], rows))
+    out.print(
+        table(
+            f"{template.id} v{template.version}: {template.name}",
+            ["TASK", "TARGET", "NEXT", "DEPENDS ON", "FALLBACK", "PRIORITY"],
+            rows,
+        )
+    )
 
 
 @workflows_app.command("delete")
@@ -396,10 +467,24 @@ def workflows_delete(
 def session_table(detail: Any) -> Table:
     rows = []
     for t in detail.tasks:
-        took = (t.finished_at - t.started_at).total_seconds() if t.finished_at and t.started_at else None
-        rows.append((t.step_id, styled(t.status.value), t.agent_id or "-", t.attempts,
-                     f"{took:.2f}s" if took is not None else "-", (t.error or "")[:60]))
-    title = f"Session {detail.session_id} [{styled(detail.status.value)}] {detail.workflow_id or ''}"
+        took = (
+            (t.finished_at - t.started_at).total_seconds()
+            if t.finished_at and t.started_at
+            else None
+        )
+        rows.append(
+            (
+                t.step_id,
+                styled(t.status.value),
+                t.agent_id or "-",
+                t.attempts,
+                f"{took:.2f}s" if took is not None else "-",
+                (t.error or "")[:60],
+            )
+        )
+    title = (
+        f"Session {detail.session_id} [{styled(detail.status.value)}] {detail.workflow_id or ''}"
+    )
     return table(title, ["TASK", "STATUS", "AGENT", "ATTEMPTS", "TOOK", "ERROR"], rows)
 
 
@@ -409,9 +494,13 @@ def run(
     ctx: typer.Context,
     workflow_id: Annotated[str, typer.Argument(help="Template id.")],
     payload: Annotated[str | None, typer.Option(help="initialPayload as a JSON object.")] = None,
-    payload_file: Annotated[Path | None, typer.Option(exists=True, help="initialPayload from a JSON file.")] = None,
+    payload_file: Annotated[
+        Path | None, typer.Option(exists=True, help="initialPayload from a JSON file.")
+    ] = None,
     agent: Annotated[str | None, typer.Option(help="Pin the run to this agent.")] = None,
-    idempotency_key: Annotated[str | None, typer.Option(help="Repeat safely with the same key.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Repeat safely with the same key.")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
 ) -> None:
@@ -446,12 +535,16 @@ def _follow(client: OpsCoreClient, session_id: str, timeout: float, *, live: boo
     if not live:
         return _wait(client, session_id, timeout, None)
     with Live(console=out, auto_refresh=False, transient=False) as display:
-        return _wait(client, session_id, timeout, lambda d: display.update(session_table(d), refresh=True))
+        return _wait(
+            client, session_id, timeout, lambda d: display.update(session_table(d), refresh=True)
+        )
 
 
 def _wait(client: OpsCoreClient, session_id: str, timeout: float, on_update: Any) -> Any:
     try:
-        return client.wait_for_session(session_id, timeout=timeout, poll_interval=0.25, on_update=on_update)
+        return client.wait_for_session(
+            session_id, timeout=timeout, poll_interval=0.25, on_update=on_update
+        )
     except TimeoutError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_TIMEOUT) from None
@@ -461,25 +554,45 @@ def _wait(client: OpsCoreClient, session_id: str, timeout: float, on_update: Any
 @api_command
 def sessions_list(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="running, completed, failed, cancelled.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="running, completed, failed, cancelled.")
+    ] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this template.")] = None,
     agent: Annotated[str | None, typer.Option(help="Only runs pinned to this agent.")] = None,
     limit: Annotated[int, typer.Option(help="Page size.")] = 20,
 ) -> None:
     """List sessions, newest first. Example: [bold]opscore sessions list --status failed[/]"""
     with opts(ctx).client() as client:
-        page = client.list_sessions(status=status, workflow_id=workflow, agent_id=agent, limit=limit)
+        page = client.list_sessions(
+            status=status, workflow_id=workflow, agent_id=agent, limit=limit
+        )
     if opts(ctx).as_json:
         return emit_json(page)
-    rows = [(s.session_id, s.workflow_id or s.name or "-", styled(s.status.value), s.agent_id or "-",
-             when(s.created_at), when(s.finished_at)) for s in page.items]
-    out.print(table(f"Sessions ({page.total})", ["ID", "WORKFLOW", "STATUS", "AGENT", "STARTED",
-                                                 "FINISHED"], rows))
+    rows = [
+        (
+            s.session_id,
+            s.workflow_id or s.name or "-",
+            styled(s.status.value),
+            s.agent_id or "-",
+            when(s.created_at),
+            when(s.finished_at),
+        )
+        for s in page.items
+    ]
+    out.print(
+        table(
+            f"Sessions ({page.total})",
+            ["ID", "WORKFLOW", "STATUS", "AGENT", "STARTED", "FINISHED"],
+            rows,
+        )
+    )
 
 
 @sessions_app.command("show")
 @api_command
-def sessions_show(ctx: typer.Context, session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
+def sessions_show(
+    ctx: typer.Context, session_id: Annotated[str, typer.Argument(help="Session id.")]
+) -> None:
     """A session with its tasks. Example: [bold]opscore sessions show <id>[/]"""
     with opts(ctx).client() as client:
         detail = client.get_session(session_id)
@@ -492,7 +605,9 @@ def sessions_show(ctx: typer.Context, session_id: Annotated[str, typer.Argument(
 
 @sessions_app.command("cancel")
 @api_command
-def sessions_cancel(ctx: typer.Context, session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
+def sessions_cancel(
+    ctx: typer.Context, session_id: Annotated[str, typer.Argument(help="Session id.")]
+) -> None:
     """Cancel a running session. Example: [bold]opscore sessions cancel <id>[/]"""
     with opts(ctx).client() as client:
         detail = client.cancel_session(session_id)
@@ -504,35 +619,62 @@ def sessions_cancel(ctx: typer.Context, session_id: Annotated[str, typer.Argumen
 # --- tasks and dead letters -------------------------------------------------------------------
 @tasks_app.command("show")
 @api_command
-def tasks_show(ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="Task run id.")]) -> None:
+def tasks_show(
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="Task run id.")]
+) -> None:
     """A task run with its attempts. Example: [bold]opscore tasks show task-...[/]"""
     with opts(ctx).client() as client:
         task = client.get_task(task_id)
     if opts(ctx).as_json:
         return emit_json(task)
-    rows = [(a.attempt, a.agent_id or "-", when(a.dispatched_at), when(a.finished_at), a.outcome or "-",
-             a.error or "") for a in task.history]
-    out.print(table(f"Task {task.task_id} ({task.step_id}) [{styled(task.status.value)}]",
-                    ["#", "AGENT", "DISPATCHED", "FINISHED", "OUTCOME", "ERROR"], rows))
+    rows = [
+        (
+            a.attempt,
+            a.agent_id or "-",
+            when(a.dispatched_at),
+            when(a.finished_at),
+            a.outcome or "-",
+            a.error or "",
+        )
+        for a in task.history
+    ]
+    out.print(
+        table(
+            f"Task {task.task_id} ({task.step_id}) [{styled(task.status.value)}]",
+            ["#", "AGENT", "DISPATCHED", "FINISHED", "OUTCOME", "ERROR"],
+            rows,
+        )
+    )
 
 
 @dead_app.command("list")
 @api_command
-def dead_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="Page size.")] = 50) -> None:
+def dead_list(
+    ctx: typer.Context, limit: Annotated[int, typer.Option(help="Page size.")] = 50
+) -> None:
     """Tasks that exhausted their retries. Example: [bold]opscore dead-letters list[/]"""
     with opts(ctx).client() as client:
         page = client.list_dead_letters(limit=limit)
     if opts(ctx).as_json:
         return emit_json(page)
-    rows = [(d.task_id, d.session_id, d.step_id, d.attempts, when(d.dead_lettered_at), d.error or "")
-            for d in page.items]
-    out.print(table(f"Dead letters ({page.total})", ["TASK", "SESSION", "STEP", "ATTEMPTS", "WHEN",
-                                                     "ERROR"], rows))
+    rows = [
+        (d.task_id, d.session_id, d.step_id, d.attempts, when(d.dead_lettered_at), d.error or "")
+        for d in page.items
+    ]
+    out.print(
+        table(
+            f"Dead letters ({page.total})",
+            ["TASK", "SESSION", "STEP", "ATTEMPTS", "WHEN", "ERROR"],
+            rows,
+        )
+    )
 
 
 @dead_app.command("redrive")
 @api_command
-def dead_redrive(ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="Task run id.")]) -> None:
+def dead_redrive(
+    ctx: typer.Context, task_id: Annotated[str, typer.Argument(help="Task run id.")]
+) -> None:
     """Give a dead-lettered task fresh attempts. Example: [bold]opscore dead-letters redrive task-...[/]"""
     with opts(ctx).client() as client:
         task = client.redrive(task_id)
@@ -557,20 +699,30 @@ def _log_line(record: dict[str, Any]) -> str:
 def logs(
     ctx: typer.Context,
     level: Annotated[str | None, typer.Option(help="This level and above.")] = None,
-    logger: Annotated[str | None, typer.Option(help="Logger name prefix, e.g. opscore.engine.")] = None,
+    logger: Annotated[
+        str | None, typer.Option(help="Logger name prefix, e.g. opscore.engine.")
+    ] = None,
     agent: Annotated[str | None, typer.Option(help="Only records about this agent.")] = None,
     session: Annotated[str | None, typer.Option(help="Only records about this session.")] = None,
     task: Annotated[str | None, typer.Option(help="Only records about this task.")] = None,
     grep: Annotated[str | None, typer.Option(help="Text in the message.")] = None,
     limit: Annotated[int, typer.Option(help="How many recent records.")] = 50,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new records.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep streaming new records.")
+    ] = False,
 ) -> None:
     """Recent log records, oldest first; --follow streams new ones live (Ctrl-C stops).
 
     Example: [bold]opscore logs --level warning --follow[/]
     """
-    filters = {"level": level, "logger": logger, "agent_id": agent, "session_id": session,
-               "task_id": task, "text": grep}
+    filters = {
+        "level": level,
+        "logger": logger,
+        "agent_id": agent,
+        "session_id": session,
+        "task_id": task,
+        "text": grep,
+    }
     as_json = opts(ctx).as_json
     with opts(ctx).client() as client:
         page = client.logs(order="desc", limit=limit, **filters)

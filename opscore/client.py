@@ -246,7 +246,9 @@ class _Endpoints:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[Agent]:
-        params = _clean({"state": state, "capability": capability, "offset": offset, "limit": limit})
+        params = _clean(
+            {"state": state, "capability": capability, "offset": offset, "limit": limit}
+        )
         return self._call(_Call("GET", "/v1/opscore/agents", Page[Agent], params=params))
 
     def get_agent(self, agent_id: str) -> Agent:
@@ -278,7 +280,9 @@ class _Endpoints:
     def get_state(self, agent_id: str) -> StateRecord:
         return self._call(_Call("GET", f"/v1/opscore/agent/{agent_id}/state", StateRecord))
 
-    def state_history(self, agent_id: str, *, offset: int = 0, limit: int = 50) -> Page[StateRecord]:
+    def state_history(
+        self, agent_id: str, *, offset: int = 0, limit: int = 50
+    ) -> Page[StateRecord]:
         return self._call(
             _Call(
                 "GET",
@@ -329,7 +333,11 @@ class _Endpoints:
 
     def delete_workflow(self, workflow_id: str, *, version: str | None = None) -> None:
         return self._call(
-            _Call("DELETE", f"/v1/opscore/workflows/{workflow_id}", params=_clean({"version": version}))
+            _Call(
+                "DELETE",
+                f"/v1/opscore/workflows/{workflow_id}",
+                params=_clean({"version": version}),
+            )
         )
 
     def run_workflow(
@@ -435,9 +443,7 @@ class _Endpoints:
         return self._call(_Call("GET", f"/v1/opscore/sessions/{session_id}", SessionDetail))
 
     def cancel_session(self, session_id: str) -> SessionDetail:
-        return self._call(
-            _Call("POST", f"/v1/opscore/sessions/{session_id}/cancel", SessionDetail)
-        )
+        return self._call(_Call("POST", f"/v1/opscore/sessions/{session_id}/cancel", SessionDetail))
 
     # --- tasks and dead letters -----------------------------------------------------------
     def get_task(self, task_id: str) -> TaskRun:
@@ -625,7 +631,9 @@ class OpsCoreClient(_BaseClient):
                 raise TimeoutError(f"Session {session_id} still {session.status} after {timeout}s")
             time.sleep(poll_interval)
 
-    def stream_logs(self, *, last_event_id: int | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+    def stream_logs(
+        self, *, last_event_id: int | None = None, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
         """Follow the live log stream (SSE); yields records until the caller stops."""
         params = _log_params(**{k: filters.get(k) for k in _LOG_FILTERS})
         headers = {**self._headers(), "Accept": "text/event-stream"}
@@ -633,7 +641,11 @@ class OpsCoreClient(_BaseClient):
             headers["Last-Event-ID"] = str(last_event_id)
         timeout = httpx.Timeout(self.timeout, read=None)
         with self._http.stream(
-            "GET", self.base_url + "/v1/opscore/logs/stream", params=params, headers=headers, timeout=timeout
+            "GET",
+            self.base_url + "/v1/opscore/logs/stream",
+            params=params,
+            headers=headers,
+            timeout=timeout,
         ) as response:
             if response.is_error:
                 response.read()
@@ -719,7 +731,11 @@ class AsyncOpsCoreClient(_BaseClient):
             headers["Last-Event-ID"] = str(last_event_id)
         timeout = httpx.Timeout(self.timeout, read=None)
         async with self._http.stream(
-            "GET", self.base_url + "/v1/opscore/logs/stream", params=params, headers=headers, timeout=timeout
+            "GET",
+            self.base_url + "/v1/opscore/logs/stream",
+            params=params,
+            headers=headers,
+            timeout=timeout,
         ) as response:
             if response.is_error:
                 await response.aread()

@@ -34,12 +34,26 @@ def cli(env: dict, *args: str):
 
 def test_agents_commands(env) -> None:
     env, _ = env
-    result = cli(env, "agents", "register", "helper", "--id", "helper-1", "-c", "x", "-c", "y",
-                 "--endpoint", "http://127.0.0.1:9/")
+    result = cli(
+        env,
+        "agents",
+        "register",
+        "helper",
+        "--id",
+        "helper-1",
+        "-c",
+        "x",
+        "-c",
+        "y",
+        "--endpoint",
+        "http://127.0.0.1:9/",
+    )
     assert result.exit_code == 0, result.output
     assert "Registered agent helper-1" in result.output
     listing = cli(env, "agents", "list")
-    assert listing.exit_code == 0 and "helper-1" in listing.output and "fetch-agent" in listing.output
+    assert (
+        listing.exit_code == 0 and "helper-1" in listing.output and "fetch-agent" in listing.output
+    )
     shown = cli(env, "--json", "agents", "show", "helper-1")
     assert json.loads(shown.output)["capabilities"] == ["x", "y"]
     assert cli(env, "agents", "deregister", "helper-1").exit_code == 0
@@ -47,7 +61,10 @@ def test_agents_commands(env) -> None:
 
 def test_state_commands(env) -> None:
     env, _ = env
-    assert cli(env, "state", "set", "fetch-agent", "active", "--details", '{"note": "hi"}').exit_code == 0
+    assert (
+        cli(env, "state", "set", "fetch-agent", "active", "--details", '{"note": "hi"}').exit_code
+        == 0
+    )
     got = cli(env, "state", "get", "fetch-agent")
     assert got.exit_code == 0 and "active" in got.output
     history = cli(env, "--json", "state", "history", "fetch-agent")
@@ -107,8 +124,15 @@ def test_logs_command_filters(env) -> None:
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for args in (["agents", "register"], ["state", "set"], ["workflows", "create"], ["run"],
-                 ["sessions", "list"], ["logs"], ["dead-letters", "redrive"]):
+    for args in (
+        ["agents", "register"],
+        ["state", "set"],
+        ["workflows", "create"],
+        ["run"],
+        ["sessions", "list"],
+        ["logs"],
+        ["dead-letters", "redrive"],
+    ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
 
@@ -117,7 +141,10 @@ def test_real_subprocess_console_script(env) -> None:
     env, _ = env
     result = subprocess.run(
         [sys.executable, "-m", "opscore", "--json", "agents", "list"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["total"] == 3

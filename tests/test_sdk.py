@@ -25,9 +25,20 @@ def live(fleet_factory):
 
 def test_exported_members() -> None:
     assert set(sdk.__all__) == {
-        "APIConnectionError", "APIError", "APIStatusError", "APITimeoutError", "AsyncOpsCoreClient",
-        "AuthenticationError", "BadRequestError", "ConflictError", "InternalServerError", "NotFoundError",
-        "OpsCoreClient", "PermissionDeniedError", "RateLimitError", "UnprocessableEntityError",
+        "APIConnectionError",
+        "APIError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AsyncOpsCoreClient",
+        "AuthenticationError",
+        "BadRequestError",
+        "ConflictError",
+        "InternalServerError",
+        "NotFoundError",
+        "OpsCoreClient",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "UnprocessableEntityError",
     }
     for name in sdk.__all__:
         assert hasattr(sdk, name)
@@ -69,7 +80,9 @@ def test_async_client_covers_the_same_path(live) -> None:
             agent = await ops.register_agent("helper", agent_id="helper-1")
             assert agent.agent_id == "helper-1"
             assert (await ops.report_state("helper-1", "idle")).state == "idle"
-            await ops.create_workflow("id: asdk\ntasks:\n  - taskId: a\n    agentCapability: work\n")
+            await ops.create_workflow(
+                "id: asdk\ntasks:\n  - taskId: a\n    agentCapability: work\n"
+            )
             run = await ops.trigger_workflow("worker", workflow_id="asdk", payload={"y": 2})
             done = await ops.wait_for_session(run.session_id, timeout=20, poll_interval=0.05)
             assert done.status == "completed" and done.agent_id == "worker"
@@ -120,8 +133,12 @@ def test_retries_503_and_connection_errors_but_not_other_errors() -> None:
             return httpx.Response(503, json={"detail": "busy"})
         return httpx.Response(200, json={"status": "ok"})
 
-    ops = OpsCoreClient("http://opscore.test", "k", max_retries=2,
-                        http_client=httpx.Client(transport=httpx.MockTransport(flaky)))
+    ops = OpsCoreClient(
+        "http://opscore.test",
+        "k",
+        max_retries=2,
+        http_client=httpx.Client(transport=httpx.MockTransport(flaky)),
+    )
     ops._retry_delay = lambda attempt: 0  # type: ignore[method-assign]
     assert ops.health() == {"status": "ok"} and calls["n"] == 3
 
@@ -129,19 +146,35 @@ def test_retries_503_and_connection_errors_but_not_other_errors() -> None:
 
     def conflict(request: httpx.Request) -> httpx.Response:
         posts["n"] += 1
-        return httpx.Response(409, json={"error": {"code": "AGENT_EXISTS", "message": "taken"},
-                                         "detail": "taken", "requestId": "r1"})
+        return httpx.Response(
+            409,
+            json={
+                "error": {"code": "AGENT_EXISTS", "message": "taken"},
+                "detail": "taken",
+                "requestId": "r1",
+            },
+        )
 
-    ops = OpsCoreClient("http://opscore.test", "k", http_client=httpx.Client(transport=httpx.MockTransport(conflict)))
+    ops = OpsCoreClient(
+        "http://opscore.test",
+        "k",
+        http_client=httpx.Client(transport=httpx.MockTransport(conflict)),
+    )
     with pytest.raises(sdk.ConflictError) as caught:
         ops.register_agent("x")
-    assert posts["n"] == 1 and caught.value.request_id == "r1" and caught.value.code == "AGENT_EXISTS"
+    assert (
+        posts["n"] == 1 and caught.value.request_id == "r1" and caught.value.code == "AGENT_EXISTS"
+    )
 
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    ops = OpsCoreClient("http://opscore.test", "k", max_retries=1,
-                        http_client=httpx.Client(transport=httpx.MockTransport(down)))
+    ops = OpsCoreClient(
+        "http://opscore.test",
+        "k",
+        max_retries=1,
+        http_client=httpx.Client(transport=httpx.MockTransport(down)),
+    )
     ops._retry_delay = lambda attempt: 0  # type: ignore[method-assign]
     with pytest.raises(sdk.APIConnectionError):
         ops.health()
@@ -152,9 +185,13 @@ def test_run_triggers_always_carry_an_idempotency_key() -> None:
 
     def capture(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers.get("idempotency-key", ""))
-        return httpx.Response(202, json={"status": "accepted", "message": "ok", "sessionId": "s", "workflowId": "w"})
+        return httpx.Response(
+            202, json={"status": "accepted", "message": "ok", "sessionId": "s", "workflowId": "w"}
+        )
 
-    ops = OpsCoreClient("http://opscore.test", "k", http_client=httpx.Client(transport=httpx.MockTransport(capture)))
+    ops = OpsCoreClient(
+        "http://opscore.test", "k", http_client=httpx.Client(transport=httpx.MockTransport(capture))
+    )
     ops.run_workflow("w")
     ops.run_workflow("w", idempotency_key="mine")
     assert len(seen[0]) == 36 and seen[1] == "mine"
