@@ -104,11 +104,11 @@ def api_command(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except APIConnectionError as exc:
-            err.print(f"[red]error:[/] {exc.message}", highlight=False)
+            err.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_CONNECT) from None
         except APIError as exc:
             request = f" (request {exc.request_id})" if exc.request_id else ""
-            err.print(f"[red]error:[/] {exc}{request}", highlight=False, markup=True)
+            err.print(f"[red]error:[/] {exc}{request}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_API) from None
 
     return wrapper  # type: ignore[return-value]

@@ -179,11 +179,19 @@ def log_operation(
     context: Mapping[str, Any] | None = None,
     *,
     level: int = logging.INFO,
-    logger: str = "opscore.ops",
+    logger: str | None = None,
 ) -> None:
-    """Log one service operation with its context (agentId, sessionId, taskId...)."""
-    extra = {"operation": operation, **scrub(context or {})}
-    logging.getLogger(logger).log(level, operation, extra=extra)
+    """Log one service operation with its context (agentId, sessionId, taskId...).
+
+    The logger is ``opscore.<first word of the operation>`` unless given, so operators can
+    filter by area (opscore.task, opscore.workflow, opscore.agent).
+    """
+    extra = {
+        "operation": operation,
+        **scrub({k: v for k, v in (context or {}).items() if v is not None}),
+    }
+    name = logger or f"opscore.{operation.split('.', 1)[0]}"
+    logging.getLogger(name).log(level, operation, extra=extra)
 
 
 def filter_records(

@@ -83,7 +83,7 @@ def test_log_lines_are_json_with_context(capsys: pytest.CaptureFixture[str]) -> 
         json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
     ]
     record = next(r for r in lines if r.get("message") == "agent.state")
-    assert record["level"] == "INFO" and record["logger"] == "opscore.ops"
+    assert record["level"] == "INFO" and record["logger"] == "opscore.agent"
     assert record["agentId"] == "a1" and record["sessionId"] == "s1"
     assert record["apiKey"] == "[redacted]"
     assert "timestamp" in record
@@ -131,3 +131,12 @@ def test_env_example_lists_every_setting() -> None:
     for name in Settings.model_fields:
         env_name = "AGENTKIT_API_URL" if name == "agentkit_api_url" else f"OPSCORE_{name.upper()}"
         assert f"{env_name}=" in text, f"{env_name} missing from .env.example"
+
+
+def test_configuration_guide_lists_every_setting() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    for name in Settings.model_fields:
+        env_name = "AGENTKIT_API_URL" if name == "agentkit_api_url" else f"OPSCORE_{name.upper()}"
+        assert f"`{env_name}`" in text, f"{env_name} missing from docs/configuration.md"
