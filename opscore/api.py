@@ -21,7 +21,7 @@ from .deps import authenticate
 from .errors import OpsCoreError, RateLimitedError
 from .logging_config import configure_logging, request_id_var
 from .middleware import RequestContextMiddleware, error_content
-from .routes import agents, logs, sessions, state, system, tasks, webhooks, workflows
+from .routes import agents, logs, sessions, state, system, tasks, telemetry, webhooks, workflows
 from .storage.base import Storage
 from .transports import Transport
 
@@ -45,6 +45,7 @@ TAGS = [
     {"name": "sessions", "description": "Workflow runs and ad-hoc sessions, with task timelines."},
     {"name": "tasks", "description": "Task runs, explicit results and dead letters."},
     {"name": "logs", "description": "Live log inspection."},
+    {"name": "telemetry", "description": "Traces and Prometheus metrics."},
     {"name": "webhooks", "description": "AgentKit's signed registration webhook."},
     {"name": "system", "description": "Health and readiness."},
 ]
@@ -164,7 +165,7 @@ def install(app: FastAPI, services: Services) -> None:
     app.include_router(system.router)
     app.include_router(webhooks.router)
     protected = [Depends(authenticate)]
-    for module in (agents, state, workflows, sessions, tasks, logs):
+    for module in (agents, state, workflows, sessions, tasks, logs, telemetry):
         app.include_router(module.router, dependencies=protected)
 
     settings = services.settings
@@ -179,4 +180,5 @@ def install(app: FastAPI, services: Services) -> None:
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
+        telemetry=services.telemetry,
     )

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(
         15.0, gt=0, le=300, description="Keep-alive comment interval on the live log stream."
     )
+    trace_buffer_size: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="Traces (workflow runs, traced requests) kept in memory.",
+    )
+    otel_export: bool = Field(
+        False, description="Also export spans to OpenTelemetry (needs opentelemetry-sdk installed)."
+    )
     access_log: bool = Field(True, description="One JSON line per HTTP request.")
 
     # --- limits -------------------------------------------------------------------------------

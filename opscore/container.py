@@ -12,9 +12,12 @@ from .engine import WorkflowEngine
 from .errors import ConfigError, OpsCoreError
 from .lifecycle import Lifecycle
 from .logging_config import LogBuffer
+from .models import Agent, StateRecord
 from .ratelimit import RateLimiter
 from .storage import storage_from_url
 from .storage.base import Storage
+from .telemetry import Telemetry
+from .tracing import Tracer, otel_exporter
 from .transports import HttpTransport, Transport
 from .workflow import load_directory
 
@@ -33,6 +36,7 @@ class Services:
     transport: Transport
     rate_limiter: RateLimiter
     logs: LogBuffer
+    telemetry: Telemetry
     extras: dict[str, object] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -91,6 +95,16 @@ def build_services(
     )
     lifecycle = Lifecycle(storage, settings)
     engine = WorkflowEngine(storage, settings, lifecycle)
+    telemetry = Telemetry(
+        storage,
+        Tracer(settings.trace_buffer_size, otel_exporter() if settings.otel_export else None),
+    )
+    engine.telemetry = telemetry
+
+    async def count_state(agent: Agent, record: StateRecord) -> None:
+        telemetry.state_reports.labels(record.state).inc()
+
+    lifecycle.state_listeners.append(count_state)
     transport = transport or HttpTransport(
         settings.agentkit_api_url, timeout=settings.dispatch_timeout
     )
@@ -106,4 +120,5 @@ def build_services(
         transport=transport,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         logs=logs,
+        telemetry=telemetry,
     )

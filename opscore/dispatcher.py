@@ -19,6 +19,7 @@ from .lifecycle import AVAILABLE_STATES, OFFLINE, Lifecycle
 from .logging_config import log_operation
 from .models import Agent, QueueEntry, TaskAttempt, TaskRun, TaskStatus, utcnow
 from .storage.base import Storage
+from .tracing import traceparent
 from .transitions import move_task
 from .transports import DispatchError, Transport
 
@@ -37,7 +38,6 @@ class Dispatcher:
         transport: Transport,
         *,
         clock: Callable[[], datetime] = utcnow,
-        headers_for: Callable[[TaskRun], dict[str, str]] | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -45,7 +45,6 @@ class Dispatcher:
         self.lifecycle = lifecycle
         self.transport = transport
         self.clock = clock
-        self.headers_for = headers_for or (lambda task: {})
         self._rotation = itertools.count()
         self._sends: set[asyncio.Task[None]] = set()
         self._send_slots = asyncio.Semaphore(MAX_SENDS)
@@ -184,7 +183,7 @@ class Dispatcher:
         if dispatched is None:
             await self.storage.release_agent_slot(agent.agent_id, task.task_id)
             return False
-        self.engine._observe("dispatched", dispatched)
+        self.engine.observe("dispatched", dispatched)
         log_operation(
             "task.dispatched",
             {
@@ -200,14 +199,22 @@ class Dispatcher:
         return True
 
     async def _send(self, task: TaskRun, agent: Agent) -> None:
+        telemetry = self.engine.telemetry
+        span = telemetry.dispatch_span(task) if telemetry is not None else None
+        headers = {"traceparent": traceparent(span.trace_id, span.span_id)} if span else {}
+        ok = False
         async with self._send_slots:
             try:
-                await self.transport.send(agent, task, self.headers_for(task))
+                await self.transport.send(agent, task, headers)
+                ok = True
             except DispatchError as exc:
                 await self._dispatch_failed(task, str(exc))
             except Exception as exc:  # a transport bug must not lose the task
                 logger.exception("unexpected dispatch error")
                 await self._dispatch_failed(task, f"{type(exc).__name__}: {exc}")
+            finally:
+                if telemetry is not None and span is not None:
+                    telemetry.finish_dispatch(span, ok=ok)
 
     async def _dispatch_failed(self, task: TaskRun, error: str) -> None:
         current = await self.storage.get_task(task.task_id)

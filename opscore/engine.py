@@ -37,6 +37,8 @@ from .models import (
     utcnow,
 )
 from .storage.base import Storage
+from .telemetry import Telemetry
+from .tracing import current_span, new_trace_id
 from .transitions import (
     INFLIGHT_TASK,
     TERMINAL_TASK,
@@ -69,16 +71,17 @@ class WorkflowEngine:
         self.clock = clock
         self.rng = rng
         self.wakeup = asyncio.Event()
-        self.observers: list[Callable[[str, TaskRun], None]] = []
+        self.telemetry: Telemetry | None = None
         lifecycle.state_listeners.append(self.on_agent_state)
         lifecycle.gone_listeners.append(self.on_agent_gone)
 
     def notify_dispatcher(self) -> None:
         self.wakeup.set()
 
-    def _observe(self, event: str, task: TaskRun) -> None:
-        for observer in self.observers:
-            observer(event, task)
+    def observe(self, event: str, task: TaskRun, **extra: Any) -> None:
+        """Tell telemetry (metrics and spans) what happened to a task."""
+        if self.telemetry is not None:
+            self.telemetry.on_task_event(event, task, extra)
 
     # --- templates --------------------------------------------------------------------------
     async def create_template(
@@ -152,6 +155,14 @@ class WorkflowEngine:
                 )
         now = self.clock()
         tasks = self._build_tasks(definition, session_id, agent_id, now)
+        request_span = current_span.get()
+        if request_span is not None:
+            request_span.attributes["keep"] = True
+        trace_id = trace_id or (request_span.trace_id if request_span else new_trace_id())
+        if self.telemetry is not None:
+            self.telemetry.start_run(
+                session_id, trace_id, request_span.span_id if request_span else None, definition.id
+            )
         session = Session(
             session_id=session_id,
             kind="workflow",
@@ -273,7 +284,7 @@ class WorkflowEngine:
         )
         if queued is not None:
             await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
-            self._observe("queued", queued)
+            self.observe("queued", queued)
             self.notify_dispatcher()
 
     async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
@@ -287,6 +298,7 @@ class WorkflowEngine:
         )
         if done is None:
             return
+        self._end_run(session.session_id, "completed")
         for task in tasks:
             if task.status == S.PENDING:  # fallbacks that were not needed
                 await move_task(self.storage, task.task_id, S.CANCELLED, cancel_reason="not needed")
@@ -307,7 +319,7 @@ class WorkflowEngine:
             history=_update_last(task.history, started_at=at),
         )
         if running is not None:
-            self._observe("running", running)
+            self.observe("running", running)
 
     async def complete_task(self, task: TaskRun, result: Any) -> bool:
         """Record success of the current attempt; False if it was not in flight any more."""
@@ -327,7 +339,7 @@ class WorkflowEngine:
         if done is None:
             return False
         await self._release(done)
-        self._observe("completed", done)
+        self.observe("completed", done)
         log_operation(
             "task.completed",
             {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
@@ -356,7 +368,8 @@ class WorkflowEngine:
                 return False
             await self._release(task)
             await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
-            self._observe("retry", moved)
+            self.observe("attempt_failed", moved, outcome=outcome, error=error)
+            self.observe("retry", moved)
             log_operation(
                 "task.retry",
                 {
@@ -381,7 +394,8 @@ class WorkflowEngine:
         if failed is None:
             return False
         await self._release(task)
-        self._observe("failed", failed)
+        self.observe("attempt_failed", failed, outcome=outcome, error=error)
+        self.observe("failed", failed)
         await self._after_exhausted(failed)
         return True
 
@@ -426,6 +440,7 @@ class WorkflowEngine:
         )
         if failed is None:
             return
+        self._end_run(session_id, "failed")
         await self._cancel_open_tasks(session_id, _SESSION_FAILED)
         log_operation("workflow.failed", {"sessionId": session_id, "error": error}, level=40)
 
@@ -436,8 +451,15 @@ class WorkflowEngine:
             cancelled = await move_task(
                 self.storage, task.task_id, S.CANCELLED, cancel_reason=reason, deadline=None
             )
-            if cancelled is not None and task.status in INFLIGHT_TASK:
+            if cancelled is None:
+                continue
+            self.observe("cancelled", cancelled)
+            if task.status in INFLIGHT_TASK:
                 await self._release(task)
+
+    def _end_run(self, session_id: str, status: str) -> None:
+        if self.telemetry is not None:
+            self.telemetry.end_run(session_id, status)
 
     async def _release(self, task: TaskRun) -> None:
         if task.agent_id:
@@ -462,6 +484,8 @@ class WorkflowEngine:
             return
         await self._release(task)
         await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=now)
+        self.observe("attempt_failed", moved, outcome="agent_lost", error=reason)
+        self.observe("retry", moved)
         log_operation(
             "task.requeued",
             {
@@ -572,6 +596,7 @@ class WorkflowEngine:
         await move_session_or_raise(
             self.storage, session, SessionStatus.CANCELLED, finished_at=now, updated_at=now
         )
+        self._end_run(session_id, "cancelled")
         await self._cancel_open_tasks(session_id, "session cancelled")
         log_operation("workflow.cancelled", {"sessionId": session_id}, level=logging.WARNING)
         return await self.session_detail(session_id)
@@ -596,6 +621,10 @@ class WorkflowEngine:
                 finished_at=None,
                 updated_at=self.clock(),
             )
+            if self.telemetry is not None and session.trace_id:
+                self.telemetry.start_run(
+                    session.session_id, session.trace_id, None, session.workflow_id or ""
+                )
         for task in await self.storage.session_tasks(session.session_id):
             if task.status == S.CANCELLED and task.cancel_reason == _SESSION_FAILED:
                 await move_task(

@@ -16,6 +16,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_config import request_id_var
+from .telemetry import Telemetry
+from .tracing import Span, current_span, new_trace_id, parse_traceparent
 
 access_logger = logging.getLogger("opscore.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -52,10 +54,18 @@ async def _send_error(send: Send, status: int, code: str, message: str, request_
 class RequestContextMiddleware:
     """Assigns the request id, enforces the body limit and logs the request when it ends."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        access_log: bool = True,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,6 +73,14 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        parent = parse_traceparent(_header(scope, b"traceparent"))
+        span = Span(
+            name="http.request",
+            trace_id=parent[0] if parent else new_trace_id(),
+            parent_id=parent[1] if parent else None,
+            attributes={"requestId": request_id},
+        )
+        span_token = current_span.set(span)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status_holder = [500]
@@ -90,6 +108,20 @@ class RequestContextMiddleware:
                 receive = _replay(buffered, receive)
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            if self.telemetry is not None:
+                self.telemetry.observe_request(
+                    scope["method"], route_path, status_holder[0], elapsed
+                )
+                if parent is not None or span.attributes.get("keep"):
+                    span.name = f"{scope['method']} {route_path}"
+                    span.attributes.update(status=status_holder[0])
+                    self.telemetry.tracer.record(
+                        span, status="error" if status_holder[0] >= 500 else "ok"
+                    )
+            current_span.reset(span_token)
             if self.access_log:
                 access_logger.info(
                     "%s %s %s",
@@ -100,7 +132,7 @@ class RequestContextMiddleware:
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status_holder[0],
-                        "durationMs": round((time.perf_counter() - started) * 1000, 3),
+                        "durationMs": round(elapsed * 1000, 3),
                         "client": (scope.get("client") or ("", 0))[0],
                     },
                 )
@@ -140,12 +172,16 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _header(scope: Scope, wanted: bytes) -> str | None:
     for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
+        if name == wanted:
             try:
-                candidate = value.decode("ascii")
+                return value.decode("ascii")
             except UnicodeDecodeError:
                 return None
-            return candidate if _VALID_REQUEST_ID.match(candidate) else None
     return None
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    candidate = _header(scope, b"x-request-id")
+    return candidate if candidate and _VALID_REQUEST_ID.match(candidate) else None
