@@ -35,7 +35,7 @@ def test_logs_filter_by_level_agent_session_text_and_time(ops) -> None:
     assert warnings and all(r["level"] in ("WARNING", "ERROR", "CRITICAL") for r in warnings)
     assert any(r["message"] == "task.retry" for r in warnings)
     by_session = client.get("/v1/opscore/logs", params={"sessionId": sid, "order": "asc"}).json()["items"]
-    assert [r["message"] for r in by_session][0] == "workflow.started"
+    assert by_session[0]["message"] == "workflow.started"
     assert by_session[-1]["message"] == "workflow.completed"
     assert all(r["sessionId"] == sid for r in by_session)
     by_agent = client.get("/v1/opscore/logs", params={"agentId": "logger-agent"}).json()["items"]
