@@ -34,7 +34,9 @@ def test_logs_filter_by_level_agent_session_text_and_time(ops) -> None:
     warnings = client.get("/v1/opscore/logs", params={"level": "WARNING"}).json()["items"]
     assert warnings and all(r["level"] in ("WARNING", "ERROR", "CRITICAL") for r in warnings)
     assert any(r["message"] == "task.retry" for r in warnings)
-    by_session = client.get("/v1/opscore/logs", params={"sessionId": sid, "order": "asc"}).json()["items"]
+    by_session = client.get("/v1/opscore/logs", params={"sessionId": sid, "order": "asc"}).json()[
+        "items"
+    ]
     assert by_session[0]["message"] == "workflow.started"
     assert by_session[-1]["message"] == "workflow.completed"
     assert all(r["sessionId"] == sid for r in by_session)
@@ -72,9 +74,15 @@ class SSEReader(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(10, read=5)) as c, c.stream(
-            "GET", self.url + "/v1/opscore/logs/stream", params=self.params, headers=self.headers
-        ) as response:
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=5)) as c,
+            c.stream(
+                "GET",
+                self.url + "/v1/opscore/logs/stream",
+                params=self.params,
+                headers=self.headers,
+            ) as response,
+        ):
             assert response.headers["content-type"].startswith("text/event-stream")
             block: list[str] = []
             for line in response.iter_lines():
@@ -98,8 +106,10 @@ def test_sse_streams_matching_records_live_with_keepalives(ops) -> None:
     reader = SSEReader(server.url, {"agentId": "streamer"})
     reader.start()
     assert reader.connected.wait(5)
-    client.post("/v1/opscore/agent/streamer/state",
-                json={"agentId": "streamer", "timestamp": "2099-01-01T00:00:00Z", "state": "active"})
+    client.post(
+        "/v1/opscore/agent/streamer/state",
+        json={"agentId": "streamer", "timestamp": "2099-01-01T00:00:00Z", "state": "active"},
+    )
     wait_for(lambda: any(e["message"] == "agent.state" for e in reader.events), timeout=5)
     assert all(e.get("agentId") == "streamer" for e in reader.events)
     wait_for(lambda: any("keepalive" in c for c in reader.comments), timeout=5)
@@ -109,11 +119,17 @@ def test_sse_streams_matching_records_live_with_keepalives(ops) -> None:
 def test_sse_resumes_after_last_event_id(ops) -> None:
     client, _, server = ops
     client.get("/v1/opscore/agents", headers={"X-Request-ID": "before-1"})
-    wait_for(lambda: client.get("/v1/opscore/logs", params={"requestId": "before-1"}).json()["total"])
-    first = client.get("/v1/opscore/logs", params={"requestId": "before-1"}).json()["items"][0]["id"]
+    wait_for(
+        lambda: client.get("/v1/opscore/logs", params={"requestId": "before-1"}).json()["total"]
+    )
+    first = client.get("/v1/opscore/logs", params={"requestId": "before-1"}).json()["items"][0][
+        "id"
+    ]
     client.get("/v1/opscore/agents", headers={"X-Request-ID": "after-1"})
     time.sleep(0.2)
-    reader = SSEReader(server.url, {"logger": "opscore.access"}, headers={"Last-Event-ID": str(first)})
+    reader = SSEReader(
+        server.url, {"logger": "opscore.access"}, headers={"Last-Event-ID": str(first)}
+    )
     reader.start()
     wait_for(lambda: any(e.get("requestId") == "after-1" for e in reader.events), timeout=5)
     assert all(e["id"] > first for e in reader.events)
@@ -125,16 +141,24 @@ def test_workflow_run_is_one_trace_with_linked_spans_and_traceparent_reaches_the
     fleet.add("traced")
     create(client, template("tr", task("a", nextTaskId="b"), task("b")))
     incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-    response = client.post("/v1/opscore/workflows/tr/runs", json={},
-                           headers={"traceparent": f"00-{incoming_trace}-00f067aa0ba902b7-01"})
+    response = client.post(
+        "/v1/opscore/workflows/tr/runs",
+        json={},
+        headers={"traceparent": f"00-{incoming_trace}-00f067aa0ba902b7-01"},
+    )
     sid = response.json()["sessionId"]
     settle(client, sid)
 
     def spans_complete():
         spans = client.get(f"/v1/opscore/sessions/{sid}/spans").json()
         names = [s["name"] for s in spans["spans"]]
-        return spans if names.count("task.run") == 2 and "workflow.run" in names and all(
-            s["end"] for s in spans["spans"]) else None
+        return (
+            spans
+            if names.count("task.run") == 2
+            and "workflow.run" in names
+            and all(s["end"] for s in spans["spans"])
+            else None
+        )
 
     spans = wait_for(spans_complete, timeout=5)
     assert spans["traceId"] == incoming_trace
@@ -147,7 +171,9 @@ def test_workflow_run_is_one_trace_with_linked_spans_and_traceparent_reaches_the
     assert len(task_spans) == 2 and all(s["parentId"] == run_span["spanId"] for s in task_spans)
     for name in ("task.queued", "task.dispatch", "task.run"):
         children = [s for s in spans["spans"] if s["name"] == name]
-        assert len(children) == 2 and all(by_id[c["parentId"]]["name"] in ("task", "task.run") for c in children)
+        assert len(children) == 2 and all(
+            by_id[c["parentId"]]["name"] in ("task", "task.run") for c in children
+        )
         assert all(c["durationMs"] is not None and c["durationMs"] >= 0 for c in children)
     dispatch_ids = {s["spanId"] for s in spans["spans"] if s["name"] == "task.dispatch"}
     sent = [m["_headers"]["traceparent"] for m in fleet.received]
@@ -171,13 +197,19 @@ def test_metrics_expose_requests_states_tasks_queue_and_agents(ops) -> None:
     for _ in range(3):
         settle(client, run(client, "mt"))
     text = client.get("/metrics").text
-    assert 'opscore_http_requests_total{method="POST",route="/v1/opscore/workflows/{workflowId}/runs",status="202"} 3.0' in text
+    assert (
+        'opscore_http_requests_total{method="POST",route="/v1/opscore/workflows/{workflowId}/runs",status="202"} 3.0'
+        in text
+    )
     assert 'opscore_state_reports_total{state="idle"}' in text
     assert 'opscore_task_outcomes_total{outcome="completed"} 3.0' in text
     assert 'opscore_task_outcomes_total{outcome="agent_error"} 1.0' in text
     assert "opscore_queue_depth 0.0" in text
     assert 'opscore_agents{state="idle"} 2.0' in text
-    assert "opscore_dispatch_latency_seconds_count" in text and "opscore_task_duration_seconds_bucket" in text
+    assert (
+        "opscore_dispatch_latency_seconds_count" in text
+        and "opscore_task_duration_seconds_bucket" in text
+    )
     anon = httpx.get(str(client.base_url) + "/metrics")
     assert anon.status_code == 401
 
