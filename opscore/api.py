@@ -21,7 +21,18 @@ from .deps import authenticate
 from .errors import OpsCoreError, RateLimitedError
 from .logging_config import configure_logging, request_id_var
 from .middleware import RequestContextMiddleware, error_content
-from .routes import agents, logs, sessions, state, system, tasks, telemetry, webhooks, workflows
+from .routes import (
+    agents,
+    dashboard,
+    logs,
+    sessions,
+    state,
+    system,
+    tasks,
+    telemetry,
+    webhooks,
+    workflows,
+)
 from .storage.base import Storage
 from .transports import Transport
 
@@ -164,6 +175,7 @@ def install(app: FastAPI, services: Services) -> None:
 
     app.include_router(system.router)
     app.include_router(webhooks.router)
+    app.include_router(dashboard.router)
     protected = [Depends(authenticate)]
     for module in (agents, state, workflows, sessions, tasks, logs, telemetry):
         app.include_router(module.router, dependencies=protected)

@@ -687,7 +687,9 @@ def dead_redrive(
 def _log_line(record: dict[str, Any]) -> str:
     level = record.get("level", "INFO")
     context = " ".join(
-        f"{k}={record[k]}" for k in ("agentId", "sessionId", "taskId") if record.get(k)
+        f"{k}={record[k]}"
+        for k in ("state", "agentId", "sessionId", "taskId", "error")
+        if record.get(k)
     )
     stamp = str(record.get("timestamp", ""))[11:23]
     style = LEVEL_STYLE.get(level, "white")
