@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         ),
         description="AgentKit's base URL without /v1; unset means dispatch straight to agents.",
     )
-    storage_url: str = Field("memory://", description="memory:// (default).")
+    storage_url: str = Field(
+        "memory://",
+        description="memory:// (default), sqlite:///path/to/opscore.db or redis://host:port/db.",
+    )
 
     # --- logging ------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(

@@ -44,6 +44,7 @@ class Services:
         await self.storage.open()
         if self.settings.workflows_dir is not None:
             await self._load_templates()
+        await self.engine.recover()
         if self.settings.dispatcher_enabled:
             self.dispatcher.start()
         logger.info(

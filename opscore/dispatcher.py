@@ -121,19 +121,24 @@ class Dispatcher:
             for cap in agent.capabilities:
                 by_capability.setdefault(cap, []).append(agent)
         waiting: list[QueueEntry] = []
+        handled: list[str] = []
         sent = 0
         for entry in entries:
             task = await self.storage.get_task(entry.task_id)
             if task is None or task.status != TaskStatus.QUEUED:
-                continue  # cancelled or already handled: drop the stale entry
+                handled.append(entry.task_id)  # cancelled or already handled: drop it
+                continue
             agent = await self._claim(task, by_id, by_capability, free, agents)
             if agent is None:
                 waiting.append(entry)
                 continue
             if await self._hand_over(task, agent, now):
                 sent += 1
+            handled.append(entry.task_id)
         if waiting:
             await self.storage.requeue(waiting)
+        if handled:
+            await self.storage.ack(handled)
         return sent
 
     async def _claim(

@@ -233,6 +233,56 @@ class WorkflowEngine:
             )
         return runs
 
+    # --- recovery ---------------------------------------------------------------------------
+    async def recover(self) -> int:
+        """After a restart on a durable store, finish what a crash interrupted: give queued
+        tasks their queue entry back, advance running runs, and free leaked agent slots.
+        Idempotent. Returns the number of running sessions it looked at."""
+        session_ids: list[str] = []
+        while True:
+            page = await self.storage.list_sessions(
+                status=SessionStatus.RUNNING.value,
+                workflow_id=None,
+                agent_id=None,
+                offset=len(session_ids),
+                limit=500,
+            )
+            session_ids += [s.session_id for s in page.items]
+            if not page.items or len(session_ids) >= page.total:
+                break
+        for session_id in session_ids:
+            for task in await self.storage.session_tasks(session_id):
+                if task.status == S.QUEUED:
+                    await self.storage.enqueue(
+                        task.task_id, priority=task.priority, ready_at=task.ready_at or self.clock()
+                    )
+            await self.advance(session_id)
+        await self.reconcile_slots()
+        if session_ids:
+            log_operation("workflow.recovered", {"sessions": len(session_ids)})
+        self.notify_dispatcher()
+        return len(session_ids)
+
+    async def reconcile_slots(self) -> None:
+        """Drop agents' active-task entries whose task is no longer in flight on them."""
+        offset = 0
+        while True:
+            page = await self.storage.list_agents(
+                state=None, capability=None, offset=offset, limit=500
+            )
+            for agent in page.items:
+                for task_id in agent.active_tasks:
+                    task = await self.storage.get_task(task_id)
+                    if (
+                        task is None
+                        or task.status not in INFLIGHT_TASK
+                        or task.agent_id != agent.agent_id
+                    ):
+                        await self.storage.release_agent_slot(agent.agent_id, task_id)
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                return
+
     # --- progress ---------------------------------------------------------------------------
     async def advance(self, session_id: str) -> None:
         """Queue every pending task whose prerequisites are met; complete the run when done."""

@@ -3,6 +3,7 @@ first run, a banner that says where things are, then uvicorn."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sys
@@ -10,7 +11,8 @@ import sys
 from pydantic import ValidationError
 
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
+from .storage import storage_from_url
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -60,7 +62,8 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
 
     try:
         app = create_app(settings)
-    except ConfigError as exc:
+        asyncio.run(_check_store(settings))
+    except (ConfigError, StorageError) as exc:
         sys.exit(f"Cannot start Ops-Core: {exc.message}")
     uvicorn.run(
         app,
@@ -71,3 +74,10 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
+
+
+async def _check_store(settings: Settings) -> None:
+    """Fail fast, with one clear line, when the configured store cannot be opened."""
+    storage = storage_from_url(settings.storage_url)
+    await storage.open()
+    await storage.close()

@@ -99,3 +99,13 @@ def fleet_factory(server_factory):
     yield start
     for fleet in fleets:
         fleet.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from .storage_servers import RedisServer, require_redis
+
+    require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -34,9 +34,11 @@ class Behaviour:
 class FakeFleet:
     """Many fake agents behind one uvicorn server (one path per agent)."""
 
-    def __init__(self, opscore_url: str, key: str) -> None:
+    def __init__(self, opscore_url: str, key: str, *, heartbeat: float | None = None) -> None:
         self.opscore_url = opscore_url
         self.key = key
+        self.heartbeat = heartbeat
+        self.current: dict[str, str] = {}
         self.behaviours: dict[str, Behaviour] = {}
         self.received: list[dict[str, Any]] = []
         self.per_agent: Counter[str] = Counter()
@@ -50,7 +52,19 @@ class FakeFleet:
     # --- setup ------------------------------------------------------------------------------
     def start(self) -> FakeFleet:
         self.server.start()
+        if self.heartbeat:
+            assert self.server.loop is not None
+            asyncio.run_coroutine_threadsafe(self._beat(), self.server.loop)
         return self
+
+    async def _beat(self) -> None:
+        """Re-report each agent's current state, as agents that heartbeat do."""
+        assert self.heartbeat is not None
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            for agent_id in list(self.current):
+                # read the state at send time: a snapshot could be older than a report just sent
+                await self._report(agent_id, self.current[agent_id])
 
     def stop(self) -> None:
         self.server.stop()
@@ -80,6 +94,7 @@ class FakeFleet:
             assert r.status_code in (200, 201), r.text
             r = c.post(f"/v1/opscore/agent/{agent_id}/state", json=self._state(agent_id, "idle"))
             assert r.status_code == 202, r.text
+            self.current[agent_id] = "idle"
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}

@@ -11,9 +11,18 @@ from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 
-@pytest.fixture
-def ops(fleet_factory):
-    server, fleet = fleet_factory()
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def ops(request, fleet_factory, tmp_path):
+    """Every whole-flow test runs on each storage backend."""
+    if request.param == "sqlite":
+        settings = make_settings(storage_url=f"sqlite:///{tmp_path}/flows.db")
+    elif request.param == "redis":
+        redis = request.getfixturevalue("redis_server")
+        redis.flush()
+        settings = make_settings(storage_url=redis.url)
+    else:
+        settings = make_settings()
+    server, fleet = fleet_factory(settings)
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
     ) as c:

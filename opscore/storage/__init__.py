@@ -1,16 +1,16 @@
-"""Storage backends, chosen by the scheme of ``OPSCORE_STORAGE_URL``."""
+"""Storage backends, chosen by the scheme of ``OPSCORE_STORAGE_URL``; drivers load lazily."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from .base import Storage
 from .memory import MemoryStorage
 
 __all__ = ["MemoryStorage", "Storage", "storage_from_url"]
 
-SUPPORTED_SCHEMES = ("memory",)
+SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 
 
 def storage_from_url(url: str) -> Storage:
@@ -18,7 +18,25 @@ def storage_from_url(url: str) -> Storage:
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStorage()
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStorage, path_from_url
+
+        try:
+            return SQLiteStorage(path_from_url(url))
+        except StorageError as exc:
+            raise ConfigError(exc.message) from exc
+    if scheme in ("redis", "rediss"):
+        try:
+            import redis  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "OPSCORE_STORAGE_URL is redis:// but the redis package is not installed: "
+                "pip install 'opscore[redis]'"
+            ) from exc
+        from .redis import RedisStorage
+
+        return RedisStorage(url)
     raise ConfigError(
         f"Unsupported OPSCORE_STORAGE_URL scheme '{scheme or url}': "
-        f"use one of {', '.join(s + '://' for s in SUPPORTED_SCHEMES)}"
+        f"use memory://, sqlite:///path/to/opscore.db or redis://host:port/db"
     )

@@ -157,11 +157,15 @@ class Storage(Protocol):
         """Queue a task; it becomes claimable at ``ready_at``. Re-enqueueing replaces it."""
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
-        """Atomically remove and return up to ``limit`` ready entries.
+        """Atomically claim and return up to ``limit`` ready entries.
 
         Order: higher priority first, then first-in-first-out. An entry is returned to exactly
-        one caller.
+        one caller; shared backends hold it under a lease until ``ack`` or ``requeue``.
         """
+
+    async def ack(self, task_ids: Iterable[str]) -> None:
+        """Confirm dequeued entries were handled. Shared backends lease entries on dequeue
+        and give unacknowledged ones to another dispatcher when the lease expires."""
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Put entries back keeping their original order (a dispatcher found no agent)."""

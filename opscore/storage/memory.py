@@ -337,6 +337,9 @@ class MemoryStorage:
                 )
             return entries
 
+    async def ack(self, task_ids: Iterable[str]) -> None:
+        return None  # one process: a dequeued entry cannot be orphaned by another
+
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         with self._lock:
             for entry in entries:

@@ -1,0 +1,244 @@
+"""Durable and shared storage, end to end: SIGKILL mid-run on SQLite and Redis (AOF), and two
+replicas sharing one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opscore.api import create_app
+
+from .conftest import KEY, make_settings
+from .fakes import Behaviour, FakeFleet
+from .servers import ServerThread, wait_for
+from .storage_servers import RedisServer, free_port, require_redis
+from .workflow_helpers import create, task, template
+
+H = {"Authorization": f"Bearer {KEY}"}
+
+
+class OpsCoreProcess:
+    """Ops-Core as a real process (``python -m opscore serve``) that a test can SIGKILL."""
+
+    def __init__(self, storage_url: str, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.env = {
+            **os.environ,
+            "OPSCORE_API_KEY": KEY,
+            "OPSCORE_STORAGE_URL": storage_url,
+            "OPSCORE_PORT": str(port),
+            "OPSCORE_DISPATCH_INTERVAL": "0.05",
+            "OPSCORE_DEFAULT_TASK_TIMEOUT": "3",
+            "OPSCORE_RETRY_BACKOFF_SECONDS": "0.1",
+            "OPSCORE_RETRY_MAX_BACKOFF_SECONDS": "0.5",
+            "OPSCORE_DEFAULT_MAX_ATTEMPTS": "10",
+            "OPSCORE_ACCESS_LOG": "false",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "opscore", "serve"], env=self.env, stdout=out, stderr=out
+            )
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-2000:]
+            try:
+                return httpx.get(self.url + "/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=30, interval=0.1)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def _crash_and_resume(storage_url: str, tmp_path: Path) -> None:
+    runs = 50
+    server = OpsCoreProcess(storage_url, free_port(), tmp_path / "opscore.log")
+    server.start()
+    fleet = FakeFleet(server.url, KEY, heartbeat=0.3).start()
+    try:
+        for i in range(4):
+            fleet.add(f"agent-{i}", Behaviour(work_seconds=0.1, with_task_id=i % 2 == 0))
+        with httpx.Client(base_url=server.url, headers=H, timeout=10) as client:
+            create(
+                client,
+                template("chain", task("a", nextTaskId="b"), task("b", nextTaskId="c"), task("c")),
+            )
+            sessions = [
+                client.post(
+                    "/v1/opscore/workflows/chain/runs", json={"initialPayload": {"i": i}}
+                ).json()["sessionId"]
+                for i in range(runs)
+            ]
+            # Given runs in flight, when the process is SIGKILLed mid-way...
+            wait_for(
+                lambda: (
+                    client.get(
+                        "/v1/opscore/sessions", params={"status": "completed", "limit": 1}
+                    ).json()["total"]
+                    >= 5
+                ),
+                timeout=60,
+            )
+        server.kill()
+        # ...and started again on the same store,
+        server.start()
+        with httpx.Client(base_url=server.url, headers=H, timeout=10) as client:
+            # then nothing registered or stored was lost,
+            assert client.get("/v1/opscore/agents").json()["total"] == 4
+            assert client.get("/v1/opscore/workflows/chain").status_code == 200
+            assert client.get("/v1/opscore/sessions", params={"limit": 1}).json()["total"] == runs
+            assert client.get("/v1/opscore/agent/agent-0/state/history").json()["total"] >= 2
+
+            # and every interrupted run resumes and finishes.
+            def all_completed() -> bool:
+                page = client.get(
+                    "/v1/opscore/sessions", params={"status": "completed", "limit": 1}
+                ).json()
+                return page["total"] == runs
+
+            wait_for(all_completed, timeout=120, interval=0.5)
+            statuses = Counter(
+                client.get(f"/v1/opscore/sessions/{sid}").json()["status"] for sid in sessions
+            )
+            assert statuses == Counter({"completed": runs})
+            for sid in sessions[:10]:
+                detail = client.get(f"/v1/opscore/sessions/{sid}").json()
+                assert [t["status"] for t in detail["tasks"]] == ["completed"] * 3
+    finally:
+        fleet.stop()
+        server.stop()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_on_sqlite_loses_nothing_and_runs_resume(tmp_path: Path) -> None:
+    _crash_and_resume(f"sqlite:///{tmp_path}/opscore.db", tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_on_redis_with_aof_loses_nothing(tmp_path: Path) -> None:
+    require_redis()
+    redis = RedisServer(tmp_path, appendonly=True).start()
+    try:
+        _crash_and_resume(redis.url, tmp_path)
+    finally:
+        redis.stop()
+
+
+@pytest.mark.slow
+def test_two_replicas_on_one_redis_dispatch_each_attempt_once(redis_server) -> None:
+    redis_server.flush()
+    runs = 200
+    settings = make_settings(storage_url=redis_server.url, access_log=False)
+    replicas = [ServerThread(create_app(settings)).start() for _ in range(2)]
+    fleet = FakeFleet(replicas[0].url, KEY).start()
+    try:
+        for i in range(5):
+            fleet.add(f"agent-{i}")
+        with httpx.Client(base_url=replicas[0].url, headers=H, timeout=30) as client:
+            create(
+                client,
+                template("chain", task("a", nextTaskId="b"), task("b", nextTaskId="c"), task("c")),
+            )
+
+            async def trigger() -> list[str]:
+                async with httpx.AsyncClient(headers=H, timeout=30) as c:
+                    responses = await asyncio.gather(
+                        *(
+                            c.post(
+                                f"{replicas[i % 2].url}/v1/opscore/workflows/chain/runs", json={}
+                            )
+                            for i in range(runs)
+                        )
+                    )
+                assert {r.status_code for r in responses} == {202}
+                return [r.json()["sessionId"] for r in responses]
+
+            asyncio.run(trigger())
+
+            def done() -> bool:
+                page = client.get(
+                    "/v1/opscore/sessions", params={"status": "completed", "limit": 1}
+                ).json()
+                return page["total"] == runs
+
+            wait_for(done, timeout=180, interval=0.5)
+        sent = Counter(fleet.task_ids())
+        assert len(sent) == runs * 3 and max(sent.values()) == 1, (
+            "each task dispatched exactly once"
+        )
+    finally:
+        fleet.stop()
+        for replica in replicas:
+            replica.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:1/0", "Cannot reach Redis"),
+        ("sqlite:////proc/opscore-cannot-write/here.db", "Cannot open SQLite store"),
+        ("sqlite://", "needs a file path"),
+        ("postgres://x", "Unsupported OPSCORE_STORAGE_URL"),
+    ],
+)
+def test_unusable_store_stops_startup_with_a_clear_message(
+    url: str, message: str, tmp_path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "opscore", "serve"],
+        env={
+            **os.environ,
+            "OPSCORE_API_KEY": KEY,
+            "OPSCORE_STORAGE_URL": url,
+            "OPSCORE_PORT": str(free_port()),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ready_reports_an_unavailable_store(tmp_path) -> None:
+    require_redis()
+    redis = RedisServer(tmp_path).start()
+    server = ServerThread(create_app(make_settings(storage_url=redis.url))).start()
+    try:
+        assert httpx.get(server.url + "/ready").status_code == 200
+        redis.stop()
+        ready = httpx.get(server.url + "/ready")
+        assert ready.status_code == 503 and "Redis unavailable" in ready.json()["checks"]["storage"]
+        assert httpx.get(server.url + "/health").status_code == 200
+        listing = httpx.get(server.url + "/v1/opscore/agents", headers=H)
+        assert (
+            listing.status_code == 503 and listing.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
+        )
+    finally:
+        server.stop()

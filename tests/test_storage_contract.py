@@ -1,0 +1,342 @@
+"""One contract suite, run against every storage backend (memory, SQLite, Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from opscore.errors import ConflictError, NotFoundError
+from opscore.models import (
+    Agent,
+    DeadLetter,
+    Session,
+    SessionStatus,
+    StateRecord,
+    TaskRun,
+    TaskStatus,
+    WorkflowTemplate,
+    utcnow,
+)
+from opscore.storage import storage_from_url
+from opscore.storage.base import Storage
+
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request, tmp_path) -> Storage:
+    if request.param == "memory":
+        storage = storage_from_url("memory://")
+    elif request.param == "sqlite":
+        storage = storage_from_url(f"sqlite:///{tmp_path}/contract.db")
+    else:
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        storage = storage_from_url(server.url)
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+def agent(agent_id: str, **fields) -> Agent:
+    now = utcnow()
+    return Agent(
+        agent_id=agent_id,
+        agent_name=agent_id,
+        last_seen=now,
+        registered_at=now,
+        updated_at=now,
+        **fields,
+    )
+
+
+def record(agent_id: str, state: str, seconds: float, **details) -> StateRecord:
+    base = utcnow().replace(microsecond=0)
+    return StateRecord(
+        agent_id=agent_id,
+        state=state,
+        timestamp=base + timedelta(seconds=seconds),
+        details=details,
+        received_at=utcnow(),
+    )
+
+
+def task(task_id: str, session_id: str = "s1", **fields) -> TaskRun:
+    base = dict(
+        task_id=task_id,
+        session_id=session_id,
+        step_id=task_id,
+        timeout_seconds=5,
+        max_attempts=3,
+        backoff_seconds=1,
+        max_backoff_seconds=5,
+        created_at=utcnow(),
+    )
+    return TaskRun(**{**base, **fields})
+
+
+def session(session_id: str, **fields) -> Session:
+    now = utcnow()
+    return Session(session_id=session_id, created_at=now, updated_at=now, **fields)
+
+
+class TestAgents:
+    async def test_create_is_insert_only(self, store: Storage) -> None:
+        assert await store.create_agent(agent("a1", capabilities=["x"])) is None
+        existing = await store.create_agent(agent("a1", capabilities=["other"]))
+        assert existing is not None and existing.capabilities == ["x"]
+        assert (await store.get_agent("a1")).capabilities == ["x"]
+
+    async def test_list_filters_sorts_and_paginates(self, store: Storage) -> None:
+        for i in (3, 1, 2, 0):
+            await store.create_agent(agent(f"a{i}", capabilities=["even" if i % 2 == 0 else "odd"]))
+        await store.record_state(record("a2", "idle", 1), history_limit=10)
+        page = await store.list_agents(state=None, capability=None, offset=1, limit=2)
+        assert page.total == 4 and [a.agent_id for a in page.items] == ["a1", "a2"]
+        evens = await store.list_agents(state=None, capability="even", offset=0, limit=10)
+        assert [a.agent_id for a in evens.items] == ["a0", "a2"]
+        idle = await store.list_agents(state="idle", capability="even", offset=0, limit=10)
+        assert [a.agent_id for a in idle.items] == ["a2"]
+
+    async def test_update_save_and_delete(self, store: Storage) -> None:
+        await store.create_agent(agent("a1"))
+        updated = await store.update_agent("a1", {"version": "2.0"})
+        assert updated.version == "2.0" and (await store.get_agent("a1")).version == "2.0"
+        assert await store.update_agent("nope", {"version": "x"}) is None
+        await store.save_agent(updated.model_copy(update={"agent_name": "renamed"}))
+        assert (await store.get_agent("a1")).agent_name == "renamed"
+        await store.record_state(record("a1", "idle", 1), history_limit=10)
+        assert (await store.delete_agent("a1")).agent_id == "a1"
+        assert await store.get_agent("a1") is None and await store.delete_agent("a1") is None
+        assert (await store.state_history("a1", offset=0, limit=10)).total == 0
+
+
+class TestState:
+    async def test_record_state_updates_current_and_history_newest_first(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("a1"))
+        for i, state in enumerate(["initializing", "idle", "active"]):
+            updated, duplicate = await store.record_state(record("a1", state, i), history_limit=10)
+            assert not duplicate and updated.state == state
+        history = await store.state_history("a1", offset=0, limit=10)
+        assert [r.state for r in history.items] == ["active", "idle", "initializing"]
+        page = await store.state_history("a1", offset=1, limit=1)
+        assert page.total == 3 and page.items[0].state == "idle"
+
+    async def test_history_is_bounded(self, store: Storage) -> None:
+        await store.create_agent(agent("a1"))
+        for i in range(12):
+            await store.record_state(
+                record("a1", "idle" if i % 2 else "active", i), history_limit=5
+            )
+        history = await store.state_history("a1", offset=0, limit=100)
+        assert history.total == 5
+        assert history.items[0].timestamp > history.items[-1].timestamp
+
+    async def test_out_of_order_unknown_and_duplicate(self, store: Storage) -> None:
+        await store.create_agent(agent("a1"))
+        first = record("a1", "active", 10, k=1)
+        await store.record_state(first, history_limit=10)
+        with pytest.raises(ConflictError):
+            await store.record_state(record("a1", "idle", 5), history_limit=10)
+        with pytest.raises(NotFoundError):
+            await store.record_state(record("ghost", "idle", 1), history_limit=10)
+        _, duplicate = await store.record_state(first, history_limit=10)
+        assert duplicate
+        assert (await store.state_history("a1", offset=0, limit=10)).total == 1
+
+    async def test_available_and_stale_agents(self, store: Storage) -> None:
+        await store.create_agent(agent("busy", max_concurrency=1, active_tasks=["t0"]))
+        await store.create_agent(agent("free"))
+        await store.create_agent(agent("err"))
+        for agent_id, state in (("busy", "idle"), ("free", "idle"), ("err", "error")):
+            await store.record_state(record(agent_id, state, 1), history_limit=10)
+        assert [a.agent_id for a in await store.available_agents({"idle"})] == ["free"]
+        stale = await store.stale_agents(
+            seen_before=utcnow() + timedelta(seconds=1), exclude_state="error"
+        )
+        assert sorted(a.agent_id for a in stale) == ["busy", "free"]
+        assert (
+            await store.stale_agents(seen_before=utcnow() - timedelta(hours=1), exclude_state="x")
+            == []
+        )
+
+    async def test_concurrent_writers_keep_exact_counts(self, store: Storage) -> None:
+        await store.create_agent(agent("a1", max_concurrency=5))
+        claims = await asyncio.gather(*(store.claim_agent_slot("a1", f"t{i}") for i in range(40)))
+        assert sum(claims) == 5
+        assert len((await store.get_agent("a1")).active_tasks) == 5
+        await asyncio.gather(*(store.release_agent_slot("a1", f"t{i}") for i in range(40)))
+        assert (await store.get_agent("a1")).active_tasks == []
+        await store.create_agent(agent("a2"))
+        reports = [record("a2", "idle" if i % 2 else "active", i, i=i) for i in range(30)]
+        results = await asyncio.gather(
+            *(store.record_state(r, history_limit=100) for r in reports), return_exceptions=True
+        )
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))
+        assert (await store.state_history("a2", offset=0, limit=100)).total == len(accepted)
+
+
+class TestWorkflows:
+    async def test_versions_latest_list_and_delete(self, store: Storage) -> None:
+        def tpl(version: str, wid: str = "w") -> WorkflowTemplate:
+            return WorkflowTemplate(
+                id=wid, version=version, tasks=[{"taskId": "a"}], created_at=utcnow()
+            )
+
+        assert await store.save_workflow(tpl("1")) is None
+        assert (await store.save_workflow(tpl("1"))).version == "1"
+        await store.save_workflow(tpl("2"))
+        await store.save_workflow(tpl("1", "another"))
+        assert (await store.get_workflow("w", None)).version == "2"
+        assert (await store.get_workflow("w", "1")).version == "1"
+        assert await store.workflow_versions("w") == ["1", "2"]
+        listing = await store.list_workflows(offset=0, limit=10)
+        assert [(t.id, t.version) for t in listing.items] == [("another", "1"), ("w", "2")]
+        assert await store.delete_workflow("w", "2") == 1
+        assert (await store.get_workflow("w", None)).version == "1"
+        assert await store.delete_workflow("w", None) == 1
+        assert (
+            await store.get_workflow("w", None) is None
+            and await store.delete_workflow("w", None) == 0
+        )
+
+
+class TestSessionsAndTasks:
+    async def test_sessions_list_newest_first_with_filters_and_cas(self, store: Storage) -> None:
+        for i in range(4):
+            await store.save_session(
+                session(
+                    f"s{i}", workflow_id="w" if i < 3 else "x", agent_id="a" if i == 1 else None
+                )
+            )
+        page = await store.list_sessions(
+            status=None, workflow_id=None, agent_id=None, offset=0, limit=2
+        )
+        assert page.total == 4 and [s.session_id for s in page.items] == ["s3", "s2"]
+        only_w = await store.list_sessions(
+            status=None, workflow_id="w", agent_id=None, offset=0, limit=10
+        )
+        assert [s.session_id for s in only_w.items] == ["s2", "s1", "s0"]
+        pinned = await store.list_sessions(
+            status=None, workflow_id=None, agent_id="a", offset=0, limit=10
+        )
+        assert [s.session_id for s in pinned.items] == ["s1"]
+        done = await store.update_session(
+            "s0", {"status": SessionStatus.COMPLETED}, expect=["running"]
+        )
+        assert done.status == SessionStatus.COMPLETED
+        assert (
+            await store.update_session("s0", {"status": SessionStatus.FAILED}, expect=["running"])
+            is None
+        )
+        completed = await store.list_sessions(
+            status="completed", workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        running = await store.list_sessions(
+            status="running", workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert [s.session_id for s in completed.items] == ["s0"] and running.total == 3
+
+    async def test_task_cas_on_status_and_attempt_and_inflight_index(self, store: Storage) -> None:
+        await store.save_tasks([task("t1"), task("t2"), task("t3", session_id="other")])
+        assert [t.task_id for t in await store.session_tasks("s1")] == ["t1", "t2"]
+        moved = await store.update_task(
+            "t1", {"status": TaskStatus.DISPATCHED, "attempts": 1}, expect=["pending"]
+        )
+        assert moved.status == TaskStatus.DISPATCHED
+        assert (
+            await store.update_task("t1", {"status": TaskStatus.QUEUED}, expect=["pending"]) is None
+        )
+        assert await store.update_task("t1", {"status": TaskStatus.RUNNING}, attempt=2) is None
+        assert [t.task_id for t in await store.inflight_tasks()] == ["t1"]
+        await store.update_task("t1", {"status": TaskStatus.COMPLETED}, attempt=1)
+        assert await store.inflight_tasks() == []
+        assert await store.update_task("missing", {"status": TaskStatus.QUEUED}) is None
+
+    async def test_concurrent_task_cas_has_one_winner(self, store: Storage) -> None:
+        await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
+        results = await asyncio.gather(
+            *(
+                store.update_task(
+                    "t1", {"status": TaskStatus.COMPLETED, "result": i}, expect=["running"]
+                )
+                for i in range(20)
+            )
+        )
+        assert sum(r is not None for r in results) == 1
+
+
+class TestQueue:
+    async def test_priority_fifo_delay_requeue_and_ack(self, store: Storage) -> None:
+        now = utcnow()
+        await store.enqueue("low-1", priority=0, ready_at=now)
+        await store.enqueue("high", priority=5, ready_at=now)
+        await store.enqueue("low-2", priority=0, ready_at=now)
+        await store.enqueue("later", priority=9, ready_at=now + timedelta(seconds=30))
+        assert await store.queue_depth() == 4
+        got = await store.dequeue_ready(now, 10)
+        assert [e.task_id for e in got] == ["high", "low-1", "low-2"]
+        assert (
+            abs((await store.next_ready_at() - (now + timedelta(seconds=30))).total_seconds())
+            < 0.01
+        )
+        await store.requeue(got[1:])
+        await store.ack(["high"])
+        again = await store.dequeue_ready(now, 1)
+        assert [e.task_id for e in again] == ["low-1"]
+        await store.ack(["low-1"])
+        later = await store.dequeue_ready(now + timedelta(seconds=31), 10)
+        assert [e.task_id for e in later] == ["later", "low-2"]
+        await store.ack(["later", "low-2"])
+        assert await store.queue_depth() == 0 and await store.next_ready_at() is None
+
+    async def test_reenqueue_replaces_and_each_entry_goes_to_one_caller(
+        self, store: Storage
+    ) -> None:
+        now = utcnow()
+        await store.enqueue("t", priority=0, ready_at=now)
+        await store.enqueue("t", priority=0, ready_at=now + timedelta(seconds=5))
+        assert await store.dequeue_ready(now, 10) == []
+        for i in range(50):
+            await store.enqueue(f"job-{i}", priority=0, ready_at=now)
+        batches = await asyncio.gather(*(store.dequeue_ready(now, 7) for _ in range(10)))
+        ids = [e.task_id for batch in batches for e in batch]
+        assert len(ids) == len(set(ids)) == 50
+
+
+class TestDeadLettersAndIdempotency:
+    async def test_dead_letters_newest_first_and_pop(self, store: Storage) -> None:
+        for i in range(3):
+            await store.add_dead_letter(
+                DeadLetter(
+                    task_id=f"t{i}",
+                    session_id="s",
+                    step_id="x",
+                    attempts=3,
+                    dead_lettered_at=utcnow(),
+                )
+            )
+        page = await store.list_dead_letters(offset=0, limit=2)
+        assert page.total == 3 and [d.task_id for d in page.items] == ["t2", "t1"]
+        assert (await store.pop_dead_letter("t1")).task_id == "t1"
+        assert await store.pop_dead_letter("t1") is None
+        assert (await store.list_dead_letters(offset=0, limit=10)).total == 2
+
+    async def test_idempotency_keys_map_once_within_ttl(self, store: Storage) -> None:
+        now = utcnow()
+        assert await store.remember_idempotency_key("k", "s1", now=now, ttl=60) is None
+        assert await store.remember_idempotency_key("k", "s2", now=now, ttl=60) == "s1"
+        await store.forget_idempotency_key("k")
+        assert await store.remember_idempotency_key("k", "s3", now=now, ttl=60) is None
+        results = await asyncio.gather(
+            *(store.remember_idempotency_key("race", f"s{i}", now=now, ttl=60) for i in range(20))
+        )
+        assert results.count(None) == 1
+
+    async def test_ping(self, store: Storage) -> None:
+        await store.ping()
