@@ -4,6 +4,7 @@ and a lifespan that starts and stops the dispatcher."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -123,7 +124,22 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         )
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
-    return _error(request, exc.status_code, code, message, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return _error(request, exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path supports; Starlette lists only the first route's when one path
+    has a route per method."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in operations}
+    return ", ".join(sorted(methods))
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -181,16 +197,17 @@ def install(app: FastAPI, services: Services) -> None:
         app.include_router(module.router, dependencies=protected)
 
     settings = services.settings
-    if settings.cors_origins:
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+        telemetry=services.telemetry,
+        keys=services.keys,
+    )
+    if settings.cors_origins:  # outermost, so preflights are answered before the key check
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
         )
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        access_log=settings.access_log,
-        telemetry=services.telemetry,
-    )

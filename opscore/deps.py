@@ -29,10 +29,13 @@ async def authenticate(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     x_api_key: Annotated[str | None, Security(_api_key)],
 ) -> Caller:
-    """Resolve the caller from its key; every router is mounted with this dependency."""
-    key = bearer.credentials if bearer is not None else x_api_key
-    caller = services.keys.resolve(key)
-    request.state.caller = caller
+    """Resolve the caller from its key; every router is mounted with this dependency.
+
+    The middleware has usually resolved it already (before reading the body)."""
+    caller = getattr(request.state, "caller", None)
+    if caller is None:
+        caller = services.keys.resolve(bearer.credentials if bearer is not None else x_api_key)
+        request.state.caller = caller
     await services.rate_limiter.check(caller)
     return caller
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth import KeyStore, presented_key
+from .errors import AuthenticationError
 from .logging_config import request_id_var
 from .telemetry import Telemetry
 from .tracing import Span, current_span, new_trace_id, parse_traceparent
@@ -37,17 +39,14 @@ def error_content(
 
 async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
     body = json.dumps(error_content(status, code, message, None, request_id)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -61,11 +60,13 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         access_log: bool = True,
         telemetry: Telemetry | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.telemetry = telemetry
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,6 +94,19 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if self.keys is not None and _needs_key(scope["path"]):
+                # Authenticate before reading or parsing any body: an anonymous caller gets
+                # 401 and nothing else, whatever it sent.
+                try:
+                    scope["state"]["caller"] = self.keys.resolve(
+                        presented_key(
+                            _header(scope, b"authorization"), _header(scope, b"x-api-key")
+                        )
+                    )
+                except AuthenticationError as exc:
+                    status_holder[0] = 401
+                    await _send_error(send, 401, exc.code, exc.message, request_id)
+                    return
             if scope["method"].encode() in _BODY_METHODS:
                 buffered = await self._read_body(scope, receive)
                 if buffered is None:
@@ -170,6 +184,13 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+_OPEN_PATHS = ("/v1/opscore/internal/agent/notify",)
+
+
+def _needs_key(path: str) -> bool:
+    return (path.startswith("/v1/") and path not in _OPEN_PATHS) or path == "/metrics"
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

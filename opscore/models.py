@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+Capability = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 T = TypeVar("T")
 
 
@@ -52,8 +53,12 @@ class StatusMessage(ApiModel):
 class AgentBase(ApiModel):
     agent_name: str = Field(min_length=1, max_length=200, examples=["summarizer"])
     version: str = Field("0.0.0", max_length=64, examples=["0.1.0"])
-    capabilities: list[str] = Field(default_factory=list, max_length=100, examples=[["summarize"]])
-    contact_endpoint: str | None = Field(None, max_length=2048, examples=["http://127.0.0.1:8101/"])
+    capabilities: list[Capability] = Field(
+        default_factory=list, max_length=100, examples=[["summarize"]]
+    )
+    contact_endpoint: str | None = Field(
+        None, max_length=2048, pattern=r"^https?://", examples=["http://127.0.0.1:8101/"]
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     max_concurrency: int = Field(1, ge=1, le=1000, description="Ops-Core tasks run at once.")
 
@@ -133,8 +138,8 @@ class WebhookAgentDetails(BaseModel):
     agentId: str = Field(pattern=ID_PATTERN)
     agentName: str = Field("", max_length=200)
     version: str = Field("0.0.0", max_length=64)
-    capabilities: list[str] = Field(default_factory=list, max_length=100)
-    contactEndpoint: str | None = Field(None, max_length=2048)
+    capabilities: list[Capability] = Field(default_factory=list, max_length=100)
+    contactEndpoint: str | None = Field(None, max_length=2048, pattern=r"^https?://")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
