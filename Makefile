@@ -28,7 +28,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix opscore tests examples bench
 	$(BIN)/ruff format opscore tests examples bench
 
-bench: $(STAMP) ## run the benchmarks in bench/ (see bench/README.md)
+bench: $(STAMP) ## run the benchmarks in bench/ (see bench/README.md); needs wrk and redis-server
+	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.run
 
 clean:

@@ -192,6 +192,7 @@ def install(app: FastAPI, services: Services) -> None:
     app.include_router(system.router)
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
+    app.include_router(state.ingest)  # authenticated by the middleware; see routes/state.py
     protected = [Depends(authenticate)]
     for module in (agents, state, workflows, sessions, tasks, logs, telemetry):
         app.include_router(module.router, dependencies=protected)
@@ -203,6 +204,7 @@ def install(app: FastAPI, services: Services) -> None:
         access_log=settings.access_log,
         telemetry=services.telemetry,
         keys=services.keys,
+        rate_limiter=services.rate_limiter,
     )
     if settings.cors_origins:  # outermost, so preflights are answered before the key check
         app.add_middleware(

@@ -109,13 +109,19 @@ class Settings(BaseSettings):
 
     # --- limits -------------------------------------------------------------------------------
     state_history_limit: int = Field(
-        500, ge=1, le=100_000, description="State reports kept per agent (oldest dropped)."
+        100, ge=1, le=100_000, description="State reports kept per agent (oldest dropped)."
     )
     known_states: CommaList = Field(
         default_factory=lambda: list(DEFAULT_STATES), description="States agents may report."
     )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, le=100_000_000, description="Largest request body accepted."
+    )
+    session_retention: int = Field(
+        10_000,
+        ge=10,
+        le=10_000_000,
+        description="Finished sessions (with their tasks) kept by memory://; the oldest go first.",
     )
     max_page_size: int = Field(500, ge=1, le=10_000, description="Largest page a list returns.")
     rate_limit_per_second: float = Field(

@@ -87,7 +87,9 @@ def build_services(
     transport: Transport | None = None,
 ) -> Services:
     """Everything one app instance needs; raises ConfigError on a bad configuration."""
-    storage = storage or storage_from_url(settings.storage_url)
+    storage = storage or storage_from_url(
+        settings.storage_url, finished_session_limit=settings.session_retention
+    )
     keys = KeyStore(settings)
     webhook = (
         WebhookVerifier(settings.webhook_secret, settings.webhook_tolerance_seconds)

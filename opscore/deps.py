@@ -16,7 +16,7 @@ _bearer = HTTPBearer(auto_error=False, description="The API key as a Bearer toke
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
@@ -31,12 +31,14 @@ async def authenticate(
 ) -> Caller:
     """Resolve the caller from its key; every router is mounted with this dependency.
 
+    Dependencies here are all async: a sync one would cost a thread-pool hop per request.
+
     The middleware has usually resolved it already (before reading the body)."""
     caller = getattr(request.state, "caller", None)
-    if caller is None:
+    if caller is None:  # the middleware normally did this, rate limit included
         caller = services.keys.resolve(bearer.credentials if bearer is not None else x_api_key)
+        services.rate_limiter.check(caller)
         request.state.caller = caller
-    await services.rate_limiter.check(caller)
     return caller
 
 
@@ -59,7 +61,7 @@ class Paging:
     limit: int
 
 
-def paging(
+async def paging(
     services: ServicesDep,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Page size.")] = 50,

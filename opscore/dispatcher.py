@@ -58,8 +58,9 @@ class Dispatcher:
     async def stop(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            done, _ = await asyncio.wait({self._loop_task}, timeout=5)
+            if not done:
+                logger.error("dispatcher did not stop within 5s; abandoning it")
             self._loop_task = None
         if self._sends:
             await asyncio.wait(self._sends, timeout=5)
@@ -87,8 +88,11 @@ class Dispatcher:
         next_ready = await self.storage.next_ready_at()
         if next_ready is not None:
             timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.engine.wakeup.wait(), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
+        # as the event is set, which left shutdown waiting for ever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.engine.wakeup.wait()
         self.engine.wakeup.clear()
 
     async def tick(self) -> bool:
@@ -108,11 +112,12 @@ class Dispatcher:
     # --- matching ---------------------------------------------------------------------------
     async def dispatch_ready(self, now: datetime) -> int:
         """Hand ready tasks to available agents; tasks with no agent go back in order."""
-        agents = await self.storage.available_agents(AVAILABLE_STATES)
-        if not agents:
-            return 0
         entries = await self.storage.dequeue_ready(now, BATCH)
         if not entries:
+            return 0  # the common case when agents report idle: nothing to do, no agent scan
+        agents = await self.storage.available_agents(AVAILABLE_STATES)
+        if not agents:
+            await self.storage.requeue(entries)
             return 0
         free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
         by_id = {a.agent_id: a for a in agents}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -155,8 +156,13 @@ class Lifecycle:
             record, history_limit=self.settings.state_history_limit
         )
         if not duplicate:
+            # The access line already records the request (with agentId); this one is for
+            # debugging, so the hot path writes one log line, not two.
             log_operation(
-                "agent.state", {"agentId": agent_id, "state": record.state}, logger="opscore.state"
+                "agent.state",
+                {"agentId": agent_id, "state": record.state},
+                logger="opscore.state",
+                level=logging.DEBUG,
             )
             await self._notify(agent, record)
         return StateAccepted(

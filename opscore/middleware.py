@@ -16,8 +16,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import KeyStore, presented_key
-from .errors import AuthenticationError
+from .errors import AuthenticationError, RateLimitedError
 from .logging_config import request_id_var
+from .ratelimit import RateLimiter
 from .telemetry import Telemetry
 from .tracing import Span, current_span, new_trace_id, parse_traceparent
 
@@ -37,7 +38,15 @@ def error_content(
     }
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    *,
+    retry_after: float | None = None,
+) -> None:
     body = json.dumps(error_content(status, code, message, None, request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -46,6 +55,8 @@ async def _send_error(send: Send, status: int, code: str, message: str, request_
     ]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(int(retry_after)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -61,12 +72,14 @@ class RequestContextMiddleware:
         access_log: bool = True,
         telemetry: Telemetry | None = None,
         keys: KeyStore | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.telemetry = telemetry
         self.keys = keys
+        self.rate_limiter = rate_limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,15 +111,21 @@ class RequestContextMiddleware:
                 # Authenticate before reading or parsing any body: an anonymous caller gets
                 # 401 and nothing else, whatever it sent.
                 try:
-                    scope["state"]["caller"] = self.keys.resolve(
+                    caller = self.keys.resolve(
                         presented_key(
                             _header(scope, b"authorization"), _header(scope, b"x-api-key")
                         )
                     )
-                except AuthenticationError as exc:
-                    status_holder[0] = 401
-                    await _send_error(send, 401, exc.code, exc.message, request_id)
+                    if self.rate_limiter is not None:
+                        self.rate_limiter.check(caller)
+                except (AuthenticationError, RateLimitedError) as exc:
+                    status_holder[0] = exc.status_code
+                    retry = getattr(exc, "retry_after", None)
+                    await _send_error(
+                        send, exc.status_code, exc.code, exc.message, request_id, retry_after=retry
+                    )
                     return
+                scope["state"]["caller"] = caller
             if scope["method"].encode() in _BODY_METHODS:
                 buffered = await self._read_body(scope, receive)
                 if buffered is None:
@@ -148,6 +167,7 @@ class RequestContextMiddleware:
                         "status": status_holder[0],
                         "durationMs": round(elapsed * 1000, 3),
                         "client": (scope.get("client") or ("", 0))[0],
+                        **_ids(scope.get("path_params")),
                     },
                 )
             request_id_var.reset(token)
@@ -187,6 +207,14 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 
 _OPEN_PATHS = ("/v1/opscore/internal/agent/notify",)
+_ID_PARAMS = ("agentId", "sessionId", "taskId", "workflowId")
+
+
+def _ids(path_params: dict[str, str] | None) -> dict[str, str]:
+    """agentId/sessionId/taskId from the route, so access lines filter like operation lines."""
+    if not path_params:
+        return {}
+    return {k: v for k, v in path_params.items() if k in _ID_PARAMS}
 
 
 def _needs_key(path: str) -> bool:

@@ -19,7 +19,7 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    async def check(self, caller: Caller) -> None:
+    def check(self, caller: Caller) -> None:
         if self.rate <= 0:
             return
         now = time.monotonic()

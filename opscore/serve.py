@@ -4,6 +4,7 @@ first run, a banner that says where things are, then uvicorn."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import sys
@@ -65,6 +66,12 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         asyncio.run(_check_store(settings))
     except (ConfigError, StorageError) as exc:
         sys.exit(f"Cannot start Ops-Core: {exc.message}")
+    # Long-lived objects (settings, routes, models' validators) never die: move them out of the
+    # GC's reach, and collect the young generation less often. Full collections over a large
+    # heap were the service's worst latency outliers.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     uvicorn.run(
         app,
         host=settings.host,

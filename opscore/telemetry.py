@@ -60,13 +60,22 @@ class Telemetry:
             buckets=_TASK_BUCKETS,
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.queue_depth = Gauge("opscore_queue_depth", "Tasks waiting in the queue", registry=r)
         self.agents = Gauge("opscore_agents", "Registered agents by state", ["state"], registry=r)
 
     # --- HTTP ------------------------------------------------------------------------------
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() is a lock and a dict walk; do it once per series
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.request_latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     # --- engine events ---------------------------------------------------------------------
     def on_task_event(self, event: str, task: TaskRun, extra: dict[str, Any]) -> None:

@@ -113,7 +113,9 @@ def test_dashboard_end_to_end_in_chromium(browser, fleet_factory) -> None:
             "/v1/opscore/agent/agent-2/state",
             json={"agentId": "agent-2", "timestamp": "2099-01-01T00:00:01Z", "state": "busy"},
         )
-        page.wait_for_selector("#log-lines .log:has-text('agent.state')", timeout=10_000)
+        page.wait_for_selector(
+            "#log-lines .log:has-text('/v1/opscore/agent/agent-2/state 202')", timeout=10_000
+        )
         texts = page.locator("#log-lines .log").all_inner_texts()
         assert texts and all("agent-2" in t for t in texts)
         page.screenshot(path=str(SHOTS / "dashboard-logs.png"))

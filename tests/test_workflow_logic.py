@@ -124,3 +124,32 @@ def test_validator_rejects_a_fallback_shared_by_two_tasks() -> None:
             ),
             max_tasks=10,
         )
+
+
+async def test_memory_store_keeps_only_the_newest_finished_sessions() -> None:
+    from opscore.models import Session, SessionStatus
+
+    store = MemoryStorage(finished_session_limit=3)
+    now = utcnow()
+    for i in range(6):
+        await store.save_session(Session(session_id=f"s{i}", created_at=now, updated_at=now))
+        await store.save_tasks(
+            [
+                TaskRun(
+                    task_id=f"t{i}",
+                    session_id=f"s{i}",
+                    step_id="a",
+                    timeout_seconds=1,
+                    max_attempts=1,
+                    backoff_seconds=0,
+                    max_backoff_seconds=0,
+                    created_at=now,
+                )
+            ]
+        )
+    await store.save_session(Session(session_id="open", created_at=now, updated_at=now))
+    for i in range(6):
+        await store.update_session(f"s{i}", {"status": SessionStatus.COMPLETED}, expect=["running"])
+    assert [s for s in ("s0", "s1", "s2") if await store.get_session(s)] == []
+    assert all([await store.get_session(s) for s in ("s3", "s4", "s5", "open")])
+    assert await store.get_task("t0") is None and await store.get_task("t5") is not None

@@ -34,7 +34,7 @@ class LogFilters:
     until: datetime | None
 
 
-def log_filters(
+async def log_filters(
     level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None,
         Query(description="This level and above."),

@@ -13,11 +13,11 @@ __all__ = ["MemoryStorage", "Storage", "storage_from_url"]
 SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 
 
-def storage_from_url(url: str) -> Storage:
+def storage_from_url(url: str, *, finished_session_limit: int = 10_000) -> Storage:
     """Build (not open) the backend a URL names; unknown schemes stop start-up clearly."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        return MemoryStorage()
+        return MemoryStorage(finished_session_limit=finished_session_limit)
     if scheme == "sqlite":
         from .sqlite import SQLiteStorage, path_from_url
 

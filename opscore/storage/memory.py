@@ -47,10 +47,14 @@ def same_state(current: Agent, record: StateRecord) -> bool:
 class MemoryStorage:
     """Lock-guarded in-memory implementation of ``Storage``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, finished_session_limit: int = 10_000) -> None:
+        self.finished_session_limit = finished_session_limit
+        self._finished: deque[str] = deque()
         self._lock = threading.Lock()
         self._agents: dict[str, Agent] = {}
-        self._history: dict[str, deque[StateRecord]] = {}
+        # History is kept as JSON bytes: a third of the memory of model objects, and invisible
+        # to the cyclic GC, whose full passes over millions of objects stalled requests.
+        self._history: dict[str, deque[bytes]] = {}
         self._workflows: dict[str, dict[str, WorkflowTemplate]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._tasks: dict[str, TaskRun] = {}
@@ -145,13 +149,16 @@ class MemoryStorage:
             if history is None or history.maxlen != history_limit:
                 history = deque(history or (), maxlen=history_limit)
                 self._history[agent.agent_id] = history
-            history.appendleft(record)
+            history.appendleft(record.model_dump_json().encode())
             return agent, False
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         with self._lock:
-            items = list(self._history.get(agent_id, ()))
-        return _page(items, offset, limit)
+            history = self._history.get(agent_id, ())
+            total = len(history)
+            raw = list(itertools.islice(history, offset, offset + limit))
+        items = [StateRecord.model_validate_json(r) for r in raw]
+        return Page(items=items, total=total, offset=offset, limit=limit)
 
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
         with self._lock:
@@ -264,9 +271,25 @@ class MemoryStorage:
             session = self._sessions.get(session_id)
             if session is None or (expect is not None and session.status not in expect):
                 return None
+            was_open = session.status == "running"
             session = session.model_copy(update=changes)
             self._sessions[session_id] = session
+            if was_open and session.status != "running":
+                self._retire(session_id)
             return session
+
+    def _retire(self, session_id: str) -> None:
+        """Keep only the newest finished sessions (and their tasks): memory stays bounded."""
+        self._finished.append(session_id)
+        while len(self._finished) > self.finished_session_limit:
+            old = self._finished.popleft()
+            session = self._sessions.get(old)
+            if session is None or session.status == "running":  # re-driven since: keep it
+                continue
+            del self._sessions[old]
+            for task_id in self._session_tasks.pop(old, ()):
+                self._tasks.pop(task_id, None)
+                self._inflight.discard(task_id)
 
     # --- tasks ------------------------------------------------------------------------------
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:

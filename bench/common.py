@@ -1,0 +1,119 @@
+"""Helpers for the benchmarks: start/stop processes on 127.0.0.1, run wrk, summarise runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+KEY = "bench-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def process(
+    args: Sequence[str], *, env: dict[str, str] | None = None, ready_url: str | None = None
+):
+    """Start a process we own; always stop it (by its PID) on the way out."""
+    proc = subprocess.Popen(
+        list(args),
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    try:
+        if ready_url:
+            wait_http(ready_url)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def opscore_env(port: int, **extra: str) -> dict[str, str]:
+    return {"OPSCORE_API_KEY": KEY, "OPSCORE_PORT": str(port), "OPSCORE_HOST": "127.0.0.1", **extra}
+
+
+def opscore_cmd() -> list[str]:
+    return [sys.executable, "-m", "opscore", "serve"]
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(
+    url: str, script: Path, args: Sequence[str], *, connections: int, seconds: int, threads: int = 2
+) -> dict[str, Any]:
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        *args,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("JSON "))
+    data = json.loads(line[5:])
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    data["errors"] = sum(
+        data[k]
+        for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "status_errors")
+    )
+    return data
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median and spread (min, max) of repeated runs."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }

@@ -1,0 +1,484 @@
+"""``make bench``: every benchmark in one run, on 127.0.0.1, against processes it starts and stops.
+
+Prints a table and writes bench/results/latest.json. Each figure is the median of several runs
+with its spread (min..max); each comparison is a ratio of runs made in this same invocation.
+Load comes from wrk (a separate process), never from the process being measured.
+
+Environment: BENCH_QUICK=1 for a short smoke run; BENCH_SOAK_SECONDS (default 300);
+BENCH_ONLY=ingest,workflows,celery,scale,memory,soak to run a subset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from .common import BENCH, KEY, free_port, opscore_cmd, opscore_env, process, rss_mb, summary, wrk
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+REPS = 2 if QUICK else 3
+SECONDS = 4 if QUICK else 10
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+_stamp = [1893456000]  # each wrk run gets later timestamps than the last
+
+
+def next_base() -> str:
+    _stamp[0] += 10_000_000
+    return str(_stamp[0])
+
+
+def wanted(name: str) -> bool:
+    return not ONLY or name in ONLY
+
+
+def register(url: str, count: int, prefix: str = "agent-") -> None:
+    async def go() -> None:
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=30) as c:
+            sem = asyncio.Semaphore(32)
+
+            async def one(i: int) -> None:
+                async with sem:
+                    await c.post(
+                        "/v1/opscore/agents", json={"agentId": f"{prefix}{i}", "agentName": "a"}
+                    )
+
+            await asyncio.gather(*(one(i) for i in range(count)))
+
+    asyncio.run(go())
+
+
+# --- state ingest -----------------------------------------------------------------------------
+def bench_ingest() -> dict[str, Any]:
+    """Ops-Core's state route (defaults: auth, JSON access log, memory store) vs bare FastAPI."""
+    po, pb = free_port(), free_port()
+    uvicorn_baseline = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.baseline_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(pb),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    script = BENCH / "state_report.lua"
+    results: dict[str, Any] = {}
+    with (
+        process(opscore_cmd(), env=opscore_env(po), ready_url=f"http://127.0.0.1:{po}/health"),
+        process(uvicorn_baseline, ready_url=f"http://127.0.0.1:{pb}/docs"),
+    ):
+        register(f"http://127.0.0.1:{po}", 1000)
+        for port in (pb, po):  # warm-up
+            wrk(
+                f"http://127.0.0.1:{port}",
+                script,
+                [KEY, "1000", next_base(), "2"],
+                connections=64,
+                seconds=2,
+            )
+        for connections in (64, 256):
+            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "opscore": []}
+            for _ in range(REPS):
+                for name, port in (("baseline", pb), ("opscore", po)):
+                    runs[name].append(
+                        wrk(
+                            f"http://127.0.0.1:{port}",
+                            script,
+                            [KEY, "1000", next_base(), "2"],
+                            connections=connections,
+                            seconds=SECONDS,
+                        )
+                    )
+            ratios = [
+                o["rps"] / b["rps"] for o, b in zip(runs["opscore"], runs["baseline"], strict=True)
+            ]
+            results[str(connections)] = {
+                name: {
+                    "rps": summary([r["rps"] for r in rs]),
+                    "p99_ms": summary([r["p99_ms"] for r in rs]),
+                    "p50_ms": summary([r["p50_ms"] for r in rs]),
+                    "errors": sum(r["errors"] for r in rs),
+                }
+                for name, rs in runs.items()
+            }
+            results[str(connections)]["ratio"] = summary(ratios)
+    return results
+
+
+# --- workflows --------------------------------------------------------------------------------
+CHAIN = {
+    "id": "chain3",
+    "name": "no-op chain",
+    "version": "1",
+    "tasks": [
+        {"taskId": "a", "agentCapability": "noop", "nextTaskId": "b"},
+        {"taskId": "b", "agentCapability": "noop", "nextTaskId": "c"},
+        {"taskId": "c", "agentCapability": "noop"},
+    ],
+}
+
+
+async def _run_many(url: str, count: int) -> float:
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"X-API-Key": KEY},
+        timeout=60,
+        limits=httpx.Limits(max_connections=64),
+    ) as c:
+        before = (
+            await c.get("/v1/opscore/sessions", params={"status": "completed", "limit": 1})
+        ).json()["total"]
+        sem = asyncio.Semaphore(64)
+
+        async def one() -> None:
+            async with sem:
+                r = await c.post("/v1/opscore/workflows/chain3/runs", json={})
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        while True:
+            done = (
+                await c.get("/v1/opscore/sessions", params={"status": "completed", "limit": 1})
+            ).json()["total"]
+            if done - before >= count:
+                return time.perf_counter() - start
+            await asyncio.sleep(0.05)
+
+
+def _latencies(url: str, count: int) -> list[float]:
+    """Trigger -> completed of one workflow at a time on an idle service, by the server's clock."""
+    out = []
+    with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30) as c:
+        for _ in range(count):
+            sid = c.post("/v1/opscore/workflows/chain3/runs", json={}).json()["sessionId"]
+            while True:
+                s = c.get(f"/v1/opscore/sessions/{sid}").json()
+                if s["status"] == "completed":
+                    break
+                time.sleep(0.002)
+            created = datetime.fromisoformat(s["createdAt"])
+            finished = datetime.fromisoformat(s["finishedAt"])
+            out.append((finished - created).total_seconds() * 1000)
+    return out
+
+
+def bench_workflows() -> dict[str, Any]:
+    po, pa = free_port(), free_port()
+    url = f"http://127.0.0.1:{po}"
+    env = opscore_env(po, OPSCORE_ACCESS_LOG="false")
+    agents = [
+        sys.executable,
+        "-m",
+        "bench.fast_agents",
+        "--opscore",
+        url,
+        "--key",
+        KEY,
+        "--agents",
+        "8",
+        "--port",
+        str(pa),
+    ]
+    count = 500 if QUICK else 2000
+    with process(opscore_cmd(), env=env, ready_url=f"{url}/health"):
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEY}) as c:
+            c.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
+        with process(agents, ready_url=f"http://127.0.0.1:{pa}/docs"):
+            time.sleep(1)
+            latencies = _latencies(url, 30 if QUICK else 100)
+            durations = [asyncio.run(_run_many(url, count)) for _ in range(REPS)]
+    rates = [count / d for d in durations]
+    return {
+        "workflows": count,
+        "workflows_per_s": summary(rates),
+        "tasks_per_s": summary([3 * r for r in rates]),
+        "latency_ms": {
+            "p50": statistics.median(latencies),
+            "p99": statistics.quantiles(latencies, n=100)[98],
+            "runs": len(latencies),
+        },
+    }
+
+
+def bench_celery() -> dict[str, Any]:
+    """The same 3-task no-op chain on Celery 5, Redis broker, one worker, concurrency 2."""
+    if shutil.which("redis-server") is None:
+        return {"skipped": "redis-server not installed"}
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        return {"skipped": "celery not installed (pip install -r bench/requirements.txt)"}
+    port = free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    env = {"BENCH_CELERY_BROKER": broker}
+    redis_cmd = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    worker = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.celery_chain",
+        "worker",
+        "--concurrency",
+        "2",
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "warning",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    count = 500 if QUICK else 2000
+    with process(redis_cmd):
+        time.sleep(0.5)
+        os.environ["BENCH_CELERY_BROKER"] = broker
+        from celery import chain
+
+        from .celery_chain import noop
+
+        with process(worker, env=env):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # wait until the worker answers
+                try:
+                    noop.delay().get(timeout=2)
+                    break
+                except Exception:
+                    time.sleep(0.5)
+            latencies = []
+            for _ in range(30 if QUICK else 100):
+                start = time.perf_counter()
+                chain(noop.s(None, 1), noop.s(2), noop.s(3)).apply_async().get(timeout=30)
+                latencies.append((time.perf_counter() - start) * 1000)
+            rates = []
+            for _ in range(REPS):
+                start = time.perf_counter()
+                results = [
+                    chain(noop.s(None, 1), noop.s(2), noop.s(3)).apply_async() for _ in range(count)
+                ]
+                for r in results:
+                    r.get(timeout=300)
+                rates.append(count / (time.perf_counter() - start))
+    return {
+        "chains": count,
+        "chains_per_s": summary(rates),
+        "latency_ms": {
+            "p50": statistics.median(latencies),
+            "p99": statistics.quantiles(latencies, n=100)[98],
+            "runs": len(latencies),
+        },
+    }
+
+
+# --- scale and memory (separate interpreter each, so RSS is theirs alone) ----------------------
+def _python(module: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=BENCH.parent,
+    )
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_scale() -> dict[str, Any]:
+    small = [_python("bench.scale", "--agents", "10", "--tasks", "1000") for _ in range(REPS)]
+    large = [_python("bench.scale", "--agents", "1000", "--tasks", "10000") for _ in range(REPS)]
+    s_rates = [r["tasks_per_s"] for r in small]
+    l_rates = [r["tasks_per_s"] for r in large]
+    return {
+        "small": {"agents": 10, "tasks": 1000, "tasks_per_s": summary(s_rates)},
+        "large": {"agents": 1000, "tasks": 10000, "tasks_per_s": summary(l_rates)},
+        "ratio": statistics.median(l_rates) / statistics.median(s_rates),
+    }
+
+
+def bench_memory() -> dict[str, Any]:
+    reports = "200000" if QUICK else "1000000"
+    return _python("bench.memory", "--agents", "10000", "--reports", reports)
+
+
+# --- soak -------------------------------------------------------------------------------------
+def bench_soak() -> dict[str, Any]:
+    seconds = int(os.environ.get("BENCH_SOAK_SECONDS", "60" if QUICK else "300"))
+    po, pa = free_port(), free_port()
+    url = f"http://127.0.0.1:{po}"
+    agents = [
+        sys.executable,
+        "-m",
+        "bench.fast_agents",
+        "--opscore",
+        url,
+        "--key",
+        KEY,
+        "--agents",
+        "8",
+        "--port",
+        str(pa),
+    ]
+    samples: list[tuple[float, float]] = []
+    with process(opscore_cmd(), env=opscore_env(po), ready_url=f"{url}/health") as ops:
+        register(url, 1000)
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEY}) as c:
+            c.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
+        with process(agents, ready_url=f"http://127.0.0.1:{pa}/docs"):
+            cmd = [
+                "wrk",
+                "-t",
+                "2",
+                "-c",
+                "500",
+                "-d",
+                f"{seconds}s",
+                "--latency",
+                "-s",
+                str(BENCH / "mixed.lua"),
+                url,
+                "--",
+                KEY,
+                "1000",
+                next_base(),
+                "2",
+            ]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            start = time.monotonic()
+            while proc.poll() is None:
+                samples.append((time.monotonic() - start, rss_mb(ops.pid)))
+                time.sleep(5)
+            out = proc.stdout.read() if proc.stdout else ""
+    line = next(ln for ln in out.splitlines() if ln.startswith("JSON "))
+    data = json.loads(line[5:])
+    warm = [rss for t, rss in samples if t >= min(60, seconds / 3)]
+    return {
+        "seconds": seconds,
+        "connections": 500,
+        "requests": data["requests"],
+        "rps": data["requests"] / (data["duration_us"] / 1e6),
+        "errors": sum(
+            data[k]
+            for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "status_errors")
+        ),
+        "status_errors": data["status_errors"],
+        "p99_ms": data["p99_ms"],
+        "rss_mb_after_warmup": warm[0] if warm else None,
+        "rss_mb_end": samples[-1][1] if samples else None,
+        "rss_growth_after_warmup_pct": 100 * (warm[-1] - warm[0]) / warm[0]
+        if len(warm) > 1
+        else None,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "",
+        "Ops-Core benchmarks  (median [min..max] of repeated runs, this machine, this run)",
+        "",
+    ]
+
+    def spread(s: dict[str, float], fmt: str = "{:.0f}") -> str:
+        return f"{fmt.format(s['median'])} [{fmt.format(s['min'])}..{fmt.format(s['max'])}]"
+
+    if "ingest" in results:
+        for conns, r in results["ingest"].items():
+            lines.append(
+                f"state ingest, {conns} connections: Ops-Core {spread(r['opscore']['rps'])} req/s "
+                f"(p99 {r['opscore']['p99_ms']['median']:.1f} ms, errors {r['opscore']['errors']}) | "
+                f"bare FastAPI {spread(r['baseline']['rps'])} req/s (p99 {r['baseline']['p99_ms']['median']:.1f} ms)"
+                f" | ratio {spread(r['ratio'], '{:.2f}')}x"
+            )
+    if "workflows" in results:
+        w = results["workflows"]
+        lines.append(
+            f"workflows ({w['workflows']} x 3 no-op tasks, 8 agents): {spread(w['workflows_per_s'])} workflows/s, "
+            f"{spread(w['tasks_per_s'])} tasks/s; one workflow on an idle service: p50 "
+            f"{w['latency_ms']['p50']:.1f} ms, p99 {w['latency_ms']['p99']:.1f} ms"
+        )
+    if "celery" in results and "chains_per_s" in results["celery"]:
+        c = results["celery"]
+        lines.append(
+            f"celery ({c['chains']} chains, 1 worker x 2): {spread(c['chains_per_s'])} chains/s; "
+            f"p50 {c['latency_ms']['p50']:.1f} ms, p99 {c['latency_ms']['p99']:.1f} ms"
+        )
+        if "workflows" in results:
+            lines.append(
+                f"  Ops-Core / Celery throughput: "
+                f"{results['workflows']['workflows_per_s']['median'] / c['chains_per_s']['median']:.2f}x"
+            )
+    if "scale" in results:
+        s = results["scale"]
+        lines.append(
+            f"dispatch, 10 agents/1,000 tasks: {spread(s['small']['tasks_per_s'])} tasks/s; "
+            f"1,000 agents/10,000 tasks: {spread(s['large']['tasks_per_s'])} tasks/s; ratio {s['ratio']:.2f}x"
+        )
+    if "memory" in results and "rss_mb" in results["memory"]:
+        m = results["memory"]
+        lines.append(
+            f"memory: {m['reports']:,} state reports over {m['agents']:,} agents -> RSS {m['rss_mb']:.0f} MB "
+            f"(after {m['reports'] // 2:,}: {m['rss_mb_half']:.0f} MB; +{m['extra_reports']:,} more: "
+            f"{m['rss_mb_after_more']:.0f} MB)"
+        )
+    if "soak" in results:
+        s = results["soak"]
+        lines.append(
+            f"soak: {s['connections']} connections x {s['seconds']} s mixed: {s['rps']:.0f} req/s, "
+            f"errors {s['errors']}, p99 {s['p99_ms']:.0f} ms, RSS {s['rss_mb_after_warmup']:.0f} -> "
+            f"{s['rss_mb_end']:.0f} MB after warm-up"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "started": datetime.now(UTC).isoformat(),
+        "quick": QUICK,
+    }
+    for name, fn in (
+        ("ingest", bench_ingest),
+        ("workflows", bench_workflows),
+        ("celery", bench_celery),
+        ("scale", bench_scale),
+        ("memory", bench_memory),
+        ("soak", bench_soak),
+    ):
+        if wanted(name):
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results[name] = fn()
+    out_dir = BENCH / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"(JSON: {out_dir / 'latest.json'})")
+
+
+if __name__ == "__main__":
+    main()
