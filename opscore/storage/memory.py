@@ -14,7 +14,6 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..errors import ConflictError, NotFoundError
 from ..models import (
     Agent,
     DeadLetter,
@@ -26,6 +25,7 @@ from ..models import (
     TaskStatus,
     WorkflowTemplate,
 )
+from .rules import apply_state
 
 T = TypeVar("T")
 _INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING}
@@ -33,15 +33,6 @@ _INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING}
 
 def _page(items: list[T], offset: int, limit: int) -> Page[T]:
     return Page(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
-
-
-def same_state(current: Agent, record: StateRecord) -> bool:
-    """True when a report repeats the agent's current state exactly (a replay)."""
-    return (
-        current.state_timestamp == record.timestamp
-        and current.state == record.state
-        and current.state_details == record.details
-    )
 
 
 class MemoryStorage:
@@ -122,28 +113,9 @@ class MemoryStorage:
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
         with self._lock:
-            agent = self._agents.get(record.agent_id)
-            if agent is None:
-                raise NotFoundError(
-                    f"Agent '{record.agent_id}' is not registered", code="AGENT_NOT_FOUND"
-                )
-            if same_state(agent, record):
+            agent, duplicate = apply_state(self._agents.get(record.agent_id), record)
+            if duplicate:
                 return agent, True
-            if agent.state_timestamp is not None and record.timestamp < agent.state_timestamp:
-                raise ConflictError(
-                    f"State report timestamp {record.timestamp.isoformat()} is older than the "
-                    f"current state's {agent.state_timestamp.isoformat()}",
-                    code="STATE_OUT_OF_ORDER",
-                )
-            agent = agent.model_copy(
-                update={
-                    "state": record.state,
-                    "state_timestamp": record.timestamp,
-                    "state_details": record.details,
-                    "last_seen": record.received_at,
-                    "updated_at": record.received_at,
-                }
-            )
             self._agents[agent.agent_id] = agent
             history = self._history.get(agent.agent_id)
             if history is None or history.maxlen != history_limit:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from ..errors import ConflictError, NotFoundError, OpsCoreError, StorageError
+from ..errors import OpsCoreError, StorageError
 from ..models import (
     Agent,
     DeadLetter,
@@ -27,7 +27,7 @@ from ..models import (
     TaskRun,
     WorkflowTemplate,
 )
-from .memory import same_state
+from .rules import apply_state
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -253,28 +253,9 @@ class RedisStorage:
         history = self.k("history", record.agent_id)
 
         def decide(raw: str | None) -> tuple[str | None, tuple[Agent, bool], Any]:
-            agent = _load(Agent, raw)
-            if agent is None:
-                raise NotFoundError(
-                    f"Agent '{record.agent_id}' is not registered", code="AGENT_NOT_FOUND"
-                )
-            if same_state(agent, record):
+            agent, duplicate = apply_state(_load(Agent, raw), record)
+            if duplicate:
                 return None, (agent, True), None
-            if agent.state_timestamp is not None and record.timestamp < agent.state_timestamp:
-                raise ConflictError(
-                    f"State report timestamp {record.timestamp.isoformat()} is older than the "
-                    f"current state's {agent.state_timestamp.isoformat()}",
-                    code="STATE_OUT_OF_ORDER",
-                )
-            agent = agent.model_copy(
-                update={
-                    "state": record.state,
-                    "state_timestamp": record.timestamp,
-                    "state_details": record.details,
-                    "last_seen": record.received_at,
-                    "updated_at": record.received_at,
-                }
-            )
 
             def ops(p: Any) -> None:
                 p.lpush(history, record.model_dump_json())

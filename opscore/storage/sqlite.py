@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from ..errors import ConflictError, NotFoundError, StorageError
+from ..errors import StorageError
 from ..models import (
     Agent,
     DeadLetter,
@@ -30,7 +30,7 @@ from ..models import (
     TaskRun,
     WorkflowTemplate,
 )
-from .memory import same_state
+from .rules import apply_state
 
 M = TypeVar("M", bound=BaseModel)
 SCHEMA_VERSION = 1
@@ -223,28 +223,9 @@ class SQLiteStorage:
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
         with self._tx() as db:
-            agent = self._get_agent(db, record.agent_id)
-            if agent is None:
-                raise NotFoundError(
-                    f"Agent '{record.agent_id}' is not registered", code="AGENT_NOT_FOUND"
-                )
-            if same_state(agent, record):
+            agent, duplicate = apply_state(self._get_agent(db, record.agent_id), record)
+            if duplicate:
                 return agent, True
-            if agent.state_timestamp is not None and record.timestamp < agent.state_timestamp:
-                raise ConflictError(
-                    f"State report timestamp {record.timestamp.isoformat()} is older than the "
-                    f"current state's {agent.state_timestamp.isoformat()}",
-                    code="STATE_OUT_OF_ORDER",
-                )
-            agent = agent.model_copy(
-                update={
-                    "state": record.state,
-                    "state_timestamp": record.timestamp,
-                    "state_details": record.details,
-                    "last_seen": record.received_at,
-                    "updated_at": record.received_at,
-                }
-            )
             self._put_agent(db, agent)
             db.execute(
                 "INSERT INTO state_history (agent_id, doc) VALUES (?, ?)",
