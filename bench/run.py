@@ -392,6 +392,7 @@ def bench_soak() -> dict[str, Any]:
         "rss_growth_after_warmup_pct": 100 * (warm[-1] - warm[0]) / warm[0]
         if len(warm) > 1
         else None,
+        "rss_mb_every_30s": [round(rss) for _, rss in samples[::6]],
     }
 
 
