@@ -176,23 +176,28 @@ def _latencies(url: str, count: int) -> list[float]:
     return out
 
 
-def bench_workflows() -> dict[str, Any]:
-    po, pa = free_port(), free_port()
-    url = f"http://127.0.0.1:{po}"
-    env = opscore_env(po, OPSCORE_ACCESS_LOG="false")
-    agents = [
+def fast_agents_cmd(opscore_url: str, port: int, count: int = 8) -> list[str]:
+    """The separate fast-agent process (bench/fast_agents.py) serving ``count`` agents."""
+    return [
         sys.executable,
         "-m",
         "bench.fast_agents",
         "--opscore",
-        url,
+        opscore_url,
         "--key",
         KEY,
         "--agents",
-        "8",
+        str(count),
         "--port",
-        str(pa),
+        str(port),
     ]
+
+
+def bench_workflows() -> dict[str, Any]:
+    po, pa = free_port(), free_port()
+    url = f"http://127.0.0.1:{po}"
+    env = opscore_env(po, OPSCORE_ACCESS_LOG="false")
+    agents = fast_agents_cmd(url, pa)
     count = 500 if QUICK else 2000
     with process(opscore_cmd(), env=env, ready_url=f"{url}/health"):
         with httpx.Client(base_url=url, headers={"X-API-Key": KEY}) as c:
@@ -330,19 +335,7 @@ def bench_soak() -> dict[str, Any]:
     seconds = int(os.environ.get("BENCH_SOAK_SECONDS", "60" if QUICK else "300"))
     po, pa = free_port(), free_port()
     url = f"http://127.0.0.1:{po}"
-    agents = [
-        sys.executable,
-        "-m",
-        "bench.fast_agents",
-        "--opscore",
-        url,
-        "--key",
-        KEY,
-        "--agents",
-        "8",
-        "--port",
-        str(pa),
-    ]
+    agents = fast_agents_cmd(url, pa)
     samples: list[tuple[float, float]] = []
     with process(opscore_cmd(), env=opscore_env(po), ready_url=f"{url}/health") as ops:
         register(url, 1000)
