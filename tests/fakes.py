@@ -58,7 +58,11 @@ class FakeFleet:
         return self
 
     async def _beat(self) -> None:
-        """Re-report each agent's current state, as agents that heartbeat do."""
+        """Re-report each agent's current state, as agents that heartbeat do.
+
+        A heartbeat outlives an unreachable Ops-Core (a restart, a crash): that is how a
+        restarted service learns that an agent whose last report was lost is idle again.
+        """
         assert self.heartbeat is not None
         while True:
             await asyncio.sleep(self.heartbeat)
@@ -137,13 +141,19 @@ class FakeFleet:
         return app
 
     async def _report(self, agent_id: str, state: str, **details: Any) -> None:
+        # what the agent is now, even if this report is lost: the heartbeat repeats it
+        self.current[agent_id] = state
         if self._client is None:
             self._client = httpx.AsyncClient(
                 base_url=self.opscore_url, headers=self._headers(), timeout=10
             )
-        await self._client.post(
-            f"/v1/opscore/agent/{agent_id}/state", json=self._state(agent_id, state, **details)
-        )
+        try:
+            await self._client.post(
+                f"/v1/opscore/agent/{agent_id}/state",
+                json=self._state(agent_id, state, **details),
+            )
+        except httpx.TransportError:
+            pass  # Ops-Core unreachable (restarting): carry on, as agents do
 
     async def _work(self, agent_id: str, b: Behaviour, message: dict[str, Any]) -> None:
         task_id = message["opscore_task_id"]
