@@ -8,6 +8,7 @@ done (or ``error``). Behaviours: succeed, fail N times then succeed, hang, vanis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -147,13 +148,12 @@ class FakeFleet:
             self._client = httpx.AsyncClient(
                 base_url=self.opscore_url, headers=self._headers(), timeout=10
             )
-        try:
+        # Ops-Core unreachable (restarting): carry on, as agents do
+        with contextlib.suppress(httpx.TransportError):
             await self._client.post(
                 f"/v1/opscore/agent/{agent_id}/state",
                 json=self._state(agent_id, state, **details),
             )
-        except httpx.TransportError:
-            pass  # Ops-Core unreachable (restarting): carry on, as agents do
 
     async def _work(self, agent_id: str, b: Behaviour, message: dict[str, Any]) -> None:
         task_id = message["opscore_task_id"]
