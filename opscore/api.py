@@ -7,21 +7,24 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from functools import partial
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .config import Settings
 from .container import Services, build_services
 from .deps import authenticate
-from .errors import OpsCoreError, RateLimitedError
+from .errors import OpsCoreError
+from .http_errors import UNEXPECTED, ErrorReply, from_opscore_error, from_validation_errors
+from .ingest import report_state as answer_state_report
 from .logging_config import configure_logging, request_id_var
-from .middleware import RequestContextMiddleware, error_content
+from .middleware import RequestContextMiddleware
 from .routes import (
     agents,
     dashboard,
@@ -63,49 +66,21 @@ TAGS = [
 ]
 
 
-def _error(
-    request: Request,
-    status: int,
-    code: str,
-    message: str,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
+def _reply(request: Request, reply: ErrorReply) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) or request_id_var.get()
     return JSONResponse(
-        error_content(status, code, message, details, request_id),
-        status_code=status,
-        headers=headers,
+        reply.content(request_id), status_code=reply.status, headers=reply.headers or None
     )
 
 
 async def _on_opscore_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OpsCoreError)
-    if exc.status_code >= 500:
-        logger.error("request failed: %s", exc.message, extra={"code": exc.code})
-    headers = (
-        {"Retry-After": str(int(exc.retry_after))} if isinstance(exc, RateLimitedError) else None
-    )
-    if exc.status_code == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return _error(request, exc.status_code, exc.code, exc.message, exc.details, headers)
+    return _reply(request, from_opscore_error(exc))
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return _error(request, 400, "INVALID_JSON", "Request body is not valid JSON")
-    details = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in errors
-    ]
-    first = details[0] if details else {"loc": [], "msg": "invalid"}
-    where = ".".join(str(p) for p in first["loc"][1:] or first["loc"])
-    message = (
-        f"Invalid request: {where}: {first['msg']}" if where else f"Invalid request: {first['msg']}"
-    )
-    return _error(request, 422, "VALIDATION_ERROR", message, details)
+    return _reply(request, from_validation_errors(exc.errors()))
 
 
 _HTTP_CODES = {
@@ -119,15 +94,16 @@ _HTTP_CODES = {
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-        return _error(
-            request, 400, "INVALID_JSON", "Request body could not be parsed as UTF-8 JSON"
+        return _reply(
+            request,
+            ErrorReply(400, "INVALID_JSON", "Request body could not be parsed as UTF-8 JSON"),
         )
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
     headers = exc.headers
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-    return _error(request, exc.status_code, code, message, headers=headers)
+    return _reply(request, ErrorReply(exc.status_code, code, message, headers=dict(headers or {})))
 
 
 def _allowed_methods(request: Request) -> str:
@@ -144,7 +120,7 @@ def _allowed_methods(request: Request) -> str:
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error(request, 500, "INTERNAL_ERROR", "Internal error; see the server log by requestId")
+    return _reply(request, UNEXPECTED)
 
 
 def create_app(
@@ -169,7 +145,7 @@ def create_app(
         finally:
             await services.stop()
 
-    app = FastAPI(
+    app = OpsCoreApp(
         title="Ops-Core",
         version=__version__,
         description=DESCRIPTION,
@@ -182,7 +158,30 @@ def create_app(
     return app
 
 
-def install(app: FastAPI, services: Services) -> None:
+class OpsCoreApp(FastAPI):
+    """FastAPI behind Ops-Core's gateway: request id, authentication, rate and body limits, the
+    access line, and the state-report fast path run before FastAPI's own middleware stack.
+
+    Starlette puts user middleware inside its error, telemetry and body-limit layers; for a
+    state report, the call every agent makes constantly, those layers cost as much as the work
+    itself. Outside them, the gateway answers reports directly and passes everything else on
+    (FastAPI's error middleware still turns unexpected exceptions into the error envelope).
+    """
+
+    gateway: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.gateway is not None:
+            await self.gateway(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI itself, without the gateway: what the gateway passes requests on to."""
+        await super().__call__(scope, receive, send)
+
+
+def install(app: OpsCoreApp, services: Services) -> None:
     """Routers, error handlers and middleware."""
     app.add_exception_handler(OpsCoreError, _on_opscore_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -198,18 +197,20 @@ def install(app: FastAPI, services: Services) -> None:
         app.include_router(module.router, dependencies=protected)
 
     settings = services.settings
-    app.add_middleware(
-        RequestContextMiddleware,
+    gateway: ASGIApp = RequestContextMiddleware(
+        app.fastapi,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
         telemetry=services.telemetry,
         keys=services.keys,
         rate_limiter=services.rate_limiter,
+        state_reports=partial(answer_state_report, services),
     )
     if settings.cors_origins:  # outermost, so preflights are answered before the key check
-        app.add_middleware(
-            CORSMiddleware,
+        gateway = CORSMiddleware(
+            gateway,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
         )
+    app.gateway = gateway

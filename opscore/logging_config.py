@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import logging
 import logging.handlers
@@ -191,7 +192,7 @@ def log_operation(
     The logger is ``opscore.<first word of the operation>`` unless given, so operators can
     filter by area (opscore.task, opscore.workflow, opscore.agent).
     """
-    target = logging.getLogger(logger or f"opscore.{operation.split('.', 1)[0]}")
+    target = _logger(logger or f"opscore.{operation.split('.', 1)[0]}")
     if not target.isEnabledFor(level):
         return
     extra = {
@@ -199,6 +200,12 @@ def log_operation(
         **scrub({k: v for k, v in (context or {}).items() if v is not None}),
     }
     target.log(level, operation, extra=extra)
+
+
+@functools.cache
+def _logger(name: str) -> logging.Logger:
+    """logging.getLogger takes a module-wide lock; operations are logged on hot paths."""
+    return logging.getLogger(name)
 
 
 def filter_records(

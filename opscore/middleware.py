@@ -6,17 +6,18 @@ does not wrap the response stream in extra tasks.
 
 from __future__ import annotations
 
-import json
 import logging
+import random
 import re
 import time
-import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import KeyStore, presented_key
+from . import ingest
+from .auth import Caller, KeyStore, presented_key
 from .errors import AuthenticationError, RateLimitedError
+from .http_errors import ErrorReply, from_opscore_error
 from .logging_config import request_id_var
 from .ratelimit import RateLimiter
 from .telemetry import Telemetry
@@ -27,42 +28,31 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
 
-def error_content(
-    status: int, code: str, message: str, details: Any = None, request_id: str | None = None
-) -> dict[str, Any]:
-    """The one error envelope; ``detail`` repeats the message for AgentKit's SDK."""
-    return {
-        "error": {"code": code, "message": message, "details": details},
-        "detail": message,
-        "requestId": request_id,
-    }
-
-
-async def _send_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    request_id: str,
-    *,
-    retry_after: float | None = None,
+async def _send_json(
+    send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str] | None = None
 ) -> None:
-    body = json.dumps(error_content(status, code, message, None, request_id)).encode()
-    headers = [
+    raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
     ]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    if retry_after is not None:
-        headers.append((b"retry-after", str(int(retry_after)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if headers:
+        raw.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_error(send: Send, reply: ErrorReply, request_id: str) -> None:
+    await _send_json(send, reply.status, reply.body(request_id), request_id, reply.headers)
+
+
+StateReportHandler = Callable[[Caller, str, bytes], Awaitable[tuple[int, bytes, dict[str, str]]]]
+
+
 class RequestContextMiddleware:
-    """Assigns the request id, enforces the body limit and logs the request when it ends."""
+    """Assigns the request id, authenticates, enforces the body limit and logs the request when
+    it ends; answers state reports itself through ``state_reports`` (see ``opscore/ingest.py``).
+    """
 
     def __init__(
         self,
@@ -73,6 +63,7 @@ class RequestContextMiddleware:
         telemetry: Telemetry | None = None,
         keys: KeyStore | None = None,
         rate_limiter: RateLimiter | None = None,
+        state_reports: StateReportHandler | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -80,12 +71,14 @@ class RequestContextMiddleware:
         self.telemetry = telemetry
         self.keys = keys
         self.rate_limiter = rate_limiter
+        # the fast path needs the caller, so it only runs where this middleware authenticates
+        self.state_reports = state_reports if keys is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or _new_request_id()
         token = request_id_var.set(request_id)
         parent = parse_traceparent(_header(scope, b"traceparent"))
         span = Span(
@@ -97,6 +90,10 @@ class RequestContextMiddleware:
         span_token = current_span.set(span)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
+        fast_agent_id = (
+            ingest.match(scope["method"], scope["path"]) if self.state_reports is not None else None
+        )
+        route_path: str | None = None
         status_holder = [500]
         header_value = request_id.encode()
 
@@ -120,30 +117,38 @@ class RequestContextMiddleware:
                         self.rate_limiter.check(caller)
                 except (AuthenticationError, RateLimitedError) as exc:
                     status_holder[0] = exc.status_code
-                    retry = getattr(exc, "retry_after", None)
-                    await _send_error(
-                        send, exc.status_code, exc.code, exc.message, request_id, retry_after=retry
-                    )
+                    await _send_error(send, from_opscore_error(exc), request_id)
                     return
                 scope["state"]["caller"] = caller
             if scope["method"].encode() in _BODY_METHODS:
                 buffered = await self._read_body(scope, receive)
                 if buffered is None:
                     status_holder[0] = 413
-                    await _send_error(
-                        send,
+                    too_large = ErrorReply(
                         413,
                         "PAYLOAD_TOO_LARGE",
                         f"Request body exceeds {self.max_body_bytes} bytes",
-                        request_id,
                     )
+                    await _send_error(send, too_large, request_id)
+                    return
+                if fast_agent_id is not None and self.state_reports is not None:
+                    route_path = ingest.ROUTE
+                    scope["path_params"] = {"agentId": fast_agent_id}
+                    if buffered[-1]["type"] != "http.request":
+                        return  # the client went away before sending its whole body
+                    body = b"".join(m.get("body", b"") for m in buffered)
+                    status, content, headers = await self.state_reports(
+                        scope["state"]["caller"], fast_agent_id, body
+                    )
+                    status_holder[0] = status
+                    await _send_json(send, status, content, request_id, headers)
                     return
                 receive = _replay(buffered, receive)
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or "unmatched"
+            if route_path is None:
+                route_path = getattr(scope.get("route"), "path", None) or "unmatched"
             if self.telemetry is not None:
                 self.telemetry.observe_request(
                     scope["method"], route_path, status_holder[0], elapsed
@@ -229,6 +234,11 @@ def _header(scope: Scope, wanted: bytes) -> str | None:
             except UnicodeDecodeError:
                 return None
     return None
+
+
+def _new_request_id() -> str:
+    """32 hex digits, like a uuid4's, without its cost: a request id is a label, not a secret."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 import pytest
+
+from opscore.api import create_app
 
 from .conftest import KEY, contract, make_settings
 from .test_agents_api import register
@@ -146,3 +151,51 @@ def test_state_before_first_report_is_404_no_state(client: httpx.Client) -> None
     register(client, AGENT)
     response = client.get(f"/v1/opscore/agent/{AGENT}/state")
     assert response.status_code == 404 and response.json()["error"]["code"] == "NO_STATE"
+
+
+def test_the_gateway_fast_path_answers_exactly_like_the_documented_route() -> None:
+    """The gateway answers state reports itself (opscore/ingest.py); FastAPI's route, reached
+    without the gateway, must give the same status and body for every case."""
+    good = {"agentId": AGENT, "timestamp": "2026-11-24T10:00:00+00:00", "state": "active"}
+    cases: list[tuple[str, object]] = [
+        (AGENT, good),
+        (AGENT, good),  # replay
+        (AGENT, {**good, "timestamp": "2026-11-24T09:00:00+00:00"}),  # out of order
+        (AGENT, {**good, "state": "dancing"}),
+        (AGENT, {**good, "agentId": "someone-else"}),
+        (AGENT, {**good, "timestamp": "yesterday"}),
+        (AGENT, {"agentId": AGENT}),
+        (AGENT, []),
+        (AGENT, b"{not json"),
+        (AGENT, b"\xff\xfe"),
+        ("ghost", {**good, "agentId": "ghost"}),
+        ("-bad", {**good, "agentId": "-bad"}),
+        (AGENT, {**good, "timestamp": "2026-11-24T11:00:00Z", "details": None}),
+    ]
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+    async def answers(through_gateway: bool) -> list[tuple[int, object]]:
+        app = create_app(make_settings(access_log=False))
+        asgi = app if through_gateway else app.fastapi
+        out: list[tuple[int, object]] = []
+        await app.state.services.start()
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=asgi), base_url="http://t", headers=headers
+            ) as c:
+                r = await c.post("/v1/opscore/agents", json={"agentId": AGENT, "agentName": "a"})
+                assert r.status_code == 201
+                for agent, body in cases:
+                    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+                    r = await c.post(f"/v1/opscore/agent/{agent}/state", content=content)
+                    payload = r.json()
+                    payload.pop("requestId", None)  # only the gateway assigns request ids
+                    out.append((r.status_code, payload))
+        finally:
+            await app.state.services.stop()
+        return out
+
+    fast, documented = asyncio.run(answers(True)), asyncio.run(answers(False))
+    expected = [202, 202, 409, 422, 422, 422, 422, 422, 400, 400, 404, 422, 202]
+    assert [status for status, _ in fast] == expected
+    assert fast == documented

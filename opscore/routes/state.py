@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
-from ..auth import Caller
 from ..container import Services
-from ..deps import PagingDep, ServicesDep, require
+from ..deps import CallerDep, PagingDep, ServicesDep, require
+from ..ingest import report_state as answer_state_report
 from ..models import ID_PATTERN, Page, StateAccepted, StateRecord, StateReport
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/agent", tags=["state"], responses=ERRORS)
-# Mounted without the auth dependency: RequestContextMiddleware authenticates every /v1 request.
+# Mounted without the router-wide auth dependency: the gateway answers this route itself.
 ingest = APIRouter(prefix="/v1/opscore/agent", tags=["state"])
 AgentId = Annotated[str, Path(pattern=ID_PATTERN, description="The agent's id.")]
 
@@ -49,28 +47,18 @@ _STATE_BODY = {
         "security": [{"HTTPBearer": []}, {"APIKeyHeader": []}],
     },
 )
-async def report_state(agentId: AgentId, request: Request) -> Response:
+async def report_state(agentId: AgentId, request: Request, caller: CallerDep) -> Response:
     """Exactly AgentKit's ``report_state_to_opscore``: path and body agentId must agree, the
     state must be known, and the timestamp must not be older than the current state's (409).
     An exact replay of the current state answers 202 with ``duplicate: true``.
 
-    The hottest route, so it skips what costs most and adds nothing here: dependency injection
-    (the middleware already authenticated the caller), FastAPI's generic body handling (one
-    pydantic parse of the raw bytes instead), and response re-validation."""
-    caller: Caller = request.state.caller
-    caller.require("state:write")
-    caller.require_agent(agentId)
-    try:
-        body = StateReport.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
+    The middleware answers this route itself (see ``opscore/ingest.py``); this handler documents
+    it in OpenAPI and gives the same answers when the app runs without that middleware."""
     services: Services = request.app.state.services
-    accepted = await services.lifecycle.report_state(agentId, body)
-    return Response(
-        accepted.model_dump_json(by_alias=True), status_code=202, media_type="application/json"
+    status_code, body, headers = await answer_state_report(
+        services, caller, agentId, await request.body()
     )
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
 @router.get(
