@@ -1,9 +1,11 @@
 -- wrk script for the soak: 84% state reports, 15% reads, 1% workflow triggers (three
 -- no-op tasks each, within what 8 fast agents finish, so the backlog does not grow).
+-- State reports go out at most one in flight per agent (see agent_pool.lua).
 -- Args: <key> <agents> <base-epoch> <threads>
+local pool = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "agent_pool.lua")
 local counter = 0
 local threads_total = 1
-local key, agents, base
+local key, agents, base, reporters
 thread_index = 0
 local next_index = 0
 
@@ -17,6 +19,7 @@ function init(args)
   agents = tonumber(args[2])
   base = tonumber(args[3])
   threads_total = tonumber(args[4] or "1")
+  reporters = pool.new(thread_index, threads_total, agents)
 end
 
 function request()
@@ -30,10 +33,15 @@ function request()
   elseif roll <= 15 then
     return wrk.format("GET", "/v1/opscore/agents/" .. agent, headers)
   end
+  agent = reporters.take() or agent
   local stamp = os.date("!%Y-%m-%dT%H:%M:%S", base + math.floor(counter / 1000000)) ..
     string.format(".%06d+00:00", counter % 1000000)
   local body = '{"agentId":"' .. agent .. '","timestamp":"' .. stamp .. '","state":"idle","details":{}}'
   return wrk.format("POST", "/v1/opscore/agent/" .. agent .. "/state", headers, body)
+end
+
+function response(status, headers, body)
+  reporters.release(body)
 end
 
 done = function(summary, latency, requests)

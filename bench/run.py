@@ -73,6 +73,8 @@ def bench_ingest() -> dict[str, Any]:
         "--no-access-log",
         "--log-level",
         "warning",
+        "--loop",  # the same loop as `opscore serve` (OPSCORE_EVENT_LOOP, asyncio by default)
+        "asyncio",
     ]
     script = BENCH / "state_report.lua"
     results: dict[str, Any] = {}

@@ -1,8 +1,8 @@
--- wrk script: POST AgentKit state reports, round-robin over N agents, each thread owning its
--- own agents so every agent's timestamps increase. Args: <key> <agents> <base-epoch>
+-- wrk script: POST AgentKit state reports over N agents, at most one in flight per agent (see
+-- agent_pool.lua), each agent's timestamps increasing. Args: <key> <agents> <base-epoch> <threads>
+local pool = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "agent_pool.lua")
 local counter = 0
-local threads_total = 1
-local key, agents, base
+local key, base, agents
 thread_index = 0  -- set per thread by setup() below
 local next_index = 0
 
@@ -13,23 +13,24 @@ end
 
 function init(args)
   key = args[1]
-  agents = tonumber(args[2])
   base = tonumber(args[3])
-  threads_total = tonumber(args[4] or "1")
+  agents = pool.new(thread_index, tonumber(args[4] or "1"), tonumber(args[2]))
 end
 
 function request()
   counter = counter + 1
-  local per_thread = math.floor(agents / threads_total)
-  local agent = thread_index + threads_total * (counter % per_thread)
+  local id = agents.take() or ("agent-" .. thread_index)
   local micro = counter % 1000000
   local seconds = base + math.floor(counter / 1000000)
   local stamp = os.date("!%Y-%m-%dT%H:%M:%S", seconds) .. string.format(".%06d+00:00", micro)
-  local id = "agent-" .. agent
   local state = (counter % 2 == 0) and "idle" or "active"
   local body = '{"agentId":"' .. id .. '","timestamp":"' .. stamp .. '","state":"' .. state .. '","details":{}}'
   return wrk.format("POST", "/v1/opscore/agent/" .. id .. "/state",
     {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}, body)
+end
+
+function response(status, headers, body)
+  agents.release(body)
 end
 
 done = function(summary, latency, requests)

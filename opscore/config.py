@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Interface the server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port the server listens on.")
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description=(
+            "Event loop of `opscore serve`. asyncio keeps every connection served in turn; "
+            "uvloop left some connections waiting for seconds under load (bench/README.md)."
+        ),
+    )
 
     # --- auth -------------------------------------------------------------------------------
     api_key: str | None = Field(

@@ -82,6 +82,7 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        loop=settings.event_loop,
         log_config=None,
         access_log=False,
         proxy_headers=True,
