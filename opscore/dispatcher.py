@@ -25,6 +25,9 @@ from .transports import DispatchError, Transport
 
 logger = logging.getLogger("opscore.dispatcher")
 BATCH = 256
+# Queue entries read at a time per free agent slot (at least MIN_CHUNK) while looking for work.
+CHUNK_PER_SLOT = 4
+MIN_CHUNK = 16
 MAX_SENDS = 128
 
 
@@ -111,15 +114,20 @@ class Dispatcher:
 
     # --- matching ---------------------------------------------------------------------------
     async def dispatch_ready(self, now: datetime) -> int:
-        """Hand ready tasks to available agents; tasks with no agent go back in order."""
-        entries = await self.storage.dequeue_ready(now, BATCH)
+        """Hand ready tasks to available agents; tasks with no agent go back in order.
+
+        The queue is read in small chunks until the free agent slots are used up (or a batch
+        was examined), so a pass costs in proportion to what can be sent, not to the backlog
+        waiting for busy agents; tasks for a free agent further back are still found.
+        """
+        entries = await self.storage.dequeue_ready(now, 1)
         if not entries:
             return 0  # the common case when agents report idle: nothing to do, no agent scan
         agents = await self.storage.available_agents(AVAILABLE_STATES)
-        if not agents:
+        free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
+        if sum(free.values()) <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             return 0
-        free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
         by_id = {a.agent_id: a for a in agents}
         by_capability: dict[str, list[Agent]] = {}
         for agent in agents:
@@ -127,19 +135,27 @@ class Dispatcher:
                 by_capability.setdefault(cap, []).append(agent)
         waiting: list[QueueEntry] = []
         handled: list[str] = []
-        sent = 0
-        for entry in entries:
-            task = await self.storage.get_task(entry.task_id)
-            if task is None or task.status != TaskStatus.QUEUED:
-                handled.append(entry.task_id)  # cancelled or already handled: drop it
-                continue
-            agent = await self._claim(task, by_id, by_capability, free, agents)
-            if agent is None:
-                waiting.append(entry)
-                continue
-            if await self._hand_over(task, agent, now):
-                sent += 1
-            handled.append(entry.task_id)
+        sent = examined = 0
+        asked = 1
+        while True:
+            for entry in entries:
+                examined += 1
+                task = await self.storage.get_task(entry.task_id)
+                if task is None or task.status != TaskStatus.QUEUED:
+                    handled.append(entry.task_id)  # cancelled or already handled: drop it
+                    continue
+                agent = await self._claim(task, by_id, by_capability, free, agents)
+                if agent is None:
+                    waiting.append(entry)
+                    continue
+                if await self._hand_over(task, agent, now):
+                    sent += 1
+                handled.append(entry.task_id)
+            capacity = sum(free.values())
+            if capacity <= 0 or examined >= BATCH or len(entries) < asked:
+                break
+            asked = min(BATCH - examined, max(capacity * CHUNK_PER_SLOT, MIN_CHUNK))
+            entries = await self.storage.dequeue_ready(now, asked)
         if waiting:
             await self.storage.requeue(waiting)
         if handled:

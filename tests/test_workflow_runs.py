@@ -355,6 +355,20 @@ def test_waits_for_an_available_agent(ops) -> None:
     assert settle(client, sid)["status"] == "completed"
 
 
+def test_a_task_for_a_free_agent_is_found_behind_tasks_that_wait(ops) -> None:
+    """The dispatcher reads the queue in chunks; a hundred tasks no agent can take yet must
+    not hide the task behind them from the agent that is free."""
+    client, fleet, _ = ops
+    fleet.add("worker")
+    create(client, template("rare", task("t", agentCapability="rare")))
+    create(client, template("common", task("t")))
+    waiting = [run(client, "rare") for _ in range(100)]
+    sid = run(client, "common")
+    assert settle(client, sid)["status"] == "completed"
+    first = client.get(f"/v1/opscore/sessions/{waiting[0]}").json()
+    assert by_step(first)["t"]["status"] == "queued"
+
+
 def test_dispatch_through_agentkit_relay(fleet_factory, server_factory) -> None:
     from .fakes import FakeFleet
 
