@@ -2,74 +2,93 @@
 ``active`` and ``idle`` (with the task id and a result) as AgentKit agents do.
 
     python -m bench.fast_agents --opscore http://127.0.0.1:8000 --key KEY --agents 8 --port 9100
+
+This process is load, not what is measured, so it is built on aiohttp (C-accelerated HTTP
+parsing for server and client): the first version, FastAPI and httpx, used as much CPU as
+Ops-Core itself on the shared 2 cores and so capped the figure it was meant to measure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from contextlib import asynccontextmanager
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import uvicorn
-from fastapi import FastAPI, Request, Response
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+HEALTH_PATH = "/health"
 
 
-def build(opscore: str, key: str, agents: int, port: int, capability: str) -> FastAPI:
-    client: httpx.AsyncClient | None = None
-    pending: set[asyncio.Task[None]] = set()
+class FastAgents:
+    def __init__(self, opscore: str, key: str, agents: int, port: int, capability: str) -> None:
+        self.opscore = opscore.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.agent_ids = [f"fast-{i}" for i in range(agents)]
+        self.port = port
+        self.capability = capability
+        self.session: ClientSession | None = None
+        self.pending: set[asyncio.Task[None]] = set()
 
-    async def report(agent_id: str, state: str, details: dict[str, Any]) -> None:
-        assert client is not None
+    async def report(self, agent_id: str, state: str, details: dict[str, Any]) -> None:
+        assert self.session is not None
         body = {
             "agentId": agent_id,
             "timestamp": datetime.now(UTC).isoformat(),
             "state": state,
             "details": details,
         }
-        await client.post(f"/v1/opscore/agent/{agent_id}/state", json=body)
+        url = f"{self.opscore}/v1/opscore/agent/{agent_id}/state"
+        async with self.session.post(url, data=json.dumps(body), headers=self.headers) as r:
+            await r.read()
 
-    async def work(agent_id: str, task_id: str) -> None:
-        await report(agent_id, "active", {"opscore_task_id": task_id})
-        await report(agent_id, "idle", {"opscore_task_id": task_id, "result": {"ok": True}})
+    async def work(self, agent_id: str, task_id: str) -> None:
+        await self.report(agent_id, "active", {"opscore_task_id": task_id})
+        await self.report(agent_id, "idle", {"opscore_task_id": task_id, "result": {"ok": True}})
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        nonlocal client
-        client = httpx.AsyncClient(
-            base_url=opscore,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-            limits=httpx.Limits(max_connections=64),
-        )
-        for i in range(agents):
-            agent_id = f"fast-{i}"
-            await client.post(
-                "/v1/opscore/agents",
-                json={
-                    "agentId": agent_id,
-                    "agentName": agent_id,
-                    "capabilities": [capability],
-                    "contactEndpoint": f"http://127.0.0.1:{port}/agents/{agent_id}",
-                },
-            )
-            await report(agent_id, "idle", {})
-        yield
-        await client.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.post("/agents/{agent_id}")
-    async def receive(agent_id: str, request: Request) -> Response:
+    async def receive(self, request: web.Request) -> web.Response:
         message = await request.json()
-        task = asyncio.create_task(work(agent_id, message["opscore_task_id"]))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        return Response(status_code=202)
+        task = asyncio.create_task(
+            self.work(request.match_info["agent_id"], message["opscore_task_id"])
+        )
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return web.Response(status=202)
 
-    return app
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def start(self, _app: web.Application) -> None:
+        self.session = ClientSession(
+            connector=TCPConnector(limit=64), timeout=ClientTimeout(total=30)
+        )
+        for agent_id in self.agent_ids:
+            registration = {
+                "agentId": agent_id,
+                "agentName": agent_id,
+                "capabilities": [self.capability],
+                "contactEndpoint": f"http://127.0.0.1:{self.port}/agents/{agent_id}",
+            }
+            async with self.session.post(
+                f"{self.opscore}/v1/opscore/agents",
+                data=json.dumps(registration),
+                headers=self.headers,
+            ) as r:
+                await r.read()
+            await self.report(agent_id, "idle", {})
+
+    async def stop(self, _app: web.Application) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/agents/{agent_id}", self.receive)
+        app.router.add_get(HEALTH_PATH, self.health)
+        app.on_startup.append(self.start)
+        app.on_cleanup.append(self.stop)
+        return app
 
 
 def main() -> None:
@@ -80,8 +99,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--capability", default="noop")
     args = parser.parse_args()
-    app = build(args.opscore, args.key, args.agents, args.port, args.capability)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    agents = FastAgents(args.opscore, args.key, args.agents, args.port, args.capability)
+    web.run_app(agents.app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from opscore.errors import ConflictError, NotFoundError
 from opscore.models import (
     Agent,
     DeadLetter,
+    Page,
     Session,
     SessionStatus,
     StateRecord,
@@ -241,6 +242,27 @@ class TestSessionsAndTasks:
             status="running", workflow_id=None, agent_id=None, offset=0, limit=10
         )
         assert [s.session_id for s in completed.items] == ["s0"] and running.total == 3
+
+    async def test_status_totals_follow_every_change_and_pages_start_newest(
+        self, store: Storage
+    ) -> None:
+        for i in range(5):
+            await store.save_session(session(f"p{i}"))
+        for i in (0, 2, 4):
+            await store.update_session(f"p{i}", {"status": SessionStatus.COMPLETED})
+        await store.save_session(session("p1").model_copy(update={"status": SessionStatus.FAILED}))
+
+        async def listing(status: str | None, offset: int = 0, limit: int = 10) -> Page[Session]:
+            return await store.list_sessions(
+                status=status, workflow_id=None, agent_id=None, offset=offset, limit=limit
+            )
+
+        second_completed = await listing("completed", offset=1, limit=1)
+        assert second_completed.total == 3
+        assert [s.session_id for s in second_completed.items] == ["p2"]
+        assert [s.session_id for s in (await listing("failed")).items] == ["p1"]
+        assert (await listing("running")).total == 1 and (await listing(None)).total == 5
+        assert (await listing("cancelled")).total == 0
 
     async def test_task_cas_on_status_and_attempt_and_inflight_index(self, store: Storage) -> None:
         await store.save_tasks([task("t1"), task("t2"), task("t3", session_id="other")])

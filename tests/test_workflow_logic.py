@@ -153,3 +153,7 @@ async def test_memory_store_keeps_only_the_newest_finished_sessions() -> None:
     assert [s for s in ("s0", "s1", "s2") if await store.get_session(s)] == []
     assert all([await store.get_session(s) for s in ("s3", "s4", "s5", "open")])
     assert await store.get_task("t0") is None and await store.get_task("t5") is not None
+    completed = await store.list_sessions(
+        status="completed", workflow_id=None, agent_id=None, offset=0, limit=10
+    )
+    assert completed.total == 3 and [s.session_id for s in completed.items] == ["s5", "s4", "s3"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -48,6 +48,8 @@ class MemoryStorage:
         self._history: dict[str, deque[bytes]] = {}
         self._workflows: dict[str, dict[str, WorkflowTemplate]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        # sessions per status: dashboards and clients poll "how many completed" constantly
+        self._session_counts: Counter[str] = Counter()
         self._tasks: dict[str, TaskRun] = {}
         self._session_tasks: dict[str, list[str]] = {}
         self._inflight: set[str] = set()
@@ -211,7 +213,14 @@ class MemoryStorage:
     # --- sessions ---------------------------------------------------------------------------
     async def save_session(self, session: Session) -> None:
         with self._lock:
-            self._sessions[session.session_id] = session
+            self._put_session(session)
+
+    def _put_session(self, session: Session) -> None:
+        previous = self._sessions.get(session.session_id)
+        if previous is not None:
+            self._session_counts[previous.status] -= 1
+        self._sessions[session.session_id] = session
+        self._session_counts[session.status] += 1
 
     async def get_session(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
@@ -225,15 +234,22 @@ class MemoryStorage:
         offset: int,
         limit: int,
     ) -> Page[Session]:
+        """Newest first. The total of a status-only (or unfiltered) listing comes from counters
+        and only the page is walked to; other filters walk every session once."""
         with self._lock:
-            sessions = list(reversed(self._sessions.values()))
-        sessions = [
-            s
-            for s in sessions
-            if (status is None or s.status == status)
-            and (workflow_id is None or s.workflow_id == workflow_id)
-            and (agent_id is None or s.agent_id == agent_id)
-        ]
+            newest_first = reversed(self._sessions.values())
+            if workflow_id is None and agent_id is None:
+                total = len(self._sessions) if status is None else self._session_counts[status]
+                matching = (s for s in newest_first if status is None or s.status == status)
+                items = list(itertools.islice(matching, offset, offset + limit))
+                return Page(items=items, total=total, offset=offset, limit=limit)
+            sessions = [
+                s
+                for s in newest_first
+                if (status is None or s.status == status)
+                and (workflow_id is None or s.workflow_id == workflow_id)
+                and (agent_id is None or s.agent_id == agent_id)
+            ]
         return _page(sessions, offset, limit)
 
     async def update_session(
@@ -245,7 +261,7 @@ class MemoryStorage:
                 return None
             was_open = session.status == "running"
             session = session.model_copy(update=changes)
-            self._sessions[session_id] = session
+            self._put_session(session)
             if was_open and session.status != "running":
                 self._retire(session_id)
             return session
@@ -259,6 +275,7 @@ class MemoryStorage:
             if session is None or session.status == "running":  # re-driven since: keep it
                 continue
             del self._sessions[old]
+            self._session_counts[session.status] -= 1
             for task_id in self._session_tasks.pop(old, ()):
                 self._tasks.pop(task_id, None)
                 self._inflight.discard(task_id)
