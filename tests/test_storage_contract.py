@@ -248,7 +248,7 @@ class TestSessionsAndTasks:
     ) -> None:
         for i in range(5):
             await store.save_session(session(f"p{i}"))
-        for i in (0, 2, 4):
+        for i in (4, 0, 2):  # finishing order differs from creation order
             await store.update_session(f"p{i}", {"status": SessionStatus.COMPLETED})
         await store.save_session(session("p1").model_copy(update={"status": SessionStatus.FAILED}))
 
@@ -260,6 +260,8 @@ class TestSessionsAndTasks:
         second_completed = await listing("completed", offset=1, limit=1)
         assert second_completed.total == 3
         assert [s.session_id for s in second_completed.items] == ["p2"]
+        completed = await listing("completed")
+        assert [s.session_id for s in completed.items] == ["p4", "p2", "p0"]  # newest created
         assert [s.session_id for s in (await listing("failed")).items] == ["p1"]
         assert (await listing("running")).total == 1 and (await listing(None)).total == 5
         assert (await listing("cancelled")).total == 0

@@ -6,10 +6,11 @@ The lock is a ``threading.Lock`` held only around dict and heap operations, neve
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import threading
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -48,8 +49,11 @@ class MemoryStorage:
         self._history: dict[str, deque[bytes]] = {}
         self._workflows: dict[str, dict[str, WorkflowTemplate]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
-        # sessions per status: dashboards and clients poll "how many completed" constantly
-        self._session_counts: Counter[str] = Counter()
+        # (creation number, id) per status, sorted: dashboards and clients poll "the newest
+        # completed" and "how many completed" constantly; this answers without a walk
+        self._by_status: dict[str, list[tuple[int, str]]] = {}
+        self._session_number: dict[str, int] = {}
+        self._session_counter = itertools.count()
         self._tasks: dict[str, TaskRun] = {}
         self._session_tasks: dict[str, list[str]] = {}
         self._inflight: set[str] = set()
@@ -216,11 +220,21 @@ class MemoryStorage:
             self._put_session(session)
 
     def _put_session(self, session: Session) -> None:
-        previous = self._sessions.get(session.session_id)
+        sid = session.session_id
+        previous = self._sessions.get(sid)
+        self._sessions[sid] = session
+        if previous is not None and previous.status == session.status:
+            return
+        number = self._session_number.setdefault(sid, next(self._session_counter))
         if previous is not None:
-            self._session_counts[previous.status] -= 1
-        self._sessions[session.session_id] = session
-        self._session_counts[session.status] += 1
+            self._unindex(previous.status, number, sid)
+        bisect.insort(self._by_status.setdefault(session.status, []), (number, sid))
+
+    def _unindex(self, status: str, number: int, session_id: str) -> None:
+        index = self._by_status[status]
+        at = bisect.bisect_left(index, (number, session_id))
+        if at < len(index) and index[at] == (number, session_id):
+            del index[at]
 
     async def get_session(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
@@ -234,15 +248,21 @@ class MemoryStorage:
         offset: int,
         limit: int,
     ) -> Page[Session]:
-        """Newest first. The total of a status-only (or unfiltered) listing comes from counters
-        and only the page is walked to; other filters walk every session once."""
+        """Newest first. A status-only (or unfiltered) listing walks only to its page, through
+        the per-status index; other filters walk every session once."""
         with self._lock:
-            newest_first = reversed(self._sessions.values())
             if workflow_id is None and agent_id is None:
-                total = len(self._sessions) if status is None else self._session_counts[status]
-                matching = (s for s in newest_first if status is None or s.status == status)
-                items = list(itertools.islice(matching, offset, offset + limit))
+                if status is None:
+                    total = len(self._sessions)
+                    page = itertools.islice(reversed(self._sessions), offset, offset + limit)
+                    items = [self._sessions[sid] for sid in page]
+                else:
+                    index = self._by_status.get(status, [])
+                    total = len(index)
+                    window = index[max(total - offset - limit, 0) : max(total - offset, 0)]
+                    items = [self._sessions[sid] for _, sid in reversed(window)]
                 return Page(items=items, total=total, offset=offset, limit=limit)
+            newest_first = reversed(self._sessions.values())
             sessions = [
                 s
                 for s in newest_first
@@ -275,7 +295,7 @@ class MemoryStorage:
             if session is None or session.status == "running":  # re-driven since: keep it
                 continue
             del self._sessions[old]
-            self._session_counts[session.status] -= 1
+            self._unindex(session.status, self._session_number.pop(old), old)
             for task_id in self._session_tasks.pop(old, ()):
                 self._tasks.pop(task_id, None)
                 self._inflight.discard(task_id)
