@@ -1,5 +1,5 @@
--- wrk script for the soak: 84% state reports, 15% reads, 1% workflow triggers (three
--- no-op tasks each, within what 8 fast agents finish, so the backlog does not grow).
+-- wrk script for the soak: 84.5% state reports, 15% reads, 0.5% workflow triggers (three
+-- no-op tasks each, within what the 32 fast agents finish, so the backlog does not grow).
 -- State reports go out at most one in flight per agent (see agent_pool.lua).
 -- Args: <key> <agents> <base-epoch> <threads>
 local pool = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "agent_pool.lua")
@@ -25,12 +25,12 @@ end
 function request()
   counter = counter + 1
   local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key}
-  local roll = counter % 100
+  local roll = counter % 200
   local per_thread = math.floor(agents / threads_total)
   local agent = "agent-" .. (thread_index + threads_total * (counter % per_thread))
   if roll == 0 then
     return wrk.format("POST", "/v1/opscore/workflows/chain3/runs", headers, "{}")
-  elseif roll <= 15 then
+  elseif roll <= 30 then
     return wrk.format("GET", "/v1/opscore/agents/" .. agent, headers)
   end
   agent = reporters.take() or agent

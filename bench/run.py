@@ -336,13 +336,19 @@ def bench_memory() -> dict[str, Any]:
 
 
 # --- soak -------------------------------------------------------------------------------------
+SOAK_AGENTS = 32
+# Finished runs kept (OPSCORE_SESSION_RETENTION): small enough to be reached during warm-up.
+SOAK_RETENTION = "1000"
+
+
 def bench_soak() -> dict[str, Any]:
     seconds = int(os.environ.get("BENCH_SOAK_SECONDS", "60" if QUICK else "300"))
     po, pa = free_port(), free_port()
     url = f"http://127.0.0.1:{po}"
-    agents = fast_agents_cmd(url, pa)
+    agents = fast_agents_cmd(url, pa, SOAK_AGENTS)
     samples: list[tuple[float, float]] = []
-    with process(opscore_cmd(), env=opscore_env(po), ready_url=f"{url}/health") as ops:
+    env = opscore_env(po, OPSCORE_SESSION_RETENTION=SOAK_RETENTION, OPSCORE_DISPATCH_THREAD="true")
+    with process(opscore_cmd(), env=env, ready_url=f"{url}/health") as ops:
         register(url, 1000)
         with httpx.Client(base_url=url, headers={"X-API-Key": KEY}) as c:
             c.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()

@@ -18,7 +18,7 @@ from .storage import storage_from_url
 from .storage.base import Storage
 from .telemetry import Telemetry
 from .tracing import Tracer, otel_exporter
-from .transports import HttpTransport, Transport
+from .transports import HttpTransport, SenderThread, Transport
 from .workflow import load_directory
 
 logger = logging.getLogger("opscore")
@@ -108,9 +108,10 @@ def build_services(
         telemetry.state_reports.labels(record.state).inc()
 
     lifecycle.state_listeners.append(count_state)
-    transport = transport or HttpTransport(
-        settings.agentkit_api_url, timeout=settings.dispatch_timeout
-    )
+    if transport is None:
+        transport = HttpTransport(settings.agentkit_api_url, timeout=settings.dispatch_timeout)
+        if settings.dispatch_thread:
+            transport = SenderThread(transport)
     dispatcher = Dispatcher(storage, settings, engine, lifecycle, transport)
     return Services(
         settings=settings,

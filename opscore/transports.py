@@ -5,6 +5,8 @@ Both carry the same AgentKit message (DESIGN.md, contract 3); only the URL diffe
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any, Protocol
 
 import httpx
@@ -79,3 +81,52 @@ class HttpTransport:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class SenderThread:
+    """Runs another transport's hand-overs on a private event loop in its own thread.
+
+    Under heavy API load the server's event loop serves every ready connection once per
+    iteration, and one iteration can take 100 ms; httpx yields to the loop about eight times
+    per request, so handing a task over took one to three seconds exactly when the fleet was
+    busiest. On its own loop a hand-over takes its usual few milliseconds whatever the load.
+    The thread starts with the first hand-over, so apps that never dispatch never start it.
+    """
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _sender_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="opscore-sender", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    async def send(self, agent: Agent, task: TaskRun, headers: dict[str, str]) -> None:
+        sending = asyncio.run_coroutine_threadsafe(
+            self.inner.send(agent, task, headers), self._sender_loop()
+        )
+        await asyncio.wrap_future(sending)
+
+    async def close(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            await self.inner.close()
+            return
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.inner.close(), loop))
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join, 5)
+            if not thread.is_alive():
+                loop.close()

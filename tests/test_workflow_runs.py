@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 
+from opscore.api import create_app
+
 from .conftest import KEY, contract, make_settings
-from .fakes import Behaviour, FakeAgentKit
-from .servers import wait_for
+from .fakes import Behaviour, FakeAgentKit, FakeFleet
+from .servers import ServerThread, wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 
@@ -367,6 +371,41 @@ def test_a_task_for_a_free_agent_is_found_behind_tasks_that_wait(ops) -> None:
     assert settle(client, sid)["status"] == "completed"
     first = client.get(f"/v1/opscore/sessions/{waiting[0]}").json()
     assert by_step(first)["t"]["status"] == "queued"
+
+
+def test_hand_overs_from_a_sender_thread_run_whole_flows_and_stop_with_the_app() -> None:
+    """OPSCORE_DISPATCH_THREAD: the same flows, handed over from the sender thread's loop,
+    including a refused hand-over that is retried; the thread ends with the app."""
+    server = ServerThread(create_app(make_settings(dispatch_thread=True))).start()
+    fleet = FakeFleet(server.url, KEY).start()
+    try:
+        fleet.add("steady")
+        fleet.add("refuser", Behaviour(kind="reject", capabilities=["picky"]))
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
+            create(c, template("chain", task("a", nextTaskId="b"), task("b")))
+            create(
+                c,
+                template(
+                    "picky",
+                    task(
+                        "p",
+                        agentCapability="picky",
+                        retry={"maxAttempts": 2, "backoffSeconds": 0.01},
+                    ),
+                ),
+            )
+            runs = [run(c, "chain") for _ in range(10)]
+            refused = run(c, "picky")
+            assert all(settle(c, sid)["status"] == "completed" for sid in runs)
+            failed = settle(c, refused)
+            assert failed["status"] == "failed"
+            attempts = by_step(failed)["p"]["history"]
+            assert [a["outcome"] for a in attempts] == ["dispatch_error", "dispatch_error"]
+        assert any(t.name == "opscore-sender" for t in threading.enumerate())
+    finally:
+        fleet.stop()
+        server.stop()
+    wait_for(lambda: not any(t.name == "opscore-sender" for t in threading.enumerate()))
 
 
 def test_dispatch_through_agentkit_relay(fleet_factory, server_factory) -> None:
