@@ -13,6 +13,7 @@ from opscore.config import Settings
 from opscore.container import build_services
 from opscore.logging_config import configure_logging
 from opscore.models import Agent, StateRecord, TaskRun, WorkflowDefinition, utcnow
+from opscore.serve import tune_runtime
 
 
 class InstantTransport:
@@ -43,6 +44,7 @@ async def run(agents: int, tasks: int) -> dict[str, float]:
     transport = InstantTransport()
     services = build_services(settings, configure_logging(settings), transport=transport)
     transport.engine = services.engine
+    tune_runtime()  # the GC and logging settings `opscore serve` runs with
     store, now = services.storage, utcnow()
     for i in range(agents):
         agent = Agent(

@@ -67,17 +67,7 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         asyncio.run(_check_store(settings))
     except (ConfigError, StorageError) as exc:
         sys.exit(f"Cannot start Ops-Core: {exc.message}")
-    # Long-lived objects (settings, routes, models' validators) never die: move them out of the
-    # GC's reach, and collect the young generation a little less often. Full collections must
-    # still run regularly: every refused request leaves a small cycle (exception <-> traceback),
-    # and a soak run with near-disabled full collections grew steadily.
-    gc.collect()
-    gc.freeze()
-    # No JSON field uses the caller's file and line, thread or process names: skip collecting
-    # them for every record (the logging HOWTO's "Optimization" section).
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    gc.set_threshold(7_000, 10, 10)
+    tune_runtime()
     uvicorn.run(
         app,
         host=settings.host,
@@ -88,6 +78,21 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
+
+
+def tune_runtime() -> None:
+    """The interpreter settings `opscore serve` runs with (benchmarks apply them too)."""
+    # Long-lived objects (settings, routes, models' validators) never die: move them out of the
+    # GC's reach, and collect the young generation a little less often. Full collections must
+    # still run regularly: every refused request leaves a small cycle (exception <-> traceback),
+    # and a soak run with near-disabled full collections grew steadily.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7_000, 10, 10)
+    # No JSON field uses the caller's file and line, thread or process names: skip collecting
+    # them for every record (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 async def _check_store(settings: Settings) -> None:
