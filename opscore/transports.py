@@ -110,9 +110,9 @@ class SenderThread:
     """Runs another transport's hand-overs on a private event loop in its own thread.
 
     Under heavy API load the server's event loop serves every ready connection once per
-    iteration, and one iteration can take 100 ms; httpx yields to the loop about eight times
-    per request, so handing a task over took one to three seconds exactly when the fleet was
-    busiest. On its own loop a hand-over takes its usual few milliseconds whatever the load.
+    iteration, and one iteration can take 100 ms; the HTTP client yields to the loop several
+    times per request, so handing a task over took one to three seconds exactly when the fleet
+    was busiest. On its own loop a hand-over takes its usual few milliseconds whatever the load.
     The thread starts with the first hand-over, so apps that never dispatch never start it.
     """
 

@@ -90,9 +90,11 @@ def fleet_factory(server_factory):
 
     fleets: list[FakeFleet] = []
 
-    def start(settings: Settings | None = None, **kwargs: Any) -> tuple[ServerThread, FakeFleet]:
+    def start(
+        settings: Settings | None = None, *, heartbeat: float | None = None, **kwargs: Any
+    ) -> tuple[ServerThread, FakeFleet]:
         server = server_factory(settings, **kwargs)
-        fleet = FakeFleet(server.url, KEY).start()
+        fleet = FakeFleet(server.url, KEY, heartbeat=heartbeat).start()
         fleets.append(fleet)
         return server, fleet
 

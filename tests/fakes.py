@@ -69,7 +69,9 @@ class FakeFleet:
             await asyncio.sleep(self.heartbeat)
             for agent_id in list(self.current):
                 # read the state at send time: a snapshot could be older than a report just sent
-                await self._report(agent_id, self.current[agent_id])
+                state = self.current.get(agent_id)
+                if state is not None:  # None: the agent vanished since the loop began
+                    await self._report(agent_id, state)
 
     def stop(self) -> None:
         self.server.stop()
@@ -159,6 +161,7 @@ class FakeFleet:
         task_id = message["opscore_task_id"]
         ids = {"opscore_task_id": task_id} if b.with_task_id else {}
         if b.kind == "vanish":
+            self.current.pop(agent_id, None)  # gone: no report, no heartbeat, ever again
             return
         await self._report(agent_id, "active", **ids)
         if b.kind == "hang":

@@ -9,34 +9,19 @@ import socket
 
 import pytest
 
-from opscore.models import Agent, TaskRun, utcnow
+from opscore.models import Agent
 from opscore.transports import DispatchError, HttpTransport
 
 from .storage_servers import free_port
+from .test_storage_contract import agent as registered
+from .test_storage_contract import task
 
 
 def agent(endpoint: str) -> Agent:
-    now = utcnow()
-    return Agent(
-        agent_id="a1",
-        agent_name="a1",
-        contact_endpoint=endpoint,
-        last_seen=now,
-        registered_at=now,
-        updated_at=now,
-    )
+    return registered("a1", contact_endpoint=endpoint)
 
 
-TASK = TaskRun(
-    task_id="t1",
-    session_id="s1",
-    step_id="step",
-    timeout_seconds=1,
-    max_attempts=1,
-    backoff_seconds=0,
-    max_backoff_seconds=0,
-    created_at=utcnow(),
-)
+TASK = task("t1")
 
 
 @pytest.mark.parametrize(

@@ -224,7 +224,8 @@ def test_hanging_agent_times_out_and_the_task_dead_letters(ops) -> None:
 
 
 def test_vanished_agent_goes_offline_and_its_task_moves_to_another(fleet_factory) -> None:
-    server, fleet = fleet_factory(make_settings(agent_offline_after=1.0))
+    # the healthy agent heartbeats well inside the 1 s limit; the ghost stops reporting at all
+    server, fleet = fleet_factory(make_settings(agent_offline_after=1.0), heartbeat=0.2)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
         fleet.add("ghost", Behaviour(kind="vanish"))
         create(client, template("v", task("t")))
