@@ -338,6 +338,17 @@ class WorkflowEngine:
             self.notify_dispatcher()
 
     async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
+        # Fallbacks that were not needed are cancelled before the session completes, so a
+        # reader never sees a completed session with a task still pending.
+        for task in tasks:
+            if task.status == S.PENDING:
+                await move_task(
+                    self.storage,
+                    task.task_id,
+                    S.CANCELLED,
+                    only_from=frozenset({S.PENDING}),
+                    cancel_reason="not needed",
+                )
         now = self.clock()
         done = await move_session(
             self.storage,
@@ -349,9 +360,6 @@ class WorkflowEngine:
         if done is None:
             return
         self._end_run(session.session_id, "completed")
-        for task in tasks:
-            if task.status == S.PENDING:  # fallbacks that were not needed
-                await move_task(self.storage, task.task_id, S.CANCELLED, cancel_reason="not needed")
         log_operation(
             "workflow.completed",
             {"sessionId": session.session_id, "workflowId": session.workflow_id},
@@ -479,6 +487,9 @@ class WorkflowEngine:
         await self._fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
 
     async def _fail_session(self, session_id: str, error: str) -> None:
+        # the rest of the run is cancelled first, so a reader never sees a failed session
+        # with tasks still open (a session that was already over has none left to cancel)
+        await self._cancel_open_tasks(session_id, _SESSION_FAILED)
         now = self.clock()
         failed = await move_session(
             self.storage,
@@ -491,7 +502,6 @@ class WorkflowEngine:
         if failed is None:
             return
         self._end_run(session_id, "failed")
-        await self._cancel_open_tasks(session_id, _SESSION_FAILED)
         log_operation("workflow.failed", {"sessionId": session_id, "error": error}, level=40)
 
     async def _cancel_open_tasks(self, session_id: str, reason: str) -> None:
@@ -662,6 +672,14 @@ class WorkflowEngine:
                 f"Task '{task_id}' is not in the dead-letter list", code="NOT_DEAD_LETTERED"
             )
         session = await self.lifecycle.get_session(letter.session_id)
+        if session.status in (SessionStatus.CANCELLED, SessionStatus.COMPLETED):
+            # (a last attempt that failed while an operator cancelled the run) it stays listed
+            await self.storage.add_dead_letter(letter)
+            raise ConflictError(
+                f"Session '{session.session_id}' is {session.status.value}; "
+                "its tasks can no longer be re-driven",
+                code="SESSION_CLOSED",
+            )
         if session.status == SessionStatus.FAILED:
             await move_session_or_raise(
                 self.storage,

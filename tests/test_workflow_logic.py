@@ -157,3 +157,38 @@ async def test_memory_store_keeps_only_the_newest_finished_sessions() -> None:
         status="completed", workflow_id=None, agent_id=None, offset=0, limit=10
     )
     assert completed.total == 3 and [s.session_id for s in completed.items] == ["s5", "s4", "s3"]
+
+
+async def test_a_failure_that_races_an_operator_cancel_cannot_be_redriven() -> None:
+    """The operator cancels the run while its last attempt fails: the dead letter stays for
+    the record, but re-driving it would restart work in a run the operator stopped."""
+    from opscore.errors import ConflictError
+    from opscore.models import SessionStatus, TaskStatus
+    from opscore.transitions import move_session, move_task
+
+    engine = _engine(0.0)
+    store = engine.storage
+    definition = WorkflowDefinition.model_validate(
+        {
+            "id": "w",
+            "name": "w",
+            "tasks": [{"taskId": "a", "name": "a", "retry": {"maxAttempts": 1}}],
+        }
+    )
+    sid = (await engine.start_run(definition, payload={})).session_id
+    [queued] = await store.session_tasks(sid)
+    inflight = await move_task(
+        store, queued.task_id, TaskStatus.DISPATCHED, agent_id="x", attempts=1
+    )
+    assert inflight is not None
+    # the cancel's first step (the session) lands before the failure, its second after
+    assert await move_session(store, sid, SessionStatus.CANCELLED) is not None
+    await engine.fail_attempt(inflight, "boom", outcome="agent_error")
+    assert (await store.list_dead_letters(offset=0, limit=10)).total == 1
+
+    with pytest.raises(ConflictError) as refused:
+        await engine.redrive(inflight.task_id)
+    assert refused.value.code == "SESSION_CLOSED"
+    assert (await store.list_dead_letters(offset=0, limit=10)).total == 1
+    assert (await store.get_session(sid)).status == SessionStatus.CANCELLED
+    assert (await store.get_task(inflight.task_id)).status == TaskStatus.FAILED

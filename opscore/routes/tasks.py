@@ -62,9 +62,10 @@ async def list_dead_letters(services: ServicesDep, paging: PagingDep) -> Page[De
     "/dead-letters/{taskId}/redrive",
     summary="Re-drive a dead-lettered task",
     response_model=TaskRun,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **CONFLICT},
     dependencies=[require("runs:write")],
 )
 async def redrive(taskId: TaskId, services: ServicesDep) -> TaskRun:
-    """Gives the task a fresh set of attempts and reopens its failed run."""
+    """Gives the task a fresh set of attempts and reopens its failed run. A task whose run
+    was cancelled or has completed is 409 (`SESSION_CLOSED`) and stays dead-lettered."""
     return await services.engine.redrive(taskId)
