@@ -49,6 +49,9 @@ class Dispatcher:
         self.transport = transport
         self.clock = clock
         self._rotation = itertools.count()
+        # Ready entries that earlier passes examined and found no free agent for: the next pass
+        # starts after them, so a backlog longer than a batch cannot hide work for a free agent.
+        self._scan_from = 0
         self._sends: set[asyncio.Task[None]] = set()
         self._send_slots = asyncio.Semaphore(MAX_SENDS)
         self._loop_task: asyncio.Task[None] | None = None
@@ -118,16 +121,31 @@ class Dispatcher:
 
         The queue is read in small chunks until the free agent slots are used up (or a batch
         was examined), so a pass costs in proportion to what can be sent, not to the backlog
-        waiting for busy agents; tasks for a free agent further back are still found.
+        waiting for busy agents. A pass that used its batch with agents still free leaves a
+        cursor: the next one passes over what was examined and looks further, until the end
+        of the queue, then starts from the head again.
         """
         entries = await self.storage.dequeue_ready(now, 1)
         if not entries:
+            self._scan_from = 0
             return 0  # the common case when agents report idle: nothing to do, no agent scan
         agents = await self.storage.available_agents(AVAILABLE_STATES)
         free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
         if sum(free.values()) <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
+            self._scan_from = 0
             return 0
+        passed_over: list[QueueEntry] = []
+        if self._scan_from:
+            passed_over = list(entries)
+            if self._scan_from > 1:
+                passed_over += await self.storage.dequeue_ready(now, self._scan_from - 1)
+            entries = await self.storage.dequeue_ready(now, 1)
+            if len(passed_over) < self._scan_from or not entries:
+                # the queue ends before the cursor: start from the head, next pass
+                await self.storage.requeue(passed_over + entries)
+                self._scan_from = 0
+                return 0
         by_id = {a.agent_id: a for a in agents}
         by_capability: dict[str, list[Agent]] = {}
         for agent in agents:
@@ -152,12 +170,15 @@ class Dispatcher:
                     sent += 1
                 handled.append(entry.task_id)
             capacity = sum(free.values())
-            if capacity <= 0 or examined >= BATCH or len(entries) < asked:
+            more = len(entries) >= asked
+            if capacity <= 0 or examined >= BATCH or not more:
                 break
             asked = min(BATCH - examined, max(capacity * CHUNK_PER_SLOT, MIN_CHUNK))
             entries = await self.storage.dequeue_ready(now, asked)
-        if waiting:
-            await self.storage.requeue(waiting)
+        looked_far_enough = capacity <= 0 or not more
+        self._scan_from = 0 if looked_far_enough else len(passed_over) + len(waiting)
+        if passed_over or waiting:
+            await self.storage.requeue(passed_over + waiting)
         if handled:
             await self.storage.ack(handled)
         return sent

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from opscore.api import create_app
+from opscore.dispatcher import BATCH
 
 from .conftest import KEY, contract, make_settings
 from .fakes import Behaviour, FakeAgentKit, FakeFleet
@@ -372,6 +373,23 @@ def test_a_task_for_a_free_agent_is_found_behind_tasks_that_wait(ops) -> None:
     assert settle(client, sid)["status"] == "completed"
     first = client.get(f"/v1/opscore/sessions/{waiting[0]}").json()
     assert by_step(first)["t"]["status"] == "queued"
+
+
+def test_a_backlog_longer_than_a_batch_cannot_starve_a_free_agent(ops) -> None:
+    """More tasks than one pass examines wait for an agent that is busy for good; each task
+    for the free agent behind them still goes out, a few passes later at most."""
+    client, fleet, _ = ops
+    fleet.add("stuck", Behaviour(kind="hang", capabilities=["slow"]))
+    fleet.add("free")
+    create(client, template("slow", task("t", agentCapability="slow")))
+    create(client, template("fast", task("t", agentCapability="work")))
+    run(client, "slow")  # "stuck" takes it and never finishes
+    wait_for(lambda: fleet.per_agent["stuck"] == 1)
+    for _ in range(BATCH + 50):
+        run(client, "slow")
+    for _ in range(3):
+        assert settle(client, run(client, "fast"), timeout=15)["status"] == "completed"
+    assert fleet.per_agent["stuck"] == 1
 
 
 def test_hand_overs_from_a_sender_thread_run_whole_flows_and_stop_with_the_app() -> None:
