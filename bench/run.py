@@ -245,6 +245,10 @@ def bench_celery() -> dict[str, Any]:
         "",
         "--appendonly",
         "no",
+        # Celery's client reads results over pub/sub; with 2,000 chains finishing at once the
+        # default 8 MB limit for a slow subscriber made Redis drop the client mid-run
+        "--client-output-buffer-limit",
+        "pubsub 0 0 0",
     ]
     worker = [
         sys.executable,
@@ -456,6 +460,8 @@ def table(results: dict[str, Any]) -> str:
             f"errors {s['errors']}, p99 {s['p99_ms']:.0f} ms, RSS {s['rss_mb_after_warmup']:.0f} -> "
             f"{s['rss_mb_end']:.0f} MB after warm-up"
         )
+    for name, error in results.get("failed", {}).items():
+        lines.append(f"{name}: FAILED ({error})")
     return "\n".join(lines) + "\n"
 
 
@@ -477,12 +483,18 @@ def main() -> None:
     ):
         if wanted(name):
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = fn()
+            try:
+                results[name] = fn()
+            except Exception as exc:  # one broken benchmark must not lose the others' figures
+                print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                results.setdefault("failed", {})[name] = f"{type(exc).__name__}: {exc}"
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
     print(table(results))
     print(f"(JSON: {out_dir / 'latest.json'})")
+    if "failed" in results:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

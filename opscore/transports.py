@@ -57,8 +57,8 @@ class HttpTransport:
     """POSTs to ``{AGENTKIT_API_URL}/v1/agents/{id}/run``, or to the agent's contactEndpoint.
 
     On aiohttp's client: a hand-over needs a status code and one keep-alive connection, and
-    aiohttp does that in a fifth of the CPU that httpx or httpcore take (about 90 against
-    450 microseconds per request, bench/README.md), which is most of a no-op task's cost.
+    aiohttp does that in a fifth of the CPU that httpcore (under httpx) takes: 90-120 against
+    460-570 microseconds per request (``python -m bench.handover``).
     The session is made on first use, inside the loop that sends (the server's, or the
     SenderThread's).
     """
