@@ -29,6 +29,7 @@ from .common import BENCH, KEY, free_port, opscore_cmd, opscore_env, process, rs
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REPS = 2 if QUICK else 3
 SECONDS = 4 if QUICK else 10
+SCALE_REPS = 3 if QUICK else 5
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 _stamp = [1893456000]  # each wrk run gets later timestamps than the last
 
@@ -318,19 +319,23 @@ def _python(module: str, *args: str) -> dict[str, Any]:
         cwd=BENCH.parent,
     )
     if out.returncode != 0:
-        return {"error": out.stderr[-2000:]}
+        raise RuntimeError(f"{module} exited {out.returncode}: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def bench_scale() -> dict[str, Any]:
-    small = [_python("bench.scale", "--agents", "10", "--tasks", "1000") for _ in range(REPS)]
-    large = [_python("bench.scale", "--agents", "1000", "--tasks", "10000") for _ in range(REPS)]
-    s_rates = [r["tasks_per_s"] for r in small]
-    l_rates = [r["tasks_per_s"] for r in large]
+    """Small and large cases alternate, and each pair gives a ratio: the small case lasts about
+    0.1 s, so a slow moment of this shared machine would otherwise move one side only."""
+    small: list[float] = []
+    large: list[float] = []
+    for _ in range(SCALE_REPS):
+        small.append(_python("bench.scale", "--agents", "10", "--tasks", "1000")["tasks_per_s"])
+        large.append(_python("bench.scale", "--agents", "1000", "--tasks", "10000")["tasks_per_s"])
+    ratios = [big / little for little, big in zip(small, large, strict=True)]
     return {
-        "small": {"agents": 10, "tasks": 1000, "tasks_per_s": summary(s_rates)},
-        "large": {"agents": 1000, "tasks": 10000, "tasks_per_s": summary(l_rates)},
-        "ratio": statistics.median(l_rates) / statistics.median(s_rates),
+        "small": {"agents": 10, "tasks": 1000, "tasks_per_s": summary(small)},
+        "large": {"agents": 1000, "tasks": 10000, "tasks_per_s": summary(large)},
+        "ratio": summary(ratios),
     }
 
 
@@ -444,7 +449,8 @@ def table(results: dict[str, Any]) -> str:
         s = results["scale"]
         lines.append(
             f"dispatch, 10 agents/1,000 tasks: {spread(s['small']['tasks_per_s'])} tasks/s; "
-            f"1,000 agents/10,000 tasks: {spread(s['large']['tasks_per_s'])} tasks/s; ratio {s['ratio']:.2f}x"
+            f"1,000 agents/10,000 tasks: {spread(s['large']['tasks_per_s'])} tasks/s; "
+            f"ratio {spread(s['ratio'], '{:.2f}')}x (pairs run back to back)"
         )
     if "memory" in results and "rss_mb" in results["memory"]:
         m = results["memory"]
