@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         description=(
             "Hand tasks to agents from a dedicated thread. Keeps hand-overs fast while the API "
             "is saturated (on one busy event loop they took 1-3 s), at the price of GIL "
-            "contention that cut workflow throughput by about 20% in bench/ when not saturated."
+            "contention that cut workflow throughput by about 30% in bench/ when not saturated."
         ),
     )
     dispatch_interval: float = Field(
