@@ -7,12 +7,11 @@ import threading
 import httpx
 import pytest
 
-from opscore.api import create_app
 from opscore.dispatcher import BATCH
 
 from .conftest import KEY, contract, make_settings
-from .fakes import Behaviour, FakeAgentKit, FakeFleet
-from .servers import ServerThread, wait_for
+from .fakes import Behaviour, FakeAgentKit
+from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 
@@ -392,38 +391,34 @@ def test_a_backlog_longer_than_a_batch_cannot_starve_a_free_agent(ops) -> None:
     assert fleet.per_agent["stuck"] == 1
 
 
-def test_hand_overs_from_a_sender_thread_run_whole_flows_and_stop_with_the_app() -> None:
+def test_hand_overs_from_a_sender_thread_run_whole_flows_and_stop_with_the_app(
+    fleet_factory,
+) -> None:
     """OPSCORE_DISPATCH_THREAD: the same flows, handed over from the sender thread's loop,
     including a refused hand-over that is retried; the thread ends with the app."""
-    server = ServerThread(create_app(make_settings(dispatch_thread=True))).start()
-    fleet = FakeFleet(server.url, KEY).start()
-    try:
-        fleet.add("steady")
-        fleet.add("refuser", Behaviour(kind="reject", capabilities=["picky"]))
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
-            create(c, template("chain", task("a", nextTaskId="b"), task("b")))
-            create(
-                c,
-                template(
-                    "picky",
-                    task(
-                        "p",
-                        agentCapability="picky",
-                        retry={"maxAttempts": 2, "backoffSeconds": 0.01},
-                    ),
+    server, fleet = fleet_factory(make_settings(dispatch_thread=True))
+    fleet.add("steady")
+    fleet.add("refuser", Behaviour(kind="reject", capabilities=["picky"]))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        create(c, template("chain", task("a", nextTaskId="b"), task("b")))
+        create(
+            c,
+            template(
+                "picky",
+                task(
+                    "p", agentCapability="picky", retry={"maxAttempts": 2, "backoffSeconds": 0.01}
                 ),
-            )
-            runs = [run(c, "chain") for _ in range(10)]
-            refused = run(c, "picky")
-            assert all(settle(c, sid)["status"] == "completed" for sid in runs)
-            failed = settle(c, refused)
-            assert failed["status"] == "failed"
-            attempts = by_step(failed)["p"]["history"]
-            assert [a["outcome"] for a in attempts] == ["dispatch_error", "dispatch_error"]
-        assert any(t.name == "opscore-sender" for t in threading.enumerate())
-    finally:
-        fleet.stop()
-        server.stop()
+            ),
+        )
+        runs = [run(c, "chain") for _ in range(10)]
+        refused = run(c, "picky")
+        assert all(settle(c, sid)["status"] == "completed" for sid in runs)
+        failed = settle(c, refused)
+        assert failed["status"] == "failed"
+        attempts = by_step(failed)["p"]["history"]
+        assert [a["outcome"] for a in attempts] == ["dispatch_error", "dispatch_error"]
+    assert any(t.name == "opscore-sender" for t in threading.enumerate())
+    server.stop()  # stopping twice is harmless: the fixture stops it again
     wait_for(lambda: not any(t.name == "opscore-sender" for t in threading.enumerate()))
 
 
