@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 import httpcore
 import orjson
 
+from opscore.dispatch.transports import HttpTransport, task_message
 from opscore.models import Agent, TaskRun, utcnow
-from opscore.transports import HttpTransport, task_message
 
 from .common import free_port, wait_http
 

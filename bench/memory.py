@@ -1,5 +1,5 @@
 """Memory of the in-memory store under state reports: N reports over M agents with the default
-history bound, through the lifecycle service (no HTTP: the store is what grows). Prints RSS at
+history bound, through the lifecycle state service (no HTTP: the store is what grows). Prints RSS at
 half, at the end, and after a quarter more reports (the bound is reached, so it should not grow).
 One JSON line."""
 
@@ -12,9 +12,9 @@ import json
 from datetime import timedelta
 
 from opscore.config import Settings
-from opscore.lifecycle import Lifecycle
-from opscore.logging_config import configure_logging
+from opscore.lifecycle import AgentRegistry, AgentStates
 from opscore.models import AgentCreate, StateReport, utcnow
+from opscore.observe.logs import configure_logging
 from opscore.storage.memory import MemoryStorage
 
 from .common import rss_mb
@@ -23,9 +23,11 @@ from .common import rss_mb
 async def run(agents: int, reports: int) -> dict[str, float]:
     settings = Settings(_env_file=None, api_key="bench-key-0123456789", log_level="WARNING")
     configure_logging(settings)
-    lifecycle = Lifecycle(MemoryStorage(), settings)
+    store = MemoryStorage()
+    registry = AgentRegistry(store)
+    states = AgentStates(store, settings, registry)
     for i in range(agents):
-        await lifecycle.register_agent(
+        await registry.register_agent(
             AgentCreate(agent_id=f"agent-{i}", agent_name="a", capabilities=["x"])
         )
     base = utcnow()
@@ -34,7 +36,7 @@ async def run(agents: int, reports: int) -> dict[str, float]:
     async def send(first: int, count: int) -> None:
         for n in range(first, first + count):
             agent = f"agent-{n % agents}"
-            await lifecycle.report_state(
+            await states.report_state(
                 agent,
                 StateReport(
                     agentId=agent,

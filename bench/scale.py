@@ -11,21 +11,22 @@ import time
 
 from opscore.config import Settings
 from opscore.container import build_services
-from opscore.logging_config import configure_logging
 from opscore.models import Agent, StateRecord, TaskRun, WorkflowDefinition, utcnow
+from opscore.observe.logs import configure_logging
 from opscore.serve import tune_runtime
+from opscore.workflow.outcomes import TaskOutcomes
 
 
 class InstantTransport:
     """An agent that finishes every task the moment it receives it."""
 
     def __init__(self) -> None:
-        self.engine = None
+        self.outcomes: TaskOutcomes | None = None
         self.pending: set[asyncio.Task[bool]] = set()
 
     async def send(self, agent: Agent, task: TaskRun, headers: dict[str, str]) -> None:
-        assert self.engine is not None
-        job = asyncio.ensure_future(self.engine.complete_task(task, None))
+        assert self.outcomes is not None
+        job = asyncio.ensure_future(self.outcomes.complete_task(task, None))
         self.pending.add(job)
         job.add_done_callback(self.pending.discard)
 
@@ -43,7 +44,7 @@ async def run(agents: int, tasks: int) -> dict[str, float]:
     )
     transport = InstantTransport()
     services = build_services(settings, configure_logging(settings), transport=transport)
-    transport.engine = services.engine
+    transport.outcomes = services.workflow.outcomes
     tune_runtime()  # the GC and logging settings `opscore serve` runs with
     store, now = services.storage, utcnow()
     for i in range(agents):
@@ -64,7 +65,7 @@ async def run(agents: int, tasks: int) -> dict[str, float]:
         {"id": "one", "tasks": [{"taskId": "t", "agentCapability": "noop"}]}
     )
     for _ in range(tasks):  # all queued before the dispatcher starts
-        await services.engine.start_run(definition, payload={})
+        await services.workflow.runs.start_run(definition, payload={})
     start = time.perf_counter()
     services.dispatcher.start()
     while (

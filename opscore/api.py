@@ -19,13 +19,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__
 from .config import Settings
 from .container import Services, build_services
-from .deps import authenticate
+from .dispatch.transports import Transport
 from .errors import OpsCoreError
-from .http_errors import UNEXPECTED, ErrorReply, from_opscore_error, from_validation_errors
-from .ingest import report_state as answer_state_report
-from .logging_config import configure_logging, request_id_var
-from .middleware import RequestContextMiddleware
-from .routes import (
+from .http.deps import authenticate
+from .http.envelope import UNEXPECTED, ErrorReply, from_opscore_error, from_validation_errors
+from .http.gateway import RequestContextMiddleware
+from .http.ingest import report_state as answer_state_report
+from .http.routes import (
     agents,
     dashboard,
     logs,
@@ -37,8 +37,8 @@ from .routes import (
     webhooks,
     workflows,
 )
+from .observe.logs import configure_logging, request_id_var
 from .storage.base import Storage
-from .transports import Transport
 
 logger = logging.getLogger("opscore.api")
 
@@ -191,7 +191,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
     app.include_router(system.router)
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
-    app.include_router(state.ingest)  # authenticated by the middleware; see routes/state.py
+    app.include_router(state.ingest)  # authenticated by the middleware; see http/routes/state.py
     protected = [Depends(authenticate)]
     for module in (agents, state, workflows, sessions, tasks, logs, telemetry):
         app.include_router(module.router, dependencies=protected)

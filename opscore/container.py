@@ -5,33 +5,35 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .auth import KeyStore, WebhookVerifier
 from .config import Settings
-from .dispatcher import Dispatcher
-from .engine import WorkflowEngine
-from .errors import ConfigError, OpsCoreError
-from .lifecycle import Lifecycle
-from .logging_config import LogBuffer
+from .dispatch.dispatcher import Dispatcher
+from .dispatch.transports import HttpTransport, SenderThread, Transport
+from .lifecycle import AVAILABLE_STATES, AgentRegistry, AgentStates, Liveness
 from .models import Agent, StateRecord
-from .ratelimit import RateLimiter
+from .observe.logs import LogBuffer
+from .observe.metrics import Telemetry
+from .observe.tracing import Tracer, otel_exporter
+from .security.keys import KeyStore
+from .security.ratelimit import RateLimiter
+from .security.webhook import WebhookVerifier
 from .storage import storage_from_url
 from .storage.base import Storage
-from .telemetry import Telemetry
-from .tracing import Tracer, otel_exporter
-from .transports import HttpTransport, SenderThread, Transport
-from .workflow import load_directory
+from .workflow import Workflow, build_workflow
 
 logger = logging.getLogger("opscore")
 
 
 @dataclass
 class Services:
+    """Everything one app instance holds; routes reach their service through it."""
+
     settings: Settings
     storage: Storage
     keys: KeyStore
     webhook: WebhookVerifier | None
-    lifecycle: Lifecycle
-    engine: WorkflowEngine
+    agents: AgentRegistry
+    states: AgentStates
+    workflow: Workflow
     dispatcher: Dispatcher
     transport: Transport
     rate_limiter: RateLimiter
@@ -40,11 +42,13 @@ class Services:
     extras: dict[str, object] = field(default_factory=dict)
 
     async def start(self) -> None:
-        """Open the store, load template files, start the dispatcher."""
+        """Open the store, load template files, recover interrupted runs, start dispatching."""
         await self.storage.open()
-        if self.settings.workflows_dir is not None:
-            await self._load_templates()
-        await self.engine.recover()
+        directory = self.settings.workflows_dir
+        if directory is not None:
+            count = await self.workflow.templates.load_directory(directory)
+            logger.info("templates loaded", extra={"count": count, "directory": str(directory)})
+        await self.workflow.recover()
         if self.settings.dispatcher_enabled:
             self.dispatcher.start()
         logger.info(
@@ -56,27 +60,10 @@ class Services:
         )
 
     async def stop(self) -> None:
+        """Stop dispatching, close connections to agents, close the store."""
         await self.dispatcher.stop()
         await self.transport.close()
         await self.storage.close()
-
-    async def _load_templates(self) -> None:
-        directory = self.settings.workflows_dir
-        assert directory is not None
-        if not directory.is_dir():
-            raise ConfigError(f"OPSCORE_WORKFLOWS_DIR {directory} is not a directory")
-        try:
-            found = load_directory(directory, max_tasks=self.settings.max_template_tasks)
-        except OpsCoreError as exc:
-            raise ConfigError(
-                f"Template in {directory} is invalid: {exc.message} {exc.details or ''}"
-            ) from exc
-        for path, definition in found:
-            try:
-                await self.engine.create_template(definition, source=f"file:{path.name}")
-            except OpsCoreError as exc:
-                raise ConfigError(f"Template {path}: {exc.message}") from exc
-        logger.info("templates loaded", extra={"count": len(found), "directory": str(directory)})
 
 
 def build_services(
@@ -96,30 +83,41 @@ def build_services(
         if settings.webhook_secret
         else None
     )
-    lifecycle = Lifecycle(storage, settings)
-    engine = WorkflowEngine(storage, settings, lifecycle)
     telemetry = Telemetry(
         storage,
         Tracer(settings.trace_buffer_size, otel_exporter() if settings.otel_export else None),
     )
-    engine.telemetry = telemetry
+    agents = AgentRegistry(storage)
+    states = AgentStates(storage, settings, agents)
+    workflow = build_workflow(storage, settings, agents, states, telemetry=telemetry)
 
     async def count_state(agent: Agent, record: StateRecord) -> None:
         telemetry.state_reports.labels(record.state).inc()
 
-    lifecycle.state_listeners.append(count_state)
+    states.state_listeners.append(count_state)
     if transport is None:
         transport = HttpTransport(settings.agentkit_api_url, timeout=settings.dispatch_timeout)
         if settings.dispatch_thread:
             transport = SenderThread(transport)
-    dispatcher = Dispatcher(storage, settings, engine, lifecycle, transport)
+    liveness = Liveness(storage, settings, states)
+    dispatcher = Dispatcher(
+        storage,
+        settings,
+        transport,
+        workflow.outcomes,
+        wakeup=workflow.engine.wakeup,
+        available_states=AVAILABLE_STATES,
+        sweeps=[workflow.outcomes.sweep_timeouts, liveness.sweep],
+        telemetry=telemetry,
+    )
     return Services(
         settings=settings,
         storage=storage,
         keys=keys,
         webhook=webhook,
-        lifecycle=lifecycle,
-        engine=engine,
+        agents=agents,
+        states=states,
+        workflow=workflow,
         dispatcher=dispatcher,
         transport=transport,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),

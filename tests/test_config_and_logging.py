@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from opscore.api import create_app
 from opscore.config import Settings
 from opscore.errors import ConfigError
-from opscore.logging_config import log_operation
+from opscore.observe.logs import log_operation
 
 from .conftest import make_settings
 from .servers import wait_for

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opscore.models import WorkflowDefinition
-from opscore.workflow import TemplateError, substitute, task_references, validate_definition
+from opscore.workflow.substitution import TemplateError, substitute, task_references
+from opscore.workflow.templates import validate_definition
 
 ids = st.text(alphabet="abcdefghij0123456789", min_size=1, max_size=6)
 json_leaf = st.one_of(

@@ -154,7 +154,7 @@ def test_state_before_first_report_is_404_no_state(client: httpx.Client) -> None
 
 
 def test_the_gateway_fast_path_answers_exactly_like_the_documented_route() -> None:
-    """The gateway answers state reports itself (opscore/ingest.py); FastAPI's route, reached
+    """The gateway answers state reports itself (opscore/http/ingest.py); FastAPI's route, reached
     without the gateway, must give the same status and body for every case."""
     good = {"agentId": AGENT, "timestamp": "2026-11-24T10:00:00+00:00", "state": "active"}
     cases: list[tuple[str, object]] = [

@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
+from opscore.dispatch.transports import DispatchError, HttpTransport
 from opscore.models import Agent
-from opscore.transports import DispatchError, HttpTransport
 
 from .storage_servers import free_port
 from .test_storage_contract import agent as registered

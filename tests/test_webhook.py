@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from opscore.auth import WebhookVerifier
+from opscore.security.webhook import WebhookVerifier
 
 from .conftest import CONTRACTS, WEBHOOK_SECRET, contract
 

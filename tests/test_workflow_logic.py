@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from opscore.engine import WorkflowEngine
-from opscore.lifecycle import Lifecycle
+from opscore.lifecycle import AgentRegistry, AgentStates
 from opscore.models import TaskRun, WorkflowDefinition, utcnow
 from opscore.storage.memory import MemoryStorage
-from opscore.workflow import TemplateError, substitute, validate_definition
+from opscore.workflow import Workflow, build_workflow
+from opscore.workflow.substitution import TemplateError, substitute
+from opscore.workflow.templates import validate_definition
 
 from .conftest import make_settings
 
@@ -42,10 +43,12 @@ async def test_reenqueue_replaces_the_old_entry() -> None:
     assert [e.task_id for e in await store.dequeue_ready(now + timedelta(seconds=6), 10)] == ["t"]
 
 
-def _engine(rng: float) -> WorkflowEngine:
+def _workflow(rng: float) -> Workflow:
     settings = make_settings()
     store = MemoryStorage()
-    return WorkflowEngine(store, settings, Lifecycle(store, settings), rng=lambda: rng)
+    registry = AgentRegistry(store)
+    states = AgentStates(store, settings, registry)
+    return build_workflow(store, settings, registry, states, rng=lambda: rng)
 
 
 def _task(**fields) -> TaskRun:
@@ -65,10 +68,10 @@ def _task(**fields) -> TaskRun:
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
-    middle = _engine(0.5)  # jitter factor exactly 1
+    middle = _workflow(0.5).outcomes  # jitter factor exactly 1
     assert [middle.backoff(_task(), n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-    assert _engine(0.0).backoff(_task(), 1) == pytest.approx(0.8)
-    assert _engine(1.0).backoff(_task(), 1) == pytest.approx(1.2)
+    assert _workflow(0.0).outcomes.backoff(_task(), 1) == pytest.approx(0.8)
+    assert _workflow(1.0).outcomes.backoff(_task(), 1) == pytest.approx(1.2)
 
 
 def test_substitution_keeps_types_renders_text_and_never_evaluates() -> None:
@@ -164,10 +167,10 @@ async def test_a_failure_that_races_an_operator_cancel_cannot_be_redriven() -> N
     the record, but re-driving it would restart work in a run the operator stopped."""
     from opscore.errors import ConflictError
     from opscore.models import SessionStatus, TaskStatus
-    from opscore.transitions import move_session, move_task
+    from opscore.workflow.transitions import move_session, move_task
 
-    engine = _engine(0.0)
-    store = engine.storage
+    workflow = _workflow(0.0)
+    store = workflow.engine.storage
     definition = WorkflowDefinition.model_validate(
         {
             "id": "w",
@@ -175,7 +178,7 @@ async def test_a_failure_that_races_an_operator_cancel_cannot_be_redriven() -> N
             "tasks": [{"taskId": "a", "name": "a", "retry": {"maxAttempts": 1}}],
         }
     )
-    sid = (await engine.start_run(definition, payload={})).session_id
+    sid = (await workflow.runs.start_run(definition, payload={})).session_id
     [queued] = await store.session_tasks(sid)
     inflight = await move_task(
         store, queued.task_id, TaskStatus.DISPATCHED, agent_id="x", attempts=1
@@ -183,11 +186,11 @@ async def test_a_failure_that_races_an_operator_cancel_cannot_be_redriven() -> N
     assert inflight is not None
     # the cancel's first step (the session) lands before the failure, its second after
     assert await move_session(store, sid, SessionStatus.CANCELLED) is not None
-    await engine.fail_attempt(inflight, "boom", outcome="agent_error")
+    await workflow.outcomes.fail_attempt(inflight, "boom", outcome="agent_error")
     assert (await store.list_dead_letters(offset=0, limit=10)).total == 1
 
     with pytest.raises(ConflictError) as refused:
-        await engine.redrive(inflight.task_id)
+        await workflow.dead_letters.redrive(inflight.task_id)
     assert refused.value.code == "SESSION_CLOSED"
     assert (await store.list_dead_letters(offset=0, limit=10)).total == 1
     assert (await store.get_session(sid)).status == SessionStatus.CANCELLED

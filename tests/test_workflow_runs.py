@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from opscore.dispatcher import BATCH
+from opscore.dispatch.dispatcher import BATCH
 
 from .conftest import KEY, contract, make_settings
 from .fakes import Behaviour, FakeAgentKit

@@ -1,0 +1,262 @@
+"""The loop that matches ready tasks to available agents, and runs the periodic sweeps.
+
+It sleeps until something could change the answer (a task queued, an agent freed or reporting
+idle) or until the next delayed task is due, so an idle service costs nothing.
+
+Dispatch sits below the workflow and lifecycle rooms: it knows queues, agents and transports,
+not runs. What a hand-over means for a task is the workflow's business, reached through the
+``DispatchHooks`` protocol; the sweeps (timeouts, liveness) are callables those rooms register.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ..config import Settings
+from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
+from ..observe.metrics import Telemetry
+from ..observe.tracing import traceparent
+from ..storage.base import Storage
+from .transports import DispatchError, Transport
+
+logger = logging.getLogger("opscore.dispatcher")
+BATCH = 256
+# Queue entries read at a time per free agent slot (at least MIN_CHUNK) while looking for work.
+CHUNK_PER_SLOT = 4
+MIN_CHUNK = 16
+MAX_SENDS = 128
+
+Sweep = Callable[[datetime], Awaitable[None]]
+
+
+class DispatchHooks(Protocol):
+    """What the dispatcher asks of the workflow room (``workflow.outcomes.TaskOutcomes``)."""
+
+    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
+        """Start an attempt of a queued task on ``agent``; None if it is no longer queued."""
+        ...
+
+    async def dispatch_failed(self, task: TaskRun, error: str) -> None:
+        """The hand-over of this attempt failed."""
+        ...
+
+
+class Dispatcher:
+    """Matches ready tasks to free agent slots and hands them over; runs the sweeps."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        transport: Transport,
+        hooks: DispatchHooks,
+        *,
+        wakeup: asyncio.Event,
+        available_states: Collection[str],
+        sweeps: list[Sweep] | None = None,
+        telemetry: Telemetry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.transport = transport
+        self.hooks = hooks
+        self.wakeup = wakeup
+        self.available_states = available_states
+        self.sweeps = sweeps if sweeps is not None else []
+        self.telemetry = telemetry
+        self.clock = clock
+        self._rotation = itertools.count()
+        # Ready entries that earlier passes examined and found no free agent for: the next pass
+        # starts after them, so a backlog longer than a batch cannot hide work for a free agent.
+        self._scan_from = 0
+        self._sends: set[asyncio.Task[None]] = set()
+        self._send_slots = asyncio.Semaphore(MAX_SENDS)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_sweep: datetime | None = None
+
+    # --- lifecycle of the loop --------------------------------------------------------------
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="opscore-dispatcher")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            done, _ = await asyncio.wait({self._loop_task}, timeout=5)
+            if not done:
+                logger.error("dispatcher did not stop within 5s; abandoning it")
+            self._loop_task = None
+        if self._sends:
+            await asyncio.wait(self._sends, timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("dispatcher tick failed; continuing")
+                busy = False
+            if busy:
+                await asyncio.sleep(0)
+                continue
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        timeout = self.settings.dispatch_interval
+        next_ready = await self.storage.next_ready_at()
+        if next_ready is not None:
+            timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
+        # as the event is set, which left shutdown waiting for ever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.wakeup.wait()
+        self.wakeup.clear()
+
+    async def tick(self) -> bool:
+        """One pass: dispatch what can go now, and sweep timeouts and liveness when due.
+
+        Returns True when a full batch went out (there may be more right away).
+        """
+        now = self.clock()
+        sent = await self.dispatch_ready(now)
+        sweep_every = timedelta(seconds=min(self.settings.dispatch_interval, 1.0))
+        if self._last_sweep is None or now - self._last_sweep >= sweep_every:
+            self._last_sweep = now
+            for sweep in self.sweeps:
+                await sweep(now)
+        return sent >= BATCH
+
+    # --- matching ---------------------------------------------------------------------------
+    async def dispatch_ready(self, now: datetime) -> int:
+        """Hand ready tasks to available agents; tasks with no agent go back in order.
+
+        The queue is read in small chunks until the free agent slots are used up (or a batch
+        was examined), so a pass costs in proportion to what can be sent, not to the backlog
+        waiting for busy agents. A pass that used its batch with agents still free leaves a
+        cursor: the next one passes over what was examined and looks further, until the end
+        of the queue, then starts from the head again.
+        """
+        entries = await self.storage.dequeue_ready(now, 1)
+        if not entries:
+            self._scan_from = 0
+            return 0  # the common case when agents report idle: nothing to do, no agent scan
+        agents = await self.storage.available_agents(self.available_states)
+        free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
+        if sum(free.values()) <= 0:  # every agent busy: leave the backlog alone
+            await self.storage.requeue(entries)
+            self._scan_from = 0
+            return 0
+        passed_over: list[QueueEntry] = []
+        if self._scan_from:
+            passed_over = list(entries)
+            if self._scan_from > 1:
+                passed_over += await self.storage.dequeue_ready(now, self._scan_from - 1)
+            entries = await self.storage.dequeue_ready(now, 1)
+            if len(passed_over) < self._scan_from or not entries:
+                # the queue ends before the cursor: start from the head, next pass
+                await self.storage.requeue(passed_over + entries)
+                self._scan_from = 0
+                return 0
+        by_id = {a.agent_id: a for a in agents}
+        by_capability: dict[str, list[Agent]] = {}
+        for agent in agents:
+            for cap in agent.capabilities:
+                by_capability.setdefault(cap, []).append(agent)
+        waiting: list[QueueEntry] = []
+        handled: list[str] = []
+        sent = examined = 0
+        asked = 1
+        while True:
+            for entry in entries:
+                examined += 1
+                task = await self.storage.get_task(entry.task_id)
+                if task is None or task.status != TaskStatus.QUEUED:
+                    handled.append(entry.task_id)  # cancelled or already handled: drop it
+                    continue
+                agent = await self._claim(task, by_id, by_capability, free, agents)
+                if agent is None:
+                    waiting.append(entry)
+                    continue
+                if await self._hand_over(task, agent, now):
+                    sent += 1
+                handled.append(entry.task_id)
+            capacity = sum(free.values())
+            more = len(entries) >= asked
+            if capacity <= 0 or examined >= BATCH or not more:
+                break
+            asked = min(BATCH - examined, max(capacity * CHUNK_PER_SLOT, MIN_CHUNK))
+            entries = await self.storage.dequeue_ready(now, asked)
+        looked_far_enough = capacity <= 0 or not more
+        self._scan_from = 0 if looked_far_enough else len(passed_over) + len(waiting)
+        if passed_over or waiting:
+            await self.storage.requeue(passed_over + waiting)
+        if handled:
+            await self.storage.ack(handled)
+        return sent
+
+    async def _claim(
+        self,
+        task: TaskRun,
+        by_id: dict[str, Agent],
+        by_capability: dict[str, list[Agent]],
+        free: dict[str, int],
+        agents: list[Agent],
+    ) -> Agent | None:
+        if task.target_agent_id is not None:
+            candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
+        elif task.agent_capability is not None:
+            candidates = by_capability.get(task.agent_capability, [])
+        else:
+            candidates = agents
+        if not candidates:
+            return None
+        start = next(self._rotation) % len(candidates)
+        for agent in candidates[start:] + candidates[:start]:
+            if free[agent.agent_id] <= 0:
+                continue
+            if await self.storage.claim_agent_slot(agent.agent_id, task.task_id):
+                free[agent.agent_id] -= 1
+                return agent
+            free[agent.agent_id] = 0
+        return None
+
+    async def _hand_over(self, task: TaskRun, agent: Agent, now: datetime) -> bool:
+        dispatched = await self.hooks.mark_dispatched(task, agent, now)
+        if dispatched is None:
+            await self.storage.release_agent_slot(agent.agent_id, task.task_id)
+            return False
+        send = asyncio.create_task(self._send(dispatched, agent))
+        self._sends.add(send)
+        send.add_done_callback(self._sends.discard)
+        return True
+
+    async def _send(self, task: TaskRun, agent: Agent) -> None:
+        telemetry = self.telemetry
+        span = telemetry.dispatch_span(task) if telemetry is not None else None
+        headers = {"traceparent": traceparent(span.trace_id, span.span_id)} if span else {}
+        ok = False
+        async with self._send_slots:
+            try:
+                await self.transport.send(agent, task, headers)
+                ok = True
+            except DispatchError as exc:
+                await self.hooks.dispatch_failed(task, str(exc))
+            except Exception as exc:  # a transport bug must not lose the task
+                logger.exception("unexpected dispatch error")
+                await self.hooks.dispatch_failed(task, f"{type(exc).__name__}: {exc}")
+            finally:
+                if telemetry is not None and span is not None:
+                    telemetry.finish_dispatch(span, ok=ok)

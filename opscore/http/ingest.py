@@ -1,0 +1,80 @@
+"""AgentKit's state report, the hottest call Ops-Core serves, handled without FastAPI's routing.
+
+Every agent reports every state change, so this one request dominates the load. The middleware
+has already authenticated the caller, applied the rate limit and read the bounded body; going
+through FastAPI's router, its exception middleware and its request object on top of that
+roughly doubled the cost of a report. Here it is one regex match, one pydantic parse of the raw
+bytes, the lifecycle service, and one serialisation. The FastAPI route in ``http/routes/state.py``
+documents the call in OpenAPI and answers through this same function, so both give identical
+answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from ..errors import OpsCoreError
+from ..models import ID_PATTERN, StateReport
+from ..observe.logs import request_id_var
+from ..security.keys import Caller
+from .envelope import UNEXPECTED, ErrorReply, from_opscore_error, from_validation_errors
+
+if TYPE_CHECKING:
+    from ..container import Services
+
+logger = logging.getLogger("opscore.api")
+
+ROUTE = "/v1/opscore/agent/{agentId}/state"
+_PATH = re.compile(r"^/v1/opscore/agent/([^/]+)/state$")
+_AGENT_ID = re.compile(ID_PATTERN)
+
+
+def match(method: str, path: str) -> str | None:
+    """The agent id when this request is a state report, else None."""
+    if method != "POST":
+        return None
+    found = _PATH.match(path)
+    return found.group(1) if found else None
+
+
+Reply = tuple[int, bytes, dict[str, str]]
+
+
+async def report_state(services: Services, caller: Caller, agent_id: str, body: bytes) -> Reply:
+    """Status, JSON body and extra headers for one state report; never raises."""
+    try:
+        if not _AGENT_ID.match(agent_id):
+            message = f"String should match pattern '{ID_PATTERN}'"
+            return _error(
+                from_validation_errors(
+                    [
+                        {
+                            "loc": ("path", "agentId"),
+                            "msg": message,
+                            "type": "string_pattern_mismatch",
+                        }
+                    ]
+                )
+            )
+        caller.require("state:write")
+        caller.require_agent(agent_id)
+        try:
+            report = StateReport.model_validate_json(body)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            return _error(from_validation_errors(errors))
+        accepted = await services.states.report_state(agent_id, report)
+        return 202, accepted.model_dump_json(by_alias=True).encode(), {}
+    except OpsCoreError as exc:
+        return _error(from_opscore_error(exc))
+    except Exception:
+        logger.exception("unhandled error on POST %s", ROUTE)
+        return _error(UNEXPECTED)
+
+
+def _error(reply: ErrorReply) -> Reply:
+    return reply.status, reply.body(request_id_var.get()), reply.headers

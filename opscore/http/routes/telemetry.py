@@ -1,0 +1,64 @@
+"""Traces and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+
+from ...errors import NotFoundError
+from ...models import ID_PATTERN
+from ..deps import ServicesDep, require
+from . import ERRORS, NOT_FOUND
+
+router = APIRouter(tags=["telemetry"], responses=ERRORS)
+_TRACE_ID = r"^[0-9a-f]{32}$"
+
+
+@router.get(
+    "/v1/opscore/traces/{traceId}",
+    summary="Spans of one trace",
+    responses=NOT_FOUND,
+    dependencies=[require("read")],
+)
+async def get_trace(
+    traceId: Annotated[str, Path(pattern=_TRACE_ID, description="32 hex digits.")],
+    services: ServicesDep,
+) -> dict[str, Any]:
+    """Each span has its parent, start, end, duration and attributes. A workflow run's trace
+    holds the trigger request, ``workflow.run``, and per task ``task`` with ``task.queued``,
+    ``task.dispatch`` and ``task.run`` children."""
+    spans = services.telemetry.tracer.trace(traceId)
+    if not spans:
+        raise NotFoundError(
+            f"Trace '{traceId}' not found (or no longer kept)", code="TRACE_NOT_FOUND"
+        )
+    return {"traceId": traceId, "spans": spans}
+
+
+@router.get(
+    "/v1/opscore/sessions/{sessionId}/spans",
+    summary="Spans of a session's run",
+    responses=NOT_FOUND,
+    dependencies=[require("read")],
+)
+async def session_spans(
+    sessionId: Annotated[str, Path(pattern=ID_PATTERN)], services: ServicesDep
+) -> dict[str, Any]:
+    session = await services.workflow.sessions.get_session(sessionId)
+    spans = services.telemetry.tracer.trace(session.trace_id) if session.trace_id else []
+    return {"traceId": session.trace_id, "spans": spans}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+    dependencies=[require("read")],
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Requests and latency by route, state reports, task outcomes, queue depth, dispatch
+    latency, task duration, agents by state. Scrape with the key as a bearer token."""
+    body = await services.telemetry.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

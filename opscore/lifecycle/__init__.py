@@ -1,0 +1,7 @@
+"""Agents: the registry, their reported lifecycle state, and liveness."""
+
+from .liveness import Liveness
+from .registry import AgentRegistry
+from .state import AVAILABLE_STATES, OFFLINE, AgentStates
+
+__all__ = ["AVAILABLE_STATES", "OFFLINE", "AgentRegistry", "AgentStates", "Liveness"]

@@ -1,0 +1,205 @@
+"""Metrics (prometheus-client) and task/run spans, fed by the engine's events.
+
+One ``Telemetry`` per app, with its own registry, so several apps in one process (tests) never
+share counters. Gauges that describe the store (queue depth, agents by state) are computed when
+``/metrics`` is scraped, not on every change.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..models import TaskRun
+from ..storage.base import Storage
+from .tracing import Span, Tracer
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+class Telemetry:
+    def __init__(self, storage: Storage, tracer: Tracer) -> None:
+        self.storage = storage
+        self.tracer = tracer
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "opscore_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.request_latency = Histogram(
+            "opscore_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.state_reports = Counter(
+            "opscore_state_reports", "Accepted state reports", ["state"], registry=r
+        )
+        self.task_outcomes = Counter(
+            "opscore_task_outcomes", "Task attempt outcomes", ["outcome"], registry=r
+        )
+        self.dispatch_latency = Histogram(
+            "opscore_dispatch_latency_seconds",
+            "Time from ready to dispatched",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.handover_latency = Histogram(
+            "opscore_dispatch_handover_seconds",
+            "HTTP hand-over of a task to AgentKit or the agent",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.task_duration = Histogram(
+            "opscore_task_duration_seconds",
+            "Time from dispatch to completion",
+            buckets=_TASK_BUCKETS,
+            registry=r,
+        )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.queue_depth = Gauge("opscore_queue_depth", "Tasks waiting in the queue", registry=r)
+        self.agents = Gauge("opscore_agents", "Registered agents by state", ["state"], registry=r)
+
+    # --- HTTP ------------------------------------------------------------------------------
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() is a lock and a dict walk; do it once per series
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.request_latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    # --- engine events ---------------------------------------------------------------------
+    def on_task_event(self, event: str, task: TaskRun, extra: dict[str, Any]) -> None:
+        """Metrics and spans for one task event (queued, dispatched, running, ...)."""
+        handler = getattr(self, f"_on_{event}", None)
+        if handler is not None:
+            handler(task, extra)
+
+    def _task_span(self, task: TaskRun, trace_id: str | None) -> Span:
+        span = self.tracer.get_open(f"task:{task.task_id}")
+        if span is None:
+            run = self.tracer.get_open(f"run:{task.session_id}")
+            span = self.tracer.start_trace(
+                f"task:{task.task_id}",
+                "task",
+                trace_id=trace_id or (run.trace_id if run else None),
+                parent_id=run.span_id if run else None,
+                taskId=task.task_id,
+                sessionId=task.session_id,
+                step=task.step_id,
+            )
+        return span
+
+    def _on_queued(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        parent = self._task_span(task, extra.get("trace_id"))
+        self.tracer.start_trace(
+            f"queued:{task.task_id}",
+            "task.queued",
+            trace_id=parent.trace_id,
+            parent_id=parent.span_id,
+            taskId=task.task_id,
+        )
+
+    _on_retry = _on_queued
+
+    def _on_dispatched(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        queued = self.tracer.end_trace(f"queued:{task.task_id}")
+        if queued is not None and task.ready_at is not None:
+            self.dispatch_latency.observe(max(time.time() - task.ready_at.timestamp(), 0.0))
+        parent = self._task_span(task, None)
+        self.tracer.start_trace(
+            f"run:{task.task_id}",
+            "task.run",
+            trace_id=parent.trace_id,
+            parent_id=parent.span_id,
+            taskId=task.task_id,
+            agentId=task.agent_id,
+            attempt=task.attempts,
+        )
+
+    def dispatch_span(self, task: TaskRun) -> Span:
+        """The span of one HTTP hand-over; its id goes to the agent in ``traceparent``."""
+        parent = self.tracer.get_open(f"run:{task.task_id}") or self._task_span(task, None)
+        return Span(
+            name="task.dispatch",
+            trace_id=parent.trace_id,
+            parent_id=parent.span_id,
+            attributes={"taskId": task.task_id, "agentId": task.agent_id, "attempt": task.attempts},
+        )
+
+    def finish_dispatch(self, span: Span, *, ok: bool) -> None:
+        self.tracer.record(span, status="ok" if ok else "error")
+        if span.duration_ms is not None:
+            self.handover_latency.observe(span.duration_ms / 1000)
+
+    def _on_running(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        return None
+
+    def _on_completed(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        self.task_outcomes.labels("completed").inc()
+        if task.dispatched_at and task.finished_at:
+            self.task_duration.observe((task.finished_at - task.dispatched_at).total_seconds())
+        self.tracer.end_trace(f"run:{task.task_id}", outcome="completed")
+        self.tracer.end_trace(f"task:{task.task_id}", status="ok")
+
+    def _on_attempt_failed(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        outcome = str(extra.get("outcome", "failed"))
+        self.task_outcomes.labels(outcome).inc()
+        self.tracer.end_trace(
+            f"run:{task.task_id}", status="error", outcome=outcome, error=extra.get("error")
+        )
+
+    def _on_failed(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        self.tracer.end_trace(f"task:{task.task_id}", status="error", error=task.error)
+
+    def _on_cancelled(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        self.tracer.end_trace(f"queued:{task.task_id}", status="cancelled")
+        self.tracer.end_trace(f"run:{task.task_id}", status="cancelled")
+        self.tracer.end_trace(f"task:{task.task_id}", status="cancelled")
+
+    # --- runs ------------------------------------------------------------------------------
+    def start_run(
+        self, session_id: str, trace_id: str, parent_id: str | None, workflow_id: str
+    ) -> None:
+        self.tracer.start_trace(
+            f"run:{session_id}",
+            "workflow.run",
+            trace_id=trace_id,
+            parent_id=parent_id,
+            sessionId=session_id,
+            workflowId=workflow_id,
+        )
+
+    def end_run(self, session_id: str, status: str) -> None:
+        self.tracer.end_trace(
+            f"run:{session_id}", status="ok" if status == "completed" else "error", outcome=status
+        )
+
+    # --- scrape ----------------------------------------------------------------------------
+    async def render(self) -> bytes:
+        self.queue_depth.set(await self.storage.queue_depth())
+        counts: dict[str, int] = {}
+        offset = 0
+        while True:
+            page = await self.storage.list_agents(
+                state=None, capability=None, offset=offset, limit=1000
+            )
+            for agent in page.items:
+                key = agent.state or "unknown"
+                counts[key] = counts.get(key, 0) + 1
+            offset += len(page.items)
+            if offset >= page.total or not page.items:
+                break
+        self.agents.clear()
+        for state, count in counts.items():
+            self.agents.labels(state).set(count)
+        return generate_latest(self.registry)

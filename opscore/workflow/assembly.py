@@ -1,0 +1,68 @@
+"""One workflow service, assembled: the engine and the parts that call into it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..config import Settings
+from ..lifecycle.registry import AgentRegistry
+from ..lifecycle.state import AgentStates
+from ..models import utcnow
+from ..observe.metrics import Telemetry
+from ..storage.base import Storage
+from .catalog import TemplateCatalog
+from .dead_letters import DeadLetterService
+from .engine import WorkflowEngine
+from .outcomes import TaskOutcomes
+from .recovery import recover
+from .reports import AgentReports
+from .runs import RunService
+from .sessions import SessionService
+
+
+@dataclass
+class Workflow:
+    """The workflow room's services; routes call the one they need."""
+
+    engine: WorkflowEngine
+    templates: TemplateCatalog
+    sessions: SessionService
+    runs: RunService
+    outcomes: TaskOutcomes
+    reports: AgentReports
+    dead_letters: DeadLetterService
+
+    async def recover(self) -> int:
+        """Finish what a crash interrupted (see ``recovery.recover``)."""
+        return await recover(self.engine)
+
+
+def build_workflow(
+    storage: Storage,
+    settings: Settings,
+    registry: AgentRegistry,
+    states: AgentStates,
+    *,
+    telemetry: Telemetry | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    rng: Callable[[], float] = random.random,
+) -> Workflow:
+    """Build the workflow services and subscribe them to agents' state changes."""
+    engine = WorkflowEngine(storage, settings, clock=clock)
+    engine.telemetry = telemetry
+    outcomes = TaskOutcomes(engine, rng=rng)
+    reports = AgentReports(outcomes)
+    states.state_listeners.append(reports.on_agent_state)
+    registry.gone_listeners.append(reports.on_agent_gone)
+    return Workflow(
+        engine=engine,
+        templates=TemplateCatalog(storage, settings, clock),
+        sessions=SessionService(storage, registry, clock),
+        runs=RunService(engine, registry),
+        outcomes=outcomes,
+        reports=reports,
+        dead_letters=DeadLetterService(engine),
+    )

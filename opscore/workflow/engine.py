@@ -1,0 +1,212 @@
+"""The engine: moves a run forward. Queues the tasks whose prerequisites are met, and ends runs.
+
+Everything else in this package (starting runs, outcomes of attempts, agents' reports, dead
+letters, recovery) calls into it. Every task status change goes through
+``transitions.move_task`` (a compare-and-set), so a state report, an explicit result, a timeout
+and the dispatcher racing on one task never both win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..config import Settings
+from ..errors import NotFoundError
+from ..models import Session, SessionStatus, TaskAttempt, TaskRun, TaskStatus, utcnow
+from ..observe.logs import log_operation
+from ..observe.metrics import Telemetry
+from ..storage.base import Storage
+from .substitution import substitute
+from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task
+
+S = TaskStatus
+SESSION_FAILED = "session failed"
+
+
+class WorkflowEngine:
+    """Advances runs: queues ready tasks, completes, fails and cancels sessions."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.clock = clock
+        # Set whenever the dispatcher may have something new to do; it waits on this event.
+        self.wakeup = asyncio.Event()
+        self.telemetry: Telemetry | None = None
+
+    def notify_dispatcher(self) -> None:
+        """Wake the dispatcher: a task was queued or an agent slot freed."""
+        self.wakeup.set()
+
+    def observe(self, event: str, task: TaskRun, **extra: Any) -> None:
+        """Tell telemetry (metrics and spans) what happened to a task."""
+        if self.telemetry is not None:
+            self.telemetry.on_task_event(event, task, extra)
+
+    def end_run(self, session_id: str, status: str) -> None:
+        """Close the run's span."""
+        if self.telemetry is not None:
+            self.telemetry.end_run(session_id, status)
+
+    async def get_session(self, session_id: str) -> Session:
+        """The session, or NotFoundError (SESSION_NOT_FOUND)."""
+        session = await self.storage.get_session(session_id)
+        if session is None:
+            raise NotFoundError(f"Session '{session_id}' not found", code="SESSION_NOT_FOUND")
+        return session
+
+    async def get_task(self, task_id: str) -> TaskRun:
+        """The task run, or NotFoundError (TASK_NOT_FOUND)."""
+        task = await self.storage.get_task(task_id)
+        if task is None:
+            raise NotFoundError(f"Task '{task_id}' not found", code="TASK_NOT_FOUND")
+        return task
+
+    async def advance(self, session_id: str) -> None:
+        """Queue every pending task whose prerequisites are met; complete the run when done."""
+        session = await self.storage.get_session(session_id)
+        if session is None or session.status != SessionStatus.RUNNING:
+            return
+        tasks = await self.storage.session_tasks(session_id)
+        satisfied = satisfied_steps(tasks)
+        fallbacks = {t.step_id for t in tasks if t.fallback_for}
+        context = substitution_context(session, tasks)
+        for task in tasks:
+            if (
+                task.status == S.PENDING
+                and task.step_id not in fallbacks
+                and all(d in satisfied for d in task.depends_on)
+            ):
+                await self.enqueue_task(task, context)
+        if all(t.step_id in satisfied for t in tasks if t.step_id not in fallbacks):
+            await self._finish_session(session, tasks)
+
+    async def enqueue_task(
+        self,
+        task: TaskRun,
+        context: dict[str, Any],
+        *,
+        from_status: frozenset[S] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Resolve the task's parameters and put it in the queue (after its delay)."""
+        now = self.clock()
+        ready_at = now + timedelta(seconds=task.delay_seconds)
+        queued = await move_task(
+            self.storage,
+            task.task_id,
+            S.QUEUED,
+            only_from=from_status or frozenset({S.PENDING}),
+            queued_at=now,
+            ready_at=ready_at,
+            resolved_parameters=substitute(task.parameters, context),
+            **changes,
+        )
+        if queued is not None:
+            await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
+            self.observe("queued", queued)
+            self.notify_dispatcher()
+
+    async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
+        # Fallbacks that were not needed are cancelled before the session completes, so a
+        # reader never sees a completed session with a task still pending.
+        for task in tasks:
+            if task.status == S.PENDING:
+                await move_task(
+                    self.storage,
+                    task.task_id,
+                    S.CANCELLED,
+                    only_from=frozenset({S.PENDING}),
+                    cancel_reason="not needed",
+                )
+        now = self.clock()
+        done = await move_session(
+            self.storage,
+            session.session_id,
+            SessionStatus.COMPLETED,
+            finished_at=now,
+            updated_at=now,
+        )
+        if done is None:
+            return
+        self.end_run(session.session_id, "completed")
+        log_operation(
+            "workflow.completed",
+            {"sessionId": session.session_id, "workflowId": session.workflow_id},
+        )
+
+    async def fail_session(self, session_id: str, error: str) -> None:
+        """A task failed for good: cancel the rest of the run, then mark the run failed."""
+        # the rest of the run is cancelled first, so a reader never sees a failed session
+        # with tasks still open (a session that was already over has none left to cancel)
+        await self.cancel_open_tasks(session_id, SESSION_FAILED)
+        now = self.clock()
+        failed = await move_session(
+            self.storage,
+            session_id,
+            SessionStatus.FAILED,
+            error=error,
+            finished_at=now,
+            updated_at=now,
+        )
+        if failed is None:
+            return
+        self.end_run(session_id, "failed")
+        log_operation("workflow.failed", {"sessionId": session_id, "error": error}, level=40)
+
+    async def cancel_open_tasks(self, session_id: str, reason: str) -> None:
+        """Cancel every task of the run that has not ended, freeing agents' slots."""
+        for task in await self.storage.session_tasks(session_id):
+            if task.status in TERMINAL_TASK:
+                continue
+            cancelled = await move_task(
+                self.storage, task.task_id, S.CANCELLED, cancel_reason=reason, deadline=None
+            )
+            if cancelled is None:
+                continue
+            self.observe("cancelled", cancelled)
+            if task.status in INFLIGHT_TASK:
+                await self.release(task)
+
+    async def release(self, task: TaskRun) -> None:
+        """Free the agent slot the task held, and wake the dispatcher for it."""
+        if task.agent_id:
+            await self.storage.release_agent_slot(task.agent_id, task.task_id)
+            self.notify_dispatcher()
+
+
+def satisfied_steps(tasks: list[TaskRun]) -> set[str]:
+    """Steps that completed, or failed but whose fallback completed."""
+    satisfied = {t.step_id for t in tasks if t.status == S.COMPLETED}
+    return satisfied | {t.fallback_for for t in tasks if t.fallback_for and t.status == S.COMPLETED}
+
+
+def substitution_context(session: Session, tasks: list[TaskRun]) -> dict[str, Any]:
+    """What ``${...}`` references resolve against: input, tasks' results, the session."""
+    results: dict[str, Any] = {}
+    for t in tasks:
+        results.setdefault(t.step_id, {"status": t.status.value, "result": t.result})
+    for t in tasks:  # a completed fallback stands in for the step it replaced
+        if t.fallback_for and t.status == S.COMPLETED:
+            results[t.fallback_for] = {"status": "completed", "result": t.result}
+    return {
+        "input": session.initial_payload,
+        "tasks": results,
+        "session": {"id": session.session_id, "agentId": session.agent_id},
+    }
+
+
+def update_last(history: list[TaskAttempt], **changes: Any) -> list[TaskAttempt]:
+    """The attempt history with its last entry changed."""
+    if not history:
+        return history
+    return [*history[:-1], history[-1].model_copy(update=changes)]

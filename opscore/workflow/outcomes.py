@@ -1,0 +1,231 @@
+"""Outcomes of attempts: a task handed over, running, completed, failed, timed out or lost.
+
+A failed attempt is retried with exponential backoff and jitter while attempts remain; then the
+fallback runs if there is one; otherwise the task is dead-lettered and its run fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..models import Agent, DeadLetter, TaskAttempt, TaskRun, TaskStatus
+from ..observe.logs import log_operation
+from .engine import WorkflowEngine, substitution_context, update_last
+from .transitions import INFLIGHT_TASK, move_task
+
+S = TaskStatus
+
+
+class TaskOutcomes:
+    """Applies what happened to an attempt; also the dispatcher's hooks (``DispatchHooks``)."""
+
+    def __init__(self, engine: WorkflowEngine, *, rng: Callable[[], float] = random.random) -> None:
+        self.engine = engine
+        self.storage = engine.storage
+        self.rng = rng
+
+    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
+        """Start a new attempt on ``agent``; None if the task is no longer queued."""
+        record = TaskAttempt(
+            attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
+        )
+        dispatched = await move_task(
+            self.storage,
+            task.task_id,
+            S.DISPATCHED,
+            only_from=frozenset({S.QUEUED}),
+            attempt=task.attempts,
+            attempts=task.attempts + 1,
+            agent_id=agent.agent_id,
+            dispatched_at=now,
+            started_at=None,
+            deadline=now + timedelta(seconds=task.timeout_seconds),
+            history=[*task.history, record],
+        )
+        if dispatched is None:
+            return None
+        self.engine.observe("dispatched", dispatched)
+        log_operation(
+            "task.dispatched",
+            {
+                "sessionId": task.session_id,
+                "taskId": task.task_id,
+                "agentId": agent.agent_id,
+                "attempt": dispatched.attempts,
+            },
+        )
+        return dispatched
+
+    async def dispatch_failed(self, task: TaskRun, error: str) -> None:
+        """The hand-over itself failed: fail that attempt, unless a newer one has started."""
+        current = await self.storage.get_task(task.task_id)
+        if current is not None and current.attempts == task.attempts:
+            await self.fail_attempt(current, error, outcome="dispatch_error")
+
+    async def mark_running(self, task: TaskRun, at: datetime) -> None:
+        """The agent says it started the dispatched attempt."""
+        running = await move_task(
+            self.storage,
+            task.task_id,
+            S.RUNNING,
+            only_from=frozenset({S.DISPATCHED}),
+            attempt=task.attempts,
+            started_at=at,
+            history=update_last(task.history, started_at=at),
+        )
+        if running is not None:
+            self.engine.observe("running", running)
+
+    async def complete_task(self, task: TaskRun, result: Any) -> bool:
+        """Record success of the current attempt; False if it was not in flight any more."""
+        engine = self.engine
+        now = engine.clock()
+        done = await move_task(
+            self.storage,
+            task.task_id,
+            S.COMPLETED,
+            only_from=INFLIGHT_TASK,
+            attempt=task.attempts,
+            result=result,
+            error=None,
+            finished_at=now,
+            deadline=None,
+            history=update_last(task.history, finished_at=now, outcome="completed"),
+        )
+        if done is None:
+            return False
+        await engine.release(done)
+        engine.observe("completed", done)
+        log_operation(
+            "task.completed",
+            {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
+        )
+        await engine.advance(done.session_id)
+        return True
+
+    async def fail_attempt(self, task: TaskRun, error: str, *, outcome: str) -> bool:
+        """One attempt failed: retry with backoff, else fallback, else dead-letter the task."""
+        engine = self.engine
+        now = engine.clock()
+        history = update_last(task.history, finished_at=now, outcome=outcome, error=error)
+        charged = task.attempts - task.uncharged_attempts
+        common = {"error": error, "deadline": None, "history": history}
+        if charged < task.max_attempts:
+            ready_at = now + timedelta(seconds=self.backoff(task, charged))
+            moved = await move_task(
+                self.storage,
+                task.task_id,
+                S.QUEUED,
+                only_from=INFLIGHT_TASK,
+                attempt=task.attempts,
+                ready_at=ready_at,
+                **common,
+            )
+            if moved is None:
+                return False
+            await engine.release(task)
+            await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
+            engine.observe("attempt_failed", moved, outcome=outcome, error=error)
+            engine.observe("retry", moved)
+            log_operation(
+                "task.retry",
+                {
+                    "sessionId": task.session_id,
+                    "taskId": task.task_id,
+                    "error": error,
+                    "attempt": task.attempts,
+                    "retryAt": ready_at.isoformat(),
+                },
+                level=logging.WARNING,
+            )
+            return True
+        failed = await move_task(
+            self.storage,
+            task.task_id,
+            S.FAILED,
+            only_from=INFLIGHT_TASK,
+            attempt=task.attempts,
+            finished_at=now,
+            **common,
+        )
+        if failed is None:
+            return False
+        await engine.release(task)
+        engine.observe("attempt_failed", failed, outcome=outcome, error=error)
+        engine.observe("failed", failed)
+        await self._after_exhausted(failed)
+        return True
+
+    def backoff(self, task: TaskRun, failures: int) -> float:
+        """Exponential backoff with +/- jitter, capped at the task's maximum."""
+        base = task.backoff_seconds * (task.backoff_multiplier ** max(failures - 1, 0))
+        base = min(base, task.max_backoff_seconds)
+        return max(0.0, base * (1 + task.jitter * (2 * self.rng() - 1)))
+
+    async def _after_exhausted(self, task: TaskRun) -> None:
+        engine = self.engine
+        context = {"sessionId": task.session_id, "taskId": task.task_id, "error": task.error}
+        if task.fallback_task_id:
+            tasks = await self.storage.session_tasks(task.session_id)
+            fallback = next((t for t in tasks if t.step_id == task.fallback_task_id), None)
+            session = await self.storage.get_session(task.session_id)
+            if fallback is not None and session is not None:
+                log_operation("task.fallback", {**context, "fallback": fallback.step_id}, level=30)
+                await engine.enqueue_task(fallback, substitution_context(session, tasks))
+                return
+        await self.storage.add_dead_letter(
+            DeadLetter(
+                task_id=task.task_id,
+                session_id=task.session_id,
+                step_id=task.step_id,
+                error=task.error,
+                attempts=task.attempts,
+                dead_lettered_at=engine.clock(),
+            )
+        )
+        log_operation("task.dead_lettered", context, level=logging.ERROR)
+        await engine.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
+
+    async def requeue_lost(self, task: TaskRun, reason: str) -> None:
+        """The agent vanished mid-task: queue the task again without charging the attempt."""
+        engine = self.engine
+        now = engine.clock()
+        moved = await move_task(
+            self.storage,
+            task.task_id,
+            S.QUEUED,
+            only_from=INFLIGHT_TASK,
+            attempt=task.attempts,
+            ready_at=now,
+            deadline=None,
+            uncharged_attempts=task.uncharged_attempts + 1,
+            history=update_last(task.history, finished_at=now, outcome="agent_lost", error=reason),
+        )
+        if moved is None:
+            return
+        await engine.release(task)
+        await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=now)
+        engine.observe("attempt_failed", moved, outcome="agent_lost", error=reason)
+        engine.observe("retry", moved)
+        log_operation(
+            "task.requeued",
+            {
+                "sessionId": task.session_id,
+                "taskId": task.task_id,
+                "agentId": task.agent_id,
+                "reason": reason,
+            },
+            level=logging.WARNING,
+        )
+
+    async def sweep_timeouts(self, now: datetime) -> None:
+        """Fail every attempt whose deadline has passed (run by the dispatcher's loop)."""
+        for task in await self.storage.inflight_tasks():
+            if task.deadline is not None and task.deadline <= now:
+                await self.fail_attempt(
+                    task, f"timed out after {task.timeout_seconds:g}s", outcome="timeout"
+                )

@@ -1,0 +1,168 @@
+"""Runs: starting a template as a session of task runs, reading a run, cancelling it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from ..lifecycle.registry import AgentRegistry
+from ..models import (
+    RunAccepted,
+    Session,
+    SessionDetail,
+    SessionStatus,
+    TaskRun,
+    WorkflowDefinition,
+)
+from ..observe.logs import log_operation
+from ..observe.tracing import current_span, new_trace_id
+from .engine import WorkflowEngine
+from .templates import dependencies, validate_definition
+from .transitions import move_session_or_raise
+
+
+class RunService:
+    """Starts runs (idempotently), and shows or cancels them."""
+
+    def __init__(self, engine: WorkflowEngine, registry: AgentRegistry) -> None:
+        self.engine = engine
+        self.storage = engine.storage
+        self.settings = engine.settings
+        self.registry = registry
+
+    async def start_run(
+        self,
+        definition: WorkflowDefinition,
+        *,
+        payload: dict[str, Any],
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        trace_id: str | None = None,
+    ) -> RunAccepted:
+        """Create a session and its task runs, then queue the tasks that can start."""
+        engine = self.engine
+        validate_definition(definition, max_tasks=self.settings.max_template_tasks)
+        if agent_id is not None:
+            await self.registry.get_agent(agent_id)
+        session_id = str(uuid.uuid4())
+        if idempotency_key:
+            earlier = await self.storage.remember_idempotency_key(
+                idempotency_key, session_id, now=engine.clock(), ttl=self.settings.idempotency_ttl
+            )
+            if earlier is not None:
+                first = await self.storage.get_session(earlier)
+                return RunAccepted(
+                    message="Idempotency-Key seen before: returning the original run",
+                    session_id=earlier,
+                    workflow_id=first.workflow_id if first and first.workflow_id else definition.id,
+                    duplicate=True,
+                )
+        now = engine.clock()
+        tasks = self._build_tasks(definition, session_id, agent_id, now)
+        request_span = current_span.get()
+        if request_span is not None:
+            request_span.attributes["keep"] = True
+        trace_id = trace_id or (request_span.trace_id if request_span else new_trace_id())
+        if engine.telemetry is not None:
+            engine.telemetry.start_run(
+                session_id, trace_id, request_span.span_id if request_span else None, definition.id
+            )
+        session = Session(
+            session_id=session_id,
+            kind="workflow",
+            name=definition.name or definition.id,
+            workflow_id=definition.id,
+            workflow_version=definition.version,
+            agent_id=agent_id,
+            initial_payload=payload,
+            metadata=metadata or {},
+            task_ids={t.step_id: t.task_id for t in tasks},
+            trace_id=trace_id,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.storage.save_tasks(tasks)
+        await self.storage.save_session(session)
+        log_operation(
+            "workflow.started",
+            {"sessionId": session_id, "workflowId": definition.id, "agentId": agent_id},
+        )
+        await engine.advance(session_id)
+        return RunAccepted(
+            message="Workflow run accepted", session_id=session_id, workflow_id=definition.id
+        )
+
+    def _build_tasks(
+        self, definition: WorkflowDefinition, session_id: str, pinned: str | None, now: datetime
+    ) -> list[TaskRun]:
+        deps = dependencies(definition)
+        fallback_for = {
+            t.fallback_task_id: t.task_id for t in definition.tasks if t.fallback_task_id
+        }
+        settings = self.settings
+        runs = []
+        for t in definition.tasks:
+            if t.target == "agent" or (t.target == "auto" and t.agent_id):
+                target_agent = t.agent_id
+            elif t.target == "workflow_agent" or (t.target == "auto" and pinned):
+                target_agent = pinned
+            else:
+                target_agent = None
+            runs.append(
+                TaskRun(
+                    task_id=f"task-{uuid.uuid4().hex}",
+                    session_id=session_id,
+                    step_id=t.task_id,
+                    name=t.name or t.task_id,
+                    agent_capability=t.agent_capability,
+                    target_agent_id=target_agent,
+                    parameters=t.parameters,
+                    depends_on=sorted(deps[t.task_id]),
+                    priority=t.priority,
+                    timeout_seconds=t.timeout_seconds or settings.default_task_timeout,
+                    delay_seconds=t.delay_seconds,
+                    max_attempts=t.retry.max_attempts or settings.default_max_attempts,
+                    backoff_seconds=t.retry.backoff_seconds
+                    if t.retry.backoff_seconds is not None
+                    else settings.retry_backoff_seconds,
+                    backoff_multiplier=t.retry.backoff_multiplier,
+                    max_backoff_seconds=t.retry.max_backoff_seconds
+                    if t.retry.max_backoff_seconds is not None
+                    else settings.retry_max_backoff_seconds,
+                    jitter=t.retry.jitter,
+                    fallback_task_id=t.fallback_task_id,
+                    fallback_for=fallback_for.get(t.task_id),
+                    created_at=now,
+                )
+            )
+        return runs
+
+    async def get_task(self, task_id: str) -> TaskRun:
+        """One task run, or NotFoundError (TASK_NOT_FOUND)."""
+        return await self.engine.get_task(task_id)
+
+    async def session_detail(self, session_id: str) -> SessionDetail:
+        """The session with its task runs and its duration so far."""
+        session = await self.engine.get_session(session_id)
+        tasks = await self.storage.session_tasks(session_id)
+        end = session.finished_at or self.engine.clock()
+        return SessionDetail(
+            **session.model_dump(),
+            tasks=tasks,
+            duration_seconds=round((end - session.created_at).total_seconds(), 6),
+        )
+
+    async def cancel_session(self, session_id: str) -> SessionDetail:
+        """Cancel a running session and its open tasks; a finished one is 409."""
+        session = await self.engine.get_session(session_id)
+        now = self.engine.clock()
+        await move_session_or_raise(
+            self.storage, session, SessionStatus.CANCELLED, finished_at=now, updated_at=now
+        )
+        self.engine.end_run(session_id, "cancelled")
+        await self.engine.cancel_open_tasks(session_id, "session cancelled")
+        log_operation("workflow.cancelled", {"sessionId": session_id}, level=logging.WARNING)
+        return await self.session_detail(session_id)

@@ -1,0 +1,100 @@
+"""Parameter substitution: ``${...}`` references resolved against a run's context.
+
+Syntax: ``${input.path}``, ``${tasks.<taskId>.result.path}``, ``${tasks.<taskId>.status}``,
+``${session.id}``, ``${session.agentId}``. A string that is exactly one reference takes the
+referenced value with its type; references inside longer strings are rendered as text. Paths are
+dotted keys or list indexes; nothing is evaluated, so templates cannot run code or read files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import UnprocessableError
+
+REFERENCE = re.compile(r"\$\{([^{}]{1,300})\}")
+_PATH_PART = re.compile(r"^[A-Za-z0-9_@:.-]{1,128}$")
+
+
+class TemplateError(UnprocessableError):
+    """A template (or a reference inside one) is not valid."""
+
+    code = "INVALID_TEMPLATE"
+
+
+def iter_strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from iter_strings(v)
+
+
+def task_references(parameters: Any) -> set[str]:
+    """Task ids that ``${tasks.<id>...}`` references in parameters point at."""
+    refs: set[str] = set()
+    for text in iter_strings(parameters):
+        for match in REFERENCE.finditer(text):
+            parts = _split_reference(match.group(1))
+            if parts[0] == "tasks":
+                if len(parts) < 3 or parts[2] not in ("result", "status"):
+                    raise TemplateError(
+                        f"Reference '${{{match.group(1)}}}' must be tasks.<taskId>.result[...] "
+                        "or tasks.<taskId>.status"
+                    )
+                refs.add(parts[1])
+    return refs
+
+
+def _split_reference(expr: str) -> list[str]:
+    parts = expr.strip().split(".")
+    if parts[0] not in ("input", "tasks", "session") or not all(_PATH_PART.match(p) for p in parts):
+        raise TemplateError(
+            f"Reference '${{{expr}}}' must start with input., tasks. or session. and use dotted names"
+        )
+    if parts[0] == "tasks" and len(parts) < 2:
+        raise TemplateError(f"Reference '${{{expr}}}' must name a task")
+    if parts[0] == "session" and (len(parts) != 2 or parts[1] not in ("id", "agentId")):
+        raise TemplateError(f"Reference '${{{expr}}}': session offers only id and agentId")
+    return parts
+
+
+def _lookup(value: Any, path: list[str]) -> Any:
+    for key in path:
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
+    return value
+
+
+def substitute(value: Any, context: Mapping[str, Any]) -> Any:
+    """Resolve references in a parameter tree against ``context`` (input, tasks, session).
+
+    Missing paths resolve to None (null); nothing is evaluated.
+    """
+    if isinstance(value, dict):
+        return {k: substitute(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, context) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    whole = REFERENCE.fullmatch(value)
+    if whole is not None:
+        return _lookup(context, _split_reference(whole.group(1)))
+
+    def render(match: re.Match[str]) -> str:
+        found = _lookup(context, _split_reference(match.group(1)))
+        if found is None:
+            return ""
+        return found if isinstance(found, str) else json.dumps(found, separators=(",", ":"))
+
+    return REFERENCE.sub(render, value)

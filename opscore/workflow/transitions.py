@@ -1,0 +1,82 @@
+"""The legal moves of task and session statuses, and the one function each that applies them.
+
+Nothing else writes a task's or a session's ``status``: every change is a compare-and-set in
+storage from the statuses this table allows, so two concurrent actors never both win.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConflictError
+from ..models import Session, SessionStatus, TaskRun, TaskStatus
+from ..storage.base import Storage
+
+S = TaskStatus
+TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED}),
+    S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
+    S.FAILED: frozenset({S.QUEUED}),  # re-drive from the dead-letter list
+    S.COMPLETED: frozenset(),
+    S.CANCELLED: frozenset({S.PENDING, S.QUEUED}),  # a failed session that is re-driven
+}
+
+SS = SessionStatus
+SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    SS.RUNNING: frozenset({SS.COMPLETED, SS.FAILED, SS.CANCELLED}),
+    SS.FAILED: frozenset({SS.RUNNING}),
+    SS.COMPLETED: frozenset(),
+    SS.CANCELLED: frozenset(),
+}
+
+TERMINAL_TASK = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+INFLIGHT_TASK = frozenset({S.DISPATCHED, S.RUNNING})
+
+
+def _sources(table: dict[Any, frozenset[Any]], target: Any) -> list[str]:
+    return [s.value for s, targets in table.items() if target in targets]
+
+
+async def move_task(
+    storage: Storage,
+    task_id: str,
+    to: TaskStatus,
+    *,
+    only_from: frozenset[TaskStatus] | None = None,
+    attempt: int | None = None,
+    **changes: Any,
+) -> TaskRun | None:
+    """Move a task to ``to`` if its status (and attempt, if given) allows it; None when
+    another actor got there first."""
+    allowed = _sources(TASK_TRANSITIONS, to)
+    if only_from is not None:
+        allowed = [s for s in allowed if s in only_from]
+    return await storage.update_task(
+        task_id, {"status": to, **changes}, expect=allowed, attempt=attempt
+    )
+
+
+async def move_session(
+    storage: Storage, session_id: str, to: SessionStatus, **changes: Any
+) -> Session | None:
+    """Move a session to ``to`` if its status allows it; None otherwise."""
+    return await storage.update_session(
+        session_id, {"status": to, **changes}, expect=_sources(SESSION_TRANSITIONS, to)
+    )
+
+
+async def move_session_or_raise(
+    storage: Storage, session: Session, to: SessionStatus, **changes: Any
+) -> Session:
+    """As move_session, for operator requests: an illegal move is a 409 that names both ends."""
+    moved = await move_session(storage, session.session_id, to, **changes)
+    if moved is None:
+        current = await storage.get_session(session.session_id)
+        status = current.status.value if current else "missing"
+        raise ConflictError(
+            f"Session '{session.session_id}' cannot move from '{status}' to '{to.value}'",
+            code="ILLEGAL_TRANSITION",
+        )
+    return moved
