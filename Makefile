@@ -20,9 +20,10 @@ run: $(STAMP) ## start Ops-Core on 127.0.0.1:8000 with in-memory storage
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, and mypy (with the pydantic plugin) on opscore/
 	$(BIN)/ruff check opscore tests examples bench
 	$(BIN)/ruff format --check opscore tests examples bench
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix opscore tests examples bench

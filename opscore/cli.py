@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -165,7 +165,8 @@ def parse_json_option(value: str | None, name: str) -> dict[str, Any]:
 
 
 def opts(ctx: typer.Context) -> Options:
-    return ctx.obj  # type: ignore[no-any-return]
+    options: Options = ctx.obj
+    return options
 
 
 # --- serve ------------------------------------------------------------------------------------
@@ -696,6 +697,17 @@ def _log_line(record: dict[str, Any]) -> str:
     return f"[dim]{stamp}[/] [{style}]{level:<7}[/] [bold]{record.get('logger', '')}[/] {record.get('message', '')} [dim]{context}[/]"
 
 
+class LogFilters(TypedDict):
+    """The filters ``logs`` passes to both the listing and the live stream."""
+
+    level: str | None
+    logger: str | None
+    agent_id: str | None
+    session_id: str | None
+    task_id: str | None
+    text: str | None
+
+
 @app.command("logs")
 @api_command
 def logs(
@@ -717,14 +729,9 @@ def logs(
 
     Example: [bold]opscore logs --level warning --follow[/]
     """
-    filters = {
-        "level": level,
-        "logger": logger,
-        "agent_id": agent,
-        "session_id": session,
-        "task_id": task,
-        "text": grep,
-    }
+    filters = LogFilters(
+        level=level, logger=logger, agent_id=agent, session_id=session, task_id=task, text=grep
+    )
     as_json = opts(ctx).as_json
     with opts(ctx).client() as client:
         page = client.logs(order="desc", limit=limit, **filters)

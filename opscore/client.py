@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -176,12 +176,13 @@ class _Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
 
     def parse(self, response: httpx.Response) -> T:
+        """The answer as the call's result type (None for an empty answer, as 204 has)."""
         if response.status_code == 204 or not response.content:
-            return None  # type: ignore[return-value]
+            return cast(T, None)
         data = response.json()
         if self.result is None:
-            return data  # type: ignore[no-any-return]
-        return _adapter(self.result).validate_python(data)  # type: ignore[no-any-return]
+            return data
+        return _adapter(self.result).validate_python(data)
 
 
 @functools.cache
@@ -523,7 +524,7 @@ def _sse_records(lines: list[str]) -> dict[str, Any] | None:
     data = [line[5:].lstrip() for line in lines if line.startswith("data:")]
     if not data:
         return None
-    return json.loads("\n".join(data))  # type: ignore[no-any-return]
+    return json.loads("\n".join(data))
 
 
 class _BaseClient(_Endpoints):
@@ -685,7 +686,7 @@ class AsyncOpsCoreClient(_BaseClient):
         super().__init__(base_url, api_key, timeout=timeout, max_retries=max_retries)
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
 
-    async def _call(self, call: _Call[T]) -> T:  # type: ignore[override]
+    async def _call(self, call: _Call[T]) -> T:
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -716,7 +717,7 @@ class AsyncOpsCoreClient(_BaseClient):
             if on_update is not None:
                 on_update(session)
             if session.status in TERMINAL_SESSION:
-                return session  # type: ignore[no-any-return]
+                return session
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"Session {session_id} still {session.status} after {timeout}s")
             await asyncio.sleep(poll_interval)

@@ -186,11 +186,11 @@ class Dispatcher:
                 if task is None or task.status != TaskStatus.QUEUED:
                     handled.append(entry.task_id)  # cancelled or already handled: drop it
                     continue
-                agent = await self._claim(task, by_id, by_capability, free, agents)
-                if agent is None:
+                claimed = await self._claim(task, by_id, by_capability, free, agents)
+                if claimed is None:
                     waiting.append(entry)
                     continue
-                if await self._hand_over(task, agent, now):
+                if await self._hand_over(task, claimed, now):
                     sent += 1
                 handled.append(entry.task_id)
             capacity = sum(free.values())

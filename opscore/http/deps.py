@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -17,7 +17,8 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API
 
 
 async def get_services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    services: Services = request.app.state.services
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -45,7 +46,7 @@ async def authenticate(
 CallerDep = Annotated[Caller, Depends(authenticate)]
 
 
-def require(scope: str) -> object:
+def require(scope: str) -> Any:
     """A dependency that admits callers whose role grants ``scope``."""
 
     async def check(caller: CallerDep) -> Caller:

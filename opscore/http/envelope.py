@@ -8,6 +8,7 @@ the state-report fast path and FastAPI's exception handlers cannot drift apart.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,7 @@ def from_opscore_error(exc: OpsCoreError) -> ErrorReply:
     return ErrorReply(exc.status_code, exc.code, exc.message, exc.details, headers)
 
 
-def from_validation_errors(errors: list[Any] | tuple[Any, ...]) -> ErrorReply:
+def from_validation_errors(errors: Sequence[Any]) -> ErrorReply:
     """pydantic/FastAPI errors (``loc`` starting with body/path/query) as 400 or 422."""
     if any(e.get("type") == "json_invalid" for e in errors):
         return ErrorReply(400, "INVALID_JSON", "Request body is not valid JSON")

@@ -57,7 +57,7 @@ class AgentRegistry:
     async def apply_webhook_registration(self, details: WebhookAgentDetails) -> Agent:
         """AgentKit's REGISTER: create or refresh the agent, keeping its state (idempotent)."""
         now = self.clock()
-        fields = {
+        fields: dict[str, Any] = {
             "agent_name": details.agentName or details.agentId,
             "version": details.version,
             "capabilities": list(dict.fromkeys(details.capabilities)),

@@ -55,7 +55,7 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
-class IsoJsonFormatter(_FastJsonFormatter):  # type: ignore[valid-type,misc]
+class IsoJsonFormatter(_FastJsonFormatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return datetime.fromtimestamp(record.created, UTC).isoformat()
 

@@ -127,10 +127,7 @@ class TaskOutcomes:
             )
             if moved is None:
                 return False
-            await engine.release(task)
-            await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
-            engine.observe("attempt_failed", moved, outcome=outcome, error=error)
-            engine.observe("retry", moved)
+            await self._back_in_queue(task, moved, ready_at, outcome=outcome, error=error)
             log_operation(
                 "task.retry",
                 {
@@ -207,10 +204,7 @@ class TaskOutcomes:
         )
         if moved is None:
             return
-        await engine.release(task)
-        await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=now)
-        engine.observe("attempt_failed", moved, outcome="agent_lost", error=reason)
-        engine.observe("retry", moved)
+        await self._back_in_queue(task, moved, now, outcome="agent_lost", error=reason)
         log_operation(
             "task.requeued",
             {
@@ -221,6 +215,16 @@ class TaskOutcomes:
             },
             level=logging.WARNING,
         )
+
+    async def _back_in_queue(
+        self, task: TaskRun, moved: TaskRun, ready_at: datetime, *, outcome: str, error: str
+    ) -> None:
+        # the attempt ended (moved is the task after its move back to QUEUED): free the agent,
+        # queue the task for ready_at, and record the attempt and the retry
+        await self.engine.release(task)
+        await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
+        self.engine.observe("attempt_failed", moved, outcome=outcome, error=error)
+        self.engine.observe("retry", moved)
 
     async def sweep_timeouts(self, now: datetime) -> None:
         """Fail every attempt whose deadline has passed (run by the dispatcher's loop)."""

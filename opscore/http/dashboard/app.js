@@ -205,13 +205,19 @@ function stopLogs() {
 
 async function startLogs() {
   stopLogs();
+  // A filter change while an earlier start still awaits its first page must win: the earlier
+  // call sees a newer generation and drops what it fetched.
+  const generation = (state.logGeneration = (state.logGeneration || 0) + 1);
+  state.pendingLogs.splice(0);
   $("#log-lines").replaceChildren();
   state.logCount = 0;
   const filters = logFilters();
   try {
     const recent = await api("/v1/opscore/logs", { ...filters, order: "asc", limit: 200 });
+    if (generation !== state.logGeneration) return;
     queueLogs(recent.items);
   } catch (error) { setStatus(`error: ${error.message}`); return; }
+  if (generation !== state.logGeneration) return;
   const controller = new AbortController();
   state.logAbort = controller;
   const url = new URL("/v1/opscore/logs/stream", location.origin);

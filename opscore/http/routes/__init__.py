@@ -1,8 +1,13 @@
 """Thin HTTP layer: parse, call one service function, return. One module per resource."""
 
+from typing import Any
+
 from ...models import ErrorResponse
 
-ERRORS = {
+# FastAPI's own type for ``responses=``; the dicts are merged with ``{**ERRORS, **NOT_FOUND}``.
+Responses = dict[int | str, dict[str, Any]]
+
+ERRORS: Responses = {
     400: {"model": ErrorResponse, "description": "Malformed request (e.g. invalid JSON)"},
     401: {"model": ErrorResponse, "description": "Missing or invalid API key"},
     403: {"model": ErrorResponse, "description": "The key's role may not do this"},
@@ -11,5 +16,5 @@ ERRORS = {
     429: {"model": ErrorResponse, "description": "Rate limit exceeded"},
     503: {"model": ErrorResponse, "description": "Storage unavailable"},
 }
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "Not found"}}
-CONFLICT = {409: {"model": ErrorResponse, "description": "Conflict"}}
+NOT_FOUND: Responses = {404: {"model": ErrorResponse, "description": "Not found"}}
+CONFLICT: Responses = {409: {"model": ErrorResponse, "description": "Conflict"}}

@@ -1,0 +1,118 @@
+"""MemoryStorage: agents, their state history and task slots."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from ...models import (
+    Agent,
+    Page,
+    StateRecord,
+)
+from ..rules import apply_state
+from .base import _Base, _page
+
+
+class AgentRecords(_Base):
+    # --- agents -----------------------------------------------------------------------------
+    async def create_agent(self, agent: Agent) -> Agent | None:
+        with self._lock:
+            existing = self._agents.get(agent.agent_id)
+            if existing is not None:
+                return existing
+            self._agents[agent.agent_id] = agent
+            return None
+
+    async def save_agent(self, agent: Agent) -> None:
+        with self._lock:
+            self._agents[agent.agent_id] = agent
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        return self._agents.get(agent_id)
+
+    async def list_agents(
+        self, *, state: str | None, capability: str | None, offset: int, limit: int
+    ) -> Page[Agent]:
+        with self._lock:
+            agents = list(self._agents.values())
+        agents = [
+            a
+            for a in agents
+            if (state is None or a.state == state)
+            and (capability is None or capability in a.capabilities)
+        ]
+        agents.sort(key=lambda a: a.agent_id)
+        return _page(agents, offset, limit)
+
+    async def delete_agent(self, agent_id: str) -> Agent | None:
+        with self._lock:
+            self._history.pop(agent_id, None)
+            return self._agents.pop(agent_id, None)
+
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+        with self._lock:
+            agent = self._agents.get(agent_id)
+            if agent is None:
+                return None
+            agent = agent.model_copy(update=changes)
+            self._agents[agent_id] = agent
+            return agent
+
+    async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+        with self._lock:
+            agent, duplicate = apply_state(self._agents.get(record.agent_id), record)
+            if duplicate:
+                return agent, True
+            self._agents[agent.agent_id] = agent
+            history = self._history.get(agent.agent_id)
+            if history is None or history.maxlen != history_limit:
+                history = deque(history or (), maxlen=history_limit)
+                self._history[agent.agent_id] = history
+            history.appendleft(record.model_dump_json().encode())
+            return agent, False
+
+    async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+        with self._lock:
+            history = self._history.get(agent_id, ())
+            total = len(history)
+            raw = list(itertools.islice(history, offset, offset + limit))
+        items = [StateRecord.model_validate_json(r) for r in raw]
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    async def available_agents(self, states: Collection[str]) -> list[Agent]:
+        with self._lock:
+            return [
+                a
+                for a in self._agents.values()
+                if a.state in states and len(a.active_tasks) < a.max_concurrency
+            ]
+
+    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+        with self._lock:
+            return [
+                a
+                for a in self._agents.values()
+                if a.last_seen < seen_before and a.state != exclude_state
+            ]
+
+    async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
+        with self._lock:
+            agent = self._agents.get(agent_id)
+            if agent is None or len(agent.active_tasks) >= agent.max_concurrency:
+                return False
+            if task_id not in agent.active_tasks:
+                self._agents[agent_id] = agent.model_copy(
+                    update={"active_tasks": [*agent.active_tasks, task_id]}
+                )
+            return True
+
+    async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
+        with self._lock:
+            agent = self._agents.get(agent_id)
+            if agent is not None and task_id in agent.active_tasks:
+                remaining = [t for t in agent.active_tasks if t != task_id]
+                self._agents[agent_id] = agent.model_copy(update={"active_tasks": remaining})

@@ -1,0 +1,70 @@
+"""Shared state: every dict, heap and index, and the one lock that guards them.
+
+The embedded default store: dicts and heaps in this process, guarded by one lock.
+
+The lock is a ``threading.Lock`` held only around dict and heap operations, never across an
+``await``, so each method is atomic for every coroutine and thread of the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict, deque
+from datetime import datetime
+from typing import TypeVar
+
+from ...models import (
+    Agent,
+    DeadLetter,
+    Page,
+    Session,
+    TaskRun,
+    TaskStatus,
+    WorkflowTemplate,
+)
+
+T = TypeVar("T")
+_INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING}
+
+
+def _page(items: list[T], offset: int, limit: int) -> Page[T]:
+    return Page(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
+
+
+class _Base:
+    """Lock-guarded in-memory implementation of ``Storage``."""
+
+    def __init__(self, *, finished_session_limit: int = 10_000) -> None:
+        self.finished_session_limit = finished_session_limit
+        self._finished: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._agents: dict[str, Agent] = {}
+        # History is kept as JSON bytes: a third of the memory of model objects, and invisible
+        # to the cyclic GC, whose full passes over millions of objects stalled requests.
+        self._history: dict[str, deque[bytes]] = {}
+        self._workflows: dict[str, dict[str, WorkflowTemplate]] = {}
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        # (creation number, id) per status, sorted: dashboards and clients poll "the newest
+        # completed" and "how many completed" constantly; this answers without a walk
+        self._by_status: dict[str, list[tuple[int, str]]] = {}
+        self._session_number: dict[str, int] = {}
+        self._session_counter = itertools.count()
+        self._tasks: dict[str, TaskRun] = {}
+        self._session_tasks: dict[str, list[str]] = {}
+        self._inflight: set[str] = set()
+        self._ready: list[tuple[int, int, str]] = []
+        self._delayed: list[tuple[datetime, int, str, int]] = []
+        self._queued: dict[str, int] = {}
+        self._seq = itertools.count()
+        self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
+        self._idempotency: dict[str, tuple[str, datetime]] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None

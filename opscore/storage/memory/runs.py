@@ -1,0 +1,191 @@
+"""MemoryStorage: templates, sessions and task runs."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from ...models import (
+    Page,
+    Session,
+    TaskRun,
+    WorkflowTemplate,
+)
+from .base import _INFLIGHT, _Base, _page
+
+
+class RunRecords(_Base):
+    # --- templates --------------------------------------------------------------------------
+    async def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
+        with self._lock:
+            versions = self._workflows.setdefault(template.id, {})
+            existing = versions.get(template.version)
+            if existing is not None:
+                return existing
+            versions[template.version] = template
+            return None
+
+    async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
+        with self._lock:
+            versions = self._workflows.get(workflow_id)
+            if not versions:
+                return None
+            if version is None:
+                return next(reversed(versions.values()))
+            return versions.get(version)
+
+    async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
+        with self._lock:
+            latest = [next(reversed(v.values())) for v in self._workflows.values() if v]
+        latest.sort(key=lambda t: t.id)
+        return _page(latest, offset, limit)
+
+    async def workflow_versions(self, workflow_id: str) -> list[str]:
+        with self._lock:
+            return list(self._workflows.get(workflow_id, {}))
+
+    async def delete_workflow(self, workflow_id: str, version: str | None) -> int:
+        with self._lock:
+            versions = self._workflows.get(workflow_id)
+            if not versions:
+                return 0
+            if version is None:
+                del self._workflows[workflow_id]
+                return len(versions)
+            removed = 1 if versions.pop(version, None) is not None else 0
+            if not versions:
+                del self._workflows[workflow_id]
+            return removed
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def save_session(self, session: Session) -> None:
+        with self._lock:
+            self._put_session(session)
+
+    def _put_session(self, session: Session) -> None:
+        sid = session.session_id
+        previous = self._sessions.get(sid)
+        self._sessions[sid] = session
+        if previous is not None and previous.status == session.status:
+            return
+        number = self._session_number.setdefault(sid, next(self._session_counter))
+        if previous is not None:
+            self._unindex(previous.status, number, sid)
+        bisect.insort(self._by_status.setdefault(session.status, []), (number, sid))
+
+    def _unindex(self, status: str, number: int, session_id: str) -> None:
+        index = self._by_status[status]
+        at = bisect.bisect_left(index, (number, session_id))
+        if at < len(index) and index[at] == (number, session_id):
+            del index[at]
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    async def list_sessions(
+        self,
+        *,
+        status: str | None,
+        workflow_id: str | None,
+        agent_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> Page[Session]:
+        """Newest first. A status-only (or unfiltered) listing walks only to its page, through
+        the per-status index; other filters walk every session once."""
+        with self._lock:
+            if workflow_id is None and agent_id is None:
+                if status is None:
+                    total = len(self._sessions)
+                    page = itertools.islice(reversed(self._sessions), offset, offset + limit)
+                    items = [self._sessions[sid] for sid in page]
+                else:
+                    index = self._by_status.get(status, [])
+                    total = len(index)
+                    window = index[max(total - offset - limit, 0) : max(total - offset, 0)]
+                    items = [self._sessions[sid] for _, sid in reversed(window)]
+                return Page(items=items, total=total, offset=offset, limit=limit)
+            newest_first = reversed(self._sessions.values())
+            sessions = [
+                s
+                for s in newest_first
+                if (status is None or s.status == status)
+                and (workflow_id is None or s.workflow_id == workflow_id)
+                and (agent_id is None or s.agent_id == agent_id)
+            ]
+        return _page(sessions, offset, limit)
+
+    async def update_session(
+        self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
+    ) -> Session | None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or (expect is not None and session.status not in expect):
+                return None
+            was_open = session.status == "running"
+            session = session.model_copy(update=changes)
+            self._put_session(session)
+            if was_open and session.status != "running":
+                self._retire(session_id)
+            return session
+
+    def _retire(self, session_id: str) -> None:
+        """Keep only the newest finished sessions (and their tasks): memory stays bounded."""
+        self._finished.append(session_id)
+        while len(self._finished) > self.finished_session_limit:
+            old = self._finished.popleft()
+            session = self._sessions.get(old)
+            if session is None or session.status == "running":  # re-driven since: keep it
+                continue
+            del self._sessions[old]
+            self._unindex(session.status, self._session_number.pop(old), old)
+            for task_id in self._session_tasks.pop(old, ()):
+                self._tasks.pop(task_id, None)
+                self._inflight.discard(task_id)
+
+    # --- tasks ------------------------------------------------------------------------------
+    async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
+        with self._lock:
+            for task in tasks:
+                if task.task_id not in self._tasks:
+                    self._session_tasks.setdefault(task.session_id, []).append(task.task_id)
+                self._tasks[task.task_id] = task
+                self._track_inflight(task)
+
+    async def get_task(self, task_id: str) -> TaskRun | None:
+        return self._tasks.get(task_id)
+
+    async def session_tasks(self, session_id: str) -> list[TaskRun]:
+        with self._lock:
+            return [self._tasks[t] for t in self._session_tasks.get(session_id, ())]
+
+    async def update_task(
+        self,
+        task_id: str,
+        changes: dict[str, Any],
+        *,
+        expect: Collection[str] | None = None,
+        attempt: int | None = None,
+    ) -> TaskRun | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or (expect is not None and task.status not in expect):
+                return None
+            if attempt is not None and task.attempts != attempt:
+                return None
+            task = task.model_copy(update=changes)
+            self._tasks[task_id] = task
+            self._track_inflight(task)
+            return task
+
+    def _track_inflight(self, task: TaskRun) -> None:
+        if task.status in _INFLIGHT:
+            self._inflight.add(task.task_id)
+        else:
+            self._inflight.discard(task.task_id)
+
+    async def inflight_tasks(self) -> list[TaskRun]:
+        with self._lock:
+            return [self._tasks[t] for t in self._inflight]

@@ -1,0 +1,34 @@
+"""Shared store on Redis (``redis://host:port/db``), for several Ops-Core replicas.
+
+Each record is a JSON string under its own key; compare-and-set methods use WATCH/MULTI
+(optimistic transactions, retried on conflict), so they are atomic across replicas. The queue
+is three sorted sets (delayed, ready, leased) moved by Lua scripts: a claimed entry is leased,
+and if the replica that claimed it dies before acknowledging it, the lease expires and another
+replica's dispatcher gets it. Turn on Redis's append-only file for durability.
+"""
+
+from __future__ import annotations
+
+from .agents import AgentRecords
+from .base import _guard
+from .queue import QueueRecords
+from .runs import RunRecords
+
+
+class RedisStorage(AgentRecords, RunRecords, QueueRecords):
+    """``Storage`` on Redis; safe to share between replicas.
+
+    One class per group of records (``agents``, ``runs``, ``queue``) over a shared client and
+    its scripts (``base``), so each module stays one responsibility.
+    """
+
+
+__all__ = ["RedisStorage"]
+
+# Every public store method answers StorageError while Redis is unreachable (see ``_guard``).
+for _name in {n for klass in RedisStorage.__mro__[:-1] for n in vars(klass)}:
+    if _name.startswith("_") or _name in ("k", "open"):
+        continue
+    _attr = getattr(RedisStorage, _name)
+    if callable(_attr) and getattr(_attr, "__code__", None) and _attr.__code__.co_flags & 0x80:
+        setattr(RedisStorage, _name, _guard(_attr))

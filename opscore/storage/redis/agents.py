@@ -1,0 +1,151 @@
+"""RedisStorage: agents, their state history and task slots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+from ...models import (
+    Agent,
+    Page,
+    StateRecord,
+)
+from ..rules import apply_state
+from .base import (
+    _Base,
+    _load,
+    _page,
+)
+
+
+class AgentRecords(_Base):
+    # --- agents -----------------------------------------------------------------------------
+    async def _all_agents(self) -> list[Agent]:
+        ids = await self._redis.smembers(self.k("agents"))
+        if not ids:
+            return []
+        raws = await self._redis.mget([self.k("agent", i) for i in ids])
+        return [a for a in (_load(Agent, r) for r in raws) if a is not None]
+
+    async def create_agent(self, agent: Agent) -> Agent | None:
+        key = self.k("agent", agent.agent_id)
+
+        def decide(raw: str | None) -> tuple[str | None, Agent | None, Any]:
+            if raw is not None:
+                return None, _load(Agent, raw), None
+            return agent.model_dump_json(), None, lambda p: p.sadd(self.k("agents"), agent.agent_id)
+
+        return await self._cas(key, decide)
+
+    async def save_agent(self, agent: Agent) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("agent", agent.agent_id), agent.model_dump_json())
+            pipe.sadd(self.k("agents"), agent.agent_id)
+            await pipe.execute()
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        return _load(Agent, await self._redis.get(self.k("agent", agent_id)))
+
+    async def list_agents(
+        self, *, state: str | None, capability: str | None, offset: int, limit: int
+    ) -> Page[Agent]:
+        agents = [
+            a
+            for a in await self._all_agents()
+            if (state is None or a.state == state)
+            and (capability is None or capability in a.capabilities)
+        ]
+        agents.sort(key=lambda a: a.agent_id)
+        return _page(agents, offset, limit)
+
+    async def delete_agent(self, agent_id: str) -> Agent | None:
+        key = self.k("agent", agent_id)
+
+        def decide(raw: str | None) -> tuple[None, Agent | None, Any]:
+            def ops(p: Any) -> None:
+                p.delete(key, self.k("history", agent_id))
+                p.srem(self.k("agents"), agent_id)
+
+            return None, _load(Agent, raw), ops if raw is not None else None
+
+        return await self._cas(key, decide)
+
+    async def _update_agent(
+        self, agent_id: str, change: Callable[[Agent], Agent | None]
+    ) -> Agent | None:
+        def decide(raw: str | None) -> tuple[str | None, Agent | None, Any]:
+            agent = _load(Agent, raw)
+            if agent is None:
+                return None, None, None
+            updated = change(agent)
+            if updated is None:
+                return None, agent, None
+            return updated.model_dump_json(), updated, None
+
+        return await self._cas(self.k("agent", agent_id), decide)
+
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+        return await self._update_agent(agent_id, lambda a: a.model_copy(update=changes))
+
+    async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+        history = self.k("history", record.agent_id)
+
+        def decide(raw: str | None) -> tuple[str | None, tuple[Agent, bool], Any]:
+            agent, duplicate = apply_state(_load(Agent, raw), record)
+            if duplicate:
+                return None, (agent, True), None
+
+            def ops(p: Any) -> None:
+                p.lpush(history, record.model_dump_json())
+                p.ltrim(history, 0, history_limit - 1)
+
+            return agent.model_dump_json(), (agent, False), ops
+
+        return await self._cas(self.k("agent", record.agent_id), decide)
+
+    async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+        key = self.k("history", agent_id)
+        total = await self._redis.llen(key)
+        raws = await self._redis.lrange(key, offset, offset + limit - 1) if limit else []
+        items = [StateRecord.model_validate_json(r) for r in raws]
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    async def available_agents(self, states: Collection[str]) -> list[Agent]:
+        return [
+            a
+            for a in await self._all_agents()
+            if a.state in states and len(a.active_tasks) < a.max_concurrency
+        ]
+
+    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+        return [
+            a
+            for a in await self._all_agents()
+            if a.last_seen < seen_before and a.state != exclude_state
+        ]
+
+    async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
+        claimed = [False]
+
+        def change(agent: Agent) -> Agent | None:
+            claimed[0] = False  # decide() runs again when a concurrent write wins the race
+            if len(agent.active_tasks) >= agent.max_concurrency:
+                return None
+            claimed[0] = True
+            if task_id in agent.active_tasks:
+                return None
+            return agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]})
+
+        await self._update_agent(agent_id, change)
+        return claimed[0]
+
+    async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
+        def change(agent: Agent) -> Agent | None:
+            if task_id not in agent.active_tasks:
+                return None
+            return agent.model_copy(
+                update={"active_tasks": [t for t in agent.active_tasks if t != task_id]}
+            )
+
+        await self._update_agent(agent_id, change)

@@ -1,0 +1,106 @@
+"""RedisStorage: the task queue, dead letters and idempotency keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from ...models import (
+    DeadLetter,
+    Page,
+    QueueEntry,
+)
+from .base import (
+    _SEQ_SPAN,
+    LEASE,
+    _Base,
+    _load,
+)
+
+
+class QueueRecords(_Base):
+    # --- queue ------------------------------------------------------------------------------
+    async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
+        seq = await self._next("queue")
+        score = (1000 - priority) * _SEQ_SPAN + seq
+        delayed, ready, leased, meta = self._queue_keys
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(ready, task_id)
+            pipe.zrem(leased, task_id)
+            pipe.hset(meta, task_id, f"{score}|{priority}|{seq}")
+            pipe.zadd(delayed, {task_id: ready_at.timestamp()})
+            await pipe.execute()
+
+    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+        lease = (now + LEASE).timestamp()
+        flat = await self._scripts["dequeue"](
+            keys=self._queue_keys, args=[now.timestamp(), lease, limit]
+        )
+        entries = []
+        for task_id, meta in zip(flat[::2], flat[1::2], strict=True):
+            # meta is "score|priority|seq", written by enqueue
+            _, priority, seq = meta.split("|") if meta else ("0", "0", "0")
+            entries.append(
+                QueueEntry(task_id=task_id, priority=int(priority), ready_at=now, seq=int(seq))
+            )
+        return entries
+
+    async def ack(self, task_ids: Iterable[str]) -> None:
+        ids = list(task_ids)
+        if ids:
+            await self._scripts["ack"](keys=self._queue_keys, args=ids)
+
+    async def requeue(self, entries: Iterable[QueueEntry]) -> None:
+        ids = [e.task_id for e in entries]
+        if ids:
+            await self._scripts["requeue"](keys=self._queue_keys, args=ids)
+
+    async def queue_depth(self) -> int:
+        delayed, ready, leased, _ = self._queue_keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(delayed)
+            pipe.zcard(ready)
+            pipe.zcard(leased)
+            counts = await pipe.execute()
+        return int(sum(counts))
+
+    async def next_ready_at(self) -> datetime | None:
+        first = await self._redis.zrange(self._queue_keys[0], 0, 0, withscores=True)
+        if not first:
+            return None
+        return datetime.fromtimestamp(first[0][1], UTC)
+
+    # --- dead letters and idempotency -------------------------------------------------------
+    async def add_dead_letter(self, entry: DeadLetter) -> None:
+        seq = await self._next("dead")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.k("dead"), entry.task_id, entry.model_dump_json())
+            pipe.zadd(self.k("dead_order"), {entry.task_id: seq})
+            await pipe.execute()
+
+    async def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:
+        total = await self._redis.zcard(self.k("dead_order"))
+        ids = await self._redis.zrevrange(self.k("dead_order"), offset, offset + limit - 1)
+        raws = await self._redis.hmget(self.k("dead"), ids) if ids else []
+        items = [d for d in (_load(DeadLetter, r) for r in raws) if d is not None]
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    async def pop_dead_letter(self, task_id: str) -> DeadLetter | None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self.k("dead"), task_id)
+            pipe.hdel(self.k("dead"), task_id)
+            pipe.zrem(self.k("dead_order"), task_id)
+            raw, _, _ = await pipe.execute()
+        return _load(DeadLetter, raw)
+
+    async def remember_idempotency_key(
+        self, key: str, session_id: str, *, now: datetime, ttl: float
+    ) -> str | None:
+        redis_key = self.k("idem", key)
+        if await self._redis.set(redis_key, session_id, nx=True, px=max(int(ttl * 1000), 1)):
+            return None
+        existing = await self._redis.get(redis_key)
+        return existing if existing is not None else None
+
+    async def forget_idempotency_key(self, key: str) -> None:
+        await self._redis.delete(self.k("idem", key))

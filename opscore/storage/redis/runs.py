@@ -1,0 +1,196 @@
+"""RedisStorage: templates, sessions and task runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from ...models import (
+    Page,
+    Session,
+    TaskRun,
+    WorkflowTemplate,
+)
+from .base import (
+    _INFLIGHT,
+    _Base,
+    _load,
+    _page,
+)
+
+
+class RunRecords(_Base):
+    # --- templates --------------------------------------------------------------------------
+    async def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
+        versions = self.k("workflow", template.id)
+        from redis.exceptions import WatchError
+
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(versions)
+                    existing = await pipe.hget(versions, template.version)
+                    if existing is not None:
+                        await pipe.unwatch()
+                        return _load(WorkflowTemplate, existing)
+                    pipe.multi()
+                    pipe.hset(versions, template.version, template.model_dump_json())
+                    pipe.rpush(self.k("workflow_order", template.id), template.version)
+                    pipe.sadd(self.k("workflows"), template.id)
+                    await pipe.execute()
+                    return None
+                except WatchError:
+                    continue
+
+    async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
+        if version is None:
+            order = await self._redis.lrange(self.k("workflow_order", workflow_id), -1, -1)
+            if not order:
+                return None
+            version = order[0]
+        return _load(
+            WorkflowTemplate, await self._redis.hget(self.k("workflow", workflow_id), version)
+        )
+
+    async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
+        ids = sorted(await self._redis.smembers(self.k("workflows")))
+        latest = [await self.get_workflow(i, None) for i in ids]
+        return _page([t for t in latest if t is not None], offset, limit)
+
+    async def workflow_versions(self, workflow_id: str) -> list[str]:
+        return list(await self._redis.lrange(self.k("workflow_order", workflow_id), 0, -1))
+
+    async def delete_workflow(self, workflow_id: str, version: str | None) -> int:
+        versions, order = self.k("workflow", workflow_id), self.k("workflow_order", workflow_id)
+        if version is None:
+            count = await self._redis.hlen(versions)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(versions, order)
+                pipe.srem(self.k("workflows"), workflow_id)
+                await pipe.execute()
+            return int(count)
+        removed = await self._redis.hdel(versions, version)
+        await self._redis.lrem(order, 0, version)
+        if not await self._redis.hlen(versions):
+            await self._redis.srem(self.k("workflows"), workflow_id)
+        return int(removed)
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def save_session(self, session: Session) -> None:
+        key = self.k("session", session.session_id)
+        seq = await self._redis.zscore(self.k("sessions"), session.session_id)
+        if seq is None:
+            seq = await self._next("sessions")
+        old = _load(Session, await self._redis.get(key))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, session.model_dump_json())
+            pipe.zadd(self.k("sessions"), {session.session_id: seq})
+            if old is not None and old.status != session.status:
+                pipe.zrem(self.k("sessions", old.status.value), session.session_id)
+            pipe.zadd(self.k("sessions", session.status.value), {session.session_id: seq})
+            await pipe.execute()
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return _load(Session, await self._redis.get(self.k("session", session_id)))
+
+    async def list_sessions(
+        self,
+        *,
+        status: str | None,
+        workflow_id: str | None,
+        agent_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> Page[Session]:
+        index = self.k("sessions", status) if status else self.k("sessions")
+        if workflow_id is None and agent_id is None:
+            total = await self._redis.zcard(index)
+            ids = await self._redis.zrevrange(index, offset, offset + limit - 1)
+            raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
+            items = [s for s in (_load(Session, r) for r in raws) if s is not None]
+            return Page(items=items, total=total, offset=offset, limit=limit)
+        ids = await self._redis.zrevrange(index, 0, -1)
+        raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
+        sessions = [
+            s
+            for s in (_load(Session, r) for r in raws)
+            if s is not None
+            and (workflow_id is None or s.workflow_id == workflow_id)
+            and (agent_id is None or s.agent_id == agent_id)
+        ]
+        return _page(sessions, offset, limit)
+
+    async def update_session(
+        self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
+    ) -> Session | None:
+        seq = await self._redis.zscore(self.k("sessions"), session_id)
+
+        def decide(raw: str | None) -> tuple[str | None, Session | None, Any]:
+            session = _load(Session, raw)
+            if session is None or (expect is not None and session.status not in expect):
+                return None, None, None
+            updated = session.model_copy(update=changes)
+
+            def ops(p: Any) -> None:
+                if updated.status != session.status and seq is not None:
+                    p.zrem(self.k("sessions", session.status.value), session_id)
+                    p.zadd(self.k("sessions", updated.status.value), {session_id: seq})
+
+            return updated.model_dump_json(), updated, ops
+
+        return await self._cas(self.k("session", session_id), decide)
+
+    # --- tasks ------------------------------------------------------------------------------
+    def _inflight_op(self, task: TaskRun) -> Callable[[Any], None]:
+        def ops(p: Any) -> None:
+            if task.status.value in _INFLIGHT:
+                p.sadd(self.k("inflight"), task.task_id)
+            else:
+                p.srem(self.k("inflight"), task.task_id)
+
+        return ops
+
+    async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
+        tasks = list(tasks)
+        existing = (
+            await self._redis.mget([self.k("task", t.task_id) for t in tasks]) if tasks else []
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for task, old in zip(tasks, existing, strict=True):
+                pipe.set(self.k("task", task.task_id), task.model_dump_json())
+                if old is None:
+                    pipe.rpush(self.k("session_tasks", task.session_id), task.task_id)
+                self._inflight_op(task)(pipe)
+            await pipe.execute()
+
+    async def get_task(self, task_id: str) -> TaskRun | None:
+        return _load(TaskRun, await self._redis.get(self.k("task", task_id)))
+
+    async def session_tasks(self, session_id: str) -> list[TaskRun]:
+        ids = await self._redis.lrange(self.k("session_tasks", session_id), 0, -1)
+        raws = await self._redis.mget([self.k("task", i) for i in ids]) if ids else []
+        return [t for t in (_load(TaskRun, r) for r in raws) if t is not None]
+
+    async def update_task(
+        self,
+        task_id: str,
+        changes: dict[str, Any],
+        *,
+        expect: Collection[str] | None = None,
+        attempt: int | None = None,
+    ) -> TaskRun | None:
+        def decide(raw: str | None) -> tuple[str | None, TaskRun | None, Any]:
+            task = _load(TaskRun, raw)
+            if task is None or (expect is not None and task.status not in expect):
+                return None, None, None
+            if attempt is not None and task.attempts != attempt:
+                return None, None, None
+            updated = task.model_copy(update=changes)
+            return updated.model_dump_json(), updated, self._inflight_op(updated)
+
+        return await self._cas(self.k("task", task_id), decide)
+
+    async def inflight_tasks(self) -> list[TaskRun]:
+        ids = list(await self._redis.smembers(self.k("inflight")))
+        raws = await self._redis.mget([self.k("task", i) for i in ids]) if ids else []
+        return [t for t in (_load(TaskRun, r) for r in raws) if t is not None]

@@ -1,0 +1,26 @@
+"""Embedded durable store: one SQLite file in WAL mode, no server.
+
+Records are JSON documents beside the columns that queries filter or sort on. Every method is
+one short transaction on one connection guarded by a lock, so each is atomic within the process;
+``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
+the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
+committed work. Queries are microseconds on local disk, so they run on the event loop thread.
+"""
+
+from __future__ import annotations
+
+from .agents import AgentRecords
+from .base import path_from_url
+from .queue import QueueRecords
+from .runs import RunRecords
+
+
+class SQLiteStorage(AgentRecords, RunRecords, QueueRecords):
+    """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``).
+
+    One class per group of records (``agents``, ``runs``, ``queue``) over a shared connection
+    (``base``), so each module stays one responsibility.
+    """
+
+
+__all__ = ["SQLiteStorage", "path_from_url"]

@@ -1,0 +1,144 @@
+"""SQLiteStorage: agents, their state history and task slots."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from ...models import (
+    Agent,
+    Page,
+    StateRecord,
+)
+from ..rules import apply_state
+from .base import _Base, _doc, _load
+
+
+class AgentRecords(_Base):
+    # --- agents -----------------------------------------------------------------------------
+    def _put_agent(self, db: sqlite3.Connection, agent: Agent) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?)",
+            (agent.agent_id, agent.state, agent.last_seen.timestamp(), _doc(agent)),
+        )
+
+    def _get_agent(self, db: sqlite3.Connection, agent_id: str) -> Agent | None:
+        row = db.execute("SELECT doc FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
+        return _load(Agent, row[0]) if row else None
+
+    async def create_agent(self, agent: Agent) -> Agent | None:
+        with self._tx() as db:
+            existing = self._get_agent(db, agent.agent_id)
+            if existing is None:
+                self._put_agent(db, agent)
+            return existing
+
+    async def save_agent(self, agent: Agent) -> None:
+        with self._tx() as db:
+            self._put_agent(db, agent)
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        with self._tx(write=False) as db:
+            return self._get_agent(db, agent_id)
+
+    async def list_agents(
+        self, *, state: str | None, capability: str | None, offset: int, limit: int
+    ) -> Page[Agent]:
+        where, args = ["1=1"], []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if capability is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.capabilities') WHERE value = ?)")
+            args.append(capability)
+        clause = " AND ".join(where)
+        with self._tx(write=False) as db:
+            total = db.execute(f"SELECT COUNT(*) FROM agents WHERE {clause}", args).fetchone()[0]
+            rows = db.execute(
+                f"SELECT doc FROM agents WHERE {clause} ORDER BY agent_id LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return Page(
+            items=[_load(Agent, r[0]) for r in rows], total=total, offset=offset, limit=limit
+        )
+
+    async def delete_agent(self, agent_id: str) -> Agent | None:
+        with self._tx() as db:
+            agent = self._get_agent(db, agent_id)
+            db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
+            db.execute("DELETE FROM state_history WHERE agent_id=?", (agent_id,))
+            return agent
+
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+        with self._tx() as db:
+            agent = self._get_agent(db, agent_id)
+            if agent is None:
+                return None
+            agent = agent.model_copy(update=changes)
+            self._put_agent(db, agent)
+            return agent
+
+    async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+        with self._tx() as db:
+            agent, duplicate = apply_state(self._get_agent(db, record.agent_id), record)
+            if duplicate:
+                return agent, True
+            self._put_agent(db, agent)
+            db.execute(
+                "INSERT INTO state_history (agent_id, doc) VALUES (?, ?)",
+                (agent.agent_id, _doc(record)),
+            )
+            db.execute(
+                "DELETE FROM state_history WHERE agent_id = ? AND id <= (SELECT id FROM "
+                "state_history WHERE agent_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (agent.agent_id, agent.agent_id, history_limit),
+            )
+            return agent, False
+
+    async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+        with self._tx(write=False) as db:
+            total = db.execute(
+                "SELECT COUNT(*) FROM state_history WHERE agent_id=?", (agent_id,)
+            ).fetchone()[0]
+            rows = db.execute(
+                "SELECT doc FROM state_history WHERE agent_id=? ORDER BY id DESC LIMIT ? OFFSET ?",
+                (agent_id, limit, offset),
+            ).fetchall()
+        return Page(
+            items=[_load(StateRecord, r[0]) for r in rows], total=total, offset=offset, limit=limit
+        )
+
+    async def available_agents(self, states: Collection[str]) -> list[Agent]:
+        marks = ",".join("?" * len(states))
+        with self._tx(write=False) as db:
+            rows = db.execute(f"SELECT doc FROM agents WHERE state IN ({marks})", list(states))
+            agents = [_load(Agent, r[0]) for r in rows.fetchall()]
+        return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
+
+    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                "SELECT doc FROM agents WHERE last_seen < ? AND (state IS NULL OR state != ?)",
+                (seen_before.timestamp(), exclude_state),
+            ).fetchall()
+        return [_load(Agent, r[0]) for r in rows]
+
+    async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
+        with self._tx() as db:
+            agent = self._get_agent(db, agent_id)
+            if agent is None or len(agent.active_tasks) >= agent.max_concurrency:
+                return False
+            if task_id not in agent.active_tasks:
+                self._put_agent(
+                    db, agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]})
+                )
+            return True
+
+    async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
+        with self._tx() as db:
+            agent = self._get_agent(db, agent_id)
+            if agent is not None and task_id in agent.active_tasks:
+                remaining = [t for t in agent.active_tasks if t != task_id]
+                self._put_agent(db, agent.model_copy(update={"active_tasks": remaining}))

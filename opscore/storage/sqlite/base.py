@@ -1,0 +1,150 @@
+"""Shared plumbing: the connection, the schema and its migrations, and JSON helpers.
+
+Embedded durable store: one SQLite file in WAL mode, no server.
+
+Records are JSON documents beside the columns that queries filter or sort on. Every method is
+one short transaction on one connection guarded by a lock, so each is atomic within the process;
+``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
+the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
+committed work. Queries are microseconds on local disk, so they run on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from ...errors import StorageError
+
+M = TypeVar("M", bound=BaseModel)
+SCHEMA_VERSION = 1
+LEASE = timedelta(seconds=30)
+_INFLIGHT = ("dispatched", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id TEXT PRIMARY KEY, state TEXT, last_seen REAL NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS state_history_agent ON state_history (agent_id, id);
+CREATE TABLE IF NOT EXISTS workflows (
+    id TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (id, version));
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL,
+    workflow_id TEXT, agent_id TEXT, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_seq ON sessions (seq);
+CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, seq);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    status TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id, seq);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE TABLE IF NOT EXISTS queue (
+    task_id TEXT PRIMARY KEY, priority INTEGER NOT NULL, ready_at REAL NOT NULL,
+    seq INTEGER NOT NULL, lease_until REAL);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue (ready_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, session_id TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative/opscore.db`` or ``sqlite:////absolute/opscore.db`` (as SQLAlchemy)."""
+    rest = url.split("://", 1)[1]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise StorageError(f"SQLite URL needs a file path, e.g. sqlite:///opscore.db (got {url})")
+    return Path(rest[1:])
+
+
+def _doc(model: BaseModel) -> str:
+    return model.model_dump_json()
+
+
+def _load(model: type[M], doc: str) -> M:
+    return model.model_validate_json(doc)
+
+
+class _Base:
+    """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+
+    # --- plumbing ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"Cannot open SQLite store {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} has schema {version}, newer than this Ops-Core ({SCHEMA_VERSION})"
+                )
+            # Future migrations go here, one `if version < N:` block each.
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def ping(self) -> None:
+        with self._tx() as db:
+            db.execute("SELECT 1").fetchone()
+
+    @contextmanager
+    def _tx(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise StorageError("SQLite store is not open")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError(f"SQLite error: {exc}") from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _next(self, db: sqlite3.Connection, name: str) -> int:
+        db.execute(
+            "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            (name,),
+        )
+        return int(db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()[0])

@@ -1,0 +1,208 @@
+"""SQLiteStorage: templates, sessions and task runs."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from ...models import (
+    Page,
+    Session,
+    TaskRun,
+    WorkflowTemplate,
+)
+from .base import _INFLIGHT, _Base, _doc, _load
+
+
+class RunRecords(_Base):
+    # --- templates --------------------------------------------------------------------------
+    async def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT doc FROM workflows WHERE id=? AND version=?",
+                (template.id, template.version),
+            ).fetchone()
+            if row:
+                return _load(WorkflowTemplate, row[0])
+            db.execute(
+                "INSERT INTO workflows VALUES (?, ?, ?, ?)",
+                (template.id, template.version, self._next(db, "workflows"), _doc(template)),
+            )
+            return None
+
+    async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
+        with self._tx(write=False) as db:
+            if version is None:
+                row = db.execute(
+                    "SELECT doc FROM workflows WHERE id=? ORDER BY seq DESC LIMIT 1", (workflow_id,)
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT doc FROM workflows WHERE id=? AND version=?", (workflow_id, version)
+                ).fetchone()
+        return _load(WorkflowTemplate, row[0]) if row else None
+
+    async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
+        latest = (
+            "SELECT w.doc FROM workflows w WHERE w.seq = (SELECT MAX(seq) FROM workflows x "
+            "WHERE x.id = w.id)"
+        )
+        with self._tx(write=False) as db:
+            total = db.execute("SELECT COUNT(DISTINCT id) FROM workflows").fetchone()[0]
+            rows = db.execute(
+                f"{latest} ORDER BY w.id LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
+        return Page(
+            items=[_load(WorkflowTemplate, r[0]) for r in rows],
+            total=total,
+            offset=offset,
+            limit=limit,
+        )
+
+    async def workflow_versions(self, workflow_id: str) -> list[str]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                "SELECT version FROM workflows WHERE id=? ORDER BY seq", (workflow_id,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    async def delete_workflow(self, workflow_id: str, version: str | None) -> int:
+        with self._tx() as db:
+            if version is None:
+                cursor = db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,))
+            else:
+                cursor = db.execute(
+                    "DELETE FROM workflows WHERE id=? AND version=?", (workflow_id, version)
+                )
+            return cursor.rowcount
+
+    # --- sessions ---------------------------------------------------------------------------
+    def _put_session(
+        self, db: sqlite3.Connection, session: Session, seq: int | None = None
+    ) -> None:
+        if seq is None:
+            row = db.execute(
+                "SELECT seq FROM sessions WHERE session_id=?", (session.session_id,)
+            ).fetchone()
+            seq = row[0] if row else self._next(db, "sessions")
+        db.execute(
+            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                session.session_id,
+                seq,
+                session.status.value,
+                session.workflow_id,
+                session.agent_id,
+                _doc(session),
+            ),
+        )
+
+    async def save_session(self, session: Session) -> None:
+        with self._tx() as db:
+            self._put_session(db, session)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT doc FROM sessions WHERE session_id=?", (session_id,)
+            ).fetchone()
+        return _load(Session, row[0]) if row else None
+
+    async def list_sessions(
+        self,
+        *,
+        status: str | None,
+        workflow_id: str | None,
+        agent_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> Page[Session]:
+        where, args = ["1=1"], []
+        for column, value in (
+            ("status", status),
+            ("workflow_id", workflow_id),
+            ("agent_id", agent_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = " AND ".join(where)
+        with self._tx(write=False) as db:
+            total = db.execute(f"SELECT COUNT(*) FROM sessions WHERE {clause}", args).fetchone()[0]
+            rows = db.execute(
+                f"SELECT doc FROM sessions WHERE {clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return Page(
+            items=[_load(Session, r[0]) for r in rows], total=total, offset=offset, limit=limit
+        )
+
+    async def update_session(
+        self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
+    ) -> Session | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT doc, seq FROM sessions WHERE session_id=?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            session = _load(Session, row[0])
+            if expect is not None and session.status not in expect:
+                return None
+            session = session.model_copy(update=changes)
+            self._put_session(db, session, row[1])
+            return session
+
+    # --- tasks ------------------------------------------------------------------------------
+    def _put_task(self, db: sqlite3.Connection, task: TaskRun, seq: int) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
+            (task.task_id, task.session_id, seq, str(task.status.value), _doc(task)),
+        )
+
+    async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
+        with self._tx() as db:
+            for task in tasks:
+                row = db.execute(
+                    "SELECT seq FROM tasks WHERE task_id=?", (task.task_id,)
+                ).fetchone()
+                self._put_task(db, task, row[0] if row else self._next(db, "tasks"))
+
+    async def get_task(self, task_id: str) -> TaskRun | None:
+        with self._tx(write=False) as db:
+            row = db.execute("SELECT doc FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+        return _load(TaskRun, row[0]) if row else None
+
+    async def session_tasks(self, session_id: str) -> list[TaskRun]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                "SELECT doc FROM tasks WHERE session_id=? ORDER BY seq", (session_id,)
+            ).fetchall()
+        return [_load(TaskRun, r[0]) for r in rows]
+
+    async def update_task(
+        self,
+        task_id: str,
+        changes: dict[str, Any],
+        *,
+        expect: Collection[str] | None = None,
+        attempt: int | None = None,
+    ) -> TaskRun | None:
+        with self._tx() as db:
+            row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            task = _load(TaskRun, row[0])
+            if expect is not None and task.status not in expect:
+                return None
+            if attempt is not None and task.attempts != attempt:
+                return None
+            task = task.model_copy(update=changes)
+            self._put_task(db, task, row[1])
+            return task
+
+    async def inflight_tasks(self) -> list[TaskRun]:
+        with self._tx(write=False) as db:
+            rows = db.execute("SELECT doc FROM tasks WHERE status IN (?, ?)", _INFLIGHT).fetchall()
+        return [_load(TaskRun, r[0]) for r in rows]
