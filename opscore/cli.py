@@ -357,6 +357,9 @@ def state_get(
         record = client.get_state(agent_id)
     if opts(ctx).as_json:
         return emit_json(record)
+    if record.state is None or record.timestamp is None:
+        out.print(f"{agent_id}: registered, no state reported yet")
+        return None
     out.print(f"{agent_id}: {styled(record.state)} since {when(record.timestamp)}")
 
 

@@ -34,7 +34,9 @@ from pydantic import BaseModel, TypeAdapter
 from . import __version__
 from .models import (
     Agent,
+    CurrentState,
     DeadLetter,
+    HeartbeatAccepted,
     Page,
     RunAccepted,
     Session,
@@ -224,8 +226,11 @@ class _Endpoints:
         version: str = "0.0.0",
         metadata: dict[str, Any] | None = None,
         max_concurrency: int = 1,
+        heartbeat_interval: float | None = None,
     ) -> Agent:
-        """Register an agent (idempotent for identical details)."""
+        """Register an agent (idempotent for identical details). An agent that will report or
+        call :meth:`heartbeat` regularly declares ``heartbeat_interval`` (seconds); one that
+        does not is probed at its contact endpoint when silent (docs/liveness.md)."""
         body = _clean(
             {
                 "agentId": agent_id,
@@ -235,6 +240,7 @@ class _Endpoints:
                 "version": version,
                 "metadata": metadata or {},
                 "maxConcurrency": max_concurrency,
+                "heartbeatIntervalSeconds": heartbeat_interval,
             }
         )
         return self._call(_Call("POST", "/v1/opscore/agents", Agent, json=body))
@@ -278,8 +284,15 @@ class _Endpoints:
             _Call("POST", f"/v1/opscore/agent/{agent_id}/state", StateAccepted, json=body)
         )
 
-    def get_state(self, agent_id: str) -> StateRecord:
-        return self._call(_Call("GET", f"/v1/opscore/agent/{agent_id}/state", StateRecord))
+    def get_state(self, agent_id: str) -> CurrentState:
+        """The agent's last state; ``state`` is None until its first report."""
+        return self._call(_Call("GET", f"/v1/opscore/agent/{agent_id}/state", CurrentState))
+
+    def heartbeat(self, agent_id: str) -> HeartbeatAccepted:
+        """Tell Ops-Core the agent is alive, without changing its state."""
+        return self._call(
+            _Call("POST", f"/v1/opscore/agent/{agent_id}/heartbeat", HeartbeatAccepted)
+        )
 
     def state_history(
         self, agent_id: str, *, offset: int = 0, limit: int = 50

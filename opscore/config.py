@@ -151,7 +151,29 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(1.0, ge=0, le=3600, description="First retry delay.")
     retry_max_backoff_seconds: float = Field(60.0, ge=0, le=86400, description="Retry delay cap.")
     dispatch_timeout: float = Field(
-        10.0, gt=0, le=300, description="HTTP timeout when handing a task to AgentKit or an agent."
+        10.0,
+        gt=0,
+        le=300,
+        description=(
+            "Seconds to connect to AgentKit or an agent when handing a task over. The answer "
+            "itself may take up to the task's own timeout (agents that work inside the handler)."
+        ),
+    )
+    dispatch_via: Literal["direct", "agentkit"] = Field(
+        "direct",
+        description=(
+            "direct: POST each task to the agent's contactEndpoint and take its answer as the "
+            "outcome. agentkit: POST to AGENTKIT_API_URL/v1/agents/{id}/run; AgentKit drops the "
+            "agent's answer, so the agent's state reports decide."
+        ),
+    )
+    dispatchable_states: CommaList = Field(
+        default_factory=lambda: ["idle", "finished", "error"],
+        description=(
+            "Reported states in which an agent takes new work. 'error' is in by default: "
+            "AgentKit agents stay in error until their next success, and an error ends a task, "
+            "not an agent."
+        ),
     )
     dispatch_thread: bool = Field(
         False,
@@ -165,7 +187,55 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60, description="Longest the dispatcher sleeps when nothing wakes it."
     )
     agent_offline_after: float = Field(
-        60.0, gt=0, le=86400, description="Seconds without a report before an agent is offline."
+        60.0,
+        gt=0,
+        le=86400,
+        description=(
+            "Seconds of silence before Ops-Core checks an agent that declared no heartbeat: it "
+            "probes its contactEndpoint (an agent with no endpoint either is marked offline)."
+        ),
+    )
+    heartbeat_misses: int = Field(
+        3, ge=1, le=100, description="Declared heartbeat intervals of silence before offline."
+    )
+    probe_interval: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between probes of one silent agent."
+    )
+    probe_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds a probe waits for any HTTP answer."
+    )
+    probe_misses: int = Field(
+        3, ge=1, le=100, description="Probes in a row without an answer before an agent is offline."
+    )
+    probe_concurrency: int = Field(
+        32, ge=1, le=10_000, description="Probes in flight at once, across all agents."
+    )
+    probe_jitter: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Spread of each agent's probe time, as a share of the interval.",
+    )
+    liveness_interval: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between liveness sweeps (heartbeats and probes)."
+    )
+    max_lost_attempts: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description=(
+            "Attempts a task may lose to an agent going offline without being charged; past it, "
+            "a lost attempt counts as failed, so no task loops for ever."
+        ),
+    )
+    pending_report_ttl: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Seconds a state report for a not-yet-registered agent waits for its registration.",
+    )
+    pending_reports_max: int = Field(
+        10_000, ge=0, le=1_000_000, description="Agents with a report waiting for registration."
     )
     idempotency_ttl: float = Field(
         86400.0, gt=0, description="Seconds an Idempotency-Key maps to its first session."
@@ -180,7 +250,9 @@ class Settings(BaseSettings):
         """``OPSCORE_LOG_FILE=`` in a .env means unset, not the current directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("api_keys", "known_states", "cors_origins", mode="before")
+    @field_validator(
+        "api_keys", "known_states", "dispatchable_states", "cors_origins", mode="before"
+    )
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         return _split_commas(value)
@@ -194,6 +266,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.removesuffix("/v1")
+
+    @model_validator(mode="after")
+    def _agentkit_dispatch_needs_its_url(self) -> Settings:
+        if self.dispatch_via == "agentkit" and not self.agentkit_api_url:
+            raise ValueError("OPSCORE_DISPATCH_VIA=agentkit needs AGENTKIT_API_URL")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

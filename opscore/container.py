@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.transports import HttpTransport, SenderThread, Transport
-from .lifecycle import AVAILABLE_STATES, AgentRegistry, AgentStates, Liveness
+from .lifecycle import AgentRegistry, AgentStates, Liveness
 from .models import Agent, StateRecord
 from .observe.logs import LogBuffer
 from .observe.metrics import Telemetry
@@ -35,6 +35,7 @@ class Services:
     states: AgentStates
     workflow: Workflow
     dispatcher: Dispatcher
+    liveness: Liveness
     transport: Transport
     rate_limiter: RateLimiter
     logs: LogBuffer
@@ -55,13 +56,14 @@ class Services:
             "Ops-Core started",
             extra={
                 "storage": self.settings.storage_url.split("://")[0],
-                "dispatch": "agentkit" if self.settings.agentkit_api_url else "direct",
+                "dispatch": self.settings.dispatch_via,
             },
         )
 
     async def stop(self) -> None:
         """Stop dispatching, close connections to agents, close the store."""
         await self.dispatcher.stop()
+        await self.liveness.close()
         await self.transport.close()
         await self.storage.close()
 
@@ -96,17 +98,27 @@ def build_services(
 
     states.state_listeners.append(count_state)
     if transport is None:
-        transport = HttpTransport(settings.agentkit_api_url, timeout=settings.dispatch_timeout)
+        via_agentkit = settings.agentkit_api_url if settings.dispatch_via == "agentkit" else None
+        transport = HttpTransport(via_agentkit, connect_timeout=settings.dispatch_timeout)
         if settings.dispatch_thread:
             transport = SenderThread(transport)
-    liveness = Liveness(storage, settings, states)
+    liveness = Liveness(
+        storage,
+        settings,
+        states,
+        on_dropped_reports=telemetry.held_reports_dropped.inc,
+        on_probe=lambda ok: telemetry.probes.labels("answered" if ok else "no_answer").inc(),
+    )
+    workflow.handovers.unreachable_listeners.append(
+        lambda agent_id: liveness.record_probe(agent_id, False)
+    )
     dispatcher = Dispatcher(
         storage,
         settings,
         transport,
-        workflow.outcomes,
+        workflow.handovers,
         wakeup=workflow.engine.wakeup,
-        available_states=AVAILABLE_STATES,
+        available_states=frozenset(settings.dispatchable_states),
         sweeps=[workflow.outcomes.sweep_timeouts, liveness.sweep],
         telemetry=telemetry,
     )
@@ -119,6 +131,7 @@ def build_services(
         states=states,
         workflow=workflow,
         dispatcher=dispatcher,
+        liveness=liveness,
         transport=transport,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         logs=logs,

@@ -28,6 +28,12 @@ def make_settings(**overrides: Any) -> Settings:
         "dispatch_interval": 0.05,
         "retry_backoff_seconds": 0.05,
         "retry_max_backoff_seconds": 0.2,
+        # liveness at test speed: sweeps every 50 ms, a silent agent probed every 0.2 s, and
+        # two probes without an answer within 0.5 s each make it offline
+        "liveness_interval": 0.05,
+        "probe_interval": 0.2,
+        "probe_timeout": 0.5,
+        "probe_misses": 2,
         "log_level": "INFO",
         "log_format": "json",
     }

@@ -49,6 +49,7 @@ class FakeFleet:
         self.server = ServerThread(self.app)
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._stopping = asyncio.Event()
 
     # --- setup ------------------------------------------------------------------------------
     def start(self) -> FakeFleet:
@@ -74,6 +75,8 @@ class FakeFleet:
                     await self._report(agent_id, state)
 
     def stop(self) -> None:
+        if self.server.loop is not None:
+            self.server.loop.call_soon_threadsafe(self._stopping.set)
         self.server.stop()
 
     def endpoint(self, agent_id: str) -> str:
@@ -122,6 +125,16 @@ class FakeFleet:
     # --- the agents' side -------------------------------------------------------------------
     def _build_app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.get("/agents/{agent_id}")
+        async def probe(agent_id: str) -> JSONResponse:
+            """What a probe meets: 405 from a live agent (it serves POST only, as AgentKit's
+            example does); a vanished agent's socket never answers, so the probe times out."""
+            if agent_id not in self.current and agent_id in self.behaviours:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(30):
+                        await self._stopping.wait()
+            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405)
 
         @app.post("/agents/{agent_id}")
         async def receive(agent_id: str, request: Request) -> JSONResponse:

@@ -114,8 +114,9 @@ def test_sdk_and_cli_import_no_service_module_and_not_fastapi() -> None:
     )
     loaded = json.loads(out.stdout)
     ours = sorted(m for m in loaded if m == "opscore" or m.startswith("opscore."))
-    allowed = {"opscore", "opscore.client", "opscore.cli", "opscore.models", "opscore.errors"}
-    assert set(ours) <= allowed, f"service modules loaded by the SDK/CLI: {set(ours) - allowed}"
+    allowed = {"opscore", "opscore.client", "opscore.cli", "opscore.errors"}
+    service = {m for m in ours if m not in allowed and not m.startswith("opscore.models")}
+    assert not service, f"service modules loaded by the SDK/CLI: {service}"
     for heavy in ("fastapi", "starlette", "uvicorn", "redis", "aiohttp", "prometheus_client"):
         assert heavy not in loaded, f"importing the SDK/CLI loaded {heavy}"
 

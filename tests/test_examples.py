@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from opscore.client import OpsCoreClient
 
@@ -30,13 +31,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_example_agents_run_the_sample_workflows(server) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["answer", "background"])
+def test_example_agents_run_the_sample_workflows(server, background: bool) -> None:
     agent_module = _load_agent_module()
     agents = []
     for agent_id, caps in (("fetcher-1", ["fetch"]), ("writer-1", ["summarize", "publish"])):
         port = _free_port()
         app = agent_module.make_agent(
-            agent_id, caps, port, opscore_url=server.url, api_key=KEY, work_seconds=0.01
+            agent_id,
+            caps,
+            port,
+            opscore_url=server.url,
+            api_key=KEY,
+            work_seconds=0.01,
+            background=background,
         )
         agents.append(ServerThread(app, port=port).start())
     try:
@@ -44,12 +52,17 @@ def test_example_agents_run_the_sample_workflows(server) -> None:
             wait_for(lambda: ops.list_agents(state="idle").total == 2)
             ops.create_workflow((EXAMPLES / "workflows" / "digest.yaml").read_text())
             ops.create_workflow((EXAMPLES / "workflows" / "research-digest.json").read_text())
+            finished = {}
             for workflow_id in ("digest", "research-digest"):
                 run = ops.run_workflow(workflow_id, {"topic": "agents"})
                 done = ops.wait_for_session(run.session_id, timeout=30, poll_interval=0.05)
                 assert done.status == "completed", done
-            publish = next(t for t in done.tasks if t.step_id == "publish")
-            assert publish.agent_id == "writer-1"
+                finished[workflow_id] = {t.step_id: t for t in done.tasks}
+            assert finished["research-digest"]["publish"].agent_id == "writer-1"
+            # each result reached the next step through ${tasks.<id>.result...}
+            digest = finished["digest"]
+            assert digest["summarize"].result["input"]["text"] == "fetch done by fetcher-1"
+            assert digest["publish"].result["input"]["summary"] == "summarize done by writer-1"
     finally:
         for agent in agents:
             agent.stop()

@@ -116,10 +116,40 @@ def test_bad_reports_get_a_clear_4xx_and_change_nothing(
     assert history["total"] == 1
 
 
-def test_report_for_unknown_agent_is_404(client: httpx.Client) -> None:
-    response = report(client, "idle", "2026-11-24T10:00:00+00:00", agent="ghost")
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "AGENT_NOT_FOUND"
+def test_report_before_registration_is_pending_and_applied_when_the_agent_registers(
+    client: httpx.Client,
+) -> None:
+    """AgentKit's example agent reports idle before AgentKit's webhook registers it, and never
+    again: the report waits for the registration instead of being lost."""
+    early = report(client, "idle", "2026-11-24T10:00:00+00:00", agent="early")
+    assert early.status_code == 202
+    assert early.json()["status"] == "pending" and "not registered yet" in early.json()["message"]
+    assert client.get("/v1/opscore/agent/early/state").status_code == 404
+
+    register(client, "early")
+
+    current = client.get("/v1/opscore/agent/early/state").json()
+    assert current["state"] == "idle" and current["timestamp"].startswith("2026-11-24T10:00:00")
+    history = client.get("/v1/opscore/agent/early/state/history").json()
+    assert [r["state"] for r in history["items"]] == ["idle"]
+
+
+def test_only_the_newest_pending_report_is_kept(client: httpx.Client) -> None:
+    report(client, "active", "2026-11-24T10:00:05+00:00", agent="early")
+    report(client, "idle", "2026-11-24T10:00:01+00:00", agent="early")  # older: not kept
+    register(client, "early")
+    assert client.get("/v1/opscore/agent/early/state").json()["state"] == "active"
+
+
+def test_report_for_unknown_agent_is_404_when_pending_reports_are_full(server_factory) -> None:
+    server = server_factory(make_settings(pending_reports_max=1))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        assert report(c, "idle", "2026-11-24T10:00:00+00:00", agent="first").status_code == 202
+        again = report(c, "active", "2026-11-24T10:00:01+00:00", agent="first")
+        assert again.status_code == 202  # the same agent replaces its own pending report
+        refused = report(c, "idle", "2026-11-24T10:00:00+00:00", agent="second")
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == "AGENT_NOT_FOUND"
 
 
 def test_out_of_order_report_is_409_and_keeps_the_newer_state(client: httpx.Client) -> None:
@@ -147,10 +177,28 @@ def test_timestamps_with_other_offsets_compare_by_instant(client: httpx.Client) 
     assert report(client, "error", "2026-11-24T11:59:59+02:00").status_code == 409
 
 
-def test_state_before_first_report_is_404_no_state(client: httpx.Client) -> None:
+def test_state_before_first_report_is_200_with_a_null_state(client: httpx.Client) -> None:
     register(client, AGENT)
     response = client.get(f"/v1/opscore/agent/{AGENT}/state")
-    assert response.status_code == 404 and response.json()["error"]["code"] == "NO_STATE"
+    assert response.status_code == 200
+    assert response.json() == {
+        "agentId": AGENT,
+        "state": None,
+        "timestamp": None,
+        "details": {},
+        "receivedAt": None,
+    }
+
+
+def test_heartbeat_keeps_an_agent_seen_without_changing_its_state(client: httpx.Client) -> None:
+    register(client, AGENT)
+    report(client, "idle", "2026-11-24T10:00:00+00:00")
+    before = client.get(f"/v1/opscore/agents/{AGENT}").json()["lastSeen"]
+    beat = client.post(f"/v1/opscore/agent/{AGENT}/heartbeat")
+    assert beat.status_code == 202 and beat.json()["state"] == "idle"
+    assert beat.json()["lastSeen"] > before
+    assert client.get(f"/v1/opscore/agent/{AGENT}/state/history").json()["total"] == 1
+    assert client.post("/v1/opscore/agent/ghost/heartbeat").status_code == 404
 
 
 def test_the_gateway_fast_path_answers_exactly_like_the_documented_route() -> None:
@@ -196,6 +244,6 @@ def test_the_gateway_fast_path_answers_exactly_like_the_documented_route() -> No
         return out
 
     fast, documented = asyncio.run(answers(True)), asyncio.run(answers(False))
-    expected = [202, 202, 409, 422, 422, 422, 422, 422, 400, 400, 404, 422, 202]
+    expected = [202, 202, 409, 422, 422, 422, 422, 422, 400, 400, 202, 422, 202]
     assert [status for status, _ in fast] == expected
     assert fast == documented

@@ -165,6 +165,45 @@ class TestState:
             == []
         )
 
+    async def test_stale_agents_without_an_excluded_state_include_never_reported_ones(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("silent"))
+        await store.create_agent(agent("off"))
+        await store.record_state(record("off", "offline", 1), history_limit=10)
+        later = utcnow() + timedelta(seconds=1)
+        everyone = await store.stale_agents(seen_before=later)
+        assert sorted(a.agent_id for a in everyone) == ["off", "silent"]
+        online = await store.stale_agents(seen_before=later, exclude_state="offline")
+        assert [a.agent_id for a in online] == ["silent"]
+
+    async def test_a_held_report_waits_for_its_agent_and_is_taken_once(
+        self, store: Storage
+    ) -> None:
+        early = record("early", "idle", 1)
+        assert await store.hold_report(early, max_agents=10)
+        assert await store.hold_report(record("early", "initializing", 0), max_agents=10)
+        taken = await asyncio.gather(*(store.take_held_report("early") for _ in range(5)))
+        got = [r for r in taken if r is not None]
+        assert len(got) == 1 and got[0].state == "idle"  # the newest report was kept
+        assert await store.take_held_report("early") is None
+
+    async def test_held_reports_are_bounded_by_agents_and_dropped_by_age(
+        self, store: Storage
+    ) -> None:
+        assert await store.hold_report(record("one", "idle", 1), max_agents=2)
+        assert await store.hold_report(record("two", "idle", 1), max_agents=2)
+        assert not await store.hold_report(record("three", "idle", 1), max_agents=2)
+        assert await store.hold_report(record("two", "active", 2), max_agents=2)  # same agent
+        assert await store.drop_held_reports(received_before=utcnow() - timedelta(hours=1)) == []
+        dropped = await store.drop_held_reports(received_before=utcnow() + timedelta(seconds=1))
+        assert sorted((r.agent_id, r.state) for r in dropped) == [
+            ("one", "idle"),
+            ("two", "active"),
+        ]
+        assert await store.take_held_report("one") is None
+        assert await store.hold_report(record("three", "idle", 1), max_agents=2)
+
     async def test_concurrent_writers_keep_exact_counts(self, store: Storage) -> None:
         await store.create_agent(agent("a1", max_concurrency=5))
         claims = await asyncio.gather(*(store.claim_agent_slot("a1", f"t{i}") for i in range(40)))

@@ -1,5 +1,6 @@
 """The HTTP hand-over: every way it can fail becomes a DispatchError (retried by the engine),
-never an unexpected exception, and what it sends is AgentKit's message."""
+never an unexpected exception; what it sends is exactly the message AgentKit forwards; and the
+agent's answer becomes the outcome."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import socket
 
 import pytest
 
-from opscore.dispatch.transports import DispatchError, HttpTransport
+from opscore.dispatch.transports import (
+    MAX_ANSWER_BYTES,
+    DispatchError,
+    HttpTransport,
+    read_answer,
+    task_message,
+)
 from opscore.models import Agent
 
 from .storage_servers import free_port
@@ -34,10 +41,10 @@ TASK = task("t1")
     ],
 )
 async def test_failed_hand_overs_are_dispatch_errors(endpoint: str) -> None:
-    transport = HttpTransport(None, timeout=2)
+    transport = HttpTransport(None, connect_timeout=2)
     try:
         with pytest.raises(DispatchError, match=r"POST .* failed"):
-            await transport.send(agent(endpoint.format(closed=free_port())), TASK, {})
+            await transport.send(agent(endpoint.format(closed=free_port())), TASK, {}, timeout=2)
     finally:
         await transport.close()
 
@@ -47,10 +54,10 @@ async def test_an_agent_that_never_answers_times_out() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
-        transport = HttpTransport(None, timeout=0.3)
+        transport = HttpTransport(None, connect_timeout=0.3)
         try:
             with pytest.raises(DispatchError, match="Timeout"):
-                await transport.send(agent(f"http://127.0.0.1:{port}/agent"), TASK, {})
+                await transport.send(agent(f"http://127.0.0.1:{port}/agent"), TASK, {}, timeout=0.3)
         finally:
             await transport.close()
 
@@ -103,35 +110,51 @@ class RawAgent:
 EMPTY = b"content-length: 0\r\n\r\n"
 
 
-async def test_the_message_and_headers_reach_the_agent_and_non_2xx_is_refused() -> None:
+async def test_the_message_and_headers_reach_the_agent_and_non_2xx_fails_the_attempt() -> None:
     fake = RawAgent(
         [b"202 Accepted", b"503 Service Unavailable"], close_after_answer=False, body=EMPTY
     )
-    transport = HttpTransport(None, timeout=2)
+    transport = HttpTransport(None, connect_timeout=2)
     try:
         async with fake as url:
-            await transport.send(
-                agent(url), TASK, {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+            accepted = await transport.send(
+                agent(url),
+                TASK,
+                {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+                timeout=2,
             )
-            with pytest.raises(DispatchError, match="answered 503"):
-                await transport.send(agent(url), TASK, {})
+            refused = await transport.send(agent(url), TASK, {}, timeout=2)
     finally:
         await transport.close()
+    assert accepted.outcome == "accepted"
+    assert refused.outcome == "failed" and "answered 503" in (refused.error or "")
     assert fake.connections == 1  # one kept-alive connection for both
     head, _, body = fake.received[0].partition(b"\r\n\r\n")
     assert b"POST /agent HTTP/1.1" in head and b"traceparent: 00-" in head.lower()
     assert b"content-type: application/json" in head.lower()
     message = json.loads(body)
     assert message["messageType"] == "workflow_task" and message["opscore_task_id"] == "t1"
+    # exactly the fields AgentKit forwards to an agent (MessagePayload.model_dump(mode="json"))
+    assert set(message) == {
+        "senderId",
+        "timestamp",
+        "messageType",
+        "payload",
+        "sessionContext",
+        "task_name",
+        "opscore_session_id",
+        "opscore_task_id",
+    }
+    assert message["sessionContext"] == {"sessionId": TASK.session_id, "priorMessages": []}
 
 
 async def test_a_connection_the_agent_closed_is_replaced_without_losing_or_repeating() -> None:
     fake = RawAgent([b"202 Accepted"], close_after_answer=True, body=EMPTY)
-    transport = HttpTransport(None, timeout=2)
+    transport = HttpTransport(None, connect_timeout=2)
     try:
         async with fake as url:
             for _ in range(5):  # each reuses a connection the agent has just closed
-                await transport.send(agent(url), TASK, {})
+                await transport.send(agent(url), TASK, {}, timeout=2)
     finally:
         await transport.close()
     assert len(fake.received) == 5 and fake.connections == 5
@@ -145,15 +168,99 @@ async def test_a_connection_the_agent_closed_is_replaced_without_losing_or_repea
     ],
     ids=["chunked", "long"],
 )
-async def test_open_ended_or_long_answers_are_not_read_and_the_next_hand_over_works(
-    answer: bytes,
-) -> None:
+async def test_chunked_or_long_answers_are_read_and_the_connection_reused(answer: bytes) -> None:
     fake = RawAgent([b"202 Accepted"], close_after_answer=False, body=answer)
-    transport = HttpTransport(None, timeout=2)
+    transport = HttpTransport(None, connect_timeout=2)
     try:
         async with fake as url:
             for _ in range(3):
-                await transport.send(agent(url), TASK, {})
+                got = await transport.send(agent(url), TASK, {}, timeout=2)
+                assert got.outcome == "accepted"  # not JSON: the agent's reports decide
     finally:
         await transport.close()
-    assert len(fake.received) == 3
+    assert len(fake.received) == 3 and fake.connections == 1
+
+
+async def test_an_answer_past_the_size_limit_fails_the_attempt_unread() -> None:
+    size = MAX_ANSWER_BYTES + 1
+    fake = RawAgent(
+        [b"200 OK"],
+        close_after_answer=False,
+        body=b"content-length: %d\r\n\r\n" % size + b"x" * size,
+    )
+    transport = HttpTransport(None, connect_timeout=2)
+    try:
+        async with fake as url:
+            got = await transport.send(agent(url), TASK, {}, timeout=5)
+    finally:
+        await transport.close()
+    assert got.outcome == "failed" and "larger than" in (got.error or "")
+
+
+async def test_an_agent_working_inside_the_request_longer_than_the_connect_timeout_is_awaited() -> (
+    None
+):
+    """AgentKit's example agent answers only when the work is done: the hand-over waits up
+    to the task's timeout, not OPSCORE_DISPATCH_TIMEOUT."""
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        await asyncio.sleep(0.6)  # three times the connect timeout below
+        body = b'{"status": "completed", "result": "done"}'
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/agent"
+    transport = HttpTransport(None, connect_timeout=0.2)
+    try:
+        got = await transport.send(agent(url), TASK, {}, timeout=10)
+    finally:
+        await transport.close()
+        server.close()
+        await server.wait_closed()
+    assert got.outcome == "completed" and got.result == "done"
+
+
+@pytest.mark.parametrize(
+    "status,body,outcome,result,error",
+    [
+        (200, {"status": "completed", "result": "summary"}, "completed", "summary", None),
+        (200, {"status": "completed", "result": {"n": 1}}, "completed", {"n": 1}, None),
+        (200, {"status": "completed"}, "completed", None, None),
+        (202, {"status": "accepted"}, "accepted", None, None),
+        (200, {"status": "received"}, "accepted", None, None),
+        (200, None, "accepted", None, None),
+        (200, {"status": "ignored", "reason": "unknown type"}, "failed", None, "unknown type"),
+        (200, {"status": "failed", "error": "no key"}, "failed", None, "no key"),
+        (
+            500,
+            {"detail": {"error_code": "PROCESSING_ERROR", "message": "LLM down"}},
+            "failed",
+            None,
+            "PROCESSING_ERROR: LLM down",
+        ),
+        (404, {"detail": "Not Found"}, "failed", None, "answered 404: Not Found"),
+    ],
+)
+def test_the_answer_of_a_hand_over_is_its_outcome(
+    status: int, body: object, outcome: str, result: object, error: str | None
+) -> None:
+    raw = json.dumps(body).encode() if body is not None else b""
+    got = read_answer(status, raw)
+    assert (got.outcome, got.result) == (outcome, result)
+    if error is not None:
+        assert got.error is not None and error in got.error
+
+
+def test_a_non_json_answer_is_an_acknowledgement() -> None:
+    assert read_answer(200, b"OK").outcome == "accepted"
+    assert read_answer(503, b"<html>busy</html>").outcome == "failed"
+
+
+def test_the_message_carries_the_resolved_parameters() -> None:
+    resolved = TASK.model_copy(update={"resolved_parameters": {"x": 1}})
+    assert task_message(resolved)["payload"] == {"task_name": TASK.step_id, "parameters": {"x": 1}}

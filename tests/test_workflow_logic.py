@@ -195,3 +195,74 @@ async def test_a_failure_that_races_an_operator_cancel_cannot_be_redriven() -> N
     assert (await store.list_dead_letters(offset=0, limit=10)).total == 1
     assert (await store.get_session(sid)).status == SessionStatus.CANCELLED
     assert (await store.get_task(inflight.task_id)).status == TaskStatus.FAILED
+
+
+async def _dispatched(workflow: Workflow, agent_id: str = "x") -> TaskRun:
+    """One single-task run, its task handed over to ``agent_id`` (whose slot it holds)."""
+    from opscore.models import Agent
+
+    store = workflow.engine.storage
+    now = utcnow()
+    await store.create_agent(
+        Agent(
+            agent_id=agent_id, agent_name=agent_id, last_seen=now, registered_at=now, updated_at=now
+        )
+    )
+    definition = WorkflowDefinition.model_validate(
+        {"id": "w", "name": "w", "tasks": [{"taskId": "a", "name": "a"}]}
+    )
+    sid = (await workflow.runs.start_run(definition, payload={})).session_id
+    [queued] = await store.session_tasks(sid)
+    assert await store.claim_agent_slot(agent_id, queued.task_id)
+    agent = await store.get_agent(agent_id)
+    assert agent is not None
+    dispatched = await workflow.handovers.mark_dispatched(queued, agent, utcnow())
+    assert dispatched is not None and dispatched.awaiting_answer
+    return dispatched
+
+
+async def test_an_unnamed_idle_report_waits_for_the_hand_over_answer_which_decides() -> None:
+    """AgentKit's example sends active/idle after its answer and without a task id: while the
+    answer is awaited, such an idle must not complete the task with a null result."""
+    from opscore.dispatch.transports import HandoverAnswer
+    from opscore.models import StateRecord, TaskStatus
+
+    workflow = _workflow(0.0)
+    store = workflow.engine.storage
+    task = await _dispatched(workflow)
+    agent = await store.get_agent("x")
+    assert agent is not None
+    now = utcnow()
+    for state in ("active", "idle"):
+        record = StateRecord(agent_id="x", state=state, timestamp=now, received_at=now)
+        await workflow.reports.on_agent_state(agent, record)
+    current = await store.get_task(task.task_id)
+    assert current is not None and current.status == TaskStatus.RUNNING
+    await workflow.handovers.handover_answered(
+        task, agent, HandoverAnswer("completed", 200, result="the answer")
+    )
+    done = await store.get_task(task.task_id)
+    assert done is not None and done.status == TaskStatus.COMPLETED
+    assert done.result == "the answer" and (await store.get_agent("x")).active_tasks == []
+
+
+async def test_attempts_lost_to_liveness_are_bounded() -> None:
+    from opscore.models import TaskStatus
+
+    settings = make_settings(max_lost_attempts=2)
+    store = MemoryStorage()
+    registry = AgentRegistry(store)
+    workflow = build_workflow(store, settings, registry, AgentStates(store, settings, registry))
+    task = await _dispatched(workflow)
+    for expected_uncharged in (1, 2):
+        await workflow.outcomes.requeue_lost(task, "agent went offline")
+        task = await store.get_task(task.task_id)
+        assert task.status == TaskStatus.QUEUED and task.uncharged_attempts == expected_uncharged
+        agent = await store.get_agent("x")
+        assert await store.claim_agent_slot("x", task.task_id)
+        task = await workflow.handovers.mark_dispatched(task, agent, utcnow())
+    # the third loss is charged: the retry policy (3 attempts by default) now counts it
+    await workflow.outcomes.requeue_lost(task, "agent went offline")
+    task = await store.get_task(task.task_id)
+    assert task.uncharged_attempts == 2 and task.history[-1].outcome == "agent_lost"
+    assert task.attempts - task.uncharged_attempts == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import httpx
 import pytest
@@ -89,13 +90,15 @@ def test_dispatch_message_matches_the_agentkit_contract(ops) -> None:
     settle(client, sid)
     message = {k: v for k, v in fleet.received[0].items() if not k.startswith("_")}
     expected = contract("dispatch_via_agentkit.json")["body"]
-    assert set(message) == set(expected)
+    # what AgentKit forwards to the agent: its request body plus the model's own timestamp
+    assert set(message) == set(expected) | {"timestamp"}
+    assert datetime.fromisoformat(message["timestamp"]).tzinfo is not None
     assert message["senderId"] == "opscore" and message["messageType"] == "workflow_task"
     assert message["payload"] == {
         "task_name": "summarize",
         "parameters": {"url": "https://example.org/report"},
     }
-    assert message["sessionContext"] == {"sessionId": sid}
+    assert message["sessionContext"] == {"sessionId": sid, "priorMessages": []}
     assert message["opscore_session_id"] == sid and message["task_name"] == "summarize"
     assert message["opscore_task_id"].startswith("task-")
 
@@ -240,7 +243,7 @@ def test_vanished_agent_goes_offline_and_its_task_moves_to_another(fleet_factory
         ghost = client.get("/v1/opscore/agents/ghost").json()
         assert ghost["state"] == "offline"
         history = client.get("/v1/opscore/agent/ghost/state/history").json()["items"]
-        assert history[0]["state"] == "offline" and "no report" in history[0]["reason"]
+        assert history[0]["state"] == "offline" and "unreachable" in history[0]["reason"]
 
 
 def test_deregistering_an_agent_mid_task_requeues_it(ops) -> None:
@@ -292,7 +295,7 @@ def test_dispatch_errors_are_retried(ops) -> None:
 
 def test_pinned_trigger_runs_on_that_agent_inline_or_by_id(ops) -> None:
     client, fleet, _ = ops
-    fleet.add("pinned", Behaviour(capabilities=["other"]))
+    fleet.add("pinned", Behaviour(capabilities=["work", "other"]))
     fleet.add("free")
     body = {"workflowDefinition": template("inline", task("t")), "initialPayload": {"k": "v"}}
     response = client.post("/v1/opscore/agent/pinned/workflow", json=body)
@@ -430,7 +433,9 @@ def test_dispatch_through_agentkit_relay(fleet_factory, server_factory) -> None:
     relay_fleet = FakeFleet("http://127.0.0.1:1", KEY)  # URL fixed below
     relay = FakeAgentKit(relay_fleet).start()
     try:
-        server = server_factory(make_settings(agentkit_api_url=relay.server.url))
+        server = server_factory(
+            make_settings(agentkit_api_url=relay.server.url, dispatch_via="agentkit")
+        )
         relay_fleet.opscore_url = server.url
         relay_fleet.start()
         holder["fleet"] = relay_fleet
@@ -461,7 +466,9 @@ def test_agentkit_404_for_unknown_agent_is_a_dispatch_error(server_factory) -> N
     fleet = FakeFleet("http://127.0.0.1:1", KEY)
     relay = FakeAgentKit(fleet).start()
     try:
-        server = server_factory(make_settings(agentkit_api_url=relay.server.url))
+        server = server_factory(
+            make_settings(agentkit_api_url=relay.server.url, dispatch_via="agentkit")
+        )
         with httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}
         ) as client:

@@ -23,14 +23,13 @@ from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
 from ..observe.tracing import traceparent
 from ..storage.base import Storage
-from .transports import DispatchError, Transport
+from .transports import DispatchError, HandoverAnswer, Transport
 
 logger = logging.getLogger("opscore.dispatcher")
 BATCH = 256
 # Queue entries read at a time per free agent slot (at least MIN_CHUNK) while looking for work.
 CHUNK_PER_SLOT = 4
 MIN_CHUNK = 16
-MAX_SENDS = 128
 
 Sweep = Callable[[datetime], Awaitable[None]]
 
@@ -42,8 +41,13 @@ class DispatchHooks(Protocol):
         """Start an attempt of a queued task on ``agent``; None if it is no longer queued."""
         ...
 
-    async def dispatch_failed(self, task: TaskRun, error: str) -> None:
-        """The hand-over of this attempt failed."""
+    async def dispatch_failed(self, task: TaskRun, error: str, *, unreachable: bool) -> None:
+        """The hand-over of this attempt failed: not delivered, or no answer came;
+        ``unreachable``: no connection to the agent could be made at all."""
+        ...
+
+    async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
+        """The agent (or AgentKit) answered the hand-over of this attempt."""
         ...
 
 
@@ -77,7 +81,6 @@ class Dispatcher:
         # starts after them, so a backlog longer than a batch cannot hide work for a free agent.
         self._scan_from = 0
         self._sends: set[asyncio.Task[None]] = set()
-        self._send_slots = asyncio.Semaphore(MAX_SENDS)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
 
@@ -93,7 +96,13 @@ class Dispatcher:
                 logger.error("dispatcher did not stop within 5s; abandoning it")
             self._loop_task = None
         if self._sends:
-            await asyncio.wait(self._sends, timeout=5)
+            # hand-overs may wait for agents that work inside the request: give them a moment,
+            # then let them go (their attempts time out and are retried after a restart)
+            _, pending = await asyncio.wait(self._sends, timeout=5)
+            for send in pending:
+                send.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
 
     @property
     def running(self) -> bool:
@@ -244,19 +253,25 @@ class Dispatcher:
         return True
 
     async def _send(self, task: TaskRun, agent: Agent) -> None:
+        """Hand the attempt over and report the answer; the call may last up to the task's
+        deadline, since agents may do the work inside the request."""
         telemetry = self.telemetry
         span = telemetry.dispatch_span(task) if telemetry is not None else None
         headers = {"traceparent": traceparent(span.trace_id, span.span_id)} if span else {}
         ok = False
-        async with self._send_slots:
-            try:
-                await self.transport.send(agent, task, headers)
-                ok = True
-            except DispatchError as exc:
-                await self.hooks.dispatch_failed(task, str(exc))
-            except Exception as exc:  # a transport bug must not lose the task
-                logger.exception("unexpected dispatch error")
-                await self.hooks.dispatch_failed(task, f"{type(exc).__name__}: {exc}")
-            finally:
-                if telemetry is not None and span is not None:
-                    telemetry.finish_dispatch(span, ok=ok)
+        deadline = task.deadline or self.clock() + timedelta(seconds=task.timeout_seconds)
+        timeout = max((deadline - self.clock()).total_seconds(), 0.001)
+        try:
+            answer = await self.transport.send(agent, task, headers, timeout=timeout)
+            ok = answer.outcome != "failed"
+            await self.hooks.handover_answered(task, agent, answer)
+        except DispatchError as exc:
+            await self.hooks.dispatch_failed(task, str(exc), unreachable=exc.unreachable)
+        except Exception as exc:  # a transport bug must not lose the task
+            logger.exception("unexpected dispatch error")
+            await self.hooks.dispatch_failed(
+                task, f"{type(exc).__name__}: {exc}", unreachable=False
+            )
+        finally:
+            if telemetry is not None and span is not None:
+                telemetry.finish_dispatch(span, ok=ok)

@@ -2,6 +2,6 @@
 
 from .liveness import Liveness
 from .registry import AgentRegistry
-from .state import AVAILABLE_STATES, OFFLINE, AgentStates
+from .state import IDLE_STATES, OFFLINE, AgentStates
 
-__all__ = ["AVAILABLE_STATES", "OFFLINE", "AgentRegistry", "AgentStates", "Liveness"]
+__all__ = ["IDLE_STATES", "OFFLINE", "AgentRegistry", "AgentStates", "Liveness"]

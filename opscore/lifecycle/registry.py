@@ -21,16 +21,18 @@ _REGISTRATION_FIELDS = (
     "max_concurrency",
 )
 
-AgentGoneListener = Callable[[Agent], Awaitable[None]]
+AgentListener = Callable[[Agent], Awaitable[None]]
 
 
 class AgentRegistry:
-    """Who the agents are; the workflow engine listens for agents that go away."""
+    """Who the agents are. Listeners hear of new agents (a report may be waiting for them)
+    and of agents that go away (the workflow re-queues their tasks)."""
 
     def __init__(self, storage: Storage, clock: Callable[[], datetime] = utcnow) -> None:
         self.storage = storage
         self.clock = clock
-        self.gone_listeners: list[AgentGoneListener] = []
+        self.registered_listeners: list[AgentListener] = []
+        self.gone_listeners: list[AgentListener] = []
 
     async def register_agent(self, data: AgentCreate) -> tuple[Agent, bool]:
         """Register a new agent. Returns (agent, created); repeating an identical
@@ -46,7 +48,7 @@ class AgentRegistry:
         existing = await self.storage.create_agent(agent)
         if existing is None:
             log_operation("agent.registered", {"agentId": agent.agent_id, "source": "api"})
-            return agent, True
+            return await self._registered(agent), True
         if _registration(existing) == _registration(agent):
             return existing, False
         raise ConflictError(
@@ -76,11 +78,16 @@ class AgentRegistry:
             )
             if await self.storage.create_agent(agent) is None:
                 log_operation("agent.registered", {"agentId": agent.agent_id, "source": "webhook"})
-                return agent
+                return await self._registered(agent)
         updated = await self.storage.update_agent(details.agentId, {**fields, "updated_at": now})
         if updated is None:  # deleted in between: register afresh
             return await self.apply_webhook_registration(details)
         return updated
+
+    async def _registered(self, agent: Agent) -> Agent:
+        for listener in self.registered_listeners:
+            await listener(agent)
+        return await self.storage.get_agent(agent.agent_id) or agent
 
     async def get_agent(self, agent_id: str) -> Agent:
         """The agent, or NotFoundError (AGENT_NOT_FOUND)."""

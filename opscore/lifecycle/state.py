@@ -1,4 +1,10 @@
-"""Agents' reported lifecycle state: AgentKit's state reports, history, Ops-Core's own changes."""
+"""Agents' reported lifecycle state: AgentKit's state reports, history, Ops-Core's own changes.
+
+A report may arrive before its agent is registered (AgentKit's example agent reports ``idle``
+tens of milliseconds before AgentKit's registration webhook reaches us, and never again): it is
+held, bounded in count and age, answered ``202 {"status": "pending"}``, and applied when the
+registration arrives.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,24 @@ from datetime import datetime, timedelta
 
 from ..config import Settings
 from ..errors import ConflictError, NotFoundError, UnprocessableError
-from ..models import Agent, Page, StateAccepted, StateRecord, StateReport, as_utc, utcnow
+from ..models import (
+    Agent,
+    CurrentState,
+    Page,
+    StateAccepted,
+    StateRecord,
+    StateReport,
+    as_utc,
+    utcnow,
+)
 from ..observe.logs import log_operation
 from ..storage.base import Storage
 from .registry import AgentRegistry
 
 OFFLINE = "offline"
-# States in which an agent takes new work (if it also has a free slot).
-AVAILABLE_STATES = frozenset({"idle", "finished"})
+# Reported states that say "I am done with what I had": they end a running task. Which states
+# take new work is a setting (OPSCORE_DISPATCHABLE_STATES).
+IDLE_STATES = frozenset({"idle", "finished"})
 
 StateListener = Callable[[Agent, StateRecord], Awaitable[None]]
 
@@ -36,6 +52,7 @@ class AgentStates:
         self.clock = clock
         self.known_states = frozenset(settings.known_states) | {OFFLINE}
         self.state_listeners: list[StateListener] = []
+        registry.registered_listeners.append(self.apply_held_report)
 
     async def report_state(self, agent_id: str, report: StateReport) -> StateAccepted:
         """Apply an AgentKit state report; replays are accepted and change nothing."""
@@ -56,9 +73,23 @@ class AgentStates:
             details=report.details,
             received_at=self.clock(),
         )
-        agent, duplicate = await self.storage.record_state(
-            record, history_limit=self.settings.state_history_limit
-        )
+        try:
+            agent, duplicate = await self.storage.record_state(
+                record, history_limit=self.settings.state_history_limit
+            )
+        except NotFoundError as exc:
+            if exc.code != "AGENT_NOT_FOUND" or not await self._hold(record):
+                raise
+            return StateAccepted(
+                status="pending",
+                message=(
+                    f"Agent '{agent_id}' is not registered yet; the report is kept for "
+                    f"{self.settings.pending_report_ttl:g}s and applied when it registers"
+                ),
+                agent_id=agent_id,
+                state=record.state,
+                timestamp=record.timestamp,
+            )
         if not duplicate:
             # The access line already records the request (with agentId); this one is for
             # debugging, so the hot path writes one log line, not two.
@@ -77,15 +108,86 @@ class AgentStates:
             duplicate=duplicate,
         )
 
+    async def _hold(self, record: StateRecord) -> bool:
+        """Keep a report for an agent that is not registered yet; False when full."""
+        held = await self.storage.hold_report(record, max_agents=self.settings.pending_reports_max)
+        if not held:
+            return False
+        log_operation(
+            "agent.report_held",
+            {"agentId": record.agent_id, "state": record.state},
+            logger="opscore.state",
+        )
+        # registered in between our miss and the hold: apply it now rather than never
+        agent = await self.storage.get_agent(record.agent_id)
+        if agent is not None:
+            await self.apply_held_report(agent)
+        return True
+
+    async def apply_held_report(self, agent: Agent) -> None:
+        """A newly registered agent: apply the report that arrived before its registration."""
+        record = await self.storage.take_held_report(agent.agent_id)
+        if record is None:
+            return
+        try:
+            updated, duplicate = await self.storage.record_state(
+                record, history_limit=self.settings.state_history_limit
+            )
+        except (NotFoundError, ConflictError):
+            return  # deregistered again, or a newer report already applied
+        log_operation(
+            "agent.report_applied",
+            {"agentId": agent.agent_id, "state": record.state},
+            logger="opscore.state",
+        )
+        if not duplicate:
+            await self._notify(updated, record)
+
+    async def drop_held_reports(self, now: datetime) -> int:
+        """Forget held reports older than ``pending_report_ttl``: their agents never came."""
+        cutoff = now - timedelta(seconds=self.settings.pending_report_ttl)
+        dropped = await self.storage.drop_held_reports(received_before=cutoff)
+        for record in dropped:
+            log_operation(
+                "agent.report_dropped",
+                {
+                    "agentId": record.agent_id,
+                    "state": record.state,
+                    "reason": "the agent did not register in time",
+                },
+                logger="opscore.state",
+                level=logging.WARNING,
+            )
+        return len(dropped)
+
+    async def heartbeat(self, agent_id: str) -> Agent:
+        """The agent is alive (``POST .../heartbeat``): seen now; available again if offline."""
+        agent = await self.storage.update_agent(agent_id, {"last_seen": self.clock()})
+        if agent is None:
+            raise NotFoundError(f"Agent '{agent_id}' is not registered", code="AGENT_NOT_FOUND")
+        if agent.state == OFFLINE:
+            await self.mark_reachable(agent, "heartbeat")
+            agent = await self.registry.get_agent(agent_id)
+        return agent
+
     async def mark_offline(self, agent: Agent, reason: str) -> None:
         """Ops-Core's own state change (liveness); recorded in history with its reason."""
+        await self._record_own(agent, OFFLINE, reason, event="agent.offline", level=30)
+
+    async def mark_reachable(self, agent: Agent, reason: str) -> None:
+        """An offline agent answered a probe or a heartbeat: available (``idle``) again."""
+        await self._record_own(agent, "idle", reason, event="agent.back", level=20)
+
+    async def _record_own(
+        self, agent: Agent, state: str, reason: str, *, event: str, level: int
+    ) -> None:
         now = self.clock()
         # Just after the last report, by the agent's own clock: its next report, whatever the
         # skew between our clocks, is then newer and accepted.
         stamp = agent.state_timestamp + timedelta(microseconds=1) if agent.state_timestamp else now
         record = StateRecord(
             agent_id=agent.agent_id,
-            state=OFFLINE,
+            state=state,
             timestamp=stamp,
             details={"reason": reason},
             received_at=now,
@@ -97,22 +199,22 @@ class AgentStates:
             )
         except (NotFoundError, ConflictError):
             return  # deregistered or reported again meanwhile: nothing to do
-        # keep last_seen as it was: the agent has not been seen
+        # keep last_seen as it was: the agent has not reported
         await self.storage.update_agent(agent.agent_id, {"last_seen": agent.last_seen})
         if not duplicate:
-            log_operation("agent.offline", {"agentId": agent.agent_id, "reason": reason}, level=30)
+            log_operation(event, {"agentId": agent.agent_id, "reason": reason}, level=level)
             await self._notify(updated, record)
 
     async def _notify(self, agent: Agent, record: StateRecord) -> None:
         for listener in self.state_listeners:
             await listener(agent, record)
 
-    async def current_state(self, agent_id: str) -> StateRecord:
-        """The agent's last state, or NotFoundError (AGENT_NOT_FOUND, NO_STATE)."""
+    async def current_state(self, agent_id: str) -> CurrentState:
+        """The agent's last state (all null before its first report), or AGENT_NOT_FOUND."""
         agent = await self.registry.get_agent(agent_id)
         if agent.state is None or agent.state_timestamp is None:
-            raise NotFoundError(f"Agent '{agent_id}' has not reported a state yet", code="NO_STATE")
-        return StateRecord(
+            return CurrentState(agent_id=agent_id)
+        return CurrentState(
             agent_id=agent_id,
             state=agent.state,
             timestamp=agent.state_timestamp,

@@ -39,6 +39,14 @@ class Telemetry:
         self.state_reports = Counter(
             "opscore_state_reports", "Accepted state reports", ["state"], registry=r
         )
+        self.held_reports_dropped = Counter(
+            "opscore_pending_reports_dropped",
+            "State reports for agents that never registered, dropped after the pending window",
+            registry=r,
+        )
+        self.probes = Counter(
+            "opscore_agent_probes", "Probes of silent agents' endpoints", ["result"], registry=r
+        )
         self.task_outcomes = Counter(
             "opscore_task_outcomes", "Task attempt outcomes", ["outcome"], registry=r
         )

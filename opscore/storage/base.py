@@ -72,8 +72,26 @@ class Storage(Protocol):
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
         """Agents whose current state is in ``states`` and that have a free task slot."""
 
-    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
-        """Agents last seen before the given time whose state is not ``exclude_state``."""
+    async def stale_agents(
+        self, *, seen_before: datetime, exclude_state: str | None = None
+    ) -> list[Agent]:
+        """Agents last seen before the given time whose state is not ``exclude_state``
+        (every such agent when it is None, those that never reported included)."""
+
+    async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
+        """Keep a state report for an agent that is not registered yet, until it registers.
+
+        One report per agent is kept: a newer one (by timestamp) replaces an older one.
+        Returns False, keeping nothing, when ``max_agents`` agents already have one and this
+        agent has none.
+        """
+
+    async def take_held_report(self, agent_id: str) -> StateRecord | None:
+        """Remove and return the report held for an agent, or None. Atomic: of two callers,
+        one gets it."""
+
+    async def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
+        """Remove and return the held reports received before the given time."""
 
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         """Atomically add task_id to the agent's active tasks if under its max_concurrency."""

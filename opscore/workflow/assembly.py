@@ -16,6 +16,7 @@ from ..storage.base import Storage
 from .catalog import TemplateCatalog
 from .dead_letters import DeadLetterService
 from .engine import WorkflowEngine
+from .handover import Handovers
 from .outcomes import TaskOutcomes
 from .recovery import recover
 from .reports import AgentReports
@@ -32,6 +33,7 @@ class Workflow:
     sessions: SessionService
     runs: RunService
     outcomes: TaskOutcomes
+    handovers: Handovers
     reports: AgentReports
     dead_letters: DeadLetterService
 
@@ -63,6 +65,7 @@ def build_workflow(
         sessions=SessionService(storage, registry, clock),
         runs=RunService(engine, registry),
         outcomes=outcomes,
+        handovers=Handovers(outcomes),
         reports=reports,
         dead_letters=DeadLetterService(engine),
     )

@@ -12,59 +12,65 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..models import Agent, DeadLetter, TaskAttempt, TaskRun, TaskStatus
+from ..models import DeadLetter, TaskRun, TaskStatus
 from ..observe.logs import log_operation
 from .engine import WorkflowEngine, substitution_context, update_last
 from .transitions import INFLIGHT_TASK, move_task
 
 S = TaskStatus
+# attempts Ops-Core gave up on without hearing from the agent: their late results still count
+GIVEN_UP = frozenset({"agent_lost", "timeout"})
 
 
 class TaskOutcomes:
-    """Applies what happened to an attempt; also the dispatcher's hooks (``DispatchHooks``)."""
+    """Applies what happened to an attempt: running, completed, failed, retried, lost."""
 
     def __init__(self, engine: WorkflowEngine, *, rng: Callable[[], float] = random.random) -> None:
         self.engine = engine
         self.storage = engine.storage
         self.rng = rng
 
-    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
-        """Start a new attempt on ``agent``; None if the task is no longer queued."""
-        record = TaskAttempt(
-            attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
-        )
-        dispatched = await move_task(
+    async def complete_late(self, task: TaskRun, agent_id: str, result: Any, *, via: str) -> bool:
+        """A result for an attempt that was already given up (the agent was thought lost, or
+        the attempt timed out) while the task is still open: it is used, and the newer attempt
+        is withdrawn. False when the task moved on meanwhile."""
+        engine = self.engine
+        now = engine.clock()
+        withdrawn = task.status in INFLIGHT_TASK
+        history = task.history
+        if withdrawn:
+            history = update_last(history, finished_at=now, outcome="withdrawn")
+        done = await move_task(
             self.storage,
             task.task_id,
-            S.DISPATCHED,
-            only_from=frozenset({S.QUEUED}),
+            S.COMPLETED,
+            only_from=frozenset({S.QUEUED, *INFLIGHT_TASK}),
             attempt=task.attempts,
-            attempts=task.attempts + 1,
-            agent_id=agent.agent_id,
-            dispatched_at=now,
-            started_at=None,
-            deadline=now + timedelta(seconds=task.timeout_seconds),
-            history=[*task.history, record],
+            result=result,
+            error=None,
+            finished_at=now,
+            deadline=None,
+            awaiting_answer=False,
+            history=history,
         )
-        if dispatched is None:
-            return None
-        self.engine.observe("dispatched", dispatched)
+        if done is None:
+            return False
+        if withdrawn:
+            await engine.release(task)
+        engine.observe("completed", done)
         log_operation(
-            "task.dispatched",
+            "task.completed_late",
             {
-                "sessionId": task.session_id,
-                "taskId": task.task_id,
-                "agentId": agent.agent_id,
-                "attempt": dispatched.attempts,
+                "sessionId": done.session_id,
+                "taskId": done.task_id,
+                "agentId": agent_id,
+                "via": via,
+                "withdrawnFrom": task.agent_id if withdrawn else None,
             },
+            level=logging.WARNING,
         )
-        return dispatched
-
-    async def dispatch_failed(self, task: TaskRun, error: str) -> None:
-        """The hand-over itself failed: fail that attempt, unless a newer one has started."""
-        current = await self.storage.get_task(task.task_id)
-        if current is not None and current.attempts == task.attempts:
-            await self.fail_attempt(current, error, outcome="dispatch_error")
+        await engine.advance(done.session_id)
+        return True
 
     async def mark_running(self, task: TaskRun, at: datetime) -> None:
         """The agent says it started the dispatched attempt."""
@@ -94,6 +100,7 @@ class TaskOutcomes:
             error=None,
             finished_at=now,
             deadline=None,
+            awaiting_answer=False,
             history=update_last(task.history, finished_at=now, outcome="completed"),
         )
         if done is None:
@@ -113,7 +120,7 @@ class TaskOutcomes:
         now = engine.clock()
         history = update_last(task.history, finished_at=now, outcome=outcome, error=error)
         charged = task.attempts - task.uncharged_attempts
-        common = {"error": error, "deadline": None, "history": history}
+        common = {"error": error, "deadline": None, "history": history, "awaiting_answer": False}
         if charged < task.max_attempts:
             ready_at = now + timedelta(seconds=self.backoff(task, charged))
             moved = await move_task(
@@ -188,8 +195,15 @@ class TaskOutcomes:
         await engine.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
 
     async def requeue_lost(self, task: TaskRun, reason: str) -> None:
-        """The agent vanished mid-task: queue the task again without charging the attempt."""
+        """The agent vanished mid-task: queue the task again without charging the attempt,
+        unless the task already lost ``max_lost_attempts``: then the attempt is a failure, so
+        the retry policy (and at the end the dead letters) bound a task that keeps losing."""
         engine = self.engine
+        if task.uncharged_attempts >= engine.settings.max_lost_attempts:
+            await self.fail_attempt(
+                task, f"{reason} (lost attempts exhausted)", outcome="agent_lost"
+            )
+            return
         now = engine.clock()
         moved = await move_task(
             self.storage,
@@ -199,6 +213,7 @@ class TaskOutcomes:
             attempt=task.attempts,
             ready_at=now,
             deadline=None,
+            awaiting_answer=False,
             uncharged_attempts=task.uncharged_attempts + 1,
             history=update_last(task.history, finished_at=now, outcome="agent_lost", error=reason),
         )

@@ -1,15 +1,26 @@
-"""What agents tell us about their tasks: state reports and explicit results become outcomes."""
+"""What agents tell us about their tasks: state reports and explicit results become outcomes.
+
+Real AgentKit agents send reports that name no task and arrive after the hand-over's answer
+(``../shared/contracts/agentkit_example_agent.md``), so an un-named ``idle`` or ``error`` never
+ends an attempt whose answer is still awaited: the answer decides. A result for an attempt that
+Ops-Core had given up on (the agent was thought lost, or the attempt timed out) still counts
+while the task is open.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ConflictError, PermissionDeniedError
-from ..lifecycle.state import AVAILABLE_STATES, OFFLINE
+from ..lifecycle.state import IDLE_STATES, OFFLINE
 from ..models import Agent, StateRecord, TaskResultReport, TaskRun, TaskStatus
 from ..observe.logs import log_operation
-from .outcomes import TaskOutcomes
-from .transitions import INFLIGHT_TASK
+from .outcomes import GIVEN_UP, TaskOutcomes
+from .transitions import INFLIGHT_TASK, TERMINAL_TASK
 
 S = TaskStatus
+# how many lost tasks an agent record remembers, for a late report that names none
+_LOST_MEMORY = 16
 
 
 class AgentReports:
@@ -19,13 +30,26 @@ class AgentReports:
         self.outcomes = outcomes
         self.engine = outcomes.engine
         self.storage = outcomes.storage
+        self.dispatchable = frozenset(self.engine.settings.dispatchable_states)
 
     async def on_agent_state(self, agent: Agent, record: StateRecord) -> None:
         """Turn an agent's state report into outcomes for the tasks it holds."""
+        if record.state == OFFLINE:
+            why = record.reason or "it reported offline"
+            await self._agent_lost(agent, f"agent went offline ({why})")
+        elif record.reason is None:  # the agent's own report, not Ops-Core's (a probe's answer)
+            await self._apply_report(agent, record)
+        if record.state in self.dispatchable:
+            self.engine.notify_dispatcher()
+
+    async def _apply_report(self, agent: Agent, record: StateRecord) -> None:
         named = record.details.get("opscore_task_id")
         if isinstance(named, str):
-            targets = [named] if named in agent.active_tasks else []
-            if not targets:
+            if named in agent.active_tasks:
+                await self._apply_to(named, agent, record, named=True)
+            elif named in agent.lost_tasks:
+                await self._apply_late(agent, [named], record)
+            else:
                 log_operation(
                     "task.report_ignored",
                     {
@@ -35,28 +59,54 @@ class AgentReports:
                         "reason": "task not in flight on this agent",
                     },
                 )
-        else:
-            targets = list(agent.active_tasks)
-        for task_id in targets:
-            task = await self.storage.get_task(task_id)
-            if task is None or task.status not in INFLIGHT_TASK or task.agent_id != agent.agent_id:
-                continue
-            await self._apply_state(task, record, named=isinstance(named, str))
-        if record.state in AVAILABLE_STATES:
-            self.engine.notify_dispatcher()
+            return
+        for task_id in agent.active_tasks:
+            await self._apply_to(task_id, agent, record, named=False)
+        if not agent.active_tasks and agent.lost_tasks:
+            await self._apply_late(agent, list(agent.lost_tasks), record)
 
-    async def _apply_state(self, task: TaskRun, record: StateRecord, *, named: bool) -> None:
+    async def _apply_to(
+        self, task_id: str, agent: Agent, record: StateRecord, *, named: bool
+    ) -> None:
+        task = await self.storage.get_task(task_id)
+        if task is None or task.status not in INFLIGHT_TASK or task.agent_id != agent.agent_id:
+            return
         state, details = record.state, record.details
         outcomes = self.outcomes
         if state in ("active", "busy"):
             await outcomes.mark_running(task, record.received_at)
-        elif state in AVAILABLE_STATES and (named or task.status == S.RUNNING):
+        elif not named and task.awaiting_answer:
+            return  # the hand-over's answer is on its way and decides (AgentKit's order)
+        elif state in IDLE_STATES and (named or task.status == S.RUNNING):
             await outcomes.complete_task(task, details.get("result"))
         elif state == "error":
-            message = details.get("error") or details.get("message") or "agent reported error"
-            await outcomes.fail_attempt(task, str(message)[:2000], outcome="agent_error")
-        elif state == OFFLINE:
-            await outcomes.requeue_lost(task, "agent went offline")
+            await outcomes.fail_attempt(task, _error_text(details), outcome="agent_error")
+
+    async def _apply_late(self, agent: Agent, task_ids: list[str], record: StateRecord) -> None:
+        """A report from an agent that came back after its tasks were re-queued."""
+        if record.state in IDLE_STATES:
+            for task_id in task_ids:
+                task = await self.storage.get_task(task_id)
+                if task is not None and _gave_up_on(task, agent.agent_id):
+                    await self.outcomes.complete_late(
+                        task, agent.agent_id, record.details.get("result"), via="report"
+                    )
+        if record.state in IDLE_STATES or record.state == "error":
+            remaining = [t for t in agent.lost_tasks if t not in task_ids]
+            await self.storage.update_agent(agent.agent_id, {"lost_tasks": remaining})
+
+    async def _agent_lost(self, agent: Agent, reason: str) -> None:
+        if agent.active_tasks:
+            lost = [*agent.lost_tasks, *agent.active_tasks][-_LOST_MEMORY:]
+            await self.storage.update_agent(agent.agent_id, {"lost_tasks": lost})
+        for task_id in agent.active_tasks:
+            task = await self.storage.get_task(task_id)
+            if (
+                task is not None
+                and task.status in INFLIGHT_TASK
+                and task.agent_id == agent.agent_id
+            ):
+                await self.outcomes.requeue_lost(task, reason)
 
     async def on_agent_gone(self, agent: Agent) -> None:
         """A deregistered agent's tasks go back to the queue."""
@@ -68,8 +118,12 @@ class AgentReports:
     async def report_result(
         self, task_id: str, report: TaskResultReport, *, allowed_agents: frozenset[str] | None
     ) -> TaskRun:
-        """An explicit result (``POST /tasks/{id}/result``); late or duplicate ones are 409."""
+        """An explicit result (``POST /tasks/{id}/result``); late or duplicate ones are 409,
+        except a completed result for an attempt Ops-Core gave up on while the task is open."""
         task = await self.engine.get_task(task_id)
+        current_reporter = task.status in INFLIGHT_TASK and report.agent_id in (None, task.agent_id)
+        if not current_reporter and await self._accept_late_result(task, report, allowed_agents):
+            return await self.engine.get_task(task_id)
         if allowed_agents is not None and task.agent_id not in allowed_agents:
             raise PermissionDeniedError(
                 f"This key may not report for task '{task_id}'", code="AGENT_NOT_ALLOWED"
@@ -96,3 +150,34 @@ class AgentReports:
                 code="TASK_NOT_IN_FLIGHT",
             )
         return await self.engine.get_task(task_id)
+
+    async def _accept_late_result(
+        self, task: TaskRun, report: TaskResultReport, allowed_agents: frozenset[str] | None
+    ) -> bool:
+        if report.status != "completed" or task.status in TERMINAL_TASK:
+            return False
+        reporters = _given_up_agents(task)
+        if report.agent_id is not None:
+            reporters &= {report.agent_id}
+        if allowed_agents is not None:
+            reporters &= allowed_agents
+        if not reporters:
+            return False
+        reporter = report.agent_id or sorted(reporters)[0]
+        return await self.outcomes.complete_late(task, reporter, report.result, via="result")
+
+
+def _given_up_agents(task: TaskRun) -> set[str]:
+    """Agents whose attempt of this task Ops-Core gave up on without hearing from them."""
+    return {a.agent_id for a in task.history if a.outcome in GIVEN_UP and a.agent_id}
+
+
+def _gave_up_on(task: TaskRun, agent_id: str) -> bool:
+    return task.status not in TERMINAL_TASK and agent_id in _given_up_agents(task)
+
+
+def _error_text(details: dict[str, Any]) -> str:
+    message = details.get("error") or details.get("message") or "agent reported error"
+    if isinstance(message, dict):  # AgentKit's {"error_code": ..., "message": ...}
+        message = message.get("message") or message.get("error_code") or message
+    return str(message)[:2000]

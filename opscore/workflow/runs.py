@@ -45,8 +45,9 @@ class RunService:
         """Create a session and its task runs, then queue the tasks that can start."""
         engine = self.engine
         validate_definition(definition, max_tasks=self.settings.max_template_tasks)
+        pinned_capabilities: frozenset[str] | None = None
         if agent_id is not None:
-            await self.registry.get_agent(agent_id)
+            pinned_capabilities = frozenset((await self.registry.get_agent(agent_id)).capabilities)
         session_id = str(uuid.uuid4())
         if idempotency_key:
             earlier = await self.storage.remember_idempotency_key(
@@ -61,7 +62,7 @@ class RunService:
                     duplicate=True,
                 )
         now = engine.clock()
-        tasks = self._build_tasks(definition, session_id, agent_id, now)
+        tasks = self._build_tasks(definition, session_id, agent_id, pinned_capabilities, now)
         request_span = current_span.get()
         if request_span is not None:
             request_span.attributes["keep"] = True
@@ -96,8 +97,16 @@ class RunService:
         )
 
     def _build_tasks(
-        self, definition: WorkflowDefinition, session_id: str, pinned: str | None, now: datetime
+        self,
+        definition: WorkflowDefinition,
+        session_id: str,
+        pinned: str | None,
+        pinned_capabilities: frozenset[str] | None,
+        now: datetime,
     ) -> list[TaskRun]:
+        """Task runs for a new session. In a run pinned to an agent, a task with ``target:
+        auto`` goes to the pinned agent unless it names a capability that agent lacks; then
+        any available agent with the capability takes it (docs/tutorial.md, pinned runs)."""
         deps = dependencies(definition)
         fallback_for = {
             t.fallback_task_id: t.task_id for t in definition.tasks if t.fallback_task_id
@@ -107,7 +116,9 @@ class RunService:
         for t in definition.tasks:
             if t.target == "agent" or (t.target == "auto" and t.agent_id):
                 target_agent = t.agent_id
-            elif t.target == "workflow_agent" or (t.target == "auto" and pinned):
+            elif t.target == "workflow_agent" or (
+                t.target == "auto" and pinned and _can_do(t.agent_capability, pinned_capabilities)
+            ):
                 target_agent = pinned
             else:
                 target_agent = None
@@ -166,3 +177,7 @@ class RunService:
         await self.engine.cancel_open_tasks(session_id, "session cancelled")
         log_operation("workflow.cancelled", {"sessionId": session_id}, level=logging.WARNING)
         return await self.session_detail(session_id)
+
+
+def _can_do(capability: str | None, capabilities: frozenset[str] | None) -> bool:
+    return capability is None or capabilities is None or capability in capabilities

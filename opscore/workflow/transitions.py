@@ -15,7 +15,8 @@ from ..storage.base import Storage
 S = TaskStatus
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
-    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED}),
+    # COMPLETED from QUEUED: the late answer of an attempt lost to liveness (outcomes.py)
+    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED, S.COMPLETED}),
     S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.FAILED: frozenset({S.QUEUED}),  # re-drive from the dead-letter list

@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 
 from ...container import Services
-from ...models import ID_PATTERN, Page, StateAccepted, StateRecord, StateReport
+from ...models import (
+    ID_PATTERN,
+    CurrentState,
+    HeartbeatAccepted,
+    Page,
+    StateAccepted,
+    StateRecord,
+    StateReport,
+)
 from ..deps import CallerDep, PagingDep, ServicesDep, require
 from ..ingest import report_state as answer_state_report
 from . import CONFLICT, ERRORS, NOT_FOUND
@@ -64,12 +72,31 @@ async def report_state(agentId: AgentId, request: Request, caller: CallerDep) ->
 @router.get(
     "/{agentId}/state",
     summary="Current state of an agent",
-    response_model=StateRecord,
+    response_model=CurrentState,
     responses=NOT_FOUND,
     dependencies=[require("read")],
 )
-async def current_state(agentId: AgentId, services: ServicesDep) -> StateRecord:
+async def current_state(agentId: AgentId, services: ServicesDep) -> CurrentState:
+    """A registered agent that has not reported yet answers 200 with a null state."""
     return await services.states.current_state(agentId)
+
+
+@router.post(
+    "/{agentId}/heartbeat",
+    summary="Tell Ops-Core an agent is alive (no state change)",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=HeartbeatAccepted,
+    responses=NOT_FOUND,
+    dependencies=[require("state:write")],
+)
+async def heartbeat(
+    agentId: AgentId, services: ServicesDep, caller: CallerDep
+) -> HeartbeatAccepted:
+    """The cheap call for agents that declared ``heartbeatIntervalSeconds``: it counts as a
+    report for liveness without changing the state; an offline agent is available again."""
+    caller.require_agent(agentId)
+    agent = await services.states.heartbeat(agentId)
+    return HeartbeatAccepted(agent_id=agent.agent_id, state=agent.state, last_seen=agent.last_seen)
 
 
 @router.get(

@@ -91,13 +91,35 @@ class AgentRecords(_Base):
                 if a.state in states and len(a.active_tasks) < a.max_concurrency
             ]
 
-    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+    async def stale_agents(
+        self, *, seen_before: datetime, exclude_state: str | None = None
+    ) -> list[Agent]:
         with self._lock:
             return [
                 a
                 for a in self._agents.values()
-                if a.last_seen < seen_before and a.state != exclude_state
+                if a.last_seen < seen_before and (exclude_state is None or a.state != exclude_state)
             ]
+
+    async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
+        with self._lock:
+            held = self._held.get(record.agent_id)
+            if held is None and len(self._held) >= max_agents:
+                return False
+            if held is None or held.timestamp <= record.timestamp:
+                self._held[record.agent_id] = record
+            return True
+
+    async def take_held_report(self, agent_id: str) -> StateRecord | None:
+        with self._lock:
+            return self._held.pop(agent_id, None)
+
+    async def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
+        with self._lock:
+            old = [r for r in self._held.values() if r.received_at < received_before]
+            for record in old:
+                del self._held[record.agent_id]
+            return old
 
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         with self._lock:

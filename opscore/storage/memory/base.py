@@ -19,6 +19,7 @@ from ...models import (
     DeadLetter,
     Page,
     Session,
+    StateRecord,
     TaskRun,
     TaskStatus,
     WorkflowTemplate,
@@ -43,6 +44,7 @@ class _Base:
         # History is kept as JSON bytes: a third of the memory of model objects, and invisible
         # to the cyclic GC, whose full passes over millions of objects stalled requests.
         self._history: dict[str, deque[bytes]] = {}
+        self._held: dict[str, StateRecord] = {}
         self._workflows: dict[str, dict[str, WorkflowTemplate]] = {}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         # (creation number, id) per status, sorted: dashboards and clients poll "the newest

@@ -18,6 +18,34 @@ from .base import (
     _page,
 )
 
+# KEYS: held reports (hash agent -> JSON), when each was received (zset), each report's own
+# timestamp (hash). ARGV: agent, JSON, received at, report timestamp, max agents.
+# A newer report replaces an older one; no new agent past the bound.
+_HOLD = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
+else
+  local stamp = redis.call('HGET', KEYS[3], ARGV[1])
+  if stamp and tonumber(stamp) > tonumber(ARGV[4]) then return 1 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+_DROP_HELD = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+local out = {}
+for _, id in ipairs(ids) do
+  local raw = redis.call('HGET', KEYS[1], id)
+  if raw then table.insert(out, raw) end
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return out
+"""
+
 
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
@@ -118,12 +146,49 @@ class AgentRecords(_Base):
             if a.state in states and len(a.active_tasks) < a.max_concurrency
         ]
 
-    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+    async def stale_agents(
+        self, *, seen_before: datetime, exclude_state: str | None = None
+    ) -> list[Agent]:
         return [
             a
             for a in await self._all_agents()
-            if a.last_seen < seen_before and a.state != exclude_state
+            if a.last_seen < seen_before and (exclude_state is None or a.state != exclude_state)
         ]
+
+    async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
+        held = await self._redis.eval(
+            _HOLD,
+            3,
+            self.k("held"),
+            self.k("held", "at"),
+            self.k("held", "ts"),
+            record.agent_id,
+            record.model_dump_json(),
+            record.received_at.timestamp(),
+            record.timestamp.timestamp(),
+            max_agents,
+        )
+        return bool(held)
+
+    async def take_held_report(self, agent_id: str) -> StateRecord | None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self.k("held"), agent_id)
+            pipe.hdel(self.k("held"), agent_id)
+            pipe.zrem(self.k("held", "at"), agent_id)
+            pipe.hdel(self.k("held", "ts"), agent_id)
+            raw, removed, _, _ = await pipe.execute()
+        return _load(StateRecord, raw) if removed else None
+
+    async def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
+        raws = await self._redis.eval(
+            _DROP_HELD,
+            3,
+            self.k("held"),
+            self.k("held", "at"),
+            self.k("held", "ts"),
+            received_before.timestamp(),
+        )
+        return [r for r in (_load(StateRecord, raw) for raw in raws) if r is not None]
 
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         claimed = [False]

@@ -117,13 +117,57 @@ class AgentRecords(_Base):
             agents = [_load(Agent, r[0]) for r in rows.fetchall()]
         return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
 
-    async def stale_agents(self, *, seen_before: datetime, exclude_state: str) -> list[Agent]:
+    async def stale_agents(
+        self, *, seen_before: datetime, exclude_state: str | None = None
+    ) -> list[Agent]:
         with self._tx(write=False) as db:
-            rows = db.execute(
-                "SELECT doc FROM agents WHERE last_seen < ? AND (state IS NULL OR state != ?)",
-                (seen_before.timestamp(), exclude_state),
-            ).fetchall()
+            if exclude_state is None:
+                rows = db.execute(
+                    "SELECT doc FROM agents WHERE last_seen < ?", (seen_before.timestamp(),)
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT doc FROM agents WHERE last_seen < ? AND (state IS NULL OR state != ?)",
+                    (seen_before.timestamp(), exclude_state),
+                ).fetchall()
         return [_load(Agent, r[0]) for r in rows]
+
+    async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
+        with self._tx() as db:
+            held = db.execute(
+                "SELECT timestamp FROM held_reports WHERE agent_id=?", (record.agent_id,)
+            ).fetchone()
+            if held is None:
+                (count,) = db.execute("SELECT COUNT(*) FROM held_reports").fetchone()
+                if count >= max_agents:
+                    return False
+            elif held[0] > record.timestamp.timestamp():
+                return True  # a newer report is already held
+            db.execute(
+                "INSERT OR REPLACE INTO held_reports VALUES (?, ?, ?, ?)",
+                (
+                    record.agent_id,
+                    record.received_at.timestamp(),
+                    record.timestamp.timestamp(),
+                    _doc(record),
+                ),
+            )
+            return True
+
+    async def take_held_report(self, agent_id: str) -> StateRecord | None:
+        with self._tx() as db:
+            row = db.execute(
+                "DELETE FROM held_reports WHERE agent_id=? RETURNING doc", (agent_id,)
+            ).fetchone()
+        return _load(StateRecord, row[0]) if row else None
+
+    async def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
+        with self._tx() as db:
+            rows = db.execute(
+                "DELETE FROM held_reports WHERE received_at < ? RETURNING doc",
+                (received_before.timestamp(),),
+            ).fetchall()
+        return [_load(StateRecord, r[0]) for r in rows]
 
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         with self._tx() as db:

@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, session_id TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS held_reports (
+  agent_id TEXT PRIMARY KEY, received_at REAL NOT NULL, timestamp REAL NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS held_reports_age ON held_reports (received_at);
 """
 
 

@@ -1,153 +1,15 @@
-"""Pydantic models shared by the API, the services, the storage backends and the SDK.
-
-Wire names are camelCase (as AgentKit and the prototype use them); Python names are snake_case.
-Records (``Agent``, ``TaskRun``...) are treated as immutable values: services make changed copies.
-"""
+"""Workflows on the wire and in the store: templates, sessions, task runs, dead letters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-Capability = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """Naive datetimes are taken to be UTC; aware ones are converted to it."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class Page(ApiModel, Generic[T]):
-    """One page of a list: the items plus what is needed to fetch the next."""
-
-    items: list[T]
-    total: int
-    offset: int
-    limit: int
-
-
-class StatusMessage(ApiModel):
-    status: str = "success"
-    message: str
-
-
-# --- agents ---------------------------------------------------------------------------------
-
-
-class AgentBase(ApiModel):
-    agent_name: str = Field(min_length=1, max_length=200, examples=["summarizer"])
-    version: str = Field("0.0.0", max_length=64, examples=["0.1.0"])
-    capabilities: list[Capability] = Field(
-        default_factory=list, max_length=100, examples=[["summarize"]]
-    )
-    contact_endpoint: str | None = Field(
-        None, max_length=2048, pattern=r"^https?://", examples=["http://127.0.0.1:8101/"]
-    )
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    max_concurrency: int = Field(1, ge=1, le=1000, description="Ops-Core tasks run at once.")
-
-    @field_validator("capabilities")
-    @classmethod
-    def _check_capabilities(cls, value: list[str]) -> list[str]:
-        for cap in value:
-            if not cap or len(cap) > 100:
-                raise ValueError("each capability must be 1-100 characters")
-        return list(dict.fromkeys(value))
-
-    @field_validator("contact_endpoint")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("contactEndpoint must be an http:// or https:// URL")
-        return value
-
-
-class AgentCreate(AgentBase):
-    """A registration by an operator or the SDK; agentId is generated when omitted."""
-
-    agent_id: str | None = Field(None, pattern=ID_PATTERN, examples=["summarizer-1"])
-
-
-class Agent(AgentBase):
-    agent_id: str
-    state: str | None = Field(None, description="Last reported state; null until the first report.")
-    state_timestamp: datetime | None = None
-    state_details: dict[str, Any] = Field(default_factory=dict)
-    last_seen: datetime
-    registered_at: datetime
-    updated_at: datetime
-    source: Literal["api", "webhook"] = "api"
-    active_tasks: list[str] = Field(default_factory=list, description="Ops-Core tasks in flight.")
-
-
-# --- state ----------------------------------------------------------------------------------
-
-
-class StateReport(BaseModel):
-    """Exactly what AgentKit's SDK sends (``report_state_to_opscore``)."""
-
-    agentId: str = Field(max_length=128, examples=["3f2b9c1e-7a44-4d0e-9a51-2f6f0c8d1e77"])
-    timestamp: datetime = Field(examples=["2026-11-24T10:15:30.123456+00:00"])
-    state: str = Field(min_length=1, max_length=64, examples=["active"])
-    details: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("details", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-
-class StateRecord(ApiModel):
-    agent_id: str
-    state: str
-    timestamp: datetime
-    details: dict[str, Any] = Field(default_factory=dict)
-    received_at: datetime
-    reason: str | None = Field(None, description="Set when Ops-Core itself changed the state.")
-
-
-class StateAccepted(ApiModel):
-    status: str = "success"
-    message: str
-    agent_id: str
-    state: str
-    timestamp: datetime
-    duplicate: bool = False
-
-
-# --- webhook --------------------------------------------------------------------------------
-
-
-class WebhookAgentDetails(BaseModel):
-    agentId: str = Field(pattern=ID_PATTERN)
-    agentName: str = Field("", max_length=200)
-    version: str = Field("0.0.0", max_length=64)
-    capabilities: list[Capability] = Field(default_factory=list, max_length=100)
-    contactEndpoint: str | None = Field(None, max_length=2048, pattern=r"^https?://")
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class WebhookEvent(BaseModel):
-    event_type: Literal["REGISTER", "DEREGISTER"]
-    agent_details: WebhookAgentDetails
-
+from .common import ID_PATTERN, ApiModel
 
 # --- sessions -------------------------------------------------------------------------------
 
@@ -326,6 +188,13 @@ class TaskRun(ApiModel):
     finished_at: datetime | None = None
     deadline: datetime | None = None
     cancel_reason: str | None = None
+    awaiting_answer: bool = Field(
+        False,
+        description=(
+            "The hand-over's HTTP answer is still awaited; until it comes, un-named state "
+            "reports do not end the attempt (the answer does)."
+        ),
+    )
 
 
 class TaskResultReport(ApiModel):
@@ -359,17 +228,3 @@ class QueueEntry:
     priority: int
     ready_at: datetime
     seq: int
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorResponse(BaseModel):
-    """The one error shape: ``detail`` is what FastAPI clients and AgentKit's SDK read."""
-
-    error: ErrorBody
-    detail: str
-    requestId: str | None = None

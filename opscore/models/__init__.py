@@ -1,0 +1,91 @@
+"""Pydantic models shared by the API, the services, the storage backends and the SDK.
+
+Wire names are camelCase (as AgentKit and the prototype use them); Python names are snake_case.
+Records (``Agent``, ``TaskRun``...) are treated as immutable values: services make changed copies.
+"""
+
+from __future__ import annotations
+
+from .agents import (
+    Agent,
+    AgentBase,
+    AgentCreate,
+    CurrentState,
+    HeartbeatAccepted,
+    StateAccepted,
+    StateRecord,
+    StateReport,
+    WebhookAgentDetails,
+    WebhookEvent,
+)
+from .common import (
+    ID_PATTERN,
+    ApiModel,
+    Capability,
+    ErrorBody,
+    ErrorResponse,
+    Page,
+    StatusMessage,
+    as_utc,
+    utcnow,
+)
+from .runs import (
+    DeadLetter,
+    QueueEntry,
+    RetryPolicy,
+    RunAccepted,
+    RunCreate,
+    Session,
+    SessionCreate,
+    SessionDetail,
+    SessionStatus,
+    SessionUpdate,
+    TaskAttempt,
+    TaskDefinition,
+    TaskResultReport,
+    TaskRun,
+    TaskStatus,
+    WorkflowDefinition,
+    WorkflowTemplate,
+    WorkflowTrigger,
+)
+
+__all__ = [
+    "ID_PATTERN",
+    "Agent",
+    "AgentBase",
+    "AgentCreate",
+    "ApiModel",
+    "Capability",
+    "CurrentState",
+    "DeadLetter",
+    "ErrorBody",
+    "ErrorResponse",
+    "HeartbeatAccepted",
+    "Page",
+    "QueueEntry",
+    "RetryPolicy",
+    "RunAccepted",
+    "RunCreate",
+    "Session",
+    "SessionCreate",
+    "SessionDetail",
+    "SessionStatus",
+    "SessionUpdate",
+    "StateAccepted",
+    "StateRecord",
+    "StateReport",
+    "StatusMessage",
+    "TaskAttempt",
+    "TaskDefinition",
+    "TaskResultReport",
+    "TaskRun",
+    "TaskStatus",
+    "WebhookAgentDetails",
+    "WebhookEvent",
+    "WorkflowDefinition",
+    "WorkflowTemplate",
+    "WorkflowTrigger",
+    "as_utc",
+    "utcnow",
+]

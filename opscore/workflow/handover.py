@@ -1,0 +1,117 @@
+"""The hand-over of an attempt: the workflow's side of the dispatcher (``DispatchHooks``).
+
+The dispatcher sends; this decides what the send means for the task. An attempt starts when a
+queued task is handed to an agent; the agent's answer is its outcome when it says completed or
+failed (AgentKit's example agent works inside the request); an agent that could not be reached
+at all loses the attempt, and liveness hears of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from ..dispatch.transports import HandoverAnswer
+from ..models import Agent, TaskAttempt, TaskRun, TaskStatus
+from ..observe.logs import log_operation
+from .outcomes import GIVEN_UP, TaskOutcomes
+from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_task
+
+S = TaskStatus
+
+
+class Handovers:
+    """Implements ``dispatch.dispatcher.DispatchHooks`` on top of ``TaskOutcomes``."""
+
+    def __init__(self, outcomes: TaskOutcomes) -> None:
+        self.outcomes = outcomes
+        self.engine = outcomes.engine
+        self.storage = outcomes.storage
+        # told the id of an agent a hand-over could not reach (liveness counts a probe miss)
+        self.unreachable_listeners: list[Callable[[str], Awaitable[None]]] = []
+
+    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
+        """Start a new attempt on ``agent``; None if the task is no longer queued."""
+        record = TaskAttempt(
+            attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
+        )
+        dispatched = await move_task(
+            self.storage,
+            task.task_id,
+            S.DISPATCHED,
+            only_from=frozenset({S.QUEUED}),
+            attempt=task.attempts,
+            attempts=task.attempts + 1,
+            agent_id=agent.agent_id,
+            dispatched_at=now,
+            started_at=None,
+            deadline=now + timedelta(seconds=task.timeout_seconds),
+            history=[*task.history, record],
+            # straight to the agent, its answer decides; AgentKit's 202 never carries one
+            awaiting_answer=self.engine.settings.dispatch_via == "direct",
+        )
+        if dispatched is None:
+            return None
+        self.engine.observe("dispatched", dispatched)
+        log_operation(
+            "task.dispatched",
+            {
+                "sessionId": task.session_id,
+                "taskId": task.task_id,
+                "agentId": agent.agent_id,
+                "attempt": dispatched.attempts,
+            },
+        )
+        return dispatched
+
+    async def dispatch_failed(self, task: TaskRun, error: str, *, unreachable: bool) -> None:
+        """The hand-over itself failed: fail that attempt, unless a newer one has started.
+        An agent that could not be reached at all loses the attempt instead (uncharged,
+        bounded by ``max_lost_attempts``) and liveness hears of it, so a dead agent stops
+        taking work after ``OPSCORE_PROBE_MISSES`` such failures instead of eating every
+        retry of the task."""
+        current = await self.storage.get_task(task.task_id)
+        if current is None or current.attempts != task.attempts:
+            return
+        if unreachable and current.agent_id:
+            await self.outcomes.requeue_lost(current, f"unreachable: {error}")
+            for listener in self.unreachable_listeners:
+                await listener(current.agent_id)
+            return
+        await self.outcomes.fail_attempt(current, error, outcome="dispatch_error")
+
+    async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
+        """The hand-over's answer: completed or failed ends the attempt; anything else means
+        the agent works in the background and its reports decide (docs/agentkit.md)."""
+        current = await self.storage.get_task(task.task_id)
+        if current is None or current.status in TERMINAL_TASK:
+            return
+        same_attempt = (
+            current.attempts == task.attempts
+            and current.status in INFLIGHT_TASK
+            and current.agent_id == agent.agent_id
+        )
+        if not same_attempt:
+            answered = current.history[len(task.history) - 1 : len(task.history)]
+            if answer.outcome == "completed" and answered and answered[0].outcome in GIVEN_UP:
+                await self.outcomes.complete_late(
+                    current, agent.agent_id, answer.result, via="answer"
+                )
+            return
+        if answer.outcome == "completed":
+            await self.outcomes.complete_task(current, answer.result)
+        elif answer.outcome == "failed":
+            # a 2xx that says it failed is the agent's error; a 4xx/5xx refused the hand-over
+            refused = not 200 <= answer.status_code < 300
+            await self.outcomes.fail_attempt(
+                current,
+                answer.error or "agent failed",
+                outcome="dispatch_error" if refused else "agent_error",
+            )
+        elif current.awaiting_answer:
+            await self.storage.update_task(
+                task.task_id,
+                {"awaiting_answer": False},
+                expect=[s.value for s in INFLIGHT_TASK],
+                attempt=current.attempts,
+            )
