@@ -5,7 +5,7 @@ with its spread (min..max); each comparison is a ratio of runs made in this same
 Load comes from wrk (a separate process), never from the process being measured.
 
 Environment: BENCH_QUICK=1 for a short smoke run; BENCH_SOAK_SECONDS (default 300);
-BENCH_ONLY=ingest,workflows,celery,scale,memory,soak to run a subset.
+BENCH_ONLY=ingest,workflows,celery,scale,memory,probes,soak to run a subset.
 """
 
 from __future__ import annotations
@@ -339,6 +339,12 @@ def bench_scale() -> dict[str, Any]:
     }
 
 
+def bench_probes() -> dict[str, Any]:
+    """Liveness in steady state: 10,000 silent agents probed at the default interval; the peer
+    is the same process with the same fleet and liveness off."""
+    return _python("bench.probes", "--agents", "10000", "--seconds", "10" if QUICK else "30")
+
+
 def bench_memory() -> dict[str, Any]:
     reports = "200000" if QUICK else "1000000"
     return _python("bench.memory", "--agents", "10000", "--reports", reports)
@@ -459,6 +465,13 @@ def table(results: dict[str, Any]) -> str:
             f"(after {m['reports'] // 2:,}: {m['rss_mb_half']:.0f} MB; +{m['extra_reports']:,} more: "
             f"{m['rss_mb_after_more']:.0f} MB)"
         )
+    if "probes" in results:
+        p = results["probes"]
+        lines.append(
+            f"liveness: {p['agents']:,} silent agents, probe every {p['probe_interval']:g} s: "
+            f"{p['probes_per_s']:.0f} probes/s, {100 * p['liveness_core_share']:.1f}% of one core "
+            f"(peer without liveness: {100 * p['peer_core_share']:.2f}%)"
+        )
     if "soak" in results:
         s = results["soak"]
         lines.append(
@@ -485,6 +498,7 @@ def main() -> None:
         ("celery", bench_celery),
         ("scale", bench_scale),
         ("memory", bench_memory),
+        ("probes", bench_probes),
         ("soak", bench_soak),
     ):
         if wanted(name):

@@ -227,6 +227,10 @@ def agents_register(
     version: Annotated[str, typer.Option(help="Agent version.")] = "0.0.0",
     max_concurrency: Annotated[int, typer.Option(help="Tasks it runs at once.")] = 1,
     metadata: Annotated[str | None, typer.Option(help="Metadata as a JSON object.")] = None,
+    heartbeat: Annotated[
+        float | None,
+        typer.Option(help="Seconds between the agent's heartbeats (omit: Ops-Core probes it)."),
+    ] = None,
 ) -> None:
     """Register an agent.
 
@@ -241,6 +245,7 @@ def agents_register(
             version=version,
             metadata=parse_json_option(metadata, "--metadata"),
             max_concurrency=max_concurrency,
+            heartbeat_interval=heartbeat,
         )
     if opts(ctx).as_json:
         return emit_json(agent)
@@ -345,6 +350,22 @@ def state_set(
     if opts(ctx).as_json:
         return emit_json(accepted)
     out.print(f"{accepted.message}: {agent_id} is {styled(accepted.state)}")
+
+
+@state_app.command("heartbeat")
+@api_command
+def state_heartbeat(
+    ctx: typer.Context, agent_id: Annotated[str, typer.Argument(help="Agent id.")]
+) -> None:
+    """Tell Ops-Core an agent is alive, without changing its state.
+
+    Example: [bold]opscore state heartbeat sum-1[/]
+    """
+    with opts(ctx).client() as client:
+        beat = client.heartbeat(agent_id)
+    if opts(ctx).as_json:
+        return emit_json(beat)
+    out.print(f"{agent_id} seen at {when(beat.last_seen)}; state {styled(beat.state)}")
 
 
 @state_app.command("get")

@@ -67,6 +67,8 @@ def test_state_commands(env) -> None:
     )
     got = cli(env, "state", "get", "fetch-agent")
     assert got.exit_code == 0 and "active" in got.output
+    beat = cli(env, "state", "heartbeat", "fetch-agent")
+    assert beat.exit_code == 0 and "seen at" in beat.output
     history = cli(env, "--json", "state", "history", "fetch-agent")
     assert [r["state"] for r in json.loads(history.output)["items"]] == ["active", "idle"]
 

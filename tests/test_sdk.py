@@ -48,9 +48,13 @@ def test_sync_client_covers_the_whole_path(live) -> None:
     server, _ = live
     with OpsCoreClient(server.url, KEY) as ops:
         assert ops.health()["status"] == "ok"
-        agent = ops.register_agent("helper", agent_id="helper-1", capabilities=["other"])
-        assert isinstance(agent, Agent) and agent.agent_id == "helper-1"
+        agent = ops.register_agent(
+            "helper", agent_id="helper-1", capabilities=["other"], heartbeat_interval=30
+        )
+        assert isinstance(agent, Agent) and agent.heartbeat_interval_seconds == 30
+        assert ops.get_state("helper-1").state is None  # registered, nothing reported yet
         assert ops.report_state("helper-1", "idle").status == "success"
+        assert ops.heartbeat("helper-1").state == "idle"
         assert ops.get_state("helper-1").state == "idle"
         assert ops.state_history("helper-1").total == 1
         page = ops.list_agents(capability="work")
@@ -79,7 +83,9 @@ def test_async_client_covers_the_same_path(live) -> None:
             assert (await ops.health())["status"] == "ok"
             agent = await ops.register_agent("helper", agent_id="helper-1")
             assert agent.agent_id == "helper-1"
+            assert (await ops.get_state("helper-1")).state is None
             assert (await ops.report_state("helper-1", "idle")).state == "idle"
+            assert (await ops.heartbeat("helper-1")).state == "idle"
             await ops.create_workflow(
                 "id: asdk\ntasks:\n  - taskId: a\n    agentCapability: work\n"
             )

@@ -266,3 +266,25 @@ async def test_attempts_lost_to_liveness_are_bounded() -> None:
     task = await store.get_task(task.task_id)
     assert task.uncharged_attempts == 2 and task.history[-1].outcome == "agent_lost"
     assert task.attempts - task.uncharged_attempts == 1
+
+
+async def test_an_unnamed_idle_that_beats_a_mere_acknowledgement_still_completes_the_task() -> None:
+    """A background agent answers 202 and reports idle (no task id) so fast that the report is
+    processed before the answer: the report is kept and decides once the answer says nothing."""
+    from opscore.dispatch.transports import HandoverAnswer
+    from opscore.models import StateRecord, TaskStatus
+
+    workflow = _workflow(0.0)
+    store = workflow.engine.storage
+    task = await _dispatched(workflow)
+    agent = await store.get_agent("x")
+    assert agent is not None
+    now = utcnow()
+    record = StateRecord(
+        agent_id="x", state="idle", timestamp=now, received_at=now, details={"result": 7}
+    )
+    await workflow.reports.on_agent_state(agent, record)
+    assert (await store.get_task(task.task_id)).status == TaskStatus.DISPATCHED
+    await workflow.handovers.handover_answered(task, agent, HandoverAnswer("accepted", 202))
+    done = await store.get_task(task.task_id)
+    assert done is not None and done.status == TaskStatus.COMPLETED and done.result == 7

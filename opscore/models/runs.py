@@ -188,6 +188,10 @@ class TaskRun(ApiModel):
     finished_at: datetime | None = None
     deadline: datetime | None = None
     cancel_reason: str | None = None
+    deferred_report: dict[str, Any] | None = Field(
+        None,
+        description="An un-named idle/error report that arrived while the answer was awaited.",
+    )
     awaiting_answer: bool = Field(
         False,
         description=(

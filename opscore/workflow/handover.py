@@ -49,6 +49,7 @@ class Handovers:
             history=[*task.history, record],
             # straight to the agent, its answer decides; AgentKit's 202 never carries one
             awaiting_answer=self.engine.settings.dispatch_via == "direct",
+            deferred_report=None,
         )
         if dispatched is None:
             return None
@@ -108,6 +109,17 @@ class Handovers:
                 answer.error or "agent failed",
                 outcome="dispatch_error" if refused else "agent_error",
             )
+        elif current.deferred_report is not None:
+            # the agent's report beat its own acknowledgement here: it decides now
+            report = current.deferred_report
+            if report.get("state") == "error":
+                await self.outcomes.fail_attempt(
+                    current,
+                    str(report.get("error") or "agent reported error"),
+                    outcome="agent_error",
+                )
+            else:
+                await self.outcomes.complete_task(current, report.get("result"))
         elif current.awaiting_answer:
             await self.storage.update_task(
                 task.task_id,

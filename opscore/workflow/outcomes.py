@@ -101,6 +101,8 @@ class TaskOutcomes:
             finished_at=now,
             deadline=None,
             awaiting_answer=False,
+            # an agent that works inside the request never says it started: it did at hand-over
+            started_at=task.started_at or task.dispatched_at,
             history=update_last(task.history, finished_at=now, outcome="completed"),
         )
         if done is None:

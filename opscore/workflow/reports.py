@@ -76,7 +76,18 @@ class AgentReports:
         if state in ("active", "busy"):
             await outcomes.mark_running(task, record.received_at)
         elif not named and task.awaiting_answer:
-            return  # the hand-over's answer is on its way and decides (AgentKit's order)
+            # the hand-over's answer is on its way and decides (AgentKit's order); kept in case
+            # the answer turns out to be a mere acknowledgement (then this report decides)
+            if state in IDLE_STATES or state == "error":
+                deferred = {"state": state, "result": details.get("result")}
+                if state == "error":
+                    deferred["error"] = _error_text(details)
+                await self.storage.update_task(
+                    task.task_id,
+                    {"deferred_report": deferred},
+                    expect=[s.value for s in INFLIGHT_TASK],
+                    attempt=task.attempts,
+                )
         elif state in IDLE_STATES and (named or task.status == S.RUNNING):
             await outcomes.complete_task(task, details.get("result"))
         elif state == "error":
