@@ -20,7 +20,7 @@ from . import __version__
 from .config import Settings
 from .container import Services, build_services
 from .dispatch.transports import Transport
-from .errors import OpsCoreError
+from .errors import OpsCoreError, StorageError
 from .http.deps import authenticate
 from .http.envelope import UNEXPECTED, ErrorReply, from_opscore_error, from_validation_errors
 from .http.gateway import RequestContextMiddleware
@@ -75,6 +75,10 @@ def _reply(request: Request, reply: ErrorReply) -> JSONResponse:
 
 async def _on_opscore_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OpsCoreError)
+    if isinstance(exc, StorageError):
+        # a request may have stopped between two writes (a task queued, its queue entry not):
+        # once the store answers again the dispatcher reconciles
+        request.app.state.services.dispatcher.request_reconcile()
     return _reply(request, from_opscore_error(exc))
 
 
@@ -200,6 +204,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
     gateway: ASGIApp = RequestContextMiddleware(
         app.fastapi,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
         access_log=settings.access_log,
         telemetry=services.telemetry,
         keys=services.keys,

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, le=100_000_000, description="Largest request body accepted."
     )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Time a request body may take to arrive (a trickling client gets 408).",
+    )
     session_retention: int = Field(
         10_000,
         ge=10,
@@ -150,6 +156,18 @@ class Settings(BaseSettings):
     default_max_attempts: int = Field(3, ge=1, le=100, description="Attempts per task by default.")
     retry_backoff_seconds: float = Field(1.0, ge=0, le=3600, description="First retry delay.")
     retry_max_backoff_seconds: float = Field(60.0, ge=0, le=86400, description="Retry delay cap.")
+    max_task_parameters_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=100_000_000,
+        description="Largest a task's parameters may grow by ${...} substitution (422 at start).",
+    )
+    max_run_parameters_bytes: int = Field(
+        8_388_608,
+        ge=1024,
+        le=1_000_000_000,
+        description="Largest all of a run's task parameters may be together when it starts (422).",
+    )
     dispatch_timeout: float = Field(
         10.0,
         gt=0,
@@ -194,6 +212,12 @@ class Settings(BaseSettings):
             "Seconds of silence before Ops-Core checks an agent that declared no heartbeat: it "
             "probes its contactEndpoint (an agent with no endpoint either is marked offline)."
         ),
+    )
+    max_clock_skew_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="How far in the future a state report's timestamp may be (else 422).",
     )
     heartbeat_misses: int = Field(
         3, ge=1, le=100, description="Declared heartbeat intervals of silence before offline."

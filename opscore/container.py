@@ -122,6 +122,7 @@ def build_services(
         sweeps=[workflow.outcomes.sweep_timeouts, liveness.sweep],
         telemetry=telemetry,
     )
+    dispatcher.reconcile_hooks.append(workflow.recover)
     return Services(
         settings=settings,
         storage=storage,

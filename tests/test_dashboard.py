@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import KEY
+from .conftest import KEY, now_iso
 from .fakes import Behaviour
 from .servers import wait_for
 from .workflow_helpers import create, run, settle, task, template
@@ -92,7 +92,7 @@ def test_dashboard_end_to_end_in_chromium(browser, fleet_factory) -> None:
         # When an agent changes state, the table follows within its refresh.
         client.post(
             "/v1/opscore/agent/agent-1/state",
-            json={"agentId": "agent-1", "timestamp": "2099-01-01T00:00:00Z", "state": "error"},
+            json={"agentId": "agent-1", "timestamp": now_iso(), "state": "error"},
         )
         page.wait_for_selector("tr[data-agent-id='agent-1'] .s-error", timeout=10_000)
 
@@ -111,7 +111,7 @@ def test_dashboard_end_to_end_in_chromium(browser, fleet_factory) -> None:
         page.wait_for_timeout(300)
         client.post(
             "/v1/opscore/agent/agent-2/state",
-            json={"agentId": "agent-2", "timestamp": "2099-01-01T00:00:01Z", "state": "busy"},
+            json={"agentId": "agent-2", "timestamp": now_iso(1), "state": "busy"},
         )
         page.wait_for_selector(
             "#log-lines .log:has-text('/v1/opscore/agent/agent-2/state 202')", timeout=10_000

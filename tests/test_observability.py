@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import KEY, make_settings
+from .conftest import KEY, make_settings, now_iso
 from .fakes import Behaviour
 from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
@@ -109,7 +109,7 @@ def test_sse_streams_matching_records_live_with_keepalives(ops) -> None:
     assert reader.connected.wait(5)
     client.post(
         "/v1/opscore/agent/streamer/state",
-        json={"agentId": "streamer", "timestamp": "2099-01-01T00:00:00Z", "state": "active"},
+        json={"agentId": "streamer", "timestamp": now_iso(), "state": "active"},
     )
     wait_for(
         lambda: any(

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ..config import Settings
+from ..errors import StorageError
 from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
 from ..observe.tracing import traceparent
@@ -27,6 +28,9 @@ from .transports import DispatchError, HandoverAnswer, Transport
 
 logger = logging.getLogger("opscore.dispatcher")
 BATCH = 256
+# pause after a failed pass: doubles from MIN_BACKOFF up to MAX_BACKOFF while passes keep failing
+MIN_BACKOFF = 0.05
+MAX_BACKOFF = 1.0
 # Queue entries read at a time per free agent slot (at least MIN_CHUNK) while looking for work.
 CHUNK_PER_SLOT = 4
 MIN_CHUNK = 16
@@ -83,6 +87,10 @@ class Dispatcher:
         self._sends: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
+        self._problem: str | None = None
+        # run after the store was away: what a write cut in half left behind is put right
+        self.reconcile_hooks: list[Callable[[], Awaitable[object]]] = []
+        self._reconcile = False
 
     # --- lifecycle of the loop --------------------------------------------------------------
     def start(self) -> None:
@@ -108,19 +116,48 @@ class Dispatcher:
     def running(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
 
+    @property
+    def status(self) -> str:
+        """``ok``, ``stopped``, or what is wrong while passes keep failing (``/ready``)."""
+        if not self.running:
+            return "stopped"
+        return self._problem or "ok"
+
     async def _run(self) -> None:
+        """Pass after pass, for ever. Any exception (a store that went away, a bug) is logged
+        once per outage, answered with a growing pause (up to MAX_BACKOFF seconds), and the loop
+        resumes by itself when passes succeed again: nothing but a stop ends it."""
+        failures = 0
         while True:
             try:
                 busy = await self.tick()
+                if not busy:
+                    await self._sleep()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("dispatcher tick failed; continuing")
-                busy = False
+            except Exception as exc:
+                failures += 1
+                self._failed(exc, failures)
+                await asyncio.sleep(min(MIN_BACKOFF * 2 ** (failures - 1), MAX_BACKOFF))
+                continue
+            if failures:
+                logger.warning("dispatcher recovered", extra={"failedPasses": failures})
+                failures, self._problem = 0, None
+                self._reconcile = True
+                if self.telemetry is not None:
+                    self.telemetry.loop_degraded.labels("dispatcher").set(0)
             if busy:
                 await asyncio.sleep(0)
-                continue
-            await self._sleep()
+
+    def _failed(self, exc: Exception, failures: int) -> None:
+        self._problem = f"degraded: {type(exc).__name__}: {str(exc)[:200]}"
+        if self.telemetry is not None:
+            self.telemetry.loop_errors.labels("dispatcher").inc()
+            self.telemetry.loop_degraded.labels("dispatcher").set(1)
+        if failures == 1:
+            logger.exception("dispatcher pass failed; retrying with backoff until it succeeds")
+        elif failures % 100 == 0:
+            logger.error("dispatcher still failing", extra={"failedPasses": failures})
 
     async def _sleep(self) -> None:
         timeout = self.settings.dispatch_interval
@@ -134,18 +171,31 @@ class Dispatcher:
                 await self.wakeup.wait()
         self.wakeup.clear()
 
+    def request_reconcile(self) -> None:
+        """Ask for the reconcile hooks to run on the next pass that the store allows."""
+        self._reconcile = True
+
     async def tick(self) -> bool:
         """One pass: dispatch what can go now, and sweep timeouts and liveness when due.
 
         Returns True when a full batch went out (there may be more right away).
         """
+        if self._reconcile:
+            for hook in self.reconcile_hooks:
+                await hook()  # a failure leaves the flag set: the next pass tries again
+            self._reconcile = False
         now = self.clock()
         sent = await self.dispatch_ready(now)
         sweep_every = timedelta(seconds=min(self.settings.dispatch_interval, 1.0))
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
             self._last_sweep = now
             for sweep in self.sweeps:
-                await sweep(now)
+                try:
+                    await sweep(now)
+                except StorageError:
+                    raise  # the whole pass backs off: the store is away
+                except Exception:  # one broken sweep must not starve the others or dispatch
+                    logger.exception("sweep %s failed", getattr(sweep, "__qualname__", sweep))
         return sent >= BATCH
 
     # --- matching ---------------------------------------------------------------------------
@@ -262,15 +312,25 @@ class Dispatcher:
         deadline = task.deadline or self.clock() + timedelta(seconds=task.timeout_seconds)
         timeout = max((deadline - self.clock()).total_seconds(), 0.001)
         try:
-            answer = await self.transport.send(agent, task, headers, timeout=timeout)
-            ok = answer.outcome != "failed"
-            await self.hooks.handover_answered(task, agent, answer)
-        except DispatchError as exc:
-            await self.hooks.dispatch_failed(task, str(exc), unreachable=exc.unreachable)
-        except Exception as exc:  # a transport bug must not lose the task
-            logger.exception("unexpected dispatch error")
-            await self.hooks.dispatch_failed(
-                task, f"{type(exc).__name__}: {exc}", unreachable=False
+            try:
+                answer = await self.transport.send(agent, task, headers, timeout=timeout)
+                ok = answer.outcome != "failed"
+                await self.hooks.handover_answered(task, agent, answer)
+            except DispatchError as exc:
+                await self.hooks.dispatch_failed(task, str(exc), unreachable=exc.unreachable)
+            except StorageError:
+                raise
+            except Exception as exc:  # a transport bug must not lose the task
+                logger.exception("unexpected dispatch error")
+                await self.hooks.dispatch_failed(
+                    task, f"{type(exc).__name__}: {exc}", unreachable=False
+                )
+        except StorageError as exc:
+            # the outcome cannot be written now: the attempt stays in flight until its
+            # deadline, and the timeout sweep retries it once the store is back
+            logger.warning(
+                "hand-over outcome not recorded: store unavailable",
+                extra={"taskId": task.task_id, "error": exc.message},
             )
         finally:
             if telemetry is not None and span is not None:

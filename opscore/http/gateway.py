@@ -6,6 +6,7 @@ does not wrap the response stream in extra tasks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -26,6 +27,9 @@ from .envelope import ErrorReply, from_opscore_error
 access_logger = logging.getLogger("opscore.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+# what is read and dropped of a too-large body so its sender sees the 413
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 5.0
 
 
 async def _send_json(
@@ -59,6 +63,7 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
+        body_timeout: float = 30.0,
         access_log: bool = True,
         telemetry: Telemetry | None = None,
         keys: KeyStore | None = None,
@@ -67,6 +72,7 @@ class RequestContextMiddleware:
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.access_log = access_log
         self.telemetry = telemetry
         self.keys = keys
@@ -121,7 +127,17 @@ class RequestContextMiddleware:
                     return
                 scope["state"]["caller"] = caller
             if scope["method"].encode() in _BODY_METHODS:
-                buffered = await self._read_body(scope, receive)
+                try:
+                    buffered = await self._read_body(scope, receive)
+                except BodyTimeoutError:
+                    status_holder[0] = 408
+                    slow = ErrorReply(
+                        408,
+                        "REQUEST_TIMEOUT",
+                        f"The request body did not arrive within {self.body_timeout:g}s",
+                    )
+                    await _send_error(send, slow, request_id)
+                    return
                 if buffered is None:
                     status_holder[0] = 413
                     too_large = ErrorReply(
@@ -153,7 +169,9 @@ class RequestContextMiddleware:
                 self.telemetry.observe_request(
                     scope["method"], route_path, status_holder[0], elapsed
                 )
-                if parent is not None or span.attributes.get("keep"):
+                # only authenticated requests leave spans: an anonymous client cannot grow them
+                authenticated = "caller" in scope["state"] or self.keys is None
+                if authenticated and (parent is not None or span.attributes.get("keep")):
                     span.name = f"{scope['method']} {route_path}"
                     span.attributes.update(status=status_holder[0])
                     self.telemetry.tracer.record(
@@ -178,26 +196,67 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> list[Message] | None:
-        """Read the whole body up front (it is bounded); None when it is too large."""
+        """Read the whole body up front (it is bounded in size and time); None when it is too
+        large. What is left of a too-large body is read and dropped (bounded too), so the
+        client, still sending, sees the 413 instead of a reset connection. A body that
+        does not arrive within ``body_timeout`` seconds raises BodyTimeoutError."""
+        declared: int | None = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                try:
-                    if int(value) > self.max_body_bytes:
-                        return None
-                except ValueError:
-                    return None
+                if not value.isdigit():
+                    return None  # h11 refuses these first; never parse one loosely
+                declared = int(value)
+        if declared is not None and declared > self.max_body_bytes:
+            if declared <= DRAIN_BYTES:
+                await _drain(receive, 0)
+            return None
         messages: list[Message] = []
         size = 0
+        deadline = time.monotonic() + self.body_timeout
         while True:
-            message = await receive()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BodyTimeoutError
+            try:
+                async with asyncio.timeout(left):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeoutError from None
             messages.append(message)
             if message["type"] != "http.request":
                 return messages
             size += len(message.get("body", b""))
             if size > self.max_body_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive, size)
                 return None
             if not message.get("more_body", False):
                 return messages
+
+
+class BodyTimeoutError(Exception):
+    """The request body did not arrive within the gateway's body_timeout."""
+
+
+async def _drain(receive: Receive, already: int) -> None:
+    """Read and drop the rest of a body, up to DRAIN_BYTES in all and DRAIN_SECONDS (nginx's
+    lingering close): past either, the connection is let go."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    drained = already
+    while drained <= DRAIN_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            async with asyncio.timeout(left):
+                message = await receive()
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -28,11 +28,14 @@ from datetime import datetime, timedelta
 
 from ..config import Settings
 from ..dispatch.probes import Prober
+from ..errors import StorageError
 from ..models import Agent, utcnow
 from ..storage.base import Storage
 from .state import OFFLINE, AgentStates
 
 logger = logging.getLogger("opscore.liveness")
+# states that keep an agent from new work while it is in them
+BUSY_STATES = frozenset({"active", "busy"})
 # probes waiting for a slot, per slot: enough for a 10,000-agent fleet at the defaults, bounded
 _QUEUED_PER_SLOT = 256
 
@@ -77,6 +80,8 @@ class Liveness:
         for agent in await self.storage.stale_agents(seen_before=now - timedelta(seconds=floor)):
             try:
                 await self._judge(agent, now)
+            except StorageError:
+                raise  # the store is away: the whole sweep backs off (the dispatcher's loop)
             except Exception:  # one bad record must not stop the sweep for every other agent
                 logger.exception("liveness check of agent %s failed", agent.agent_id)
 
@@ -129,6 +134,8 @@ class Liveness:
                 if self.on_probe is not None:
                     self.on_probe(ok)
                 await self.record_probe(agent.agent_id, ok)
+        except StorageError as exc:  # the verdict is lost; the agent is probed again later
+            logger.debug("probe verdict of %s not recorded: %s", agent.agent_id, exc.message)
         except Exception:
             logger.exception("probe of agent %s failed", agent.agent_id)
 
@@ -146,6 +153,10 @@ class Liveness:
         if reachable:
             if current.state == OFFLINE:
                 await self.states.mark_reachable(current, "answered a probe")
+            elif current.state in BUSY_STATES and not current.active_tasks:
+                # silent for the whole window, no Ops-Core task in flight, and up: its last
+                # report ('idle' after 'active') was lost, as AgentKit's SDK never retries one
+                await self.states.mark_reachable(current, "answered a probe; no task in flight")
         elif failures >= self.settings.probe_misses and current.state != OFFLINE:
             await self.states.mark_offline(
                 current, f"unreachable: {failures} probes of its contactEndpoint got no answer"

@@ -66,12 +66,22 @@ class AgentStates:
                 f"Unknown state '{report.state}'; known states: {sorted(self.known_states)}",
                 code="UNKNOWN_STATE",
             )
+        now = self.clock()
+        stamp = as_utc(report.timestamp)
+        skew = self.settings.max_clock_skew_seconds
+        if stamp > now + timedelta(seconds=skew):
+            # accepted, it would make every later genuine report of the agent look out of order
+            raise UnprocessableError(
+                f"State report timestamp {stamp.isoformat()} is more than {skew:g}s ahead of "
+                "Ops-Core's clock; check the agent's clock (OPSCORE_MAX_CLOCK_SKEW_SECONDS)",
+                code="TIMESTAMP_IN_FUTURE",
+            )
         record = StateRecord(
             agent_id=agent_id,
             state=report.state,
-            timestamp=as_utc(report.timestamp),
+            timestamp=stamp,
             details=report.details,
-            received_at=self.clock(),
+            received_at=now,
         )
         try:
             agent, duplicate = await self.storage.record_state(
@@ -184,7 +194,12 @@ class AgentStates:
         now = self.clock()
         # Just after the last report, by the agent's own clock: its next report, whatever the
         # skew between our clocks, is then newer and accepted.
-        stamp = agent.state_timestamp + timedelta(microseconds=1) if agent.state_timestamp else now
+        try:
+            stamp = (
+                agent.state_timestamp + timedelta(microseconds=1) if agent.state_timestamp else now
+            )
+        except OverflowError:  # a stored timestamp at the end of time (from before the skew check)
+            stamp = now
         record = StateRecord(
             agent_id=agent.agent_id,
             state=state,

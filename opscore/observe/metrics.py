@@ -44,6 +44,18 @@ class Telemetry:
             "State reports for agents that never registered, dropped after the pending window",
             registry=r,
         )
+        self.loop_errors = Counter(
+            "opscore_background_errors",
+            "Failed passes of background loops (dispatcher and sweeps)",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_degraded = Gauge(
+            "opscore_background_degraded",
+            "1 while a background loop's passes keep failing (e.g. the store is away)",
+            ["loop"],
+            registry=r,
+        )
         self.probes = Counter(
             "opscore_agent_probes", "Probes of silent agents' endpoints", ["result"], registry=r
         )

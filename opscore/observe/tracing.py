@@ -83,9 +83,17 @@ class Tracer:
     """Keeps finished spans of the newest ``max_traces`` traces; open spans by key."""
 
     def __init__(
-        self, max_traces: int = 2000, exporter: Callable[[Span], None] | None = None
+        self,
+        max_traces: int = 2000,
+        exporter: Callable[[Span], None] | None = None,
+        *,
+        max_spans_per_trace: int = 1000,
     ) -> None:
         self.max_traces = max_traces
+        # a client may send the same traceparent on every request: one trace must not grow
+        # without limit (spans past the bound are counted, not kept)
+        self.max_spans_per_trace = max_spans_per_trace
+        self.dropped_spans = 0
         self.exporter = exporter
         self._traces: OrderedDict[str, list[Span]] = OrderedDict()
         self._open: dict[str, Span] = {}
@@ -137,6 +145,9 @@ class Tracer:
                 spans = self._traces[span.trace_id] = []
                 while len(self._traces) > self.max_traces:
                     self._traces.popitem(last=False)
+            if len(spans) >= self.max_spans_per_trace:
+                self.dropped_spans += 1
+                return
             spans.append(span)
         if self.exporter is not None:
             self.exporter(span)

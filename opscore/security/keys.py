@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,28 +88,45 @@ class _KeyEntry:
     caller: Caller
 
 
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
 def _load_keys_file(path: Path) -> list[_KeyEntry]:
+    """Parse a keys file. Errors name the entry and the problem, never any of the file's
+    content: a YAML error's own message quotes the file, and the file holds keys."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Cannot read keys file {path}: {exc}") from exc
-    entries = []
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read keys file {path}: {type(exc).__name__}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"Keys file {path} is not valid YAML{where}") from None
     items = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ConfigError(f"Keys file {path} must hold a 'keys' list")
+    entries = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not item.get("name") or item.get("role") not in ROLES:
             raise ConfigError(f"Keys file {path}: entry {i} needs a name and a role in {ROLES}")
+        name = str(item["name"])[:100]
         if item.get("key_sha256"):
-            digest = str(item["key_sha256"]).lower()
+            digest = str(item["key_sha256"]).strip()
+            if not _HEX_DIGEST.match(digest):
+                raise ConfigError(
+                    f"Keys file {path}: entry {i} ('{name}'): key_sha256 must be 64 hex digits"
+                )
         elif item.get("key"):
             digest = sha256_hex(str(item["key"]))
         else:
-            raise ConfigError(f"Keys file {path}: entry '{item['name']}' needs key_sha256 or key")
-        agents = frozenset(str(a) for a in item.get("agents") or [])
-        entries.append(
-            _KeyEntry(bytes.fromhex(digest), Caller(str(item["name"]), item["role"], agents))
-        )
+            raise ConfigError(f"Keys file {path}: entry {i} ('{name}') needs key_sha256 or key")
+        agents_field = item.get("agents") or []
+        if not isinstance(agents_field, list):
+            raise ConfigError(f"Keys file {path}: entry {i} ('{name}'): agents must be a list")
+        agents = frozenset(str(a) for a in agents_field)
+        entries.append(_KeyEntry(bytes.fromhex(digest), Caller(name, item["role"], agents)))
     return entries
 
 
@@ -144,10 +162,16 @@ class KeyStore:
             return
         try:
             entries = _load_keys_file(self._path)
-        except ConfigError:
+        except ConfigError as exc:
             if force:
                 raise
-            logger.error("keys file reload failed; keeping previous keys", exc_info=True)
+            # one line, no traceback, no content; not read again until the file changes
+            with self._lock:
+                self._mtime = mtime
+            logger.error(
+                "keys file reload failed; keeping the previous keys",
+                extra={"problem": exc.message},
+            )
             return
         with self._lock:
             self._file_entries, self._mtime = entries, mtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +12,12 @@ from ..errors import ConfigError, ConflictError, NotFoundError, OpsCoreError
 from ..models import Page, WorkflowDefinition, WorkflowTemplate, utcnow
 from ..observe.logs import log_operation
 from ..storage.base import Storage
-from .templates import load_directory, validate_definition
+from .templates import (
+    build_definition,
+    load_directory,
+    parse_template_text,
+    validate_definition,
+)
 
 
 class TemplateCatalog:
@@ -23,6 +29,17 @@ class TemplateCatalog:
         self.storage = storage
         self.settings = settings
         self.clock = clock
+
+    async def parse(self, raw: bytes, *, content_type: str = "") -> WorkflowDefinition:
+        """A request body (JSON or YAML) as a validated definition. Parsing and validation run
+        in a worker thread, so a large template never stalls other requests."""
+        max_tasks = self.settings.max_template_tasks
+
+        def parse_and_validate() -> WorkflowDefinition:
+            data = parse_template_text(raw, content_type=content_type)
+            return build_definition(data, max_tasks=max_tasks)
+
+        return await asyncio.to_thread(parse_and_validate)
 
     async def create_template(
         self, definition: WorkflowDefinition, *, source: str = "api"

@@ -9,17 +9,18 @@ and the dispatcher racing on one task never both win.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import Settings
 from ..errors import NotFoundError
-from ..models import Session, SessionStatus, TaskAttempt, TaskRun, TaskStatus, utcnow
+from ..models import DeadLetter, Session, SessionStatus, TaskAttempt, TaskRun, TaskStatus, utcnow
 from ..observe.logs import log_operation
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
-from .substitution import substitute
+from .substitution import SubstitutionTooLargeError, substitute
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task
 
 S = TaskStatus
@@ -101,6 +102,13 @@ class WorkflowEngine:
         """Resolve the task's parameters and put it in the queue (after its delay)."""
         now = self.clock()
         ready_at = now + timedelta(seconds=task.delay_seconds)
+        try:
+            resolved = substitute(
+                task.parameters, context, limit=self.settings.max_task_parameters_bytes
+            )
+        except SubstitutionTooLargeError as exc:
+            await self._refuse(task, exc.message)
+            return
         queued = await move_task(
             self.storage,
             task.task_id,
@@ -108,13 +116,44 @@ class WorkflowEngine:
             only_from=from_status or frozenset({S.PENDING}),
             queued_at=now,
             ready_at=ready_at,
-            resolved_parameters=substitute(task.parameters, context),
+            resolved_parameters=resolved,
             **changes,
         )
         if queued is not None:
             await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
             self.observe("queued", queued)
             self.notify_dispatcher()
+
+    async def _refuse(self, task: TaskRun, error: str) -> None:
+        """A task whose parameters, with earlier results substituted, are too large: it fails
+        without being sent (retrying cannot shrink them), and so does its run."""
+        failed = await move_task(
+            self.storage,
+            task.task_id,
+            S.FAILED,
+            only_from=frozenset({S.PENDING}),
+            error=error,
+            finished_at=self.clock(),
+        )
+        if failed is None:
+            return
+        self.observe("failed", failed)
+        await self.storage.add_dead_letter(
+            DeadLetter(
+                task_id=task.task_id,
+                session_id=task.session_id,
+                step_id=task.step_id,
+                error=error,
+                attempts=task.attempts,
+                dead_lettered_at=self.clock(),
+            )
+        )
+        log_operation(
+            "task.dead_lettered",
+            {"sessionId": task.session_id, "taskId": task.task_id, "error": error},
+            level=logging.ERROR,
+        )
+        await self.fail_session(task.session_id, f"Task '{task.step_id}' failed: {error}")
 
     async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
         # Fallbacks that were not needed are cancelled before the session completes, so a

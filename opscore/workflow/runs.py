@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from datetime import datetime
 from typing import Any
 
+from ..errors import UnprocessableError
 from ..lifecycle.registry import AgentRegistry
 from ..models import (
     RunAccepted,
@@ -19,6 +22,7 @@ from ..models import (
 from ..observe.logs import log_operation
 from ..observe.tracing import current_span, new_trace_id
 from .engine import WorkflowEngine
+from .substitution import SubstitutionTooLargeError, substitute
 from .templates import dependencies, validate_definition
 from .transitions import move_session_or_raise
 
@@ -50,10 +54,23 @@ class RunService:
             pinned_capabilities = frozenset((await self.registry.get_agent(agent_id)).capabilities)
         session_id = str(uuid.uuid4())
         if idempotency_key:
-            earlier = await self.storage.remember_idempotency_key(
-                idempotency_key, session_id, now=engine.clock(), ttl=self.settings.idempotency_ttl
+            # the key maps to "<session id> <fingerprint of the request>": the same key on a
+            # different request is refused instead of silently answering with the first run
+            fingerprint = _fingerprint(definition, payload, agent_id, metadata)
+            remembered = await self.storage.remember_idempotency_key(
+                idempotency_key,
+                f"{session_id} {fingerprint}",
+                now=engine.clock(),
+                ttl=self.settings.idempotency_ttl,
             )
-            if earlier is not None:
+            if remembered is not None:
+                earlier, _, earlier_print = remembered.partition(" ")
+                if earlier_print and earlier_print != fingerprint:
+                    raise UnprocessableError(
+                        "This Idempotency-Key was used for a different request (another "
+                        "workflow, payload or agent); use a new key for a new run",
+                        code="IDEMPOTENCY_KEY_REUSED",
+                    )
                 first = await self.storage.get_session(earlier)
                 return RunAccepted(
                     message="Idempotency-Key seen before: returning the original run",
@@ -61,6 +78,7 @@ class RunService:
                     workflow_id=first.workflow_id if first and first.workflow_id else definition.id,
                     duplicate=True,
                 )
+        _check_sizes(definition, payload, session_id, agent_id, self.settings)
         now = engine.clock()
         tasks = self._build_tasks(definition, session_id, agent_id, pinned_capabilities, now)
         request_span = current_span.get()
@@ -181,3 +199,46 @@ class RunService:
 
 def _can_do(capability: str | None, capabilities: frozenset[str] | None) -> bool:
     return capability is None or capabilities is None or capability in capabilities
+
+
+def _check_sizes(
+    definition: WorkflowDefinition,
+    payload: dict[str, Any],
+    session_id: str,
+    agent_id: str | None,
+    settings: Any,
+) -> None:
+    """Refuse (422 SUBSTITUTION_TOO_LARGE) a run whose parameters, with its input substituted,
+    exceed the per-task or per-run limit, before anything is stored. Results of earlier tasks
+    are not known yet; a task they would blow up fails when it is queued."""
+    context = {
+        "input": payload,
+        "tasks": {},
+        "session": {"id": session_id, "agentId": agent_id},
+    }
+    left = settings.max_run_parameters_bytes
+    for t in definition.tasks:
+        resolved = substitute(t.parameters, context, limit=settings.max_task_parameters_bytes)
+        left -= len(json.dumps(resolved, separators=(",", ":"), default=str))
+        if left < 0:
+            raise SubstitutionTooLargeError(
+                f"The run's task parameters would exceed {settings.max_run_parameters_bytes} "
+                "bytes together after substitution (OPSCORE_MAX_RUN_PARAMETERS_BYTES)"
+            )
+
+
+def _fingerprint(
+    definition: WorkflowDefinition,
+    payload: dict[str, Any],
+    agent_id: str | None,
+    metadata: dict[str, Any] | None,
+) -> str:
+    """What makes two triggers the same request, hashed."""
+    body = {
+        "workflow": definition.model_dump(mode="json"),
+        "payload": payload,
+        "agentId": agent_id,
+        "metadata": metadata or {},
+    }
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()

@@ -76,25 +76,77 @@ def _lookup(value: Any, path: list[str]) -> Any:
     return value
 
 
-def substitute(value: Any, context: Mapping[str, Any]) -> Any:
+class SubstitutionTooLargeError(UnprocessableError):
+    """The parameters after substitution exceed the allowed size."""
+
+    code = "SUBSTITUTION_TOO_LARGE"
+
+
+class _Budget:
+    """Bytes the resolved parameters may still take; the size of a value referenced many times
+    is measured once (by identity), so checking costs no more than the expansion it prevents."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+        self._sizes: dict[int, int] = {}
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise SubstitutionTooLargeError(
+                f"Task parameters would exceed {self.limit} bytes after substitution; "
+                "reference less, or smaller values (OPSCORE_MAX_TASK_PARAMETERS_BYTES)"
+            )
+
+    def size_of(self, value: Any) -> int:
+        if isinstance(value, str):
+            return len(value)
+        if value is None or isinstance(value, bool | int | float):
+            return 8
+        key = id(value)
+        if key not in self._sizes:
+            self._sizes[key] = len(json.dumps(value, separators=(",", ":"), default=str))
+        return self._sizes[key]
+
+
+def substitute(value: Any, context: Mapping[str, Any], *, limit: int | None = None) -> Any:
     """Resolve references in a parameter tree against ``context`` (input, tasks, session).
 
-    Missing paths resolve to None (null); nothing is evaluated.
+    Missing paths resolve to None (null); nothing is evaluated. With ``limit``, the result may
+    take at most that many bytes (as JSON, roughly): SubstitutionTooLargeError is raised as soon as
+    it would, before the expansion is built.
     """
+    return _substitute(value, context, _Budget(limit) if limit is not None else None)
+
+
+def _substitute(value: Any, context: Mapping[str, Any], budget: _Budget | None) -> Any:
     if isinstance(value, dict):
-        return {k: substitute(v, context) for k, v in value.items()}
+        return {k: _substitute(v, context, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, context) for v in value]
+        return [_substitute(v, context, budget) for v in value]
     if not isinstance(value, str) or "${" not in value:
+        if budget is not None:
+            budget.spend(budget.size_of(value))
         return value
     whole = REFERENCE.fullmatch(value)
     if whole is not None:
-        return _lookup(context, _split_reference(whole.group(1)))
+        found = _lookup(context, _split_reference(whole.group(1)))
+        if budget is not None:
+            budget.spend(budget.size_of(found))
+        return found
 
     def render(match: re.Match[str]) -> str:
         found = _lookup(context, _split_reference(match.group(1)))
-        if found is None:
-            return ""
-        return found if isinstance(found, str) else json.dumps(found, separators=(",", ":"))
+        text = "" if found is None else found if isinstance(found, str) else None
+        if text is None:
+            if budget is not None:
+                budget.spend(budget.size_of(found))  # before serialising it again
+            text = json.dumps(found, separators=(",", ":"))
+        elif budget is not None:
+            budget.spend(len(text))
+        return text
 
+    if budget is not None:
+        budget.spend(len(value) - sum(len(m.group(0)) for m in REFERENCE.finditer(value)))
     return REFERENCE.sub(render, value)

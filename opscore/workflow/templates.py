@@ -33,15 +33,34 @@ def parse_template_text(text: str | bytes, *, content_type: str = "") -> dict[st
     except ValueError:
         if "json" in content_type:
             raise BadRequestError("Template is not valid JSON", code="INVALID_JSON") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise BadRequestError(
-                f"Template is not valid YAML: {exc}", code="INVALID_TEMPLATE"
-            ) from None
+        data = _load_yaml(text)
     if not isinstance(data, dict):
         raise BadRequestError("A template must be a JSON/YAML object", code="INVALID_TEMPLATE")
     return data
+
+
+# libyaml's parser when PyYAML was built with it: the same documents, ten times faster
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(text: str) -> Any:
+    """Safe YAML without aliases. A few hundred bytes of anchors and aliases expand to tens of
+    megabytes (the "billion laughs"); a template never needs them, so any alias is refused
+    before anything is built."""
+    try:
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise BadRequestError(
+                    f"Template uses a YAML alias (*{event.anchor}, line {line}); aliases are "
+                    "not allowed: write the value out",
+                    code="YAML_ALIAS_REFUSED",
+                )
+        return yaml.load(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise BadRequestError(
+            f"Template is not valid YAML: {exc}", code="INVALID_TEMPLATE"
+        ) from None
 
 
 def build_definition(data: Mapping[str, Any], *, max_tasks: int) -> WorkflowDefinition:

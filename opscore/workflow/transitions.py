@@ -14,7 +14,8 @@ from ..storage.base import Storage
 
 S = TaskStatus
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
+    # FAILED from PENDING: its parameters cannot be resolved within the size limit
+    S.PENDING: frozenset({S.QUEUED, S.CANCELLED, S.FAILED}),
     # COMPLETED from QUEUED: the late answer of an attempt lost to liveness (outcomes.py)
     S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED, S.COMPLETED}),
     S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),

@@ -88,14 +88,20 @@ async def query_logs(
 async def stream_logs(
     services: ServicesDep,
     filters: FiltersDep,
-    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=r"^[0-9]{1,18}$",
+            description="The id of the last record received: the stream resumes after it.",
+        ),
+    ] = None,
     backlog: Annotated[int, Query(ge=0, le=1000, description="Recent records to send first.")] = 0,
 ) -> StreamingResponse:
     """Each record is one ``data:`` event whose ``id`` is the record's number; reconnecting
     with ``Last-Event-ID`` resumes after it. A comment line keeps idle connections open."""
     buffer = services.logs
-    if last_event_id and last_event_id.isdigit():
-        start = int(last_event_id)
+    if last_event_id is not None:
+        start = int(last_event_id)  # the pattern admits ASCII digits only
     else:
         start = max(buffer.last_id - backlog, 0) if backlog else buffer.last_id
     return StreamingResponse(

@@ -29,8 +29,8 @@ async def ready(services: ServicesDep) -> JSONResponse:
         await services.storage.ping()
     except StorageError as exc:
         checks["storage"] = exc.message
-    if services.settings.dispatcher_enabled and not services.dispatcher.running:
-        checks["dispatcher"] = "stopped"
+    if services.settings.dispatcher_enabled:
+        checks["dispatcher"] = services.dispatcher.status
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503

@@ -16,7 +16,6 @@ from ...models import (
     WorkflowTemplate,
     WorkflowTrigger,
 )
-from ...workflow.templates import build_definition, parse_template_text
 from ..deps import PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
@@ -27,7 +26,12 @@ Version = Annotated[str | None, Query(max_length=64, description="A version; new
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        max_length=200, description="Repeat a trigger safely: the same key returns the first run."
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description=(
+            "Repeat a trigger safely: the same key with the same request returns the first run; "
+            "with a different request it is 422 IDEMPOTENCY_KEY_REUSED. 1-200 visible ASCII "
+            "characters."
+        ),
     ),
 ]
 
@@ -88,8 +92,9 @@ async def create_workflow(
     raw = await request.body()
     if not raw.strip():
         raise BadRequestError("Request body is empty; send a template", code="EMPTY_BODY")
-    data = parse_template_text(raw, content_type=request.headers.get("content-type", ""))
-    definition = build_definition(data, max_tasks=services.settings.max_template_tasks)
+    definition = await services.workflow.templates.parse(
+        raw, content_type=request.headers.get("content-type", "")
+    )
     template, created = await services.workflow.templates.create_template(definition)
     if not created:
         response.status_code = status.HTTP_200_OK
