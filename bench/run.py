@@ -5,7 +5,7 @@ with its spread (min..max); each comparison is a ratio of runs made in this same
 Load comes from wrk (a separate process), never from the process being measured.
 
 Environment: BENCH_QUICK=1 for a short smoke run; BENCH_SOAK_SECONDS (default 300);
-BENCH_ONLY=ingest,workflows,celery,scale,memory,probes,soak to run a subset.
+BENCH_ONLY=ingest,workflows,celery,scale,memory,probes,stall,soak to run a subset.
 """
 
 from __future__ import annotations
@@ -347,6 +347,11 @@ def bench_probes() -> dict[str, Any]:
     return _python("bench.probes", "--agents", "10000", "--seconds", "10" if QUICK else "30")
 
 
+def bench_stall() -> dict[str, Any]:
+    """/health latency during a burst of store writes: SQLite against memory://."""
+    return _python("bench.store_stall", "--seconds", "4" if QUICK else "10")
+
+
 def bench_memory() -> dict[str, Any]:
     reports = "200000" if QUICK else "1000000"
     return _python("bench.memory", "--agents", "10000", "--reports", reports)
@@ -474,6 +479,13 @@ def table(results: dict[str, Any]) -> str:
             f"{p['probes_per_s']:.0f} probes/s, {100 * p['liveness_core_share']:.1f}% of one core "
             f"(peer without liveness: {100 * p['peer_core_share']:.2f}%)"
         )
+    if "stall" in results:
+        st = results["stall"]
+        lines.append(
+            f"/health during a write burst: SQLite p99 {st['sqlite']['health_p99_ms']:.1f} ms "
+            f"({st['sqlite']['reports_per_s']:.0f} reports/s), memory p99 "
+            f"{st['memory']['health_p99_ms']:.1f} ms: {st['health_p99_ratio']:.2f}x"
+        )
     if "soak" in results:
         s = results["soak"]
         lines.append(
@@ -501,6 +513,7 @@ def main() -> None:
         ("scale", bench_scale),
         ("memory", bench_memory),
         ("probes", bench_probes),
+        ("stall", bench_stall),
         ("soak", bench_soak),
     ):
         if wanted(name):

@@ -346,3 +346,34 @@ def test_a_trickled_body_is_cut_off_with_408(server_factory) -> None:
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
     assert time.monotonic() - started < 5
+
+
+def test_a_locked_sqlite_file_stalls_the_write_not_the_service(server_factory, tmp_path) -> None:
+    """SQLite calls run on the store's own thread: while another process holds the file's
+    lock, a write waits, and /health still answers at once."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "locked.db"
+    server = server_factory(make_settings(storage_url=f"sqlite:///{path}"))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        assert c.post("/v1/opscore/agents", json={"agentId": "a", "agentName": "a"}).is_success
+        holder = sqlite3.connect(path, isolation_level=None, timeout=1)
+        holder.execute("BEGIN EXCLUSIVE")
+        result: dict[str, int] = {}
+
+        def write() -> None:
+            body = {"agentId": "a", "timestamp": now_iso(), "state": "idle"}
+            result["status"] = c.post("/v1/opscore/agent/a/state", json=body).status_code
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.3)  # the write is now waiting for the lock
+        started = time.monotonic()
+        assert c.get("/health").status_code == 200
+        assert time.monotonic() - started < 0.5
+        assert writer.is_alive()
+        holder.execute("COMMIT")
+        holder.close()
+        writer.join(timeout=15)
+        assert result["status"] == 202  # the write went through once the lock was released

@@ -4,7 +4,8 @@ Records are JSON documents beside the columns that queries filter or sort on. Ev
 one short transaction on one connection guarded by a lock, so each is atomic within the process;
 ``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
 the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
-committed work. Queries are microseconds on local disk, so they run on the event loop thread.
+committed work. Every call runs on the store's own thread (`off_loop`), never on the event loop:
+a slow disk or a lock held by another process stalls that call, not the service.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from ...models import (
     StateRecord,
 )
 from ..rules import apply_state
-from .base import _Base, _doc, _load
+from .base import _Base, _doc, _load, off_loop
 
 
 class AgentRecords(_Base):
@@ -28,22 +28,26 @@ class AgentRecords(_Base):
         row = db.execute("SELECT doc FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
         return _load(Agent, row[0]) if row else None
 
-    async def create_agent(self, agent: Agent) -> Agent | None:
+    @off_loop
+    def create_agent(self, agent: Agent) -> Agent | None:
         with self._tx() as db:
             existing = self._get_agent(db, agent.agent_id)
             if existing is None:
                 self._put_agent(db, agent)
             return existing
 
-    async def save_agent(self, agent: Agent) -> None:
+    @off_loop
+    def save_agent(self, agent: Agent) -> None:
         with self._tx() as db:
             self._put_agent(db, agent)
 
-    async def get_agent(self, agent_id: str) -> Agent | None:
+    @off_loop
+    def get_agent(self, agent_id: str) -> Agent | None:
         with self._tx(write=False) as db:
             return self._get_agent(db, agent_id)
 
-    async def list_agents(
+    @off_loop
+    def list_agents(
         self, *, state: str | None, capability: str | None, offset: int, limit: int
     ) -> Page[Agent]:
         where, args = ["1=1"], []
@@ -64,14 +68,16 @@ class AgentRecords(_Base):
             items=[_load(Agent, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    async def delete_agent(self, agent_id: str) -> Agent | None:
+    @off_loop
+    def delete_agent(self, agent_id: str) -> Agent | None:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
             db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
             db.execute("DELETE FROM state_history WHERE agent_id=?", (agent_id,))
             return agent
 
-    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+    @off_loop
+    def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
             if agent is None:
@@ -80,7 +86,8 @@ class AgentRecords(_Base):
             self._put_agent(db, agent)
             return agent
 
-    async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+    @off_loop
+    def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
         with self._tx() as db:
             agent, duplicate = apply_state(self._get_agent(db, record.agent_id), record)
             if duplicate:
@@ -97,7 +104,8 @@ class AgentRecords(_Base):
             )
             return agent, False
 
-    async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+    @off_loop
+    def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         with self._tx(write=False) as db:
             total = db.execute(
                 "SELECT COUNT(*) FROM state_history WHERE agent_id=?", (agent_id,)
@@ -110,14 +118,16 @@ class AgentRecords(_Base):
             items=[_load(StateRecord, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    async def available_agents(self, states: Collection[str]) -> list[Agent]:
+    @off_loop
+    def available_agents(self, states: Collection[str]) -> list[Agent]:
         marks = ",".join("?" * len(states))
         with self._tx(write=False) as db:
             rows = db.execute(f"SELECT doc FROM agents WHERE state IN ({marks})", list(states))
             agents = [_load(Agent, r[0]) for r in rows.fetchall()]
         return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
 
-    async def stale_agents(
+    @off_loop
+    def stale_agents(
         self, *, seen_before: datetime, exclude_state: str | None = None
     ) -> list[Agent]:
         with self._tx(write=False) as db:
@@ -132,7 +142,8 @@ class AgentRecords(_Base):
                 ).fetchall()
         return [_load(Agent, r[0]) for r in rows]
 
-    async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
+    @off_loop
+    def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
         with self._tx() as db:
             held = db.execute(
                 "SELECT timestamp FROM held_reports WHERE agent_id=?", (record.agent_id,)
@@ -154,14 +165,16 @@ class AgentRecords(_Base):
             )
             return True
 
-    async def take_held_report(self, agent_id: str) -> StateRecord | None:
+    @off_loop
+    def take_held_report(self, agent_id: str) -> StateRecord | None:
         with self._tx() as db:
             row = db.execute(
                 "DELETE FROM held_reports WHERE agent_id=? RETURNING doc", (agent_id,)
             ).fetchone()
         return _load(StateRecord, row[0]) if row else None
 
-    async def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
+    @off_loop
+    def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
         with self._tx() as db:
             rows = db.execute(
                 "DELETE FROM held_reports WHERE received_at < ? RETURNING doc",
@@ -169,7 +182,8 @@ class AgentRecords(_Base):
             ).fetchall()
         return [_load(StateRecord, r[0]) for r in rows]
 
-    async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
+    @off_loop
+    def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
             if agent is None or len(agent.active_tasks) >= agent.max_concurrency:
@@ -180,7 +194,8 @@ class AgentRecords(_Base):
                 )
             return True
 
-    async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
+    @off_loop
+    def release_agent_slot(self, agent_id: str, task_id: str) -> None:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
             if agent is not None and task_id in agent.active_tasks:

@@ -6,18 +6,22 @@ Records are JSON documents beside the columns that queries filter or sort on. Ev
 one short transaction on one connection guarded by a lock, so each is atomic within the process;
 ``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
 the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
-committed work. Queries are microseconds on local disk, so they run on the event loop thread.
+committed work. Every call runs on the store's own thread (`off_loop`), never on the event loop:
+a slow disk or a lock held by another process stalls that call, not the service.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
@@ -71,6 +75,30 @@ def path_from_url(url: str) -> Path:
     return Path(rest[1:])
 
 
+S = TypeVar("S", bound="_Base")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def off_loop(
+    method: Callable[Concatenate[S, P], R],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Run a store method on the store's own thread, not on the event loop: a slow disk, a
+    lock held by another process or a busy database then stalls this call, not every request.
+    One thread: calls stay in order on the one connection, as they were on the loop."""
+
+    @functools.wraps(method)
+    async def run(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+        call = functools.partial(method, self, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    return run
+
+
+def _new_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="opscore-sqlite")
+
+
 def _doc(model: BaseModel) -> str:
     return model.model_dump_json()
 
@@ -86,9 +114,11 @@ class _Base:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._thread = _new_thread()
 
     # --- plumbing ---------------------------------------------------------------------------
-    async def open(self) -> None:
+    @off_loop
+    def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
@@ -117,12 +147,19 @@ class _Base:
             )
 
     async def close(self) -> None:
+        await self._close_connection()
+        thread, self._thread = self._thread, _new_thread()  # a later open() gets a fresh one
+        thread.shutdown(wait=False)
+
+    @off_loop
+    def _close_connection(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-    async def ping(self) -> None:
+    @off_loop
+    def ping(self) -> None:
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
 

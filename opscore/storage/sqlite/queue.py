@@ -10,19 +10,21 @@ from ...models import (
     Page,
     QueueEntry,
 )
-from .base import LEASE, _Base, _doc, _load
+from .base import LEASE, _Base, _doc, _load, off_loop
 
 
 class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
-    async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
+    @off_loop
+    def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?, NULL)",
                 (task_id, priority, ready_at.timestamp(), self._next(db, "queue")),
             )
 
-    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+    @off_loop
+    def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
         stamp = now.timestamp()
         with self._tx() as db:
             rows = db.execute(
@@ -36,25 +38,29 @@ class QueueRecords(_Base):
             )
         return [QueueEntry(task_id=r[0], priority=r[1], ready_at=now, seq=r[2]) for r in rows]
 
-    async def ack(self, task_ids: Iterable[str]) -> None:
+    @off_loop
+    def ack(self, task_ids: Iterable[str]) -> None:
         with self._tx() as db:
             db.executemany(
                 "DELETE FROM queue WHERE task_id = ? AND lease_until IS NOT NULL",
                 [(t,) for t in task_ids],
             )
 
-    async def requeue(self, entries: Iterable[QueueEntry]) -> None:
+    @off_loop
+    def requeue(self, entries: Iterable[QueueEntry]) -> None:
         with self._tx() as db:
             db.executemany(
                 "UPDATE queue SET lease_until = NULL WHERE task_id = ?",
                 [(e.task_id,) for e in entries],
             )
 
-    async def queue_depth(self) -> int:
+    @off_loop
+    def queue_depth(self) -> int:
         with self._tx(write=False) as db:
             return int(db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
 
-    async def next_ready_at(self) -> datetime | None:
+    @off_loop
+    def next_ready_at(self) -> datetime | None:
         with self._tx(write=False) as db:
             row = db.execute("SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL").fetchone()
         if row is None or row[0] is None:
@@ -62,14 +68,16 @@ class QueueRecords(_Base):
         return datetime.fromtimestamp(row[0], UTC)
 
     # --- dead letters and idempotency -------------------------------------------------------
-    async def add_dead_letter(self, entry: DeadLetter) -> None:
+    @off_loop
+    def add_dead_letter(self, entry: DeadLetter) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?)",
                 (entry.task_id, self._next(db, "dead_letters"), _doc(entry)),
             )
 
-    async def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:
+    @off_loop
+    def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:
         with self._tx(write=False) as db:
             total = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
             rows = db.execute(
@@ -79,13 +87,15 @@ class QueueRecords(_Base):
             items=[_load(DeadLetter, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    async def pop_dead_letter(self, task_id: str) -> DeadLetter | None:
+    @off_loop
+    def pop_dead_letter(self, task_id: str) -> DeadLetter | None:
         with self._tx() as db:
             row = db.execute("SELECT doc FROM dead_letters WHERE task_id=?", (task_id,)).fetchone()
             db.execute("DELETE FROM dead_letters WHERE task_id=?", (task_id,))
         return _load(DeadLetter, row[0]) if row else None
 
-    async def remember_idempotency_key(
+    @off_loop
+    def remember_idempotency_key(
         self, key: str, session_id: str, *, now: datetime, ttl: float
     ) -> str | None:
         stamp = now.timestamp()
@@ -101,6 +111,7 @@ class QueueRecords(_Base):
             )
             return None
 
-    async def forget_idempotency_key(self, key: str) -> None:
+    @off_loop
+    def forget_idempotency_key(self, key: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM idempotency WHERE key=?", (key,))

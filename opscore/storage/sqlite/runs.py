@@ -12,12 +12,13 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from .base import _INFLIGHT, _Base, _doc, _load
+from .base import _INFLIGHT, _Base, _doc, _load, off_loop
 
 
 class RunRecords(_Base):
     # --- templates --------------------------------------------------------------------------
-    async def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
+    @off_loop
+    def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
         with self._tx() as db:
             row = db.execute(
                 "SELECT doc FROM workflows WHERE id=? AND version=?",
@@ -31,7 +32,8 @@ class RunRecords(_Base):
             )
             return None
 
-    async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
+    @off_loop
+    def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
         with self._tx(write=False) as db:
             if version is None:
                 row = db.execute(
@@ -43,7 +45,8 @@ class RunRecords(_Base):
                 ).fetchone()
         return _load(WorkflowTemplate, row[0]) if row else None
 
-    async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
+    @off_loop
+    def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
         latest = (
             "SELECT w.doc FROM workflows w WHERE w.seq = (SELECT MAX(seq) FROM workflows x "
             "WHERE x.id = w.id)"
@@ -60,14 +63,16 @@ class RunRecords(_Base):
             limit=limit,
         )
 
-    async def workflow_versions(self, workflow_id: str) -> list[str]:
+    @off_loop
+    def workflow_versions(self, workflow_id: str) -> list[str]:
         with self._tx(write=False) as db:
             rows = db.execute(
                 "SELECT version FROM workflows WHERE id=? ORDER BY seq", (workflow_id,)
             ).fetchall()
         return [r[0] for r in rows]
 
-    async def delete_workflow(self, workflow_id: str, version: str | None) -> int:
+    @off_loop
+    def delete_workflow(self, workflow_id: str, version: str | None) -> int:
         with self._tx() as db:
             if version is None:
                 cursor = db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,))
@@ -98,18 +103,21 @@ class RunRecords(_Base):
             ),
         )
 
-    async def save_session(self, session: Session) -> None:
+    @off_loop
+    def save_session(self, session: Session) -> None:
         with self._tx() as db:
             self._put_session(db, session)
 
-    async def get_session(self, session_id: str) -> Session | None:
+    @off_loop
+    def get_session(self, session_id: str) -> Session | None:
         with self._tx(write=False) as db:
             row = db.execute(
                 "SELECT doc FROM sessions WHERE session_id=?", (session_id,)
             ).fetchone()
         return _load(Session, row[0]) if row else None
 
-    async def list_sessions(
+    @off_loop
+    def list_sessions(
         self,
         *,
         status: str | None,
@@ -138,7 +146,8 @@ class RunRecords(_Base):
             items=[_load(Session, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    async def update_session(
+    @off_loop
+    def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:
         with self._tx() as db:
@@ -161,7 +170,8 @@ class RunRecords(_Base):
             (task.task_id, task.session_id, seq, str(task.status.value), _doc(task)),
         )
 
-    async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
+    @off_loop
+    def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         with self._tx() as db:
             for task in tasks:
                 row = db.execute(
@@ -169,19 +179,22 @@ class RunRecords(_Base):
                 ).fetchone()
                 self._put_task(db, task, row[0] if row else self._next(db, "tasks"))
 
-    async def get_task(self, task_id: str) -> TaskRun | None:
+    @off_loop
+    def get_task(self, task_id: str) -> TaskRun | None:
         with self._tx(write=False) as db:
             row = db.execute("SELECT doc FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return _load(TaskRun, row[0]) if row else None
 
-    async def session_tasks(self, session_id: str) -> list[TaskRun]:
+    @off_loop
+    def session_tasks(self, session_id: str) -> list[TaskRun]:
         with self._tx(write=False) as db:
             rows = db.execute(
                 "SELECT doc FROM tasks WHERE session_id=? ORDER BY seq", (session_id,)
             ).fetchall()
         return [_load(TaskRun, r[0]) for r in rows]
 
-    async def update_task(
+    @off_loop
+    def update_task(
         self,
         task_id: str,
         changes: dict[str, Any],
@@ -202,7 +215,8 @@ class RunRecords(_Base):
             self._put_task(db, task, row[1])
             return task
 
-    async def inflight_tasks(self) -> list[TaskRun]:
+    @off_loop
+    def inflight_tasks(self) -> list[TaskRun]:
         with self._tx(write=False) as db:
             rows = db.execute("SELECT doc FROM tasks WHERE status IN (?, ?)", _INFLIGHT).fetchall()
         return [_load(TaskRun, r[0]) for r in rows]
