@@ -9,6 +9,7 @@ Hierarchy::
     +-- PermissionDeniedError (403)  FORBIDDEN, AGENT_NOT_ALLOWED
     +-- NotFoundError (404)          AGENT_NOT_FOUND, SESSION_NOT_FOUND, ...
     +-- ConflictError (409)          AGENT_EXISTS, STATE_OUT_OF_ORDER, ILLEGAL_TRANSITION ...
+    +-- GoneError (410)              SESSION_PRUNED
     +-- PayloadTooLargeError (413)   PAYLOAD_TOO_LARGE
     +-- UnprocessableError (422)     VALIDATION_ERROR, UNKNOWN_STATE, AGENT_ID_MISMATCH ...
     +-- RateLimitedError (429)       RATE_LIMITED
@@ -61,6 +62,13 @@ class NotFoundError(OpsCoreError):
 class ConflictError(OpsCoreError):
     status_code = 409
     code = "CONFLICT"
+
+
+class GoneError(OpsCoreError):
+    """What was asked for existed, and retention has removed it."""
+
+    status_code = 410
+    code = "GONE"
 
 
 class PayloadTooLargeError(OpsCoreError):

@@ -377,3 +377,23 @@ def test_a_locked_sqlite_file_stalls_the_write_not_the_service(server_factory, t
         holder.close()
         writer.join(timeout=15)
         assert result["status"] == 202  # the write went through once the lock was released
+
+
+def test_on_memory_dead_letters_leave_with_the_runs_that_retention_removes(
+    fleet_factory,
+) -> None:
+    server, fleet = fleet_factory(make_settings(session_retention=10))
+    fleet.add("broken", Behaviour(kind="fail", failures=1000))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        create(c, template("doomed", task("t", retry={"maxAttempts": 1})))
+        sids = []
+        for _ in range(13):  # one at a time: this fake's trailing 'idle' names no task
+            sids.append(run(c, "doomed"))
+            assert settle(c, sids[-1])["status"] == "failed"
+        letters = c.get("/v1/opscore/dead-letters").json()
+        sessions = c.get("/v1/opscore/sessions").json()["total"]
+        assert sessions == 10 and letters["total"] == 10  # none outlives its run
+        kept = {item["sessionId"] for item in letters["items"]}
+        assert kept == set(sids[-10:])
+        newest = letters["items"][0]["taskId"]  # and what is listed can be re-driven
+        assert c.post(f"/v1/opscore/dead-letters/{newest}/redrive").status_code == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, GoneError, NotFoundError
 from ..models import DeadLetter, Page, SessionStatus, TaskRun, TaskStatus
 from ..observe.logs import log_operation
 from .engine import SESSION_FAILED, WorkflowEngine, substitution_context
@@ -30,7 +30,15 @@ class DeadLetterService:
             raise NotFoundError(
                 f"Task '{task_id}' is not in the dead-letter list", code="NOT_DEAD_LETTERED"
             )
-        session = await engine.get_session(letter.session_id)
+        found = await self.storage.get_session(letter.session_id)
+        if found is None:
+            # retention removed the run: the letter can never be re-driven; it goes too
+            raise GoneError(
+                f"Task '{task_id}' belonged to session '{letter.session_id}', which retention "
+                "has removed; it can no longer be re-driven",
+                code="SESSION_PRUNED",
+            )
+        session = found
         if session.status in (SessionStatus.CANCELLED, SessionStatus.COMPLETED):
             # (a last attempt that failed while an operator cancelled the run) it stays listed
             await self.storage.add_dead_letter(letter)

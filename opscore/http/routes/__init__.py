@@ -18,3 +18,4 @@ ERRORS: Responses = {
 }
 NOT_FOUND: Responses = {404: {"model": ErrorResponse, "description": "Not found"}}
 CONFLICT: Responses = {409: {"model": ErrorResponse, "description": "Conflict"}}
+GONE: Responses = {410: {"model": ErrorResponse, "description": "Removed by retention"}}

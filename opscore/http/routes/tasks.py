@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path
 
 from ...models import ID_PATTERN, DeadLetter, Page, TaskResultReport, TaskRun
 from ..deps import CallerDep, PagingDep, ServicesDep, require
-from . import CONFLICT, ERRORS, NOT_FOUND
+from . import CONFLICT, ERRORS, GONE, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore", tags=["tasks"], responses=ERRORS)
 TaskId = Annotated[
@@ -64,10 +64,11 @@ async def list_dead_letters(services: ServicesDep, paging: PagingDep) -> Page[De
     "/dead-letters/{taskId}/redrive",
     summary="Re-drive a dead-lettered task",
     response_model=TaskRun,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**NOT_FOUND, **CONFLICT, **GONE},
     dependencies=[require("runs:write")],
 )
 async def redrive(taskId: TaskId, services: ServicesDep) -> TaskRun:
     """Gives the task a fresh set of attempts and reopens its failed run. A task whose run
-    was cancelled or has completed is 409 (`SESSION_CLOSED`) and stays dead-lettered."""
+    was cancelled or has completed is 409 (`SESSION_CLOSED`) and stays dead-lettered; one
+    whose run retention has removed is 410 (`SESSION_PRUNED`)."""
     return await services.workflow.dead_letters.redrive(taskId)

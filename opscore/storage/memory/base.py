@@ -60,7 +60,7 @@ class _Base:
         self._queued: dict[str, int] = {}
         self._seq = itertools.count()
         self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
-        self._idempotency: dict[str, tuple[str, datetime]] = {}
+        self._idempotency: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
 
     async def open(self) -> None:
         return None

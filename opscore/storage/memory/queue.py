@@ -13,6 +13,9 @@ from ...models import (
 )
 from .base import _Base, _page
 
+# idempotency keys kept at most, the oldest forgotten first
+IDEMPOTENCY_KEYS = 100_000
+
 
 class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
@@ -81,10 +84,14 @@ class QueueRecords(_Base):
             found = self._idempotency.get(key)
             if found is not None and (now - found[1]).total_seconds() < ttl:
                 return found[0]
-            if len(self._idempotency) > 10_000:
-                self._idempotency = {
-                    k: v for k, v in self._idempotency.items() if (now - v[1]).total_seconds() < ttl
-                }
+            # oldest first: expired keys leave from the front, in O(1) per call, and so does the
+            # oldest live one past the bound (its run is long retired by then)
+            self._idempotency.pop(key, None)
+            while self._idempotency:
+                _, seen = self._idempotency[next(iter(self._idempotency))]
+                if (now - seen).total_seconds() < ttl and len(self._idempotency) < IDEMPOTENCY_KEYS:
+                    break
+                self._idempotency.popitem(last=False)
             self._idempotency[key] = (session_id, now)
             return None
 

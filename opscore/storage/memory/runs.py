@@ -144,6 +144,7 @@ class RunRecords(_Base):
             for task_id in self._session_tasks.pop(old, ()):
                 self._tasks.pop(task_id, None)
                 self._inflight.discard(task_id)
+                self._dead.pop(task_id, None)  # a dead letter goes with its run
 
     # --- tasks ------------------------------------------------------------------------------
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
