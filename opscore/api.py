@@ -26,6 +26,7 @@ from .http.envelope import UNEXPECTED, ErrorReply, from_opscore_error, from_vali
 from .http.gateway import RequestContextMiddleware
 from .http.ingest import report_state as answer_state_report
 from .http.routes import (
+    admin,
     agents,
     dashboard,
     logs,
@@ -197,7 +198,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
     app.include_router(dashboard.router)
     app.include_router(state.ingest)  # authenticated by the middleware; see http/routes/state.py
     protected = [Depends(authenticate)]
-    for module in (agents, state, workflows, sessions, tasks, logs, telemetry):
+    for module in (agents, state, workflows, sessions, tasks, logs, telemetry, admin):
         app.include_router(module.router, dependencies=protected)
 
     settings = services.settings

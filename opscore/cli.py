@@ -721,6 +721,30 @@ def _log_line(record: dict[str, Any]) -> str:
     return f"[dim]{stamp}[/] [{style}]{level:<7}[/] [bold]{record.get('logger', '')}[/] {record.get('message', '')} [dim]{context}[/]"
 
 
+@app.command("purge")
+@api_command
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[
+        float | None,
+        typer.Option("--older-than", help="Seconds: finished runs that ended longer ago go."),
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option(help="Keep only this many newest finished runs.")
+    ] = None,
+) -> None:
+    """Remove finished runs (with their tasks and dead letters) now; needs an admin key.
+
+    Without options the configured retention is applied at once. Running runs are never
+    removed. Example: [bold]opscore purge --older-than 86400[/]
+    """
+    with opts(ctx).client() as client:
+        result = client.purge(older_than_seconds=older_than, keep=keep)
+    if opts(ctx).as_json:
+        return emit_json(result)
+    out.print(f"Removed {result.removed} finished runs")
+
+
 class LogFilters(TypedDict):
     """The filters ``logs`` passes to both the listing and the live stream."""
 

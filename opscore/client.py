@@ -38,6 +38,7 @@ from .models import (
     DeadLetter,
     HeartbeatAccepted,
     Page,
+    PurgeResult,
     RunAccepted,
     Session,
     SessionDetail,
@@ -474,6 +475,13 @@ class _Endpoints:
     ) -> TaskRun:
         body = _clean({"status": status, "result": result, "error": error, "agentId": agent_id})
         return self._call(_Call("POST", f"/v1/opscore/tasks/{task_id}/result", TaskRun, json=body))
+
+    def purge(
+        self, *, older_than_seconds: float | None = None, keep: int | None = None
+    ) -> PurgeResult:
+        """Remove finished runs now (admin): older than the age given, or beyond ``keep``."""
+        body = _clean({"olderThanSeconds": older_than_seconds, "keep": keep})
+        return self._call(_Call("POST", "/v1/opscore/admin/purge", PurgeResult, json=body))
 
     def list_dead_letters(self, *, offset: int = 0, limit: int = 50) -> Page[DeadLetter]:
         return self._call(

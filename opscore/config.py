@@ -32,7 +32,79 @@ def _split_commas(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class _LivenessAndRetention(BaseSettings):
+    """Liveness, clock skew and retention: a group of ``Settings`` (split for size; the
+    environment prefix and .env handling come from ``Settings``)."""
+
+    agent_offline_after: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description=(
+            "Seconds of silence before Ops-Core checks an agent that declared no heartbeat: it "
+            "probes its contactEndpoint (an agent with no endpoint either is marked offline)."
+        ),
+    )
+    max_clock_skew_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="How far in the future a state report's timestamp may be (else 422).",
+    )
+    retention_seconds: float = Field(
+        604_800.0,
+        ge=0,
+        le=315_360_000,
+        description="Finished sessions older than this are removed (0: keep them by count only).",
+    )
+    retention_interval: float = Field(
+        300.0, gt=0, le=86400, description="Seconds between retention sweeps."
+    )
+    heartbeat_misses: int = Field(
+        3, ge=1, le=100, description="Declared heartbeat intervals of silence before offline."
+    )
+    probe_interval: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between probes of one silent agent."
+    )
+    probe_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds a probe waits for any HTTP answer."
+    )
+    probe_misses: int = Field(
+        3, ge=1, le=100, description="Probes in a row without an answer before an agent is offline."
+    )
+    probe_concurrency: int = Field(
+        32, ge=1, le=10_000, description="Probes in flight at once, across all agents."
+    )
+    probe_jitter: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Spread of each agent's probe time, as a share of the interval.",
+    )
+    liveness_interval: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between liveness sweeps (heartbeats and probes)."
+    )
+    max_lost_attempts: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description=(
+            "Attempts a task may lose to an agent going offline without being charged; past it, "
+            "a lost attempt counts as failed, so no task loops for ever."
+        ),
+    )
+    pending_report_ttl: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Seconds a state report for a not-yet-registered agent waits for its registration.",
+    )
+    pending_reports_max: int = Field(
+        10_000, ge=0, le=1_000_000, description="Agents with a report waiting for registration."
+    )
+
+
+class Settings(_LivenessAndRetention, BaseSettings):
     """Every setting Ops-Core reads; docs/configuration.md lists them for people."""
 
     model_config = SettingsConfigDict(
@@ -134,7 +206,10 @@ class Settings(BaseSettings):
         10_000,
         ge=10,
         le=10_000_000,
-        description="Finished sessions (with their tasks) kept by memory://; the oldest go first.",
+        description=(
+            "Finished sessions (with their tasks and dead letters) kept, on every store; the "
+            "oldest go first."
+        ),
     )
     max_page_size: int = Field(500, ge=1, le=10_000, description="Largest page a list returns.")
     rate_limit_per_second: float = Field(
@@ -203,63 +278,6 @@ class Settings(BaseSettings):
     )
     dispatch_interval: float = Field(
         0.5, gt=0, le=60, description="Longest the dispatcher sleeps when nothing wakes it."
-    )
-    agent_offline_after: float = Field(
-        60.0,
-        gt=0,
-        le=86400,
-        description=(
-            "Seconds of silence before Ops-Core checks an agent that declared no heartbeat: it "
-            "probes its contactEndpoint (an agent with no endpoint either is marked offline)."
-        ),
-    )
-    max_clock_skew_seconds: float = Field(
-        300.0,
-        ge=0,
-        le=86400,
-        description="How far in the future a state report's timestamp may be (else 422).",
-    )
-    heartbeat_misses: int = Field(
-        3, ge=1, le=100, description="Declared heartbeat intervals of silence before offline."
-    )
-    probe_interval: float = Field(
-        60.0, gt=0, le=86400, description="Seconds between probes of one silent agent."
-    )
-    probe_timeout: float = Field(
-        5.0, gt=0, le=120, description="Seconds a probe waits for any HTTP answer."
-    )
-    probe_misses: int = Field(
-        3, ge=1, le=100, description="Probes in a row without an answer before an agent is offline."
-    )
-    probe_concurrency: int = Field(
-        32, ge=1, le=10_000, description="Probes in flight at once, across all agents."
-    )
-    probe_jitter: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="Spread of each agent's probe time, as a share of the interval.",
-    )
-    liveness_interval: float = Field(
-        5.0, gt=0, le=3600, description="Seconds between liveness sweeps (heartbeats and probes)."
-    )
-    max_lost_attempts: int = Field(
-        5,
-        ge=0,
-        le=1000,
-        description=(
-            "Attempts a task may lose to an agent going offline without being charged; past it, "
-            "a lost attempt counts as failed, so no task loops for ever."
-        ),
-    )
-    pending_report_ttl: float = Field(
-        300.0,
-        gt=0,
-        le=86400,
-        description="Seconds a state report for a not-yet-registered agent waits for its registration.",
-    )
-    pending_reports_max: int = Field(
-        10_000, ge=0, le=1_000_000, description="Agents with a report waiting for registration."
     )
     idempotency_ttl: float = Field(
         86400.0, gt=0, description="Seconds an Idempotency-Key maps to its first session."

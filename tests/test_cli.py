@@ -69,6 +69,8 @@ def test_state_commands(env) -> None:
     assert got.exit_code == 0 and "active" in got.output
     beat = cli(env, "state", "heartbeat", "fetch-agent")
     assert beat.exit_code == 0 and "seen at" in beat.output
+    purged = cli(env, "purge", "--keep", "1000")
+    assert purged.exit_code == 0 and "Removed 0 finished runs" in purged.output
     history = cli(env, "--json", "state", "history", "fetch-agent")
     assert [r["state"] for r in json.loads(history.output)["items"]] == ["active", "idle"]
 

@@ -70,6 +70,7 @@ def test_sync_client_covers_the_whole_path(live) -> None:
         adhoc = ops.start_session(agent_id="helper-1", name="chat")
         assert ops.update_session(adhoc.session_id, status="completed").status == "completed"
         assert ops.list_dead_letters().total == 0
+        assert ops.purge(keep=1000).removed == 0
         assert ops.logs(level="INFO", limit=5).items
         ops.delete_workflow("sdk")
         assert ops.deregister_agent("helper-1").agent_id == "helper-1"
@@ -94,6 +95,7 @@ def test_async_client_covers_the_same_path(live) -> None:
             assert done.status == "completed" and done.agent_id == "worker"
             with pytest.raises(sdk.NotFoundError):
                 await ops.get_agent("nobody")
+            assert (await ops.purge(keep=0)).removed == 1
 
     asyncio.run(scenario())
 

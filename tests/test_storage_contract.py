@@ -221,6 +221,58 @@ class TestState:
         assert (await store.state_history("a2", offset=0, limit=100)).total == len(accepted)
 
 
+class TestRetention:
+    async def _finished(self, store: Storage, sid: str, *, status: str, ago: float) -> None:
+        now = utcnow()
+        await store.save_session(Session(session_id=sid, created_at=now, updated_at=now))
+        await store.save_tasks([task(f"{sid}-t", session_id=sid)])
+        if status != "running":
+            await store.update_session(
+                sid,
+                {"status": SessionStatus(status), "finished_at": now - timedelta(seconds=ago)},
+                expect=["running"],
+            )
+        await store.add_dead_letter(
+            DeadLetter(
+                task_id=f"{sid}-t", session_id=sid, step_id="t", attempts=1, dead_lettered_at=now
+            )
+        )
+
+    async def test_prune_removes_old_and_surplus_finished_runs_with_their_tasks_and_letters(
+        self, store: Storage
+    ) -> None:
+        await self._finished(store, "old", status="completed", ago=3600)
+        await self._finished(store, "failed-old", status="failed", ago=3600)
+        await self._finished(store, "mid", status="cancelled", ago=10)
+        await self._finished(store, "new", status="completed", ago=1)
+        await self._finished(store, "live", status="running", ago=0)
+        cutoff = utcnow() - timedelta(seconds=60)
+        removed = await store.prune_finished(finished_before=cutoff, keep=100)
+        assert removed == 2
+        assert await store.get_session("old") is None and await store.get_task("old-t") is None
+        assert await store.get_session("failed-old") is None
+        letters = await store.list_dead_letters(offset=0, limit=10)
+        assert sorted(d.task_id for d in letters.items) == ["live-t", "mid-t", "new-t"]
+        # by count: keep the newest finished one; running sessions are never touched
+        assert await store.prune_finished(finished_before=None, keep=1) == 1
+        assert await store.get_session("mid") is None and await store.get_session("new")
+        assert (await store.get_session("live")).status == "running"
+        assert await store.get_task("live-t") is not None
+        assert await store.prune_finished(finished_before=cutoff, keep=1) == 0
+
+    async def test_prune_works_in_batches(self, store: Storage) -> None:
+        for i in range(7):
+            await self._finished(store, f"s{i}", status="completed", ago=100)
+        cutoff = utcnow()
+        assert await store.prune_finished(finished_before=cutoff, keep=0, batch=3) == 3
+        assert await store.prune_finished(finished_before=cutoff, keep=0, batch=3) == 3
+        assert await store.prune_finished(finished_before=cutoff, keep=0, batch=3) == 1
+        page = await store.list_sessions(
+            status=None, workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert page.total == 0
+
+
 class TestWorkflows:
     async def test_versions_latest_list_and_delete(self, store: Storage) -> None:
         def tpl(version: str, wid: str = "w") -> WorkflowTemplate:

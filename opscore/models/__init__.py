@@ -31,6 +31,8 @@ from .common import (
 )
 from .runs import (
     DeadLetter,
+    PurgeRequest,
+    PurgeResult,
     QueueEntry,
     RetryPolicy,
     RunAccepted,
@@ -63,6 +65,8 @@ __all__ = [
     "ErrorResponse",
     "HeartbeatAccepted",
     "Page",
+    "PurgeRequest",
+    "PurgeResult",
     "QueueEntry",
     "RetryPolicy",
     "RunAccepted",

@@ -232,3 +232,23 @@ class QueueEntry:
     priority: int
     ready_at: datetime
     seq: int
+
+
+class PurgeRequest(ApiModel):
+    """What to remove now; both omitted: apply the configured retention at once."""
+
+    older_than_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="Finished sessions that ended longer ago than this.",
+        examples=[86400],
+    )
+    keep: int | None = Field(
+        None, ge=0, description="Keep only this many newest finished sessions.", examples=[1000]
+    )
+
+
+class PurgeResult(ApiModel):
+    removed: int = Field(description="Finished sessions removed, with their tasks and letters.")
+    finished_before: datetime | None = None
+    kept_newest: int | None = None

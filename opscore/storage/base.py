@@ -78,6 +78,14 @@ class Storage(Protocol):
         """Agents last seen before the given time whose state is not ``exclude_state``
         (every such agent when it is None, those that never reported included)."""
 
+    async def prune_finished(
+        self, *, finished_before: datetime | None, keep: int, batch: int = 500
+    ) -> int:
+        """Remove finished sessions (completed, failed, cancelled) that finished before
+        ``finished_before`` or are older than the newest ``keep`` finished ones, with their
+        tasks and dead letters; at most ``batch`` sessions a call. Returns how many went
+        (call again while it returns ``batch``). Running sessions are never touched."""
+
     async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
         """Keep a state report for an agent that is not registered yet, until it registers.
 

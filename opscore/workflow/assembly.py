@@ -20,6 +20,7 @@ from .handover import Handovers
 from .outcomes import TaskOutcomes
 from .recovery import recover
 from .reports import AgentReports
+from .retention import Retention
 from .runs import RunService
 from .sessions import SessionService
 
@@ -36,6 +37,7 @@ class Workflow:
     handovers: Handovers
     reports: AgentReports
     dead_letters: DeadLetterService
+    retention: Retention
 
     async def recover(self) -> int:
         """Finish what a crash interrupted (see ``recovery.recover``)."""
@@ -68,4 +70,5 @@ def build_workflow(
         handovers=Handovers(outcomes),
         reports=reports,
         dead_letters=DeadLetterService(engine),
+        retention=Retention(engine),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Collection, Iterable
+from datetime import datetime
 from typing import Any
 
 from ...models import (
@@ -14,6 +15,8 @@ from ...models import (
     WorkflowTemplate,
 )
 from .base import _INFLIGHT, _Base, _page
+
+_FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 
 class RunRecords(_Base):
@@ -139,12 +142,32 @@ class RunRecords(_Base):
             session = self._sessions.get(old)
             if session is None or session.status == "running":  # re-driven since: keep it
                 continue
-            del self._sessions[old]
-            self._unindex(session.status, self._session_number.pop(old), old)
-            for task_id in self._session_tasks.pop(old, ()):
-                self._tasks.pop(task_id, None)
-                self._inflight.discard(task_id)
-                self._dead.pop(task_id, None)  # a dead letter goes with its run
+            self._drop_session(old)
+
+    def _drop_session(self, session_id: str) -> None:
+        """Forget a session, its tasks and their dead letters (the lock is held)."""
+        session = self._sessions.pop(session_id)
+        self._unindex(session.status, self._session_number.pop(session_id), session_id)
+        for task_id in self._session_tasks.pop(session_id, ()):
+            self._tasks.pop(task_id, None)
+            self._inflight.discard(task_id)
+            self._dead.pop(task_id, None)  # a dead letter goes with its run
+
+    async def prune_finished(
+        self, *, finished_before: datetime | None, keep: int, batch: int = 500
+    ) -> int:
+        with self._lock:
+            finished = [s for s in self._sessions.values() if s.status in _FINISHED]
+            finished.sort(key=lambda s: self._session_number[s.session_id], reverse=True)
+            victims = [
+                s.session_id
+                for i, s in enumerate(finished)
+                if i >= keep
+                or (finished_before and s.finished_at and s.finished_at < finished_before)
+            ][:batch]
+            for session_id in victims:
+                self._drop_session(session_id)
+            return len(victims)
 
     # --- tasks ------------------------------------------------------------------------------
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:

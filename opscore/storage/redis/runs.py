@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
 from typing import Any
 
 from ...models import (
@@ -194,3 +195,40 @@ class RunRecords(_Base):
         ids = list(await self._redis.smembers(self.k("inflight")))
         raws = await self._redis.mget([self.k("task", i) for i in ids]) if ids else []
         return [t for t in (_load(TaskRun, r) for r in raws) if t is not None]
+
+    async def prune_finished(
+        self, *, finished_before: datetime | None, keep: int, batch: int = 500
+    ) -> int:
+        # finished sessions, newest first, across the three status indexes (seq is shared)
+        scored: list[tuple[float, str]] = []
+        for status in ("completed", "failed", "cancelled"):
+            members = await self._redis.zrange(self.k("sessions", status), 0, -1, withscores=True)
+            scored += [(score, sid) for sid, score in members]
+        scored.sort(reverse=True)
+        victims = [sid for _, sid in scored[keep:]]
+        if finished_before is not None and len(victims) < batch:
+            recent = [sid for _, sid in scored[:keep]]
+            raws = await self._redis.mget([self.k("session", i) for i in recent]) if recent else []
+            for raw in raws:
+                session = _load(Session, raw)
+                if session and session.finished_at and session.finished_at < finished_before:
+                    victims.append(session.session_id)
+        victims = victims[:batch]
+        for session_id in victims:
+            await self._drop_session(session_id)
+        return len(victims)
+
+    async def _drop_session(self, session_id: str) -> None:
+        session = _load(Session, await self._redis.get(self.k("session", session_id)))
+        task_ids = await self._redis.lrange(self.k("session_tasks", session_id), 0, -1)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if task_ids:
+                pipe.delete(*[self.k("task", t) for t in task_ids])
+                pipe.srem(self.k("inflight"), *task_ids)
+                pipe.hdel(self.k("dead"), *task_ids)
+                pipe.zrem(self.k("dead_order"), *task_ids)
+            pipe.delete(self.k("session_tasks", session_id), self.k("session", session_id))
+            pipe.zrem(self.k("sessions"), session_id)
+            if session is not None:
+                pipe.zrem(self.k("sessions", session.status.value), session_id)
+            await pipe.execute()

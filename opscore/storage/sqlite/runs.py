@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable
+from datetime import datetime
 from typing import Any
 
 from ...models import (
@@ -220,3 +221,34 @@ class RunRecords(_Base):
         with self._tx(write=False) as db:
             rows = db.execute("SELECT doc FROM tasks WHERE status IN (?, ?)", _INFLIGHT).fetchall()
         return [_load(TaskRun, r[0]) for r in rows]
+
+    @off_loop
+    def prune_finished(
+        self, *, finished_before: datetime | None, keep: int, batch: int = 500
+    ) -> int:
+        finished = "('completed', 'failed', 'cancelled')"
+        with self._tx() as db:
+            rows = db.execute(
+                f"""SELECT session_id FROM sessions WHERE status IN {finished} AND (
+                      seq NOT IN (SELECT seq FROM sessions WHERE status IN {finished}
+                                  ORDER BY seq DESC LIMIT ?)
+                      OR (? IS NOT NULL
+                          AND julianday(json_extract(doc, '$.finished_at')) < julianday(?)))
+                    LIMIT ?""",
+                (
+                    keep,
+                    finished_before.isoformat() if finished_before else None,
+                    finished_before.isoformat() if finished_before else None,
+                    batch,
+                ),
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            if ids:
+                marks = ",".join("?" * len(ids))
+                db.execute(
+                    f"DELETE FROM dead_letters WHERE json_extract(doc, '$.session_id') IN ({marks})",
+                    ids,
+                )
+                db.execute(f"DELETE FROM tasks WHERE session_id IN ({marks})", ids)
+                db.execute(f"DELETE FROM sessions WHERE session_id IN ({marks})", ids)
+        return len(ids)
