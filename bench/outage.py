@@ -107,7 +107,6 @@ async def _drive(url: str, redis: dict[str, object], runs: int, outage: float) -
                         sessions.append((await r.json())["sessionId"])
                         break
                 await asyncio.sleep(0.2)
-        resumed = next((t - back for t in handed if t >= back), float("nan"))
         deadline = time.monotonic() + 180
         statuses: Counter[str] = Counter()
         while time.monotonic() < deadline:
@@ -121,6 +120,7 @@ async def _drive(url: str, redis: dict[str, object], runs: int, outage: float) -
                 break
             await asyncio.sleep(1)
     await runner.cleanup()
+    resumed = min((t - back for t in handed if t >= back), default=float("nan"))
     return {
         "runs": runs,
         "outage_seconds": outage,

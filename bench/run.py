@@ -5,7 +5,7 @@ with its spread (min..max); each comparison is a ratio of runs made in this same
 Load comes from wrk (a separate process), never from the process being measured.
 
 Environment: BENCH_QUICK=1 for a short smoke run; BENCH_SOAK_SECONDS (default 300);
-BENCH_ONLY=ingest,workflows,celery,scale,memory,probes,stall,soak to run a subset.
+BENCH_ONLY=ingest,workflows,celery,scale,memory,probes,stall,outage,hostile,soak to run a subset.
 """
 
 from __future__ import annotations
@@ -352,6 +352,18 @@ def bench_stall() -> dict[str, Any]:
     return _python("bench.store_stall", "--seconds", "4" if QUICK else "10")
 
 
+def bench_outage() -> dict[str, Any]:
+    """A 10-second Redis outage in the middle of 200 runs."""
+    if shutil.which("redis-server") is None:
+        return {"skipped": "redis-server not installed"}
+    return _python("bench.outage", "--runs", "50" if QUICK else "200", "--outage", "10")
+
+
+def bench_hostile() -> dict[str, Any]:
+    """/health and memory while hostile templates are refused, against benign ones."""
+    return _python("bench.hostile", "--seconds", "4" if QUICK else "10")
+
+
 def bench_memory() -> dict[str, Any]:
     reports = "200000" if QUICK else "1000000"
     return _python("bench.memory", "--agents", "10000", "--reports", reports)
@@ -486,6 +498,20 @@ def table(results: dict[str, Any]) -> str:
             f"({st['sqlite']['reports_per_s']:.0f} reports/s), memory p99 "
             f"{st['memory']['health_p99_ms']:.1f} ms: {st['health_p99_ratio']:.2f}x"
         )
+    if "outage" in results and "runs" in results["outage"]:
+        o = results["outage"]
+        lines.append(
+            f"Redis outage of {o['outage_seconds']:g} s mid-way through {o['runs']} runs: "
+            f"{o['completed']} completed, dispatch resumed {o['dispatch_resumed_after_s']:.3f} s "
+            f"after Redis returned, {o['tasks_handed_over_twice']} tasks handed over twice"
+        )
+    if "hostile" in results:
+        h = results["hostile"]
+        lines.append(
+            f"hostile templates: /health p99 {h['hostile']['health_p99_ms']:.1f} ms vs "
+            f"{h['benign']['health_p99_ms']:.1f} ms benign ({h['health_p99_ratio']:.2f}x); RSS "
+            f"{h['hostile']['rss_mb_before']:.0f} -> {h['hostile']['rss_mb_after']:.0f} MB"
+        )
     if "soak" in results:
         s = results["soak"]
         lines.append(
@@ -514,6 +540,8 @@ def main() -> None:
         ("memory", bench_memory),
         ("probes", bench_probes),
         ("stall", bench_stall),
+        ("outage", bench_outage),
+        ("hostile", bench_hostile),
         ("soak", bench_soak),
     ):
         if wanted(name):

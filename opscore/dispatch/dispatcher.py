@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection
@@ -31,6 +32,8 @@ BATCH = 256
 # pause after a failed pass: doubles from MIN_BACKOFF up to MAX_BACKOFF while passes keep failing
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
+# how long past an attempt's deadline its outcome is still retried while the store is away
+OUTCOME_GRACE = 60.0
 # Queue entries read at a time per free agent slot (at least MIN_CHUNK) while looking for work.
 CHUNK_PER_SLOT = 4
 MIN_CHUNK = 16
@@ -311,27 +314,45 @@ class Dispatcher:
         ok = False
         deadline = task.deadline or self.clock() + timedelta(seconds=task.timeout_seconds)
         timeout = max((deadline - self.clock()).total_seconds(), 0.001)
+        report: Callable[[], Awaitable[None]]
         try:
-            try:
-                answer = await self.transport.send(agent, task, headers, timeout=timeout)
-                ok = answer.outcome != "failed"
-                await self.hooks.handover_answered(task, agent, answer)
-            except DispatchError as exc:
-                await self.hooks.dispatch_failed(task, str(exc), unreachable=exc.unreachable)
-            except StorageError:
-                raise
-            except Exception as exc:  # a transport bug must not lose the task
-                logger.exception("unexpected dispatch error")
-                await self.hooks.dispatch_failed(
-                    task, f"{type(exc).__name__}: {exc}", unreachable=False
-                )
-        except StorageError as exc:
-            # the outcome cannot be written now: the attempt stays in flight until its
-            # deadline, and the timeout sweep retries it once the store is back
-            logger.warning(
-                "hand-over outcome not recorded: store unavailable",
-                extra={"taskId": task.task_id, "error": exc.message},
+            answer = await self.transport.send(agent, task, headers, timeout=timeout)
+            ok = answer.outcome != "failed"
+            report = functools.partial(self.hooks.handover_answered, task, agent, answer)
+        except DispatchError as exc:
+            report = functools.partial(
+                self.hooks.dispatch_failed, task, str(exc), unreachable=exc.unreachable
             )
+        except Exception as exc:  # a transport bug must not lose the task
+            logger.exception("unexpected dispatch error")
+            report = functools.partial(
+                self.hooks.dispatch_failed, task, f"{type(exc).__name__}: {exc}", unreachable=False
+            )
+        try:
+            await self._record(report, task, deadline)
         finally:
             if telemetry is not None and span is not None:
                 telemetry.finish_dispatch(span, ok=ok)
+
+    async def _record(
+        self, report: Callable[[], Awaitable[None]], task: TaskRun, deadline: datetime
+    ) -> None:
+        """Write what the hand-over gave. While the store is away, keep the outcome and try
+        again (with a growing pause) until a little past the attempt's deadline: a result the
+        agent already gave is not thrown away, so the task does not run a second time."""
+        pause = MIN_BACKOFF
+        give_up = deadline + timedelta(seconds=OUTCOME_GRACE)
+        while True:
+            try:
+                await report()
+                return
+            except StorageError as exc:
+                if self.clock() >= give_up:
+                    # the timeout sweep retries the attempt once the store is back
+                    logger.warning(
+                        "hand-over outcome not recorded: store unavailable",
+                        extra={"taskId": task.task_id, "error": exc.message},
+                    )
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_BACKOFF)
