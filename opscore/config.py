@@ -196,6 +196,12 @@ class Settings(_LivenessAndRetention, BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, le=100_000_000, description="Largest request body accepted."
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Time a request's headers may take to arrive (a trickling client gets 408).",
+    )
     body_timeout_seconds: float = Field(
         30.0,
         gt=0,

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -73,11 +74,21 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         loop=settings.event_loop,
+        http=_http_protocol(settings),
         log_config=None,
         access_log=False,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
+
+
+def _http_protocol(settings: Settings) -> Any:
+    """uvicorn's httptools protocol with bounded request headers, when httptools is there."""
+    try:
+        from .http.protocol import bounded_headers_protocol
+    except ImportError:  # uvicorn without its [standard] extras: its own h11 protocol
+        return "auto"
+    return bounded_headers_protocol(settings.header_timeout_seconds)
 
 
 def tune_runtime() -> None:

@@ -13,7 +13,7 @@ import uvicorn
 class ServerThread:
     """Runs an ASGI app under uvicorn in its own thread and event loop; stops on exit."""
 
-    def __init__(self, app: Any, *, port: int = 0) -> None:
+    def __init__(self, app: Any, *, port: int = 0, **config_options: Any) -> None:
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -22,6 +22,7 @@ class ServerThread:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=2,
+            **config_options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)

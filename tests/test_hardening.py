@@ -343,7 +343,7 @@ def test_a_trickled_body_is_cut_off_with_408(server_factory) -> None:
             + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
         started = time.monotonic()
-        answer = s.recv(4096)
+        answer = _read_answer(s)
     assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
     assert time.monotonic() - started < 5
 
@@ -425,3 +425,45 @@ def test_retention_sweeps_old_runs_and_operators_can_purge(
         purged = c.post("/v1/opscore/admin/purge", json={"keep": 1})
         assert purged.status_code == 200 and purged.json()["removed"] >= 2
         assert c.get("/v1/opscore/sessions").json()["total"] <= 1
+
+
+def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408() -> None:
+    import select
+    import socket
+
+    from opscore.api import create_app
+    from opscore.http.protocol import bounded_headers_protocol
+
+    from .servers import ServerThread
+
+    server = ServerThread(create_app(make_settings()), http=bounded_headers_protocol(0.5)).start()
+    try:
+        with httpx.Client(base_url=server.url) as c:  # an ordinary request is not affected
+            assert c.get("/health").status_code == 200
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\n")
+            started = time.monotonic()
+            for _ in range(30):  # a header line every 0.1 s, for up to 3 s
+                readable, _, _ = select.select([s], [], [], 0.1)
+                if readable:
+                    break  # the server answered: stop writing, or its close resets the socket
+                s.sendall(b"X-Slow: y\r\n")
+            answer = _read_answer(s)
+        assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
+        assert time.monotonic() - started < 2.5
+    finally:
+        server.stop()
+
+
+def _read_answer(sock) -> bytes:  # type: ignore[no-untyped-def]
+    """Everything the server sends until it closes the connection (at most 10 s)."""
+    sock.settimeout(10)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+            if b"\r\n\r\n" in data and data.rstrip().endswith(b"}"):
+                break
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data

@@ -1,0 +1,69 @@
+"""The HTTP/1 protocol `opscore serve` runs: uvicorn's httptools protocol, with a deadline for a
+request's headers.
+
+A client that sends its headers a byte at a time holds a connection for as long as it likes:
+uvicorn bounds an idle keep-alive connection, not one that trickles, and the application only
+sees a request once its headers are complete. Here the headers of each request must arrive
+within ``OPSCORE_HEADER_TIMEOUT_SECONDS`` of its first byte (or of the connection): past that
+the client gets ``408`` in the one error shape and the connection is closed. Bodies are bounded
+by the gateway (``OPSCORE_BODY_TIMEOUT_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+def bounded_headers_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, with headers bounded to ``header_timeout`` seconds."""
+
+    class BoundedHeadersProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._start_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._stop_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_header_timer()
+            super().connection_lost(exc)
+
+        def _start_header_timer(self) -> None:
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _stop_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            message = f"Request headers did not arrive within {header_timeout:g}s"
+            body: dict[str, Any] = {
+                "error": {"code": "REQUEST_TIMEOUT", "message": message, "details": None},
+                "detail": message,
+                "requestId": None,
+            }
+            payload = json.dumps(body).encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+            )
+            self.transport.close()
+
+    return BoundedHeadersProtocol
