@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY, session_id TEXT NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS held_reports (
   agent_id TEXT PRIMARY KEY, received_at REAL NOT NULL, timestamp REAL NOT NULL, doc TEXT NOT NULL);
