@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from .conftest import KEY, make_settings
 from .fakes import Behaviour
@@ -67,3 +68,50 @@ def test_a_redis_outage_in_the_middle_of_runs_is_survived_and_dispatch_resumes(
             assert len(failing) <= 2
     finally:
         redis.stop()
+
+
+def test_a_full_disk_under_sqlite_is_a_503_and_the_service_recovers_when_space_returns(
+    server_factory, tmp_path
+) -> None:
+    import subprocess
+
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        server = server_factory(make_settings(storage_url=f"sqlite:///{disk}/full.db"))
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+        ) as c:
+            # Given the disk fills up
+            statuses = set()
+            for i in range(2_000):
+                body = {"agentId": f"a{i}", "agentName": "x" * 150, "metadata": {"pad": "y" * 600}}
+                status = c.post("/v1/opscore/agents", json=body).status_code
+                statuses.add(status)
+                if status != 201:
+                    break
+            # Then writes are refused in the one error shape, never a 500, and the process lives
+            assert statuses == {201, 503}, statuses
+            full = c.post("/v1/opscore/agents", json={"agentId": "late", "agentName": "l"})
+            assert full.status_code == 503
+            assert full.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
+            assert c.get("/health").status_code == 200
+            # When space returns, so does the service
+            subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+            wait_for(
+                lambda: (
+                    c.post(
+                        "/v1/opscore/agents", json={"agentId": "late", "agentName": "l"}
+                    ).status_code
+                    in (200, 201)
+                ),
+                timeout=10,
+            )
+            wait_for(lambda: c.get("/ready").status_code == 200, timeout=10)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
