@@ -48,9 +48,12 @@ class DispatchHooks(Protocol):
         """Start an attempt of a queued task on ``agent``; None if it is no longer queued."""
         ...
 
-    async def dispatch_failed(self, task: TaskRun, error: str, *, unreachable: bool) -> None:
+    async def dispatch_failed(
+        self, task: TaskRun, error: str, *, unreachable: bool, timed_out: bool = False
+    ) -> None:
         """The hand-over of this attempt failed: not delivered, or no answer came;
-        ``unreachable``: no connection to the agent could be made at all."""
+        ``unreachable``: no connection to the agent could be made at all; ``timed_out``: no
+        answer within the attempt's timeout."""
         ...
 
     async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
@@ -321,7 +324,11 @@ class Dispatcher:
             report = functools.partial(self.hooks.handover_answered, task, agent, answer)
         except DispatchError as exc:
             report = functools.partial(
-                self.hooks.dispatch_failed, task, str(exc), unreachable=exc.unreachable
+                self.hooks.dispatch_failed,
+                task,
+                str(exc),
+                unreachable=exc.unreachable,
+                timed_out=exc.timed_out,
             )
         except Exception as exc:  # a transport bug must not lose the task
             logger.exception("unexpected dispatch error")

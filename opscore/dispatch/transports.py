@@ -38,12 +38,14 @@ class DispatchError(Exception):
     """The task could not be handed over (not sent, or no answer); the engine retries it.
 
     ``unreachable`` says no connection could be made at all (refused, no route): evidence that
-    the agent is down, which liveness counts like a probe without an answer.
+    the agent is down, which liveness counts like a probe without an answer. ``timed_out`` says
+    no answer came within the attempt's own timeout: the attempt timed out.
     """
 
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+    def __init__(self, message: str, *, unreachable: bool = False, timed_out: bool = False) -> None:
         super().__init__(message)
         self.unreachable = unreachable
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,10 @@ class HttpTransport:
                 # on a fresh one (a connection closed under a request it read would not be
                 # reused by the agent's server while it is answering it).
                 status, answer = await self._post(url, body, request_headers, limits)
+        except TimeoutError as exc:
+            raise DispatchError(
+                f"POST {url}: no answer within {timeout:g}s", timed_out=True
+            ) from exc
         except HANDOVER_ERRORS as exc:
             raise DispatchError(
                 f"POST {url} failed: {type(exc).__name__}: {exc}",

@@ -240,11 +240,16 @@ class PurgeRequest(ApiModel):
     older_than_seconds: float | None = Field(
         None,
         ge=0,
-        description="Finished sessions that ended longer ago than this.",
+        le=315_360_000,
+        description="Finished sessions that ended longer ago than this (at most 10 years).",
         examples=[86400],
     )
     keep: int | None = Field(
-        None, ge=0, description="Keep only this many newest finished sessions.", examples=[1000]
+        None,
+        ge=0,
+        le=1_000_000_000,
+        description="Keep only this many newest finished sessions.",
+        examples=[1000],
     )
 
 

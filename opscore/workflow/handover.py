@@ -65,7 +65,9 @@ class Handovers:
         )
         return dispatched
 
-    async def dispatch_failed(self, task: TaskRun, error: str, *, unreachable: bool) -> None:
+    async def dispatch_failed(
+        self, task: TaskRun, error: str, *, unreachable: bool, timed_out: bool = False
+    ) -> None:
         """The hand-over itself failed: fail that attempt, unless a newer one has started.
         An agent that could not be reached at all loses the attempt instead (uncharged,
         bounded by ``max_lost_attempts``) and liveness hears of it, so a dead agent stops
@@ -79,7 +81,11 @@ class Handovers:
             for listener in self.unreachable_listeners:
                 await listener(current.agent_id)
             return
-        await self.outcomes.fail_attempt(current, error, outcome="dispatch_error")
+        if timed_out:  # the same outcome as the timeout sweep's, whichever notices first
+            error, outcome = f"timed out after {current.timeout_seconds:g}s", "timeout"
+        else:
+            outcome = "dispatch_error"
+        await self.outcomes.fail_attempt(current, error, outcome=outcome)
 
     async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
         """The hand-over's answer: completed or failed ends the attempt; anything else means
