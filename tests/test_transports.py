@@ -56,8 +56,9 @@ async def test_an_agent_that_never_answers_times_out() -> None:
         port = listener.getsockname()[1]
         transport = HttpTransport(None, connect_timeout=0.3)
         try:
-            with pytest.raises(DispatchError, match="Timeout"):
+            with pytest.raises(DispatchError, match=r"no answer within 0\.3s") as caught:
                 await transport.send(agent(f"http://127.0.0.1:{port}/agent"), TASK, {}, timeout=0.3)
+            assert caught.value.timed_out and not caught.value.unreachable
         finally:
             await transport.close()
 

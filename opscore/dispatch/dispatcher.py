@@ -336,30 +336,34 @@ class Dispatcher:
                 self.hooks.dispatch_failed, task, f"{type(exc).__name__}: {exc}", unreachable=False
             )
         try:
-            await self._record(report, task, deadline)
+            await record_outcome(report, task, deadline, self.clock)
         finally:
             if telemetry is not None and span is not None:
                 telemetry.finish_dispatch(span, ok=ok)
 
-    async def _record(
-        self, report: Callable[[], Awaitable[None]], task: TaskRun, deadline: datetime
-    ) -> None:
-        """Write what the hand-over gave. While the store is away, keep the outcome and try
-        again (with a growing pause) until a little past the attempt's deadline: a result the
-        agent already gave is not thrown away, so the task does not run a second time."""
-        pause = MIN_BACKOFF
-        give_up = deadline + timedelta(seconds=OUTCOME_GRACE)
-        while True:
-            try:
-                await report()
+
+async def record_outcome(
+    report: Callable[[], Awaitable[None]],
+    task: TaskRun,
+    deadline: datetime,
+    clock: Callable[[], datetime],
+) -> None:
+    """Write what a hand-over gave. While the store is away, keep the outcome and try again
+    (with a growing pause) until a little past the attempt's deadline: a result the agent
+    already gave is not thrown away, so the task does not run a second time."""
+    pause = MIN_BACKOFF
+    give_up = deadline + timedelta(seconds=OUTCOME_GRACE)
+    while True:
+        try:
+            await report()
+            return
+        except StorageError as exc:
+            if clock() >= give_up:
+                # the timeout sweep retries the attempt once the store is back
+                logger.warning(
+                    "hand-over outcome not recorded: store unavailable",
+                    extra={"taskId": task.task_id, "error": exc.message},
+                )
                 return
-            except StorageError as exc:
-                if self.clock() >= give_up:
-                    # the timeout sweep retries the attempt once the store is back
-                    logger.warning(
-                        "hand-over outcome not recorded: store unavailable",
-                        extra={"taskId": task.task_id, "error": exc.message},
-                    )
-                    return
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, MAX_BACKOFF)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_BACKOFF)

@@ -174,6 +174,11 @@ class HttpTransport:
                 # on a fresh one (a connection closed under a request it read would not be
                 # reused by the agent's server while it is answering it).
                 status, answer = await self._post(url, body, request_headers, limits)
+        except aiohttp.ConnectionTimeoutError as exc:  # never connected: the agent is not there
+            raise DispatchError(
+                f"POST {url}: no connection within {self._connect_timeout:g}s",
+                unreachable=not self.agentkit_api_url,
+            ) from exc
         except TimeoutError as exc:
             raise DispatchError(
                 f"POST {url}: no answer within {timeout:g}s", timed_out=True
