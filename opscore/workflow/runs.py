@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from ..config import Settings
 from ..errors import UnprocessableError
 from ..lifecycle.registry import AgentRegistry
 from ..models import (
@@ -206,7 +207,7 @@ def _check_sizes(
     payload: dict[str, Any],
     session_id: str,
     agent_id: str | None,
-    settings: Any,
+    settings: Settings,
 ) -> None:
     """Refuse (422 SUBSTITUTION_TOO_LARGE) a run whose parameters, with its input substituted,
     exceed the per-task or per-run limit, before anything is stored. Results of earlier tasks
