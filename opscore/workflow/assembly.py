@@ -64,7 +64,7 @@ def build_workflow(
     return Workflow(
         engine=engine,
         templates=TemplateCatalog(storage, settings, clock),
-        sessions=SessionService(storage, registry, clock),
+        sessions=SessionService(engine, registry),
         runs=RunService(engine, registry),
         outcomes=outcomes,
         handovers=Handovers(outcomes),

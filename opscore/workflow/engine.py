@@ -138,22 +138,26 @@ class WorkflowEngine:
         if failed is None:
             return
         self.observe("failed", failed)
+        await self.dead_letter(failed)
+
+    async def dead_letter(self, task: TaskRun) -> None:
+        """A task failed for good, with no fallback: list it for operators, fail its run."""
         await self.storage.add_dead_letter(
             DeadLetter(
                 task_id=task.task_id,
                 session_id=task.session_id,
                 step_id=task.step_id,
-                error=error,
+                error=task.error,
                 attempts=task.attempts,
                 dead_lettered_at=self.clock(),
             )
         )
         log_operation(
             "task.dead_lettered",
-            {"sessionId": task.session_id, "taskId": task.task_id, "error": error},
+            {"sessionId": task.session_id, "taskId": task.task_id, "error": task.error},
             level=logging.ERROR,
         )
-        await self.fail_session(task.session_id, f"Task '{task.step_id}' failed: {error}")
+        await self.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
 
     async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
         # Fallbacks that were not needed are cancelled before the session completes, so a

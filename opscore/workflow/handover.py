@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from ..dispatch.transports import HandoverAnswer
 from ..models import Agent, TaskAttempt, TaskRun, TaskStatus
 from ..observe.logs import log_operation
-from .outcomes import GIVEN_UP, TaskOutcomes
+from .outcomes import GIVEN_UP, TaskOutcomes, timeout_error
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_task
 
 S = TaskStatus
@@ -82,7 +82,7 @@ class Handovers:
                 await listener(current.agent_id)
             return
         if timed_out:  # the same outcome as the timeout sweep's, whichever notices first
-            error, outcome = f"timed out after {current.timeout_seconds:g}s", "timeout"
+            error, outcome = timeout_error(current), "timeout"
         else:
             outcome = "dispatch_error"
         await self.outcomes.fail_attempt(current, error, outcome=outcome)

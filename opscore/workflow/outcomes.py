@@ -12,12 +12,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..models import DeadLetter, TaskRun, TaskStatus
+from ..models import TaskRun, TaskStatus
 from ..observe.logs import log_operation
 from .engine import WorkflowEngine, substitution_context, update_last
 from .transitions import INFLIGHT_TASK, move_task
 
 S = TaskStatus
+
+
+def timeout_error(task: TaskRun) -> str:
+    """The error of an attempt that ran past its timeout (the sweep's and the hand-over's)."""
+    return f"timed out after {task.timeout_seconds:g}s"
+
+
 # attempts Ops-Core gave up on without hearing from the agent: their late results still count
 GIVEN_UP = frozenset({"agent_lost", "timeout"})
 
@@ -183,18 +190,7 @@ class TaskOutcomes:
                 log_operation("task.fallback", {**context, "fallback": fallback.step_id}, level=30)
                 await engine.enqueue_task(fallback, substitution_context(session, tasks))
                 return
-        await self.storage.add_dead_letter(
-            DeadLetter(
-                task_id=task.task_id,
-                session_id=task.session_id,
-                step_id=task.step_id,
-                error=task.error,
-                attempts=task.attempts,
-                dead_lettered_at=engine.clock(),
-            )
-        )
-        log_operation("task.dead_lettered", context, level=logging.ERROR)
-        await engine.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
+        await engine.dead_letter(task)
 
     async def requeue_lost(self, task: TaskRun, reason: str) -> None:
         """The agent vanished mid-task: queue the task again without charging the attempt,
@@ -247,6 +243,4 @@ class TaskOutcomes:
         """Fail every attempt whose deadline has passed (run by the dispatcher's loop)."""
         for task in await self.storage.inflight_tasks():
             if task.deadline is not None and task.deadline <= now:
-                await self.fail_attempt(
-                    task, f"timed out after {task.timeout_seconds:g}s", outcome="timeout"
-                )
+                await self.fail_attempt(task, timeout_error(task), outcome="timeout")

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError
 from ..lifecycle.registry import AgentRegistry
-from ..models import Page, Session, SessionCreate, SessionStatus, SessionUpdate, utcnow
+from ..models import Page, Session, SessionCreate, SessionStatus, SessionUpdate
 from ..observe.logs import log_operation
-from ..storage.base import Storage
+from .engine import WorkflowEngine
 from .transitions import move_session_or_raise
 
 
 class SessionService:
     """Ad-hoc sessions, and reading any session (workflow runs included)."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        registry: AgentRegistry,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.storage = storage
+    def __init__(self, engine: WorkflowEngine, registry: AgentRegistry) -> None:
+        self.engine = engine
+        self.storage = engine.storage
         self.registry = registry
-        self.clock = clock
+        self.clock = engine.clock
 
     async def start_session(self, data: SessionCreate) -> Session:
         """Open an ad-hoc session, optionally tied to a registered agent."""
@@ -50,10 +44,7 @@ class SessionService:
 
     async def get_session(self, session_id: str) -> Session:
         """The session, or NotFoundError (SESSION_NOT_FOUND)."""
-        session = await self.storage.get_session(session_id)
-        if session is None:
-            raise NotFoundError(f"Session '{session_id}' not found", code="SESSION_NOT_FOUND")
-        return session
+        return await self.engine.get_session(session_id)
 
     async def list_sessions(
         self,
