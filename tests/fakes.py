@@ -1,8 +1,11 @@
-"""Fake AgentKit agents and a fake AgentKit relay, served for real by uvicorn on 127.0.0.1.
+"""Background-style fake agents and a fake AgentKit relay, served for real by uvicorn on 127.0.0.1.
 
 Each fake agent acknowledges a ``workflow_task`` message with 202 at once and then, in the
-background, reports to Ops-Core as AgentKit agents do: ``active`` when it starts, ``idle`` when
-done (or ``error``). Behaviours: succeed, fail N times then succeed, hang, vanish, explicit.
+background, reports ``active`` when it starts and ``idle`` when done (or ``error``), naming the
+task. That is the shape of agents whose work outlives a request, not of AgentKit's own example
+agent (work inside the request, result in the answer, reports after it and unnamed): that one is
+``agentkit_agent.AgentKitAgent``. Behaviours: succeed, fail N times then succeed, hang, vanish,
+explicit.
 """
 
 from __future__ import annotations
@@ -206,7 +209,12 @@ class FakeFleet:
 
 
 class FakeAgentKit:
-    """Speaks AgentKit's ``POST /v1/agents/{agentId}/run``: 202 at once, forwards in background."""
+    """Speaks AgentKit's ``POST /v1/agents/{agentId}/run``: 202 at once, forwards in background.
+
+    It forwards as an AgentKit with its forwarding bug patched would. AgentKit at the supported
+    commit answers the same 202 but never reaches the agent (it passes a pydantic ``HttpUrl`` to
+    httpx), which is why Ops-Core dispatches straight to agents unless told otherwise; these tests
+    check what Ops-Core sends to ``/run`` and that reports complete such tasks."""
 
     def __init__(self, fleet: FakeFleet) -> None:
         self.fleet = fleet
