@@ -61,6 +61,23 @@ class DispatchHooks(Protocol):
         ...
 
 
+class FreeSlots(dict[str, int]):
+    """Free task slots per agent during one pass, with their sum kept current, so a pass
+    stops reading tasks the moment nothing could take them (no O(fleet) sum per task)."""
+
+    def __init__(self, slots: dict[str, int]) -> None:
+        super().__init__(slots)
+        self.total = sum(v for v in slots.values() if v > 0)
+
+    def take(self, agent_id: str) -> None:
+        self[agent_id] -= 1
+        self.total -= 1
+
+    def exhaust(self, agent_id: str) -> None:
+        self.total -= max(self[agent_id], 0)
+        self[agent_id] = 0
+
+
 class Dispatcher:
     """Matches ready tasks to free agent slots and hands them over; runs the sweeps."""
 
@@ -219,8 +236,8 @@ class Dispatcher:
             self._scan_from = 0
             return 0  # the common case when agents report idle: nothing to do, no agent scan
         agents = await self.storage.available_agents(self.available_states)
-        free = {a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents}
-        if sum(free.values()) <= 0:  # every agent busy: leave the backlog alone
+        free = FreeSlots({a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents})
+        if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             self._scan_from = 0
             return 0
@@ -246,6 +263,10 @@ class Dispatcher:
         asked = 1
         while True:
             for entry in entries:
+                if free.total <= 0:
+                    # every slot taken: the rest of this chunk waits, unread
+                    waiting.append(entry)
+                    continue
                 examined += 1
                 task = await self.storage.get_task(entry.task_id)
                 if task is None or task.status != TaskStatus.QUEUED:
@@ -258,7 +279,7 @@ class Dispatcher:
                 if await self._hand_over(task, claimed, now):
                     sent += 1
                 handled.append(entry.task_id)
-            capacity = sum(free.values())
+            capacity = free.total
             more = len(entries) >= asked
             if capacity <= 0 or examined >= BATCH or not more:
                 break
@@ -277,7 +298,7 @@ class Dispatcher:
         task: TaskRun,
         by_id: dict[str, Agent],
         by_capability: dict[str, list[Agent]],
-        free: dict[str, int],
+        free: FreeSlots,
         agents: list[Agent],
     ) -> Agent | None:
         if task.target_agent_id is not None:
@@ -293,9 +314,9 @@ class Dispatcher:
             if free[agent.agent_id] <= 0:
                 continue
             if await self.storage.claim_agent_slot(agent.agent_id, task.task_id):
-                free[agent.agent_id] -= 1
+                free.take(agent.agent_id)
                 return agent
-            free[agent.agent_id] = 0
+            free.exhaust(agent.agent_id)  # another replica took its last slot
         return None
 
     async def _hand_over(self, task: TaskRun, agent: Agent, now: datetime) -> bool:

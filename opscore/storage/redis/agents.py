@@ -67,13 +67,15 @@ class AgentRecords(_Base):
         return await self._cas(key, decide)
 
     async def save_agent(self, agent: Agent) -> None:
+        raw = agent.model_dump_json()
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.k("agent", agent.agent_id), agent.model_dump_json())
+            pipe.set(self.k("agent", agent.agent_id), raw)
             pipe.sadd(self.k("agents"), agent.agent_id)
             await pipe.execute()
+        self._seen.put(self.k("agent", agent.agent_id), raw)
 
     async def get_agent(self, agent_id: str) -> Agent | None:
-        return _load(Agent, await self._redis.get(self.k("agent", agent_id)))
+        return _load(Agent, await self._get(self.k("agent", agent_id)))
 
     async def list_agents(
         self, *, state: str | None, capability: str | None, offset: int, limit: int
@@ -97,7 +99,9 @@ class AgentRecords(_Base):
 
             return None, _load(Agent, raw), ops if raw is not None else None
 
-        return await self._cas(key, decide)
+        removed = await self._cas(key, decide)
+        self._seen.forget(key)
+        return removed
 
     async def _update_agent(
         self, agent_id: str, change: Callable[[Agent], Agent | None]

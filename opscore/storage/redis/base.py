@@ -12,6 +12,7 @@ replica's dispatcher gets it. Turn on Redis's append-only file for durability.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -79,6 +80,123 @@ return 1
 """
 
 
+# Compare-and-set of one record plus its index writes, in one round trip. ARGV: the value read
+# ('' when absent, else '=' .. value), '1' to write ARGV[3] or '0' to leave the record, then
+# writes as <n> <command> <args...> groups; the custom ZMOVE <all> <from> <to> <member> moves a
+# member between two sorted sets under its score in <all>. Returns 0, writing nothing, when the
+# record changed since it was read, with its current value. (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
+_CAS = """
+local cur = redis.call('GET', KEYS[1])
+local seen = cur and ('=' .. cur) or ''
+if seen ~= ARGV[1] then return {0, cur} end
+if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[3]) end
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if ARGV[i + 1] == 'ZMOVE' then
+    local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
+    if score then
+      redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
+      redis.call('ZADD', ARGV[i + 4], score, ARGV[i + 5])
+    end
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
+  i = i + n + 1
+end
+return 1
+"""
+
+
+_UNSEEN: Any = object()
+
+
+class _Seen:
+    """The raw values this process last read or wrote, per key (least recently used go
+    first). Only a guess for compare-and-set: the script checks it against the store."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[str, str | None] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        value = self._values.get(key, _UNSEEN)
+        if value is not _UNSEEN:
+            self._values.move_to_end(key)
+        return value
+
+    def put(self, key: str, raw: str | None) -> None:
+        self._values[key] = raw
+        self._values.move_to_end(key)
+        if len(self._values) > self.size:
+            self._values.popitem(last=False)
+
+    def forget(self, *keys: str) -> None:
+        for key in keys:
+            self._values.pop(key, None)
+
+
+class Ops:
+    """Writes that a compare-and-set script makes beside the record (same round trip)."""
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+
+    def _add(self, *words: object) -> None:
+        self.args += [str(len(words)), *(str(w) for w in words)]
+
+    def sadd(self, key: str, *members: str) -> None:
+        self._add("SADD", key, *members)
+
+    def srem(self, key: str, *members: str) -> None:
+        self._add("SREM", key, *members)
+
+    def delete(self, *keys: str) -> None:
+        self._add("DEL", *keys)
+
+    def lpush(self, key: str, value: str) -> None:
+        self._add("LPUSH", key, value)
+
+    def ltrim(self, key: str, start: int, stop: int) -> None:
+        self._add("LTRIM", key, start, stop)
+
+    def zmove(self, scores: str, source: str, target: str, member: str) -> None:
+        """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in
+        ``scores`` (nothing when it has none there)."""
+        self._add("ZMOVE", scores, source, target, member)
+
+
+# KEYS: the queue's delayed, ready, leased and meta keys, the sequence counter. ARGV: task id,
+# priority, ready-at timestamp, the score span per priority. Re-enqueueing replaces the entry.
+_ENQUEUE = """
+local seq = redis.call('INCR', KEYS[5])
+local score = (1000 - tonumber(ARGV[2])) * tonumber(ARGV[4]) + seq
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], string.format('%.0f', score) .. '|' .. ARGV[2] .. '|' .. seq)
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return seq
+"""
+
+
+# KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
+# status, the status indexes' key prefix. Keeps the session's place (sequence) when replaced,
+# and moves it between status indexes (reading only the old record's status).
+_SAVE_SESSION = """
+local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not seq then seq = redis.call('INCR', KEYS[3]) end
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+if old then
+  local status = cjson.decode(old)['status']
+  if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
+end
+redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
+return 1
+"""
+
+
 def _load(model: type[M], raw: str | None) -> M | None:
     return model.model_validate_json(raw) if raw is not None else None
 
@@ -112,6 +230,7 @@ class _Base:
         self.p = prefix
         self._redis: Any = None
         self._scripts: dict[str, Any] = {}
+        self._seen = _Seen(4096)
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -133,7 +252,14 @@ class _Base:
             await self._redis.ping()
         except Exception as exc:
             raise StorageError(f"Cannot reach Redis at {self.url}: {exc}") from exc
-        for name, source in (("dequeue", _DEQUEUE), ("ack", _ACK), ("requeue", _REQUEUE)):
+        for name, source in (
+            ("dequeue", _DEQUEUE),
+            ("ack", _ACK),
+            ("requeue", _REQUEUE),
+            ("cas", _CAS),
+            ("enqueue", _ENQUEUE),
+            ("save_session", _SAVE_SESSION),
+        ):
             self._scripts[name] = self._redis.register_script(source)
 
     async def close(self) -> None:
@@ -144,33 +270,44 @@ class _Base:
     async def ping(self) -> None:
         await self._redis.ping()
 
+    async def _get(self, key: str) -> str | None:
+        """GET that remembers what it read, so a compare-and-set that follows costs one
+        round trip instead of two."""
+        raw = await self._redis.get(key)
+        self._seen.put(key, raw)
+        return raw
+
     async def _cas(
         self,
         key: str,
-        decide: Callable[[str | None], tuple[str | None, R, Callable[[Any], None] | None]],
+        decide: Callable[[str | None], tuple[str | None, R, Callable[[Ops], None] | None]],
     ) -> R:
-        """Optimistic read-modify-write of one key. ``decide(raw)`` returns (new raw value or
-        None to leave it, the result, extra pipeline ops or None)."""
-        from redis.exceptions import WatchError
+        """Optimistic read-modify-write of one key, usually in one round trip.
 
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    new, result, extra = decide(raw)
-                    if new is None and extra is None:
-                        await pipe.unwatch()
-                        return result
-                    pipe.multi()
-                    if new is not None:
-                        pipe.set(key, new)
-                    if extra is not None:
-                        extra(pipe)
-                    await pipe.execute()
-                    return result
-                except WatchError:
-                    continue
+        ``decide(raw)`` returns (new raw value or None to leave it, the result, extra writes
+        or None). It first decides on the value this process last read or wrote; the script
+        writes only if the key still holds exactly that value, and otherwise answers the
+        current value, on which ``decide`` runs again. The extra writes run in the same
+        script, so they land with the record or not at all.
+        """
+        raw = self._seen.get(key)
+        if raw is _UNSEEN:
+            raw = await self._get(key)
+        while True:
+            new, result, extra = decide(raw)
+            if new is None and extra is None:
+                return result
+            ops = Ops()
+            if extra is not None:
+                extra(ops)
+            flag = "1" if new is not None else "0"
+            args = ["" if raw is None else "=" + raw, flag, new or "", *ops.args]
+            answer = await self._scripts["cas"](keys=[key], args=args)
+            if answer == 1:
+                self._seen.put(key, new if new is not None else raw)
+                return result
+            raw = answer[1] if len(answer) > 1 else None
+            self._seen.put(key, raw)
 
     async def _next(self, name: str) -> int:
         return int(await self._redis.incr(self.k("seq", name)))

@@ -21,15 +21,10 @@ from .base import (
 class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
-        seq = await self._next("queue")
-        score = (1000 - priority) * _SEQ_SPAN + seq
-        delayed, ready, leased, meta = self._queue_keys
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(ready, task_id)
-            pipe.zrem(leased, task_id)
-            pipe.hset(meta, task_id, f"{score}|{priority}|{seq}")
-            pipe.zadd(delayed, {task_id: ready_at.timestamp()})
-            await pipe.execute()
+        await self._scripts["enqueue"](
+            keys=[*self._queue_keys, self.k("seq", "queue")],
+            args=[task_id, priority, ready_at.timestamp(), _SEQ_SPAN],
+        )
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
         lease = (now + LEASE).timestamp()

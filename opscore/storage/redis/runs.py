@@ -14,6 +14,7 @@ from ...models import (
 )
 from .base import (
     _INFLIGHT,
+    Ops,
     _Base,
     _load,
     _page,
@@ -79,20 +80,15 @@ class RunRecords(_Base):
     # --- sessions ---------------------------------------------------------------------------
     async def save_session(self, session: Session) -> None:
         key = self.k("session", session.session_id)
-        seq = await self._redis.zscore(self.k("sessions"), session.session_id)
-        if seq is None:
-            seq = await self._next("sessions")
-        old = _load(Session, await self._redis.get(key))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, session.model_dump_json())
-            pipe.zadd(self.k("sessions"), {session.session_id: seq})
-            if old is not None and old.status != session.status:
-                pipe.zrem(self.k("sessions", old.status.value), session.session_id)
-            pipe.zadd(self.k("sessions", session.status.value), {session.session_id: seq})
-            await pipe.execute()
+        raw = session.model_dump_json()
+        await self._scripts["save_session"](
+            keys=[key, self.k("sessions"), self.k("seq", "sessions")],
+            args=[session.session_id, raw, session.status.value, self.k("sessions", "")],
+        )
+        self._seen.put(key, raw)
 
     async def get_session(self, session_id: str) -> Session | None:
-        return _load(Session, await self._redis.get(self.k("session", session_id)))
+        return _load(Session, await self._get(self.k("session", session_id)))
 
     async def list_sessions(
         self,
@@ -124,18 +120,20 @@ class RunRecords(_Base):
     async def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:
-        seq = await self._redis.zscore(self.k("sessions"), session_id)
-
         def decide(raw: str | None) -> tuple[str | None, Session | None, Any]:
             session = _load(Session, raw)
             if session is None or (expect is not None and session.status not in expect):
                 return None, None, None
             updated = session.model_copy(update=changes)
 
-            def ops(p: Any) -> None:
-                if updated.status != session.status and seq is not None:
-                    p.zrem(self.k("sessions", session.status.value), session_id)
-                    p.zadd(self.k("sessions", updated.status.value), {session_id: seq})
+            def ops(p: Ops) -> None:
+                if updated.status != session.status:
+                    p.zmove(
+                        self.k("sessions"),
+                        self.k("sessions", session.status.value),
+                        self.k("sessions", updated.status.value),
+                        session_id,
+                    )
 
             return updated.model_dump_json(), updated, ops
 
@@ -158,14 +156,16 @@ class RunRecords(_Base):
         )
         async with self._redis.pipeline(transaction=True) as pipe:
             for task, old in zip(tasks, existing, strict=True):
-                pipe.set(self.k("task", task.task_id), task.model_dump_json())
+                raw = task.model_dump_json()
+                pipe.set(self.k("task", task.task_id), raw)
+                self._seen.put(self.k("task", task.task_id), raw)
                 if old is None:
                     pipe.rpush(self.k("session_tasks", task.session_id), task.task_id)
                 self._inflight_op(task)(pipe)
             await pipe.execute()
 
     async def get_task(self, task_id: str) -> TaskRun | None:
-        return _load(TaskRun, await self._redis.get(self.k("task", task_id)))
+        return _load(TaskRun, await self._get(self.k("task", task_id)))
 
     async def session_tasks(self, session_id: str) -> list[TaskRun]:
         ids = await self._redis.lrange(self.k("session_tasks", session_id), 0, -1)
@@ -228,6 +228,7 @@ class RunRecords(_Base):
                 pipe.hdel(self.k("dead"), *task_ids)
                 pipe.zrem(self.k("dead_order"), *task_ids)
             pipe.delete(self.k("session_tasks", session_id), self.k("session", session_id))
+            self._seen.forget(self.k("session", session_id), *(self.k("task", t) for t in task_ids))
             pipe.zrem(self.k("sessions"), session_id)
             if session is not None:
                 pipe.zrem(self.k("sessions", session.status.value), session_id)

@@ -1,0 +1,167 @@
+"""The workflow benchmark on every store, and what each store is asked per workflow.
+
+    python -m bench.stores [--runs 2000] [--stores memory,sqlite,redis,postgresql] [--replicas 2]
+
+For each store: one Ops-Core process (``opscore serve`` with ``OPSCORE_STORAGE_URL``) and the
+fast-agent process (8 no-op agents), the 3-step chain of ``bench.run`` triggered ``--runs``
+times (64 in flight) and one at a time for the latency. On Redis the commands Ops-Core sent are
+read from ``INFO commandstats`` before and after the throughput run and reported per workflow
+and per task; on PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow.
+With ``--replicas 2`` the shared stores run a second line with two Ops-Core processes on the
+same store, and the CPU-seconds both spent per workflow (from /proc) against one replica's.
+
+Servers (redis-server, PostgreSQL's initdb/pg_ctl) are started here in temporary directories
+on free loopback ports and stopped by PID. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .common import KEY, free_port, opscore_cmd, opscore_env, process
+from .run import CHAIN, _latencies, _run_many, fast_agents_cmd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def redis_commands(port: int) -> dict[str, int]:
+    """Calls per command from INFO commandstats."""
+    import redis
+
+    with redis.Redis(port=port) as r:
+        stats = r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def redis_store(tmp: Path):
+    from tests.storage_servers import RedisServer
+
+    server = RedisServer(tmp).start()
+    try:
+        yield server.url, server.port
+    finally:
+        server.stop()
+
+
+@contextmanager
+def postgres_store(tmp: Path):
+    from tests.storage_servers import PostgresServer
+
+    server = PostgresServer(tmp).start()
+    try:
+        yield server.url, server.port
+    finally:
+        server.stop()
+
+
+def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) -> dict[str, Any]:
+    ports = [free_port() for _ in range(replicas)]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    pa = free_port()
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                process(
+                    opscore_cmd(),
+                    env=opscore_env(p, OPSCORE_ACCESS_LOG="false", OPSCORE_STORAGE_URL=url),
+                    ready_url=f"{u}/health",
+                )
+            )
+            for p, u in zip(ports, urls, strict=True)
+        ]
+        with httpx.Client(base_url=urls[0], headers={"X-API-Key": KEY}) as c:
+            r = c.post("/v1/opscore/workflows", json=CHAIN)
+            assert r.status_code in (201, 409), r.text
+        stack.enter_context(
+            process(fast_agents_cmd(urls[0], pa), ready_url=f"http://127.0.0.1:{pa}/health")
+        )
+        time.sleep(1)
+        latencies = _latencies(urls[0], 50) if replicas == 1 else []
+        before = redis_commands(port) if name == "redis" and port else {}
+        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        duration = asyncio.run(_run_many_spread(urls, runs))
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+        after = redis_commands(port) if name == "redis" and port else {}
+    out: dict[str, Any] = {
+        "store": name,
+        "replicas": replicas,
+        "workflows_per_s": runs / duration,
+        "cpu_ms_per_workflow": cpu / runs * 1000,
+    }
+    if latencies:
+        out["p50_ms"] = statistics.median(latencies)
+    if after:
+        delta = {k: after[k] - before.get(k, 0) for k in after}
+        delta.pop("info", None)
+        total = sum(delta.values())
+        out["redis_commands_per_workflow"] = total / runs
+        out["redis_commands_per_task"] = total / runs / 3
+        out["redis_top"] = dict(sorted(delta.items(), key=lambda kv: -kv[1])[:8])
+    return out
+
+
+async def _run_many_spread(urls: list[str], runs: int) -> float:
+    if len(urls) == 1:
+        return await _run_many(urls[0], runs)
+    shares = [runs // len(urls) + (1 if i < runs % len(urls) else 0) for i in range(len(urls))]
+    start = time.perf_counter()
+    await asyncio.gather(*(_run_many(u, n) for u, n in zip(urls, shares, strict=True)))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--celery", action="store_true", help="the Celery chain in the same run")
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.stores.split(","):
+            with ExitStack() as stack:
+                port: int | None = None
+                if name == "memory":
+                    url = "memory://"
+                elif name == "sqlite":
+                    url = f"sqlite:///{tmp}/bench-{time.monotonic_ns()}.db"
+                elif name == "redis":
+                    if shutil.which("redis-server") is None:
+                        continue
+                    url, port = stack.enter_context(redis_store(Path(tempfile.mkdtemp(dir=tmp))))
+                else:
+                    url, port = stack.enter_context(postgres_store(Path(tempfile.mkdtemp(dir=tmp))))
+                results.append(_one_store(name, url, port, args.runs, 1))
+                if args.replicas > 1 and name in ("redis", "postgresql"):
+                    results.append(_one_store(name, url, port, args.runs, args.replicas))
+                print(json.dumps(results[-1]), file=sys.stderr)
+    celery = None
+    if args.celery:
+        from .run import bench_celery
+
+        celery = bench_celery()
+    print(json.dumps({"stores": results, "celery": celery}))
+
+
+if __name__ == "__main__":
+    main()
