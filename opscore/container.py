@@ -123,6 +123,8 @@ def build_services(
         telemetry=telemetry,
     )
     dispatcher.reconcile_hooks.append(workflow.recover)
+    # work queued or a slot freed by another replica wakes this dispatcher at once
+    storage.set_queue_listener(workflow.engine.notify_dispatcher)
     return Services(
         settings=settings,
         storage=storage,

@@ -117,3 +117,28 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server():
+    from .storage_servers import PostgresServer, require_postgres
+
+    require_postgres()
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+STORES = ["memory", "sqlite", "redis", "postgresql"]
+
+
+def store_url(request: Any, backend: str, tmp_path: Any) -> str:
+    """The storage URL of ``backend`` for one test: a fresh file for SQLite, the shared
+    server emptied for Redis and PostgreSQL."""
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    server = request.getfixturevalue(f"{backend}_server")
+    server.flush()
+    return str(server.url)

@@ -1,5 +1,6 @@
-"""Durable and shared storage, end to end: SIGKILL mid-run on SQLite and Redis (AOF), and two
-replicas sharing one Redis."""
+"""Durable and shared storage, end to end: SIGKILL mid-run on SQLite, Redis (AOF) and
+PostgreSQL; two replicas sharing one Redis or one PostgreSQL; a replica killed while it holds
+claims."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ import pytest
 
 from opscore.api import create_app
 
-from .conftest import KEY, make_settings
+from .conftest import KEY, make_settings, store_url
 from .fakes import Behaviour, FakeFleet
 from .servers import ServerThread, wait_for
-from .storage_servers import RedisServer, free_port, require_redis
+from .storage_servers import (
+    PostgresServer,
+    RedisServer,
+    free_port,
+    require_postgres,
+    require_redis,
+)
 from .workflow_helpers import create, task, template
 
 H = {"Authorization": f"Bearer {KEY}"}
@@ -150,10 +157,20 @@ def test_sigkill_mid_run_on_redis_with_aof_loses_nothing(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_two_replicas_on_one_redis_dispatch_each_attempt_once(redis_server) -> None:
-    redis_server.flush()
+def test_sigkill_mid_run_on_postgresql_loses_nothing(tmp_path: Path) -> None:
+    require_postgres()
+    postgres = PostgresServer().start()
+    try:
+        _crash_and_resume(postgres.url, tmp_path)
+    finally:
+        postgres.remove()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["redis", "postgresql"])
+def test_two_replicas_on_one_store_dispatch_each_attempt_once(backend, request, tmp_path) -> None:
     runs = 200
-    settings = make_settings(storage_url=redis_server.url, access_log=False)
+    settings = make_settings(storage_url=store_url(request, backend, tmp_path), access_log=False)
     replicas = [ServerThread(create_app(settings)).start() for _ in range(2)]
     fleet = FakeFleet(replicas[0].url, KEY).start()
     try:
@@ -197,13 +214,57 @@ def test_two_replicas_on_one_redis_dispatch_each_attempt_once(redis_server) -> N
             replica.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["redis", "postgresql"])
+def test_a_replica_killed_while_it_holds_claims_leaves_its_work_to_the_other(
+    backend, request, tmp_path
+) -> None:
+    """Replica A takes the triggers and claims work; it is SIGKILLed mid-run. Agents report to
+    replica B, which finishes every run: A's unacknowledged claims come back when their lease
+    expires, and the attempts A had handed over complete through B (or time out and retry)."""
+    url = store_url(request, backend, tmp_path)
+    a = OpsCoreProcess(url, free_port(), tmp_path / "a.log")
+    b = OpsCoreProcess(url, free_port(), tmp_path / "b.log")
+    a.start()
+    b.start()
+    fleet = FakeFleet(b.url, KEY, heartbeat=0.3).start()
+    runs = 40
+    try:
+        for i in range(3):
+            fleet.add(f"agent-{i}", Behaviour(work_seconds=0.2))
+        with httpx.Client(base_url=a.url, headers=H, timeout=10) as client:
+            create(client, template("chain", task("a", nextTaskId="b"), task("b")))
+            for _ in range(runs):
+                assert client.post("/v1/opscore/workflows/chain/runs", json={}).status_code == 202
+        with httpx.Client(base_url=b.url, headers=H, timeout=10) as client:
+
+            def completed() -> int:
+                page = client.get(
+                    "/v1/opscore/sessions", params={"status": "completed", "limit": 1}
+                ).json()
+                return int(page["total"])
+
+            wait_for(lambda: completed() >= 3, timeout=60)
+            a.kill()  # mid-run, with queue entries claimed and attempts handed over
+            assert completed() < runs
+            wait_for(lambda: completed() == runs, timeout=180, interval=0.5)
+            assert client.get("/v1/opscore/sessions", params={"limit": 1}).json()["total"] == runs
+        sent = Counter(fleet.task_ids())
+        assert len(sent) == runs * 2  # every task reached an agent
+    finally:
+        fleet.stop()
+        a.stop()
+        b.stop()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
         ("redis://127.0.0.1:1/0", "Cannot reach Redis"),
         ("sqlite:////proc/opscore-cannot-write/here.db", "Cannot open SQLite store"),
         ("sqlite://", "needs a file path"),
-        ("postgres://x", "Unsupported OPSCORE_STORAGE_URL"),
+        ("postgresql://opscore@127.0.0.1:1/opscore", "Cannot reach PostgreSQL"),
+        ("mysql://x", "Unsupported OPSCORE_STORAGE_URL"),
     ],
 )
 def test_unusable_store_stops_startup_with_a_clear_message(

@@ -17,7 +17,7 @@ from opscore.errors import ConfigError
 from opscore.security.keys import KeyStore
 from opscore.workflow.substitution import SubstitutionTooLargeError, substitute
 
-from .conftest import KEY, make_settings, now_iso
+from .conftest import KEY, STORES, make_settings, now_iso, store_url
 from .fakes import Behaviour
 from .test_security import KEYS, write_keys
 from .workflow_helpers import create, run, settle, task, template, wait_for
@@ -399,15 +399,11 @@ def test_on_memory_dead_letters_leave_with_the_runs_that_retention_removes(
         assert c.post(f"/v1/opscore/dead-letters/{newest}/redrive").status_code == 200
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+@pytest.mark.parametrize("backend", STORES)
 def test_retention_sweeps_old_runs_and_operators_can_purge(
     backend: str, fleet_factory, tmp_path, request
 ) -> None:
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/r.db"}.get(backend)
-    if backend == "redis":
-        redis = request.getfixturevalue("redis_server")
-        redis.flush()
-        url = redis.url
+    url = store_url(request, backend, tmp_path)
     server, fleet = fleet_factory(
         make_settings(storage_url=url, retention_seconds=1, retention_interval=0.1)
     )

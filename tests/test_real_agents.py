@@ -12,22 +12,18 @@ import httpx
 import pytest
 
 from .agentkit_agent import AgentKitAgent
-from .conftest import KEY, WEBHOOK_SECRET, make_settings
+from .conftest import KEY, STORES, WEBHOOK_SECRET, make_settings, store_url
 from .servers import ServerThread
 from .workflow_helpers import by_step, create, run, settle, task, template, wait_for
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=STORES)
 def store(request, tmp_path) -> Callable[..., Any]:
     """Settings on each storage backend."""
 
     def settings(**overrides: Any) -> Any:
-        if request.param == "sqlite":
-            overrides.setdefault("storage_url", f"sqlite:///{tmp_path}/real.db")
-        elif request.param == "redis":
-            redis = request.getfixturevalue("redis_server")
-            redis.flush()
-            overrides.setdefault("storage_url", redis.url)
+        if "storage_url" not in overrides:
+            overrides["storage_url"] = store_url(request, request.param, tmp_path)
         return make_settings(**overrides)
 
     return settings

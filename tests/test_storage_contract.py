@@ -1,4 +1,4 @@
-"""One contract suite, run against every storage backend (memory, SQLite, Redis)."""
+"""One contract suite, run against every storage backend (memory, SQLite, Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from opscore.models import (
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -33,7 +33,7 @@ async def store(request, tmp_path) -> Storage:
     elif request.param == "sqlite":
         storage = storage_from_url(f"sqlite:///{tmp_path}/contract.db")
     else:
-        server = request.getfixturevalue("redis_server")
+        server = request.getfixturevalue(f"{request.param}_server")
         server.flush()
         storage = storage_from_url(server.url)
     await storage.open()
@@ -378,6 +378,84 @@ class TestSessionsAndTasks:
         results = await asyncio.gather(
             *(
                 store.update_task(
+                    "t1", {"status": TaskStatus.COMPLETED, "result": i}, expect=["running"]
+                )
+                for i in range(20)
+            )
+        )
+        assert sum(r is not None for r in results) == 1
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b != "memory"])
+async def pair(request, tmp_path) -> tuple[Storage, Storage]:
+    """Two instances of one shared store, as two Ops-Core processes hold them."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/shared.db"
+    else:
+        server = request.getfixturevalue(f"{request.param}_server")
+        server.flush()
+        url = server.url
+    a, b = storage_from_url(url), storage_from_url(url)
+    await a.open()
+    await b.open()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+class TestSharedStore:
+    """What one process last read is only a guess when another process shares the store."""
+
+    async def test_a_stale_read_never_decides_a_task_change(self, pair) -> None:
+        a, b = pair
+        await a.save_tasks([task("t1", status=TaskStatus.QUEUED)])
+        assert (await a.get_task("t1")).status == TaskStatus.QUEUED  # a remembers 'queued'
+        await b.update_task("t1", {"status": TaskStatus.DISPATCHED, "attempts": 1})
+        # a's guess says queued: the store says dispatched, and the store decides
+        assert await a.update_task("t1", {"status": TaskStatus.FAILED}, expect=["queued"]) is None
+        moved = await a.update_task(
+            "t1", {"status": TaskStatus.RUNNING}, expect=["dispatched"], attempt=1
+        )
+        assert moved is not None and moved.status == TaskStatus.RUNNING and moved.attempts == 1
+        assert (await b.get_task("t1")).status == TaskStatus.RUNNING
+
+    async def test_agent_slots_and_sessions_follow_the_store_not_the_guess(self, pair) -> None:
+        a, b = pair
+        await a.save_agent(agent("w", max_concurrency=1))
+        assert await a.get_agent("w") is not None  # a remembers a free slot
+        assert await b.claim_agent_slot("w", "t1")
+        assert not await a.claim_agent_slot("w", "t2")  # full, whatever a saw
+        await b.release_agent_slot("w", "t1")
+        assert await a.claim_agent_slot("w", "t2")
+        assert (await b.get_agent("w")).active_tasks == ["t2"]
+
+        await a.save_session(session("s"))
+        await b.update_session("s", {"status": SessionStatus.CANCELLED})
+        assert (
+            await a.update_session("s", {"status": SessionStatus.COMPLETED}, expect=["running"])
+            is None
+        )
+        assert (await a.get_session("s")).status == SessionStatus.CANCELLED
+
+    async def test_an_agent_registered_elsewhere_takes_reports_here(self, pair) -> None:
+        a, b = pair
+        assert await a.get_agent("late") is None  # a remembers: no such agent
+        await b.create_agent(agent("late"))
+        recorded, duplicate = await a.record_state(record("late", "idle", 1), history_limit=5)
+        assert recorded.state == "idle" and not duplicate
+        with pytest.raises(ConflictError):  # refusals stand when the store agrees
+            await a.record_state(record("late", "busy", -60), history_limit=5)
+        await b.delete_agent("late")
+        with pytest.raises(NotFoundError):
+            await a.record_state(record("late", "idle", 2), history_limit=5)
+
+    async def test_concurrent_changes_from_two_processes_have_one_winner(self, pair) -> None:
+        a, b = pair
+        await a.save_tasks([task("t1", status=TaskStatus.RUNNING)])
+        await b.get_task("t1")
+        results = await asyncio.gather(
+            *(
+                (a if i % 2 else b).update_task(
                     "t1", {"status": TaskStatus.COMPLETED, "result": i}, expect=["running"]
                 )
                 for i in range(20)

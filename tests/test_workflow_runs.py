@@ -10,23 +10,16 @@ import pytest
 
 from opscore.dispatch.dispatcher import BATCH
 
-from .conftest import KEY, contract, make_settings
+from .conftest import KEY, STORES, contract, make_settings, store_url
 from .fakes import Behaviour, FakeAgentKit
 from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=STORES)
 def ops(request, fleet_factory, tmp_path):
     """Every whole-flow test runs on each storage backend."""
-    if request.param == "sqlite":
-        settings = make_settings(storage_url=f"sqlite:///{tmp_path}/flows.db")
-    elif request.param == "redis":
-        redis = request.getfixturevalue("redis_server")
-        redis.flush()
-        settings = make_settings(storage_url=redis.url)
-    else:
-        settings = make_settings()
+    settings = make_settings(storage_url=store_url(request, request.param, tmp_path))
     server, fleet = fleet_factory(settings)
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10

@@ -10,7 +10,7 @@ from .memory import MemoryStorage
 
 __all__ = ["MemoryStorage", "Storage", "storage_from_url"]
 
-SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres")
 
 
 def storage_from_url(url: str, *, finished_session_limit: int = 10_000) -> Storage:
@@ -36,7 +36,19 @@ def storage_from_url(url: str, *, finished_session_limit: int = 10_000) -> Stora
         from .redis import RedisStorage
 
         return RedisStorage(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "OPSCORE_STORAGE_URL is postgresql:// but the asyncpg package is not installed: "
+                "pip install asyncpg"
+            ) from exc
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(url)
     raise ConfigError(
         f"Unsupported OPSCORE_STORAGE_URL scheme '{scheme or url}': "
-        f"use memory://, sqlite:///path/to/opscore.db or redis://host:port/db"
+        "use memory://, sqlite:///path/to/opscore.db, redis://host:port/db or "
+        "postgresql://user:password@host:port/database"
     )

@@ -8,7 +8,7 @@ Ops-Core processes share it. Backends wrap driver failures in ``StorageError``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,6 +34,11 @@ class Storage(Protocol):
 
     async def ping(self) -> None:
         """Cheap readiness check; raises StorageError when the store is unavailable."""
+
+    def set_queue_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the event loop) when another process may have queued work or
+        freed an agent slot, so this one's dispatcher wakes at once rather than at its next
+        interval. Set before ``open``. Stores that only one process uses ignore it."""
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent | None:

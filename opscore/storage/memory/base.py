@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -70,3 +71,6 @@ class _Base:
 
     async def ping(self) -> None:
         return None
+
+    def set_queue_listener(self, listener: Callable[[], None]) -> None:
+        """Nothing to listen to: one process owns this store, and wakes its own dispatcher."""

@@ -12,7 +12,6 @@ replica's dispatcher gets it. Turn on Redis's append-only file for durability.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ from ...errors import OpsCoreError, StorageError
 from ...models import (
     Page,
 )
+from ..seen import UNSEEN, Seen
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -106,34 +106,6 @@ while i <= #ARGV do
 end
 return 1
 """
-
-
-_UNSEEN: Any = object()
-
-
-class _Seen:
-    """The raw values this process last read or wrote, per key (least recently used go
-    first). Only a guess for compare-and-set: the script checks it against the store."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._values: OrderedDict[str, str | None] = OrderedDict()
-
-    def get(self, key: str) -> Any:
-        value = self._values.get(key, _UNSEEN)
-        if value is not _UNSEEN:
-            self._values.move_to_end(key)
-        return value
-
-    def put(self, key: str, raw: str | None) -> None:
-        self._values[key] = raw
-        self._values.move_to_end(key)
-        if len(self._values) > self.size:
-            self._values.popitem(last=False)
-
-    def forget(self, *keys: str) -> None:
-        for key in keys:
-            self._values.pop(key, None)
 
 
 class Ops:
@@ -230,7 +202,7 @@ class _Base:
         self.p = prefix
         self._redis: Any = None
         self._scripts: dict[str, Any] = {}
-        self._seen = _Seen(4096)
+        self._seen = Seen(4096)
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -270,6 +242,9 @@ class _Base:
     async def ping(self) -> None:
         await self._redis.ping()
 
+    def set_queue_listener(self, listener: Callable[[], None]) -> None:
+        """Nothing to listen to: replicas on Redis find each other's work at their next dispatch interval."""
+
     async def _get(self, key: str) -> str | None:
         """GET that remembers what it read, so a compare-and-set that follows costs one
         round trip instead of two."""
@@ -291,12 +266,24 @@ class _Base:
         script, so they land with the record or not at all.
         """
         raw = self._seen.get(key)
-        if raw is _UNSEEN:
+        fresh = raw is UNSEEN
+        if fresh:
             raw = await self._get(key)
         while True:
-            new, result, extra = decide(raw)
+            try:
+                new, result, extra = decide(raw)
+            except OpsCoreError:
+                if fresh:
+                    raise
+                # refused on a guess (an unknown agent, a stale timestamp): ask the store
+                raw, fresh = await self._get(key), True
+                continue
             if new is None and extra is None:
-                return result
+                if fresh:
+                    return result
+                # nothing to write, judged on a guess: judge again on what the store holds
+                raw, fresh = await self._get(key), True
+                continue
             ops = Ops()
             if extra is not None:
                 extra(ops)
@@ -306,7 +293,7 @@ class _Base:
             if answer == 1:
                 self._seen.put(key, new if new is not None else raw)
                 return result
-            raw = answer[1] if len(answer) > 1 else None
+            raw, fresh = (answer[1] if len(answer) > 1 else None), True
             self._seen.put(key, raw)
 
     async def _next(self, name: str) -> int:

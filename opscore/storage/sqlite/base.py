@@ -159,6 +159,10 @@ class _Base:
                 self._conn.close()
                 self._conn = None
 
+    def set_queue_listener(self, listener: Callable[[], None]) -> None:
+        """Nothing to listen to: processes sharing the file find each other's work at their
+        next dispatch interval."""
+
     @off_loop
     def ping(self) -> None:
         with self._tx() as db:

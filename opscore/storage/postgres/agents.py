@@ -1,0 +1,250 @@
+"""PostgresStorage: agents, their state history and task slots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any
+
+from ...models import Agent, Page, StateRecord
+from ..rules import apply_state
+from .base import CHANNEL, Write, _Base, _load
+
+_READ_AGENT = "SELECT doc FROM opscore_agents WHERE agent_id = $1"
+# compare-and-set: $5 is the document the change was decided on
+_SET_AGENT = (
+    "UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4 "
+    "WHERE agent_id = $1 AND doc = $5 RETURNING 1"
+)
+# ... and a state report: the new state, its history record, the history trimmed to $7
+_SET_STATE = """
+WITH changed AS (
+    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
+    WHERE agent_id = $1 AND doc = $8 RETURNING agent_id),
+trimmed AS (
+    DELETE FROM opscore_state_history WHERE agent_id = $1 AND EXISTS (SELECT 1 FROM changed)
+    AND id <= (SELECT id FROM opscore_state_history WHERE agent_id = $1
+               ORDER BY id DESC LIMIT 1 OFFSET $7))
+INSERT INTO opscore_state_history (agent_id, doc) SELECT agent_id, $5 FROM changed
+RETURNING $6::int
+"""
+# ... and a freed slot: wake the other replicas when it commits
+_SET_AGENT_NOTIFY = (
+    "WITH changed AS (UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4 "
+    "WHERE agent_id = $1 AND doc = $7 RETURNING 1) "
+    "SELECT (pg_notify($5, $6) IS NULL) IS NOT NULL FROM changed"
+)
+_PUT_AGENT = (
+    "INSERT INTO opscore_agents (agent_id, state, last_seen, doc) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (agent_id) DO UPDATE SET state = $2, last_seen = $3, doc = $4"
+)
+
+
+class AgentRecords(_Base):
+    async def _put_agent(self, conn: Any, agent: Agent) -> None:
+        raw = agent.model_dump_json()
+        await conn.execute(_PUT_AGENT, agent.agent_id, agent.state, agent.last_seen, raw)
+        self._seen.put(f"agent:{agent.agent_id}", raw)
+
+    async def _change_agent(
+        self, agent_id: str, change: Callable[[Agent], Agent | None], *, notify: bool = False
+    ) -> Agent | None:
+        """Compare-and-set of one agent: ``change`` returns the new agent, or None to leave
+        it. Returns the agent as it now is (None when absent)."""
+
+        def decide(doc: str | None) -> tuple[Write, Agent | None]:
+            if doc is None:
+                return None, None
+            agent = _load(Agent, doc)
+            changed = change(agent)
+            if changed is None:
+                return None, agent
+            raw = changed.model_dump_json()
+            head = (agent_id, changed.state, changed.last_seen, raw)
+            if notify:
+                return (_SET_AGENT_NOTIFY, (*head, CHANNEL, self._token), raw), changed
+            return (_SET_AGENT, head, raw), changed
+
+        async with self._conn() as conn:
+            return await self._cas(conn, f"agent:{agent_id}", _READ_AGENT, agent_id, decide)
+
+    async def create_agent(self, agent: Agent) -> Agent | None:
+        async with self._conn() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO opscore_agents (agent_id, state, last_seen, doc) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+                agent.agent_id,
+                agent.state,
+                agent.last_seen,
+                agent.model_dump_json(),
+            )
+            if inserted:
+                self._seen.forget(f"agent:{agent.agent_id}")
+                return None
+            doc = await conn.fetchval(_READ_AGENT, agent.agent_id)
+        self._seen.put(f"agent:{agent.agent_id}", doc)
+        return _load(Agent, doc) if doc is not None else None
+
+    async def save_agent(self, agent: Agent) -> None:
+        async with self._conn() as conn:
+            await self._put_agent(conn, agent)
+
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        async with self._conn() as conn:
+            doc = await conn.fetchval(_READ_AGENT, agent_id)
+        self._seen.put(f"agent:{agent_id}", doc)
+        return _load(Agent, doc) if doc is not None else None
+
+    async def list_agents(
+        self, *, state: str | None, capability: str | None, offset: int, limit: int
+    ) -> Page[Agent]:
+        where = (
+            "($1::text IS NULL OR state = $1) AND "
+            "($2::text IS NULL OR (doc::jsonb -> 'capabilities') ? $2)"
+        )
+        async with self._conn() as conn:
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM opscore_agents WHERE {where}", state, capability
+            )
+            rows = await conn.fetch(
+                f"SELECT doc FROM opscore_agents WHERE {where} "
+                "ORDER BY agent_id LIMIT $3 OFFSET $4",
+                state,
+                capability,
+                limit,
+                offset,
+            )
+        return Page(
+            items=[_load(Agent, r[0]) for r in rows], total=total, offset=offset, limit=limit
+        )
+
+    async def delete_agent(self, agent_id: str) -> Agent | None:
+        async with self._tx() as conn:
+            doc = await conn.fetchval(
+                "DELETE FROM opscore_agents WHERE agent_id = $1 RETURNING doc", agent_id
+            )
+            await conn.execute("DELETE FROM opscore_state_history WHERE agent_id = $1", agent_id)
+        self._seen.forget(f"agent:{agent_id}")
+        return _load(Agent, doc) if doc is not None else None
+
+    async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
+        return await self._change_agent(agent_id, lambda a: a.model_copy(update=changes))
+
+    async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+        def decide(doc: str | None) -> tuple[Write, tuple[Agent, bool]]:
+            agent, duplicate = apply_state(_load(Agent, doc) if doc else None, record)
+            if duplicate:
+                return None, (agent, True)
+            raw = agent.model_dump_json()
+            args = (
+                agent.agent_id,
+                agent.state,
+                agent.last_seen,
+                raw,
+                record.model_dump_json(),
+                1,
+                max(history_limit - 1, 0),
+            )
+            return (_SET_STATE, args, raw), (agent, False)
+
+        async with self._conn() as conn:
+            return await self._cas(
+                conn, f"agent:{record.agent_id}", _READ_AGENT, record.agent_id, decide
+            )
+
+    async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+        async with self._conn() as conn:
+            total = await conn.fetchval(
+                "SELECT count(*) FROM opscore_state_history WHERE agent_id = $1", agent_id
+            )
+            rows = await conn.fetch(
+                "SELECT doc FROM opscore_state_history WHERE agent_id = $1 "
+                "ORDER BY id DESC LIMIT $2 OFFSET $3",
+                agent_id,
+                limit,
+                offset,
+            )
+        return Page(
+            items=[_load(StateRecord, r[0]) for r in rows], total=total, offset=offset, limit=limit
+        )
+
+    async def available_agents(self, states: Collection[str]) -> list[Agent]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT doc FROM opscore_agents WHERE state = ANY($1::text[])", list(states)
+            )
+        agents = [_load(Agent, r[0]) for r in rows]
+        return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
+
+    async def stale_agents(
+        self, *, seen_before: datetime, exclude_state: str | None = None
+    ) -> list[Agent]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT doc FROM opscore_agents WHERE last_seen < $1 "
+                "AND ($2::text IS NULL OR state IS NULL OR state <> $2)",
+                seen_before,
+                exclude_state,
+            )
+        return [_load(Agent, r[0]) for r in rows]
+
+    async def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
+        async with self._tx() as conn:
+            # one writer at a time, so the bound on how many agents are held is exact
+            await conn.execute("LOCK TABLE opscore_held_reports IN SHARE ROW EXCLUSIVE MODE")
+            held = await conn.fetchval(
+                "SELECT reported_at FROM opscore_held_reports WHERE agent_id = $1",
+                record.agent_id,
+            )
+            if held is None:
+                count = await conn.fetchval("SELECT count(*) FROM opscore_held_reports")
+                if count >= max_agents:
+                    return False
+            elif held > record.timestamp:
+                return True  # a newer report is already held
+            await conn.execute(
+                "INSERT INTO opscore_held_reports VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id) "
+                "DO UPDATE SET received_at = $2, reported_at = $3, doc = $4",
+                record.agent_id,
+                record.received_at,
+                record.timestamp,
+                record.model_dump_json(),
+            )
+            return True
+
+    async def take_held_report(self, agent_id: str) -> StateRecord | None:
+        async with self._conn() as conn:
+            doc = await conn.fetchval(
+                "DELETE FROM opscore_held_reports WHERE agent_id = $1 RETURNING doc", agent_id
+            )
+        return _load(StateRecord, doc) if doc is not None else None
+
+    async def drop_held_reports(self, *, received_before: datetime) -> list[StateRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "DELETE FROM opscore_held_reports WHERE received_at < $1 RETURNING doc",
+                received_before,
+            )
+        return [_load(StateRecord, r[0]) for r in rows]
+
+    async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
+        claimed = [False]
+
+        def change(agent: Agent) -> Agent | None:
+            claimed[0] = len(agent.active_tasks) < agent.max_concurrency  # decided anew per try
+            if not claimed[0] or task_id in agent.active_tasks:
+                return None
+            return agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]})
+
+        await self._change_agent(agent_id, change)
+        return claimed[0]
+
+    async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
+        def change(agent: Agent) -> Agent | None:
+            if task_id not in agent.active_tasks:
+                return None
+            remaining = [t for t in agent.active_tasks if t != task_id]
+            return agent.model_copy(update={"active_tasks": remaining})
+
+        # a slot came free: other replicas may have work for this agent
+        await self._change_agent(agent_id, change, notify=True)

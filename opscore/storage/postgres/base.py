@@ -1,0 +1,233 @@
+"""Shared plumbing: the connection pool, migrations, the queue's notifications, the guard.
+
+Shared store on PostgreSQL (``postgresql://user:password@host:port/database``) for several
+Ops-Core replicas, on asyncpg's pool.
+
+Records are JSON documents (text, exactly as Ops-Core wrote them) beside the columns that
+queries filter or sort on, in tables named ``opscore_*``. Every compare-and-set is one
+``UPDATE ... WHERE doc = <the document decided on>`` (see ``_cas``): atomic across replicas,
+and usually one round trip, since the document decided on is the one this process last read
+or wrote (``storage.seen``), checked by the database, re-read only when it changed.
+Claims from the queue use ``FOR UPDATE SKIP LOCKED``: replicas claiming at once each get
+different entries and never wait on each other. A claimed entry is leased; if its replica dies
+before acknowledging it, the lease expires and another replica's dispatcher gets it.
+``NOTIFY opscore_queue`` on every enqueue and freed agent slot wakes every replica's dispatcher
+at once (``LISTEN`` on one connection per replica, re-established when the server comes back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from ...errors import OpsCoreError, StorageError
+from ..seen import UNSEEN, Seen
+from .migrations import SchemaTooNewError, migrate
+
+logger = logging.getLogger("opscore.storage")
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+LEASE = timedelta(seconds=30)
+CHANNEL = "opscore_queue"
+_INFLIGHT = ["dispatched", "running"]
+_FINISHED = ["completed", "failed", "cancelled"]
+
+
+def _load(model: type[M], doc: str) -> M:
+    return model.model_validate_json(doc)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _guard(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Driver errors become StorageError (503), domain errors pass through."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> R:
+        import asyncpg
+
+        try:
+            return await method(*args, **kwargs)
+        except OpsCoreError:
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StorageError(f"PostgreSQL unavailable: {exc}") from exc
+
+    return wrapper
+
+
+async def _no_reset(_conn: Any) -> None:
+    return None
+
+
+# (the UPDATE that writes if the row still holds the expected document, with its parameters
+# before that document, and the new document), or None to write nothing
+Write = tuple[str, tuple[Any, ...], str] | None
+
+
+class _Base:
+    """``Storage`` on PostgreSQL; safe to share between replicas."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: Any = None
+        self._listener: Any = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._on_queue: Callable[[], None] | None = None
+        self._closing = False
+        # a replica ignores the notifications it sent itself: it has already woken
+        self._token = f"{os.getpid()}-{id(self)}"
+        self._seen = Seen(4096)
+
+    def set_queue_listener(self, listener: Callable[[], None]) -> None:
+        self._on_queue = listener
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self._closing = False
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                command_timeout=30,
+                timeout=10,
+                # no session state is ever changed on pooled connections (LISTEN has its own),
+                # so the default reset query would be one more round trip per call for nothing
+                reset=_no_reset,
+            )
+            async with self._pool.acquire() as conn:
+                applied = await migrate(conn)
+        except SchemaTooNewError as exc:
+            await self._close_pool()
+            raise StorageError(f"PostgreSQL at {safe_url(self.url)}: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            await self._close_pool()
+            raise StorageError(f"Cannot reach PostgreSQL at {safe_url(self.url)}: {exc}") from exc
+        if applied:
+            logger.info("storage.migrated", extra={"schemaVersions": applied})
+        self._listen_task = asyncio.create_task(self._listen_forever())
+
+    async def _close_pool(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listen_task
+            self._listen_task = None
+        await self._close_listener()
+        await self._close_pool()
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.close(), 2)
+
+    async def _listen_forever(self) -> None:
+        """Keep one LISTEN connection; when the server goes away, reconnect with backoff
+        (the dispatcher's own interval covers the gap) and wake the dispatcher once back,
+        since notifications sent meanwhile are lost."""
+        import asyncpg
+
+        delay = 0.2
+        while not self._closing:
+            lost = asyncio.Event()
+            try:
+                self._listener = await asyncpg.connect(self.url, timeout=10)
+                self._listener.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await self._listener.add_listener(CHANNEL, self._notified)
+                delay = 0.2
+                if self._on_queue is not None:
+                    self._on_queue()
+                await lost.wait()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                pass
+            await self._close_listener()
+            if not self._closing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self._token and self._on_queue is not None:
+            self._on_queue()
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise StorageError("PostgreSQL store is not open")
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Any]:
+        async with self._conn() as conn, conn.transaction():
+            yield conn
+
+    async def _cas(
+        self,
+        conn: Any,
+        cache_key: str,
+        read: str,
+        key: str,
+        decide: Callable[[str | None], tuple[Write, R]],
+    ) -> R:
+        """Optimistic read-modify-write of one row's document, usually in one round trip.
+
+        ``decide(doc)`` returns (the write, or None, and the result). It first decides on the
+        document this process last read or wrote; the write's ``WHERE doc = $n`` applies it
+        only if the row still holds exactly that document. Otherwise, and whenever a guess
+        led to writing nothing, the row is read (``read``) and ``decide`` runs again.
+        """
+        doc = self._seen.get(cache_key)
+        fresh = doc is UNSEEN
+        if fresh:
+            doc = await conn.fetchval(read, key)
+        while True:
+            try:
+                write, result = decide(doc)
+            except OpsCoreError:
+                if fresh:
+                    raise
+                # refused on a guess (an unknown agent, a stale timestamp): ask the store
+                doc, fresh = await conn.fetchval(read, key), True
+                continue
+            if write is None:
+                if fresh:
+                    self._seen.put(cache_key, doc)
+                    return result
+            elif doc is None:  # decide() writes nothing for an absent row
+                raise StorageError(f"compare-and-set of absent {cache_key} cannot write")
+            else:
+                sql, args, new_doc = write
+                if await conn.fetchval(sql, *args, doc):
+                    self._seen.put(cache_key, new_doc)
+                    return result
+            doc, fresh = await conn.fetchval(read, key), True

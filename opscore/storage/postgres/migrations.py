@@ -1,0 +1,104 @@
+"""Versioned schema migrations for the PostgreSQL store, applied in order at start-up.
+
+Missing migrations run together in one transaction (an upgrade lands whole or not at all)
+under an advisory lock, so replicas that
+start together do not race: the first applies what is missing, the others then find nothing
+to do. ``opscore_schema`` records which versions were applied and when. A database newer than
+this Ops-Core (a version it does not know) is refused rather than used half-understood.
+
+Add a migration by appending to ``MIGRATIONS``; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (version, what it does, SQL)
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "the first schema: agents, history, templates, sessions, tasks, queue, dead letters",
+        """
+CREATE TABLE opscore_agents (
+    agent_id text PRIMARY KEY, state text, last_seen timestamptz NOT NULL, doc text NOT NULL);
+CREATE TABLE opscore_state_history (
+    id bigserial PRIMARY KEY, agent_id text NOT NULL, doc text NOT NULL);
+CREATE INDEX opscore_state_history_agent ON opscore_state_history (agent_id, id);
+CREATE TABLE opscore_workflows (
+    id text NOT NULL, version text NOT NULL, seq bigserial, doc text NOT NULL,
+    PRIMARY KEY (id, version));
+CREATE TABLE opscore_sessions (
+    session_id text PRIMARY KEY, seq bigserial, status text NOT NULL,
+    workflow_id text, agent_id text, doc text NOT NULL);
+CREATE INDEX opscore_sessions_seq ON opscore_sessions (seq);
+CREATE INDEX opscore_sessions_status ON opscore_sessions (status, seq);
+CREATE TABLE opscore_tasks (
+    task_id text PRIMARY KEY, session_id text NOT NULL, seq bigserial,
+    status text NOT NULL, doc text NOT NULL);
+CREATE INDEX opscore_tasks_session ON opscore_tasks (session_id, seq);
+CREATE INDEX opscore_tasks_status ON opscore_tasks (status);
+CREATE SEQUENCE opscore_queue_seq;
+CREATE TABLE opscore_queue (
+    task_id text PRIMARY KEY, priority integer NOT NULL, ready_at timestamptz NOT NULL,
+    seq bigint NOT NULL, lease_until timestamptz);
+CREATE INDEX opscore_queue_order ON opscore_queue (priority DESC, seq);
+CREATE TABLE opscore_dead_letters (
+    task_id text PRIMARY KEY, seq bigserial, doc text NOT NULL);
+CREATE TABLE opscore_idempotency (
+    key text PRIMARY KEY, session_id text NOT NULL, created timestamptz NOT NULL);
+CREATE INDEX opscore_idempotency_created ON opscore_idempotency (created);
+CREATE TABLE opscore_held_reports (
+    agent_id text PRIMARY KEY, received_at timestamptz NOT NULL, reported_at timestamptz NOT NULL,
+    doc text NOT NULL);
+CREATE INDEX opscore_held_reports_age ON opscore_held_reports (received_at);
+""",
+    ),
+    (
+        2,
+        "retention by column: sessions.finished_at and dead_letters.session_id, backfilled",
+        """
+ALTER TABLE opscore_sessions ADD COLUMN finished_at timestamptz;
+UPDATE opscore_sessions SET finished_at = (doc::jsonb ->> 'finished_at')::timestamptz
+    WHERE doc::jsonb ->> 'finished_at' IS NOT NULL;
+CREATE INDEX opscore_sessions_finished ON opscore_sessions (finished_at)
+    WHERE finished_at IS NOT NULL;
+ALTER TABLE opscore_dead_letters ADD COLUMN session_id text;
+UPDATE opscore_dead_letters SET session_id = doc::jsonb ->> 'session_id';
+CREATE INDEX opscore_dead_letters_session ON opscore_dead_letters (session_id);
+CREATE INDEX opscore_dead_letters_seq ON opscore_dead_letters (seq);
+""",
+    ),
+]
+LATEST = MIGRATIONS[-1][0]
+_LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating
+
+
+class SchemaTooNewError(Exception):
+    """The database was migrated by a newer Ops-Core."""
+
+
+async def migrate(conn: Any, *, target: int = LATEST) -> list[int]:
+    """Apply the migrations this database lacks, up to ``target``; returns those applied."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS opscore_schema (version integer PRIMARY KEY, "
+            "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM opscore_schema")
+        if current > LATEST:
+            raise SchemaTooNewError(
+                f"the database has schema version {current}, newer than this Ops-Core's "
+                f"({LATEST}): upgrade Ops-Core, or point it at another database"
+            )
+        for version, description, sql in MIGRATIONS:
+            if current < version <= target:
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO opscore_schema (version, description) VALUES ($1, $2)",
+                    version,
+                    description,
+                )
+                applied.append(version)
+    return applied

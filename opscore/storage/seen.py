@@ -1,0 +1,38 @@
+"""What this process last read or wrote per record, the guess that lets a compare-and-set
+on a shared store (Redis, PostgreSQL) cost one round trip instead of a read and a write.
+
+Never trusted: the store writes only if the record still holds exactly the guessed value, and
+answers the current one otherwise. A stale guess costs a retry, never a lost update.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+UNSEEN: Any = object()
+
+
+class Seen:
+    """The raw values this process last read or wrote, per key (least recently used go
+    first). Only a guess for compare-and-set: the script checks it against the store."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[str, str | None] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        value = self._values.get(key, UNSEEN)
+        if value is not UNSEEN:
+            self._values.move_to_end(key)
+        return value
+
+    def put(self, key: str, raw: str | None) -> None:
+        self._values[key] = raw
+        self._values.move_to_end(key)
+        if len(self._values) > self.size:
+            self._values.popitem(last=False)
+
+    def forget(self, *keys: str) -> None:
+        for key in keys:
+            self._values.pop(key, None)

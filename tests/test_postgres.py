@@ -1,0 +1,154 @@
+"""What only the PostgreSQL store has: versioned migrations that upgrade a database in place,
+and LISTEN/NOTIFY that wakes every replica when work is queued. (Everything else it shares
+with the other stores: tests/test_storage_contract.py and the whole-flow tests.)"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from opscore.errors import StorageError
+from opscore.models import DeadLetter, Session, SessionStatus, utcnow
+from opscore.storage.postgres import PostgresStorage
+from opscore.storage.postgres.migrations import LATEST, MIGRATIONS, migrate
+
+
+@pytest.fixture
+def pg(postgresql_server):
+    postgresql_server.flush()
+    return postgresql_server
+
+
+async def _connect(url: str):
+    import asyncpg
+
+    return await asyncpg.connect(url)
+
+
+async def test_a_database_on_the_first_schema_is_upgraded_in_place_and_keeps_its_data(pg) -> None:
+    # Given a database an Ops-Core with only the first schema wrote to
+    conn = await _connect(pg.url)
+    try:
+        assert await migrate(conn, target=1) == [1]
+        finished = utcnow() - timedelta(days=3)
+        old = Session(
+            session_id="s-old",
+            workflow_id="wf",
+            status=SessionStatus.COMPLETED,
+            created_at=finished,
+            updated_at=finished,
+            finished_at=finished,
+        )
+        await conn.execute(
+            "INSERT INTO opscore_sessions (session_id, status, workflow_id, agent_id, doc) "
+            "VALUES ($1, $2, $3, NULL, $4)",
+            old.session_id,
+            old.status.value,
+            old.workflow_id,
+            old.model_dump_json(),
+        )
+        letter = DeadLetter(
+            task_id="t-old", session_id="s-old", step_id="a", attempts=3, dead_lettered_at=finished
+        )
+        await conn.execute(
+            "INSERT INTO opscore_dead_letters (task_id, doc) VALUES ($1, $2)",
+            letter.task_id,
+            letter.model_dump_json(),
+        )
+    finally:
+        await conn.close()
+
+    # When this Ops-Core opens it
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        # Then every later migration was applied, once, and recorded
+        versions = pg.sql(
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM opscore_schema"
+        )
+        assert versions == ",".join(str(v) for v, _, _ in MIGRATIONS)
+        # the old rows read as before
+        assert (await store.get_session("s-old")).finished_at == finished
+        assert (await store.list_dead_letters(offset=0, limit=10)).total == 1
+        # and the columns the new schema added were backfilled: retention by age finds the
+        # old run and its dead letter
+        assert pg.sql("SELECT session_id FROM opscore_dead_letters") == "s-old"
+        removed = await store.prune_finished(finished_before=utcnow() - timedelta(days=1), keep=100)
+        assert removed == 1
+        assert await store.get_session("s-old") is None
+        assert (await store.list_dead_letters(offset=0, limit=10)).total == 0
+    finally:
+        await store.close()
+
+    # and opening it again applies nothing
+    again = PostgresStorage(pg.url)
+    await again.open()
+    await again.close()
+    assert pg.sql("SELECT count(*) FROM opscore_schema") == str(LATEST)
+
+
+async def test_replicas_starting_together_migrate_once(pg) -> None:
+    stores = [PostgresStorage(pg.url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        assert pg.sql("SELECT count(*) FROM opscore_schema") == str(LATEST)
+        await asyncio.gather(*(s.ping() for s in stores))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_database_from_a_newer_ops_core_is_refused_with_a_clear_message(pg) -> None:
+    store = PostgresStorage(pg.url)
+    await store.open()
+    await store.close()
+    pg.sql(f"INSERT INTO opscore_schema (version, description) VALUES ({LATEST + 1}, 'future')")
+    with pytest.raises(StorageError, match="newer than this Ops-Core"):
+        await PostgresStorage(pg.url).open()
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_queued_work_wakes_every_other_replica_at_once(pg) -> None:
+    a, b = PostgresStorage(pg.url), PostgresStorage(pg.url)
+    woken = {"a": 0, "b": 0}
+    a.set_queue_listener(lambda: woken.__setitem__("a", woken["a"] + 1))
+    b.set_queue_listener(lambda: woken.__setitem__("b", woken["b"] + 1))
+    await a.open()
+    await b.open()
+    try:
+        # each wakes once when its LISTEN connection is up (work may have been queued before)
+        await _until(lambda: woken == {"a": 1, "b": 1})
+        await a.enqueue("t1", priority=0, ready_at=utcnow())
+        await _until(lambda: woken["b"] == 2)
+        assert woken["a"] == 1  # a replica does not wake itself through the database
+
+        # the listener comes back with the server, and wakes its replica when it does
+        pg.kill()
+        pg.resume()
+        await _until(lambda: woken["b"] >= 3, timeout=30)
+        settled = woken["b"]
+        await _answering(a)
+        await a.enqueue("t2", priority=0, ready_at=utcnow())
+        await _until(lambda: woken["b"] > settled, timeout=10)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _answering(store: PostgresStorage, timeout: float = 30.0) -> None:
+    """Wait until the store answers again after a restart (its pool reconnects lazily)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await store.ping()
+            return
+        except StorageError:
+            assert asyncio.get_running_loop().time() < deadline, "store did not come back"
+            await asyncio.sleep(0.1)
