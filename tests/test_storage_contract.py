@@ -149,6 +149,21 @@ class TestState:
         assert duplicate
         assert (await store.state_history("a1", offset=0, limit=10)).total == 1
 
+    async def test_a_fleet_larger_than_one_script_call_can_unpack(self, store: Storage) -> None:
+        # Redis's Lua unpack() stops at 8,000 values: a fleet past that is read in chunks
+        fleet = 8_100
+        for first in range(0, fleet, 300):
+            await asyncio.gather(
+                *(
+                    store.save_agent(agent(f"f{i:05d}", state="idle"))
+                    for i in range(first, min(first + 300, fleet))
+                )
+            )
+        assert len(await store.available_agents({"idle"})) == fleet
+        assert (
+            await store.list_agents(state="idle", capability=None, offset=0, limit=1)
+        ).total == (fleet)
+
     async def test_available_and_stale_agents(self, store: Storage) -> None:
         await store.create_agent(agent("busy", max_concurrency=1, active_tasks=["t0"]))
         await store.create_agent(agent("free"))

@@ -90,6 +90,9 @@ class Handovers:
     async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
         """The hand-over's answer: completed or failed ends the attempt; anything else means
         the agent works in the background and its reports decide (docs/agentkit.md)."""
+        if answer.outcome not in ("completed", "failed"):
+            await self._acknowledged(task)
+            return
         current = await self.storage.get_task(task.task_id)
         if current is None or current.status in TERMINAL_TASK:
             return
@@ -115,21 +118,26 @@ class Handovers:
                 answer.error or "agent failed",
                 outcome="dispatch_error" if refused else "agent_error",
             )
-        elif current.deferred_report is not None:
-            # the agent's report beat its own acknowledgement here: it decides now
-            report = current.deferred_report
-            if report.get("state") == "error":
-                await self.outcomes.fail_attempt(
-                    current,
-                    str(report.get("error") or "agent reported error"),
-                    outcome="agent_error",
-                )
-            else:
-                await self.outcomes.complete_task(current, report.get("result"))
-        elif current.awaiting_answer:
-            await self.storage.update_task(
-                task.task_id,
-                {"awaiting_answer": False},
-                expect=[s.value for s in INFLIGHT_TASK],
-                attempt=current.attempts,
+
+    async def _acknowledged(self, task: TaskRun) -> None:
+        """An acknowledgement (202, or a 2xx without a result): the answer is no longer
+        awaited, in one compare-and-set on this very attempt (nothing when a newer attempt
+        or an outcome came first). A report that came before it, and was kept, decides now."""
+        current = await self.storage.update_task(
+            task.task_id,
+            {"awaiting_answer": False},
+            expect=[s.value for s in INFLIGHT_TASK],
+            attempt=task.attempts,
+        )
+        if current is None or current.deferred_report is None:
+            return
+        # the agent's report beat its own acknowledgement here: it decides now
+        report = current.deferred_report
+        if report.get("state") == "error":
+            await self.outcomes.fail_attempt(
+                current,
+                str(report.get("error") or "agent reported error"),
+                outcome="agent_error",
             )
+        else:
+            await self.outcomes.complete_task(current, report.get("result"))

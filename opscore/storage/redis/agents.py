@@ -50,11 +50,8 @@ return out
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
     async def _all_agents(self) -> list[Agent]:
-        ids = await self._redis.smembers(self.k("agents"))
-        if not ids:
-            return []
-        raws = await self._redis.mget([self.k("agent", i) for i in ids])
-        return [a for a in (_load(Agent, r) for r in raws) if a is not None]
+        raws = await self._records(self.k("agents"), "set", "agent")
+        return [Agent.model_validate_json(r) for r in raws]
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         key = self.k("agent", agent.agent_id)

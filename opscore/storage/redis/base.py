@@ -151,6 +151,30 @@ return seq
 """
 
 
+# The records a list or set of ids names, in one round trip. KEYS: the list or set.
+# ARGV: 'list' or 'set', the records' key prefix. Answers ids and records, alternating.
+_RECORDS = """
+local ids
+if ARGV[1] == 'list' then ids = redis.call('LRANGE', KEYS[1], 0, -1)
+else ids = redis.call('SMEMBERS', KEYS[1]) end
+local out = {}
+for first = 1, #ids, 1000 do  -- MGET in chunks: unpack() has a limit of a few thousand
+  local keys = {}
+  local last = math.min(first + 999, #ids)
+  for i = first, last do keys[#keys + 1] = ARGV[2] .. ids[i] end
+  local raws = redis.call('MGET', unpack(keys))
+  for i = first, last do
+    local raw = raws[i - first + 1]
+    if raw then
+      out[#out + 1] = ids[i]
+      out[#out + 1] = raw
+    end
+  end
+end
+return out
+"""
+
+
 # KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
 # status, the status indexes' key prefix. Keeps the session's place (sequence) when replaced,
 # and moves it between status indexes (reading only the old record's status).
@@ -231,6 +255,7 @@ class _Base:
             ("cas", _CAS),
             ("enqueue", _ENQUEUE),
             ("save_session", _SAVE_SESSION),
+            ("records", _RECORDS),
         ):
             self._scripts[name] = self._redis.register_script(source)
 
@@ -295,6 +320,15 @@ class _Base:
                 return result
             raw, fresh = (answer[1] if len(answer) > 1 else None), True
             self._seen.put(key, raw)
+
+    async def _records(self, index: str, kind: str, prefix: str) -> list[str]:
+        """The raw records whose ids ``index`` (a list or set) holds, in one round trip;
+        each is remembered as a guess for a compare-and-set that may follow."""
+        flat = await self._scripts["records"](keys=[index], args=[kind, self.k(prefix, "")])
+        raws: list[str] = flat[1::2]
+        for record_id, raw in zip(flat[::2], raws, strict=True):
+            self._seen.put(self.k(prefix, record_id), raw)
+        return raws
 
     async def _next(self, name: str) -> int:
         return int(await self._redis.incr(self.k("seq", name)))

@@ -168,9 +168,8 @@ class RunRecords(_Base):
         return _load(TaskRun, await self._get(self.k("task", task_id)))
 
     async def session_tasks(self, session_id: str) -> list[TaskRun]:
-        ids = await self._redis.lrange(self.k("session_tasks", session_id), 0, -1)
-        raws = await self._redis.mget([self.k("task", i) for i in ids]) if ids else []
-        return [t for t in (_load(TaskRun, r) for r in raws) if t is not None]
+        raws = await self._records(self.k("session_tasks", session_id), "list", "task")
+        return [TaskRun.model_validate_json(r) for r in raws]
 
     async def update_task(
         self,
