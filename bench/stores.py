@@ -47,6 +47,47 @@ def redis_commands(port: int) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
+class RoundTrips:
+    """Counts the commands Ops-Core sends Redis (round trips) apart from the commands its
+    scripts run inside Redis, with MONITOR in a thread (for a short counting pass only:
+    MONITOR slows Redis down)."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        import redis
+
+        self.client = redis.Redis(port=port)
+        self.sent = self.inside = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        with self.client.monitor() as monitor:
+            self._ready = True
+            for command in monitor.listen():
+                if self._stop.is_set():
+                    return
+                if command["client_type"] == "lua":
+                    self.inside += 1
+                elif "FLUSH" not in command["command"].upper():
+                    self.sent += 1
+
+    def __enter__(self) -> RoundTrips:
+        self._ready = False
+        self._thread.start()
+        while not self._ready:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        self.client.ping()  # one more line, so the watcher sees the flag
+        self._thread.join(timeout=5)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -102,6 +143,11 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
         duration = asyncio.run(_run_many_spread(urls, runs))
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
         after = redis_commands(port) if name == "redis" and port else {}
+        trips: RoundTrips | None = None
+        if name == "redis" and port and replicas == 1:
+            counted = 100
+            with RoundTrips(port) as trips:
+                asyncio.run(_run_many_spread(urls, counted))
     out: dict[str, Any] = {
         "store": name,
         "replicas": replicas,
@@ -117,6 +163,10 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
         out["redis_commands_per_workflow"] = total / runs
         out["redis_commands_per_task"] = total / runs / 3
         out["redis_top"] = dict(sorted(delta.items(), key=lambda kv: -kv[1])[:8])
+    if trips is not None:
+        # includes the driver polling the list of completed runs every 50 ms (a few commands)
+        out["redis_round_trips_per_workflow"] = trips.sent / counted
+        out["redis_commands_in_scripts_per_workflow"] = trips.inside / counted
     return out
 
 

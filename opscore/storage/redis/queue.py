@@ -21,15 +21,16 @@ from .base import (
 class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
-        await self._scripts["enqueue"](
+        await self._script(
+            "enqueue",
             keys=[*self._queue_keys, self.k("seq", "queue")],
             args=[task_id, priority, ready_at.timestamp(), _SEQ_SPAN],
         )
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
         lease = (now + LEASE).timestamp()
-        flat = await self._scripts["dequeue"](
-            keys=self._queue_keys, args=[now.timestamp(), lease, limit]
+        flat = await self._script(
+            "dequeue", keys=self._queue_keys, args=[now.timestamp(), lease, limit]
         )
         entries = []
         for task_id, meta in zip(flat[::2], flat[1::2], strict=True):
@@ -43,12 +44,12 @@ class QueueRecords(_Base):
     async def ack(self, task_ids: Iterable[str]) -> None:
         ids = list(task_ids)
         if ids:
-            await self._scripts["ack"](keys=self._queue_keys, args=ids)
+            await self._script("ack", keys=self._queue_keys, args=ids)
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         ids = [e.task_id for e in entries]
         if ids:
-            await self._scripts["requeue"](keys=self._queue_keys, args=ids)
+            await self._script("requeue", keys=self._queue_keys, args=ids)
 
     async def queue_depth(self) -> int:
         delayed, ready, leased, _ = self._queue_keys

@@ -81,7 +81,8 @@ class RunRecords(_Base):
     async def save_session(self, session: Session) -> None:
         key = self.k("session", session.session_id)
         raw = session.model_dump_json()
-        await self._scripts["save_session"](
+        await self._script(
+            "save_session",
             keys=[key, self.k("sessions"), self.k("seq", "sessions")],
             args=[session.session_id, raw, session.status.value, self.k("sessions", "")],
         )

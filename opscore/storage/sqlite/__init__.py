@@ -1,7 +1,8 @@
 """Embedded durable store: one SQLite file in WAL mode, no server.
 
 Records are JSON documents beside the columns that queries filter or sort on. Every method is
-one short transaction on one connection guarded by a lock, so each is atomic within the process;
+atomic: one short transaction on one connection guarded by a lock, or a savepoint in a
+transaction it shares with the calls queued beside it (group commit, see ``worker``);
 ``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
 the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
 committed work. Every call runs on the store's own thread (`off_loop`), never on the event loop:

@@ -7,17 +7,16 @@ one short transaction on one connection guarded by a lock, so each is atomic wit
 ``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
 the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
 committed work. Every call runs on the store's own thread (`off_loop`), never on the event loop:
-a slow disk or a lock held by another process stalls that call, not the service.
+a slow disk or a lock held by another process stalls that call, not the service. Calls that
+queue up meanwhile share one transaction, each in its own savepoint (group commit, ``worker``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pydantic import BaseModel
 
 from ...errors import StorageError
+from .worker import GroupCommitThread
 
 M = TypeVar("M", bound=BaseModel)
 SCHEMA_VERSION = 1
@@ -84,20 +84,29 @@ R = TypeVar("R")
 def off_loop(
     method: Callable[Concatenate[S, P], R],
 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
-    """Run a store method on the store's own thread, not on the event loop: a slow disk, a
-    lock held by another process or a busy database then stalls this call, not every request.
-    One thread: calls stay in order on the one connection, as they were on the loop."""
+    """Run a store method on the store's own thread (``worker.GroupCommitThread``), not on
+    the event loop, inside a transaction it may share with other calls queued meanwhile."""
 
     @functools.wraps(method)
     async def run(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        call = functools.partial(method, self, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        result: R = await self._worker.call(functools.partial(method, self, *args, **kwargs))
+        return result
 
     return run
 
 
-def _new_thread() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="opscore-sqlite")
+def alone(
+    method: Callable[Concatenate[S, P], R],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Run a store method on the store's thread outside any transaction (open and close)."""
+
+    @functools.wraps(method)
+    async def run(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+        call = functools.partial(method, self, *args, **kwargs)
+        result: R = await self._worker.call(call, alone=True)
+        return result
+
+    return run
 
 
 def _doc(model: BaseModel) -> str:
@@ -115,10 +124,10 @@ class _Base:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
-        self._thread = _new_thread()
+        self._worker = GroupCommitThread(lambda: self._conn)
 
     # --- plumbing ---------------------------------------------------------------------------
-    @off_loop
+    @alone
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +158,10 @@ class _Base:
 
     async def close(self) -> None:
         await self._close_connection()
-        thread, self._thread = self._thread, _new_thread()  # a later open() gets a fresh one
-        thread.shutdown(wait=False)
+        worker, self._worker = self._worker, GroupCommitThread(lambda: self._conn)
+        worker.stop()  # a later open() gets the fresh one
 
-    @off_loop
+    @alone
     def _close_connection(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -170,10 +179,18 @@ class _Base:
 
     @contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection inside a transaction: the group's (the worker's savepoint keeps
+        this call's writes its own), or, for a call run alone, one of its own."""
         with self._lock:
             if self._conn is None:
                 raise StorageError("SQLite store is not open")
             conn = self._conn
+            if self._worker.in_group:
+                try:
+                    yield conn
+                except sqlite3.Error as exc:
+                    raise StorageError(f"SQLite error: {exc}") from exc
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 yield conn
