@@ -36,9 +36,9 @@ class Storage(Protocol):
         """Cheap readiness check; raises StorageError when the store is unavailable."""
 
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the event loop) when another process may have queued work or
-        freed an agent slot, so this one's dispatcher wakes at once rather than at its next
-        interval. Set before ``open``. Stores that only one process uses ignore it."""
+        """Call ``listener`` (on the event loop) when another process may have queued work,
+        so this one's dispatcher wakes at once rather than at its next interval. Set before
+        ``open``. Stores that only one process uses ignore it."""
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...models import Agent, Page, StateRecord
 from ..rules import apply_state
-from .base import CHANNEL, Write, _Base, _load
+from .base import Write, _Base, _load
 
 _READ_AGENT = "SELECT doc FROM opscore_agents WHERE agent_id = $1"
 # compare-and-set: $5 is the document the change was decided on
@@ -28,12 +28,6 @@ trimmed AS (
 INSERT INTO opscore_state_history (agent_id, doc) SELECT agent_id, $5 FROM changed
 RETURNING $6::int
 """
-# ... and a freed slot: wake the other replicas when it commits
-_SET_AGENT_NOTIFY = (
-    "WITH changed AS (UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4 "
-    "WHERE agent_id = $1 AND doc = $7 RETURNING 1) "
-    "SELECT (pg_notify($5, $6) IS NULL) IS NOT NULL FROM changed"
-)
 _PUT_AGENT = (
     "INSERT INTO opscore_agents (agent_id, state, last_seen, doc) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (agent_id) DO UPDATE SET state = $2, last_seen = $3, doc = $4"
@@ -47,7 +41,7 @@ class AgentRecords(_Base):
         self._seen.put(f"agent:{agent.agent_id}", raw)
 
     async def _change_agent(
-        self, agent_id: str, change: Callable[[Agent], Agent | None], *, notify: bool = False
+        self, agent_id: str, change: Callable[[Agent], Agent | None]
     ) -> Agent | None:
         """Compare-and-set of one agent: ``change`` returns the new agent, or None to leave
         it. Returns the agent as it now is (None when absent)."""
@@ -60,10 +54,7 @@ class AgentRecords(_Base):
             if changed is None:
                 return None, agent
             raw = changed.model_dump_json()
-            head = (agent_id, changed.state, changed.last_seen, raw)
-            if notify:
-                return (_SET_AGENT_NOTIFY, (*head, CHANNEL, self._token), raw), changed
-            return (_SET_AGENT, head, raw), changed
+            return (_SET_AGENT, (agent_id, changed.state, changed.last_seen, raw), raw), changed
 
         async with self._conn() as conn:
             return await self._cas(conn, f"agent:{agent_id}", _READ_AGENT, agent_id, decide)
@@ -246,5 +237,7 @@ class AgentRecords(_Base):
             remaining = [t for t in agent.active_tasks if t != task_id]
             return agent.model_copy(update={"active_tasks": remaining})
 
-        # a slot came free: other replicas may have work for this agent
-        await self._change_agent(agent_id, change, notify=True)
+        # No NOTIFY: the replica that frees a slot wakes its own dispatcher, which takes work
+        # for it from the shared queue; waking every other replica too cost each of them a
+        # pass that found nothing (bench/README.md).
+        await self._change_agent(agent_id, change)

@@ -11,8 +11,8 @@ or wrote (``storage.seen``), checked by the database, re-read only when it chang
 Claims from the queue use ``FOR UPDATE SKIP LOCKED``: replicas claiming at once each get
 different entries and never wait on each other. A claimed entry is leased; if its replica dies
 before acknowledging it, the lease expires and another replica's dispatcher gets it.
-``NOTIFY opscore_queue`` on every enqueue and freed agent slot wakes every replica's dispatcher
-at once (``LISTEN`` on one connection per replica, re-established when the server comes back).
+``NOTIFY opscore_queue`` on every enqueue wakes every replica's dispatcher at once (``LISTEN``
+on one connection per replica, re-established when the server comes back).
 """
 
 from __future__ import annotations
