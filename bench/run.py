@@ -5,7 +5,8 @@ with its spread (min..max); each comparison is a ratio of runs made in this same
 Load comes from wrk (a separate process), never from the process being measured.
 
 Environment: BENCH_QUICK=1 for a short smoke run; BENCH_SOAK_SECONDS (default 300);
-BENCH_ONLY=ingest,workflows,celery,scale,memory,probes,stall,outage,hostile,soak to run a subset.
+BENCH_ONLY=ingest,workflows,celery,stores,scale,memory,probes,stall,outage,hostile,soak to run a
+subset.
 """
 
 from __future__ import annotations
@@ -341,6 +342,12 @@ def bench_scale() -> dict[str, Any]:
     }
 
 
+def bench_stores() -> dict[str, Any]:
+    """The workflow benchmark on every store (and two replicas on the shared ones), with the
+    Redis commands per workflow (bench/stores.py)."""
+    return _python("bench.stores", "--runs", "500" if QUICK else "2000", "--replicas", "2")
+
+
 def bench_probes() -> dict[str, Any]:
     """Liveness in steady state: 10,000 silent agents probed at the default interval; the peer
     is the same process with the same fleet and liveness off."""
@@ -470,6 +477,26 @@ def table(results: dict[str, Any]) -> str:
                 f"  Ops-Core / Celery throughput: "
                 f"{results['workflows']['workflows_per_s']['median'] / c['chains_per_s']['median']:.2f}x"
             )
+    if "stores" in results:
+        memory = next((r for r in results["stores"]["stores"] if r["store"] == "memory"), None)
+        celery = results.get("celery", {}).get("chains_per_s", {}).get("median")
+        for r in results["stores"]["stores"]:
+            ratios = []
+            if memory and r is not memory:
+                ratios.append(f"{r['workflows_per_s'] / memory['workflows_per_s']:.2f}x memory")
+            if celery:
+                ratios.append(f"{r['workflows_per_s'] / celery:.2f}x Celery")
+            extra = f", p50 {r['p50_ms']:.1f} ms" if "p50_ms" in r else ""
+            if "redis_round_trips_per_workflow" in r:
+                extra += (
+                    f", {r['redis_round_trips_per_workflow']:.0f} Redis round trips and "
+                    f"{r['redis_commands_per_workflow']:.0f} commands per workflow"
+                )
+            lines.append(
+                f"store {r['store']} x{r['replicas']}: {r['workflows_per_s']:.0f} workflows/s"
+                f"{extra}, {r['cpu_ms_per_workflow']:.1f} CPU-ms per workflow"
+                + (f" ({', '.join(ratios)})" if ratios else "")
+            )
     if "scale" in results:
         s = results["scale"]
         lines.append(
@@ -536,6 +563,7 @@ def main() -> None:
         ("ingest", bench_ingest),
         ("workflows", bench_workflows),
         ("celery", bench_celery),
+        ("stores", bench_stores),
         ("scale", bench_scale),
         ("memory", bench_memory),
         ("probes", bench_probes),

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from .run import CHAIN, _latencies, _run_many, fast_agents_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.storage_servers import postgres_missing  # noqa: E402
 
 
 def redis_commands(port: int) -> dict[str, int]:
@@ -201,6 +203,10 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.stores.split(","):
+            if name == "redis" and shutil.which("redis-server") is None:
+                continue
+            if name == "postgresql" and postgres_missing():
+                continue
             counts = [1, args.replicas] if args.replicas > 1 and name in SHARED else [1]
             for replicas in counts:
                 with ExitStack() as stack:  # a fresh store for each line

@@ -248,9 +248,9 @@ class _Base:
 
         redis-py's pooled client takes a connection from its pool for every command; with
         many requests in flight it opened one connection each and spent 700 us of CPU per
-        command, against 60-80 us on a client with one connection of its own
-        (bench/README.md). A few such lanes keep commands flowing while one waits; pipelines
-        still take their own connection from the shared pool."""
+        command, against under 50 us on a client with one connection of its own
+        (``python -m bench.redis_clients``). A few such lanes keep commands flowing while
+        one waits; pipelines still take their own connection from the shared pool."""
         if not self._lanes:
             raise StorageError("Redis store is not open")
         self._turn = (self._turn + 1) % len(self._lanes)
