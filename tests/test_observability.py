@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -218,6 +220,59 @@ def test_metrics_expose_requests_states_tasks_queue_and_agents(ops) -> None:
     )
     anon = httpx.get(str(client.base_url) + "/metrics")
     assert anon.status_code == 401
+
+
+def test_metrics_count_runs_hand_overs_dead_letters_and_the_wait_for_an_agent(ops) -> None:
+    client, fleet, _ = ops
+    fleet.add("ok")
+    fleet.add("bad", Behaviour(kind="fail", failures=99, capabilities=["fragile"]))
+    create(client, template("good", task("a")))
+    create(
+        client, template("doomed", task("a", agentCapability="fragile", retry={"maxAttempts": 1}))
+    )
+    create(client, template("stuck", task("a", agentCapability="nobody-has-this")))
+    for _ in range(2):
+        assert settle(client, run(client, "good"))["status"] == "completed"
+    assert settle(client, run(client, "doomed"))["status"] == "failed"
+    stuck = run(client, "stuck")
+    waiting = client.get("/metrics").text
+    assert client.post(f"/v1/opscore/sessions/{stuck}/cancel").status_code == 200
+    text = client.get("/metrics").text
+    for line in (
+        'opscore_runs_total{status="started",workflow="good"} 2.0',
+        'opscore_runs_total{status="completed",workflow="good"} 2.0',
+        'opscore_runs_total{status="failed",workflow="doomed"} 1.0',
+        'opscore_runs_total{status="started",workflow="stuck"} 1.0',
+        'opscore_runs_total{status="cancelled",workflow="stuck"} 1.0',
+        "opscore_dead_letters 1.0",
+    ):
+        assert line in text, line
+    # the fake agents answer a hand-over with 202, then report: "accepted" by transport
+    accepted = re.search(
+        r'opscore_dispatches_total\{outcome="accepted",transport="agent"\} (\S+)', text
+    )
+    assert accepted is not None and float(accepted.group(1)) == 3.0
+    # while the stuck run waited for an agent, its task's wait showed; once cancelled, none
+    age = re.search(r"^opscore_queue_oldest_ready_seconds (\S+)$", waiting, re.M)
+    assert age is not None and float(age.group(1)) > 0
+    wait_for(lambda: "opscore_queue_oldest_ready_seconds 0.0" in client.get("/metrics").text)
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_exist(ops) -> None:
+    client, _, _ = ops
+    exposed = client.get("/metrics").text
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[1] / "deploy" / "grafana-dashboard.json").read_text()
+    )
+    names = set()
+    for panel in dashboard["panels"]:
+        assert panel["title"] and panel["description"] and panel["targets"]
+        for target in panel["targets"]:
+            names |= set(re.findall(r"opscore_[a-z_]+", target["expr"]))
+    assert len(names) >= 12
+    for name in names:
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        assert f"# HELP {base} " in exposed, f"the dashboard queries {name}, which is not exposed"
 
 
 def test_session_detail_is_a_timeline(ops) -> None:

@@ -503,6 +503,31 @@ class TestQueue:
         await store.ack(["later", "low-2"])
         assert await store.queue_depth() == 0 and await store.next_ready_at() is None
 
+    async def test_oldest_ready_entry_says_how_far_dispatch_is_behind(self, store: Storage) -> None:
+        now = utcnow()
+        assert await store.oldest_ready_at(now) is None
+        await store.enqueue("old", priority=0, ready_at=now - timedelta(seconds=20))
+        await store.enqueue("new", priority=9, ready_at=now - timedelta(seconds=5))
+        await store.enqueue("later", priority=0, ready_at=now + timedelta(seconds=30))
+
+        def age(at) -> float:
+            return round((now - at).total_seconds())
+
+        assert age(await store.oldest_ready_at(now)) == 20  # not yet moved, still waiting
+        got = await store.dequeue_ready(now, 1)  # the high-priority one is being handed over
+        assert [e.task_id for e in got] == ["new"]
+        assert age(await store.oldest_ready_at(now)) == 20
+        old = await store.dequeue_ready(now, 1)
+        assert [e.task_id for e in old] == ["old"]
+        assert await store.oldest_ready_at(now) is None  # both out, "later" not yet due
+        await store.requeue(old)  # no agent after all: it waits again, as old as before
+        assert age(await store.oldest_ready_at(now)) == 20
+        await store.ack(["new"])
+        assert age(await store.oldest_ready_at(now + timedelta(seconds=40))) == 20
+        again = await store.dequeue_ready(now, 10)
+        await store.ack([e.task_id for e in again])
+        assert age(await store.oldest_ready_at(now + timedelta(seconds=40))) == -30
+
     async def test_reenqueue_replaces_and_each_entry_goes_to_one_caller(
         self, store: Storage
     ) -> None:

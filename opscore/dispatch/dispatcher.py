@@ -339,11 +339,14 @@ class Dispatcher:
         deadline = task.deadline or self.clock() + timedelta(seconds=task.timeout_seconds)
         timeout = max((deadline - self.clock()).total_seconds(), 0.001)
         report: Callable[[], Awaitable[None]]
+        outcome = "error"
         try:
             answer = await self.transport.send(agent, task, headers, timeout=timeout)
             ok = answer.outcome != "failed"
+            outcome = answer.outcome
             report = functools.partial(self.hooks.handover_answered, task, agent, answer)
         except DispatchError as exc:
+            outcome = "unreachable" if exc.unreachable else "timeout" if exc.timed_out else "error"
             report = functools.partial(
                 self.hooks.dispatch_failed,
                 task,
@@ -359,8 +362,10 @@ class Dispatcher:
         try:
             await record_outcome(report, task, deadline, self.clock)
         finally:
-            if telemetry is not None and span is not None:
-                telemetry.finish_dispatch(span, ok=ok)
+            if telemetry is not None:
+                telemetry.dispatches.labels(self.transport.name, outcome).inc()
+                if span is not None:
+                    telemetry.finish_dispatch(span, ok=ok)
 
 
 async def record_outcome(

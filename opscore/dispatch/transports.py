@@ -110,6 +110,12 @@ def _detail(data: Any) -> str:
 
 
 class Transport(Protocol):
+    @property
+    def name(self) -> str:
+        """How tasks travel ("agent": straight to the agent, "agentkit": through AgentKit);
+        the ``transport`` label of ``opscore_dispatches_total``."""
+        ...
+
     async def send(
         self, agent: Agent, task: TaskRun, headers: dict[str, str], *, timeout: float
     ) -> HandoverAnswer:
@@ -135,6 +141,10 @@ class HttpTransport:
         self.agentkit_api_url = agentkit_api_url
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def name(self) -> str:
+        return "agentkit" if self.agentkit_api_url else "agent"
 
     def url_for(self, agent: Agent) -> str:
         if self.agentkit_api_url:
@@ -241,6 +251,10 @@ class SenderThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
 
     def _sender_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

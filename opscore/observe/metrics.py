@@ -8,6 +8,7 @@ share counters. Gauges that describe the store (queue depth, agents by state) ar
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -81,6 +82,27 @@ class Telemetry:
             registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.runs = Counter(
+            "opscore_runs",
+            "Workflow runs started (re-drives count again) and ended, by template",
+            ["workflow", "status"],
+            registry=r,
+        )
+        self.dispatches = Counter(
+            "opscore_dispatches",
+            "Hand-overs to agents by transport and answer (accepted, completed, failed, "
+            "unreachable, timeout, error)",
+            ["transport", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "opscore_dead_letters", "Tasks in the dead-letter list", registry=r
+        )
+        self.oldest_ready_age = Gauge(
+            "opscore_queue_oldest_ready_seconds",
+            "How long the longest-waiting ready task has waited for an agent (0 when none)",
+            registry=r,
+        )
         self.queue_depth = Gauge("opscore_queue_depth", "Tasks waiting in the queue", registry=r)
         self.agents = Gauge("opscore_agents", "Registered agents by state", ["state"], registry=r)
 
@@ -190,6 +212,7 @@ class Telemetry:
     def start_run(
         self, session_id: str, trace_id: str, parent_id: str | None, workflow_id: str
     ) -> None:
+        self.runs.labels(workflow_id or "-", "started").inc()
         self.tracer.start_trace(
             f"run:{session_id}",
             "workflow.run",
@@ -199,7 +222,8 @@ class Telemetry:
             workflowId=workflow_id,
         )
 
-    def end_run(self, session_id: str, status: str) -> None:
+    def end_run(self, session_id: str, status: str, workflow_id: str | None) -> None:
+        self.runs.labels(workflow_id or "-", status).inc()
         self.tracer.end_trace(
             f"run:{session_id}", status="ok" if status == "completed" else "error", outcome=status
         )
@@ -207,6 +231,11 @@ class Telemetry:
     # --- scrape ----------------------------------------------------------------------------
     async def render(self) -> bytes:
         self.queue_depth.set(await self.storage.queue_depth())
+        letters = await self.storage.list_dead_letters(offset=0, limit=1)
+        self.dead_letters.set(letters.total)
+        now = datetime.now(UTC)
+        oldest = await self.storage.oldest_ready_at(now)
+        self.oldest_ready_age.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
         counts: dict[str, int] = {}
         offset = 0
         while True:

@@ -207,6 +207,10 @@ class Storage(Protocol):
     async def next_ready_at(self) -> datetime | None:
         """When the earliest delayed entry becomes ready (None if nothing is delayed)."""
 
+    async def oldest_ready_at(self, now: datetime) -> datetime | None:
+        """When the entry that has waited longest became ready, among those ready at ``now``
+        and not being handed over (None when none waits): how far dispatch is behind."""
+
     # --- dead letters and idempotency -------------------------------------------------------
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         """Record a task that exhausted its retries."""

@@ -53,10 +53,10 @@ class WorkflowEngine:
         if self.telemetry is not None:
             self.telemetry.on_task_event(event, task, extra)
 
-    def end_run(self, session_id: str, status: str) -> None:
-        """Close the run's span."""
+    def end_run(self, session: Session, status: str) -> None:
+        """Count the run's end and close its span."""
         if self.telemetry is not None:
-            self.telemetry.end_run(session_id, status)
+            self.telemetry.end_run(session.session_id, status, session.workflow_id)
 
     async def get_session(self, session_id: str) -> Session:
         """The session, or NotFoundError (SESSION_NOT_FOUND)."""
@@ -181,7 +181,7 @@ class WorkflowEngine:
         )
         if done is None:
             return
-        self.end_run(session.session_id, "completed")
+        self.end_run(done, "completed")
         log_operation(
             "workflow.completed",
             {"sessionId": session.session_id, "workflowId": session.workflow_id},
@@ -203,7 +203,7 @@ class WorkflowEngine:
         )
         if failed is None:
             return
-        self.end_run(session_id, "failed")
+        self.end_run(failed, "failed")
         log_operation("workflow.failed", {"sessionId": session_id, "error": error}, level=40)
 
     async def cancel_open_tasks(self, session_id: str, reason: str) -> None:

@@ -189,10 +189,10 @@ class RunService:
         """Cancel a running session and its open tasks; a finished one is 409."""
         session = await self.engine.get_session(session_id)
         now = self.engine.clock()
-        await move_session_or_raise(
+        cancelled = await move_session_or_raise(
             self.storage, session, SessionStatus.CANCELLED, finished_at=now, updated_at=now
         )
-        self.engine.end_run(session_id, "cancelled")
+        self.engine.end_run(cancelled, "cancelled")
         await self.engine.cancel_open_tasks(session_id, "session cancelled")
         log_operation("workflow.cancelled", {"sessionId": session_id}, level=logging.WARNING)
         return await self.session_detail(session_id)

@@ -59,6 +59,7 @@ class _Base:
         self._ready: list[tuple[int, int, str]] = []
         self._delayed: list[tuple[datetime, int, str, int]] = []
         self._queued: dict[str, int] = {}
+        self._since: dict[str, datetime] = {}  # each queued task's ready_at, until acked
         self._seq = itertools.count()
         self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
         self._idempotency: OrderedDict[str, tuple[str, datetime]] = OrderedDict()

@@ -23,6 +23,7 @@ class QueueRecords(_Base):
         with self._lock:
             seq = next(self._seq)
             self._queued[task_id] = seq
+            self._since[task_id] = ready_at
             heapq.heappush(self._delayed, (ready_at, seq, task_id, priority))
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
@@ -43,7 +44,11 @@ class QueueRecords(_Base):
             return entries
 
     async def ack(self, task_ids: Iterable[str]) -> None:
-        return None  # one process: a dequeued entry cannot be orphaned by another
+        # one process: a dequeued entry cannot be orphaned by another; only forget its age
+        with self._lock:
+            for task_id in task_ids:
+                if task_id not in self._queued:
+                    self._since.pop(task_id, None)
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         with self._lock:
@@ -55,6 +60,13 @@ class QueueRecords(_Base):
 
     async def queue_depth(self) -> int:
         return len(self._queued)
+
+    async def oldest_ready_at(self, now: datetime) -> datetime | None:
+        with self._lock:
+            waiting = [
+                self._since[t] for t in self._queued if t in self._since and self._since[t] <= now
+            ]
+        return min(waiting, default=None)
 
     async def next_ready_at(self) -> datetime | None:
         with self._lock:

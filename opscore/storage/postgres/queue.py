@@ -67,6 +67,15 @@ class QueueRecords(_Base):
         async with self._conn() as conn:
             return int(await conn.fetchval("SELECT count(*) FROM opscore_queue"))
 
+    async def oldest_ready_at(self, now: datetime) -> datetime | None:
+        async with self._conn() as conn:
+            value: datetime | None = await conn.fetchval(
+                "SELECT min(ready_at) FROM opscore_queue WHERE ready_at <= $1 "
+                "AND (lease_until IS NULL OR lease_until < $1)",
+                now,
+            )
+        return value
+
     async def next_ready_at(self) -> datetime | None:
         async with self._conn() as conn:
             value: datetime | None = await conn.fetchval(

@@ -63,6 +63,7 @@ for _, id in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[3], id) == 1 and not redis.call('ZSCORE', KEYS[1], id)
      and not redis.call('ZSCORE', KEYS[2], id) then
     redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
   end
 end
 return 1
@@ -139,8 +140,9 @@ class Ops:
         self._add("ZMOVE", scores, source, target, member)
 
 
-# KEYS: the queue's delayed, ready, leased and meta keys, the sequence counter. ARGV: task id,
-# priority, ready-at timestamp, the score span per priority. Re-enqueueing replaces the entry.
+# KEYS: the queue's delayed, ready, leased and meta keys, the sequence counter, and 'since'
+# (each entry's ready-at, until it is acknowledged). ARGV: task id, priority, ready-at
+# timestamp, the score span per priority. Re-enqueueing replaces the entry.
 _ENQUEUE = """
 local seq = redis.call('INCR', KEYS[5])
 local score = (1000 - tonumber(ARGV[2])) * tonumber(ARGV[4]) + seq
@@ -148,6 +150,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], string.format('%.0f', score) .. '|' .. ARGV[2] .. '|' .. seq)
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 return seq
 """
 

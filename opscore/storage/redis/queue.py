@@ -23,7 +23,7 @@ class QueueRecords(_Base):
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         await self._script(
             "enqueue",
-            keys=[*self._queue_keys, self.k("seq", "queue")],
+            keys=[*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")],
             args=[task_id, priority, ready_at.timestamp(), _SEQ_SPAN],
         )
 
@@ -44,7 +44,7 @@ class QueueRecords(_Base):
     async def ack(self, task_ids: Iterable[str]) -> None:
         ids = list(task_ids)
         if ids:
-            await self._script("ack", keys=self._queue_keys, args=ids)
+            await self._script("ack", keys=[*self._queue_keys, self.k("q", "since")], args=ids)
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         ids = [e.task_id for e in entries]
@@ -59,6 +59,24 @@ class QueueRecords(_Base):
             pipe.zcard(leased)
             counts = await pipe.execute()
         return int(sum(counts))
+
+    async def oldest_ready_at(self, now: datetime) -> datetime | None:
+        """From 'since' (the ready-at of every entry not yet acknowledged), passing over
+        entries being handed over (leased): a page of 100 and their leases per round trip."""
+        leased = self._queue_keys[2]
+        offset = 0
+        while True:
+            page = await self._redis.zrangebyscore(
+                self.k("q", "since"), "-inf", now.timestamp(), start=offset, num=100,
+                withscores=True,
+            )  # fmt: skip
+            if not page:
+                return None
+            leases = await self._redis.zmscore(leased, [task_id for task_id, _ in page])
+            for (_, ready_at), lease in zip(page, leases, strict=True):
+                if lease is None:
+                    return datetime.fromtimestamp(ready_at, UTC)
+            offset += len(page)
 
     async def next_ready_at(self) -> datetime | None:
         first = await self._redis.zrange(self._queue_keys[0], 0, 0, withscores=True)

@@ -60,6 +60,19 @@ class QueueRecords(_Base):
             return int(db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
 
     @off_loop
+    def oldest_ready_at(self, now: datetime) -> datetime | None:
+        stamp = now.timestamp()
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT MIN(ready_at) FROM queue WHERE ready_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?)",
+                (stamp, stamp),
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return datetime.fromtimestamp(row[0], UTC)
+
+    @off_loop
     def next_ready_at(self) -> datetime | None:
         with self._tx(write=False) as db:
             row = db.execute("SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL").fetchone()
