@@ -113,7 +113,7 @@ def postgres_store(tmp: Path):
     try:
         yield server.url, server.port
     finally:
-        server.stop()
+        server.remove()
 
 
 def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) -> dict[str, Any]:

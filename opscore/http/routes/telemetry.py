@@ -58,7 +58,9 @@ async def session_spans(
     dependencies=[require("read")],
 )
 async def metrics(services: ServicesDep) -> Response:
-    """Requests and latency by route, state reports, task outcomes, queue depth, dispatch
-    latency, task duration, agents by state. Scrape with the key as a bearer token."""
+    """Requests and latency by route, state reports, runs by template and status, task
+    outcomes, hand-overs by transport and answer, queue depth and the oldest ready task's
+    wait, dead letters, dispatch latency, task duration, agents by state, probes
+    (docs/operations.md lists them). Scrape with the key as a bearer token."""
     body = await services.telemetry.render()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
