@@ -40,6 +40,7 @@ from .models import (
     Page,
     PurgeResult,
     RunAccepted,
+    RunTimeline,
     Session,
     SessionDetail,
     StateAccepted,
@@ -459,6 +460,11 @@ class _Endpoints:
 
     def cancel_session(self, session_id: str) -> SessionDetail:
         return self._call(_Call("POST", f"/v1/opscore/sessions/{session_id}/cancel", SessionDetail))
+
+    def session_timeline(self, session_id: str) -> RunTimeline:
+        """Everything that happened in a run (its tasks, attempts, agents' reports, logs and
+        spans), oldest first."""
+        return self._call(_Call("GET", f"/v1/opscore/sessions/{session_id}/timeline", RunTimeline))
 
     # --- tasks and dead letters -----------------------------------------------------------
     def get_task(self, task_id: str) -> TaskRun:

@@ -19,6 +19,7 @@ from .security.webhook import WebhookVerifier
 from .storage import storage_from_url
 from .storage.base import Storage
 from .workflow import Workflow, build_workflow
+from .workflow.timeline import RunTimelines
 
 logger = logging.getLogger("opscore")
 
@@ -40,6 +41,7 @@ class Services:
     rate_limiter: RateLimiter
     logs: LogBuffer
     telemetry: Telemetry
+    timelines: RunTimelines
     extras: dict[str, object] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -139,4 +141,5 @@ def build_services(
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         logs=logs,
         telemetry=telemetry,
+        timelines=RunTimelines(workflow.engine, logs=logs, tracer=telemetry.tracer),
     )

@@ -275,6 +275,56 @@ def test_the_grafana_dashboard_queries_only_metrics_that_exist(ops) -> None:
         assert f"# HELP {base} " in exposed, f"the dashboard queries {name}, which is not exposed"
 
 
+def test_a_run_with_a_retry_has_one_complete_ordered_timeline(ops) -> None:
+    client, fleet, _ = ops
+    fleet.add("flaky", Behaviour(kind="fail", failures=1, work_seconds=0.02))
+    create(
+        client,
+        template(
+            "tl2",
+            task("a", nextTaskId="b", retry={"maxAttempts": 3, "backoffSeconds": 0.01}),
+            task("b"),
+        ),
+    )
+    sid = run(client, "tl2")
+    assert settle(client, sid)["status"] == "completed"
+    body = client.get(f"/v1/opscore/sessions/{sid}/timeline").json()
+    events = body["events"]
+    assert body["sessionId"] == sid and body["status"] == "completed" and body["traceId"]
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    assert body["partial"] == []
+
+    def of(source: str, event: str | None = None, **where) -> list[dict]:
+        return [
+            e
+            for e in events
+            if e["source"] == source
+            and (event is None or e["event"] == event)
+            and all(e.get(k) == v for k, v in where.items())
+        ]
+
+    # the run, its steps and every attempt, in the order they happened (the request that
+    # started the run is the trace's first span, so it comes before the run itself)
+    assert events[0]["source"] == "span" and events[0]["event"].startswith("POST ")
+    started = of("run", "run.started")[0]
+    assert all(started["at"] <= e["at"] for e in events if e["source"] in ("task", "attempt"))
+    ended = of("run", "run.completed")[0]
+    a_attempts = of("attempt", "attempt.ended", stepId="a")
+    assert [e["details"]["outcome"] for e in a_attempts] == ["agent_error", "completed"]
+    assert [e["attempt"] for e in of("attempt", "attempt.dispatched", stepId="a")] == [1, 2]
+    b_done = of("task", "task.completed", stepId="b")[0]
+    assert a_attempts[-1]["at"] <= of("attempt", "attempt.dispatched", stepId="b")[0]["at"]
+    assert b_done["at"] <= ended["at"]
+    # what the agent reported while it worked on the run, the run's logs and its spans
+    states = [e["details"]["state"] for e in of("agent", agentId="flaky")]
+    assert "error" in states and "active" in states and "idle" in states
+    messages = {e["event"] for e in of("log")}
+    assert {"workflow.started", "task.dispatched", "workflow.completed"} <= messages
+    assert of("span", "workflow.run")
+    missing = client.get("/v1/opscore/sessions/nope/timeline")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "SESSION_NOT_FOUND"
+
+
 def test_session_detail_is_a_timeline(ops) -> None:
     client, fleet, _ = ops
     fleet.add("t1", Behaviour(work_seconds=0.05))

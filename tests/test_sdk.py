@@ -66,6 +66,11 @@ def test_sync_client_covers_the_whole_path(live) -> None:
         done = ops.wait_for_session(run.session_id, timeout=20, poll_interval=0.05)
         assert isinstance(done, SessionDetail) and done.status == "completed"
         assert ops.get_task(done.tasks[0].task_id).status == "completed"
+        timeline = ops.session_timeline(run.session_id)
+        assert [e.event for e in timeline.events if e.source == "run"] == [
+            "run.started",
+            "run.completed",
+        ]
         assert ops.list_sessions(status="completed").total == 1
         adhoc = ops.start_session(agent_id="helper-1", name="chat")
         assert ops.update_session(adhoc.session_id, status="completed").status == "completed"
@@ -93,6 +98,8 @@ def test_async_client_covers_the_same_path(live) -> None:
             run = await ops.trigger_workflow("worker", workflow_id="asdk", payload={"y": 2})
             done = await ops.wait_for_session(run.session_id, timeout=20, poll_interval=0.05)
             assert done.status == "completed" and done.agent_id == "worker"
+            timeline = await ops.session_timeline(run.session_id)
+            assert {e.step_id for e in timeline.events if e.source == "attempt"} == {"a"}
             with pytest.raises(sdk.NotFoundError):
                 await ops.get_agent("nobody")
             assert (await ops.purge(keep=0)).removed == 1

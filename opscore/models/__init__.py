@@ -51,6 +51,7 @@ from .runs import (
     WorkflowTemplate,
     WorkflowTrigger,
 )
+from .timeline import RunTimeline, TimelineEvent
 
 __all__ = [
     "ID_PATTERN",
@@ -71,6 +72,7 @@ __all__ = [
     "RetryPolicy",
     "RunAccepted",
     "RunCreate",
+    "RunTimeline",
     "Session",
     "SessionCreate",
     "SessionDetail",
@@ -85,6 +87,7 @@ __all__ = [
     "TaskResultReport",
     "TaskRun",
     "TaskStatus",
+    "TimelineEvent",
     "WebhookAgentDetails",
     "WebhookEvent",
     "WorkflowDefinition",

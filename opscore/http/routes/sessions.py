@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, status
 from ...models import (
     ID_PATTERN,
     Page,
+    RunTimeline,
     Session,
     SessionCreate,
     SessionDetail,
@@ -67,6 +68,21 @@ async def list_sessions(
 async def get_session(sessionId: SessionId, services: ServicesDep) -> SessionDetail:
     """Status, and for each task: status, attempts (agent, times, outcome), result or error."""
     return await services.workflow.runs.session_detail(sessionId)
+
+
+@router.get(
+    "/{sessionId}/timeline",
+    summary="Everything that happened in a run, in time order",
+    response_model=RunTimeline,
+    responses=NOT_FOUND,
+    dependencies=[require("read")],
+)
+async def get_timeline(sessionId: SessionId, services: ServicesDep) -> RunTimeline:
+    """The run's start and end, each task queued and ended, every attempt (handed over,
+    started, ended, with its outcome), the state reports of the agents that worked on it
+    within the run's window, the run's log records and the spans of its trace: one list,
+    oldest first. ``partial`` names sources that may be missing events."""
+    return await services.timelines.timeline(sessionId)
 
 
 @router.patch(
