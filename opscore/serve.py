@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .config import Settings
 from .errors import ConfigError, StorageError
-from .storage import storage_from_url
+from .storage import redacted, storage_from_url
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -47,7 +47,7 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
     base = f"http://{settings.host}:{settings.port}"
     banner = [
         "",
-        f"  Ops-Core on {base}  (storage: {settings.storage_url})",
+        f"  Ops-Core on {base}  (storage: {redacted(settings.storage_url)})",
         f"  API docs:   {base}/docs   (ReDoc: {base}/redoc)",
         f"  Dashboard:  {base}/dashboard",
     ]

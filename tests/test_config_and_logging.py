@@ -140,3 +140,18 @@ def test_configuration_guide_lists_every_setting() -> None:
     for name in Settings.model_fields:
         env_name = "AGENTKIT_API_URL" if name == "agentkit_api_url" else f"OPSCORE_{name.upper()}"
         assert f"`{env_name}`" in text, f"{env_name} missing from docs/configuration.md"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://ops:pw@db:5432/ops", "postgresql://ops:***@db:5432/ops"),
+        ("redis://:pw@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+        ("sqlite:///data/opscore.db", "sqlite:///data/opscore.db"),
+    ],
+)
+def test_store_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    from opscore.storage import redacted
+
+    assert redacted(url) == shown

@@ -263,7 +263,8 @@ def test_a_replica_killed_while_it_holds_claims_leaves_its_work_to_the_other(
         ("redis://127.0.0.1:1/0", "Cannot reach Redis"),
         ("sqlite:////proc/opscore-cannot-write/here.db", "Cannot open SQLite store"),
         ("sqlite://", "needs a file path"),
-        ("postgresql://opscore@127.0.0.1:1/opscore", "Cannot reach PostgreSQL"),
+        ("postgresql://opscore:s3cret@127.0.0.1:1/opscore", "Cannot reach PostgreSQL"),
+        ("redis://:s3cret@127.0.0.1:1/0", "Cannot reach Redis at redis://:***@127.0.0.1:1/0"),
         ("mysql://x", "Unsupported OPSCORE_STORAGE_URL"),
     ],
 )
@@ -285,6 +286,7 @@ def test_unusable_store_stops_startup_with_a_clear_message(
     )
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout  # passwords never printed
 
 
 def test_ready_reports_an_unavailable_store(tmp_path) -> None:

@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError, StorageError
 from .base import Storage
 from .memory import MemoryStorage
+from .urls import redacted
 
-__all__ = ["MemoryStorage", "Storage", "storage_from_url"]
+__all__ = ["MemoryStorage", "Storage", "redacted", "storage_from_url"]
 
 SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss", "postgresql", "postgres")
 

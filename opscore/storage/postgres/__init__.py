@@ -4,7 +4,7 @@ several Ops-Core replicas; see ``base`` for how it stays atomic and wakes every 
 from __future__ import annotations
 
 from .agents import AgentRecords
-from .base import _guard, safe_url
+from .base import _guard
 from .queue import QueueRecords
 from .runs import RunRecords
 
@@ -17,7 +17,7 @@ class PostgresStorage(AgentRecords, RunRecords, QueueRecords):
     """
 
 
-__all__ = ["PostgresStorage", "safe_url"]
+__all__ = ["PostgresStorage"]
 
 # Every public store method answers StorageError while PostgreSQL is unreachable.
 for _name in {n for klass in PostgresStorage.__mro__[:-1] for n in vars(klass)}:

@@ -25,12 +25,12 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from ...errors import OpsCoreError, StorageError
 from ..seen import UNSEEN, Seen
+from ..urls import redacted
 from .migrations import SchemaTooNewError, migrate
 
 logger = logging.getLogger("opscore.storage")
@@ -44,14 +44,6 @@ _FINISHED = ["completed", "failed", "cancelled"]
 
 def _load(model: type[M], doc: str) -> M:
     return model.model_validate_json(doc)
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _guard(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
@@ -117,10 +109,10 @@ class _Base:
                 applied = await migrate(conn)
         except SchemaTooNewError as exc:
             await self._close_pool()
-            raise StorageError(f"PostgreSQL at {safe_url(self.url)}: {exc}") from exc
+            raise StorageError(f"PostgreSQL at {redacted(self.url)}: {exc}") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             await self._close_pool()
-            raise StorageError(f"Cannot reach PostgreSQL at {safe_url(self.url)}: {exc}") from exc
+            raise StorageError(f"Cannot reach PostgreSQL at {redacted(self.url)}: {exc}") from exc
         if applied:
             logger.info("storage.migrated", extra={"schemaVersions": applied})
         self._listen_task = asyncio.create_task(self._listen_forever())

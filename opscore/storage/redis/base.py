@@ -23,6 +23,7 @@ from ...models import (
     Page,
 )
 from ..seen import UNSEEN, Seen
+from ..urls import redacted
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -273,7 +274,7 @@ class _Base:
             await self._redis.ping()
         except Exception as exc:
             await self.close()
-            raise StorageError(f"Cannot reach Redis at {self.url}: {exc}") from exc
+            raise StorageError(f"Cannot reach Redis at {redacted(self.url)}: {exc}") from exc
         for name, source in (
             ("dequeue", _DEQUEUE),
             ("ack", _ACK),
