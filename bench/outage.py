@@ -1,9 +1,11 @@
-"""A 10-second Redis outage in the middle of 200 runs: does every run complete, how soon does
-dispatch resume once Redis is back, and does any task run twice? Ops-Core (`opscore serve`) on a
-Redis with an append-only file; 8 agents in this process that answer each task with its result
-(as AgentKit's example agent does) and count every hand-over by task id. Prints one JSON line.
+"""A 10-second store outage in the middle of 200 runs: does every run complete, how soon does
+dispatch resume once the store is back, and does any task run twice? Ops-Core (`opscore serve`)
+on Redis with an append-only file (stopped, then started), or on PostgreSQL (every process of
+the cluster SIGKILLed, then started: crash recovery); 8 agents in this process that answer each
+task with its result (as AgentKit's example agent does) and count every hand-over by task id.
+Prints one JSON line.
 
-    python -m bench.outage --runs 200 --outage 10
+    python -m bench.outage --runs 200 --outage 10 [--store postgresql]
 """
 
 from __future__ import annotations
@@ -136,7 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--outage", type=float, default=10)
+    parser.add_argument("--store", choices=["redis", "postgresql"], default="redis")
     args = parser.parse_args()
+    if args.store == "postgresql":
+        result = _on_postgresql(args.runs, args.outage)
+        print(json.dumps({"store": "postgresql", **result}))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         redis_port = free_port()
         proc = {"p": _redis(redis_port, Path(tmp))}
@@ -169,7 +176,35 @@ def main() -> None:
                 )
         finally:
             stop()
-    print(json.dumps(result))
+    print(json.dumps({"store": "redis", **result}))
+
+
+def _on_postgresql(runs: int, outage: float) -> dict[str, float]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.storage_servers import PostgresServer
+
+    server = PostgresServer().start()
+    port = free_port()
+    env = opscore_env(
+        port,
+        OPSCORE_STORAGE_URL=server.url,
+        OPSCORE_ACCESS_LOG="false",
+        OPSCORE_LOG_LEVEL="WARNING",
+    )
+    try:
+        with process(opscore_cmd(), env=env, ready_url=f"http://127.0.0.1:{port}/health"):
+            return asyncio.run(
+                _drive(
+                    f"http://127.0.0.1:{port}",
+                    {"stop": server.kill, "start": server.resume},
+                    runs,
+                    outage,
+                )
+            )
+    finally:
+        server.remove()
 
 
 if __name__ == "__main__":

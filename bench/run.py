@@ -360,10 +360,19 @@ def bench_stall() -> dict[str, Any]:
 
 
 def bench_outage() -> dict[str, Any]:
-    """A 10-second Redis outage in the middle of 200 runs."""
+    """A 10-second Redis outage (stopped) in the middle of 200 runs; with PostgreSQL installed,
+    the same with every process of its cluster SIGKILLed."""
     if shutil.which("redis-server") is None:
         return {"skipped": "redis-server not installed"}
-    return _python("bench.outage", "--runs", "50" if QUICK else "200", "--outage", "10")
+    runs = "50" if QUICK else "200"
+    result = _python("bench.outage", "--runs", runs, "--outage", "10")
+    from tests.storage_servers import postgres_missing
+
+    if not postgres_missing():
+        result["postgresql"] = _python(
+            "bench.outage", "--runs", runs, "--outage", "10", "--store", "postgresql"
+        )
+    return result
 
 
 def bench_hostile() -> dict[str, Any]:
@@ -526,12 +535,14 @@ def table(results: dict[str, Any]) -> str:
             f"{st['memory']['health_p99_ms']:.1f} ms: {st['health_p99_ratio']:.2f}x"
         )
     if "outage" in results and "runs" in results["outage"]:
-        o = results["outage"]
-        lines.append(
-            f"Redis outage of {o['outage_seconds']:g} s mid-way through {o['runs']} runs: "
-            f"{o['completed']} completed, dispatch resumed {o['dispatch_resumed_after_s']:.3f} s "
-            f"after Redis returned, {o['tasks_handed_over_twice']} tasks handed over twice"
-        )
+        for o in (results["outage"], results["outage"].get("postgresql")):
+            if o:
+                lines.append(
+                    f"{o.get('store', 'redis')} outage of {o['outage_seconds']:g} s mid-way "
+                    f"through {o['runs']} runs: {o['completed']} completed, dispatch resumed "
+                    f"{o['dispatch_resumed_after_s']:.3f} s after the store returned, "
+                    f"{o['tasks_handed_over_twice']} tasks handed over twice"
+                )
     if "hostile" in results:
         h = results["hostile"]
         lines.append(

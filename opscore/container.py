@@ -125,6 +125,7 @@ def build_services(
         telemetry=telemetry,
     )
     dispatcher.reconcile_hooks.append(workflow.recover)
+    workflow.outcomes.answers_held = lambda: dispatcher.recording
     # work queued or a slot freed by another replica wakes this dispatcher at once
     storage.set_queue_listener(workflow.engine.notify_dispatcher)
     return Services(

@@ -276,3 +276,37 @@ def test_reports_for_an_agent_that_never_registers_are_dropped_logged_and_counte
         wait_for(dropped, timeout=10)
         logs = client.get("/v1/opscore/logs", params={"agentId": "never"}).json()["items"]
         assert any(r["message"] == "agent.report_dropped" for r in logs)
+
+
+def test_an_answer_held_through_an_outage_longer_than_the_timeout_runs_the_task_once(
+    server_factory, agents
+) -> None:
+    """The agent answers with its result while the store refuses writes for longer than the
+    task's timeout. When the store is back, the timeout sweep could run before the held answer
+    is written and send the task again; it leaves the task to the answer instead."""
+    from opscore.errors import StorageError
+    from opscore.storage.memory import MemoryStorage
+
+    class WritesDown(MemoryStorage):
+        down = False
+
+        async def update_task(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+            if self.down and kwargs.get("expect") is not None:
+                raise StorageError("store away (test)")
+            return await super().update_task(*args, **kwargs)
+
+    storage = WritesDown()
+    server = server_factory(make_settings(), storage=storage)
+    agent = agents(server, "slowish", work_seconds=0.3)
+    with _client(server) as client:
+        _known_and_idle(client, "slowish")
+        create(client, template("one", task("t", parameters={"text": "x"}, timeoutSeconds=1)))
+        sid = run(client, "one")
+        wait_for(lambda: agent.task_ids(), timeout=10)  # handed over: the agent works
+        storage.down = True  # the answer comes while writes fail...
+        time.sleep(2.0)  # ...for twice the task's timeout
+        storage.down = False
+        detail = settle(client, sid)
+    assert detail["status"] == "completed", detail
+    assert by_step(detail)["t"]["result"] == "t(x)"
+    assert len(agent.task_ids()) == 1  # handed over once, not again after the timeout

@@ -108,6 +108,8 @@ class Dispatcher:
         # starts after them, so a backlog longer than a batch cannot hide work for a free agent.
         self._scan_from = 0
         self._sends: set[asyncio.Task[None]] = set()
+        # tasks whose hand-over answer is being written (kept while the store is away)
+        self.recording: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
         self._problem: str | None = None
@@ -359,9 +361,11 @@ class Dispatcher:
             report = functools.partial(
                 self.hooks.dispatch_failed, task, f"{type(exc).__name__}: {exc}", unreachable=False
             )
+        self.recording.add(task.task_id)
         try:
             await record_outcome(report, task, deadline, self.clock)
         finally:
+            self.recording.discard(task.task_id)
             if telemetry is not None:
                 telemetry.dispatches.labels(self.transport.name, outcome).inc()
                 if span is not None:

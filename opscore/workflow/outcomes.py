@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,9 @@ class TaskOutcomes:
         self.engine = engine
         self.storage = engine.storage
         self.rng = rng
+        # Tasks whose hand-over answer this process holds and is still writing (the store was
+        # away): the dispatcher sets it. The sweep leaves them to that answer.
+        self.answers_held: Callable[[], Collection[str]] = tuple
 
     async def complete_late(self, task: TaskRun, agent_id: str, result: Any, *, via: str) -> bool:
         """A result for an attempt that was already given up (the agent was thought lost, or
@@ -240,7 +243,10 @@ class TaskOutcomes:
         self.engine.observe("retry", moved)
 
     async def sweep_timeouts(self, now: datetime) -> None:
-        """Fail every attempt whose deadline has passed (run by the dispatcher's loop)."""
+        """Fail every attempt whose deadline has passed (run by the dispatcher's loop), except
+        those whose answer this process already has and is still writing: after an outage
+        longer than a task's timeout the sweep would otherwise run first, and the task twice."""
+        held = self.answers_held()
         for task in await self.storage.inflight_tasks():
-            if task.deadline is not None and task.deadline <= now:
+            if task.deadline is not None and task.deadline <= now and task.task_id not in held:
                 await self.fail_attempt(task, timeout_error(task), outcome="timeout")
