@@ -13,7 +13,10 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY opscore ./opscore
+# the opscore[otel] extra too: OTLP export is one setting away (OPSCORE_OTEL_EXPORT=true)
 RUN pip install --no-deps . \
+    && pip install "opentelemetry-exporter-otlp-proto-http>=1.27,<2" \
+                   "opentelemetry-exporter-otlp-proto-grpc>=1.27,<2" \
     && useradd --create-home --uid 10001 opscore \
     && mkdir -p /data && chown opscore /data
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import SpanProcessor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -133,6 +134,7 @@ def create_app(
     *,
     storage: Storage | None = None,
     transport: Transport | None = None,
+    span_processors: Sequence[SpanProcessor] = (),
 ) -> FastAPI:
     """Build the app; tests pass settings (and fakes) instead of touching the environment.
 
@@ -140,7 +142,9 @@ def create_app(
     """
     settings = settings or Settings()
     log_buffer = configure_logging(settings)
-    services = build_services(settings, log_buffer, storage=storage, transport=transport)
+    services = build_services(
+        settings, log_buffer, storage=storage, transport=transport, span_processors=span_processors
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -182,7 +182,11 @@ class Settings(_LivenessAndRetention, BaseSettings):
         description="Traces (workflow runs, traced requests) kept in memory.",
     )
     otel_export: bool = Field(
-        False, description="Also export spans to OpenTelemetry (needs opentelemetry-sdk installed)."
+        False,
+        description=(
+            "Export every span over OTLP, configured by the standard OTEL_EXPORTER_OTLP_* "
+            "variables; needs the opscore[otel] extra."
+        ),
     )
     access_log: bool = Field(True, description="One JSON line per HTTP request.")
 

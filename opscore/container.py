@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from opentelemetry.sdk.trace import SpanProcessor
 
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.transports import HttpTransport, SenderThread, Transport
 from .lifecycle import AgentRegistry, AgentStates, Liveness
 from .models import Agent, StateRecord
+from .observe.export import span_processors as exporting_processors
 from .observe.logs import LogBuffer
 from .observe.metrics import Telemetry
-from .observe.tracing import Tracer, otel_exporter
+from .observe.tracing import Tracer
 from .security.keys import KeyStore
 from .security.ratelimit import RateLimiter
 from .security.webhook import WebhookVerifier
@@ -68,6 +72,7 @@ class Services:
         await self.liveness.close()
         await self.transport.close()
         await self.storage.close()
+        self.telemetry.tracer.shutdown()  # flushes the span exporters
 
 
 def build_services(
@@ -76,8 +81,10 @@ def build_services(
     *,
     storage: Storage | None = None,
     transport: Transport | None = None,
+    span_processors: Sequence[SpanProcessor] = (),
 ) -> Services:
-    """Everything one app instance needs; raises ConfigError on a bad configuration."""
+    """Everything one app instance needs; raises ConfigError on a bad configuration.
+    ``span_processors`` see every finished span besides the configured exporters (tests)."""
     storage = storage or storage_from_url(
         settings.storage_url, finished_session_limit=settings.session_retention
     )
@@ -89,7 +96,10 @@ def build_services(
     )
     telemetry = Telemetry(
         storage,
-        Tracer(settings.trace_buffer_size, otel_exporter() if settings.otel_export else None),
+        Tracer(
+            settings.trace_buffer_size,
+            processors=[*exporting_processors(settings), *span_processors],
+        ),
     )
     agents = AgentRegistry(storage)
     states = AgentStates(storage, settings, agents)

@@ -163,7 +163,7 @@ def test_workflow_run_is_one_trace_with_linked_spans_and_traceparent_reaches_the
         return (
             spans
             if names.count("task.run") == 2
-            and "workflow.run" in names
+            and "invoke_workflow tr" in names
             and all(s["end"] for s in spans["spans"])
             else None
         )
@@ -173,17 +173,17 @@ def test_workflow_run_is_one_trace_with_linked_spans_and_traceparent_reaches_the
     by_id = {s["spanId"]: s for s in spans["spans"]}
     request = next(s for s in spans["spans"] if s["name"].startswith("POST "))
     assert request["parentId"] == "00f067aa0ba902b7"
-    run_span = next(s for s in spans["spans"] if s["name"] == "workflow.run")
+    run_span = next(s for s in spans["spans"] if s["name"] == "invoke_workflow tr")
     assert run_span["parentId"] == request["spanId"]
     task_spans = [s for s in spans["spans"] if s["name"] == "task"]
     assert len(task_spans) == 2 and all(s["parentId"] == run_span["spanId"] for s in task_spans)
-    for name in ("task.queued", "task.dispatch", "task.run"):
+    for name in ("task.queued", "invoke_agent traced", "task.run"):
         children = [s for s in spans["spans"] if s["name"] == name]
         assert len(children) == 2 and all(
             by_id[c["parentId"]]["name"] in ("task", "task.run") for c in children
         )
         assert all(c["durationMs"] is not None and c["durationMs"] >= 0 for c in children)
-    dispatch_ids = {s["spanId"] for s in spans["spans"] if s["name"] == "task.dispatch"}
+    dispatch_ids = {s["spanId"] for s in spans["spans"] if s["name"] == "invoke_agent traced"}
     sent = [m["_headers"]["traceparent"] for m in fleet.received]
     assert {tp.split("-")[1] for tp in sent} == {incoming_trace}
     assert {tp.split("-")[2] for tp in sent} == dispatch_ids
@@ -320,7 +320,7 @@ def test_a_run_with_a_retry_has_one_complete_ordered_timeline(ops) -> None:
     assert "error" in states and "active" in states and "idle" in states
     messages = {e["event"] for e in of("log")}
     assert {"workflow.started", "task.dispatched", "workflow.completed"} <= messages
-    assert of("span", "workflow.run")
+    assert of("span", "invoke_workflow tl2")
     missing = client.get("/v1/opscore/sessions/nope/timeline")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "SESSION_NOT_FOUND"
 

@@ -25,6 +25,7 @@ from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
 from ..observe.tracing import traceparent
 from ..storage.base import Storage
+from .slots import FreeSlots
 from .transports import DispatchError, HandoverAnswer, Transport
 
 logger = logging.getLogger("opscore.dispatcher")
@@ -59,23 +60,6 @@ class DispatchHooks(Protocol):
     async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
         """The agent (or AgentKit) answered the hand-over of this attempt."""
         ...
-
-
-class FreeSlots(dict[str, int]):
-    """Free task slots per agent during one pass, with their sum kept current, so a pass
-    stops reading tasks the moment nothing could take them (no O(fleet) sum per task)."""
-
-    def __init__(self, slots: dict[str, int]) -> None:
-        super().__init__(slots)
-        self.total = sum(v for v in slots.values() if v > 0)
-
-    def take(self, agent_id: str) -> None:
-        self[agent_id] -= 1
-        self.total -= 1
-
-    def exhaust(self, agent_id: str) -> None:
-        self.total -= max(self[agent_id], 0)
-        self[agent_id] = 0
 
 
 class Dispatcher:
@@ -335,7 +319,11 @@ class Dispatcher:
         """Hand the attempt over and report the answer; the call may last up to the task's
         deadline, since agents may do the work inside the request."""
         telemetry = self.telemetry
-        span = telemetry.dispatch_span(task) if telemetry is not None else None
+        span = (
+            telemetry.dispatch_span(task, agent, self.transport.endpoint(agent))
+            if telemetry is not None
+            else None
+        )
         headers = {"traceparent": traceparent(span.trace_id, span.span_id)} if span else {}
         ok = False
         deadline = task.deadline or self.clock() + timedelta(seconds=task.timeout_seconds)
@@ -369,7 +357,7 @@ class Dispatcher:
             if telemetry is not None:
                 telemetry.dispatches.labels(self.transport.name, outcome).inc()
                 if span is not None:
-                    telemetry.finish_dispatch(span, ok=ok)
+                    telemetry.finish_dispatch(span, ok=ok, outcome=outcome)
 
 
 async def record_outcome(

@@ -116,6 +116,10 @@ class Transport(Protocol):
         the ``transport`` label of ``opscore_dispatches_total``."""
         ...
 
+    def endpoint(self, agent: Agent) -> str | None:
+        """The URL a hand-over to ``agent`` goes to (None when there is none)."""
+        ...
+
     async def send(
         self, agent: Agent, task: TaskRun, headers: dict[str, str], *, timeout: float
     ) -> HandoverAnswer:
@@ -145,6 +149,12 @@ class HttpTransport:
     @property
     def name(self) -> str:
         return "agentkit" if self.agentkit_api_url else "agent"
+
+    def endpoint(self, agent: Agent) -> str | None:
+        try:
+            return self.url_for(agent)
+        except DispatchError:
+            return None
 
     def url_for(self, agent: Agent) -> str:
         if self.agentkit_api_url:
@@ -255,6 +265,9 @@ class SenderThread:
     @property
     def name(self) -> str:
         return self.inner.name
+
+    def endpoint(self, agent: Agent) -> str | None:
+        return self.inner.endpoint(agent)
 
     def _sender_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

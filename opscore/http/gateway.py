@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import AuthenticationError, RateLimitedError
@@ -92,6 +93,7 @@ class RequestContextMiddleware:
             trace_id=parent[0] if parent else new_trace_id(),
             parent_id=parent[1] if parent else None,
             attributes={"requestId": request_id},
+            kind=SpanKind.SERVER,
         )
         span_token = current_span.set(span)
         scope.setdefault("state", {})["request_id"] = request_id

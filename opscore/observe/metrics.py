@@ -11,10 +11,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..models import TaskRun
+from ..models import Agent, TaskRun
 from ..storage.base import Storage
+from . import genai
 from .tracing import Span, Tracer
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -168,17 +170,26 @@ class Telemetry:
             attempt=task.attempts,
         )
 
-    def dispatch_span(self, task: TaskRun) -> Span:
-        """The span of one HTTP hand-over; its id goes to the agent in ``traceparent``."""
+    def dispatch_span(self, task: TaskRun, agent: Agent, endpoint: str | None) -> Span:
+        """The span of one hand-over: the GenAI conventions' ``invoke_agent`` CLIENT span.
+        Its id goes to the agent in ``traceparent``."""
         parent = self.tracer.get_open(f"run:{task.task_id}") or self._task_span(task, None)
         return Span(
-            name="task.dispatch",
+            name=f"invoke_agent {agent.agent_name or agent.agent_id}",
             trace_id=parent.trace_id,
             parent_id=parent.span_id,
-            attributes={"taskId": task.task_id, "agentId": task.agent_id, "attempt": task.attempts},
+            kind=SpanKind.CLIENT,
+            attributes={
+                **genai.invoke_agent(agent, task.session_id, endpoint),
+                "taskId": task.task_id,
+                "agentId": task.agent_id,
+                "attempt": task.attempts,
+            },
         )
 
-    def finish_dispatch(self, span: Span, *, ok: bool) -> None:
+    def finish_dispatch(self, span: Span, *, ok: bool, outcome: str) -> None:
+        if not ok:
+            span.attributes[genai.ERROR_TYPE] = outcome
         self.tracer.record(span, status="ok" if ok else "error")
         if span.duration_ms is not None:
             self.handover_latency.observe(span.duration_ms / 1000)
@@ -215,11 +226,12 @@ class Telemetry:
         self.runs.labels(workflow_id or "-", "started").inc()
         self.tracer.start_trace(
             f"run:{session_id}",
-            "workflow.run",
+            f"invoke_workflow {workflow_id}",
             trace_id=trace_id,
             parent_id=parent_id,
             sessionId=session_id,
             workflowId=workflow_id,
+            **genai.invoke_workflow(workflow_id, session_id),
         )
 
     def end_run(self, session_id: str, status: str, workflow_id: str | None) -> None:

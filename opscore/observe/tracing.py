@@ -1,25 +1,49 @@
-"""Performance tracing: spans with durations and parent/child links, W3C ``traceparent``.
+"""Tracing on OpenTelemetry: spans with durations and parent/child links, W3C ``traceparent``.
 
-A workflow run is one trace: the trigger request, a ``workflow.run`` span, and under it one
-``task`` span per task run with ``task.queued``, ``task.dispatch`` (the HTTP hand-over, whose
-``traceparent`` the agent receives) and ``task.run`` children per attempt. Finished spans are
-kept in memory, bounded by trace count. ``start_trace(key)``/``end_trace(key)`` open and close
-spans across calls (keyed, e.g. by task id); ``span()`` is the context-manager form.
+A workflow run is one trace: the trigger request, an ``invoke_workflow {workflow}`` span, and
+under it one ``task`` span per task run with ``task.queued``, ``invoke_agent {agent}`` (the
+hand-over, a CLIENT span whose ``traceparent`` the agent receives) and ``task.run`` children per
+attempt, named and attributed after the OpenTelemetry GenAI conventions (``genai``).
+
+A ``Span`` here is a cheap builder: ``start_trace(key)``/``end_trace(key)`` open and close one
+across calls (keyed, e.g. by task id), ``span()`` is the context-manager form, and a request's
+span is dropped unless it is worth keeping. A finished span goes to the OpenTelemetry SDK with
+the very ids it was given (``_GivenIds``), so the ``traceparent`` an agent received names the
+span an exporter sends. The SDK's span processors then take it: ours keeps the newest traces in
+memory for ``GET /traces/{id}``, the dashboard and run timelines; OTLP export, when asked for
+(``export.py``), sends it to Jaeger, Tempo, Langfuse, Phoenix or any collector.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
+import os
 import random
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
+
+from .. import __version__
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
@@ -60,6 +84,7 @@ class Span:
     end: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
+    kind: SpanKind = SpanKind.INTERNAL
 
     @property
     def duration_ms(self) -> float | None:
@@ -76,28 +101,50 @@ class Span:
             "durationMs": self.duration_ms,
             "status": self.status,
             "attributes": self.attributes,
+            "kind": self.kind.name,
         }
 
 
 class Tracer:
-    """Keeps finished spans of the newest ``max_traces`` traces; open spans by key."""
+    """Open spans by key; finished ones go through the OpenTelemetry SDK, whose processors
+    keep the newest ``max_traces`` traces here (``_Buffer``) and export them when asked."""
 
     def __init__(
         self,
         max_traces: int = 2000,
-        exporter: Callable[[Span], None] | None = None,
         *,
         max_spans_per_trace: int = 1000,
+        processors: Sequence[SpanProcessor] = (),
     ) -> None:
         self.max_traces = max_traces
         # a client may send the same traceparent on every request: one trace must not grow
         # without limit (spans past the bound are counted, not kept)
         self.max_spans_per_trace = max_spans_per_trace
         self.dropped_spans = 0
-        self.exporter = exporter
-        self._traces: OrderedDict[str, list[Span]] = OrderedDict()
+        self._traces: OrderedDict[str, list[ReadableSpan]] = OrderedDict()
         self._open: dict[str, Span] = {}
         self._lock = threading.Lock()
+        self._ids = _GivenIds()
+        # one provider per app (not the global one): several apps in one process (tests)
+        # never see each other's spans
+        self.provider = TracerProvider(
+            resource=Resource.create(
+                {
+                    # OTEL_SERVICE_NAME names the service, as everywhere in OpenTelemetry
+                    "service.name": os.environ.get("OTEL_SERVICE_NAME") or "opscore",
+                    "service.version": __version__,
+                }
+            ),
+            id_generator=self._ids,
+        )
+        self.provider.add_span_processor(_Buffer(self))
+        for processor in processors:
+            self.provider.add_span_processor(processor)
+        self._otel = self.provider.get_tracer("opscore", __version__)
+
+    def shutdown(self) -> None:
+        """Flush and stop the exporters (at the app's shutdown)."""
+        self.provider.shutdown()
 
     def start_trace(
         self,
@@ -107,6 +154,7 @@ class Tracer:
         trace_id: str | None = None,
         parent_id: str | None = None,
         start: float | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
         **attributes: Any,
     ) -> Span:
         """Open a span that another call will close with ``end_trace(key)``."""
@@ -116,6 +164,7 @@ class Tracer:
             parent_id=parent_id,
             start=start if start is not None else time.time(),
             attributes=attributes,
+            kind=kind,
         )
         with self._lock:
             self._open[key] = span
@@ -134,23 +183,48 @@ class Tracer:
         return span
 
     def record(self, span: Span, *, status: str | None = None, end: float | None = None) -> None:
-        """Store a finished span."""
+        """Finish a span: hand it to the SDK, under its own ids and parent."""
         if span.end is None:
             span.end = end if end is not None else time.time()
         if status is not None:
             span.status = status
+        context = None
+        if span.parent_id is not None:
+            parent = SpanContext(
+                int(span.trace_id, 16),
+                int(span.parent_id, 16),
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+            context = set_span_in_context(NonRecordingSpan(parent))
+        attributes = _otel_attributes(span.attributes)
+        attributes["opscore.status"] = span.status
+        with self._ids.given(int(span.trace_id, 16), int(span.span_id, 16)):
+            otel_span = self._otel.start_span(
+                span.name,
+                context=context,
+                kind=span.kind,
+                attributes=attributes,
+                start_time=int(span.start * 1e9),
+            )
+        if span.status == "error":
+            otel_span.set_status(Status(StatusCode.ERROR, str(span.attributes.get("error") or "")))
+        elif span.status == "ok":
+            otel_span.set_status(Status(StatusCode.OK))
+        otel_span.end(end_time=int(span.end * 1e9))
+
+    def _keep(self, trace_id: str, span: ReadableSpan) -> None:
+        """Called by ``_Buffer`` for every finished span."""
         with self._lock:
-            spans = self._traces.get(span.trace_id)
+            spans = self._traces.get(trace_id)
             if spans is None:
-                spans = self._traces[span.trace_id] = []
+                spans = self._traces[trace_id] = []
                 while len(self._traces) > self.max_traces:
                     self._traces.popitem(last=False)
             if len(spans) >= self.max_spans_per_trace:
                 self.dropped_spans += 1
                 return
             spans.append(span)
-        if self.exporter is not None:
-            self.exporter(span)
 
     @contextmanager
     def span(self, name: str, **attributes: Any) -> Iterator[Span]:
@@ -175,30 +249,83 @@ class Tracer:
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """Finished and still-open spans of a trace, by start time."""
         with self._lock:
-            spans = list(self._traces.get(trace_id, ()))
-            spans += [s for s in self._open.values() if s.trace_id == trace_id]
-        return [s.to_dict() for s in sorted(spans, key=lambda s: s.start)]
+            finished = list(self._traces.get(trace_id, ()))
+            still_open = [s.to_dict() for s in self._open.values() if s.trace_id == trace_id]
+        return sorted([_as_dict(s) for s in finished] + still_open, key=lambda s: s["start"])
 
 
-def otel_exporter() -> Callable[[Span], None] | None:
-    """Forward finished spans to OpenTelemetry when its SDK is installed and configured
-    (``OTEL_EXPORTER_OTLP_ENDPOINT`` etc.); None when it is not installed."""
-    try:
-        from opentelemetry import trace as otel_trace
-    except ImportError:
-        return None
-    tracer = otel_trace.get_tracer("opscore")
+class _GivenIds(IdGenerator):
+    """Gives the SDK the ids a span already has (its ``traceparent`` may already have gone to
+    an agent); random ones for any span started elsewhere (instrumentations)."""
 
-    def export(span: Span) -> None:
-        otel_span = tracer.start_span(
-            span.name,
-            start_time=int(span.start * 1e9),
-            attributes={
-                "opscore.trace_id": span.trace_id,
-                "opscore.span_id": span.span_id,
-                **{k: str(v) for k, v in span.attributes.items()},
-            },
+    def __init__(self) -> None:
+        self._given: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+            "opscore_given_ids", default=None
         )
-        otel_span.end(end_time=int((span.end or time.time()) * 1e9))
+        self._random = RandomIdGenerator()
 
-    return export
+    @contextmanager
+    def given(self, trace_id: int, span_id: int) -> Iterator[None]:
+        token = self._given.set((trace_id, span_id))
+        try:
+            yield
+        finally:
+            self._given.reset(token)
+
+    def generate_trace_id(self) -> int:
+        given = self._given.get()
+        return given[0] if given else self._random.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        given = self._given.get()
+        return given[1] if given else self._random.generate_span_id()
+
+
+class _Buffer(SpanProcessor):
+    """The span processor behind the built-in trace API: every finished span, as the API
+    shows it, into the tracer's bounded memory."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def on_end(self, span: ReadableSpan) -> None:
+        # kept as the SDK gave it; shaped for the API only when someone reads the trace
+        context = span.get_span_context()
+        if context is not None and span.start_time is not None:
+            self.tracer._keep(f"{context.trace_id:032x}", span)
+
+
+def _as_dict(span: ReadableSpan) -> dict[str, Any]:
+    """A finished span as the trace API shows it."""
+    context = span.get_span_context()
+    assert context is not None  # kept spans all have one (_Buffer.on_end)
+    start = (span.start_time or 0) / 1e9
+    end = span.end_time / 1e9 if span.end_time is not None else None
+    attributes = dict(span.attributes or {})
+    status = str(attributes.pop("opscore.status", "ok"))
+    return {
+        "traceId": f"{context.trace_id:032x}",
+        "spanId": f"{context.span_id:016x}",
+        "parentId": f"{span.parent.span_id:016x}" if span.parent else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "start": datetime.fromtimestamp(start, UTC).isoformat(),
+        "end": datetime.fromtimestamp(end, UTC).isoformat() if end else None,
+        "durationMs": round((end - start) * 1000, 3) if end else None,
+        "status": status,
+        "attributes": attributes,
+    }
+
+
+def _otel_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """OpenTelemetry takes str, bool, int, float (or lists of one of them): anything else is
+    sent as JSON, None is left out."""
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if isinstance(value, str | bool | int | float):
+            out[key] = value
+        else:
+            out[key] = json.dumps(value, default=str)
+    return out
