@@ -14,6 +14,7 @@ from .dispatch.transports import HttpTransport, SenderThread, Transport
 from .lifecycle import AgentRegistry, AgentStates, Liveness
 from .models import Agent, StateRecord
 from .observe.export import span_processors as exporting_processors
+from .observe.fleet import FleetTelemetry
 from .observe.logs import LogBuffer
 from .observe.metrics import Telemetry
 from .observe.tracing import Tracer
@@ -21,7 +22,7 @@ from .security.keys import KeyStore
 from .security.ratelimit import RateLimiter
 from .security.webhook import WebhookVerifier
 from .storage import storage_from_url
-from .storage.base import Storage
+from .storage.base import SharedTelemetry, Storage
 from .workflow import Workflow, build_workflow
 from .workflow.timeline import RunTimelines
 
@@ -46,11 +47,14 @@ class Services:
     logs: LogBuffer
     telemetry: Telemetry
     timelines: RunTimelines
+    fleet: FleetTelemetry | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Open the store, load template files, recover interrupted runs, start dispatching."""
         await self.storage.open()
+        if self.fleet is not None:
+            self.fleet.start()
         directory = self.settings.workflows_dir
         if directory is not None:
             count = await self.workflow.templates.load_directory(directory)
@@ -71,6 +75,8 @@ class Services:
         await self.dispatcher.stop()
         await self.liveness.close()
         await self.transport.close()
+        if self.fleet is not None:
+            await self.fleet.stop()
         await self.storage.close()
         self.telemetry.tracer.shutdown()  # flushes the span exporters
 
@@ -138,6 +144,11 @@ def build_services(
     workflow.outcomes.answers_held = lambda: dispatcher.recording
     # work queued or a slot freed by another replica wakes this dispatcher at once
     storage.set_queue_listener(workflow.engine.notify_dispatcher)
+    rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    fleet = None
+    if isinstance(storage, SharedTelemetry):  # replicas share logs, spans and the rate limit
+        fleet = FleetTelemetry(storage, logs, telemetry.tracer)
+        rate_limiter.replicas = telemetry.replicas = fleet.replicas
     return Services(
         settings=settings,
         storage=storage,
@@ -149,7 +160,8 @@ def build_services(
         dispatcher=dispatcher,
         liveness=liveness,
         transport=transport,
-        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        rate_limiter=rate_limiter,
+        fleet=fleet,
         logs=logs,
         telemetry=telemetry,
         timelines=RunTimelines(workflow.engine, logs=logs, tracer=telemetry.tracer),

@@ -12,9 +12,8 @@ import pytest
 from opscore.api import create_app
 from opscore.config import Settings
 
-from .servers import ServerThread
+from .servers import KEY, ServerThread
 
-KEY = "test-admin-key-0123456789"
 WEBHOOK_SECRET = "example-webhook-secret"
 CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
 if not CONTRACTS.is_dir():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -19,7 +18,7 @@ from opscore.api import create_app
 
 from .conftest import KEY, make_settings, store_url
 from .fakes import Behaviour, FakeFleet
-from .servers import ServerThread, wait_for
+from .servers import OpsCoreProcess, ServerThread, wait_for
 from .storage_servers import (
     PostgresServer,
     RedisServer,
@@ -30,56 +29,6 @@ from .storage_servers import (
 from .workflow_helpers import create, task, template
 
 H = {"Authorization": f"Bearer {KEY}"}
-
-
-class OpsCoreProcess:
-    """Ops-Core as a real process (``python -m opscore serve``) that a test can SIGKILL."""
-
-    def __init__(self, storage_url: str, port: int, log: Path) -> None:
-        self.port = port
-        self.log = log
-        self.env = {
-            **os.environ,
-            "OPSCORE_API_KEY": KEY,
-            "OPSCORE_STORAGE_URL": storage_url,
-            "OPSCORE_PORT": str(port),
-            "OPSCORE_DISPATCH_INTERVAL": "0.05",
-            "OPSCORE_DEFAULT_TASK_TIMEOUT": "3",
-            "OPSCORE_RETRY_BACKOFF_SECONDS": "0.1",
-            "OPSCORE_RETRY_MAX_BACKOFF_SECONDS": "0.5",
-            "OPSCORE_DEFAULT_MAX_ATTEMPTS": "10",
-            "OPSCORE_ACCESS_LOG": "false",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "opscore", "serve"], env=self.env, stdout=out, stderr=out
-            )
-
-        def healthy() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-2000:]
-            try:
-                return httpx.get(self.url + "/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=30, interval=0.1)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 def _crash_and_resume(storage_url: str, tmp_path: Path) -> None:

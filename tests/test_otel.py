@@ -186,3 +186,57 @@ def test_without_export_the_service_runs_and_keeps_its_own_traces(server_factory
         lambda: httpx.get(server.url + f"/v1/opscore/traces/{trace}", headers=H).json().get("spans")
     )
     assert spans[0]["name"] == "GET /v1/opscore/agents" and spans[0]["kind"] == "SERVER"
+
+
+def test_token_usage_an_agent_reports_goes_on_the_attempt_span(traced) -> None:
+    from fastapi import FastAPI
+
+    client, _, exporter = traced
+    answering = FastAPI()
+
+    @answering.post("/run")
+    async def handle() -> dict:  # answers with its result and what it cost, at once
+        return {
+            "status": "completed",
+            "result": "summary",
+            "usage": {"inputTokens": 1200, "outputTokens": 340, "model": "gpt-5-mini"},
+        }
+
+    agent = ServerThread(answering).start()
+    try:
+        client.post(
+            "/v1/opscore/agents",
+            json={
+                "agentId": "llm",
+                "agentName": "llm",
+                "capabilities": ["sum"],
+                "contactEndpoint": f"{agent.url}/run",
+            },
+        ).raise_for_status()
+        client.post(
+            "/v1/opscore/agent/llm/state",
+            json={"agentId": "llm", "timestamp": "2026-01-01T00:00:00Z", "state": "idle"},
+        ).raise_for_status()
+        create(client, template("summarise", task("s", agentCapability="sum")))
+        detail = settle(client, run(client, "summarise"))
+        assert detail["status"] == "completed"
+        attempt = wait_for(
+            lambda: next((s for s in exporter.get_finished_spans() if s.name == "task.run"), None)
+        )
+        assert attempt.attributes["gen_ai.usage.input_tokens"] == 1200
+        assert attempt.attributes["gen_ai.usage.output_tokens"] == 340
+        assert attempt.attributes["gen_ai.response.model"] == "gpt-5-mini"
+    finally:
+        agent.stop()
+
+
+def test_usage_is_read_strictly() -> None:
+    from opscore.models.usage import usage_from
+
+    assert usage_from({"inputTokens": 3, "output_tokens": 4}) == {
+        "input_tokens": 3,
+        "output_tokens": 4,
+    }
+    assert usage_from({"inputTokens": -1, "outputTokens": True, "model": ""}) is None
+    assert usage_from({"inputTokens": 10**13, "model": "m" * 300}) is None
+    assert usage_from("lots") is None

@@ -19,6 +19,7 @@ import orjson
 
 from .. import __version__
 from ..models import Agent, TaskRun
+from ..models.usage import usage_from
 
 USER_AGENT = f"opscore/{__version__}"
 # what aiohttp raises for a hand-over that did not happen (bad URL, refused, reset, timeout...)
@@ -56,6 +57,7 @@ class HandoverAnswer:
     status_code: int
     result: Any = None
     error: str | None = None
+    usage: dict[str, Any] | None = None  # tokens and model, when the agent says (usage_from)
 
 
 def task_message(task: TaskRun, *, now: datetime | None = None) -> dict[str, Any]:
@@ -92,7 +94,9 @@ def read_answer(status: int, body: bytes | None) -> HandoverAnswer:
     if not 200 <= status < 300:
         return HandoverAnswer("failed", status, error=f"answered {status}: {_detail(data)}")
     if said in _DONE:
-        return HandoverAnswer("completed", status, result=data.get("result"))
+        return HandoverAnswer(
+            "completed", status, result=data.get("result"), usage=usage_from(data.get("usage"))
+        )
     if said in _FAILED:
         return HandoverAnswer("failed", status, error=f"agent answered '{said}': {_detail(data)}")
     return HandoverAnswer("accepted", status)

@@ -154,6 +154,9 @@ class TaskAttempt(ApiModel):
 class TaskRun(ApiModel):
     task_id: str = Field(description="Unique run id; agents dedupe on it (opscore_task_id).")
     session_id: str
+    trace_id: str | None = Field(
+        None, description="The run's trace, so any replica can add this task's spans to it."
+    )
     step_id: str = Field(description="The taskId in the template.")
     name: str = ""
     status: TaskStatus = TaskStatus.PENDING

@@ -49,3 +49,17 @@ def invoke_agent(agent: Agent, session_id: str, endpoint: str | None) -> dict[st
 
 def invoke_workflow(workflow_id: str, session_id: str) -> dict[str, Any]:
     return {OPERATION: "invoke_workflow", AGENT_NAME: workflow_id, CONVERSATION_ID: session_id}
+
+
+def usage(reported: dict[str, Any] | None) -> dict[str, Any]:
+    """Token usage an agent reported (``models.usage.usage_from``) as span attributes."""
+    if not reported:
+        return {}
+    attributes: dict[str, Any] = {}
+    if "input_tokens" in reported:
+        attributes[INPUT_TOKENS] = reported["input_tokens"]
+    if "output_tokens" in reported:
+        attributes[OUTPUT_TOKENS] = reported["output_tokens"]
+    if "model" in reported:
+        attributes["gen_ai.response.model"] = reported["model"]
+    return attributes

@@ -79,6 +79,9 @@ class LogBuffer(logging.Handler):
         self._ids = itertools.count(1)
         self._lock_ = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        # with a shared store, this process's records also go to the other replicas
+        # (observe.fleet); None while there is no one to tell
+        self.outbox: deque[dict[str, Any]] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -93,14 +96,35 @@ class LogBuffer(logging.Handler):
             }
             if record.exc_info:
                 entry["exception"] = logging.Formatter().formatException(record.exc_info)
-            with self._lock_:
-                entry["id"] = next(self._ids)
-                self.records.append(entry)
-                waiters = list(self._waiters)
-            for loop, event in waiters:
-                loop.call_soon_threadsafe(event.set)
+            self._append(entry, share=True)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
+
+    def ingest(self, entries: list[dict[str, Any]]) -> None:
+        """Records another replica logged (``observe.fleet``), numbered in this buffer."""
+        for entry in entries:
+            self._append(dict(entry))
+
+    def unshared(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest records not yet given to the other replicas (at most ``limit``)."""
+        with self._lock_:
+            return list(itertools.islice(self.outbox or (), limit))
+
+    def shared(self, count: int) -> None:
+        """The first ``count`` of those are now with the other replicas."""
+        with self._lock_:
+            for _ in range(min(count, len(self.outbox or ()))):
+                self.outbox.popleft()  # type: ignore[union-attr]
+
+    def _append(self, entry: dict[str, Any], *, share: bool = False) -> None:
+        with self._lock_:
+            entry["id"] = next(self._ids)
+            self.records.append(entry)
+            if share and self.outbox is not None:
+                self.outbox.append(entry)
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock_:

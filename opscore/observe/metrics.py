@@ -8,15 +8,16 @@ share counters. Gauges that describe the store (queue depth, agents by state) ar
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..models import Agent, TaskRun
+from ..models import Agent, Session, TaskRun
 from ..storage.base import Storage
 from . import genai
+from .runspans import RunSpans
 from .tracing import Span, Tracer
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -27,6 +28,7 @@ class Telemetry:
     def __init__(self, storage: Storage, tracer: Tracer) -> None:
         self.storage = storage
         self.tracer = tracer
+        self.spans = RunSpans(tracer)
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -105,6 +107,12 @@ class Telemetry:
             "How long the longest-waiting ready task has waited for an agent (0 when none)",
             registry=r,
         )
+        self.replicas_up = Gauge(
+            "opscore_replicas",
+            "Replicas sharing this store that this one heard from in the last 10 s (itself too)",
+            registry=r,
+        )
+        self.replicas: Callable[[], int] = lambda: 1  # observe.fleet counts them
         self.queue_depth = Gauge("opscore_queue_depth", "Tasks waiting in the queue", registry=r)
         self.agents = Gauge("opscore_agents", "Registered agents by state", ["state"], registry=r)
 
@@ -128,64 +136,19 @@ class Telemetry:
         if handler is not None:
             handler(task, extra)
 
-    def _task_span(self, task: TaskRun, trace_id: str | None) -> Span:
-        span = self.tracer.get_open(f"task:{task.task_id}")
-        if span is None:
-            run = self.tracer.get_open(f"run:{task.session_id}")
-            span = self.tracer.start_trace(
-                f"task:{task.task_id}",
-                "task",
-                trace_id=trace_id or (run.trace_id if run else None),
-                parent_id=run.span_id if run else None,
-                taskId=task.task_id,
-                sessionId=task.session_id,
-                step=task.step_id,
-            )
-        return span
-
     def _on_queued(self, task: TaskRun, extra: dict[str, Any]) -> None:
-        parent = self._task_span(task, extra.get("trace_id"))
-        self.tracer.start_trace(
-            f"queued:{task.task_id}",
-            "task.queued",
-            trace_id=parent.trace_id,
-            parent_id=parent.span_id,
-            taskId=task.task_id,
-        )
+        self.spans.queued(task)
 
     _on_retry = _on_queued
 
     def _on_dispatched(self, task: TaskRun, extra: dict[str, Any]) -> None:
-        queued = self.tracer.end_trace(f"queued:{task.task_id}")
-        if queued is not None and task.ready_at is not None:
+        self.spans.dispatched(task)
+        if task.ready_at is not None:
             self.dispatch_latency.observe(max(time.time() - task.ready_at.timestamp(), 0.0))
-        parent = self._task_span(task, None)
-        self.tracer.start_trace(
-            f"run:{task.task_id}",
-            "task.run",
-            trace_id=parent.trace_id,
-            parent_id=parent.span_id,
-            taskId=task.task_id,
-            agentId=task.agent_id,
-            attempt=task.attempts,
-        )
 
     def dispatch_span(self, task: TaskRun, agent: Agent, endpoint: str | None) -> Span:
-        """The span of one hand-over: the GenAI conventions' ``invoke_agent`` CLIENT span.
-        Its id goes to the agent in ``traceparent``."""
-        parent = self.tracer.get_open(f"run:{task.task_id}") or self._task_span(task, None)
-        return Span(
-            name=f"invoke_agent {agent.agent_name or agent.agent_id}",
-            trace_id=parent.trace_id,
-            parent_id=parent.span_id,
-            kind=SpanKind.CLIENT,
-            attributes={
-                **genai.invoke_agent(agent, task.session_id, endpoint),
-                "taskId": task.task_id,
-                "agentId": task.agent_id,
-                "attempt": task.attempts,
-            },
-        )
+        """The span of one hand-over; its id goes to the agent in ``traceparent``."""
+        return self.spans.hand_over(task, agent, endpoint)
 
     def finish_dispatch(self, span: Span, *, ok: bool, outcome: str) -> None:
         if not ok:
@@ -201,47 +164,34 @@ class Telemetry:
         self.task_outcomes.labels("completed").inc()
         if task.dispatched_at and task.finished_at:
             self.task_duration.observe((task.finished_at - task.dispatched_at).total_seconds())
-        self.tracer.end_trace(f"run:{task.task_id}", outcome="completed")
-        self.tracer.end_trace(f"task:{task.task_id}", status="ok")
+        self.spans.attempt_ended(task, "ok", outcome="completed", **genai.usage(extra.get("usage")))
+        self.spans.task_ended(task, "ok")
 
     def _on_attempt_failed(self, task: TaskRun, extra: dict[str, Any]) -> None:
         outcome = str(extra.get("outcome", "failed"))
         self.task_outcomes.labels(outcome).inc()
-        self.tracer.end_trace(
-            f"run:{task.task_id}", status="error", outcome=outcome, error=extra.get("error")
-        )
+        self.spans.attempt_ended(task, "error", outcome=outcome, error=extra.get("error"))
 
     def _on_failed(self, task: TaskRun, extra: dict[str, Any]) -> None:
-        self.tracer.end_trace(f"task:{task.task_id}", status="error", error=task.error)
+        self.spans.task_ended(task, "error", error=task.error)
 
     def _on_cancelled(self, task: TaskRun, extra: dict[str, Any]) -> None:
-        self.tracer.end_trace(f"queued:{task.task_id}", status="cancelled")
-        self.tracer.end_trace(f"run:{task.task_id}", status="cancelled")
-        self.tracer.end_trace(f"task:{task.task_id}", status="cancelled")
+        self.spans.cancelled(task)
 
     # --- runs ------------------------------------------------------------------------------
     def start_run(
         self, session_id: str, trace_id: str, parent_id: str | None, workflow_id: str
     ) -> None:
         self.runs.labels(workflow_id or "-", "started").inc()
-        self.tracer.start_trace(
-            f"run:{session_id}",
-            f"invoke_workflow {workflow_id}",
-            trace_id=trace_id,
-            parent_id=parent_id,
-            sessionId=session_id,
-            workflowId=workflow_id,
-            **genai.invoke_workflow(workflow_id, session_id),
-        )
+        self.spans.run_started(session_id, trace_id, parent_id, workflow_id)
 
-    def end_run(self, session_id: str, status: str, workflow_id: str | None) -> None:
-        self.runs.labels(workflow_id or "-", status).inc()
-        self.tracer.end_trace(
-            f"run:{session_id}", status="ok" if status == "completed" else "error", outcome=status
-        )
+    def end_run(self, session: Session, status: str) -> None:
+        self.runs.labels(session.workflow_id or "-", status).inc()
+        self.spans.run_ended(session, status)
 
     # --- scrape ----------------------------------------------------------------------------
     async def render(self) -> bytes:
+        self.replicas_up.set(self.replicas())
         self.queue_depth.set(await self.storage.queue_depth())
         letters = await self.storage.list_dead_letters(offset=0, limit=1)
         self.dead_letters.set(letters.total)

@@ -17,13 +17,14 @@ memory for ``GET /traces/{id}``, the dashboard and run timelines; OTLP export, w
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import os
 import random
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from opentelemetry.trace import (
 
 from .. import __version__
 
+MAX_OPEN = 100_000  # open spans kept (a run's spans may be ended by another replica)
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "opscore_span", default=None
@@ -121,7 +123,10 @@ class Tracer:
         # without limit (spans past the bound are counted, not kept)
         self.max_spans_per_trace = max_spans_per_trace
         self.dropped_spans = 0
-        self._traces: OrderedDict[str, list[ReadableSpan]] = OrderedDict()
+        self._traces: OrderedDict[str, list[ReadableSpan | dict[str, Any]]] = OrderedDict()
+        # with a shared store, this process's spans also go to the other replicas
+        # (observe.fleet); None while there is no one to tell
+        self.outbox: deque[ReadableSpan] | None = None
         self._open: dict[str, Span] = {}
         self._lock = threading.Lock()
         self._ids = _GivenIds()
@@ -155,12 +160,15 @@ class Tracer:
         parent_id: str | None = None,
         start: float | None = None,
         kind: SpanKind = SpanKind.INTERNAL,
+        span_id: str | None = None,
         **attributes: Any,
     ) -> Span:
-        """Open a span that another call will close with ``end_trace(key)``."""
+        """Open a span that another call will close with ``end_trace(key)``. A span that
+        another replica ends is never closed here: past ``MAX_OPEN`` the oldest are dropped."""
         span = Span(
             name=name,
             trace_id=trace_id or new_trace_id(),
+            span_id=span_id or new_span_id(),
             parent_id=parent_id,
             start=start if start is not None else time.time(),
             attributes=attributes,
@@ -168,6 +176,8 @@ class Tracer:
         )
         with self._lock:
             self._open[key] = span
+            while len(self._open) > MAX_OPEN:
+                self._open.pop(next(iter(self._open)))
         return span
 
     def get_open(self, key: str) -> Span | None:
@@ -213,9 +223,11 @@ class Tracer:
             otel_span.set_status(Status(StatusCode.OK))
         otel_span.end(end_time=int(span.end * 1e9))
 
-    def _keep(self, trace_id: str, span: ReadableSpan) -> None:
-        """Called by ``_Buffer`` for every finished span."""
+    def _keep(self, trace_id: str, span: ReadableSpan | dict[str, Any]) -> None:
+        """Called by ``_Buffer`` for every finished span, and by ``ingest``."""
         with self._lock:
+            if self.outbox is not None and not isinstance(span, dict):
+                self.outbox.append(span)
             spans = self._traces.get(trace_id)
             if spans is None:
                 spans = self._traces[trace_id] = []
@@ -251,7 +263,27 @@ class Tracer:
         with self._lock:
             finished = list(self._traces.get(trace_id, ()))
             still_open = [s.to_dict() for s in self._open.values() if s.trace_id == trace_id]
-        return sorted([_as_dict(s) for s in finished] + still_open, key=lambda s: s["start"])
+        shaped = [s if isinstance(s, dict) else as_dict(s) for s in finished]
+        # a span another replica ended may still be open here (it was opened here)
+        done = {s["spanId"] for s in shaped}
+        still_open = [s for s in still_open if s["spanId"] not in done]
+        return sorted(shaped + still_open, key=lambda s: s["start"])
+
+    def unshared(self, limit: int) -> list[ReadableSpan]:
+        """The oldest finished spans not yet given to the other replicas (at most ``limit``)."""
+        with self._lock:
+            return list(itertools.islice(self.outbox or (), limit))
+
+    def shared(self, count: int) -> None:
+        """The first ``count`` of those are now with the other replicas."""
+        with self._lock:
+            for _ in range(min(count, len(self.outbox or ()))):
+                self.outbox.popleft()  # type: ignore[union-attr]
+
+    def ingest(self, spans: list[dict[str, Any]]) -> None:
+        """Spans another replica finished (``observe.fleet``), as the trace API shows them."""
+        for span in spans:
+            self._keep(str(span["traceId"]), span)
 
 
 class _GivenIds(IdGenerator):
@@ -295,7 +327,7 @@ class _Buffer(SpanProcessor):
             self.tracer._keep(f"{context.trace_id:032x}", span)
 
 
-def _as_dict(span: ReadableSpan) -> dict[str, Any]:
+def as_dict(span: ReadableSpan) -> dict[str, Any]:
     """A finished span as the trace API shows it."""
     context = span.get_span_context()
     assert context is not None  # kept spans all have one (_Buffer.on_end)

@@ -228,3 +228,19 @@ class Storage(Protocol):
 
     async def forget_idempotency_key(self, key: str) -> None:
         """Drop a mapping (the run it named could not be started)."""
+
+
+@runtime_checkable
+class SharedTelemetry(Protocol):
+    """What replicas sharing a store tell each other besides records: log records, finished
+    spans and that they are up. Only shared stores (Redis, PostgreSQL) have it; a channel, not
+    a record: bounded (the oldest entries go first), and losing an entry loses a log line."""
+
+    async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
+        """Append (kind, JSON) entries from one replica, keeping about the newest 20,000."""
+
+    async def read_telemetry(
+        self, after: str | None, limit: int
+    ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
+        """Entries after the cursor ``after`` (the newest ``limit`` when None), oldest first,
+        as (id, origin, kind, JSON), and the cursor to read on from."""

@@ -56,7 +56,7 @@ class WorkflowEngine:
     def end_run(self, session: Session, status: str) -> None:
         """Count the run's end and close its span."""
         if self.telemetry is not None:
-            self.telemetry.end_run(session.session_id, status, session.workflow_id)
+            self.telemetry.end_run(session, status)
 
     async def get_session(self, session_id: str) -> Session:
         """The session, or NotFoundError (SESSION_NOT_FOUND)."""

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from ..dispatch.transports import HandoverAnswer
 from ..models import Agent, TaskAttempt, TaskRun, TaskStatus
+from ..models.usage import usage_from
 from ..observe.logs import log_operation
 from .outcomes import GIVEN_UP, TaskOutcomes, timeout_error
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_task
@@ -109,7 +110,7 @@ class Handovers:
                 )
             return
         if answer.outcome == "completed":
-            await self.outcomes.complete_task(current, answer.result)
+            await self.outcomes.complete_task(current, answer.result, usage=answer.usage)
         elif answer.outcome == "failed":
             # a 2xx that says it failed is the agent's error; a 4xx/5xx refused the hand-over
             refused = not 200 <= answer.status_code < 300
@@ -140,4 +141,6 @@ class Handovers:
                 outcome="agent_error",
             )
         else:
-            await self.outcomes.complete_task(current, report.get("result"))
+            await self.outcomes.complete_task(
+                current, report.get("result"), usage=usage_from(report.get("usage"))
+            )

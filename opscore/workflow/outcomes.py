@@ -96,8 +96,11 @@ class TaskOutcomes:
         if running is not None:
             self.engine.observe("running", running)
 
-    async def complete_task(self, task: TaskRun, result: Any) -> bool:
-        """Record success of the current attempt; False if it was not in flight any more."""
+    async def complete_task(
+        self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
+    ) -> bool:
+        """Record success of the current attempt; False if it was not in flight any more.
+        ``usage`` (tokens, model) goes on the attempt's span."""
         engine = self.engine
         now = engine.clock()
         done = await move_task(
@@ -118,7 +121,7 @@ class TaskOutcomes:
         if done is None:
             return False
         await engine.release(done)
-        engine.observe("completed", done)
+        engine.observe("completed", done, usage=usage)
         log_operation(
             "task.completed",
             {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ConflictError, PermissionDeniedError
 from ..lifecycle.state import IDLE_STATES, OFFLINE
 from ..models import Agent, StateRecord, TaskResultReport, TaskRun, TaskStatus
+from ..models.usage import usage_from
 from ..observe.logs import log_operation
 from .outcomes import GIVEN_UP, TaskOutcomes
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK
@@ -79,7 +80,11 @@ class AgentReports:
             # the hand-over's answer is on its way and decides (AgentKit's order); kept in case
             # the answer turns out to be a mere acknowledgement (then this report decides)
             if state in IDLE_STATES or state == "error":
-                deferred = {"state": state, "result": details.get("result")}
+                deferred = {
+                    "state": state,
+                    "result": details.get("result"),
+                    "usage": details.get("usage"),
+                }
                 if state == "error":
                     deferred["error"] = _error_text(details)
                 await self.storage.update_task(
@@ -89,7 +94,8 @@ class AgentReports:
                     attempt=task.attempts,
                 )
         elif state in IDLE_STATES and (named or task.status == S.RUNNING):
-            await outcomes.complete_task(task, details.get("result"))
+            usage = usage_from(details.get("usage"))
+            await outcomes.complete_task(task, details.get("result"), usage=usage)
         elif state == "error":
             await outcomes.fail_attempt(task, _error_text(details), outcome="agent_error")
 

@@ -104,6 +104,7 @@ class RunService:
             created_at=now,
             updated_at=now,
         )
+        tasks = [t.model_copy(update={"trace_id": trace_id}) for t in tasks]
         await self.storage.save_tasks(tasks)
         await self.storage.save_session(session)
         log_operation(

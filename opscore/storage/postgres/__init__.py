@@ -7,9 +7,10 @@ from .agents import AgentRecords
 from .base import _guard
 from .queue import QueueRecords
 from .runs import RunRecords
+from .telemetry import TelemetryChannel
 
 
-class PostgresStorage(AgentRecords, RunRecords, QueueRecords):
+class PostgresStorage(AgentRecords, RunRecords, QueueRecords, TelemetryChannel):
     """``Storage`` on PostgreSQL; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared pool,

@@ -68,6 +68,14 @@ CREATE INDEX opscore_dead_letters_session ON opscore_dead_letters (session_id);
 CREATE INDEX opscore_dead_letters_seq ON opscore_dead_letters (seq);
 """,
     ),
+    (
+        3,
+        "the channel replicas share log records, spans and liveness through",
+        """
+CREATE TABLE opscore_telemetry (
+    id bigserial PRIMARY KEY, origin text NOT NULL, kind text NOT NULL, data text NOT NULL);
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 _LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating

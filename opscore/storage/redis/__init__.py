@@ -13,9 +13,10 @@ from .agents import AgentRecords
 from .base import _guard
 from .queue import QueueRecords
 from .runs import RunRecords
+from .telemetry import TelemetryChannel
 
 
-class RedisStorage(AgentRecords, RunRecords, QueueRecords):
+class RedisStorage(AgentRecords, RunRecords, QueueRecords, TelemetryChannel):
     """``Storage`` on Redis; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared client and

@@ -1,0 +1,140 @@
+"""One view of the whole fleet from any replica, over a shared store.
+
+Every replica on Redis or PostgreSQL ships its inspection log records and finished spans to a
+channel in the store (``SharedTelemetry``) a few times a second, and reads what the others
+shipped into its own buffers. ``GET /v1/opscore/logs``, the live stream, ``/traces/{id}``, run
+timelines and the dashboard then show what every replica did, from whichever one is asked,
+with reads as fast as before (they stay local). Entries also say which replicas are up, so a
+rate limit is split among them: with the load balancer spreading a client's requests, the
+client gets the configured rate in total, not once per replica.
+
+``memory://`` and SQLite have no channel: one process, today's behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import StorageError
+from ..storage.base import SharedTelemetry
+from .logs import LogBuffer
+from .tracing import Tracer, as_dict
+
+logger = logging.getLogger("opscore.fleet")
+OUTBOX = 20_000  # entries kept for the channel while the store is away (oldest dropped)
+BATCH = 1000
+ALIVE = 10.0  # a replica not heard of for this long is not counted as up
+HEARTBEAT = 2.0
+
+
+class FleetTelemetry:
+    def __init__(
+        self,
+        channel: SharedTelemetry,
+        logs: LogBuffer,
+        tracer: Tracer,
+        *,
+        interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.channel = channel
+        self.logs = logs
+        self.tracer = tracer
+        self.interval = interval
+        self.clock = clock
+        self.origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._cursor: str | None = None
+        self._seen: dict[str, float] = {self.origin: clock()}
+        self._last_sent = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    def start(self) -> None:
+        # records logged from now on are also shipped
+        self.logs.outbox = deque(maxlen=OUTBOX)
+        self.tracer.outbox = deque(maxlen=OUTBOX)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+        with contextlib.suppress(StorageError):
+            await self.ship()  # what the last moments logged
+        self.logs.outbox = None
+        self.tracer.outbox = None
+
+    def replicas(self) -> int:
+        """Replicas heard of within ``ALIVE`` seconds, this one included."""
+        now = self.clock()
+        return max(1, sum(1 for seen in self._seen.values() if now - seen <= ALIVE))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.ship()
+                for _ in range(10):  # catch up after a burst, a batch at a time
+                    if await self.pull() < BATCH:
+                        break
+                if self._failing:
+                    self._failing = False
+                    logger.info("fleet telemetry recovered")
+            except StorageError as exc:
+                if not self._failing:  # once per outage: these lines are shipped too
+                    self._failing = True
+                    logger.warning("fleet telemetry paused: %s", exc.message)
+            await asyncio.sleep(self.interval)
+
+    async def ship(self) -> None:
+        logs = self.logs.unshared(BATCH)
+        spans = self.tracer.unshared(BATCH - len(logs))
+        entries = [("log", json.dumps(_log_entry(r, self.origin), default=str)) for r in logs]
+        entries += [("span", json.dumps(as_dict(s), default=str)) for s in spans]
+        now = self.clock()
+        if not entries and now - self._last_sent < HEARTBEAT:
+            return
+        await self.channel.publish_telemetry(self.origin, entries or [("up", "{}")])
+        # only once they are in the store: a failed publish keeps them for the next try
+        self.logs.shared(len(logs))
+        self.tracer.shared(len(spans))
+        self._last_sent = now
+
+    async def pull(self) -> int:
+        """Read what the other replicas shipped; returns how many entries were read."""
+        first = self._cursor is None
+        cursor, entries = await self.channel.read_telemetry(self._cursor, BATCH)
+        self._cursor = cursor
+        now = self.clock()
+        logs: list[dict[str, Any]] = []
+        spans: list[dict[str, Any]] = []
+        for _, origin, kind, data in entries:
+            if origin == self.origin:
+                continue
+            if not first:
+                self._seen[origin] = now
+            if kind == "log":
+                logs.append(json.loads(data))
+            elif kind == "span":
+                spans.append(json.loads(data))
+        if logs:
+            self.logs.ingest(logs)
+        if spans:
+            self.tracer.ingest(spans)
+        return len(entries)
+
+
+def _log_entry(record: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A record as another replica shows it: without this buffer's number, with the replica
+    that logged it."""
+    return {**{k: v for k, v in record.items() if k != "id"}, "replica": origin}

@@ -1,0 +1,73 @@
+"""PostgresStorage: the channel replicas share logs, spans and liveness through (one table).
+
+Ids come from a sequence, and a row with a smaller id may commit after a larger one; a reader
+therefore reads from a little before its cursor again (``LOOKBACK``) and passes over the ids it
+has seen (``_seen_ids``), so no entry is skipped because another replica committed late.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .base import _Base
+
+KEEP = 20_000
+LOOKBACK = 500
+
+
+class TelemetryChannel(_Base):
+    _seen_ids: deque[int]
+    _seen_set: set[int]
+
+    async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
+        if not entries:
+            return
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO opscore_telemetry (origin, kind, data) "
+                "SELECT $1, k, d FROM unnest($2::text[], $3::text[]) AS e(k, d)",
+                origin,
+                [kind for kind, _ in entries],
+                [data for _, data in entries],
+            )
+            await conn.execute(
+                "DELETE FROM opscore_telemetry WHERE id < "
+                "(SELECT max(id) FROM opscore_telemetry) - $1",
+                KEEP,
+            )
+
+    async def read_telemetry(
+        self, after: str | None, limit: int
+    ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
+        if not hasattr(self, "_seen_set"):
+            self._seen_ids, self._seen_set = deque(), set()
+        async with self._conn() as conn:
+            if after is None:
+                rows = list(
+                    reversed(
+                        await conn.fetch(
+                            "SELECT id, origin, kind, data FROM opscore_telemetry "
+                            "ORDER BY id DESC LIMIT $1",
+                            limit,
+                        )
+                    )
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT id, origin, kind, data FROM opscore_telemetry WHERE id > $1 "
+                    "ORDER BY id LIMIT $2",
+                    max(int(after) - LOOKBACK, 0),
+                    limit + LOOKBACK,
+                )
+        entries = []
+        for row in rows:
+            if row[0] in self._seen_set:
+                continue
+            self._seen_set.add(row[0])
+            self._seen_ids.append(row[0])
+            entries.append((str(row[0]), row[1], row[2], row[3]))
+        while len(self._seen_ids) > 4 * (LOOKBACK + limit):
+            self._seen_set.discard(self._seen_ids.popleft())
+        ids = [int(e[0]) for e in entries] + ([int(after)] if after else [])
+        cursor = str(max(ids)) if ids else "0"
+        return cursor, entries

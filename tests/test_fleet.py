@@ -1,0 +1,120 @@
+"""The whole fleet from any replica: two Ops-Core processes on one Redis or PostgreSQL. A run
+started on one is whole, logs and spans, from the other; the rate limit holds across them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import KEY, store_url
+from .fakes import FakeFleet
+from .servers import OpsCoreProcess, wait_for
+from .storage_servers import free_port
+from .workflow_helpers import create, run, settle, task, template
+
+H = {"Authorization": f"Bearer {KEY}"}
+
+
+def _replicas(client: httpx.Client, key: str = KEY) -> int:
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    found = re.search(r"^opscore_replicas (\S+)$", metrics, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["redis", "postgresql"])
+def test_a_run_on_one_replica_is_whole_from_the_other(backend, request, tmp_path: Path) -> None:
+    url = store_url(request, backend, tmp_path)
+    a = OpsCoreProcess(url, free_port(), tmp_path / "a.log")
+    b = OpsCoreProcess(url, free_port(), tmp_path / "b.log")
+    a.start()
+    b.start()
+    fleet = FakeFleet(a.url, KEY).start()
+    try:
+        fleet.add("worker")
+        with (
+            httpx.Client(base_url=a.url, headers=H, timeout=10) as on_a,
+            httpx.Client(base_url=b.url, headers=H, timeout=10) as on_b,
+        ):
+            create(on_a, template("shared", task("one", nextTaskId="two"), task("two")))
+            sid = run(on_a, "shared")
+            detail = settle(on_a, sid)
+            assert detail["status"] == "completed"
+
+            # the logs of the run, all written by A, read from B (with the replica that wrote)
+            def logged_on_b() -> list[dict]:
+                items = on_b.get(
+                    "/v1/opscore/logs", params={"sessionId": sid, "limit": 200}
+                ).json()["items"]
+                messages = {r["message"] for r in items}
+                return items if {"workflow.started", "workflow.completed"} <= messages else []
+
+            records = wait_for(logged_on_b, timeout=20)
+            # the trigger was A's (B may have dispatched some of the tasks itself: one queue)
+            started = next(r for r in records if r["message"] == "workflow.started")
+            assert started.get("replica") and "replica" in started
+
+            # its spans too: the trace API and the run's timeline on B
+            def spans_on_b() -> set[str] | None:
+                spans = on_b.get(f"/v1/opscore/traces/{detail['traceId']}").json()
+                names = {s["name"] for s in spans.get("spans", [])}
+                return names if {"invoke_workflow shared", "invoke_agent worker"} <= names else None
+
+            assert wait_for(spans_on_b, timeout=20)
+            # one tree, whichever replica handed each task over: every span's parent is in it
+            # (but the request's, whose parent is the caller's, absent here)
+            spans = on_b.get(f"/v1/opscore/traces/{detail['traceId']}").json()["spans"]
+            ids = {s["spanId"] for s in spans}
+            orphans = [s["name"] for s in spans if s["parentId"] and s["parentId"] not in ids]
+            assert orphans == [], orphans
+            assert sum(s["name"] == "task" for s in spans) == 2
+            timeline = on_b.get(f"/v1/opscore/sessions/{sid}/timeline").json()
+            sources = {e["source"] for e in timeline["events"]}
+            assert {"run", "task", "attempt", "agent", "log", "span"} <= sources
+            # and each knows the other is up
+            wait_for(lambda: _replicas(on_a) == 2 and _replicas(on_b) == 2, timeout=20)
+    finally:
+        fleet.stop()
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_the_rate_limit_holds_across_replicas(request, tmp_path: Path) -> None:
+    url = store_url(request, "redis", tmp_path)
+    # a second admin key, with a bucket of its own, to watch the replicas without spending
+    # the tokens of the key under test
+    watcher = "watcher-key-0123456789abcdef"
+    limits = {
+        "OPSCORE_RATE_LIMIT_PER_SECOND": "1",
+        "OPSCORE_RATE_LIMIT_BURST": "20",
+        "OPSCORE_API_KEYS": watcher,
+    }
+    a = OpsCoreProcess(url, free_port(), tmp_path / "a.log", **limits)
+    b = OpsCoreProcess(url, free_port(), tmp_path / "b.log", **limits)
+    a.start()
+    b.start()
+    try:
+        with (
+            httpx.Client(base_url=a.url, headers=H, timeout=10) as on_a,
+            httpx.Client(base_url=b.url, headers=H, timeout=10) as on_b,
+        ):
+            wait_for(
+                lambda: _replicas(on_a, watcher) == 2 and _replicas(on_b, watcher) == 2,
+                timeout=20,
+            )
+            # a client spread over both by a load balancer: 20 requests of burst in total,
+            # each replica keeping half
+            answers = [
+                (on_a if i % 2 else on_b).get("/v1/opscore/agents").status_code for i in range(40)
+            ]
+        allowed = answers.count(200)
+        assert answers.count(429) == 40 - allowed
+        # 20 of burst in total, plus what refills while the 40 go (1/s in total)
+        assert 18 <= allowed <= 26, f"{allowed} of 40 got through a limit of 20 in total"
+    finally:
+        a.stop()
+        b.stop()
