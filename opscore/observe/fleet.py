@@ -20,13 +20,13 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import StorageError
 from ..storage.base import SharedTelemetry
 from .logs import LogBuffer
+from .outbox import Outbox
 from .tracing import Tracer, as_dict
 
 logger = logging.getLogger("opscore.fleet")
@@ -60,8 +60,8 @@ class FleetTelemetry:
 
     def start(self) -> None:
         # records logged from now on are also shipped
-        self.logs.outbox = deque(maxlen=OUTBOX)
-        self.tracer.outbox = deque(maxlen=OUTBOX)
+        self.logs.outbox = Outbox(OUTBOX)
+        self.tracer.outbox = Outbox(OUTBOX)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -97,8 +97,9 @@ class FleetTelemetry:
             await asyncio.sleep(self.interval)
 
     async def ship(self) -> None:
-        logs = self.logs.unshared(BATCH)
-        spans = self.tracer.unshared(BATCH - len(logs))
+        log_box, span_box = self.logs.outbox, self.tracer.outbox
+        logs = log_box.unshared(BATCH) if log_box else []
+        spans = span_box.unshared(BATCH - len(logs)) if span_box else []
         entries = [("log", json.dumps(_log_entry(r, self.origin), default=str)) for r in logs]
         entries += [("span", json.dumps(as_dict(s), default=str)) for s in spans]
         now = self.clock()
@@ -106,8 +107,10 @@ class FleetTelemetry:
             return
         await self.channel.publish_telemetry(self.origin, entries or [("up", "{}")])
         # only once they are in the store: a failed publish keeps them for the next try
-        self.logs.shared(len(logs))
-        self.tracer.shared(len(spans))
+        if log_box:
+            log_box.shared(len(logs))
+        if span_box:
+            span_box.shared(len(spans))
         self._last_sent = now
 
     async def pull(self) -> int:

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
     _FastJsonFormatter = JsonFormatter  # type: ignore[misc,assignment]
 
 from ..config import Settings
+from .outbox import Outbox
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "opscore_request_id", default=None
@@ -81,7 +82,7 @@ class LogBuffer(logging.Handler):
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         # with a shared store, this process's records also go to the other replicas
         # (observe.fleet); None while there is no one to tell
-        self.outbox: deque[dict[str, Any]] | None = None
+        self.outbox: Outbox[dict[str, Any]] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -105,23 +106,12 @@ class LogBuffer(logging.Handler):
         for entry in entries:
             self._append(dict(entry))
 
-    def unshared(self, limit: int) -> list[dict[str, Any]]:
-        """The oldest records not yet given to the other replicas (at most ``limit``)."""
-        with self._lock_:
-            return list(itertools.islice(self.outbox or (), limit))
-
-    def shared(self, count: int) -> None:
-        """The first ``count`` of those are now with the other replicas."""
-        with self._lock_:
-            for _ in range(min(count, len(self.outbox or ()))):
-                self.outbox.popleft()  # type: ignore[union-attr]
-
     def _append(self, entry: dict[str, Any], *, share: bool = False) -> None:
         with self._lock_:
             entry["id"] = next(self._ids)
             self.records.append(entry)
             if share and self.outbox is not None:
-                self.outbox.append(entry)
+                self.outbox.add(entry)
             waiters = list(self._waiters)
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)

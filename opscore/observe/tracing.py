@@ -17,14 +17,13 @@ memory for ``GET /traces/{id}``, the dashboard and run timelines; OTLP export, w
 from __future__ import annotations
 
 import contextvars
-import itertools
 import json
 import os
 import random
 import re
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from opentelemetry.trace import (
 )
 
 from .. import __version__
+from .outbox import Outbox
 
 MAX_OPEN = 100_000  # open spans kept (a run's spans may be ended by another replica)
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -126,7 +126,7 @@ class Tracer:
         self._traces: OrderedDict[str, list[ReadableSpan | dict[str, Any]]] = OrderedDict()
         # with a shared store, this process's spans also go to the other replicas
         # (observe.fleet); None while there is no one to tell
-        self.outbox: deque[ReadableSpan] | None = None
+        self.outbox: Outbox[ReadableSpan] | None = None
         self._open: dict[str, Span] = {}
         self._lock = threading.Lock()
         self._ids = _GivenIds()
@@ -227,7 +227,7 @@ class Tracer:
         """Called by ``_Buffer`` for every finished span, and by ``ingest``."""
         with self._lock:
             if self.outbox is not None and not isinstance(span, dict):
-                self.outbox.append(span)
+                self.outbox.add(span)
             spans = self._traces.get(trace_id)
             if spans is None:
                 spans = self._traces[trace_id] = []
@@ -268,17 +268,6 @@ class Tracer:
         done = {s["spanId"] for s in shaped}
         still_open = [s for s in still_open if s["spanId"] not in done]
         return sorted(shaped + still_open, key=lambda s: s["start"])
-
-    def unshared(self, limit: int) -> list[ReadableSpan]:
-        """The oldest finished spans not yet given to the other replicas (at most ``limit``)."""
-        with self._lock:
-            return list(itertools.islice(self.outbox or (), limit))
-
-    def shared(self, count: int) -> None:
-        """The first ``count`` of those are now with the other replicas."""
-        with self._lock:
-            for _ in range(min(count, len(self.outbox or ()))):
-                self.outbox.popleft()  # type: ignore[union-attr]
 
     def ingest(self, spans: list[dict[str, Any]]) -> None:
         """Spans another replica finished (``observe.fleet``), as the trace API shows them."""
