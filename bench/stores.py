@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -92,28 +92,6 @@ class RoundTrips:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def redis_store(tmp: Path):
-    from tests.storage_servers import RedisServer
-
-    server = RedisServer(tmp).start()
-    try:
-        yield server.url, server.port
-    finally:
-        server.stop()
-
-
-@contextmanager
-def postgres_store(tmp: Path):
-    from tests.storage_servers import PostgresServer
-
-    server = PostgresServer(tmp).start()
-    try:
-        yield server.url, server.port
-    finally:
-        server.remove()
 
 
 def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) -> dict[str, Any]:
@@ -184,13 +162,20 @@ SHARED = ("redis", "postgresql")
 
 
 def _start_store(name: str, stack: ExitStack, directory: Path) -> tuple[str, int | None]:
+    """The store's URL (and server port), its server started now and stopped with ``stack``."""
     if name == "memory":
         return "memory://", None
     if name == "sqlite":
         return f"sqlite:///{directory}/bench.db", None
+    from tests.storage_servers import PostgresServer, RedisServer
+
     if name == "redis":
-        return stack.enter_context(redis_store(directory))
-    return stack.enter_context(postgres_store(directory))
+        redis = RedisServer(directory).start()
+        stack.callback(redis.stop)
+        return redis.url, redis.port
+    postgres = PostgresServer().start()
+    stack.callback(postgres.remove)
+    return postgres.url, postgres.port
 
 
 def main() -> None:

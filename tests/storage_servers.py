@@ -89,7 +89,7 @@ class PostgresServer:
     loopback port, stopped by PID. As root it runs as the ``postgres`` system user, since
     PostgreSQL refuses to run as root."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self) -> None:
         self.port = free_port()
         # its own directory under /tmp: pytest's temporary root is private to the test user
         self.dir = Path(tempfile.mkdtemp(prefix="opscore-pg-"))

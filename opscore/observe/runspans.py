@@ -107,12 +107,12 @@ class RunSpans:
             taskId=task.task_id,
         )
 
-    def dispatched(self, task: TaskRun) -> bool:
-        """The wait in the queue ends, the attempt begins; True when the wait was timed here."""
+    def dispatched(self, task: TaskRun) -> None:
+        """The wait in the queue ends, the attempt begins."""
         trace_id = self._trace(task)
         if trace_id is None:
-            return False
-        waited = self._end(
+            return
+        self._end(
             f"queued:{task.task_id}",
             "task.queued",
             task,
@@ -131,7 +131,6 @@ class RunSpans:
             agentId=task.agent_id,
             attempt=task.attempts,
         )
-        return waited
 
     def hand_over(self, task: TaskRun, agent: Agent, endpoint: str | None) -> Span:
         """The hand-over: the GenAI conventions' ``invoke_agent`` CLIENT span, a child of the

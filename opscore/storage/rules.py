@@ -1,4 +1,5 @@
-"""The one rule every backend's ``record_state`` applies inside its own atomic section."""
+"""The rules every backend applies inside its own atomic section: a state report
+(``record_state``) and an agent's task slots (``claim_agent_slot``, ``release_agent_slot``)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def apply_state(agent: Agent | None, record: StateRecord) -> tuple[Agent, bool]:
         }
     )
     return updated, False
+
+
+def slot_claimed(agent: Agent, task_id: str) -> tuple[Agent | None, bool]:
+    """(the agent holding ``task_id`` in a slot, or None when nothing changes; whether it
+    holds it): a full agent takes nothing, a task it already holds keeps its slot."""
+    if len(agent.active_tasks) >= agent.max_concurrency:
+        return None, False
+    if task_id in agent.active_tasks:
+        return None, True
+    return agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]}), True
+
+
+def slot_released(agent: Agent, task_id: str) -> Agent | None:
+    """The agent without ``task_id`` among its active tasks, or None when it had none."""
+    if task_id not in agent.active_tasks:
+        return None
+    return agent.model_copy(
+        update={"active_tasks": [t for t in agent.active_tasks if t != task_id]}
+    )

@@ -13,7 +13,7 @@ from ...models import (
     Page,
     StateRecord,
 )
-from ..rules import apply_state
+from ..rules import apply_state, slot_claimed, slot_released
 from .base import _Base, _page
 
 
@@ -124,17 +124,16 @@ class AgentRecords(_Base):
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         with self._lock:
             agent = self._agents.get(agent_id)
-            if agent is None or len(agent.active_tasks) >= agent.max_concurrency:
+            if agent is None:
                 return False
-            if task_id not in agent.active_tasks:
-                self._agents[agent_id] = agent.model_copy(
-                    update={"active_tasks": [*agent.active_tasks, task_id]}
-                )
-            return True
+            changed, held = slot_claimed(agent, task_id)
+            if changed is not None:
+                self._agents[agent_id] = changed
+            return held
 
     async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
         with self._lock:
             agent = self._agents.get(agent_id)
-            if agent is not None and task_id in agent.active_tasks:
-                remaining = [t for t in agent.active_tasks if t != task_id]
-                self._agents[agent_id] = agent.model_copy(update={"active_tasks": remaining})
+            changed = slot_released(agent, task_id) if agent is not None else None
+            if changed is not None:
+                self._agents[agent_id] = changed

@@ -3,8 +3,8 @@ several Ops-Core replicas; see ``base`` for how it stays atomic and wakes every 
 
 from __future__ import annotations
 
+from ..guard import guard_methods
 from .agents import AgentRecords
-from .base import _guard
 from .queue import QueueRecords
 from .runs import RunRecords
 from .telemetry import TelemetryChannel
@@ -20,10 +20,14 @@ class PostgresStorage(AgentRecords, RunRecords, QueueRecords, TelemetryChannel):
 
 __all__ = ["PostgresStorage"]
 
+
+def _postgres_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
 # Every public store method answers StorageError while PostgreSQL is unreachable.
-for _name in {n for klass in PostgresStorage.__mro__[:-1] for n in vars(klass)}:
-    if _name.startswith("_") or _name in ("open", "close", "set_queue_listener"):
-        continue
-    _attr = getattr(PostgresStorage, _name)
-    if callable(_attr) and getattr(_attr, "__code__", None) and _attr.__code__.co_flags & 0x80:
-        setattr(PostgresStorage, _name, _guard(_attr))
+guard_methods(
+    PostgresStorage, _postgres_errors, "PostgreSQL", skip=("open", "close", "set_queue_listener")
+)

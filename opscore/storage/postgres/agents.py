@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ...models import Agent, Page, StateRecord
-from ..rules import apply_state
+from ..rules import apply_state, slot_claimed, slot_released
 from .base import Write, _Base, _load
 
 _READ_AGENT = "SELECT doc FROM opscore_agents WHERE agent_id = $1"
@@ -219,25 +219,17 @@ class AgentRecords(_Base):
         return [_load(StateRecord, r[0]) for r in rows]
 
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
-        claimed = [False]
+        held = [False]
 
         def change(agent: Agent) -> Agent | None:
-            claimed[0] = len(agent.active_tasks) < agent.max_concurrency  # decided anew per try
-            if not claimed[0] or task_id in agent.active_tasks:
-                return None
-            return agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]})
+            changed, held[0] = slot_claimed(agent, task_id)  # decided anew per try
+            return changed
 
         await self._change_agent(agent_id, change)
-        return claimed[0]
+        return held[0]
 
     async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
-        def change(agent: Agent) -> Agent | None:
-            if task_id not in agent.active_tasks:
-                return None
-            remaining = [t for t in agent.active_tasks if t != task_id]
-            return agent.model_copy(update={"active_tasks": remaining})
-
         # No NOTIFY: the replica that frees a slot wakes its own dispatcher, which takes work
         # for it from the shared queue; waking every other replica too cost each of them a
         # pass that found nothing (bench/README.md).
-        await self._change_agent(agent_id, change)
+        await self._change_agent(agent_id, lambda agent: slot_released(agent, task_id))

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -44,23 +44,6 @@ _FINISHED = ["completed", "failed", "cancelled"]
 
 def _load(model: type[M], doc: str) -> M:
     return model.model_validate_json(doc)
-
-
-def _guard(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Driver errors become StorageError (503), domain errors pass through."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> R:
-        import asyncpg
-
-        try:
-            return await method(*args, **kwargs)
-        except OpsCoreError:
-            raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise StorageError(f"PostgreSQL unavailable: {exc}") from exc
-
-    return wrapper
 
 
 async def _no_reset(_conn: Any) -> None:
@@ -86,6 +69,9 @@ class _Base:
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
         self._seen = Seen(4096)
+        # the telemetry channel's ids this reader has passed, oldest first (telemetry.py)
+        self._seen_ids: deque[int] = deque()
+        self._seen_set: set[int] = set()
 
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
         self._on_queue = listener

@@ -7,8 +7,6 @@ has seen (``_seen_ids``), so no entry is skipped because another replica committ
 
 from __future__ import annotations
 
-from collections import deque
-
 from .base import _Base
 
 KEEP = 20_000
@@ -16,9 +14,6 @@ LOOKBACK = 500
 
 
 class TelemetryChannel(_Base):
-    _seen_ids: deque[int]
-    _seen_set: set[int]
-
     async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
         if not entries:
             return
@@ -39,8 +34,6 @@ class TelemetryChannel(_Base):
     async def read_telemetry(
         self, after: str | None, limit: int
     ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
-        if not hasattr(self, "_seen_set"):
-            self._seen_ids, self._seen_set = deque(), set()
         async with self._conn() as conn:
             if after is None:
                 rows = list(

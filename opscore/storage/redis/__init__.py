@@ -9,8 +9,8 @@ replica's dispatcher gets it. Turn on Redis's append-only file for durability.
 
 from __future__ import annotations
 
+from ..guard import guard_methods
 from .agents import AgentRecords
-from .base import _guard
 from .queue import QueueRecords
 from .runs import RunRecords
 from .telemetry import TelemetryChannel
@@ -26,10 +26,12 @@ class RedisStorage(AgentRecords, RunRecords, QueueRecords, TelemetryChannel):
 
 __all__ = ["RedisStorage"]
 
-# Every public store method answers StorageError while Redis is unreachable (see ``_guard``).
-for _name in {n for klass in RedisStorage.__mro__[:-1] for n in vars(klass)}:
-    if _name.startswith("_") or _name in ("k", "open"):
-        continue
-    _attr = getattr(RedisStorage, _name)
-    if callable(_attr) and getattr(_attr, "__code__", None) and _attr.__code__.co_flags & 0x80:
-        setattr(RedisStorage, _name, _guard(_attr))
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
+# Every public store method answers StorageError while Redis is unreachable.
+guard_methods(RedisStorage, _redis_errors, "Redis", skip=("k", "open"))

@@ -11,7 +11,7 @@ from ...models import (
     Page,
     StateRecord,
 )
-from ..rules import apply_state
+from ..rules import apply_state, slot_claimed, slot_released
 from .base import (
     _Base,
     _load,
@@ -192,26 +192,15 @@ class AgentRecords(_Base):
         return [r for r in (_load(StateRecord, raw) for raw in raws) if r is not None]
 
     async def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
-        claimed = [False]
+        held = [False]
 
         def change(agent: Agent) -> Agent | None:
-            claimed[0] = False  # decide() runs again when a concurrent write wins the race
-            if len(agent.active_tasks) >= agent.max_concurrency:
-                return None
-            claimed[0] = True
-            if task_id in agent.active_tasks:
-                return None
-            return agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]})
+            # decide() runs again when a concurrent write wins the race: so does this
+            changed, held[0] = slot_claimed(agent, task_id)
+            return changed
 
         await self._update_agent(agent_id, change)
-        return claimed[0]
+        return held[0]
 
     async def release_agent_slot(self, agent_id: str, task_id: str) -> None:
-        def change(agent: Agent) -> Agent | None:
-            if task_id not in agent.active_tasks:
-                return None
-            return agent.model_copy(
-                update={"active_tasks": [t for t in agent.active_tasks if t != task_id]}
-            )
-
-        await self._update_agent(agent_id, change)
+        await self._update_agent(agent_id, lambda agent: slot_released(agent, task_id))

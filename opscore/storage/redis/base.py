@@ -11,8 +11,7 @@ replica's dispatcher gets it. Turn on Redis's append-only file for durability.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -204,23 +203,6 @@ def _load(model: type[M], raw: str | None) -> M | None:
 
 def _page(items: list[M], offset: int, limit: int) -> Page[M]:
     return Page(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
-
-
-def _guard(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Driver errors become StorageError (503), domain errors pass through."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> R:
-        from redis.exceptions import RedisError
-
-        try:
-            return await method(*args, **kwargs)
-        except OpsCoreError:
-            raise
-        except (RedisError, OSError) as exc:
-            raise StorageError(f"Redis unavailable: {exc}") from exc
-
-    return wrapper
 
 
 class _Base:

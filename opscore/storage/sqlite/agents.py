@@ -12,7 +12,7 @@ from ...models import (
     Page,
     StateRecord,
 )
-from ..rules import apply_state
+from ..rules import apply_state, slot_claimed, slot_released
 from .base import _Base, _doc, _load, off_loop
 
 
@@ -186,18 +186,17 @@ class AgentRecords(_Base):
     def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
-            if agent is None or len(agent.active_tasks) >= agent.max_concurrency:
+            if agent is None:
                 return False
-            if task_id not in agent.active_tasks:
-                self._put_agent(
-                    db, agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]})
-                )
-            return True
+            changed, held = slot_claimed(agent, task_id)
+            if changed is not None:
+                self._put_agent(db, changed)
+            return held
 
     @off_loop
     def release_agent_slot(self, agent_id: str, task_id: str) -> None:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
-            if agent is not None and task_id in agent.active_tasks:
-                remaining = [t for t in agent.active_tasks if t != task_id]
-                self._put_agent(db, agent.model_copy(update={"active_tasks": remaining}))
+            changed = slot_released(agent, task_id) if agent is not None else None
+            if changed is not None:
+                self._put_agent(db, changed)
