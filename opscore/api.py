@@ -30,6 +30,7 @@ from .http.routes import (
     admin,
     agents,
     dashboard,
+    decisions,
     logs,
     sessions,
     state,
@@ -202,7 +203,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
     app.include_router(dashboard.router)
     app.include_router(state.ingest)  # authenticated by the middleware; see http/routes/state.py
     protected = [Depends(authenticate)]
-    for module in (agents, state, workflows, sessions, tasks, logs, telemetry, admin):
+    for module in (agents, state, workflows, sessions, tasks, decisions, logs, telemetry, admin):
         app.include_router(module.router, dependencies=protected)
 
     settings = services.settings

@@ -137,7 +137,12 @@ def build_services(
         workflow.handovers,
         wakeup=workflow.engine.wakeup,
         available_states=frozenset(settings.dispatchable_states),
-        sweeps=[workflow.outcomes.sweep_timeouts, liveness.sweep, workflow.retention.sweep],
+        sweeps=[
+            workflow.outcomes.sweep_timeouts,
+            workflow.decisions.sweep,
+            liveness.sweep,
+            workflow.retention.sweep,
+        ],
         telemetry=telemetry,
     )
     dispatcher.reconcile_hooks.append(workflow.recover)

@@ -141,3 +141,15 @@ def store_url(request: Any, backend: str, tmp_path: Any) -> str:
     server = request.getfixturevalue(f"{backend}_server")
     server.flush()
     return str(server.url)
+
+
+@pytest.fixture(params=STORES)
+def ops(request, fleet_factory, tmp_path):
+    """Ops-Core on each storage backend with a fleet of fake agents, and an admin client:
+    every whole-flow test that takes it runs once per store."""
+    settings = make_settings(storage_url=store_url(request, request.param, tmp_path))
+    server, fleet = fleet_factory(settings)
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    ) as c:
+        yield c, fleet, server

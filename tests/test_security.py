@@ -105,6 +105,38 @@ def test_operator_runs_workflows_and_manages_templates(secured) -> None:
     assert c["ops"].get("/v1/opscore/dead-letters").status_code == 200
 
 
+def test_operators_decide_approvals_agents_may_only_signal_viewers_neither(secured) -> None:
+    _, c, _ = secured
+    admin = c["admin"]
+    create(
+        admin,
+        template(
+            "gated",
+            {"taskId": "review", "kind": "approval"},
+            {"taskId": "paid", "kind": "signal", "wait": {"signal": "paid"}},
+        ),
+    )
+    sid = admin.post("/v1/opscore/workflows/gated/runs", json={}).json()["sessionId"]
+    items = wait_for(lambda: len(c["viewer"].get("/v1/opscore/waiting").json()["items"]) == 2)
+    assert items
+    review = admin.get(f"/v1/opscore/sessions/{sid}").json()["taskIds"]["review"]
+
+    for name in ("viewer", "agent"):
+        denied = c[name].post(f"/v1/opscore/tasks/{review}/approve", json={})
+        assert denied.status_code == 403, name
+    assert c["viewer"].post(f"/v1/opscore/sessions/{sid}/signals/paid", json={}).status_code == 403
+    signalled = c["agent"].post(f"/v1/opscore/sessions/{sid}/signals/paid", json={})
+    assert signalled.status_code == 200
+    assert signalled.json()[0]["decision"]["decidedBy"] == "summarizer-agent"
+    approved = c["ops"].post(f"/v1/opscore/tasks/{review}/approve", json={"comment": "ok"})
+    assert approved.status_code == 200
+    assert approved.json()["decision"]["decidedBy"] == "ci-operator"
+    done = wait_for(
+        lambda: admin.get(f"/v1/opscore/sessions/{sid}").json()["status"] == "completed"
+    )
+    assert done
+
+
 def test_denials_are_logged_with_the_key_name_never_the_key(secured) -> None:
     server, c, _ = secured
     c["viewer"].post("/v1/opscore/workflows/wf/runs", json={})

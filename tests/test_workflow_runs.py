@@ -6,25 +6,13 @@ import threading
 from datetime import datetime
 
 import httpx
-import pytest
 
 from opscore.dispatch.dispatcher import BATCH
 
-from .conftest import KEY, STORES, contract, make_settings, store_url
+from .conftest import KEY, contract, make_settings
 from .fakes import Behaviour, FakeAgentKit
 from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
-
-
-@pytest.fixture(params=STORES)
-def ops(request, fleet_factory, tmp_path):
-    """Every whole-flow test runs on each storage backend."""
-    settings = make_settings(storage_url=store_url(request, request.param, tmp_path))
-    server, fleet = fleet_factory(settings)
-    with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
-    ) as c:
-        yield c, fleet, server
 
 
 def test_three_step_sequence_passes_results_along_and_completes(ops) -> None:

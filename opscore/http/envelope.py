@@ -66,9 +66,10 @@ def from_validation_errors(errors: Sequence[Any]) -> ErrorReply:
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid"}
     where = ".".join(str(p) for p in first["loc"][1:] or first["loc"])
-    message = (
-        f"Invalid request: {where}: {first['msg']}" if where else f"Invalid request: {first['msg']}"
-    )
+    what = first["msg"]
+    if first.get("type") == "extra_forbidden" and first["loc"]:
+        what = f"unknown field '{first['loc'][-1]}'"  # a misspelt key must not pass unnoticed
+    message = f"Invalid request: {where}: {what}" if where else f"Invalid request: {what}"
     return ErrorReply(422, "VALIDATION_ERROR", message, details)
 
 

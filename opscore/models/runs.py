@@ -7,9 +7,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from .common import ID_PATTERN, ApiModel
+from .decisions import Decision, StepKind, WaitPolicy
+
+# template models refuse unknown keys (a misspelt field must not silently do nothing)
+_STRICT = ConfigDict(extra="forbid")
 
 # --- sessions -------------------------------------------------------------------------------
 
@@ -57,6 +61,8 @@ class Session(ApiModel):
 
 
 class RetryPolicy(ApiModel):
+    model_config = _STRICT
+
     max_attempts: int | None = Field(None, ge=1, le=100, description="Default: server setting.")
     backoff_seconds: float | None = Field(None, ge=0, le=3600)
     backoff_multiplier: float = Field(2.0, ge=1, le=10)
@@ -65,6 +71,8 @@ class RetryPolicy(ApiModel):
 
 
 class TaskDefinition(ApiModel):
+    model_config = _STRICT
+
     task_id: str = Field(pattern=ID_PATTERN, examples=["fetch"])
     name: str = Field("", max_length=200)
     agent_capability: str | None = Field(None, max_length=100, examples=["fetch"])
@@ -81,10 +89,31 @@ class TaskDefinition(ApiModel):
     delay_seconds: float = Field(0, ge=0, le=86400, description="Wait this long once ready.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback_task_id: str | None = Field(None, pattern=ID_PATTERN)
+    kind: StepKind = Field(
+        "agent",
+        description=(
+            "agent: an agent does the step; approval: an operator approves or rejects it; "
+            "signal: it waits for a named signal (see wait)."
+        ),
+    )
+    when: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description=(
+            "A CEL condition over input, tasks.<id>.result and tasks.<id>.status; false: the "
+            "step ends skipped (docs/conditions.md)."
+        ),
+        examples=['tasks.check.result.score > 0.8 && input.mode == "full"'],
+    )
+    wait: WaitPolicy | None = Field(None, description="How an approval or signal step waits.")
 
 
 class WorkflowDefinition(ApiModel):
-    """A template; the prototype's format (id, name, description, version, tasks) loads as is."""
+    """A template; the prototype's format (id, name, description, version, tasks) loads as is.
+    Unknown keys are refused."""
+
+    model_config = _STRICT
 
     id: str = Field(pattern=ID_PATTERN, examples=["research-digest"])
     name: str = Field("", max_length=200)
@@ -99,8 +128,15 @@ class WorkflowDefinition(ApiModel):
 
 
 class WorkflowTemplate(WorkflowDefinition):
+    # a stored template is read back as it was written, by this or an older version
+    model_config = ConfigDict(extra="ignore")
+
     created_at: datetime
     source: str = "api"
+
+    def definition(self) -> WorkflowDefinition:
+        """The definition alone, without what storing it added."""
+        return WorkflowDefinition.model_validate(self.model_dump(exclude={"created_at", "source"}))
 
 
 class WorkflowTrigger(ApiModel):
@@ -136,9 +172,11 @@ class TaskStatus(StrEnum):
     QUEUED = "queued"
     DISPATCHED = "dispatched"
     RUNNING = "running"
+    WAITING = "waiting"  # an approval or signal step, until it is decided
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # its condition was false, or a prerequisite was skipped
 
 
 class TaskAttempt(ApiModel):
@@ -175,6 +213,11 @@ class TaskRun(ApiModel):
     jitter: float = 0.2
     fallback_task_id: str | None = None
     fallback_for: str | None = Field(None, description="Step this fallback stands in for.")
+    kind: StepKind = "agent"
+    when: str | None = None
+    wait: WaitPolicy | None = None
+    decision: Decision | None = Field(None, description="How an approval or signal step ended.")
+    skip_reason: str | None = None
     attempts: int = 0
     uncharged_attempts: int = Field(
         0, description="Attempts not charged to the retry budget (agent lost, or re-driven)."

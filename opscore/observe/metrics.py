@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ..models import Agent, Session, TaskRun
+from ..models import Agent, Session, TaskRun, TaskStatus
 from ..storage.base import Storage
 from . import genai
 from .runspans import RunSpans
@@ -65,7 +65,10 @@ class Telemetry:
             "opscore_agent_probes", "Probes of silent agents' endpoints", ["result"], registry=r
         )
         self.task_outcomes = Counter(
-            "opscore_task_outcomes", "Task attempt outcomes", ["outcome"], registry=r
+            "opscore_task_outcomes",
+            "Task attempt outcomes, skips and decisions",
+            ["outcome"],
+            registry=r,
         )
         self.dispatch_latency = Histogram(
             "opscore_dispatch_latency_seconds",
@@ -177,6 +180,17 @@ class Telemetry:
 
     def _on_cancelled(self, task: TaskRun, extra: dict[str, Any]) -> None:
         self.spans.cancelled(task)
+
+    def _on_skipped(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        self.task_outcomes.labels("skipped").inc()
+        self.spans.task_ended(task, "ok", skipped=task.skip_reason)
+
+    def _on_decided(self, task: TaskRun, extra: dict[str, Any]) -> None:
+        """An approval or signal step decided (approved, rejected, signalled, timed_out)."""
+        outcome = str(extra.get("outcome", "decided"))
+        self.task_outcomes.labels(outcome).inc()
+        ok = task.status == TaskStatus.COMPLETED
+        self.spans.task_ended(task, "ok" if ok else "error", outcome=outcome, error=task.error)
 
     # --- runs ------------------------------------------------------------------------------
     def start_run(

@@ -34,13 +34,25 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "workflows:write",
             "runs:write",
             "tasks:result",
+            "approvals:write",
+            "signals:send",
             "admin",
         }
     ),
     "operator": frozenset(
-        {"read", "agents:write", "state:write", "workflows:write", "runs:write", "tasks:result"}
+        {
+            "read",
+            "agents:write",
+            "state:write",
+            "workflows:write",
+            "runs:write",
+            "tasks:result",
+            "approvals:write",
+            "signals:send",
+        }
     ),
-    "agent": frozenset({"state:write", "tasks:result"}),
+    # agents may signal a run (an event they saw), never approve a step
+    "agent": frozenset({"state:write", "tasks:result", "signals:send"}),
     "viewer": frozenset({"read"}),
 }
 

@@ -181,7 +181,8 @@ class Storage(Protocol):
         """
 
     async def inflight_tasks(self) -> list[TaskRun]:
-        """Tasks in status dispatched or running."""
+        """Tasks in status dispatched, running or waiting (for a decision): the ones whose
+        deadline a sweep watches."""
 
     # --- queue ------------------------------------------------------------------------------
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:

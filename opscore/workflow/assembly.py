@@ -15,6 +15,7 @@ from ..observe.metrics import Telemetry
 from ..storage.base import Storage
 from .catalog import TemplateCatalog
 from .dead_letters import DeadLetterService
+from .decisions import DecisionService
 from .engine import WorkflowEngine
 from .handover import Handovers
 from .outcomes import TaskOutcomes
@@ -37,6 +38,7 @@ class Workflow:
     handovers: Handovers
     reports: AgentReports
     dead_letters: DeadLetterService
+    decisions: DecisionService
     retention: Retention
 
     async def recover(self) -> int:
@@ -70,5 +72,6 @@ def build_workflow(
         handovers=Handovers(outcomes),
         reports=reports,
         dead_letters=DeadLetterService(engine),
+        decisions=DecisionService(engine, outcomes),
         retention=Retention(engine),
     )

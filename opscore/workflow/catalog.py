@@ -55,7 +55,7 @@ class TemplateCatalog:
                 "workflow.created", {"workflowId": template.id, "version": template.version}
             )
             return template, True
-        if WorkflowDefinition.model_validate(existing.model_dump()) == definition:
+        if existing.definition() == definition:
             return existing, False
         raise ConflictError(
             f"Workflow '{definition.id}' version '{definition.version}' exists with a different "

@@ -20,6 +20,8 @@ from ..models import DeadLetter, Session, SessionStatus, TaskAttempt, TaskRun, T
 from ..observe.logs import log_operation
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
+from .conditions import gate
+from .steps import WaitListener, skip_step, start_wait
 from .substitution import SubstitutionTooLargeError, substitute
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task
 
@@ -43,6 +45,7 @@ class WorkflowEngine:
         # Set whenever the dispatcher may have something new to do; it waits on this event.
         self.wakeup = asyncio.Event()
         self.telemetry: Telemetry | None = None
+        self.wait_listeners: list[WaitListener] = []
 
     def notify_dispatcher(self) -> None:
         """Wake the dispatcher: a task was queued or an agent slot freed."""
@@ -78,15 +81,33 @@ class WorkflowEngine:
         if session is None or session.status != SessionStatus.RUNNING:
             return
         tasks = await self.storage.session_tasks(session_id)
-        satisfied = satisfied_steps(tasks)
         fallbacks = {t.step_id for t in tasks if t.fallback_for}
-        context = substitution_context(session, tasks)
-        for task in tasks:
-            if (
-                task.status == S.PENDING
-                and task.step_id not in fallbacks
-                and all(d in satisfied for d in task.depends_on)
-            ):
+        started: set[str] = set()
+        skipped_some = True
+        while skipped_some:  # a skipped step may settle the steps below it: look again
+            skipped_some = False
+            satisfied = satisfied_steps(tasks)
+            skipped = {t.step_id for t in tasks if t.status == S.SKIPPED}
+            context = substitution_context(session, tasks)
+            for i, task in enumerate(tasks):
+                if (
+                    task.status != S.PENDING
+                    or task.step_id in fallbacks
+                    or task.task_id in started
+                    or not all(d in satisfied for d in task.depends_on)
+                ):
+                    continue
+                verdict = gate(task.when, task.depends_on, skipped, context)
+                if verdict.action == "fail":
+                    await self._refuse(task, verdict.reason)
+                    return
+                if verdict.action == "skip":
+                    moved = await skip_step(self, task, verdict.reason)
+                    if moved is not None:
+                        tasks[i] = moved
+                        skipped_some = True
+                    continue
+                started.add(task.task_id)
                 await self.enqueue_task(task, context)
         if all(t.step_id in satisfied for t in tasks if t.step_id not in fallbacks):
             await self._finish_session(session, tasks)
@@ -109,6 +130,9 @@ class WorkflowEngine:
         except SubstitutionTooLargeError as exc:
             await self._refuse(task, exc.message)
             return
+        if task.kind != "agent":  # an approval or signal step waits instead of queueing
+            await start_wait(self, task, resolved, from_status or frozenset({S.PENDING}), **changes)
+            return
         queued = await move_task(
             self.storage,
             task.task_id,
@@ -125,8 +149,9 @@ class WorkflowEngine:
             self.notify_dispatcher()
 
     async def _refuse(self, task: TaskRun, error: str) -> None:
-        """A task whose parameters, with earlier results substituted, are too large: it fails
-        without being sent (retrying cannot shrink them), and so does its run."""
+        """A task whose parameters, with earlier results substituted, are too large, or whose
+        condition cannot be evaluated: it fails without being sent (retrying cannot change
+        that), and so does its run."""
         failed = await move_task(
             self.storage,
             task.task_id,
@@ -228,8 +253,8 @@ class WorkflowEngine:
 
 
 def satisfied_steps(tasks: list[TaskRun]) -> set[str]:
-    """Steps that completed, or failed but whose fallback completed."""
-    satisfied = {t.step_id for t in tasks if t.status == S.COMPLETED}
+    """Steps that completed or were skipped, or failed but whose fallback completed."""
+    satisfied = {t.step_id for t in tasks if t.status in (S.COMPLETED, S.SKIPPED)}
     return satisfied | {t.fallback_for for t in tasks if t.fallback_for and t.status == S.COMPLETED}
 
 

@@ -176,7 +176,7 @@ class TaskOutcomes:
         await engine.release(task)
         engine.observe("attempt_failed", failed, outcome=outcome, error=error)
         engine.observe("failed", failed)
-        await self._after_exhausted(failed)
+        await self.after_exhausted(failed)
         return True
 
     def backoff(self, task: TaskRun, failures: int) -> float:
@@ -185,7 +185,8 @@ class TaskOutcomes:
         base = min(base, task.max_backoff_seconds)
         return max(0.0, base * (1 + task.jitter * (2 * self.rng() - 1)))
 
-    async def _after_exhausted(self, task: TaskRun) -> None:
+    async def after_exhausted(self, task: TaskRun) -> None:
+        """A task failed for good: its fallback runs, else it is dead-lettered."""
         engine = self.engine
         context = {"sessionId": task.session_id, "taskId": task.task_id, "error": task.error}
         if task.fallback_task_id:
@@ -251,5 +252,7 @@ class TaskOutcomes:
         longer than a task's timeout the sweep would otherwise run first, and the task twice."""
         held = self.answers_held()
         for task in await self.storage.inflight_tasks():
+            if task.status == S.WAITING:  # a wait's timeout decides it (decisions.py)
+                continue
             if task.deadline is not None and task.deadline <= now and task.task_id not in held:
                 await self.fail_attempt(task, timeout_error(task), outcome="timeout")

@@ -166,6 +166,9 @@ class RunService:
                     jitter=t.retry.jitter,
                     fallback_task_id=t.fallback_task_id,
                     fallback_for=fallback_for.get(t.task_id),
+                    kind=t.kind,
+                    when=t.when,
+                    wait=t.wait,
                     created_at=now,
                 )
             )

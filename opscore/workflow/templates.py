@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..errors import BadRequestError
 from ..models import TaskDefinition, WorkflowDefinition
+from .conditions import compile_condition, condition_task_refs
 from .substitution import TemplateError, task_references
 
 _MAX_DEPTH = 32
@@ -68,14 +69,37 @@ def build_definition(data: Mapping[str, Any], *, max_tasks: int) -> WorkflowDefi
     try:
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors()
         raise TemplateError(
-            "Template is invalid",
-            details=[
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-            ],
+            f"Template is invalid: {describe_error(errors[0], data)}",
+            details=[{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors],
         ) from None
     validate_definition(definition, max_tasks=max_tasks)
     return definition
+
+
+def describe_error(error: Mapping[str, Any], data: Any = None) -> str:
+    """One validation error as a sentence naming the field (and the task, when in one):
+    "unknown field 'whenn' in task 'fetch'" rather than a bare "extra inputs"."""
+    loc = [str(p) for p in error.get("loc", ())]
+    where = ".".join(loc) or "template"
+    task = _task_named(loc, data)
+    suffix = f" in task '{task}'" if task else ""
+    if error.get("type") == "extra_forbidden":
+        return f"unknown field '{loc[-1] if loc else where}'{suffix} (at {where})"
+    return f"{where}{suffix}: {error.get('msg', 'invalid')}"
+
+
+def _task_named(loc: list[str], data: Any) -> str | None:
+    """The taskId of the task a location points into, if it has one."""
+    if len(loc) < 2 or loc[0] != "tasks" or not loc[1].isdigit() or not isinstance(data, Mapping):
+        return None
+    tasks = data.get("tasks")
+    index = int(loc[1])
+    if isinstance(tasks, list) and index < len(tasks) and isinstance(tasks[index], Mapping):
+        task_id = tasks[index].get("taskId", tasks[index].get("task_id"))
+        return task_id if isinstance(task_id, str) else None
+    return None
 
 
 def dependencies(definition: WorkflowDefinition) -> dict[str, set[str]]:
@@ -131,14 +155,24 @@ def validate_definition(definition: WorkflowDefinition, *, max_tasks: int) -> No
             allowed = set().union(
                 *(ancestors[t.task_id] for t in tasks if t.fallback_task_id == task.task_id)
             )
-        for ref in task_references(task.parameters):
+        refs = [(ref, "parameters") for ref in task_references(task.parameters)]
+        if task.when is not None:
+            if task.task_id in fallbacks:
+                raise TemplateError(
+                    f"Fallback task '{task.task_id}' cannot have a condition (when): it runs "
+                    "when the task it stands in for failed; give the condition to that task"
+                )
+            compile_condition(task.when)
+            refs += [(ref, "condition") for ref in sorted(condition_task_refs(task.when))]
+        for ref, where in refs:
             if ref not in by_id:
                 raise TemplateError(
-                    f"Task '{task.task_id}' references unknown task '{ref}' in its parameters"
+                    f"Task '{task.task_id}' references unknown task '{ref}' in its {where}"
                 )
             if ref not in allowed:
                 raise TemplateError(
-                    f"Task '{task.task_id}' references task '{ref}', which does not run before it"
+                    f"Task '{task.task_id}' references task '{ref}' in its {where}, which does "
+                    "not run before it"
                 )
 
 
@@ -154,6 +188,7 @@ def _check_task_refs(task: TaskDefinition, by_id: Mapping[str, TaskDefinition]) 
             raise TemplateError(f"Task '{task.task_id}' {label} names unknown task '{ref}'")
         if ref == task.task_id:
             raise TemplateError(f"Task '{task.task_id}' {label} names itself")
+    _check_kind(task)
     if task.target == "agent" and not task.agent_id:
         raise TemplateError(f"Task '{task.task_id}' has target 'agent' but no agentId")
     if task.target == "capability" and not task.agent_capability:
@@ -162,6 +197,35 @@ def _check_task_refs(task: TaskDefinition, by_id: Mapping[str, TaskDefinition]) 
         _check_depth(task.parameters, 0)
     except RecursionError:  # pragma: no cover - guarded by _MAX_DEPTH
         raise TemplateError(f"Task '{task.task_id}' parameters nest too deeply") from None
+
+
+_TIMEOUT_OUTCOMES = {"approval": ("approve", "reject"), "signal": ("complete", "fail")}
+
+
+def _check_kind(task: TaskDefinition) -> None:
+    """Approval and signal steps wait for a decision, not an agent: no agent fields on them,
+    and a wait policy that fits their kind."""
+    name = f"Task '{task.task_id}'"
+    if task.kind == "agent":
+        if task.wait is not None:
+            raise TemplateError(f"{name} has a wait policy; only approval and signal steps wait")
+        return
+    if task.agent_capability or task.agent_id or task.target != "auto":
+        raise TemplateError(
+            f"{name} is a {task.kind} step: it waits for a decision, so agentCapability, "
+            "agentId and target do not apply"
+        )
+    wait = task.wait
+    if task.kind == "signal" and (wait is None or not wait.signal):
+        raise TemplateError(f"{name} is a signal step: name its signal in wait.signal")
+    if task.kind == "approval" and wait is not None and wait.signal:
+        raise TemplateError(f"{name} is an approval step: wait.signal applies to signal steps")
+    allowed = _TIMEOUT_OUTCOMES[task.kind]
+    if wait is not None and wait.on_timeout is not None and wait.on_timeout not in allowed:
+        raise TemplateError(
+            f"{name}: wait.onTimeout of a {task.kind} step is {' or '.join(allowed)}, "
+            f"not '{wait.on_timeout}'"
+        )
 
 
 def _check_depth(value: Any, depth: int) -> None:

@@ -14,14 +14,18 @@ from ..storage.base import Storage
 
 S = TaskStatus
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    # FAILED from PENDING: its parameters cannot be resolved within the size limit
-    S.PENDING: frozenset({S.QUEUED, S.CANCELLED, S.FAILED}),
+    # FAILED from PENDING: its parameters cannot be resolved within the size limit, or its
+    # condition cannot be evaluated; WAITING: an approval or signal step; SKIPPED: conditions
+    S.PENDING: frozenset({S.QUEUED, S.WAITING, S.SKIPPED, S.CANCELLED, S.FAILED}),
     # COMPLETED from QUEUED: the late answer of an attempt lost to liveness (outcomes.py)
     S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED, S.COMPLETED}),
     S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
-    S.FAILED: frozenset({S.QUEUED}),  # re-drive from the dead-letter list
+    # decided (approved, rejected, signalled, timed out) or cancelled with its run
+    S.WAITING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.FAILED: frozenset({S.QUEUED, S.WAITING}),  # re-drive from the dead-letter list
     S.COMPLETED: frozenset(),
+    S.SKIPPED: frozenset(),
     S.CANCELLED: frozenset({S.PENDING, S.QUEUED}),  # a failed session that is re-driven
 }
 
@@ -33,7 +37,7 @@ SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
     SS.CANCELLED: frozenset(),
 }
 
-TERMINAL_TASK = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+TERMINAL_TASK = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED})
 INFLIGHT_TASK = frozenset({S.DISPATCHED, S.RUNNING})
 
 

@@ -12,7 +12,6 @@ from ...models import (
     Page,
     RunAccepted,
     RunCreate,
-    WorkflowDefinition,
     WorkflowTemplate,
     WorkflowTrigger,
 )
@@ -163,7 +162,7 @@ async def run_workflow(
     body = body or RunCreate()
     template = await services.workflow.templates.get_template(workflowId, body.version)
     return await services.workflow.runs.start_run(
-        WorkflowDefinition.model_validate(template.model_dump()),
+        template.definition(),
         payload=body.initial_payload,
         agent_id=body.agent_id,
         metadata=body.metadata,
@@ -206,7 +205,7 @@ async def trigger_for_agent(
         template = await services.workflow.templates.get_template(
             body.workflow_definition_id or "", body.workflow_version
         )
-        definition = WorkflowDefinition.model_validate(template.model_dump())
+        definition = template.definition()
         metadata = body.metadata
     return await services.workflow.runs.start_run(
         definition,

@@ -27,7 +27,7 @@ from ...models import (
 )
 
 T = TypeVar("T")
-_INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING}
+_INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.WAITING}  # inflight_tasks
 
 
 def _page(items: list[T], offset: int, limit: int) -> Page[T]:

@@ -38,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 LEASE = timedelta(seconds=30)
 CHANNEL = "opscore_queue"
-_INFLIGHT = ["dispatched", "running"]
+_INFLIGHT = ["dispatched", "running", "waiting"]  # what inflight_tasks returns
 _FINISHED = ["completed", "failed", "cancelled"]
 
 

@@ -29,7 +29,7 @@ R = TypeVar("R")
 LEASE = timedelta(seconds=30)
 LANES = 4  # clients with a connection each, used in turn (see _Base._redis)
 _SEQ_SPAN = 2**41  # FIFO sequence room under each priority in one float score
-_INFLIGHT = {"dispatched", "running"}
+_INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
 
 _DEQUEUE = """
 local function back_to_ready(id)

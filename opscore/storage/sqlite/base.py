@@ -30,7 +30,7 @@ from .worker import GroupCommitThread
 M = TypeVar("M", bound=BaseModel)
 SCHEMA_VERSION = 1
 LEASE = timedelta(seconds=30)
-_INFLIGHT = ("dispatched", "running")
+_INFLIGHT = ("dispatched", "running", "waiting")  # what inflight_tasks returns
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -219,7 +219,9 @@ class RunRecords(_Base):
     @off_loop
     def inflight_tasks(self) -> list[TaskRun]:
         with self._tx(write=False) as db:
-            rows = db.execute("SELECT doc FROM tasks WHERE status IN (?, ?)", _INFLIGHT).fetchall()
+            rows = db.execute(
+                "SELECT doc FROM tasks WHERE status IN (?, ?, ?)", _INFLIGHT
+            ).fetchall()
         return [_load(TaskRun, r[0]) for r in rows]
 
     @off_loop
