@@ -46,6 +46,7 @@ from .models import (
     StateAccepted,
     StateRecord,
     TaskRun,
+    WaitingStep,
     WorkflowDefinition,
     WorkflowTemplate,
 )
@@ -501,6 +502,46 @@ class _Endpoints:
 
     def redrive(self, task_id: str) -> TaskRun:
         return self._call(_Call("POST", f"/v1/opscore/dead-letters/{task_id}/redrive", TaskRun))
+
+    # --- approvals and signals ------------------------------------------------------------
+    def list_waiting(
+        self,
+        *,
+        kind: Literal["approval", "signal"] | None = None,
+        session_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[WaitingStep]:
+        """Steps waiting for a decision (approvals, signals), the longest-waiting first."""
+        params = _clean({"kind": kind, "sessionId": session_id, "offset": offset, "limit": limit})
+        return self._call(_Call("GET", "/v1/opscore/waiting", Page[WaitingStep], params=params))
+
+    def approve(
+        self, task_id: str, *, comment: str | None = None, payload: dict[str, Any] | None = None
+    ) -> TaskRun:
+        """Approve a waiting approval step (operator); the payload reaches later steps."""
+        body = _clean({"comment": comment, "payload": payload})
+        return self._call(_Call("POST", f"/v1/opscore/tasks/{task_id}/approve", TaskRun, json=body))
+
+    def reject(
+        self, task_id: str, *, comment: str | None = None, payload: dict[str, Any] | None = None
+    ) -> TaskRun:
+        """Reject a waiting approval step (operator)."""
+        body = _clean({"comment": comment, "payload": payload})
+        return self._call(_Call("POST", f"/v1/opscore/tasks/{task_id}/reject", TaskRun, json=body))
+
+    def send_signal(
+        self, session_id: str, name: str, *, payload: dict[str, Any] | None = None
+    ) -> list[TaskRun]:
+        """Send a named signal to a run; returns the steps it completed."""
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/opscore/sessions/{session_id}/signals/{name}",
+                list[TaskRun],
+                json={"payload": payload or {}},
+            )
+        )
 
     # --- logs -----------------------------------------------------------------------------
     def logs(

@@ -79,7 +79,9 @@ def test_an_approved_step_lets_the_run_go_on_with_the_decision_as_its_result(ops
     review = by_step(detail)["review"]
     assert review["status"] == "completed"
     assert review["decision"]["outcome"] == "approved" and review["decision"]["approved"] is True
-    assert review["decision"]["decidedBy"] == "admin-1" and review["decision"]["comment"] == "ship it"
+    assert (
+        review["decision"]["decidedBy"] == "admin-1" and review["decision"]["comment"] == "ship it"
+    )
     assert review["result"]["payload"] == {"channel": "#news"}
     assert by_step(detail)["post"]["resolvedParameters"] == {"channel": "#news", "by": "admin-1"}
     assert waiting(client) == []
@@ -139,9 +141,7 @@ def test_a_wait_that_times_out_takes_its_default(ops) -> None:
     create(client, template("strict", approval("review", wait={"timeoutSeconds": 0.3})))
     create(
         client,
-        template(
-            "paid", signal_step("pay", "payment", wait={"timeoutSeconds": 0.3}), task("ship")
-        ),
+        template("paid", signal_step("pay", "payment", wait={"timeoutSeconds": 0.3}), task("ship")),
     )
 
     lenient = settle(client, run(client, "lenient"))

@@ -15,6 +15,7 @@ from opscore.cli import app
 
 from .conftest import KEY
 from .fakes import Behaviour
+from .servers import wait_for
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "workflows"
@@ -136,6 +137,10 @@ def test_every_command_has_help_with_an_example() -> None:
         ["sessions", "list"],
         ["logs"],
         ["dead-letters", "redrive"],
+        ["waiting"],
+        ["approve"],
+        ["reject"],
+        ["signal"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
@@ -152,3 +157,61 @@ def test_real_subprocess_console_script(env) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["total"] == 3
+
+
+def test_an_approval_run_end_to_end_from_the_cli(env) -> None:
+    env, _ = env
+    spec = EXAMPLES / "reviewed-digest.yaml"
+    assert cli(env, "workflows", "create", str(spec)).exit_code == 0
+    ran = cli(env, "--json", "run", "reviewed-digest", "--payload", '{"topic": "agents"}')
+    session_id = json.loads(ran.output)["sessionId"]
+
+    def listed() -> list:
+        result = cli(env, "--json", "waiting", "--kind", "approval")
+        return json.loads(result.output)["items"]
+
+    items = wait_for(listed, timeout=20)
+    assert items[0]["prompt"] == "Publish this summary?" and items[0]["sessionId"] == session_id
+    table = cli(env, "waiting")
+    assert table.exit_code == 0 and items[0]["taskId"] in table.output
+    approved = cli(
+        env, "approve", items[0]["taskId"], "--comment", "ok", "--payload", '{"channel": "#x"}'
+    )
+    assert approved.exit_code == 0 and "Approved" in approved.output, approved.output
+
+    def finished() -> dict | None:
+        detail = json.loads(cli(env, "--json", "sessions", "show", session_id).output)
+        return detail if detail["status"] != "running" else None
+
+    detail = wait_for(finished, timeout=20)
+    assert detail["status"] == "completed"
+    publish = next(t for t in detail["tasks"] if t["stepId"] == "publish")
+    assert publish["resolvedParameters"]["channel"] == "#x"
+    again = cli(env, "reject", items[0]["taskId"])
+    assert again.exit_code == 1 and "TASK_NOT_WAITING" in again.output
+    no_one = cli(env, "signal", session_id, "paid")
+    assert no_one.exit_code == 1 and "SIGNAL_NOT_AWAITED" in no_one.output
+    bad = cli(env, "approve", items[0]["taskId"], "--payload", "[1]")
+    assert bad.exit_code == 2
+
+
+def test_a_trusted_topic_skips_the_review(env) -> None:
+    env, _ = env
+    assert cli(env, "workflows", "create", str(EXAMPLES / "reviewed-digest.yaml")).exit_code == 0
+    ran = cli(
+        env,
+        "--json",
+        "run",
+        "reviewed-digest",
+        "--payload",
+        '{"topic": "a", "trusted": true}',
+        "--wait",
+    )
+    assert ran.exit_code == 0, ran.output
+    steps = {t["stepId"]: t["status"] for t in json.loads(ran.output)["tasks"]}
+    assert steps == {
+        "fetch": "completed",
+        "summarize": "completed",
+        "review": "skipped",
+        "publish": "completed",
+    }

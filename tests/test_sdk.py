@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -105,6 +106,59 @@ def test_async_client_covers_the_same_path(live) -> None:
             assert (await ops.purge(keep=0)).removed == 1
 
     asyncio.run(scenario())
+
+
+GATED = """
+id: gated
+tasks:
+  - {taskId: review, kind: approval, wait: {prompt: go?}}
+  - {taskId: paid, kind: signal, wait: {signal: paid}, dependsOn: [review]}
+"""
+
+
+def test_sync_client_decides_approvals_and_sends_signals(live) -> None:
+    server, _ = live
+    with OpsCoreClient(server.url, KEY) as ops:
+        ops.create_workflow(GATED)
+        sid = ops.run_workflow("gated").session_id
+        waiting = _poll(lambda: ops.list_waiting(kind="approval").items)
+        assert waiting[0].prompt == "go?" and waiting[0].session_id == sid
+        with pytest.raises(sdk.ConflictError):
+            ops.send_signal(sid, "paid")
+        approved = ops.approve(waiting[0].task_id, comment="yes", payload={"k": 1})
+        assert approved.decision is not None and approved.decision.payload == {"k": 1}
+        _poll(lambda: ops.list_waiting(kind="signal", session_id=sid).items)
+        [paid] = ops.send_signal(sid, "paid", payload={"eur": 3})
+        assert paid.result["payload"] == {"eur": 3}
+        assert ops.wait_for_session(sid, timeout=20, poll_interval=0.05).status == "completed"
+
+
+def test_async_client_rejects_a_step(live) -> None:
+    server, _ = live
+
+    async def scenario() -> None:
+        async with AsyncOpsCoreClient(server.url, KEY) as ops:
+            await ops.create_workflow(GATED)
+            sid = (await ops.run_workflow("gated")).session_id
+            for _ in range(400):
+                page = await ops.list_waiting(session_id=sid)
+                if page.items:
+                    break
+                await asyncio.sleep(0.05)
+            rejected = await ops.reject(page.items[0].task_id, comment="no")
+            assert rejected.status == "failed" and rejected.error == "rejected by admin-1: no"
+            done = await ops.wait_for_session(sid, timeout=20, poll_interval=0.05)
+            assert done.status == "failed"
+
+    asyncio.run(scenario())
+
+
+def _poll(read, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (found := read()):
+        assert time.monotonic() < deadline, "nothing came"
+        time.sleep(0.05)
+    return found
 
 
 def test_errors_carry_status_code_message_and_request_id(live) -> None:

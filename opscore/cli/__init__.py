@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .client import APIConnectionError, APIError, OpsCoreClient
+from ..client import APIConnectionError, APIError, OpsCoreClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_API, EXIT_CONNECT, EXIT_RUN_FAILED, EXIT_TIMEOUT = 1, 3, 4, 5
@@ -33,6 +33,8 @@ STATUS_STYLE = {
     "pending": "dim",
     "failed": "red",
     "cancelled": "magenta",
+    "waiting": "bold yellow",
+    "skipped": "dim",
     "idle": "green",
     "active": "cyan",
     "busy": "cyan",
@@ -196,7 +198,7 @@ def serve(
 
     Example: [bold]opscore serve --port 8080 --log-format text[/]
     """
-    from .serve import run_server
+    from ..serve import run_server
 
     run_server(
         {
@@ -801,6 +803,12 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(record, default=str), flush=True)
     else:
         out.print(_log_line(record), highlight=False, soft_wrap=True)
+
+
+# commands kept in modules of their own register on ``app`` when imported
+from . import waits  # noqa: E402
+
+__all__ = ["app", "main", "waits"]
 
 
 def main() -> None:
