@@ -573,3 +573,84 @@ class TestDeadLettersAndIdempotency:
 
     async def test_ping(self, store: Storage) -> None:
         await store.ping()
+
+
+class TestDocuments:
+    """Subscriptions, deliveries and schedules: documents by kind and id, claimed when due."""
+
+    async def test_put_get_list_by_prefix_both_ways_and_delete(self, store: Storage) -> None:
+        for doc_id in ("sub-a:002", "sub-a:001", "sub-b:001", "sub-a%:9"):
+            await store.put_document("delivery", doc_id, f'{{"id": "{doc_id}"}}', due_at=None)
+        await store.put_document("schedule", "sub-a:003", "{}", due_at=None)  # another kind
+        assert await store.get_document("delivery", "sub-a:001") == '{"id": "sub-a:001"}'
+        assert await store.get_document("delivery", "nope") is None
+        page = await store.list_documents("delivery", prefix="sub-a:", offset=0, limit=10)
+        assert page.items == ['{"id": "sub-a:001"}', '{"id": "sub-a:002"}'] and page.total == 2
+        newest = await store.list_documents(
+            "delivery", prefix="sub-a:", offset=0, limit=1, newest_first=True
+        )
+        assert newest.items == ['{"id": "sub-a:002"}'] and newest.total == 2
+        everything = await store.list_documents("delivery", offset=1, limit=2)
+        assert everything.total == 4 and len(everything.items) == 2
+        assert await store.delete_document("delivery", "sub-a:001")
+        assert not await store.delete_document("delivery", "sub-a:001")
+        assert (
+            await store.list_documents("delivery", prefix="sub-a:", offset=0, limit=9)
+        ).total == 1
+
+    async def test_a_guarded_put_writes_only_over_what_it_expects(self, store: Storage) -> None:
+        assert not await store.put_document("schedule", "s", "v1", due_at=None, expect="v0")
+        assert await store.put_document("schedule", "s", "v1", due_at=None)
+        assert not await store.put_document("schedule", "s", "v2", due_at=None, expect="v0")
+        assert await store.put_document("schedule", "s", "v2", due_at=None, expect="v1")
+        assert await store.get_document("schedule", "s") == "v2"
+
+    async def test_due_documents_are_claimed_oldest_first_under_a_lease(
+        self, store: Storage
+    ) -> None:
+        now = utcnow()
+        await store.put_document("job", "late", "L", due_at=now - timedelta(seconds=5))
+        await store.put_document("job", "early", "E", due_at=now - timedelta(seconds=9))
+        await store.put_document("job", "later", "X", due_at=now + timedelta(seconds=60))
+        await store.put_document("job", "never", "N", due_at=None)
+        assert await store.claim_due("job", now, limit=1, lease_seconds=30) == ["E"]
+        assert await store.claim_due("job", now, limit=10, lease_seconds=30) == ["L"]
+        assert await store.claim_due("job", now, limit=10, lease_seconds=30) == []
+        # a claimer that never puts the document back loses it when the lease runs out
+        again = await store.claim_due(
+            "job", now + timedelta(seconds=31), limit=10, lease_seconds=30
+        )
+        assert sorted(again) == ["E", "L"]
+        # putting it back with no due time takes it out of the claims for good
+        await store.put_document("job", "early", "E2", due_at=None)
+        later = now + timedelta(seconds=120)
+        assert sorted(await store.claim_due("job", later, limit=10, lease_seconds=30)) == ["L", "X"]
+        assert await store.delete_document("job", "late")
+        assert await store.claim_due(
+            "job", later + timedelta(minutes=5), limit=10, lease_seconds=1
+        ) == ["X"]
+
+    async def test_concurrent_claims_give_each_document_to_one_caller(self, store: Storage) -> None:
+        now = utcnow()
+        for i in range(40):
+            await store.put_document("job", f"j{i:02d}", str(i), due_at=now)
+        claims = await asyncio.gather(
+            *(store.claim_due("job", now, limit=7, lease_seconds=30) for _ in range(8))
+        )
+        taken = [doc for claim in claims for doc in claim]
+        assert sorted(taken, key=int) == [str(i) for i in range(40)]
+
+
+class TestSharedDocuments:
+    async def test_two_processes_never_claim_one_document_twice(self, pair) -> None:
+        a, b = pair
+        now = utcnow()
+        for i in range(30):
+            await a.put_document("job", f"j{i:02d}", str(i), due_at=now)
+        claims = await asyncio.gather(
+            *(s.claim_due("job", now, limit=4, lease_seconds=30) for s in (a, b) * 5)
+        )
+        taken = sorted((doc for claim in claims for doc in claim), key=int)
+        assert taken == [str(i) for i in range(30)]
+        assert await b.put_document("job", "j00", "changed", due_at=None, expect="0")
+        assert not await a.put_document("job", "j00", "mine", due_at=None, expect="0")

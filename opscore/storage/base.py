@@ -230,6 +230,42 @@ class Storage(Protocol):
     async def forget_idempotency_key(self, key: str) -> None:
         """Drop a mapping (the run it named could not be started)."""
 
+    # --- documents: subscriptions, deliveries, schedules ------------------------------------
+    # JSON documents of a kind, by id, each optionally due at a time. What is due is claimed
+    # under a lease, so of several replicas one takes each; the services own the documents'
+    # shapes (events/, workflow/schedules.py), the store only keeps them.
+    async def put_document(
+        self,
+        kind: str,
+        doc_id: str,
+        doc: str,
+        *,
+        due_at: datetime | None,
+        expect: str | None = None,
+    ) -> bool:
+        """Insert or replace a document, due for ``claim_due`` at ``due_at`` (never if None).
+        With ``expect``, atomically: only if the stored document is exactly ``expect`` (an
+        absent one never is). Returns whether it was written."""
+
+    async def get_document(self, kind: str, doc_id: str) -> str | None:
+        """The document or None."""
+
+    async def list_documents(
+        self, kind: str, *, prefix: str = "", offset: int, limit: int, newest_first: bool = False
+    ) -> Page[str]:
+        """Documents of a kind whose id starts with ``prefix``, ordered by id (descending
+        with ``newest_first``)."""
+
+    async def delete_document(self, kind: str, doc_id: str) -> bool:
+        """Remove a document; False if it was absent."""
+
+    async def claim_due(
+        self, kind: str, now: datetime, *, limit: int, lease_seconds: float
+    ) -> list[str]:
+        """Atomically take up to ``limit`` documents of a kind due at ``now`` (the longest due
+        first) and make them due again at ``now + lease_seconds``: each goes to one caller,
+        and comes back if that caller dies before it puts the document again."""
+
 
 @runtime_checkable
 class SharedTelemetry(Protocol):

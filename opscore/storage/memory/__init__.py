@@ -7,14 +7,15 @@ The lock is a ``threading.Lock`` held only around dict and heap operations, neve
 from __future__ import annotations
 
 from .agents import AgentRecords
+from .documents import DocumentRecords
 from .queue import QueueRecords
 from .runs import RunRecords
 
 
-class MemoryStorage(AgentRecords, RunRecords, QueueRecords):
+class MemoryStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords):
     """Lock-guarded in-memory implementation of ``Storage``.
 
-    One class per group of records (``agents``, ``runs``, ``queue``) over the shared dicts and
+    One class per group of records (``agents``, ``runs``, ``queue``, ``documents``) over the shared dicts and
     their lock (``base``), so each module stays one responsibility.
     """
 

@@ -63,6 +63,8 @@ class _Base:
         self._seq = itertools.count()
         self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
         self._idempotency: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        # kind -> id -> (JSON document, when it is due)
+        self._documents: dict[str, dict[str, tuple[str, datetime | None]]] = {}
 
     async def open(self) -> None:
         return None

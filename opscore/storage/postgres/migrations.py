@@ -76,6 +76,16 @@ CREATE TABLE opscore_telemetry (
     id bigserial PRIMARY KEY, origin text NOT NULL, kind text NOT NULL, data text NOT NULL);
 """,
     ),
+    (
+        4,
+        "documents: event subscriptions, their deliveries, schedules",
+        """
+CREATE TABLE opscore_documents (
+    kind text NOT NULL, id text COLLATE "C" NOT NULL, doc text NOT NULL, due_at timestamptz,
+    PRIMARY KEY (kind, id));
+CREATE INDEX opscore_documents_due ON opscore_documents (kind, due_at) WHERE due_at IS NOT NULL;
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 _LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from ..guard import guard_methods
 from .agents import AgentRecords
+from .documents import DocumentRecords
 from .queue import QueueRecords
 from .runs import RunRecords
 from .telemetry import TelemetryChannel
 
 
-class RedisStorage(AgentRecords, RunRecords, QueueRecords, TelemetryChannel):
+class RedisStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords, TelemetryChannel):
     """``Storage`` on Redis; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared client and

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from .agents import AgentRecords
 from .base import path_from_url
+from .documents import DocumentRecords
 from .queue import QueueRecords
 from .runs import RunRecords
 
 
-class SQLiteStorage(AgentRecords, RunRecords, QueueRecords):
+class SQLiteStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords):
     """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``).
 
-    One class per group of records (``agents``, ``runs``, ``queue``) over a shared connection
+    One class per group of records (``agents``, ``runs``, ``queue``, ``documents``) over a shared connection
     (``base``), so each module stays one responsibility.
     """
 

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS held_reports (
   agent_id TEXT PRIMARY KEY, received_at REAL NOT NULL, timestamp REAL NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS held_reports_age ON held_reports (received_at);
+CREATE TABLE IF NOT EXISTS documents (
+  kind TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, due_at REAL, PRIMARY KEY (kind, id));
+CREATE INDEX IF NOT EXISTS documents_due ON documents (kind, due_at) WHERE due_at IS NOT NULL;
 """
 
 
