@@ -34,6 +34,7 @@ from .http.routes import (
     logs,
     sessions,
     state,
+    subscriptions,
     system,
     tasks,
     telemetry,
@@ -203,7 +204,18 @@ def install(app: OpsCoreApp, services: Services) -> None:
     app.include_router(dashboard.router)
     app.include_router(state.ingest)  # authenticated by the middleware; see http/routes/state.py
     protected = [Depends(authenticate)]
-    for module in (agents, state, workflows, sessions, tasks, decisions, logs, telemetry, admin):
+    for module in (
+        agents,
+        state,
+        workflows,
+        sessions,
+        tasks,
+        decisions,
+        subscriptions,
+        logs,
+        telemetry,
+        admin,
+    ):
         app.include_router(module.router, dependencies=protected)
 
     settings = services.settings

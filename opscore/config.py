@@ -294,6 +294,33 @@ class Settings(_LivenessAndRetention, BaseSettings):
     )
     dispatcher_enabled: bool = Field(True, description="Run the dispatcher loop in this process.")
 
+    # --- events out -----------------------------------------------------------------------
+    events_allow_private_targets: bool = Field(
+        False,
+        description=(
+            "Let subscriptions send events to loopback, link-local and private addresses "
+            "(refused by default: a subscription must not reach into Ops-Core's own network)."
+        ),
+    )
+    event_delivery_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts per event delivery before it is marked failed."
+    )
+    event_delivery_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a receiver may take to answer a delivery."
+    )
+    event_retry_backoff_seconds: float = Field(
+        2.0, ge=0, le=3600, description="First delay before a failed delivery is tried again."
+    )
+    event_retry_max_backoff_seconds: float = Field(
+        3600.0, ge=0, le=86400, description="Longest delay between two attempts of a delivery."
+    )
+    event_deliveries_kept: int = Field(
+        1000,
+        ge=10,
+        le=1_000_000,
+        description="Deliveries kept per subscription in its log; the oldest go first.",
+    )
+
     @field_validator(
         "api_key", "keys_file", "webhook_secret", "log_file", "workflows_dir", mode="before"
     )

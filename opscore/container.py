@@ -11,8 +11,9 @@ from opentelemetry.sdk.trace import SpanProcessor
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.transports import HttpTransport, SenderThread, Transport
+from .events import DeliverySender, EventBus, SubscriptionService
 from .lifecycle import AgentRegistry, AgentStates, Liveness
-from .models import Agent, StateRecord
+from .models import Agent, StateRecord, TaskRun
 from .observe.export import span_processors as exporting_processors
 from .observe.fleet import FleetTelemetry
 from .observe.logs import LogBuffer
@@ -47,6 +48,9 @@ class Services:
     logs: LogBuffer
     telemetry: Telemetry
     timelines: RunTimelines
+    subscriptions: SubscriptionService
+    events: EventBus
+    event_sender: DeliverySender
     fleet: FleetTelemetry | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -62,6 +66,7 @@ class Services:
         await self.workflow.recover()
         if self.settings.dispatcher_enabled:
             self.dispatcher.start()
+            self.event_sender.start()
         logger.info(
             "Ops-Core started",
             extra={
@@ -73,6 +78,7 @@ class Services:
     async def stop(self) -> None:
         """Stop dispatching, close connections to agents, close the store."""
         await self.dispatcher.stop()
+        await self.event_sender.stop()
         await self.liveness.close()
         await self.transport.close()
         if self.fleet is not None:
@@ -149,6 +155,7 @@ def build_services(
     workflow.outcomes.answers_held = lambda: dispatcher.recording
     # work queued or a slot freed by another replica wakes this dispatcher at once
     storage.set_queue_listener(workflow.engine.notify_dispatcher)
+    subscriptions, events, event_sender = _events(storage, settings, workflow, states)
     rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     fleet = None
     if isinstance(storage, SharedTelemetry):  # replicas share logs, spans and the rate limit
@@ -170,4 +177,33 @@ def build_services(
         logs=logs,
         telemetry=telemetry,
         timelines=RunTimelines(workflow.engine, logs=logs, tracer=telemetry.tracer),
+        subscriptions=subscriptions,
+        events=events,
+        event_sender=event_sender,
     )
+
+
+def _events(
+    storage: Storage, settings: Settings, workflow: Workflow, states: AgentStates
+) -> tuple[SubscriptionService, EventBus, DeliverySender]:
+    """Events out: subscriptions, the bus the workflow and the agents' presence publish to,
+    and the sender that delivers."""
+    subscriptions = SubscriptionService(storage, settings)
+    bus = EventBus(storage, settings, subscriptions)
+    sender = DeliverySender(storage, settings, subscriptions)
+    subscriptions.on_change = bus.forget
+    subscriptions.wake_sender = bus.wake_sender = sender.wake
+    workflow.engine.publish = bus.publish
+
+    async def approval_needed(task: TaskRun) -> None:
+        if task.kind == "approval":
+            await bus.publish("approval.needed", await workflow.decisions.describe(task))
+
+    async def presence(event: str, agent: Agent, reason: str) -> None:
+        await bus.publish(
+            event, {"agentId": agent.agent_id, "agentName": agent.agent_name, "reason": reason}
+        )
+
+    workflow.engine.wait_listeners.append(approval_needed)
+    states.presence_listeners.append(presence)
+    return subscriptions, bus, sender

@@ -19,10 +19,12 @@ RANKS = {
     "config": 0,
     "errors": 0,
     "models": 0,
+    "signatures": 0,  # the HMAC of events out, shared with the SDK
     "storage": 1,
     "observe": 2,
     "security": 2,
     "dispatch": 3,
+    "events": 3,  # events out: published by lifecycle and workflow
     "lifecycle": 4,
     "workflow": 5,
     "container": 6,
@@ -31,7 +33,11 @@ RANKS = {
     "serve": 8,
 }
 # Rooms of one rank that must not know each other.
-INDEPENDENT = {frozenset({"observe", "security"}), frozenset({"config", "errors"})}
+INDEPENDENT = {
+    frozenset({"observe", "security"}),
+    frozenset({"config", "errors"}),
+    frozenset({"dispatch", "events"}),
+}
 # The SDK and the CLI import none of the service's rooms (checked by importing them below).
 CLIENT_SIDE = {"client", "cli", "__main__"}
 HTTP_EDGE = {"api", "http"}
@@ -114,7 +120,7 @@ def test_sdk_and_cli_import_no_service_module_and_not_fastapi() -> None:
     )
     loaded = json.loads(out.stdout)
     ours = sorted(m for m in loaded if m == "opscore" or m.startswith("opscore."))
-    allowed = {"opscore", "opscore.client", "opscore.cli", "opscore.errors"}
+    allowed = {"opscore", "opscore.client", "opscore.cli", "opscore.errors", "opscore.signatures"}
     client_side = ("opscore.models", "opscore.cli.")
     service = {m for m in ours if m not in allowed and not m.startswith(client_side)}
     assert not service, f"service modules loaded by the SDK/CLI: {service}"

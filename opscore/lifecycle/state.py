@@ -34,6 +34,8 @@ OFFLINE = "offline"
 IDLE_STATES = frozenset({"idle", "finished"})
 
 StateListener = Callable[[Agent, StateRecord], Awaitable[None]]
+# told when an agent goes offline or comes back: ("agent.offline" | "agent.back", agent, why)
+PresenceListener = Callable[[str, Agent, str], Awaitable[None]]
 
 
 class AgentStates:
@@ -52,6 +54,7 @@ class AgentStates:
         self.clock = clock
         self.known_states = frozenset(settings.known_states) | {OFFLINE}
         self.state_listeners: list[StateListener] = []
+        self.presence_listeners: list[PresenceListener] = []
         registry.registered_listeners.append(self.apply_held_report)
 
     async def report_state(self, agent_id: str, report: StateReport) -> StateAccepted:
@@ -110,6 +113,8 @@ class AgentStates:
                 level=logging.DEBUG,
             )
             await self._notify(agent, record)
+            if (record.state == OFFLINE) != (agent.offline_since is not None):
+                await self._presence(agent, record.state, "reported by the agent")
         return StateAccepted(
             message="State update accepted" if not duplicate else "Duplicate report ignored",
             agent_id=agent_id,
@@ -219,6 +224,19 @@ class AgentStates:
         if not duplicate:
             log_operation(event, {"agentId": agent.agent_id, "reason": reason}, level=level)
             await self._notify(updated, record)
+            if (state == OFFLINE) != (updated.offline_since is not None):
+                await self._presence(updated, state, reason)
+
+    async def _presence(self, agent: Agent, state: str, reason: str) -> None:
+        """The agent went offline, or came back: remember since when, and tell listeners."""
+        gone = state == OFFLINE
+        since = self.clock() if gone else None
+        changed = await self.storage.update_agent(agent.agent_id, {"offline_since": since})
+        if changed is None:
+            return
+        event = "agent.offline" if gone else "agent.back"
+        for listener in self.presence_listeners:
+            await listener(event, changed, reason)
 
     async def _notify(self, agent: Agent, record: StateRecord) -> None:
         for listener in self.state_listeners:

@@ -37,6 +37,17 @@ from .decisions import (
     WaitingStep,
     WaitPolicy,
 )
+from .events import (
+    EVENT_TYPES,
+    Delivery,
+    Event,
+    EventType,
+    StoredSubscription,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionUpdate,
+)
 from .runs import (
     DeadLetter,
     PurgeRequest,
@@ -62,6 +73,7 @@ from .runs import (
 from .timeline import RunTimeline, TimelineEvent
 
 __all__ = [
+    "EVENT_TYPES",
     "ID_PATTERN",
     "Agent",
     "AgentBase",
@@ -72,8 +84,11 @@ __all__ = [
     "DeadLetter",
     "Decision",
     "DecisionRequest",
+    "Delivery",
     "ErrorBody",
     "ErrorResponse",
+    "Event",
+    "EventType",
     "HeartbeatAccepted",
     "Page",
     "PurgeRequest",
@@ -94,6 +109,11 @@ __all__ = [
     "StateReport",
     "StatusMessage",
     "StepKind",
+    "StoredSubscription",
+    "Subscription",
+    "SubscriptionCreate",
+    "SubscriptionCreated",
+    "SubscriptionUpdate",
     "TaskAttempt",
     "TaskDefinition",
     "TaskResultReport",

@@ -75,6 +75,9 @@ class Agent(AgentBase):
         default_factory=list,
         description="Tasks re-queued when the agent went offline; a late result still counts.",
     )
+    offline_since: datetime | None = Field(
+        None, description="When the agent went offline (by its report or by liveness)."
+    )
 
 
 # --- state ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "tasks:result",
             "approvals:write",
             "signals:send",
+            "events:write",
             "admin",
         }
     ),
@@ -49,6 +50,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "tasks:result",
             "approvals:write",
             "signals:send",
+            "events:write",
         }
     ),
     # agents may signal a run (an event they saw), never approve a step

@@ -59,6 +59,16 @@ class DecisionService:
         items = [_waiting_step(t, workflows.get(t.session_id)) for t in page]
         return Page(items=items, total=len(found), offset=offset, limit=limit)
 
+    async def describe(self, task: TaskRun) -> dict[str, Any]:
+        """A waiting step as an event's data (approval.needed)."""
+        session = await self.storage.get_session(task.session_id)
+        step = _waiting_step(task, session.workflow_id if session else None)
+        return {
+            **step.model_dump(mode="json", by_alias=True),
+            "approveUrl": f"/v1/opscore/tasks/{task.task_id}/approve",
+            "rejectUrl": f"/v1/opscore/tasks/{task.task_id}/reject",
+        }
+
     async def approve(
         self, task_id: str, *, by: str, comment: str | None, payload: dict[str, Any]
     ) -> TaskRun:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,8 @@ class WorkflowEngine:
         self.wakeup = asyncio.Event()
         self.telemetry: Telemetry | None = None
         self.wait_listeners: list[WaitListener] = []
+        # events out (run.completed, task.dead_lettered...): the event bus, when wired
+        self.publish: Publish = _no_events
 
     def notify_dispatcher(self) -> None:
         """Wake the dispatcher: a task was queued or an agent slot freed."""
@@ -56,10 +58,11 @@ class WorkflowEngine:
         if self.telemetry is not None:
             self.telemetry.on_task_event(event, task, extra)
 
-    def end_run(self, session: Session, status: str) -> None:
-        """Count the run's end and close its span."""
+    async def run_ended(self, session: Session, status: str) -> None:
+        """Count the run's end, close its span and tell subscribers (run.<status>)."""
         if self.telemetry is not None:
             self.telemetry.end_run(session, status)
+        await self.publish(f"run.{status}", run_event(session))
 
     async def get_session(self, session_id: str) -> Session:
         """The session, or NotFoundError (SESSION_NOT_FOUND)."""
@@ -182,6 +185,16 @@ class WorkflowEngine:
             {"sessionId": task.session_id, "taskId": task.task_id, "error": task.error},
             level=logging.ERROR,
         )
+        await self.publish(
+            "task.dead_lettered",
+            {
+                "taskId": task.task_id,
+                "sessionId": task.session_id,
+                "stepId": task.step_id,
+                "error": task.error,
+                "attempts": task.attempts,
+            },
+        )
         await self.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
 
     async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
@@ -206,7 +219,7 @@ class WorkflowEngine:
         )
         if done is None:
             return
-        self.end_run(done, "completed")
+        await self.run_ended(done, "completed")
         log_operation(
             "workflow.completed",
             {"sessionId": session.session_id, "workflowId": session.workflow_id},
@@ -228,7 +241,7 @@ class WorkflowEngine:
         )
         if failed is None:
             return
-        self.end_run(failed, "failed")
+        await self.run_ended(failed, "failed")
         log_operation("workflow.failed", {"sessionId": session_id, "error": error}, level=40)
 
     async def cancel_open_tasks(self, session_id: str, reason: str) -> None:
@@ -250,6 +263,30 @@ class WorkflowEngine:
         if task.agent_id:
             await self.storage.release_agent_slot(task.agent_id, task.task_id)
             self.notify_dispatcher()
+
+
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+async def _no_events(event_type: str, data: dict[str, Any]) -> None:
+    return None
+
+
+def run_event(session: Session) -> dict[str, Any]:
+    """What subscribers learn about a run that ended."""
+    end = session.finished_at or session.updated_at
+    return {
+        "sessionId": session.session_id,
+        "workflowId": session.workflow_id,
+        "workflowVersion": session.workflow_version,
+        "status": session.status.value,
+        "error": session.error,
+        "agentId": session.agent_id,
+        "metadata": session.metadata,
+        "createdAt": session.created_at.isoformat(),
+        "finishedAt": end.isoformat(),
+        "durationSeconds": round((end - session.created_at).total_seconds(), 6),
+    }
 
 
 def satisfied_steps(tasks: list[TaskRun]) -> set[str]:

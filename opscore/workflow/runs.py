@@ -196,7 +196,7 @@ class RunService:
         cancelled = await move_session_or_raise(
             self.storage, session, SessionStatus.CANCELLED, finished_at=now, updated_at=now
         )
-        self.engine.end_run(cancelled, "cancelled")
+        await self.engine.run_ended(cancelled, "cancelled")
         await self.engine.cancel_open_tasks(session_id, "session cancelled")
         log_operation("workflow.cancelled", {"sessionId": session_id}, level=logging.WARNING)
         return await self.session_detail(session_id)
