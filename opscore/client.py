@@ -30,21 +30,26 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
+from pydantic.alias_generators import to_camel as _camel
 
 from . import __version__
 from .models import (
     Agent,
     CurrentState,
     DeadLetter,
+    Delivery,
     HeartbeatAccepted,
     Page,
     PurgeResult,
     RunAccepted,
     RunTimeline,
+    Schedule,
     Session,
     SessionDetail,
     StateAccepted,
     StateRecord,
+    Subscription,
+    SubscriptionCreated,
     TaskRun,
     WaitingStep,
     WorkflowDefinition,
@@ -542,6 +547,136 @@ class _Endpoints:
                 json={"payload": payload or {}},
             )
         )
+
+    # --- events out ------------------------------------------------------------------------
+    def create_subscription(
+        self,
+        url: str,
+        events: list[str],
+        *,
+        description: str = "",
+        secret: str | None = None,
+    ) -> SubscriptionCreated:
+        """Subscribe a URL to events; the answer holds the signing secret (shown once)."""
+        body = _clean({"url": url, "events": events, "description": description, "secret": secret})
+        return self._call(
+            _Call("POST", "/v1/opscore/subscriptions", SubscriptionCreated, json=body)
+        )
+
+    def list_subscriptions(self, *, offset: int = 0, limit: int = 50) -> Page[Subscription]:
+        params = {"offset": offset, "limit": limit}
+        return self._call(
+            _Call("GET", "/v1/opscore/subscriptions", Page[Subscription], params=params)
+        )
+
+    def get_subscription(self, subscription_id: str) -> Subscription:
+        return self._call(
+            _Call("GET", f"/v1/opscore/subscriptions/{subscription_id}", Subscription)
+        )
+
+    def update_subscription(
+        self,
+        subscription_id: str,
+        *,
+        url: str | None = None,
+        events: list[str] | None = None,
+        description: str | None = None,
+        active: bool | None = None,
+    ) -> Subscription:
+        """Change what is given; ``active=False`` pauses the subscription."""
+        body = _clean({"url": url, "events": events, "description": description, "active": active})
+        return self._call(
+            _Call("PATCH", f"/v1/opscore/subscriptions/{subscription_id}", Subscription, json=body)
+        )
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        return self._call(_Call("DELETE", f"/v1/opscore/subscriptions/{subscription_id}"))
+
+    def list_deliveries(
+        self, subscription_id: str, *, offset: int = 0, limit: int = 50
+    ) -> Page[Delivery]:
+        """A subscription's delivery log, newest first."""
+        return self._call(
+            _Call(
+                "GET",
+                f"/v1/opscore/subscriptions/{subscription_id}/deliveries",
+                Page[Delivery],
+                params={"offset": offset, "limit": limit},
+            )
+        )
+
+    def redeliver(self, subscription_id: str, delivery_id: str) -> Delivery:
+        """Send a delivery again now, with fresh attempts."""
+        path = f"/v1/opscore/subscriptions/{subscription_id}/deliveries/{delivery_id}/redeliver"
+        return self._call(_Call("POST", path, Delivery))
+
+    def ping_subscription(self, subscription_id: str) -> Delivery:
+        """Queue a test event (type ``ping``) for one subscription."""
+        return self._call(
+            _Call("POST", f"/v1/opscore/subscriptions/{subscription_id}/ping", Delivery)
+        )
+
+    # --- schedules -------------------------------------------------------------------------
+    def create_schedule(
+        self,
+        workflow_id: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str | None = None,
+        payload: dict[str, Any] | None = None,
+        schedule_id: str | None = None,
+        overlap: Literal["skip", "queue_one", "allow"] | None = None,
+        catch_up: Literal["skip", "one", "all"] | None = None,
+        version: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Schedule:
+        """Run a template on a cron expression (read in ``timezone``) or every N seconds."""
+        body = _clean(
+            {
+                "workflowId": workflow_id,
+                "scheduleId": schedule_id,
+                "cron": cron,
+                "intervalSeconds": interval_seconds,
+                "timezone": timezone,
+                "payload": payload,
+                "overlap": overlap,
+                "catchUp": catch_up,
+                "version": version,
+                "metadata": metadata,
+            }
+        )
+        return self._call(_Call("POST", "/v1/opscore/schedules", Schedule, json=body))
+
+    def list_schedules(self, *, offset: int = 0, limit: int = 50) -> Page[Schedule]:
+        params = {"offset": offset, "limit": limit}
+        return self._call(_Call("GET", "/v1/opscore/schedules", Page[Schedule], params=params))
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        return self._call(_Call("GET", f"/v1/opscore/schedules/{schedule_id}", Schedule))
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        """Change fields by their Python names (cron, interval_seconds, timezone, payload,
+        overlap, catch_up, version, metadata, paused)."""
+        body = _clean({_camel(k): v for k, v in changes.items()})
+        return self._call(
+            _Call("PATCH", f"/v1/opscore/schedules/{schedule_id}", Schedule, json=body)
+        )
+
+    def pause_schedule(self, schedule_id: str) -> Schedule:
+        return self._call(_Call("POST", f"/v1/opscore/schedules/{schedule_id}/pause", Schedule))
+
+    def resume_schedule(self, schedule_id: str) -> Schedule:
+        return self._call(_Call("POST", f"/v1/opscore/schedules/{schedule_id}/resume", Schedule))
+
+    def trigger_schedule(self, schedule_id: str) -> RunAccepted:
+        """One run now with the schedule's payload."""
+        return self._call(
+            _Call("POST", f"/v1/opscore/schedules/{schedule_id}/trigger", RunAccepted)
+        )
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        return self._call(_Call("DELETE", f"/v1/opscore/schedules/{schedule_id}"))
 
     # --- logs -----------------------------------------------------------------------------
     def logs(

@@ -146,6 +146,7 @@ def build_services(
         sweeps=[
             workflow.outcomes.sweep_timeouts,
             workflow.decisions.sweep,
+            workflow.schedules.sweep,
             liveness.sweep,
             workflow.retention.sweep,
         ],

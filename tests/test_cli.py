@@ -141,6 +141,9 @@ def test_every_command_has_help_with_an_example() -> None:
         ["approve"],
         ["reject"],
         ["signal"],
+        ["schedules", "create"],
+        ["subscriptions", "create"],
+        ["subscriptions", "deliveries"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
@@ -215,3 +218,62 @@ def test_a_trusted_topic_skips_the_review(env) -> None:
         "review": "skipped",
         "publish": "completed",
     }
+
+
+def test_schedules_from_the_cli(env) -> None:
+    env, _ = env
+    assert cli(env, "workflows", "create", str(EXAMPLES / "digest.yaml")).exit_code == 0
+    created = cli(
+        env,
+        "schedules",
+        "create",
+        "digest",
+        "--cron",
+        "0 9 * * mon-fri",
+        "--tz",
+        "Europe/Paris",
+        "--id",
+        "weekdays",
+        "--payload",
+        '{"topic": "agents"}',
+    )
+    assert created.exit_code == 0, created.output
+    assert "At 09:00 on Monday through Friday" in created.output
+    listed = cli(env, "schedules", "list")
+    assert "weekdays" in listed.output and "0 9 * * mon-fri" in listed.output
+    assert "paused" in cli(env, "schedules", "pause", "weekdays").output
+    assert "next" in cli(env, "schedules", "resume", "weekdays").output
+    changed = cli(env, "--json", "schedules", "update", "weekdays", "--every", "3600")
+    assert json.loads(changed.output)["intervalSeconds"] == 3600
+    triggered = cli(env, "--json", "schedules", "trigger", "weekdays")
+    assert triggered.exit_code == 0 and json.loads(triggered.output)["sessionId"]
+    bad = cli(env, "schedules", "create", "digest", "--cron", "61 * * * *")
+    assert bad.exit_code == 1 and "INVALID_SCHEDULE" in bad.output
+    assert cli(env, "schedules", "delete", "weekdays").exit_code == 0
+    assert cli(env, "schedules", "show", "weekdays").exit_code == 1
+
+
+def test_subscriptions_from_the_cli(env) -> None:
+    env, _ = env
+    refused = cli(env, "subscriptions", "create", "http://127.0.0.1:9/x", "-e", "run.failed")
+    assert refused.exit_code == 1 and "EVENT_TARGET_REFUSED" in refused.output
+    created = cli(
+        env,
+        "--json",
+        "subscriptions",
+        "create",
+        "https://93.184.215.14/hook",
+        "-e",
+        "run.failed",
+        "-e",
+        "approval.needed",
+    )
+    assert created.exit_code == 0, created.output
+    sub = json.loads(created.output)
+    assert sub["secret"].startswith("whsec_")
+    assert sub["subscriptionId"] in cli(env, "subscriptions", "list").output
+    assert "Queued ping" in cli(env, "subscriptions", "ping", sub["subscriptionId"]).output
+    log = cli(env, "--json", "subscriptions", "deliveries", sub["subscriptionId"])
+    assert json.loads(log.output)["items"][0]["event"]["type"] == "ping"
+    assert "Paused" in cli(env, "subscriptions", "pause", sub["subscriptionId"]).output
+    assert cli(env, "subscriptions", "delete", sub["subscriptionId"]).exit_code == 0

@@ -153,6 +153,35 @@ def test_async_client_rejects_a_step(live) -> None:
     asyncio.run(scenario())
 
 
+def test_sync_client_manages_schedules_and_subscriptions(live) -> None:
+    server, _ = live
+    with OpsCoreClient(server.url, KEY) as ops:
+        ops.create_workflow("id: tick\ntasks:\n  - {taskId: a, agentCapability: work}\n")
+        schedule = ops.create_schedule("tick", cron="@hourly", schedule_id="hourly")
+        assert schedule.description == "At the start of every hour"
+        assert ops.update_schedule("hourly", interval_seconds=60).cron is None
+        assert ops.pause_schedule("hourly").paused
+        assert not ops.resume_schedule("hourly").paused
+        assert ops.list_schedules().total == 1
+        run = ops.trigger_schedule("hourly")
+        assert ops.get_schedule("hourly").last_session_id == run.session_id
+        ops.delete_schedule("hourly")
+        with pytest.raises(sdk.NotFoundError):
+            ops.get_schedule("hourly")
+
+        created = ops.create_subscription("https://93.184.215.14/x", ["run.failed"])
+        assert created.secret.startswith("whsec_")
+        sid = created.subscription_id
+        assert not ops.update_subscription(sid, active=False).active
+        assert ops.ping_subscription(sid).event.type == "ping"
+        [delivery] = ops.list_deliveries(sid).items
+        assert ops.redeliver(sid, delivery.delivery_id).status == "pending"
+        assert ops.list_subscriptions().total == 1 and ops.get_subscription(sid).url
+        ops.delete_subscription(sid)
+        with pytest.raises(sdk.UnprocessableEntityError):
+            ops.create_subscription("http://10.0.0.1/x", ["run.failed"])
+
+
 def _poll(read, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while not (found := read()):

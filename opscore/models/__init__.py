@@ -70,6 +70,7 @@ from .runs import (
     WorkflowTemplate,
     WorkflowTrigger,
 )
+from .schedules import CatchUp, Overlap, Schedule, ScheduleCreate, ScheduleFields
 from .timeline import RunTimeline, TimelineEvent
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "AgentCreate",
     "ApiModel",
     "Capability",
+    "CatchUp",
     "CurrentState",
     "DeadLetter",
     "Decision",
@@ -90,6 +92,7 @@ __all__ = [
     "Event",
     "EventType",
     "HeartbeatAccepted",
+    "Overlap",
     "Page",
     "PurgeRequest",
     "PurgeResult",
@@ -98,6 +101,9 @@ __all__ = [
     "RunAccepted",
     "RunCreate",
     "RunTimeline",
+    "Schedule",
+    "ScheduleCreate",
+    "ScheduleFields",
     "Session",
     "SessionCreate",
     "SessionDetail",

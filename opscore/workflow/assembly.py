@@ -23,6 +23,7 @@ from .recovery import recover
 from .reports import AgentReports
 from .retention import Retention
 from .runs import RunService
+from .schedules import ScheduleService
 from .sessions import SessionService
 
 
@@ -39,6 +40,7 @@ class Workflow:
     reports: AgentReports
     dead_letters: DeadLetterService
     decisions: DecisionService
+    schedules: ScheduleService
     retention: Retention
 
     async def recover(self) -> int:
@@ -63,15 +65,18 @@ def build_workflow(
     reports = AgentReports(outcomes)
     states.state_listeners.append(reports.on_agent_state)
     registry.gone_listeners.append(reports.on_agent_gone)
+    templates = TemplateCatalog(storage, settings, clock)
+    runs = RunService(engine, registry)
     return Workflow(
         engine=engine,
-        templates=TemplateCatalog(storage, settings, clock),
+        templates=templates,
         sessions=SessionService(engine, registry),
-        runs=RunService(engine, registry),
+        runs=runs,
         outcomes=outcomes,
         handovers=Handovers(outcomes),
         reports=reports,
         dead_letters=DeadLetterService(engine),
         decisions=DecisionService(engine, outcomes),
+        schedules=ScheduleService(engine, templates, runs),
         retention=Retention(engine),
     )
