@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel as _camel
 from . import __version__
 from .models import (
     Agent,
+    CapabilityLimit,
     CurrentState,
     DeadLetter,
     Delivery,
@@ -677,6 +678,25 @@ class _Endpoints:
 
     def delete_schedule(self, schedule_id: str) -> None:
         return self._call(_Call("DELETE", f"/v1/opscore/schedules/{schedule_id}"))
+
+    # --- concurrency limits ----------------------------------------------------------------
+    def list_limits(self) -> Page[CapabilityLimit]:
+        """Limited capabilities, each with how many of its tasks hold a slot now."""
+        return self._call(_Call("GET", "/v1/opscore/limits", Page[CapabilityLimit]))
+
+    def set_limit(self, capability: str, max_running: int) -> CapabilityLimit:
+        """At most ``max_running`` tasks of the capability at once, across replicas."""
+        return self._call(
+            _Call(
+                "PUT",
+                f"/v1/opscore/limits/capabilities/{capability}",
+                CapabilityLimit,
+                json={"maxRunning": max_running},
+            )
+        )
+
+    def remove_limit(self, capability: str) -> None:
+        return self._call(_Call("DELETE", f"/v1/opscore/limits/capabilities/{capability}"))
 
     # --- logs -----------------------------------------------------------------------------
     def logs(

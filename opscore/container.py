@@ -26,6 +26,7 @@ from .storage import storage_from_url
 from .storage.base import SharedTelemetry, Storage
 from .workflow import Workflow, build_workflow
 from .workflow.timeline import RunTimelines
+from .workflow.transitions import INFLIGHT_TASK
 
 logger = logging.getLogger("opscore")
 
@@ -136,6 +137,13 @@ def build_services(
     workflow.handovers.unreachable_listeners.append(
         lambda agent_id: liveness.record_probe(agent_id, False)
     )
+    limits = workflow.engine.limits
+
+    async def in_flight(task_id: str) -> bool:
+        task = await storage.get_task(task_id)
+        return task is not None and task.status in INFLIGHT_TASK
+
+    limits.in_flight = in_flight
     dispatcher = Dispatcher(
         storage,
         settings,
@@ -147,9 +155,12 @@ def build_services(
             workflow.outcomes.sweep_timeouts,
             workflow.decisions.sweep,
             workflow.schedules.sweep,
+            workflow.admissions.sweep,
             liveness.sweep,
             workflow.retention.sweep,
+            limits.sweep,
         ],
+        limits=limits,
         telemetry=telemetry,
     )
     dispatcher.reconcile_hooks.append(workflow.recover)

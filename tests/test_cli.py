@@ -277,3 +277,12 @@ def test_subscriptions_from_the_cli(env) -> None:
     assert json.loads(log.output)["items"][0]["event"]["type"] == "ping"
     assert "Paused" in cli(env, "subscriptions", "pause", sub["subscriptionId"]).output
     assert cli(env, "subscriptions", "delete", sub["subscriptionId"]).exit_code == 0
+
+
+def test_limits_from_the_cli(env) -> None:
+    env, _ = env
+    assert "At most 3 fetch" in cli(env, "limits", "set", "fetch", "3").output
+    listed = cli(env, "--json", "limits", "list")
+    assert json.loads(listed.output)["items"][0]["maxRunning"] == 3
+    assert cli(env, "limits", "remove", "fetch").exit_code == 0
+    assert cli(env, "limits", "remove", "fetch").exit_code == 1

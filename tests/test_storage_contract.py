@@ -604,6 +604,10 @@ class TestDocuments:
         assert not await store.put_document("schedule", "s", "v2", due_at=None, expect="v0")
         assert await store.put_document("schedule", "s", "v2", due_at=None, expect="v1")
         assert await store.get_document("schedule", "s") == "v2"
+        assert not await store.put_document("schedule", "s", "v3", due_at=None, only_new=True)
+        assert await store.put_document("schedule", "t", "t1", due_at=None, only_new=True)
+        assert await store.get_document("schedule", "s") == "v2"
+        assert await store.get_document("schedule", "t") == "t1"
 
     async def test_due_documents_are_claimed_oldest_first_under_a_lease(
         self, store: Storage

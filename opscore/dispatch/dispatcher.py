@@ -25,6 +25,7 @@ from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
 from ..observe.tracing import traceparent
 from ..storage.base import Storage
+from .limits import CapabilityLimits
 from .slots import FreeSlots
 from .transports import DispatchError, HandoverAnswer, Transport
 
@@ -77,8 +78,10 @@ class Dispatcher:
         sweeps: list[Sweep] | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = utcnow,
+        limits: CapabilityLimits | None = None,
     ) -> None:
         self.storage = storage
+        self.limits = limits or CapabilityLimits(storage)
         self.settings = settings
         self.transport = transport
         self.hooks = hooks
@@ -293,7 +296,7 @@ class Dispatcher:
             candidates = by_capability.get(task.agent_capability, [])
         else:
             candidates = agents
-        if not candidates:
+        if not candidates or not await self.limits.acquire(task):  # or at the capability limit
             return None
         start = next(self._rotation) % len(candidates)
         for agent in candidates[start:] + candidates[:start]:
@@ -303,12 +306,14 @@ class Dispatcher:
                 free.take(agent.agent_id)
                 return agent
             free.exhaust(agent.agent_id)  # another replica took its last slot
+        await self.limits.release(task)
         return None
 
     async def _hand_over(self, task: TaskRun, agent: Agent, now: datetime) -> bool:
         dispatched = await self.hooks.mark_dispatched(task, agent, now)
         if dispatched is None:
             await self.storage.release_agent_slot(agent.agent_id, task.task_id)
+            await self.limits.release(task)
             return False
         send = asyncio.create_task(self._send(dispatched, agent))
         self._sends.add(send)

@@ -48,6 +48,7 @@ from .events import (
     SubscriptionCreated,
     SubscriptionUpdate,
 )
+from .limits import CapabilityLimit, LimitUpdate
 from .runs import (
     DeadLetter,
     PurgeRequest,
@@ -70,7 +71,13 @@ from .runs import (
     WorkflowTemplate,
     WorkflowTrigger,
 )
-from .schedules import CatchUp, Overlap, Schedule, ScheduleCreate, ScheduleFields
+from .schedules import (
+    CatchUp,
+    Overlap,
+    Schedule,
+    ScheduleCreate,
+    ScheduleFields,
+)
 from .timeline import RunTimeline, TimelineEvent
 
 __all__ = [
@@ -81,6 +88,7 @@ __all__ = [
     "AgentCreate",
     "ApiModel",
     "Capability",
+    "CapabilityLimit",
     "CatchUp",
     "CurrentState",
     "DeadLetter",
@@ -92,6 +100,7 @@ __all__ = [
     "Event",
     "EventType",
     "HeartbeatAccepted",
+    "LimitUpdate",
     "Overlap",
     "Page",
     "PurgeRequest",

@@ -19,6 +19,7 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 class SessionStatus(StrEnum):
+    QUEUED = "queued"  # waiting for a run slot (the template's maxConcurrentRuns)
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -52,6 +53,9 @@ class Session(ApiModel):
     task_ids: dict[str, str] = Field(default_factory=dict, description="Template taskId -> run id.")
     error: str | None = None
     trace_id: str | None = None
+    run_limit: int | None = Field(
+        None, description="The template's maxConcurrentRuns when the run started, if any."
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
@@ -119,6 +123,15 @@ class WorkflowDefinition(ApiModel):
     name: str = Field("", max_length=200)
     description: str = Field("", max_length=4000)
     version: str = Field("1.0", max_length=64)
+    max_concurrent_runs: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description=(
+            "At most this many runs of the workflow at once, across replicas; more wait "
+            "(status queued) and start in order as earlier ones end."
+        ),
+    )
     tasks: list[TaskDefinition] = Field(min_length=1)
 
     @field_validator("version", mode="before")

@@ -242,10 +242,12 @@ class Storage(Protocol):
         *,
         due_at: datetime | None,
         expect: str | None = None,
+        only_new: bool = False,
     ) -> bool:
         """Insert or replace a document, due for ``claim_due`` at ``due_at`` (never if None).
         With ``expect``, atomically: only if the stored document is exactly ``expect`` (an
-        absent one never is). Returns whether it was written."""
+        absent one never is); with ``only_new``, only if there is none. Returns whether it
+        was written."""
 
     async def get_document(self, kind: str, doc_id: str) -> str | None:
         """The document or None."""

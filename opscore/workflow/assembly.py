@@ -13,6 +13,7 @@ from ..lifecycle.state import AgentStates
 from ..models import utcnow
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
+from .admissions import RunAdmissions
 from .catalog import TemplateCatalog
 from .dead_letters import DeadLetterService
 from .decisions import DecisionService
@@ -41,6 +42,7 @@ class Workflow:
     dead_letters: DeadLetterService
     decisions: DecisionService
     schedules: ScheduleService
+    admissions: RunAdmissions
     retention: Retention
 
     async def recover(self) -> int:
@@ -67,6 +69,9 @@ def build_workflow(
     registry.gone_listeners.append(reports.on_agent_gone)
     templates = TemplateCatalog(storage, settings, clock)
     runs = RunService(engine, registry)
+    admissions = RunAdmissions(engine)
+    runs.admit = admissions.admit
+    engine.run_end_listeners.append(admissions.run_ended)
     return Workflow(
         engine=engine,
         templates=templates,
@@ -75,8 +80,9 @@ def build_workflow(
         outcomes=outcomes,
         handovers=Handovers(outcomes),
         reports=reports,
-        dead_letters=DeadLetterService(engine),
+        dead_letters=DeadLetterService(engine, admissions),
         decisions=DecisionService(engine, outcomes),
         schedules=ScheduleService(engine, templates, runs),
+        admissions=admissions,
         retention=Retention(engine),
     )

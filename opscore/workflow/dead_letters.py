@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ConflictError, GoneError, NotFoundError
 from ..models import DeadLetter, Page, SessionStatus, TaskRun, TaskStatus
 from ..observe.logs import log_operation
+from .admissions import RunAdmissions
 from .engine import SESSION_FAILED, WorkflowEngine, substitution_context
 from .transitions import move_session_or_raise, move_task
 
@@ -14,9 +15,10 @@ S = TaskStatus
 class DeadLetterService:
     """Lists dead letters and gives one a fresh set of attempts."""
 
-    def __init__(self, engine: WorkflowEngine) -> None:
+    def __init__(self, engine: WorkflowEngine, admissions: RunAdmissions) -> None:
         self.engine = engine
         self.storage = engine.storage
+        self.admissions = admissions
 
     async def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:
         """One page of dead letters, newest first."""
@@ -56,6 +58,7 @@ class DeadLetterService:
                 finished_at=None,
                 updated_at=engine.clock(),
             )
+            await self.admissions.hold(session)
             if engine.telemetry is not None and session.trace_id:
                 engine.telemetry.start_run(
                     session.session_id, session.trace_id, None, session.workflow_id or ""

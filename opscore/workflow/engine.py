@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import Settings
+from ..dispatch.limits import CapabilityLimits
 from ..errors import NotFoundError
 from ..models import DeadLetter, Session, SessionStatus, TaskAttempt, TaskRun, TaskStatus, utcnow
 from ..observe.logs import log_operation
@@ -46,6 +47,10 @@ class WorkflowEngine:
         self.wakeup = asyncio.Event()
         self.telemetry: Telemetry | None = None
         self.wait_listeners: list[WaitListener] = []
+        # told when a run ends (a limited workflow's next run is admitted)
+        self.run_end_listeners: list[Callable[[Session], Awaitable[None]]] = []
+        # capability limits: the dispatcher takes a slot, the end of the attempt gives it back
+        self.limits = CapabilityLimits(storage)
         # events out (run.completed, task.dead_lettered...): the event bus, when wired
         self.publish: Publish = _no_events
 
@@ -63,6 +68,8 @@ class WorkflowEngine:
         if self.telemetry is not None:
             self.telemetry.end_run(session, status)
         await self.publish(f"run.{status}", run_event(session))
+        for listener in self.run_end_listeners:
+            await listener(session)
 
     async def get_session(self, session_id: str) -> Session:
         """The session, or NotFoundError (SESSION_NOT_FOUND)."""
@@ -259,9 +266,10 @@ class WorkflowEngine:
                 await self.release(task)
 
     async def release(self, task: TaskRun) -> None:
-        """Free the agent slot the task held, and wake the dispatcher for it."""
+        """Free the agent slot (and capability slot) the task held; wake the dispatcher."""
         if task.agent_id:
             await self.storage.release_agent_slot(task.agent_id, task.task_id)
+            await self.limits.release(task)
             self.notify_dispatcher()
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,8 @@ class RunService:
         self.storage = engine.storage
         self.settings = engine.settings
         self.registry = registry
+        # admits queued runs of a limited workflow (set by assembly: admissions.RunAdmissions)
+        self.admit: Callable[[str], Awaitable[None]] = _admit_nothing
 
     async def start_run(
         self,
@@ -101,6 +104,11 @@ class RunService:
             metadata=metadata or {},
             task_ids={t.step_id: t.task_id for t in tasks},
             trace_id=trace_id,
+            run_limit=definition.max_concurrent_runs,
+            # a limited workflow's run waits for a slot (admissions.py)
+            status=SessionStatus.QUEUED
+            if definition.max_concurrent_runs
+            else SessionStatus.RUNNING,
             created_at=now,
             updated_at=now,
         )
@@ -111,7 +119,10 @@ class RunService:
             "workflow.started",
             {"sessionId": session_id, "workflowId": definition.id, "agentId": agent_id},
         )
-        await engine.advance(session_id)
+        if session.status == SessionStatus.QUEUED:
+            await self.admit(definition.id)
+        else:
+            await engine.advance(session_id)
         return RunAccepted(
             message="Workflow run accepted", session_id=session_id, workflow_id=definition.id
         )
@@ -200,6 +211,10 @@ class RunService:
         await self.engine.cancel_open_tasks(session_id, "session cancelled")
         log_operation("workflow.cancelled", {"sessionId": session_id}, level=logging.WARNING)
         return await self.session_detail(session_id)
+
+
+async def _admit_nothing(workflow_id: str) -> None:
+    return None
 
 
 def _can_do(capability: str | None, capabilities: frozenset[str] | None) -> bool:

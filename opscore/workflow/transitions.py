@@ -31,6 +31,7 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 
 SS = SessionStatus
 SESSION_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    SS.QUEUED: frozenset({SS.RUNNING, SS.CANCELLED}),  # admitted under the run limit
     SS.RUNNING: frozenset({SS.COMPLETED, SS.FAILED, SS.CANCELLED}),
     SS.FAILED: frozenset({SS.RUNNING}),
     SS.COMPLETED: frozenset(),

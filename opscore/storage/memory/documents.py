@@ -20,9 +20,12 @@ class DocumentRecords(_Base):
         *,
         due_at: datetime | None,
         expect: str | None = None,
+        only_new: bool = False,
     ) -> bool:
         with self._lock:
             docs = self._kind(kind)
+            if only_new and doc_id in docs:
+                return False
             if expect is not None and (doc_id not in docs or docs[doc_id][0] != expect):
                 return False
             docs[doc_id] = (doc, due_at)

@@ -127,10 +127,10 @@ class RunRecords(_Base):
             session = self._sessions.get(session_id)
             if session is None or (expect is not None and session.status not in expect):
                 return None
-            was_open = session.status == "running"
+            was_open = session.status not in _FINISHED
             session = session.model_copy(update=changes)
             self._put_session(session)
-            if was_open and session.status != "running":
+            if was_open and session.status in _FINISHED:
                 self._retire(session_id)
             return session
 
@@ -140,7 +140,7 @@ class RunRecords(_Base):
         while len(self._finished) > self.finished_session_limit:
             old = self._finished.popleft()
             session = self._sessions.get(old)
-            if session is None or session.status == "running":  # re-driven since: keep it
+            if session is None or session.status not in _FINISHED:  # re-driven since: keep it
                 continue
             self._drop_session(old)
 

@@ -20,8 +20,19 @@ class DocumentRecords(_Base):
         *,
         due_at: datetime | None,
         expect: str | None = None,
+        only_new: bool = False,
     ) -> bool:
         async with self._conn() as conn:
+            if only_new:
+                status = await conn.execute(
+                    "INSERT INTO opscore_documents (kind, id, doc, due_at) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (kind, id) DO NOTHING",
+                    kind,
+                    doc_id,
+                    doc,
+                    due_at,
+                )
+                return str(status).endswith(" 1")
             if expect is None:
                 await conn.execute(
                     "INSERT INTO opscore_documents (kind, id, doc, due_at) VALUES ($1, $2, $3, $4) "

@@ -13,10 +13,12 @@ from typing import Any
 from ...models import Page
 from .base import _Base
 
-# KEYS: docs, due, index. ARGV: id, doc, due ('' for never), expect ('' for none, else
-# '=' .. the document it must still be)
+# KEYS: docs, due, index. ARGV: id, doc, due ('' for never), expect ('' for none, '!' for
+# "only if absent", else '=' .. the document it must still be)
 _PUT = """
-if ARGV[4] ~= '' then
+if ARGV[4] == '!' then
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+elseif ARGV[4] ~= '' then
   local cur = redis.call('HGET', KEYS[1], ARGV[1])
   if not cur or ('=' .. cur) ~= ARGV[4] then return 0 end
 end
@@ -66,9 +68,10 @@ class DocumentRecords(_Base):
         *,
         due_at: datetime | None,
         expect: str | None = None,
+        only_new: bool = False,
     ) -> bool:
         due = repr(due_at.timestamp()) if due_at else ""
-        guard = "" if expect is None else "=" + expect
+        guard = "!" if only_new else "" if expect is None else "=" + expect
         written = await self._doc_script(
             "doc_put", _PUT, self._doc_keys(kind), [doc_id, doc, due, guard]
         )

@@ -18,9 +18,15 @@ class DocumentRecords(_Base):
         *,
         due_at: datetime | None,
         expect: str | None = None,
+        only_new: bool = False,
     ) -> bool:
         due = due_at.timestamp() if due_at else None
         with self._tx() as db:
+            if only_new:
+                added = db.execute(
+                    "INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?)", (kind, doc_id, doc, due)
+                ).rowcount
+                return bool(added)
             if expect is None:
                 db.execute(
                     "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?)", (kind, doc_id, doc, due)
