@@ -41,6 +41,7 @@ from .http.routes import (
     tasks,
     telemetry,
     webhooks,
+    workers,
     workflows,
 )
 from .observe.logs import configure_logging, request_id_var
@@ -216,6 +217,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
         subscriptions,
         schedules,
         limits,
+        workers,
         logs,
         telemetry,
         admin,

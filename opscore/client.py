@@ -40,6 +40,7 @@ from .models import (
     DeadLetter,
     Delivery,
     HeartbeatAccepted,
+    LeaseRenewed,
     Page,
     PurgeResult,
     RunAccepted,
@@ -53,6 +54,7 @@ from .models import (
     SubscriptionCreated,
     TaskRun,
     WaitingStep,
+    WorkerClaimed,
     WorkflowDefinition,
     WorkflowTemplate,
 )
@@ -185,6 +187,7 @@ class _Call(Generic[T]):
     json: Any = None
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # instead of the client's (a long-poll waits longer)
 
     def parse(self, response: httpx.Response) -> T:
         """The answer as the call's result type (None for an empty answer, as 204 has)."""
@@ -236,6 +239,7 @@ class _Endpoints:
         metadata: dict[str, Any] | None = None,
         max_concurrency: int = 1,
         heartbeat_interval: float | None = None,
+        delivery: Literal["push", "pull"] = "push",
     ) -> Agent:
         """Register an agent (idempotent for identical details). An agent that will report or
         call :meth:`heartbeat` regularly declares ``heartbeat_interval`` (seconds); one that
@@ -250,6 +254,7 @@ class _Endpoints:
                 "metadata": metadata or {},
                 "maxConcurrency": max_concurrency,
                 "heartbeatIntervalSeconds": heartbeat_interval,
+                "delivery": delivery,
             }
         )
         return self._call(_Call("POST", "/v1/opscore/agents", Agent, json=body))
@@ -679,6 +684,47 @@ class _Endpoints:
     def delete_schedule(self, schedule_id: str) -> None:
         return self._call(_Call("DELETE", f"/v1/opscore/schedules/{schedule_id}"))
 
+    # --- pull workers (opscore.worker drives these) ---------------------------------------
+    def claim_tasks(
+        self, agent_id: str, *, wait_seconds: float = 20, max_tasks: int = 1
+    ) -> WorkerClaimed:
+        """Long-poll for tasks dispatched to this pull worker (none after ``wait_seconds``)."""
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/opscore/workers/{agent_id}/claim",
+                WorkerClaimed,
+                json={"waitSeconds": wait_seconds, "maxTasks": max_tasks},
+                timeout=wait_seconds + 10,
+            )
+        )
+
+    def heartbeat_task(self, agent_id: str, task_id: str) -> LeaseRenewed:
+        """Keep the lease; ConflictError (LEASE_LOST) when the task is no longer ours."""
+        path = f"/v1/opscore/workers/{agent_id}/tasks/{task_id}/heartbeat"
+        return self._call(_Call("POST", path, LeaseRenewed))
+
+    def complete_claimed(
+        self,
+        agent_id: str,
+        task_id: str,
+        result: Any = None,
+        *,
+        usage: dict[str, Any] | None = None,
+    ) -> TaskRun:
+        path = f"/v1/opscore/workers/{agent_id}/tasks/{task_id}/complete"
+        body = _clean({"result": result, "usage": usage})
+        return self._call(_Call("POST", path, TaskRun, json=body))
+
+    def fail_claimed(self, agent_id: str, task_id: str, error: str) -> TaskRun:
+        path = f"/v1/opscore/workers/{agent_id}/tasks/{task_id}/fail"
+        return self._call(_Call("POST", path, TaskRun, json={"error": error[:4000]}))
+
+    def release_claimed(self, agent_id: str, task_id: str) -> TaskRun:
+        """Hand a claimed task back (shutting down): queued again, not charged."""
+        path = f"/v1/opscore/workers/{agent_id}/tasks/{task_id}/release"
+        return self._call(_Call("POST", path, TaskRun))
+
     # --- concurrency limits ----------------------------------------------------------------
     def list_limits(self) -> Page[CapabilityLimit]:
         """Limited capabilities, each with how many of its tasks hold a slot now."""
@@ -786,6 +832,7 @@ class _BaseClient(_Endpoints):
             json=call.json if call.content is None else None,
             content=call.content,
             headers={**self._headers(), **call.headers},
+            extensions={"timeout": httpx.Timeout(call.timeout).as_dict()} if call.timeout else None,
         )
 
     def _retry_delay(self, attempt: int) -> float:

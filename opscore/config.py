@@ -293,6 +293,15 @@ class Settings(_LivenessAndRetention, BaseSettings):
         86400.0, gt=0, description="Seconds an Idempotency-Key maps to its first session."
     )
     dispatcher_enabled: bool = Field(True, description="Run the dispatcher loop in this process.")
+    worker_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description=(
+            "How long a pull worker holds a task without a heartbeat; then the task is queued "
+            "again (not charged as an attempt)."
+        ),
+    )
 
     # --- events out -----------------------------------------------------------------------
     events_allow_private_targets: bool = Field(

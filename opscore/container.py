@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
+from .dispatch.pull import RoutingTransport
 from .dispatch.transports import HttpTransport, SenderThread, Transport
 from .events import DeliverySender, EventBus, SubscriptionService
 from .lifecycle import AgentRegistry, AgentStates, Liveness
@@ -127,6 +128,8 @@ def build_services(
         transport = HttpTransport(via_agentkit, connect_timeout=settings.dispatch_timeout)
         if settings.dispatch_thread:
             transport = SenderThread(transport)
+    # pull workers claim their tasks: the hand-over to them sends nothing
+    transport = RoutingTransport(transport, workflow.workers.inbox)
     liveness = Liveness(
         storage,
         settings,
@@ -156,6 +159,7 @@ def build_services(
             workflow.decisions.sweep,
             workflow.schedules.sweep,
             workflow.admissions.sweep,
+            workflow.workers.sweep,
             liveness.sweep,
             workflow.retention.sweep,
             limits.sweep,

@@ -39,7 +39,7 @@ INDEPENDENT = {
     frozenset({"dispatch", "events"}),
 }
 # The SDK and the CLI import none of the service's rooms (checked by importing them below).
-CLIENT_SIDE = {"client", "cli", "__main__"}
+CLIENT_SIDE = {"client", "cli", "worker", "__main__"}
 HTTP_EDGE = {"api", "http"}
 
 
@@ -111,7 +111,7 @@ def test_imports_point_down_the_rooms(module: str, path: Path) -> None:
 def test_sdk_and_cli_import_no_service_module_and_not_fastapi() -> None:
     code = (
         "import json, sys\n"
-        "import opscore.client, opscore.cli\n"
+        "import opscore.client, opscore.cli, opscore.worker\n"
         "from opscore.client import OpsCoreClient, AsyncOpsCoreClient\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
@@ -120,7 +120,14 @@ def test_sdk_and_cli_import_no_service_module_and_not_fastapi() -> None:
     )
     loaded = json.loads(out.stdout)
     ours = sorted(m for m in loaded if m == "opscore" or m.startswith("opscore."))
-    allowed = {"opscore", "opscore.client", "opscore.cli", "opscore.errors", "opscore.signatures"}
+    allowed = {
+        "opscore",
+        "opscore.client",
+        "opscore.cli",
+        "opscore.worker",
+        "opscore.errors",
+        "opscore.signatures",
+    }
     client_side = ("opscore.models", "opscore.cli.")
     service = {m for m in ours if m not in allowed and not m.startswith(client_side)}
     assert not service, f"service modules loaded by the SDK/CLI: {service}"

@@ -22,6 +22,14 @@ class AgentBase(ApiModel):
         None, max_length=2048, pattern=r"^https?://", examples=["http://127.0.0.1:8101/"]
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
+    delivery: Literal["push", "pull"] = Field(
+        "push",
+        description=(
+            "push: Ops-Core POSTs each task to contactEndpoint. pull: the agent is a worker "
+            "that claims its tasks (POST /v1/opscore/workers/{agentId}/claim) and needs no "
+            "open port (docs/workers.md)."
+        ),
+    )
     max_concurrency: int = Field(1, ge=1, le=1000, description="Ops-Core tasks run at once.")
     heartbeat_interval_seconds: float | None = Field(
         None,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..config import Settings
+from ..dispatch.pull import PullInbox
 from ..lifecycle.registry import AgentRegistry
 from ..lifecycle.state import AgentStates
 from ..models import utcnow
@@ -26,6 +27,7 @@ from .retention import Retention
 from .runs import RunService
 from .schedules import ScheduleService
 from .sessions import SessionService
+from .workers import WorkerService
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Workflow:
     decisions: DecisionService
     schedules: ScheduleService
     admissions: RunAdmissions
+    workers: WorkerService
     retention: Retention
 
     async def recover(self) -> int:
@@ -84,5 +87,6 @@ def build_workflow(
         decisions=DecisionService(engine, outcomes),
         schedules=ScheduleService(engine, templates, runs),
         admissions=admissions,
+        workers=WorkerService(outcomes, states, PullInbox()),
         retention=Retention(engine),
     )

@@ -33,6 +33,7 @@ class Handovers:
 
     async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
         """Start a new attempt on ``agent``; None if the task is no longer queued."""
+        pull = agent.delivery == "pull"
         record = TaskAttempt(
             attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
         )
@@ -48,9 +49,16 @@ class Handovers:
             started_at=None,
             deadline=now + timedelta(seconds=task.timeout_seconds),
             history=[*task.history, record],
-            # straight to the agent, its answer decides; AgentKit's 202 never carries one
-            awaiting_answer=self.engine.settings.dispatch_via == "direct",
+            # straight to the agent, its answer decides; AgentKit's 202 never carries one, nor
+            # does a pull worker's claim: their results decide
+            awaiting_answer=self.engine.settings.dispatch_via == "direct" and not pull,
             deferred_report=None,
+            pull=pull,
+            # a worker that does not claim the task within its lease loses it (workers.py)
+            lease_until=now + timedelta(seconds=self.engine.settings.worker_lease_seconds)
+            if pull
+            else None,
+            cancel_acknowledged_at=None,
         )
         if dispatched is None:
             return None

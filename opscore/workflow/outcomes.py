@@ -82,8 +82,9 @@ class TaskOutcomes:
         await engine.advance(done.session_id)
         return True
 
-    async def mark_running(self, task: TaskRun, at: datetime) -> None:
-        """The agent says it started the dispatched attempt."""
+    async def mark_running(self, task: TaskRun, at: datetime, **changes: Any) -> TaskRun | None:
+        """The agent says it started the dispatched attempt (or a pull worker claimed it);
+        None when the attempt is no longer dispatched."""
         running = await move_task(
             self.storage,
             task.task_id,
@@ -92,9 +93,11 @@ class TaskOutcomes:
             attempt=task.attempts,
             started_at=at,
             history=update_last(task.history, started_at=at),
+            **changes,
         )
         if running is not None:
             self.engine.observe("running", running)
+        return running
 
     async def complete_task(
         self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None

@@ -1,0 +1,62 @@
+"""Pull workers: agents that claim their tasks instead of being sent them.
+
+The dispatcher matches a task to a pull worker exactly as to any agent (capability, priority,
+slots, limits); the hand-over then sends nothing: the task waits, dispatched to that worker,
+until the worker's long-poll claims it (``workflow/workers.py``). A worker needs only outbound
+requests, so it runs behind NAT, a proxy or in a notebook. Claims read the store, so a worker
+may poll any replica; a hand-over on this replica wakes its waiting polls at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..models import Agent, TaskRun
+from .transports import HandoverAnswer, Transport
+
+
+class PullInbox:
+    """Wakes the long-polls of a worker when a task is handed to it in this process."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, agent_id: str) -> asyncio.Event:
+        return self._events.setdefault(agent_id, asyncio.Event())
+
+    def notify(self, agent_id: str) -> None:
+        event = self._events.get(agent_id)
+        if event is not None:
+            event.set()
+
+    def forget(self, agent_id: str) -> None:
+        """No poll of this worker waits any more."""
+        event = self._events.get(agent_id)
+        if event is not None and not event.is_set():
+            self._events.pop(agent_id, None)
+
+
+class RoutingTransport:
+    """Pushes to push agents through ``inner``; leaves tasks for pull workers to claim."""
+
+    def __init__(self, inner: Transport, inbox: PullInbox) -> None:
+        self.inner = inner
+        self.inbox = inbox
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def endpoint(self, agent: Agent) -> str | None:
+        return None if agent.delivery == "pull" else self.inner.endpoint(agent)
+
+    async def send(
+        self, agent: Agent, task: TaskRun, headers: dict[str, str], *, timeout: float
+    ) -> HandoverAnswer:
+        if agent.delivery == "pull":
+            self.inbox.notify(agent.agent_id)
+            return HandoverAnswer("accepted", 202)  # the worker claims it; its results decide
+        return await self.inner.send(agent, task, headers, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
