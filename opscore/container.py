@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace import SpanProcessor
 
 from .config import Settings
+from .dispatch.cancels import CancelNotifier
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.pull import RoutingTransport
 from .dispatch.transports import HttpTransport, SenderThread, Transport
@@ -53,6 +54,7 @@ class Services:
     subscriptions: SubscriptionService
     events: EventBus
     event_sender: DeliverySender
+    cancels: CancelNotifier
     fleet: FleetTelemetry | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -81,6 +83,7 @@ class Services:
         """Stop dispatching, close connections to agents, close the store."""
         await self.dispatcher.stop()
         await self.event_sender.stop()
+        await self.cancels.close()
         await self.liveness.close()
         await self.transport.close()
         if self.fleet is not None:
@@ -130,6 +133,8 @@ def build_services(
             transport = SenderThread(transport)
     # pull workers claim their tasks: the hand-over to them sends nothing
     transport = RoutingTransport(transport, workflow.workers.inbox)
+    cancels = CancelNotifier(storage, transport, timeout=settings.dispatch_timeout)
+    workflow.engine.cancel_listeners.append(cancels.notify)
     liveness = Liveness(
         storage,
         settings,
@@ -196,6 +201,7 @@ def build_services(
         subscriptions=subscriptions,
         events=events,
         event_sender=event_sender,
+        cancels=cancels,
     )
 
 

@@ -153,6 +153,10 @@ class AgentKitAgent:
             with self.lock:
                 self.received.append(message)
             if message.get("messageType") != "workflow_task":
+                # as AgentKit's example does: "active" for any message, "idle" after ignoring
+                # it, both without opscore_task_id, after the answer
+                background.add_task(self._report, "active")
+                background.add_task(self._report, "idle")
                 return JSONResponse(
                     {"status": "ignored", "reason": "unsupported message type"}, status_code=200
                 )

@@ -45,6 +45,7 @@ class FakeFleet:
         self.current: dict[str, str] = {}
         self.behaviours: dict[str, Behaviour] = {}
         self.received: list[dict[str, Any]] = []
+        self.cancels: list[dict[str, Any]] = []  # cancel_task messages, as received
         self.per_agent: Counter[str] = Counter()
         self.failed_so_far: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -147,6 +148,11 @@ class FakeFleet:
                 return JSONResponse({"detail": "unknown agent"}, status_code=404)
             if behaviour.kind == "reject":
                 return JSONResponse({"detail": "busy"}, status_code=503)
+            if message.get("messageType") == "cancel_task":
+                # an agent that implements cancellation: it stops and says so
+                with self.lock:
+                    self.cancels.append({**message, "_agent": agent_id})
+                return JSONResponse({"status": "cancelled"}, status_code=200)
             with self.lock:
                 self.received.append(
                     {**message, "_agent": agent_id, "_headers": dict(request.headers)}

@@ -258,6 +258,10 @@ class TaskRun(ApiModel):
     cancel_acknowledged_at: datetime | None = Field(
         None, description="When the agent acknowledged the task's cancellation."
     )
+    cancel_delivery: str | None = Field(
+        None,
+        description="What became of the cancel_task message: acknowledged, ignored, or why not.",
+    )
     awaiting_answer: bool = Field(
         False,
         description=(

@@ -47,6 +47,8 @@ class WorkflowEngine:
         self.wakeup = asyncio.Event()
         self.telemetry: Telemetry | None = None
         self.wait_listeners: list[WaitListener] = []
+        # told of a task cancelled while an agent had it
+        self.cancel_listeners: list[Callable[[TaskRun, str], None]] = []
         # told when a run ends (a limited workflow's next run is admitted)
         self.run_end_listeners: list[Callable[[Session], Awaitable[None]]] = []
         # capability limits: the dispatcher takes a slot, the end of the attempt gives it back
@@ -264,6 +266,8 @@ class WorkflowEngine:
             self.observe("cancelled", cancelled)
             if task.status in INFLIGHT_TASK:
                 await self.release(task)
+                for listener in self.cancel_listeners:  # the agent hears of it (cancels.py)
+                    listener(cancelled, reason)
 
     async def release(self, task: TaskRun) -> None:
         """Free the agent slot (and capability slot) the task held; wake the dispatcher."""
