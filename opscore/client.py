@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel as _camel
 from . import __version__
 from .models import (
     Agent,
+    Budget,
     CapabilityLimit,
     CurrentState,
     DeadLetter,
@@ -53,6 +54,8 @@ from .models import (
     Subscription,
     SubscriptionCreated,
     TaskRun,
+    UsageReport,
+    UsageTotals,
     WaitingStep,
     WorkerClaimed,
     WorkflowDefinition,
@@ -724,6 +727,43 @@ class _Endpoints:
         """Hand a claimed task back (shutting down): queued again, not charged."""
         path = f"/v1/opscore/workers/{agent_id}/tasks/{task_id}/release"
         return self._call(_Call("POST", path, TaskRun))
+
+    # --- usage and budgets -----------------------------------------------------------------
+    def get_usage(self, scope: Literal["workflow", "agent"], ident: str) -> UsageReport:
+        """What a workflow's or an agent's tasks reported spending, in all and today."""
+        return self._call(_Call("GET", f"/v1/opscore/usage/{scope}/{ident}", UsageReport))
+
+    def run_usage(self, session_id: str) -> UsageTotals:
+        return self._call(_Call("GET", f"/v1/opscore/sessions/{session_id}/usage", UsageTotals))
+
+    def set_budget(
+        self,
+        scope: Literal["workflow", "agent"],
+        ident: str,
+        *,
+        per: Literal["run", "day"] = "day",
+        max_cost_usd: float | None = None,
+        max_tokens: int | None = None,
+        on_exceed: Literal["wait", "fail"] = "wait",
+    ) -> Budget:
+        """Stop dispatch for a workflow (per run or day) or an agent (per day) once spent."""
+        body = _clean(
+            {
+                "per": per,
+                "maxCostUsd": max_cost_usd,
+                "maxTokens": max_tokens,
+                "onExceed": on_exceed,
+            }
+        )
+        return self._call(_Call("PUT", f"/v1/opscore/budgets/{scope}/{ident}", Budget, json=body))
+
+    def list_budgets(self) -> Page[Budget]:
+        return self._call(_Call("GET", "/v1/opscore/budgets", Page[Budget]))
+
+    def remove_budget(
+        self, scope: Literal["workflow", "agent"], ident: str, per: Literal["run", "day"]
+    ) -> None:
+        return self._call(_Call("DELETE", f"/v1/opscore/budgets/{scope}/{ident}/{per}"))
 
     # --- concurrency limits ----------------------------------------------------------------
     def list_limits(self) -> Page[CapabilityLimit]:

@@ -170,6 +170,7 @@ def build_services(
             limits.sweep,
         ],
         limits=limits,
+        budgets=workflow.usage.gate,
         telemetry=telemetry,
     )
     dispatcher.reconcile_hooks.append(workflow.recover)

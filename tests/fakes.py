@@ -33,6 +33,7 @@ class Behaviour:
     with_task_id: bool = True
     capabilities: list[str] = field(default_factory=lambda: ["work"])
     max_concurrency: int = 1
+    usage: dict[str, Any] | None = None  # reported with each result, as model-calling agents do
 
 
 class FakeFleet:
@@ -211,7 +212,8 @@ class FakeFleet:
                 )
                 await self._report(agent_id, "idle")
                 return
-        await self._report(agent_id, "idle", result=result, **ids)
+        extra = {"usage": b.usage} if b.usage else {}
+        await self._report(agent_id, "idle", result=result, **ids, **extra)
 
 
 class FakeAgentKit:

@@ -144,6 +144,9 @@ def test_every_command_has_help_with_an_example() -> None:
         ["schedules", "create"],
         ["subscriptions", "create"],
         ["subscriptions", "deliveries"],
+        ["budgets", "set"],
+        ["usage"],
+        ["limits", "set"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
@@ -286,3 +289,15 @@ def test_limits_from_the_cli(env) -> None:
     assert json.loads(listed.output)["items"][0]["maxRunning"] == 3
     assert cli(env, "limits", "remove", "fetch").exit_code == 0
     assert cli(env, "limits", "remove", "fetch").exit_code == 1
+
+
+def test_usage_and_budgets_from_the_cli(env) -> None:
+    env, _ = env
+    assert "set" in cli(env, "budgets", "set", "workflow", "digest", "--max-cost", "5").output
+    listed = cli(env, "--json", "budgets", "list")
+    assert json.loads(listed.output)["items"][0]["maxCostUsd"] == 5
+    usage = cli(env, "--json", "usage", "workflow", "digest")
+    assert json.loads(usage.output)["total"]["reports"] == 0
+    assert "today" in cli(env, "usage", "workflow", "digest").output
+    assert cli(env, "budgets", "remove", "workflow", "digest").exit_code == 0
+    assert cli(env, "budgets", "set", "team", "x", "--max-cost", "1").exit_code == 2

@@ -182,6 +182,18 @@ def test_sync_client_manages_schedules_and_subscriptions(live) -> None:
             ops.create_subscription("http://10.0.0.1/x", ["run.failed"])
 
 
+def test_sync_client_reads_usage_and_manages_budgets(live) -> None:
+    server, _ = live
+    with OpsCoreClient(server.url, KEY) as ops:
+        budget = ops.set_budget("workflow", "w", per="run", max_tokens=10, on_exceed="fail")
+        assert budget.per == "run" and budget.on_exceed == "fail"
+        assert ops.list_budgets().total == 1
+        assert ops.get_usage("agent", "nobody").total.reports == 0
+        ops.remove_budget("workflow", "w", "run")
+        with pytest.raises(sdk.NotFoundError):
+            ops.remove_budget("workflow", "w", "run")
+
+
 def _poll(read, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while not (found := read()):

@@ -806,9 +806,9 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
 
 
 # commands kept in modules of their own register on ``app`` when imported
-from . import events, limits, schedules, waits  # noqa: E402
+from . import budgets, events, limits, schedules, waits  # noqa: E402
 
-__all__ = ["app", "events", "limits", "main", "schedules", "waits"]
+__all__ = ["app", "budgets", "events", "limits", "main", "schedules", "waits"]
 
 
 def main() -> None:

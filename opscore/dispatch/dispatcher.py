@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
@@ -25,7 +24,9 @@ from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
 from ..observe.tracing import traceparent
 from ..storage.base import Storage
+from .budgets import BudgetGate
 from .limits import CapabilityLimits
+from .picker import AgentPicker
 from .slots import FreeSlots
 from .transports import DispatchError, HandoverAnswer, Transport
 
@@ -62,6 +63,10 @@ class DispatchHooks(Protocol):
         """The agent (or AgentKit) answered the hand-over of this attempt."""
         ...
 
+    async def budget_refused(self, task: TaskRun, reason: str) -> None:
+        """The task's workflow spent its budget, and says fail: the task fails unsent."""
+        ...
+
 
 class Dispatcher:
     """Matches ready tasks to free agent slots and hands them over; runs the sweeps."""
@@ -79,9 +84,12 @@ class Dispatcher:
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = utcnow,
         limits: CapabilityLimits | None = None,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self.storage = storage
         self.limits = limits or CapabilityLimits(storage)
+        self.budgets = budgets or BudgetGate(storage)
+        self.picker = AgentPicker(storage, self.limits, self.budgets)
         self.settings = settings
         self.transport = transport
         self.hooks = hooks
@@ -90,7 +98,6 @@ class Dispatcher:
         self.sweeps = sweeps if sweeps is not None else []
         self.telemetry = telemetry
         self.clock = clock
-        self._rotation = itertools.count()
         # Ready entries that earlier passes examined and found no free agent for: the next pass
         # starts after them, so a backlog longer than a batch cannot hide work for a free agent.
         self._scan_from = 0
@@ -261,7 +268,14 @@ class Dispatcher:
                 if task is None or task.status != TaskStatus.QUEUED:
                     handled.append(entry.task_id)  # cancelled or already handled: drop it
                     continue
-                claimed = await self._claim(task, by_id, by_capability, free, agents)
+                verdict, reason = await self.budgets.check_task(task, now)
+                if verdict == "fail":  # its workflow's budget is spent and says fail
+                    await self.hooks.budget_refused(task, reason)
+                    handled.append(entry.task_id)
+                    continue
+                claimed = None
+                if verdict == "go":
+                    claimed = await self.picker.pick(task, by_id, by_capability, free, agents, now)
                 if claimed is None:
                     waiting.append(entry)
                     continue
@@ -281,33 +295,6 @@ class Dispatcher:
         if handled:
             await self.storage.ack(handled)
         return sent
-
-    async def _claim(
-        self,
-        task: TaskRun,
-        by_id: dict[str, Agent],
-        by_capability: dict[str, list[Agent]],
-        free: FreeSlots,
-        agents: list[Agent],
-    ) -> Agent | None:
-        if task.target_agent_id is not None:
-            candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
-        elif task.agent_capability is not None:
-            candidates = by_capability.get(task.agent_capability, [])
-        else:
-            candidates = agents
-        if not candidates or not await self.limits.acquire(task):  # or at the capability limit
-            return None
-        start = next(self._rotation) % len(candidates)
-        for agent in candidates[start:] + candidates[:start]:
-            if free[agent.agent_id] <= 0:
-                continue
-            if await self.storage.claim_agent_slot(agent.agent_id, task.task_id):
-                free.take(agent.agent_id)
-                return agent
-            free.exhaust(agent.agent_id)  # another replica took its last slot
-        await self.limits.release(task)
-        return None
 
     async def _hand_over(self, task: TaskRun, agent: Agent, now: datetime) -> bool:
         dispatched = await self.hooks.mark_dispatched(task, agent, now)

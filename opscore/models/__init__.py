@@ -84,6 +84,7 @@ from .schedules import (
     ScheduleFields,
 )
 from .timeline import RunTimeline, TimelineEvent
+from .usage import Budget, BudgetSet, UsageReport, UsageTotals, usage_from
 
 __all__ = [
     "EVENT_TYPES",
@@ -92,6 +93,8 @@ __all__ = [
     "AgentBase",
     "AgentCreate",
     "ApiModel",
+    "Budget",
+    "BudgetSet",
     "Capability",
     "CapabilityLimit",
     "CatchUp",
@@ -141,6 +144,8 @@ __all__ = [
     "TaskRun",
     "TaskStatus",
     "TimelineEvent",
+    "UsageReport",
+    "UsageTotals",
     "WaitPolicy",
     "WaitingStep",
     "WebhookAgentDetails",
@@ -153,5 +158,6 @@ __all__ = [
     "WorkflowTemplate",
     "WorkflowTrigger",
     "as_utc",
+    "usage_from",
     "utcnow",
 ]

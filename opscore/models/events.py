@@ -17,6 +17,7 @@ EventType = Literal[
     "approval.needed",
     "agent.offline",
     "agent.back",
+    "budget.exceeded",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 DeliveryStatus = Literal["pending", "delivered", "failed"]

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from .common import ID_PATTERN, ApiModel
 from .decisions import Decision, StepKind, WaitPolicy
+from .usage import UsageTotals
 
 # template models refuse unknown keys (a misspelt field must not silently do nothing)
 _STRICT = ConfigDict(extra="forbid")
@@ -209,6 +210,7 @@ class TaskRun(ApiModel):
         None, description="The run's trace, so any replica can add this task's spans to it."
     )
     step_id: str = Field(description="The taskId in the template.")
+    workflow_id: str | None = Field(None, description="The run's template (for budgets).")
     name: str = ""
     status: TaskStatus = TaskStatus.PENDING
     agent_capability: str | None = None
@@ -239,6 +241,7 @@ class TaskRun(ApiModel):
     history: list[TaskAttempt] = Field(default_factory=list)
     result: Any = None
     error: str | None = None
+    usage: UsageTotals | None = Field(None, description="What its agent reported spending.")
     created_at: datetime
     queued_at: datetime | None = None
     ready_at: datetime | None = None
@@ -276,6 +279,9 @@ class TaskResultReport(ApiModel):
     result: Any = None
     error: str | None = Field(None, max_length=4000)
     agent_id: str | None = Field(None, description="The reporting agent; checked if given.")
+    usage: dict[str, Any] | None = Field(
+        None, description="{inputTokens, outputTokens, costUsd, model}: added up, and budgets."
+    )
 
 
 class SessionDetail(Session):

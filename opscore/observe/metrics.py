@@ -70,6 +70,15 @@ class Telemetry:
             ["outcome"],
             registry=r,
         )
+        self.usage_tokens = Counter(
+            "opscore_usage_tokens",
+            "Tokens agents reported with results",
+            ["kind", "model"],
+            registry=r,
+        )
+        self.usage_cost = Counter(
+            "opscore_usage_cost_usd", "Cost agents reported with results", ["model"], registry=r
+        )
         self.dispatch_latency = Histogram(
             "opscore_dispatch_latency_seconds",
             "Time from ready to dispatched",
@@ -165,6 +174,12 @@ class Telemetry:
 
     def _on_completed(self, task: TaskRun, extra: dict[str, Any]) -> None:
         self.task_outcomes.labels("completed").inc()
+        usage = extra.get("usage")
+        if usage:
+            model = str(usage.get("model", "-"))
+            for kind in ("input", "output"):
+                self.usage_tokens.labels(kind, model).inc(usage.get(f"{kind}_tokens", 0))
+            self.usage_cost.labels(model).inc(usage.get("cost_usd", 0.0))
         if task.dispatched_at and task.finished_at:
             self.task_duration.observe((task.finished_at - task.dispatched_at).total_seconds())
         self.spans.attempt_ended(task, "ok", outcome="completed", **genai.usage(extra.get("usage")))

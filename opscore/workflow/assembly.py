@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..config import Settings
+from ..dispatch.budgets import BudgetGate
 from ..dispatch.pull import PullInbox
 from ..lifecycle.registry import AgentRegistry
 from ..lifecycle.state import AgentStates
@@ -27,6 +28,7 @@ from .retention import Retention
 from .runs import RunService
 from .schedules import ScheduleService
 from .sessions import SessionService
+from .usage import UsageLedger
 from .workers import WorkerService
 
 
@@ -46,6 +48,7 @@ class Workflow:
     schedules: ScheduleService
     admissions: RunAdmissions
     workers: WorkerService
+    usage: UsageLedger
     retention: Retention
 
     async def recover(self) -> int:
@@ -73,6 +76,8 @@ def build_workflow(
     templates = TemplateCatalog(storage, settings, clock)
     runs = RunService(engine, registry)
     admissions = RunAdmissions(engine)
+    ledger = UsageLedger(engine, BudgetGate(storage))
+    engine.record_usage = ledger.record
     runs.admit = admissions.admit
     engine.run_end_listeners.append(admissions.run_ended)
     return Workflow(
@@ -88,5 +93,6 @@ def build_workflow(
         schedules=ScheduleService(engine, templates, runs),
         admissions=admissions,
         workers=WorkerService(outcomes, states, PullInbox()),
+        usage=ledger,
         retention=Retention(engine),
     )

@@ -47,6 +47,8 @@ class WorkflowEngine:
         self.wakeup = asyncio.Event()
         self.telemetry: Telemetry | None = None
         self.wait_listeners: list[WaitListener] = []
+        # adds a result's usage up and keeps budgets (usage.UsageLedger, when wired)
+        self.record_usage: Callable[[TaskRun, dict[str, Any] | None], Awaitable[None]] = _no_usage
         # told of a task cancelled while an agent had it
         self.cancel_listeners: list[Callable[[TaskRun, str], None]] = []
         # told when a run ends (a limited workflow's next run is admitted)
@@ -281,6 +283,10 @@ Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 async def _no_events(event_type: str, data: dict[str, Any]) -> None:
+    return None
+
+
+async def _no_usage(task: TaskRun, usage: dict[str, Any] | None) -> None:
     return None
 
 

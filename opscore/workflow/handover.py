@@ -96,6 +96,23 @@ class Handovers:
             outcome = "dispatch_error"
         await self.outcomes.fail_attempt(current, error, outcome=outcome)
 
+    async def budget_refused(self, task: TaskRun, reason: str) -> None:
+        """Its workflow spent its budget and says fail: the task fails without being sent
+        (retrying cannot help until the budget has room), and so does its run."""
+        failed = await move_task(
+            self.storage,
+            task.task_id,
+            S.FAILED,
+            only_from=frozenset({S.QUEUED}),
+            attempt=task.attempts,
+            error=f"not dispatched: {reason}",
+            finished_at=self.engine.clock(),
+        )
+        if failed is None:
+            return
+        self.engine.observe("failed", failed)
+        await self.outcomes.after_exhausted(failed)
+
     async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
         """The hand-over's answer: completed or failed ends the attempt; anything else means
         the agent works in the background and its reports decide (docs/agentkit.md)."""

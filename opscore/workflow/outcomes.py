@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..models import TaskRun, TaskStatus
+from ..models import TaskRun, TaskStatus, UsageTotals
 from ..observe.logs import log_operation
 from .engine import WorkflowEngine, substitution_context, update_last
 from .transitions import INFLIGHT_TASK, move_task
@@ -120,9 +120,11 @@ class TaskOutcomes:
             # an agent that works inside the request never says it started: it did at hand-over
             started_at=task.started_at or task.dispatched_at,
             history=update_last(task.history, finished_at=now, outcome="completed"),
+            **({"usage": (task.usage or UsageTotals()).plus(usage)} if usage else {}),
         )
         if done is None:
             return False
+        await engine.record_usage(done, usage)
         await engine.release(done)
         engine.observe("completed", done, usage=usage)
         log_operation(

@@ -156,7 +156,9 @@ class AgentReports:
                 code="TASK_NOT_IN_FLIGHT",
             )
         if report.status == "completed":
-            applied = await self.outcomes.complete_task(task, report.result)
+            applied = await self.outcomes.complete_task(
+                task, report.result, usage=usage_from(report.usage)
+            )
         else:
             applied = await self.outcomes.fail_attempt(
                 task, report.error or "agent reported failure", outcome="failed"

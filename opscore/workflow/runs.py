@@ -158,6 +158,7 @@ class RunService:
                     task_id=f"task-{uuid.uuid4().hex}",
                     session_id=session_id,
                     step_id=t.task_id,
+                    workflow_id=definition.id,
                     name=t.name or t.task_id,
                     agent_capability=t.agent_capability,
                     target_agent_id=target_agent,

@@ -17,8 +17,9 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     # FAILED from PENDING: its parameters cannot be resolved within the size limit, or its
     # condition cannot be evaluated; WAITING: an approval or signal step; SKIPPED: conditions
     S.PENDING: frozenset({S.QUEUED, S.WAITING, S.SKIPPED, S.CANCELLED, S.FAILED}),
-    # COMPLETED from QUEUED: the late answer of an attempt lost to liveness (outcomes.py)
-    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED, S.COMPLETED}),
+    # COMPLETED from QUEUED: the late answer of an attempt lost to liveness (outcomes.py);
+    # FAILED: its workflow's budget is spent and says fail (handover.budget_refused)
+    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED, S.COMPLETED, S.FAILED}),
     S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
     # decided (approved, rejected, signalled, timed out) or cancelled with its run

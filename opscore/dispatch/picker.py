@@ -1,0 +1,55 @@
+"""Which agent takes a task: the candidates (its agent, or agents with its capability), in
+turn, with a free slot, under the capability's limit and within their budgets."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from ..models import Agent, TaskRun
+from ..storage.base import Storage
+from .budgets import BudgetGate
+from .limits import CapabilityLimits
+from .slots import FreeSlots
+
+
+class AgentPicker:
+    """Claims a slot on one suitable agent for a task (round-robin among the candidates)."""
+
+    def __init__(self, storage: Storage, limits: CapabilityLimits, budgets: BudgetGate) -> None:
+        self.storage = storage
+        self.limits = limits
+        self.budgets = budgets
+        self._rotation = itertools.count()
+
+    async def pick(
+        self,
+        task: TaskRun,
+        by_id: dict[str, Agent],
+        by_capability: dict[str, list[Agent]],
+        free: FreeSlots,
+        agents: list[Agent],
+        now: datetime,
+    ) -> Agent | None:
+        """The agent whose slot was claimed, or None (the task keeps its place in the queue)."""
+        if task.target_agent_id is not None:
+            candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
+        elif task.agent_capability is not None:
+            candidates = by_capability.get(task.agent_capability, [])
+        else:
+            candidates = agents
+        if not candidates or not await self.limits.acquire(task):  # or at the capability limit
+            return None
+        budgeted = await self.budgets.any_for_agents()
+        start = next(self._rotation) % len(candidates)
+        for agent in candidates[start:] + candidates[:start]:
+            if free[agent.agent_id] <= 0:
+                continue
+            if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
+                continue  # this agent spent its budget today
+            if await self.storage.claim_agent_slot(agent.agent_id, task.task_id):
+                free.take(agent.agent_id)
+                return agent
+            free.exhaust(agent.agent_id)  # another replica took its last slot
+        await self.limits.release(task)
+        return None

@@ -1,0 +1,135 @@
+"""Usage added up per task, run, workflow and agent; budgets that hold tasks back or fail them,
+and the event when one is used up; on every store."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from .conftest import KEY, STORES, make_settings, store_url
+from .event_receiver import EventReceiver
+from .fakes import Behaviour
+from .servers import wait_for
+from .workflow_helpers import by_step, create, run, settle, task, template
+
+SPEND = {"inputTokens": 100, "outputTokens": 50, "costUsd": 0.01, "model": "m-1"}
+
+
+@pytest.fixture(params=STORES)
+def budgeted(request, fleet_factory, tmp_path):
+    settings = make_settings(
+        storage_url=store_url(request, request.param, tmp_path),
+        events_allow_private_targets=True,
+        default_max_attempts=1,
+    )
+    server, fleet = fleet_factory(settings)
+    receiver = EventReceiver().start()
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=10) as client:
+        yield client, fleet, receiver
+    receiver.stop()
+
+
+def three_steps(workflow_id: str) -> dict:
+    return template(
+        workflow_id,
+        task("a"),
+        task("b", dependsOn=["a"]),
+        task("c", dependsOn=["b"]),
+    )
+
+
+def test_usage_adds_up_per_run_workflow_and_agent(budgeted) -> None:
+    client, fleet, _ = budgeted
+    fleet.add("spender", Behaviour(usage=SPEND))
+    create(client, three_steps("costly"))
+
+    sid = run(client, "costly")
+    detail = settle(client, sid)
+
+    assert detail["status"] == "completed"
+    run_usage = client.get(f"/v1/opscore/sessions/{sid}/usage").json()
+    assert run_usage == {"inputTokens": 300, "outputTokens": 150, "costUsd": 0.03, "reports": 3}
+    workflow = client.get("/v1/opscore/usage/workflow/costly").json()
+    assert workflow["total"]["inputTokens"] == 300 and workflow["today"]["reports"] == 3
+    agent = client.get("/v1/opscore/usage/agent/spender").json()
+    assert agent["total"]["outputTokens"] == 150
+    assert by_step(detail)["a"]["usage"] == {
+        "inputTokens": 100,
+        "outputTokens": 50,
+        "costUsd": 0.01,
+        "reports": 1,
+    }
+
+
+def test_a_run_budget_fails_what_would_overspend_and_says_so(budgeted) -> None:
+    client, fleet, receiver = budgeted
+    fleet.add("spender", Behaviour(usage=SPEND))
+    created = client.post(
+        "/v1/opscore/subscriptions", json={"url": receiver.url, "events": ["budget.exceeded"]}
+    )
+    receiver.secrets.append(created.json()["secret"])
+    create(client, three_steps("capped"))
+    budget = client.put(
+        "/v1/opscore/budgets/workflow/capped",
+        json={"per": "run", "maxTokens": 300, "onExceed": "fail"},
+    )
+    assert budget.status_code == 200, budget.text
+
+    detail = settle(client, run(client, "capped"))
+
+    steps = by_step(detail)
+    assert detail["status"] == "failed"
+    assert steps["a"]["status"] == "completed" and steps["b"]["status"] == "completed"
+    assert steps["c"]["status"] == "failed" and "budget" in steps["c"]["error"]
+    assert steps["c"]["attempts"] == 0  # never handed over
+    [event] = receiver.wait_for_types("budget.exceeded")
+    data = event["event"]["data"]
+    assert data["scope"] == "workflow" and data["id"] == "capped" and data["per"] == "run"
+    assert data["spent"]["inputTokens"] + data["spent"]["outputTokens"] == 300
+
+
+def test_a_day_budget_holds_tasks_until_it_is_raised(budgeted) -> None:
+    client, fleet, _ = budgeted
+    fleet.add("spender", Behaviour(usage=SPEND))
+    create(client, template("daily", task("a")))
+    client.put("/v1/opscore/budgets/workflow/daily", json={"per": "day", "maxCostUsd": 0.015})
+
+    assert settle(client, run(client, "daily"))["status"] == "completed"
+    assert settle(client, run(client, "daily"))["status"] == "completed"  # 0.01 < 0.015 at start
+    held = run(client, "daily")
+    time.sleep(1.0)  # several dispatcher passes: the task must stay queued
+    assert client.get(f"/v1/opscore/sessions/{held}").json()["tasks"][0]["status"] == "queued"
+
+    raised = client.put("/v1/opscore/budgets/workflow/daily", json={"per": "day", "maxCostUsd": 1})
+    assert raised.status_code == 200
+    assert settle(client, held)["status"] == "completed"
+    [budget] = client.get("/v1/opscore/budgets").json()["items"]
+    assert budget["maxCostUsd"] == 1 and budget["onExceed"] == "wait"
+
+
+def test_an_agent_over_its_budget_gets_no_more_work(budgeted) -> None:
+    client, fleet, _ = budgeted
+    fleet.add("thrifty", Behaviour(usage=SPEND))
+    create(client, template("one", task("a")))
+    client.put("/v1/opscore/budgets/agent/thrifty", json={"maxTokens": 150})
+    assert settle(client, run(client, "one"))["status"] == "completed"  # spends 150
+    held = run(client, "one")
+    time.sleep(1.0)
+    assert client.get(f"/v1/opscore/sessions/{held}").json()["tasks"][0]["status"] == "queued"
+    assert client.delete("/v1/opscore/budgets/agent/thrifty/day").status_code == 204
+    assert settle(client, held)["status"] == "completed"
+
+
+def test_budgets_are_checked(client) -> None:
+    per_run = client.put("/v1/opscore/budgets/agent/x", json={"per": "run", "maxTokens": 5})
+    assert per_run.status_code == 422 and per_run.json()["error"]["code"] == "INVALID_BUDGET"
+    nothing = client.put("/v1/opscore/budgets/workflow/x", json={"per": "day"})
+    assert nothing.status_code == 422
+    assert client.delete("/v1/opscore/budgets/workflow/x/day").status_code == 404
+    wrong = client.get("/v1/opscore/usage/team/x")
+    assert wrong.status_code == 422
+    empty = client.get("/v1/opscore/usage/workflow/none").json()
+    assert empty["total"] == {"inputTokens": 0, "outputTokens": 0, "costUsd": 0.0, "reports": 0}
+    wait_for(lambda: True)
