@@ -884,11 +884,12 @@ class _BaseClient(_Endpoints):
             return False
         return response is None or response.status_code == 503
 
-    @staticmethod
-    def _wrap(exc: httpx.TransportError) -> APIConnectionError:
+    def _wrap(self, exc: httpx.TransportError) -> APIConnectionError:
+        """A transport failure, naming the URL it was trying (a wrong OPSCORE_API_URL is the
+        usual cause)."""
         if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(f"Request timed out: {exc}")
-        return APIConnectionError(f"Cannot reach Ops-Core: {exc}")
+            return APITimeoutError(f"Request to Ops-Core at {self.base_url} timed out: {exc}")
+        return APIConnectionError(f"Cannot reach Ops-Core at {self.base_url}: {exc}")
 
 
 class OpsCoreClient(_BaseClient):

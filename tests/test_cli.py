@@ -301,3 +301,36 @@ def test_usage_and_budgets_from_the_cli(env) -> None:
     assert "today" in cli(env, "usage", "workflow", "digest").output
     assert cli(env, "budgets", "remove", "workflow", "digest").exit_code == 0
     assert cli(env, "budgets", "set", "team", "x", "--max-cost", "1").exit_code == 2
+
+
+def test_version_json_anywhere_json_errors_and_full_width_when_piped(env) -> None:
+    from opscore import __version__
+    from opscore.cli import hoist_json
+
+    env, _ = env
+    assert runner.invoke(app, ["--version"]).output.strip() == f"opscore {__version__}"
+    assert hoist_json(["agents", "list", "--json"]) == ["--json", "agents", "list"]
+    assert hoist_json(["run", "x", "--", "--json"]) == ["run", "x", "--", "--json"]
+
+    def opscore(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "opscore", *args],
+            env={**os.environ, **env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = opscore("agents", "list", "--json")  # --json after the subcommand
+    assert listed.returncode == 0 and json.loads(listed.stdout)["total"] == 3
+    missing = opscore("agents", "show", "ghost", "--json")
+    assert missing.returncode == 1
+    error = json.loads(missing.stderr)["error"]
+    assert error["status"] == 404 and error["code"] == "AGENT_NOT_FOUND" and error["requestId"]
+    away = opscore("agents", "list", OPSCORE_API_URL="http://127.0.0.1:9")
+    assert away.returncode == 3 and "Cannot reach Ops-Core at http://127.0.0.1:9" in away.stderr
+    # piped: a wide table is not clipped to 80 columns
+    cli(env, "agents", "register", "a" * 60, "--id", "wide-agent-" + "x" * 50, "-c", "work")
+    table = opscore("agents", "list")
+    assert "wide-agent-" + "x" * 50 in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) > 80

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .. import __version__
 from ..client import APIConnectionError, APIError, OpsCoreClient
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,8 +53,16 @@ LEVEL_STYLE = {
     "CRITICAL": "bold red",
 }
 
-out = Console()
-err = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """Full width when piped (Rich would clip to 80 columns): a pipe has no width to keep to."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty()
+    return Console(stderr=stderr, width=int(os.environ.get("COLUMNS") or 1000) if piped else None)
+
+
+out = _console()
+err = _console(stderr=True)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -82,6 +92,12 @@ class Options:
         return OpsCoreClient(self.url, self.api_key, timeout=self.timeout)
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"opscore {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -91,8 +107,16 @@ def _root(
     api_key: Annotated[
         str | None, typer.Option(envvar="OPSCORE_API_KEY", help="API key.", show_default=False)
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts (anywhere on the line).")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 10.0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
+    ] = False,
 ) -> None:
     """Ops-Core: operate fleets of AI agents."""
     ctx.obj = Options(url, api_key, as_json, timeout)
@@ -103,15 +127,28 @@ def api_command(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx", args[0] if args else None)
+        options = getattr(ctx, "obj", None)
+        as_json = isinstance(options, Options) and options.as_json
         try:
             return fn(*args, **kwargs)
-        except APIConnectionError as exc:
-            err.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_CONNECT) from None
         except APIError as exc:
-            request = f" (request {exc.request_id})" if exc.request_id else ""
-            err.print(f"[red]error:[/] {exc}{request}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_API) from None
+            connect = isinstance(exc, APIConnectionError)
+            if as_json:  # a script reads the error as it reads the answers
+                body = {
+                    "error": {
+                        "status": exc.status_code,
+                        "code": exc.code or ("CONNECTION_ERROR" if connect else "API_ERROR"),
+                        "message": exc.message,
+                        "requestId": exc.request_id,
+                    }
+                }
+                print(json.dumps(body), file=sys.stderr)
+            else:
+                request = f" (request {exc.request_id})" if exc.request_id else ""
+                text = exc.message if connect else f"{exc}{request}"
+                err.print(f"[red]error:[/] {text}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_CONNECT if connect else EXIT_API) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -805,6 +842,15 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         out.print(_log_line(record), highlight=False, soft_wrap=True)
 
 
+def hoist_json(argv: list[str]) -> list[str]:
+    """``--json`` may come anywhere on the line (``opscore agents list --json``): it is an
+    option of the root command, so it moves to the front (not past a ``--``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--json" not in argv[:end]:
+        return argv
+    return ["--json", *(a for i, a in enumerate(argv) if not (a == "--json" and i < end))]
+
+
 # commands kept in modules of their own register on ``app`` when imported
 from . import budgets, events, limits, schedules, waits  # noqa: E402
 
@@ -813,6 +859,6 @@ __all__ = ["app", "budgets", "events", "limits", "main", "schedules", "waits"]
 
 def main() -> None:
     try:
-        app()
+        app(args=hoist_json(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)
