@@ -105,8 +105,9 @@ class APIError(Exception):
         self.details = details
 
     def __str__(self) -> str:
-        prefix = f"{self.status_code} {self.code}: " if self.status_code else ""
-        return f"{prefix}{self.message}"
+        if self.status_code:
+            return f"{self.status_code} {self.code}: {self.message}"
+        return f"{self.code}: {self.message}" if self.code else self.message
 
 
 class APIConnectionError(APIError):

@@ -334,3 +334,38 @@ def test_version_json_anywhere_json_errors_and_full_width_when_piped(env) -> Non
     table = opscore("agents", "list")
     assert "wide-agent-" + "x" * 50 in table.stdout
     assert max(len(line) for line in table.stdout.splitlines()) > 80
+
+
+def test_validate_offline_list_a_runs_tasks_and_retry_a_failed_run(env, tmp_path) -> None:
+    env, fleet = env
+    valid = runner.invoke(app, ["workflows", "validate", str(EXAMPLES / "reviewed-digest.yaml")])
+    assert valid.exit_code == 0 and "valid: reviewed-digest" in valid.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\ntasks:\n  - taskId: a\n    whenn: 'true'\n")
+    invalid = runner.invoke(app, ["--json", "workflows", "validate", str(bad)])
+    assert invalid.exit_code == 1 and json.loads(invalid.output)["valid"] is False
+    assert "unknown field 'whenn'" in json.loads(invalid.output)["message"]
+
+    fleet.behaviours["fetch-agent"].kind = "fail"
+    fleet.behaviours["fetch-agent"].failures = 3  # every attempt of the run; then it works
+    assert cli(env, "workflows", "create", str(EXAMPLES / "digest.yaml")).exit_code == 0
+    ran = cli(env, "--json", "run", "digest", "--wait", "--wait-timeout", "60")
+    assert ran.exit_code == 4, ran.output
+    detail = json.loads(ran.output)
+    assert detail["status"] == "failed"
+    sid = detail["sessionId"]
+    failed = cli(env, "--json", "tasks", "list", "--session", sid, "--status", "failed")
+    assert [t["stepId"] for t in json.loads(failed.output)] == ["fetch"]
+    assert "fetch" in cli(env, "tasks", "list", "--session", sid).output
+    retried = cli(env, "runs", "retry", sid)
+    assert retried.exit_code == 0 and "Re-drove fetch" in retried.output
+    done = cli(env, "--json", "sessions", "show", sid)
+    wait_for(
+        lambda: (
+            json.loads(cli(env, "--json", "sessions", "show", sid).output)["status"] == "completed"
+        ),
+        timeout=30,
+    )
+    assert json.loads(done.output)["sessionId"] == sid
+    nothing = cli(env, "runs", "retry", sid)
+    assert nothing.exit_code == 1 and "NOTHING_TO_RETRY" in nothing.output

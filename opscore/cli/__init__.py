@@ -852,9 +852,9 @@ def hoist_json(argv: list[str]) -> list[str]:
 
 
 # commands kept in modules of their own register on ``app`` when imported
-from . import budgets, events, limits, schedules, waits  # noqa: E402
+from . import budgets, events, limits, runs, schedules, waits  # noqa: E402
 
-__all__ = ["app", "budgets", "events", "limits", "main", "schedules", "waits"]
+__all__ = ["app", "budgets", "events", "limits", "main", "runs", "schedules", "waits"]
 
 
 def main() -> None:
