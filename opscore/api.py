@@ -29,6 +29,7 @@ from .http.ingest import report_state as answer_state_report
 from .http.routes import (
     admin,
     agents,
+    apidocs,
     dashboard,
     decisions,
     limits,
@@ -67,6 +68,15 @@ TAGS = [
     {"name": "workflows", "description": "Templates (JSON/YAML) and triggering runs."},
     {"name": "sessions", "description": "Workflow runs and ad-hoc sessions, with task timelines."},
     {"name": "tasks", "description": "Task runs, explicit results and dead letters."},
+    {
+        "name": "approvals and signals",
+        "description": "Steps waiting for a person or an event (docs/workflows.md).",
+    },
+    {"name": "schedules", "description": "Templates run on a cron or an interval."},
+    {"name": "events", "description": "Signed webhooks out, their delivery logs (docs/events.md)."},
+    {"name": "limits", "description": "Concurrency limits on capabilities."},
+    {"name": "workers", "description": "Pull workers: claim, lease, result (docs/workers.md)."},
+    {"name": "usage and budgets", "description": "Reported usage and budgets on it."},
     {"name": "logs", "description": "Live log inspection."},
     {"name": "telemetry", "description": "Traces and Prometheus metrics."},
     {"name": "webhooks", "description": "AgentKit's signed registration webhook."},
@@ -167,6 +177,8 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        docs_url=None,  # served from files shipped with the package (routes/apidocs.py)
+        redoc_url=None,
     )
     app.state.services = services
     install(app, services)
@@ -206,6 +218,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
     app.include_router(system.router)
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
+    app.include_router(apidocs.router)
     app.include_router(state.ingest)  # authenticated by the middleware; see http/routes/state.py
     protected = [Depends(authenticate)]
     for module in (
