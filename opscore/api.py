@@ -80,6 +80,7 @@ TAGS = [
     {"name": "logs", "description": "Live log inspection."},
     {"name": "telemetry", "description": "Traces and Prometheus metrics."},
     {"name": "webhooks", "description": "AgentKit's signed registration webhook."},
+    {"name": "admin", "description": "Retention: remove finished runs now (admin keys)."},
     {"name": "system", "description": "Health and readiness."},
 ]
 

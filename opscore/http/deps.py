@@ -64,8 +64,10 @@ class Paging:
 
 async def paging(
     services: ServicesDep,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size.")] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=10_000_000, description="Items to skip.", examples=[0])
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Page size.", examples=[50])] = 50,
 ) -> Paging:
     if limit > services.settings.max_page_size:
         raise UnprocessableError(

@@ -11,7 +11,9 @@ from ..deps import PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/agents", tags=["agents"], responses=ERRORS)
-AgentId = Annotated[str, Path(pattern=ID_PATTERN, description="The agent's id.")]
+AgentId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The agent's id.", examples=["summarizer-1"])
+]
 
 
 @router.post(

@@ -11,7 +11,14 @@ from ..deps import CallerDep, PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore", tags=["approvals and signals"], responses=ERRORS)
-TaskId = Annotated[str, Path(pattern=ID_PATTERN, description="The waiting step's task run id.")]
+TaskId = Annotated[
+    str,
+    Path(
+        pattern=ID_PATTERN,
+        description="The waiting step's task run id.",
+        examples=["task-6f1c2a9e0b7d4c3e8a5f1b2c3d4e5f60"],
+    ),
+]
 DECISION_EXAMPLES = [{"comment": "Checked the sources; publish", "payload": {"channel": "#news"}}]
 
 
@@ -84,7 +91,9 @@ async def reject(
     dependencies=[require("signals:send")],
 )
 async def send_signal(
-    sessionId: Annotated[str, Path(pattern=ID_PATTERN)],
+    sessionId: Annotated[
+        str, Path(pattern=ID_PATTERN, examples=["9b2599f1-ed80-4ff0-895a-60dda642c208"])
+    ],
     name: Annotated[str, Path(pattern=ID_PATTERN, description="The signal's name.")],
     services: ServicesDep,
     caller: CallerDep,

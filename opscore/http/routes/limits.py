@@ -12,13 +12,29 @@ from ..deps import ServicesDep, require
 from . import ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/limits", tags=["limits"], responses=ERRORS)
-CapabilityName = Annotated[Capability, Path(description="The capability limited.")]
+CapabilityName = Annotated[
+    Capability, Path(description="The capability limited.", examples=["summarize"])
+]
 
 
 @router.get(
     "",
     summary="Concurrency limits on capabilities",
     response_model=Page[CapabilityLimit],
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "items": [{"capability": "summarize", "maxRunning": 4, "running": 2}],
+                        "total": 1,
+                        "offset": 0,
+                        "limit": 1,
+                    }
+                }
+            }
+        }
+    },
     dependencies=[require("read")],
 )
 async def list_limits(services: ServicesDep) -> Page[CapabilityLimit]:

@@ -82,7 +82,16 @@ async def query_logs(
     "/stream",
     summary="Follow log records live (Server-Sent Events)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "An SSE stream"}},
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "example": 'id: 1042\ndata: {"level": "INFO", "message": "task.completed"}\n\n'
+                }
+            },
+            "description": "An SSE stream",
+        }
+    },
     dependencies=[require("read")],
 )
 async def stream_logs(

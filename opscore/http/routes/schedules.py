@@ -11,7 +11,9 @@ from ..deps import PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/schedules", tags=["schedules"], responses=ERRORS)
-ScheduleId = Annotated[str, Path(pattern=ID_PATTERN, description="The schedule's id.")]
+ScheduleId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The schedule's id.", examples=["digest-weekdays"])
+]
 CREATE_EXAMPLE = {
     "scheduleId": "digest-weekdays",
     "workflowId": "digest",

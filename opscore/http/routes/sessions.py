@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, status
 
 from ...models import (
     ID_PATTERN,
@@ -20,7 +20,14 @@ from ..deps import PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/sessions", tags=["sessions"], responses=ERRORS)
-SessionId = Annotated[str, Path(pattern=ID_PATTERN, description="The session's id.")]
+SessionId = Annotated[
+    str,
+    Path(
+        pattern=ID_PATTERN,
+        description="The session's id.",
+        examples=["9b2599f1-ed80-4ff0-895a-60dda642c208"],
+    ),
+]
 
 
 @router.post(
@@ -31,7 +38,13 @@ SessionId = Annotated[str, Path(pattern=ID_PATTERN, description="The session's i
     responses=NOT_FOUND,
     dependencies=[require("runs:write")],
 )
-async def start_session(body: SessionCreate, services: ServicesDep) -> Session:
+async def start_session(
+    body: Annotated[
+        SessionCreate,
+        Body(examples=[{"agentId": "summarizer-1", "name": "ad-hoc research", "metadata": {}}]),
+    ],
+    services: ServicesDep,
+) -> Session:
     """A span of an agent's work outside a workflow; workflow runs create their own."""
     return await services.workflow.sessions.start_session(body)
 

@@ -23,7 +23,9 @@ from . import CONFLICT, ERRORS, NOT_FOUND
 router = APIRouter(prefix="/v1/opscore/agent", tags=["state"], responses=ERRORS)
 # Mounted without the router-wide auth dependency: the gateway answers this route itself.
 ingest = APIRouter(prefix="/v1/opscore/agent", tags=["state"])
-AgentId = Annotated[str, Path(pattern=ID_PATTERN, description="The agent's id.")]
+AgentId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The agent's id.", examples=["summarizer-1"])
+]
 
 _EXAMPLE = {
     "agentId": "3f2b9c1e-7a44-4d0e-9a51-2f6f0c8d1e77",

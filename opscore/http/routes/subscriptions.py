@@ -19,7 +19,12 @@ from ..deps import PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/subscriptions", tags=["events"], responses=ERRORS)
-SubscriptionId = Annotated[str, Path(pattern=ID_PATTERN, description="The subscription's id.")]
+SubscriptionId = Annotated[
+    str,
+    Path(
+        pattern=ID_PATTERN, description="The subscription's id.", examples=["sub-3f9c2a1b7d4e5f60"]
+    ),
+]
 DeliveryId = Annotated[str, Path(max_length=200, description="The delivery's id.")]
 CREATE_EXAMPLE = {
     "url": "https://hooks.example.com/opscore",

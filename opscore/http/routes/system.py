@@ -12,7 +12,13 @@ from ..deps import ServicesDep
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", summary="Liveness: the process answers")
+@router.get(
+    "/health",
+    summary="Liveness: the process answers",
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ok", "version": "0.1.0"}}}}
+    },
+)
 async def health() -> dict[str, str]:
     """Cheap on purpose: touches no store."""
     return {"status": "ok", "version": __version__}
@@ -21,7 +27,16 @@ async def health() -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: the store answers and the dispatcher runs",
-    responses={503: {"description": "Not ready"}},
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {"status": "ready", "checks": {"storage": "ok", "dispatcher": "ok"}}
+                }
+            }
+        },
+        503: {"description": "Not ready"},
+    },
 )
 async def ready(services: ServicesDep) -> JSONResponse:
     checks = {"storage": "ok", "dispatcher": "ok"}

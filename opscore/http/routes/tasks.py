@@ -12,7 +12,12 @@ from . import CONFLICT, ERRORS, GONE, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore", tags=["tasks"], responses=ERRORS)
 TaskId = Annotated[
-    str, Path(pattern=ID_PATTERN, description="The task run's id (opscore_task_id).")
+    str,
+    Path(
+        pattern=ID_PATTERN,
+        description="The task run's id (opscore_task_id).",
+        examples=["task-6f1c2a9e0b7d4c3e8a5f1b2c3d4e5f60"],
+    ),
 ]
 
 

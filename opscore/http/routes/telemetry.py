@@ -22,7 +22,14 @@ _TRACE_ID = r"^[0-9a-f]{32}$"
     dependencies=[require("read")],
 )
 async def get_trace(
-    traceId: Annotated[str, Path(pattern=_TRACE_ID, description="32 hex digits.")],
+    traceId: Annotated[
+        str,
+        Path(
+            pattern=_TRACE_ID,
+            description="32 hex digits.",
+            examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+        ),
+    ],
     services: ServicesDep,
 ) -> dict[str, Any]:
     """Each span has its parent, start, end, duration and attributes. A workflow run's trace
@@ -43,7 +50,10 @@ async def get_trace(
     dependencies=[require("read")],
 )
 async def session_spans(
-    sessionId: Annotated[str, Path(pattern=ID_PATTERN)], services: ServicesDep
+    sessionId: Annotated[
+        str, Path(pattern=ID_PATTERN, examples=["9b2599f1-ed80-4ff0-895a-60dda642c208"])
+    ],
+    services: ServicesDep,
 ) -> dict[str, Any]:
     session = await services.workflow.sessions.get_session(sessionId)
     spans = services.telemetry.tracer.trace(session.trace_id) if session.trace_id else []
@@ -54,7 +64,15 @@ async def session_spans(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {
+            "content": {
+                "text/plain": {
+                    "example": 'opscore_queue_depth 3.0\nopscore_agents{state="idle"} 8.0\n'
+                }
+            }
+        }
+    },
     dependencies=[require("read")],
 )
 async def metrics(services: ServicesDep) -> Response:

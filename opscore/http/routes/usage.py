@@ -12,7 +12,9 @@ from . import ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore", tags=["usage and budgets"], responses=ERRORS)
 Scope = Annotated[Literal["workflow", "agent"], Path(description="workflow or agent")]
-Ident = Annotated[str, Path(pattern=ID_PATTERN, description="The workflow's or agent's id.")]
+Ident = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The workflow's or agent's id.", examples=["digest"])
+]
 
 
 @router.get(
@@ -34,7 +36,10 @@ async def usage(scope: Scope, ident: Ident, services: ServicesDep) -> UsageRepor
     dependencies=[require("read")],
 )
 async def run_usage(
-    sessionId: Annotated[str, Path(pattern=ID_PATTERN)], services: ServicesDep
+    sessionId: Annotated[
+        str, Path(pattern=ID_PATTERN, examples=["9b2599f1-ed80-4ff0-895a-60dda642c208"])
+    ],
+    services: ServicesDep,
 ) -> UsageTotals:
     return await services.workflow.usage.run_usage(sessionId)
 

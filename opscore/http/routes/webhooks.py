@@ -18,7 +18,18 @@ router = APIRouter(prefix="/v1/opscore/internal", tags=["webhooks"])
 _BODY = {
     "content": {
         "application/json": {
-            "schema": WebhookEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+            "schema": WebhookEvent.model_json_schema(ref_template="#/components/schemas/{model}"),
+            "example": {
+                "event_type": "REGISTER",
+                "agent_details": {
+                    "agentId": "summarizer-1",
+                    "agentName": "summarizer",
+                    "version": "0.1.0",
+                    "capabilities": ["summarize"],
+                    "contactEndpoint": "http://10.0.0.7:8101/",
+                    "metadata": {},
+                },
+            },
         }
     },
     "required": True,

@@ -18,7 +18,9 @@ from ..deps import CallerDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore/workers", tags=["workers"], responses=ERRORS)
-AgentId = Annotated[str, Path(pattern=ID_PATTERN, description="The worker's agent id.")]
+AgentId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The worker's agent id.", examples=["worker-1"])
+]
 TaskId = Annotated[str, Path(pattern=ID_PATTERN, description="A task the worker claimed.")]
 HELD = {**NOT_FOUND, **CONFLICT}
 

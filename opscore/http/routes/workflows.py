@@ -19,7 +19,9 @@ from ..deps import PagingDep, ServicesDep, require
 from . import CONFLICT, ERRORS, NOT_FOUND
 
 router = APIRouter(prefix="/v1/opscore", tags=["workflows"], responses=ERRORS)
-WorkflowId = Annotated[str, Path(pattern=ID_PATTERN, description="The template's id.")]
+WorkflowId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The template's id.", examples=["digest"])
+]
 AgentId = Annotated[str, Path(pattern=ID_PATTERN, description="The agent to pin the run to.")]
 Version = Annotated[str | None, Query(max_length=64, description="A version; newest if omitted.")]
 IdempotencyKey = Annotated[
