@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from opscore.cli import app
+from opscore.client import OpsCoreClient
 
 from .conftest import KEY
 from .fakes import Behaviour
@@ -369,3 +370,31 @@ def test_validate_offline_list_a_runs_tasks_and_retry_a_failed_run(env, tmp_path
     assert json.loads(done.output)["sessionId"] == sid
     nothing = cli(env, "runs", "retry", sid)
     assert nothing.exit_code == 1 and "NOTHING_TO_RETRY" in nothing.output
+
+
+def test_a_waiting_run_says_what_it_waits_for(env) -> None:
+    from opscore.cli import waiting_for
+
+    env, _ = env
+    create_body = {
+        "id": "stuck",
+        "tasks": [
+            {"taskId": "a", "agentCapability": "nobody-has-it"},
+            {"taskId": "b", "kind": "approval", "wait": {"prompt": "go?"}},
+        ],
+    }
+    with OpsCoreClient(env["OPSCORE_API_URL"], env["OPSCORE_API_KEY"]) as client:
+        client.create_workflow(json.dumps(create_body))
+        sid = client.run_workflow("stuck").session_id
+        detail = wait_for(
+            lambda: (d := client.get_session(sid)).tasks[1].status.value == "waiting" and d
+        )
+        reasons = waiting_for(detail)
+    assert any(
+        "a waits for an available agent with capability 'nobody-has-it'" in r for r in reasons
+    )
+    assert any("b waits for an approval (go?)" in r for r in reasons)
+    shown = cli(env, "run", "stuck", "--wait", "--wait-timeout", "1")
+    assert shown.exit_code == 5
+    said = " ".join(shown.output.split())  # the caption wraps to the table's width
+    assert "waiting: a waits for an available agent with capability 'nobody-has-it'" in said

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, TypeVar
 
@@ -549,7 +549,50 @@ def session_table(detail: Any) -> Table:
     title = (
         f"Session {detail.session_id} [{styled(detail.status.value)}] {detail.workflow_id or ''}"
     )
-    return table(title, ["TASK", "STATUS", "AGENT", "ATTEMPTS", "TOOK", "ERROR"], rows)
+    grid = table(title, ["TASK", "STATUS", "AGENT", "ATTEMPTS", "TOOK", "ERROR"], rows)
+    reasons = waiting_for(detail)
+    if reasons:
+        grid.caption = "waiting: " + "; ".join(reasons)
+        grid.caption_justify = "left"
+    return grid
+
+
+def waiting_for(detail: Any, now: datetime | None = None) -> list[str]:
+    """What an unfinished run waits for, and since when, in words."""
+    now = now or datetime.now(UTC)
+
+    def since(moment: datetime | None) -> str:
+        return f" for {max((now - moment).total_seconds(), 0):.0f}s" if moment else ""
+
+    if detail.status.value == "queued":
+        return [f"a run slot (the workflow's maxConcurrentRuns){since(detail.created_at)}"]
+    reasons = []
+    for t in detail.tasks:
+        status = t.status.value
+        if status == "queued":
+            target = (
+                f"agent '{t.target_agent_id}'"
+                if t.target_agent_id
+                else f"an available agent with capability '{t.agent_capability}'"
+                if t.agent_capability
+                else "an available agent"
+            )
+            ready = t.ready_at if t.ready_at and t.ready_at <= now else None
+            later = f" (retry at {when(t.ready_at)})" if t.ready_at and t.ready_at > now else ""
+            reasons.append(f"{t.step_id} waits for {target}{since(ready)}{later}")
+        elif status == "waiting":
+            wait = t.wait
+            what = (
+                f"signal '{wait.signal}'"
+                if t.kind == "signal" and wait
+                else f"an approval ({wait.prompt})"
+                if wait and wait.prompt
+                else "an approval"
+            )
+            reasons.append(f"{t.step_id} waits for {what}{since(t.started_at)}")
+        elif status in ("dispatched", "running"):
+            reasons.append(f"{t.step_id} runs on {t.agent_id}{since(t.dispatched_at)}")
+    return reasons
 
 
 @app.command("run")
