@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,55 @@ def test_no_service_class_is_past_the_size_budget() -> None:
 
 def test_the_package_ships_type_information() -> None:
     assert (PACKAGE / "py.typed").is_file()
+
+
+def test_the_sdk_installs_without_the_service() -> None:
+    """`pip install opscore` is the SDK, the CLI and the worker; the service is the `server`
+    extra. What the client side imports must come from the base dependencies alone."""
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert base == {"pydantic", "httpx", "typer", "rich", "sniffio"}
+    assert "fastapi>=0.115,<1" in project["optional-dependencies"]["server"]
+    code = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        "import opscore.client, opscore.cli, opscore.worker\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    third_party = {
+        m
+        for m in json.loads(out.stdout)
+        if m not in sys.stdlib_module_names and not m.startswith("_sysconfigdata")
+    }
+    # the base dependencies and what they bring (pydantic-core, click, pygments...)
+    allowed = {
+        "opscore",
+        "pydantic",
+        "pydantic_core",
+        "annotated_types",
+        "typing_extensions",
+        "typing_inspection",
+        "httpx",
+        "httpcore",
+        "h11",
+        "anyio",
+        "sniffio",
+        "idna",
+        "certifi",
+        "typer",
+        "click",
+        "shellingham",
+        "rich",
+        "pygments",
+        "markdown_it",
+        "mdurl",
+        "annotated_doc",
+    }
+    assert third_party <= allowed, (
+        f"the client side needs more than its base: {third_party - allowed}"
+    )

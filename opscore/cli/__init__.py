@@ -26,7 +26,7 @@ from .. import __version__
 from ..client import APIConnectionError, APIError, OpsCoreClient
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_API, EXIT_CONNECT, EXIT_RUN_FAILED, EXIT_TIMEOUT = 1, 3, 4, 5
+EXIT_API, EXIT_USAGE, EXIT_CONNECT, EXIT_RUN_FAILED, EXIT_TIMEOUT = 1, 2, 3, 4, 5
 STATUS_STYLE = {
     "completed": "green",
     "running": "cyan",
@@ -235,8 +235,16 @@ def serve(
 
     Example: [bold]opscore serve --port 8080 --log-format text[/]
     """
-    from ..serve import run_server
-
+    try:
+        from ..serve import run_server
+    except ModuleNotFoundError as exc:  # the SDK alone: the service is an extra
+        err.print(
+            f"[red]error:[/] the server needs the 'server' extra ({exc.name} is missing): "
+            "pip install 'opscore\\[server]'",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
     run_server(
         {
             "host": host,
