@@ -19,6 +19,7 @@ from ..errors import NotFoundError
 from ..models import CapabilityLimit, Page, TaskRun
 from ..observe.logs import log_operation
 from ..storage.base import Storage
+from ..storage.change import ContendedError, change_document
 
 SLOTS = "slots"
 LIMIT = "limit"
@@ -41,34 +42,31 @@ class SlotPools:
     async def acquire(self, pool: str, holder: str, limit: int | None) -> bool:
         """Take a slot for ``holder`` (True if it already has one); False when ``limit``
         holders have one. ``limit`` None takes one whatever the count (a re-driven run)."""
-        for _ in range(_ATTEMPTS):
-            raw = await self.storage.get_document(SLOTS, pool)
+
+        def take(raw: str | None) -> str | None:
             held: list[str] = json.loads(raw) if raw else []
-            if holder in held:
-                return True
-            if limit is not None and len(held) >= limit:
-                return False
-            if await self._put(pool, [*held, holder], raw):
-                return True
-        return False
+            if holder in held or (limit is not None and len(held) >= limit):
+                return None
+            return json.dumps([*held, holder])
+
+        try:
+            stored = await change_document(self.storage, SLOTS, pool, take, attempts=_ATTEMPTS)
+        except ContendedError:
+            return False  # contended this long: the slot counts as taken
+        return stored is not None and holder in json.loads(stored)
 
     async def release(self, pool: str, holders: Collection[str]) -> None:
         """Give back the slots of ``holders`` (those without one are ignored)."""
-        for _ in range(_ATTEMPTS):
-            raw = await self.storage.get_document(SLOTS, pool)
-            if raw is None:
-                return
-            held: list[str] = json.loads(raw)
-            kept = [h for h in held if h not in holders]
-            if len(kept) == len(held) or await self._put(pool, kept, raw):
-                return
-        logger.warning("slots not released after retries", extra={"pool": pool})
 
-    async def _put(self, pool: str, held: list[str], expect: str | None) -> bool:
-        doc = json.dumps(held)
-        if expect is None:  # the first holder creates the document, unless another did
-            return await self.storage.put_document(SLOTS, pool, doc, due_at=None, only_new=True)
-        return await self.storage.put_document(SLOTS, pool, doc, due_at=None, expect=expect)
+        def drop(raw: str | None) -> str | None:
+            held: list[str] = json.loads(raw) if raw else []
+            kept = [h for h in held if h not in holders]
+            return None if len(kept) == len(held) else json.dumps(kept)
+
+        try:
+            await change_document(self.storage, SLOTS, pool, drop, attempts=_ATTEMPTS)
+        except ContendedError:
+            logger.warning("slots not released after retries", extra={"pool": pool})
 
 
 class CapabilityLimits:

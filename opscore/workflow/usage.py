@@ -11,12 +11,12 @@ import logging
 from typing import Any
 
 from ..dispatch.budgets import BUDGET, USAGE, BudgetGate, budget_key, day_of, usage_key
-from ..errors import NotFoundError, StorageError, UnprocessableError
+from ..errors import NotFoundError, UnprocessableError
 from ..models import Budget, BudgetSet, Page, TaskRun, UsageReport, UsageTotals
 from ..observe.logs import log_operation
+from ..storage.change import change_document
 from .engine import WorkflowEngine
 
-_ATTEMPTS = 50
 logger = logging.getLogger("opscore.usage")
 
 
@@ -47,19 +47,11 @@ class UsageLedger:
         await self._check(task, day)
 
     async def _add(self, key: str, usage: dict[str, Any]) -> None:
-        for _ in range(_ATTEMPTS):
-            raw = await self.storage.get_document(USAGE, key)
+        def plus(raw: str | None) -> str:
             totals = UsageTotals.model_validate_json(raw) if raw else UsageTotals()
-            doc = totals.plus(usage).model_dump_json()
-            if raw is None:
-                written = await self.storage.put_document(
-                    USAGE, key, doc, due_at=None, only_new=True
-                )
-            else:
-                written = await self.storage.put_document(USAGE, key, doc, due_at=None, expect=raw)
-            if written:
-                return
-        raise StorageError(f"usage total {key} kept changing; not added")
+            return totals.plus(usage).model_dump_json()
+
+        await change_document(self.storage, USAGE, key, plus)
 
     async def _check(self, task: TaskRun, day: str) -> None:
         """Tell subscribers, once per budget and period, that a budget was used up."""
