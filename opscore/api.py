@@ -27,6 +27,7 @@ from .http.envelope import UNEXPECTED, ErrorReply, from_opscore_error, from_vali
 from .http.gateway import RequestContextMiddleware
 from .http.ingest import report_state as answer_state_report
 from .http.routes import (
+    a2a,
     admin,
     agents,
     apidocs,
@@ -79,7 +80,13 @@ TAGS = [
     {"name": "usage and budgets", "description": "Reported usage and budgets on it."},
     {"name": "logs", "description": "Live log inspection."},
     {"name": "telemetry", "description": "Traces and Prometheus metrics."},
-    {"name": "webhooks", "description": "AgentKit's signed registration webhook."},
+    {
+        "name": "webhooks",
+        "description": (
+            "AgentKit's signed registration webhook, and A2A agents' push notifications "
+            "(checked by each task's token)."
+        ),
+    },
     {"name": "admin", "description": "Retention: remove finished runs now (admin keys)."},
     {"name": "system", "description": "Health and readiness."},
 ]
@@ -218,12 +225,14 @@ def install(app: OpsCoreApp, services: Services) -> None:
 
     app.include_router(system.router)
     app.include_router(webhooks.router)
+    app.include_router(a2a.notifications)  # checked by each task's token (routes/a2a.py)
     app.include_router(dashboard.router)
     app.include_router(apidocs.router)
     app.include_router(state.ingest)  # authenticated by the middleware; see http/routes/state.py
     protected = [Depends(authenticate)]
     for module in (
         agents,
+        a2a,
         state,
         workflows,
         sessions,

@@ -263,6 +263,28 @@ class _Endpoints:
         )
         return self._call(_Call("POST", "/v1/opscore/agents", Agent, json=body))
 
+    def register_a2a_agent(
+        self,
+        card_url: str,
+        *,
+        agent_id: str | None = None,
+        capabilities: list[str] | None = None,
+        max_concurrency: int = 4,
+        metadata: dict[str, Any] | None = None,
+    ) -> Agent:
+        """Register an A2A agent by its agent card (or its base URL); the card's skills
+        become capabilities. Registering again from the same card refreshes it (docs/a2a.md)."""
+        body = _clean(
+            {
+                "cardUrl": card_url,
+                "agentId": agent_id,
+                "capabilities": capabilities or [],
+                "maxConcurrency": max_concurrency,
+                "metadata": metadata or {},
+            }
+        )
+        return self._call(_Call("POST", "/v1/opscore/agents/a2a", Agent, json=body))
+
     def list_agents(
         self,
         *,

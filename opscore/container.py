@@ -82,6 +82,7 @@ class Services:
     async def stop(self) -> None:
         """Stop dispatching, close connections to agents, close the store."""
         await self.dispatcher.stop()
+        await self.workflow.a2a.close()
         await self.event_sender.stop()
         await self.cancels.close()
         await self.liveness.close()
@@ -131,9 +132,13 @@ def build_services(
         transport = HttpTransport(via_agentkit, connect_timeout=settings.dispatch_timeout)
         if settings.dispatch_thread:
             transport = SenderThread(transport)
-    # pull workers claim their tasks: the hand-over to them sends nothing
-    transport = RoutingTransport(transport, workflow.workers.inbox)
-    cancels = CancelNotifier(storage, transport, timeout=settings.dispatch_timeout)
+    # pull workers claim their tasks: the hand-over to them sends nothing; A2A agents get
+    # SendMessage
+    a2a = workflow.a2a
+    transport = RoutingTransport(
+        transport, workflow.workers.inbox, a2a=a2a.clients, tokens=a2a.tokens
+    )
+    cancels = CancelNotifier(storage, transport, timeout=settings.dispatch_timeout, a2a=a2a.clients)
     workflow.engine.cancel_listeners.append(cancels.notify)
     liveness = Liveness(
         storage,
@@ -165,6 +170,7 @@ def build_services(
             workflow.schedules.sweep,
             workflow.admissions.sweep,
             workflow.workers.sweep,
+            workflow.a2a.sweep,
             liveness.sweep,
             workflow.retention.sweep,
             limits.sweep,

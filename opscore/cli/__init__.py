@@ -299,6 +299,41 @@ def agents_register(
     out.print(f"Registered agent [bold]{agent.agent_id}[/] ({agent.agent_name})")
 
 
+@agents_app.command("register-a2a")
+@api_command
+def agents_register_a2a(
+    ctx: typer.Context,
+    card_url: Annotated[str, typer.Argument(help="The agent card's URL, or the agent's base URL.")],
+    agent_id: Annotated[
+        str | None, typer.Option("--id", help="Agent id (from the card's name if omitted).")
+    ] = None,
+    capability: Annotated[
+        list[str] | None,
+        typer.Option("--capability", "-c", help="A capability besides its skills; repeatable."),
+    ] = None,
+    max_concurrency: Annotated[int, typer.Option(help="Tasks it runs at once.")] = 4,
+) -> None:
+    """Register an A2A agent by its agent card; its skills become capabilities.
+
+    Example: [bold]opscore agents register-a2a http://10.0.0.9:41241 --id hello-a2a[/]
+    """
+    with opts(ctx).client() as client:
+        agent = client.register_a2a_agent(
+            card_url,
+            agent_id=agent_id,
+            capabilities=capability or [],
+            max_concurrency=max_concurrency,
+        )
+    if opts(ctx).as_json:
+        return emit_json(agent)
+    card = agent.a2a
+    via = f" via {card.protocol_binding} {card.protocol_version} at {card.url}" if card else ""
+    out.print(
+        f"Registered A2A agent [bold]{agent.agent_id}[/] ({agent.agent_name}){via}; "
+        f"capabilities: {', '.join(agent.capabilities) or 'none'}"
+    )
+
+
 @agents_app.command("list")
 @api_command
 def agents_list(

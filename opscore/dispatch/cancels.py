@@ -2,7 +2,9 @@
 gets a ``cancel_task`` message, shaped like the task message it got (the same ids), at the same
 address. Its answer is recorded on the task: ``acknowledged`` (a 2xx), ``ignored`` (a 2xx that
 says so, as AgentKit's example agent answers message types it does not handle), or why it did
-not arrive. Pull workers learn it at their next heartbeat instead (``workflow/workers.py``).
+not arrive. An A2A agent gets ``CancelTask`` for the remote task, acknowledged when the task it
+answers is canceled. Pull workers learn it at their next heartbeat instead
+(``workflow/workers.py``).
 
 Sent in the background: cancelling a run never waits on a slow agent.
 """
@@ -19,10 +21,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..models import TaskRun, utcnow
+from ..models import Agent, TaskRun, utcnow
 from ..observe.logs import log_operation
 from ..storage.base import Storage
-from .transports import USER_AGENT, Transport, read_answer, task_message
+from .a2a import A2AClients
+from .transports import USER_AGENT, DispatchError, Transport, read_answer, task_message
 
 logger = logging.getLogger("opscore.dispatch")
 
@@ -45,9 +48,11 @@ class CancelNotifier:
         *,
         timeout: float,
         clock: Callable[[], datetime] = utcnow,
+        a2a: A2AClients | None = None,
     ) -> None:
         self.storage = storage
         self.transport = transport
+        self.a2a = a2a
         self.timeout = timeout
         self.clock = clock
         self._sending: set[asyncio.Task[None]] = set()
@@ -64,6 +69,10 @@ class CancelNotifier:
     async def _send(self, task: TaskRun, reason: str) -> None:
         try:
             agent = await self.storage.get_agent(task.agent_id or "")
+            if agent is not None and agent.delivery == "a2a":
+                outcome, acknowledged = await self._cancel_a2a(agent, task)
+                await self._record(task, outcome, acknowledged=acknowledged)
+                return
             url = self.transport.endpoint(agent) if agent is not None else None
             if url is None:
                 await self._record(task, "not sent: the agent has no endpoint", acknowledged=False)
@@ -75,6 +84,20 @@ class CancelNotifier:
             await self._record(task, outcome, acknowledged=acknowledged)
         except Exception:  # a notice that cannot be sent or recorded must not hurt anything
             logger.exception("cancellation not delivered", extra={"taskId": task.task_id})
+
+    async def _cancel_a2a(self, agent: Agent, task: TaskRun) -> tuple[str, bool]:
+        if self.a2a is None:
+            return "not sent: A2A is not set up", False
+        if task.a2a is None or not task.a2a.task_id:
+            return "not sent: the agent had not answered with its task yet", False
+        try:
+            remote = await self.a2a.cancel_task(agent, task.a2a.task_id)
+        except DispatchError as exc:
+            return f"not cancelled: {exc}"[:300], False
+        state = str(remote.get("status", {}).get("state", "")).removeprefix("TASK_STATE_")
+        if state == "CANCELED":
+            return "acknowledged", True
+        return f"not cancelled: the A2A task is {state.lower() or 'in an unknown state'}", False
 
     async def _post(self, url: str, message: dict[str, Any]) -> tuple[str, bool]:
         if self._session is None or self._session.closed:

@@ -1,4 +1,5 @@
-"""Pull workers: agents that claim their tasks instead of being sent them.
+"""Pull workers: agents that claim their tasks instead of being sent them; and the routing of
+each hand-over by how its agent takes work (push, pull or A2A).
 
 The dispatcher matches a task to a pull worker exactly as to any agent (capability, priority,
 slots, limits); the hand-over then sends nothing: the task waits, dispatched to that worker,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from ..models import Agent, TaskRun
+from .a2a import A2AClients, PushTokens
 from .transports import HandoverAnswer, Transport
 
 
@@ -37,17 +39,29 @@ class PullInbox:
 
 
 class RoutingTransport:
-    """Pushes to push agents through ``inner``; leaves tasks for pull workers to claim."""
+    """Pushes to push agents through ``inner``; leaves tasks for pull workers to claim; sends
+    to A2A agents with ``SendMessage`` (``a2a.py``)."""
 
-    def __init__(self, inner: Transport, inbox: PullInbox) -> None:
+    def __init__(
+        self,
+        inner: Transport,
+        inbox: PullInbox,
+        *,
+        a2a: A2AClients | None = None,
+        tokens: PushTokens | None = None,
+    ) -> None:
         self.inner = inner
         self.inbox = inbox
+        self.a2a = a2a
+        self.tokens = tokens
 
     @property
     def name(self) -> str:
         return self.inner.name
 
     def endpoint(self, agent: Agent) -> str | None:
+        if agent.delivery == "a2a":
+            return agent.a2a.url if agent.a2a else None
         return None if agent.delivery == "pull" else self.inner.endpoint(agent)
 
     async def send(
@@ -56,7 +70,19 @@ class RoutingTransport:
         if agent.delivery == "pull":
             self.inbox.notify(agent.agent_id)
             return HandoverAnswer("accepted", 202)  # the worker claims it; its results decide
+        if agent.delivery == "a2a" and self.a2a is not None:
+            pushes = agent.a2a is not None and agent.a2a.push_notifications
+            token = (
+                await self.tokens.token(task.task_id, task.attempts)
+                if pushes and self.tokens is not None and self.a2a.public_url
+                else None
+            )
+            return await self.a2a.send(
+                agent, task, timeout=min(timeout, self.a2a.timeout), push_token=token
+            )
         return await self.inner.send(agent, task, headers, timeout=timeout)
 
     async def close(self) -> None:
         await self.inner.close()
+        if self.a2a is not None:
+            await self.a2a.close()

@@ -58,6 +58,7 @@ class HandoverAnswer:
     result: Any = None
     error: str | None = None
     usage: dict[str, Any] | None = None  # tokens and model, when the agent says (usage_from)
+    remote: dict[str, Any] | None = None  # A2A: the remote task as answered (dispatch/a2a.py)
 
 
 def task_message(task: TaskRun, *, now: datetime | None = None) -> dict[str, Any]:

@@ -273,6 +273,8 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 
 _OPEN_PATHS = ("/v1/opscore/internal/agent/notify",)
+# A2A agents' push notifications: each carries its task's token instead (routes/a2a.py)
+_OPEN_PREFIX = "/v1/opscore/internal/a2a/"
 _ID_PARAMS = ("agentId", "sessionId", "taskId", "workflowId")
 
 
@@ -284,6 +286,8 @@ def _ids(path_params: dict[str, str] | None) -> dict[str, str]:
 
 
 def _needs_key(path: str) -> bool:
+    if path.startswith(_OPEN_PREFIX):
+        return False
     return (path.startswith("/v1/") and path not in _OPEN_PATHS) or path == "/metrics"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError
 from ..models import Agent, AgentCreate, Page, WebhookAgentDetails, utcnow
+from ..models.a2a import A2ACard
 from ..observe.logs import log_operation
 from ..storage.base import Storage
 
@@ -55,6 +56,59 @@ class AgentRegistry:
             f"Agent '{agent.agent_id}' is already registered with different details",
             code="AGENT_EXISTS",
         )
+
+    async def register_a2a(
+        self,
+        agent_id: str,
+        *,
+        card: A2ACard,
+        capabilities: list[str],
+        max_concurrency: int,
+        metadata: dict[str, Any],
+    ) -> tuple[Agent, bool]:
+        """Register an A2A agent, or refresh one registered from the same card (an agent
+        upgraded to new skills re-registers); another agent under that id is 409."""
+        now = self.clock()
+        fields: dict[str, Any] = {
+            "agent_name": card.name or agent_id,
+            "version": str(card.card.get("version") or "0.0.0")[:64],
+            "capabilities": capabilities,
+            "contact_endpoint": card.card_url,  # liveness probes the card
+            "metadata": metadata,
+            "max_concurrency": max_concurrency,
+            "delivery": "a2a",
+            "a2a": card,
+        }
+        # an A2A agent never reports a state: its card just answered, so it takes work now;
+        # liveness probes the card from here on (offline when it stops answering)
+        agent = Agent(
+            agent_id=agent_id,
+            last_seen=now,
+            registered_at=now,
+            updated_at=now,
+            state="idle",
+            state_timestamp=now,
+            **fields,
+        )
+        existing = await self.storage.create_agent(agent)
+        if existing is None:
+            log_operation("agent.registered", {"agentId": agent_id, "source": "a2a"})
+            return await self._registered(agent), True
+        if existing.a2a is None or existing.a2a.card_url != card.card_url:
+            raise ConflictError(
+                f"Agent '{agent_id}' is already registered with different details",
+                code="AGENT_EXISTS",
+            )
+        updated = await self.storage.update_agent(agent_id, {**fields, "updated_at": now})
+        if updated is None:  # deregistered in between: register afresh
+            return await self.register_a2a(
+                agent_id,
+                card=card,
+                capabilities=capabilities,
+                max_concurrency=max_concurrency,
+                metadata=metadata,
+            )
+        return updated, False
 
     async def apply_webhook_registration(self, details: WebhookAgentDetails) -> Agent:
         """AgentKit's REGISTER: create or refresh the agent, keeping its state (idempotent)."""

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from .a2a import A2ACard
 from .common import ID_PATTERN, ApiModel, Capability
 
 # --- agents ---------------------------------------------------------------------------------
@@ -22,12 +23,13 @@ class AgentBase(ApiModel):
         None, max_length=2048, pattern=r"^https?://", examples=["http://127.0.0.1:8101/"]
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
-    delivery: Literal["push", "pull"] = Field(
+    delivery: Literal["push", "pull", "a2a"] = Field(
         "push",
         description=(
             "push: Ops-Core POSTs each task to contactEndpoint. pull: the agent is a worker "
             "that claims its tasks (POST /v1/opscore/workers/{agentId}/claim) and needs no "
-            "open port (docs/workers.md)."
+            "open port (docs/workers.md). a2a: an A2A agent, registered by its card "
+            "(POST /v1/opscore/agents/a2a, docs/a2a.md)."
         ),
     )
     max_concurrency: int = Field(1, ge=1, le=1000, description="Ops-Core tasks run at once.")
@@ -64,6 +66,13 @@ class AgentCreate(AgentBase):
 
     agent_id: str | None = Field(None, pattern=ID_PATTERN, examples=["summarizer-1"])
 
+    @field_validator("delivery")
+    @classmethod
+    def _not_a2a(cls, value: str) -> str:
+        if value == "a2a":
+            raise ValueError("A2A agents are registered by their card: POST /v1/opscore/agents/a2a")
+        return value
+
 
 class Agent(AgentBase):
     agent_id: str
@@ -85,6 +94,9 @@ class Agent(AgentBase):
     )
     offline_since: datetime | None = Field(
         None, description="When the agent went offline (by its report or by liveness)."
+    )
+    a2a: A2ACard | None = Field(
+        None, alias="a2a", description="A2A agents: their card and interface."
     )
 
 

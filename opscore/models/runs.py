@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
+from .a2a import A2ATaskRef
 from .common import ID_PATTERN, ApiModel
 from .decisions import Decision, StepKind, WaitPolicy
 from .usage import UsageTotals
@@ -264,6 +265,11 @@ class TaskRun(ApiModel):
     cancel_delivery: str | None = Field(
         None,
         description="What became of the cancel_task message: acknowledged, ignored, or why not.",
+    )
+    a2a: A2ATaskRef | None = Field(
+        None,
+        alias="a2a",
+        description="A2A agents: the remote task this attempt became (docs/a2a.md).",
     )
     awaiting_answer: bool = Field(
         False,

@@ -183,6 +183,9 @@ def configure_logging(settings: Settings) -> LogBuffer:
         root.addHandler(handler)
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = settings.access_log
+    # httpx (the A2A client) logs every request at INFO: a line per GetTask poll would drown
+    # the log; Ops-Core logs what the answers mean instead (task.a2a_state)
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     return buffer
 
 

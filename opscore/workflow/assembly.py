@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..config import Settings
+from ..dispatch.a2a import A2AClients, PushTokens
 from ..dispatch.budgets import BudgetGate
 from ..dispatch.pull import PullInbox
 from ..lifecycle.registry import AgentRegistry
@@ -15,6 +16,7 @@ from ..lifecycle.state import AgentStates
 from ..models import utcnow
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
+from .a2a import A2ATasks
 from .admissions import RunAdmissions
 from .catalog import TemplateCatalog
 from .dead_letters import DeadLetterService
@@ -50,6 +52,7 @@ class Workflow:
     workers: WorkerService
     usage: UsageLedger
     retention: Retention
+    a2a: A2ATasks
 
     async def recover(self) -> int:
         """Finish what a crash interrupted (see ``recovery.recover``)."""
@@ -80,19 +83,30 @@ def build_workflow(
     engine.record_usage = ledger.record
     runs.admit = admissions.admit
     engine.run_end_listeners.append(admissions.run_ended)
+    handovers = Handovers(outcomes)
+    decisions = DecisionService(engine, outcomes)
+    a2a = A2ATasks(
+        outcomes,
+        registry,
+        A2AClients(timeout=settings.dispatch_timeout, public_url=settings.public_url),
+        PushTokens(storage),
+    )
+    handovers.remote_answered = a2a.answered
+    decisions.resume = a2a.resume
     return Workflow(
         engine=engine,
         templates=templates,
         sessions=SessionService(engine, registry),
         runs=runs,
         outcomes=outcomes,
-        handovers=Handovers(outcomes),
+        handovers=handovers,
         reports=reports,
         dead_letters=DeadLetterService(engine, admissions),
-        decisions=DecisionService(engine, outcomes),
+        decisions=decisions,
         schedules=ScheduleService(engine, templates, runs),
         admissions=admissions,
         workers=WorkerService(outcomes, states, PullInbox()),
         usage=ledger,
         retention=Retention(engine),
+        a2a=a2a,
     )

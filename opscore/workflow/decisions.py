@@ -11,6 +11,7 @@ from ``waiting``: of an operator and a timeout racing, exactly one decides.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ class DecisionService:
         self.engine = engine
         self.outcomes = outcomes
         self.storage = engine.storage
+        # an A2A agent's task that asked for input, given it by a signal (workflow/a2a.py)
+        self.resume: Callable[[TaskRun, Decision], Awaitable[TaskRun | None]] | None = None
 
     async def list_waiting(
         self,
@@ -92,12 +95,17 @@ class DecisionService:
         self, session_id: str, name: str, *, by: str, payload: dict[str, Any]
     ) -> list[TaskRun]:
         """Send a named signal to a run: every step of it waiting for that signal completes
-        with the payload. 409 (SIGNAL_NOT_AWAITED) when none waits for it now."""
+        with the payload; an A2A agent's task that asked for input (the signal is named after
+        its step) gets the payload as that input and runs on. 409 (SIGNAL_NOT_AWAITED) when
+        none waits for it now."""
         session = await self.engine.get_session(session_id)
         waiting = [
             t
             for t in await self.storage.session_tasks(session_id)
-            if t.status == S.WAITING and t.kind == "signal" and t.wait and t.wait.signal == name
+            if t.status == S.WAITING
+            and (t.kind == "signal" or t.a2a is not None)
+            and t.wait
+            and t.wait.signal == name
         ]
         if not waiting or session.status != SessionStatus.RUNNING:
             raise ConflictError(
@@ -108,7 +116,10 @@ class DecisionService:
         decided = []
         for task in waiting:
             decision = self._decision("signalled", by, signal=name, payload=payload)
-            done = await self._apply(task, decision, completes=True)
+            if task.kind == "agent":
+                done = await self.resume(task, decision) if self.resume else None
+            else:
+                done = await self._apply(task, decision, completes=True)
             if done is not None:
                 decided.append(done)
         if not decided:
@@ -143,7 +154,7 @@ class DecisionService:
         if task.kind != kind:
             hint = (
                 f"; it waits for signal '{task.wait.signal}': send it to its session"
-                if task.kind == "signal" and task.wait
+                if task.wait and task.wait.signal
                 else ""
             )
             raise ConflictError(

@@ -266,7 +266,8 @@ class WorkflowEngine:
             if cancelled is None:
                 continue
             self.observe("cancelled", cancelled)
-            if task.status in INFLIGHT_TASK:
+            # an agent's task, also one waiting for input (A2A): its agent slot goes back
+            if task.status in INFLIGHT_TASK or (task.status == S.WAITING and task.agent_id):
                 await self.release(task)
                 for listener in self.cancel_listeners:  # the agent hears of it (cancels.py)
                     listener(cancelled, reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..dispatch.transports import HandoverAnswer
 from ..models import Agent, TaskAttempt, TaskRun, TaskStatus
@@ -30,6 +31,9 @@ class Handovers:
         self.storage = outcomes.storage
         # told the id of an agent a hand-over could not reach (liveness counts a probe miss)
         self.unreachable_listeners: list[Callable[[str], Awaitable[None]]] = []
+        # an A2A agent's answer: the remote task, whose state decides (workflow/a2a.py)
+        self.remote_answered: Callable[[TaskRun, Agent, dict[str, Any]], Awaitable[None]] | None
+        self.remote_answered = None
 
     async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
         """Start a new attempt on ``agent``; None if the task is no longer queued."""
@@ -116,6 +120,9 @@ class Handovers:
     async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
         """The hand-over's answer: completed or failed ends the attempt; anything else means
         the agent works in the background and its reports decide (docs/agentkit.md)."""
+        if answer.remote is not None and self.remote_answered is not None:
+            await self.remote_answered(task, agent, answer.remote)
+            return
         if answer.outcome not in ("completed", "failed"):
             await self._acknowledged(task)
             return

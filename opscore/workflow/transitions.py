@@ -20,10 +20,12 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     # COMPLETED from QUEUED: the late answer of an attempt lost to liveness (outcomes.py);
     # FAILED: its workflow's budget is spent and says fail (handover.budget_refused)
     S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED, S.COMPLETED, S.FAILED}),
-    S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
-    # decided (approved, rejected, signalled, timed out) or cancelled with its run
-    S.WAITING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+    # WAITING from DISPATCHED or RUNNING: an A2A agent asks for input (workflow/a2a.py)
+    S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED, S.WAITING}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED, S.WAITING}),
+    # decided (approved, rejected, signalled, timed out) or cancelled with its run; RUNNING:
+    # an A2A agent's task that asked for input got it (workflow/a2a.py)
+    S.WAITING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.RUNNING}),
     S.FAILED: frozenset({S.QUEUED, S.WAITING}),  # re-drive from the dead-letter list
     S.COMPLETED: frozenset(),
     S.SKIPPED: frozenset(),
