@@ -31,6 +31,7 @@ from .http.routes import (
     admin,
     agents,
     apidocs,
+    console,
     dashboard,
     decisions,
     limits,
@@ -80,6 +81,7 @@ TAGS = [
     {"name": "usage and budgets", "description": "Reported usage and budgets on it."},
     {"name": "logs", "description": "Live log inspection."},
     {"name": "telemetry", "description": "Traces and Prometheus metrics."},
+    {"name": "console", "description": "The console's own questions: who am I, the last hour."},
     {
         "name": "webhooks",
         "description": (
@@ -245,6 +247,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
         usage,
         logs,
         telemetry,
+        console,
         admin,
     ):
         app.include_router(module.router, dependencies=protected)

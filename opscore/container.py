@@ -174,6 +174,7 @@ def build_services(
             liveness.sweep,
             workflow.retention.sweep,
             limits.sweep,
+            telemetry.sample_activity,
         ],
         limits=limits,
         budgets=workflow.usage.gate,

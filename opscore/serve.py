@@ -49,7 +49,7 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         "",
         f"  Ops-Core on {base}  (storage: {redacted(settings.storage_url)})",
         f"  API docs:   {base}/docs   (ReDoc: {base}/redoc)",
-        f"  Dashboard:  {base}/dashboard",
+        f"  Console:    {base}/dashboard",
     ]
     if generated:
         banner.append(

@@ -181,7 +181,15 @@ class RequestContextMiddleware:
                     )
             current_span.reset(span_token)
             if self.access_log:
-                access_logger.info(
+                # a console's periodic reads (X-OpsCore-Poll) go in at DEBUG: a run's log shows
+                # what happened to it, not that someone was watching it every two seconds
+                polled = (
+                    status_holder[0] < 400
+                    and scope["method"] == "GET"
+                    and _header(scope, b"x-opscore-poll") is not None
+                )
+                access_logger.log(
+                    logging.DEBUG if polled else logging.INFO,
                     "%s %s %s",
                     scope["method"],
                     scope["path"],

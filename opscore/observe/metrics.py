@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from ..models import Agent, Session, TaskRun, TaskStatus
 from ..storage.base import Storage
 from . import genai
+from .activity import Activity
 from .runspans import RunSpans
 from .tracing import Span, Tracer
 
@@ -29,6 +30,7 @@ class Telemetry:
         self.storage = storage
         self.tracer = tracer
         self.spans = RunSpans(tracer)
+        self.activity = Activity()  # the last hour per minute, for the console's charts
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -174,6 +176,7 @@ class Telemetry:
 
     def _on_completed(self, task: TaskRun, extra: dict[str, Any]) -> None:
         self.task_outcomes.labels("completed").inc()
+        self.activity.count("completed")
         usage = extra.get("usage")
         if usage:
             model = str(usage.get("model", "-"))
@@ -188,6 +191,7 @@ class Telemetry:
     def _on_attempt_failed(self, task: TaskRun, extra: dict[str, Any]) -> None:
         outcome = str(extra.get("outcome", "failed"))
         self.task_outcomes.labels(outcome).inc()
+        self.activity.count("failed")
         self.spans.attempt_ended(task, "error", outcome=outcome, error=extra.get("error"))
 
     def _on_failed(self, task: TaskRun, extra: dict[str, Any]) -> None:
@@ -216,7 +220,12 @@ class Telemetry:
 
     def end_run(self, session: Session, status: str) -> None:
         self.runs.labels(session.workflow_id or "-", status).inc()
+        self.activity.count(f"runs_{status}")
         self.spans.run_ended(session, status)
+
+    async def sample_activity(self, now: datetime) -> None:
+        """A sweep: the queue depth into the activity minutes (every few seconds at most)."""
+        await self.activity.sample(self.storage.queue_depth)
 
     # --- scrape ----------------------------------------------------------------------------
     async def render(self) -> bytes:

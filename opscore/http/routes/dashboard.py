@@ -1,4 +1,5 @@
-"""The web dashboard: static files, no key needed to load them (the page asks for one)."""
+"""The operator console: static files (ES modules, no build step), no key needed to load them
+(the page asks for one)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-_TYPES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+FILES = ("app.js", "ui.js", "runs.js", "fleet.js", "work.js", "logs.js", "style.css", "index.html")
+FileName = Literal[
+    "app.js", "ui.js", "runs.js", "fleet.js", "work.js", "logs.js", "style.css", "index.html"
+]
+_TYPES = {name: "text/javascript" for name in FILES if name.endswith(".js")} | {
+    "style.css": "text/css",
+    "index.html": "text/html",
+}
 
 
 @router.get("/dashboard")
@@ -31,7 +39,7 @@ async def dashboard() -> FileResponse:
 
 @router.get("/dashboard/{name}")
 async def dashboard_file(
-    name: Annotated[Literal["app.js", "style.css", "index.html"], PathParam()],
+    name: Annotated[FileName, PathParam()],
 ) -> FileResponse:
     """Only the dashboard's own files: the name is one of a fixed set, so no path tricks."""
     return FileResponse(STATIC / name, media_type=_TYPES[name], headers=SECURITY_HEADERS)
