@@ -148,9 +148,12 @@ def test_every_command_has_help_with_an_example() -> None:
         ["budgets", "set"],
         ["usage"],
         ["limits", "set"],
+        ["agents", "register-a2a"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, args
+        # a plain flag (--wait, --help) takes no value: no "<bool>" beside it
+        assert "<bool>" not in result.output, args
 
 
 def test_real_subprocess_console_script(env) -> None:

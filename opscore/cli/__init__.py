@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict, TypeVar
 
 import typer
+import typer.core
 from pydantic import BaseModel
 from rich.console import Console
 from rich.live import Live
@@ -63,6 +64,21 @@ def _console(stderr: bool = False) -> Console:
 
 out = _console()
 err = _console(stderr=True)
+
+
+def _type_column_without_flags() -> None:
+    """Typer's help prints a type next to every option, ``<bool>`` for a plain flag such as
+    ``--wait`` or ``--help``, which takes no value: say nothing there instead."""
+    option = typer.core.TyperOption
+    shown = option.display_type_rich
+
+    def display(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    option.display_type_rich = display  # type: ignore[method-assign]
+
+
+_type_column_without_flags()
 
 app = typer.Typer(
     no_args_is_help=True,
