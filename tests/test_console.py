@@ -185,7 +185,8 @@ def task_of(console: Console, sid: str, step: str) -> dict[str, Any]:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize(("size", "scheme"), [("wide", "light"), ("phone", "dark")])
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_an_operators_hour(browser: Any, console: Console, size: str, scheme: str) -> None:
     """Open a link to a failed run, read why, retry it; re-drive a dead letter; approve, reject
     and signal waiting steps; pause, resume and run a schedule; trigger a template with a
@@ -243,7 +244,7 @@ def test_an_operators_hour(browser: Any, console: Console, size: str, scheme: st
     assert task_of(console, paid, "bill")["result"]["payload"] == {"amount": 42}
 
     # pause, resume and run a schedule now
-    schedule_id = f"hourly-{size}"
+    schedule_id = f"hourly-{size}-{scheme}"
     api.post(
         "/v1/opscore/schedules",
         json={"scheduleId": schedule_id, "workflowId": "digest", "intervalSeconds": 3600},
@@ -274,9 +275,10 @@ def test_an_operators_hour(browser: Any, console: Console, size: str, scheme: st
     page.wait_for_selector("#gantt .track[data-step='publish'] .bar.completed", timeout=15_000)
 
     # cancel a run while its agent works
-    console.fleet.add(f"slow-{size}", Behaviour(kind="hang", capabilities=[f"slow-{size}"]))
-    create(api, template(f"slow-{size}", task("wait", agentCapability=f"slow-{size}")))
-    slow = run(api, f"slow-{size}")
+    slow_name = f"slow-{size}-{scheme}"
+    console.fleet.add(slow_name, Behaviour(kind="hang", capabilities=[slow_name]))
+    create(api, template(slow_name, task("wait", agentCapability=slow_name)))
+    slow = run(api, slow_name)
     wait_for(lambda: task_of(console, slow, "wait")["status"] in ("dispatched", "running"))
     goto(page, console, f"#/runs/{slow}", "button:has-text('Cancel run')")
     page.click("button:has-text('Cancel run')")
