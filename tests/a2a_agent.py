@@ -8,7 +8,8 @@ adds a text artifact named ``response`` ("Hello World! You said: ...") and compl
 cancelled task stops before its artifact, as the sample's does. Like the sample, it declares no
 push notifications unless a test asks for them. A test chooses other endings with a ``mode``
 parameter (the message's data part), as a real agent's input would: ``fail``, ``reject``,
-``input`` (asks for input, then completes with what it got) and ``data`` (a data artifact).
+``input`` (asks for input, then completes with what it got), ``data`` (a data artifact) and
+``flaky`` (the first such task fails, the next completes).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class SampleExecutor(AgentExecutor):
         self.running_tasks: set[str] = set()
         self.cancelled: list[str] = []
         self.messages: list[dict[str, Any]] = []
+        self.task_ids: list[str] = []  # the A2A task of each new message, in order
+        self.flaky_failures = 0  # mode "flaky": the first task fails, later ones complete
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         task_id = context.task_id or ""
@@ -71,6 +74,7 @@ class SampleExecutor(AgentExecutor):
         updater = TaskUpdater(event_queue=event_queue, task_id=task_id, context_id=context_id)
         resumed = context.current_task is not None
         if not resumed:
+            self.task_ids.append(task_id)
             await event_queue.enqueue_event(
                 Task(
                     id=task_id,
@@ -88,6 +92,9 @@ class SampleExecutor(AgentExecutor):
         if task_id not in self.running_tasks:  # cancelled meanwhile
             return
         query = context.get_user_input()
+        if mode == "flaky" and self.flaky_failures == 0:
+            self.flaky_failures += 1
+            mode = "fail"
         if mode == "fail":
             await updater.failed(
                 message=updater.new_agent_message(parts=[Part(text="could not do it")])

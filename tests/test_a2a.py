@@ -237,6 +237,30 @@ def test_failed_and_rejected_tasks_fail_with_the_agents_words(
     assert by_step(rejected)["a"]["error"] == "the A2A agent says rejected: not my kind of task"
 
 
+def test_a_retry_follows_its_own_remote_task(a2a_ops: Any, a2a_agents: Any) -> None:
+    """Each attempt is a new A2A task: the retry's outcome is read from the retry's task, not
+    from the failed one's."""
+    client = a2a_ops()
+    agent = a2a_agents()
+    register(client, agent)
+    create(
+        client,
+        template(
+            "flaky",
+            hello("a", mode="flaky", seconds=0.05)
+            | {"retry": {"maxAttempts": 2, "backoffSeconds": 0.05}},
+        ),
+    )
+    detail = settle(client, run(client, "flaky"), timeout=30)
+    assert detail["status"] == "completed", detail
+    step = by_step(detail)["a"]
+    assert step["attempts"] == 2 and step["history"][0]["outcome"] == "agent_error"
+    assert step["result"]["text"].startswith("Hello World!")
+    assert step["result"]["a2aTaskId"] == step["a2a"]["taskId"]
+    first, second = agent.executor.task_ids
+    assert first != second and step["a2a"]["taskId"] == second
+
+
 def test_input_required_waits_for_a_signal_and_the_payload_goes_to_the_agent(
     a2a_ops: Any, a2a_agents: Any
 ) -> None:

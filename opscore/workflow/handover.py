@@ -63,6 +63,7 @@ class Handovers:
             if pull
             else None,
             cancel_acknowledged_at=None,
+            a2a=None,  # an A2A agent's answer names this attempt's remote task
         )
         if dispatched is None:
             return None

@@ -98,6 +98,7 @@ async function signIn(candidate) {
   $("#key").value = "";
   for (const id of ["#app", "#nav", "#search", "#who", "#signout"]) $(id).hidden = false;
   $("#who").textContent = `${session.me.name} · ${session.me.role}`;
+  $("#who").title = $("#who").textContent;
   $("#version").textContent = `v${session.me.version}`;
   route();
 }

@@ -112,6 +112,7 @@ export function toast(text, bad = false) {
   const note = el("div", bad ? "bad" : "", text);
   note.setAttribute("role", bad ? "alert" : "status");
   box.append(note);
+  while (box.childElementCount > 3) box.firstElementChild.remove(); // the latest three
   setTimeout(() => note.remove(), bad ? 8000 : 4000);
 }
 
