@@ -51,7 +51,8 @@ function svg(tag, attrs) {
 function chartCard(title, minutes, series) {
   const box = el("div", "card");
   const w = 600; const h = 120; const pad = 18;
-  const max = Math.max(1, ...minutes.flatMap((m) => series.map(([k]) => m[k] || 0)));
+  const peak = Math.max(0, ...minutes.flatMap((m) => series.map(([k]) => m[k] || 0)));
+  const max = Math.max(1, peak);
   const chart = svg("svg", { class: "chart", viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: "none", role: "img" });
   chart.setAttribute("aria-label", `${title}, last ${minutes.length} minutes`);
   chart.append(svg("line", { x1: 0, y1: h - pad, x2: w, y2: h - pad }));
@@ -71,8 +72,8 @@ function chartCard(title, minutes, series) {
   const totals = series.map(([k, , name]) => `${minutes.reduce((s, m) => s + (k === "queueDepth" ? 0 : m[k] || 0), 0)} ${name}`);
   const last = minutes[minutes.length - 1] || {};
   const note = series[0][0] === "queueDepth"
-    ? `now ${last.queueDepth ?? "-"}, at most ${max} in the last hour`
-    : `${totals.join(" · ")} in the last hour (peak ${max}/min)`;
+    ? `now ${last.queueDepth ?? "-"}, at most ${peak} in the last hour`
+    : `${totals.join(" · ")} in the last hour (peak ${peak}/min)`;
   box.append(el("div", "muted", title), chart, el("div", "muted", note));
   return box;
 }
