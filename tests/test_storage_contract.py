@@ -658,3 +658,43 @@ class TestSharedDocuments:
         assert taken == [str(i) for i in range(30)]
         assert await b.put_document("job", "j00", "changed", due_at=None, expect="0")
         assert not await a.put_document("job", "j00", "mine", due_at=None, expect="0")
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+async def channel(request) -> Storage:
+    """A store that replicas share logs and spans through."""
+    server = request.getfixturevalue(f"{request.param}_server")
+    server.flush()
+    storage = storage_from_url(server.url)
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+class TestTelemetryChannel:
+    async def test_batches_are_read_in_order_and_the_cursor_moves_on(self, channel) -> None:
+        await channel.publish_telemetry("r1", [("log", '{"n": 1}'), ("span", '{"n": 2}')])
+        await channel.publish_telemetry("r2", [("log", '{"n": 3}')])
+        cursor, entries = await channel.read_telemetry(None, 100)
+        assert [(o, k, d) for _, o, k, d in entries] == [
+            ("r1", "log", '{"n": 1}'),
+            ("r1", "span", '{"n": 2}'),
+            ("r2", "log", '{"n": 3}'),
+        ]
+        assert await channel.read_telemetry(cursor, 100) == (cursor, [])
+        await channel.publish_telemetry("r1", [("up", "{}")])
+        cursor2, more = await channel.read_telemetry(cursor, 100)
+        assert [(o, k) for _, o, k, _ in more] == [("r1", "up")] and cursor2 != cursor
+
+    async def test_redis_reads_entries_written_one_record_each(self, redis_server) -> None:
+        redis_server.flush()
+        storage = storage_from_url(redis_server.url)
+        await storage.open()
+        try:
+            key = storage.k("telemetry")  # type: ignore[attr-defined]
+            await storage._redis.xadd(key, {"o": "old", "k": "log", "d": '{"n": 0}'})  # type: ignore[attr-defined]
+            await storage.publish_telemetry("new", [("log", '{"n": 1}')])
+            _, entries = await storage.read_telemetry(None, 10)
+            assert [(o, d) for _, o, _, d in entries] == [("old", '{"n": 0}'), ("new", '{"n": 1}')]
+        finally:
+            await storage.close()
