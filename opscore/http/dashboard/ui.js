@@ -113,7 +113,7 @@ export function toast(text, bad = false) {
   note.setAttribute("role", bad ? "alert" : "status");
   box.append(note);
   while (box.childElementCount > 3) box.firstElementChild.remove(); // the latest three
-  setTimeout(() => note.remove(), bad ? 8000 : 4000);
+  setTimeout(() => note.remove(), bad ? 10000 : 6000);
 }
 
 // A confirmation (and optional input) dialog; resolves to the input's value, true, or null.
