@@ -266,3 +266,58 @@ async def test_two_replicas_deliver_each_event_once(request, backend, tmp_path, 
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_delivery_connects_only_to_the_addresses_it_checked(monkeypatch) -> None:
+    """DNS rebinding: the connection goes to the address that passed the check, never to one
+    the name answers a moment later (here: the system would say 127.0.0.1 for localhost)."""
+    import ipaddress
+
+    import httpcore
+
+    from opscore.events import addresses
+
+    async def public(host: str, port: int) -> list[Any]:
+        return [ipaddress.ip_address("93.184.216.34")]
+
+    monkeypatch.setattr(addresses, "_resolve", public)
+    backend = addresses._CheckedBackend()
+    asked: list[str] = []
+
+    async def connect(host: str, port: int, **options: Any) -> Any:
+        asked.append(host)
+        raise httpcore.ConnectError("not in a test")
+
+    monkeypatch.setattr(backend._inner, "connect_tcp", connect)
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("localhost", 8000)
+    assert asked == ["93.184.216.34"]
+
+
+def test_a_name_that_turns_internal_after_the_check_gets_no_delivery(
+    server_factory, receiver, monkeypatch
+) -> None:
+    import ipaddress
+
+    from opscore.events import addresses
+
+    answers = iter(["93.184.216.34"])  # public when the subscription is stored, then loopback
+
+    async def rebinding(host: str, port: int) -> list[Any]:
+        return [ipaddress.ip_address(next(answers, "127.0.0.1"))]
+
+    monkeypatch.setattr(addresses, "_resolve", rebinding)
+    server = server_factory(make_settings(event_delivery_attempts=1, event_delivery_timeout=2))
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=10) as client:
+        url = receiver.url.replace("127.0.0.1", "rebind.example")
+        created = client.post(
+            "/v1/opscore/subscriptions", json={"url": url, "events": ["run.failed"]}
+        )
+        assert created.status_code == 201, created.text
+        sid = created.json()["subscriptionId"]
+        assert client.post(f"/v1/opscore/subscriptions/{sid}/ping").status_code in (200, 202)
+        failed = wait_for(
+            lambda: [d for d in deliveries(client, sid) if d["status"] == "failed"], timeout=15
+        )
+    assert "internal address (127.0.0.1)" in failed[0]["lastError"]
+    assert receiver.received == []

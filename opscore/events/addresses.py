@@ -3,8 +3,11 @@
 A subscription's URL is a request Ops-Core makes on someone's behalf (server-side request
 forgery): without this check, anyone allowed to subscribe could make Ops-Core call its own
 metadata service (169.254.169.254), a database on localhost or an internal admin page.
-The host is checked when the subscription is stored and again before every delivery (its DNS
-may have changed since); redirects are never followed.
+The host is checked when the subscription is stored, and again on every connection a delivery
+makes: ``PinnedTransport`` resolves the host itself, refuses if any address is internal, and
+connects to the very addresses it checked. A name that answers a public address to the check
+and an internal one a moment later (DNS rebinding) therefore never reaches the internal one.
+Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from ..errors import UnprocessableError
 
@@ -65,6 +73,10 @@ async def check_target(url: str, *, allow_private: bool) -> None:
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
@@ -73,3 +85,61 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     except (OSError, TimeoutError) as exc:
         raise TargetRefusedError(f"Event URL host '{host}' does not resolve: {exc}") from None
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+
+
+class _CheckedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves, checks and connects in one step, to the checked addresses only."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await _resolve(host, port)
+        except TargetRefusedError as exc:
+            raise httpcore.ConnectError(exc.message) from None
+        internal = sorted({str(a) for a in addresses if is_internal(a)})
+        if internal:
+            raise httpcore.ConnectError(
+                f"Event URL host '{host}' is an internal address ({', '.join(internal)})"
+            )
+        failure: Exception | None = None
+        for address in dict.fromkeys(addresses):
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"'{host}' has no address")
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("events are not delivered over unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, connecting through ``_CheckedBackend``. TLS still verifies the
+    URL's host name: only the TCP connection goes to the checked address."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # httpx has no public hook for the network backend; its pool takes one
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(), network_backend=_CheckedBackend()
+        )

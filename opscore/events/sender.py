@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 import httpx
 
 from ..config import Settings
-from ..errors import NotFoundError, OpsCoreError
+from ..errors import NotFoundError
 from ..models import Delivery, StoredSubscription, utcnow
 from ..observe.logs import log_operation
 from ..signatures import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from ..storage.base import Storage
-from .addresses import check_target
+from .addresses import PinnedTransport
 from .subscriptions import DELIVERY, SubscriptionService
 
 logger = logging.getLogger("opscore.events")
@@ -55,8 +55,10 @@ class DeliverySender:
         self.wakeup.set()
 
     def start(self) -> None:
+        # unless internal targets are allowed, every connection goes to addresses just checked
+        pinned = None if self.settings.events_allow_private_targets else PinnedTransport()
         self._client = httpx.AsyncClient(
-            timeout=self.settings.event_delivery_timeout, follow_redirects=False
+            timeout=self.settings.event_delivery_timeout, follow_redirects=False, transport=pinned
         )
         self._task = asyncio.create_task(self._run(), name="opscore-event-sender")
 
@@ -156,13 +158,8 @@ class DeliverySender:
     async def _post(
         self, subscription: StoredSubscription, delivery: Delivery
     ) -> tuple[int | None, str | None]:
-        """POST the signed event; (status code, None) on 2xx, else (code or None, why)."""
-        try:
-            await check_target(
-                subscription.url, allow_private=self.settings.events_allow_private_targets
-            )
-        except OpsCoreError as exc:
-            return None, exc.message
+        """POST the signed event; (status code, None) on 2xx, else (code or None, why). The
+        target's addresses are checked as the connection is made (``PinnedTransport``)."""
         body = delivery.event.model_dump_json(by_alias=True).encode()
         timestamp = str(int(self.clock().timestamp()))
         headers = {
