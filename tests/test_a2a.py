@@ -320,6 +320,23 @@ def test_a_cancelled_run_cancels_the_a2a_task(a2a_ops: Any, a2a_agents: Any) -> 
     assert cancelled["cancelAcknowledgedAt"] is not None
 
 
+def test_an_attempt_that_times_out_cancels_its_remote_task(a2a_ops: Any, a2a_agents: Any) -> None:
+    client = a2a_ops()
+    agent = a2a_agents()
+    register(client, agent)
+    create(
+        client,
+        template(
+            "slowpoke", hello("a", seconds=60) | {"timeoutSeconds": 1, "retry": {"maxAttempts": 1}}
+        ),
+    )
+    detail = settle(client, run(client, "slowpoke"), timeout=30)
+    assert detail["status"] == "failed"
+    assert by_step(detail)["a"]["history"][0]["outcome"] == "timeout"
+    wait_for(lambda: agent.executor.cancelled, timeout=15)
+    assert agent.executor.cancelled == agent.executor.task_ids  # the one remote task
+
+
 # --- the notification endpoint ---------------------------------------------------------------
 
 

@@ -99,6 +99,7 @@ class A2ATasks:
         self.clients = clients
         self.tokens = tokens
         self._polling: asyncio.Task[None] | None = None
+        self._abandoning: set[asyncio.Task[None]] = set()
 
     # --- registration ----------------------------------------------------------------------
 
@@ -209,13 +210,45 @@ class A2ATasks:
 
         await asyncio.gather(*(poll(t) for t in tasks))
 
+    def attempt_timed_out(self, task: TaskRun) -> None:
+        """An attempt given up for its timeout: its remote task is cancelled (in the
+        background), so the agent does not go on working for nobody while a retry runs."""
+        if task.a2a is None or not task.a2a.task_id or task.agent_id is None:
+            return
+        abandoning = asyncio.create_task(self._abandon(task))
+        self._abandoning.add(abandoning)
+        abandoning.add_done_callback(self._abandoning.discard)
+
+    async def _abandon(self, task: TaskRun) -> None:
+        assert task.a2a is not None
+        agent = await self.storage.get_agent(task.agent_id or "")
+        if agent is None:
+            return
+        try:
+            remote = await self.clients.cancel_task(agent, task.a2a.task_id)
+            outcome = a2a_state(remote)
+        except DispatchError as exc:
+            outcome = f"not cancelled: {exc}"[:300]
+        log_operation(
+            "task.a2a_abandoned",
+            {
+                "taskId": task.task_id,
+                "attempt": task.attempts,
+                "a2aTaskId": task.a2a.task_id,
+                "outcome": outcome,
+            },
+        )
+
     async def close(self) -> None:
-        """Stop a poll round under way (the app is stopping)."""
+        """Stop a poll round and cancellations under way (the app is stopping)."""
         polling, self._polling = self._polling, None
-        if polling is not None and not polling.done():
-            polling.cancel()
+        pending = [*self._abandoning, *([polling] if polling is not None else [])]
+        for running in pending:
+            if not running.done():
+                running.cancel()
+        for running in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await polling
+                await running
 
     async def _poll(self, task: TaskRun) -> None:
         agent = await self.storage.get_agent(task.agent_id or "")

@@ -92,6 +92,7 @@ def build_workflow(
         PushTokens(storage),
     )
     handovers.remote_answered = a2a.answered
+    outcomes.timed_out_listeners.append(a2a.attempt_timed_out)
     decisions.resume = a2a.resume
     return Workflow(
         engine=engine,

@@ -39,6 +39,8 @@ class TaskOutcomes:
         # Tasks whose hand-over answer this process holds and is still writing (the store was
         # away): the dispatcher sets it. The sweep leaves them to that answer.
         self.answers_held: Callable[[], Collection[str]] = tuple
+        # told of an attempt given up for its timeout (an A2A agent's task is then cancelled)
+        self.timed_out_listeners: list[Callable[[TaskRun], None]] = []
 
     async def complete_late(self, task: TaskRun, agent_id: str, result: Any, *, via: str) -> bool:
         """A result for an attempt that was already given up (the agent was thought lost, or
@@ -259,5 +261,8 @@ class TaskOutcomes:
         for task in await self.storage.inflight_tasks():
             if task.status == S.WAITING:  # a wait's timeout decides it (decisions.py)
                 continue
-            if task.deadline is not None and task.deadline <= now and task.task_id not in held:
-                await self.fail_attempt(task, timeout_error(task), outcome="timeout")
+            if task.deadline is None or task.deadline > now or task.task_id in held:
+                continue
+            if await self.fail_attempt(task, timeout_error(task), outcome="timeout"):
+                for listener in self.timed_out_listeners:
+                    listener(task)
