@@ -277,3 +277,36 @@ def test_the_example_worker_runs_the_digest_workflow(pulled) -> None:
     detail = settle(client, run(client, "digest", {"topic": "agents"}), timeout=30)
     assert detail["status"] == "completed"
     assert by_step(detail)["publish"]["result"]["published"] is True
+
+
+async def test_a_long_poll_records_the_worker_as_seen_not_every_slice() -> None:
+    """A waiting poll looks at the store every half second, but writes 'seen' at most every
+    few seconds: an idle fleet of workers does not turn into a stream of writes."""
+    from opscore.lifecycle import AgentRegistry, AgentStates
+    from opscore.models import AgentCreate
+    from opscore.storage import storage_from_url
+    from opscore.workflow import build_workflow
+
+    from .conftest import make_settings
+
+    settings = make_settings()
+    storage = storage_from_url("memory://")
+    await storage.open()
+    registry = AgentRegistry(storage)
+    states = AgentStates(storage, settings, registry)
+    workflow = build_workflow(storage, settings, registry, states)
+    await registry.register_agent(
+        AgentCreate(agent_id="w1", agent_name="w1", capabilities=["x"], delivery="pull")
+    )
+    writes: list[str] = []
+    update = storage.update_agent
+
+    async def counted(agent_id: str, changes: dict) -> Any:
+        writes.append(agent_id)
+        return await update(agent_id, changes)
+
+    storage.update_agent = counted  # type: ignore[method-assign]
+    claimed = await workflow.workers.claim("w1", wait=2.2, most=1)
+    assert claimed == []
+    assert len(writes) == 1  # once at the start; slices every 0.5 s wrote nothing more
+    await storage.close()

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..dispatch.pull import PullInbox
 from ..dispatch.transports import task_message
-from ..errors import ConflictError
+from ..errors import ConflictError, NotFoundError
 from ..lifecycle.state import OFFLINE, AgentStates
 from ..models import Agent, LeaseRenewed, TaskRun, TaskStatus, WorkerTask
 from ..models.usage import usage_from
@@ -29,6 +29,8 @@ from .transitions import INFLIGHT_TASK
 
 S = TaskStatus
 POLL_SLICE = 0.5  # a long-poll looks at the store at least this often (other replicas' hand-overs)
+SEEN_EVERY = 5.0  # ...but records the worker as seen at most this often (a write per slice
+# for every idle worker was 2 writes a second each, for nothing liveness needs)
 
 
 class WorkerService:
@@ -49,6 +51,10 @@ class WorkerService:
         """The tasks handed to this worker, waiting up to ``wait`` seconds for one."""
         deadline = time.monotonic() + wait
         agent = await self._worker(agent_id)
+        seen = time.monotonic()
+        every = min(SEEN_EVERY, self.lease.total_seconds() / 3)
+        if agent.heartbeat_interval_seconds:  # it promised to be heard this often
+            every = min(every, agent.heartbeat_interval_seconds / 2)
         event = self.inbox.event(agent_id)
         try:
             while True:
@@ -59,7 +65,10 @@ class WorkerService:
                     return claimed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(left, POLL_SLICE))
-                agent = await self._worker(agent_id)  # polling counts as being alive
+                if time.monotonic() - seen >= every:  # polling counts as being alive
+                    agent, seen = await self._worker(agent_id), time.monotonic()
+                else:  # what was handed to it meanwhile, without a write
+                    agent = await self._registered(agent_id)
         finally:
             self.inbox.forget(agent_id)
 
@@ -154,6 +163,12 @@ class WorkerService:
                 "claim work",
                 code="NOT_A_PULL_WORKER",
             )
+        return agent
+
+    async def _registered(self, agent_id: str) -> Agent:
+        agent = await self.storage.get_agent(agent_id)
+        if agent is None:
+            raise NotFoundError(f"Agent '{agent_id}' is not registered", code="AGENT_NOT_FOUND")
         return agent
 
     async def _held(self, agent_id: str, task_id: str) -> TaskRun:
