@@ -234,13 +234,15 @@ def test_agentkit_url_alone_does_not_route_tasks_through_agentkit(server_factory
 def test_a_late_result_for_an_attempt_that_timed_out_is_used_while_the_task_is_open(
     server_factory, agents
 ) -> None:
-    # the first attempt times out after 0.3 s; its retry waits 30 s in the queue
+    # the first attempt times out after 1.5 s (time enough for the hand-over to reach the agent
+    # on a slow machine; at 0.3 s it once did not); its retry waits 30 s in the queue
     server = server_factory(make_settings(retry_backoff_seconds=30, retry_max_backoff_seconds=30))
     agent = agents(server, "late", answer_first=True, work_seconds=30)
     with _client(server) as client:
         _known_and_idle(client, "late")
-        create(client, template("late", task("t", timeoutSeconds=0.3)))
+        create(client, template("late", task("t", timeoutSeconds=1.5)))
         sid = run(client, "late")
+        wait_for(agent.task_ids, timeout=10)
         wait_for(
             lambda: (
                 by_step(client.get(f"/v1/opscore/sessions/{sid}").json())["t"]["status"] == "queued"
