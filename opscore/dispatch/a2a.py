@@ -43,6 +43,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 from ..models import Agent, TaskRun
 from ..models.a2a import A2ACard
 from ..storage.base import Storage
+from .a2a_content import a2a_state, parameters_text, reply_result
 from .transports import USER_AGENT, DispatchError, HandoverAnswer
 
 CARD_PATH = "/.well-known/agent-card.json"
@@ -102,17 +103,6 @@ class PushTokens:
         if not token:
             return False
         return hmac.compare_digest(await self.token(task_id, attempt), token)
-
-
-def parameters_text(parameters: dict[str, Any]) -> str:
-    """The message's text part: the ``text`` parameter when it is one, else the parameters as
-    JSON, so an agent that reads only text (most do) still gets everything."""
-    text = parameters.get("text")
-    if isinstance(text, str) and text:
-        return text
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return str(text)
-    return json.dumps(parameters, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 class A2AClients:
@@ -215,7 +205,7 @@ class A2AClients:
         message = Message(
             message_id=f"{task.task_id}-{task.attempts}",
             role=Role.ROLE_USER,
-            parts=[Part(text=parameters_text(parameters)), Part(data=_value(parameters))],
+            parts=_parts(parameters),
             metadata=_struct(
                 {
                     "opscoreTaskId": task.task_id,
@@ -246,7 +236,7 @@ class A2AClients:
             role=Role.ROLE_USER,
             task_id=remote_task_id,
             context_id=context_id,
-            parts=[Part(text=parameters_text(payload)), Part(data=_value(payload))],
+            parts=_parts(payload),
         )
         request = SendMessageRequest(
             message=message, configuration=SendMessageConfiguration(return_immediately=True)
@@ -264,11 +254,26 @@ class A2AClients:
             client.get_task(GetTaskRequest(id=remote_task_id), context=_ctx(self.timeout))
         )
 
-    async def cancel_task(self, agent: Agent, remote_task_id: str) -> dict[str, Any]:
+    async def cancel_task(self, agent: Agent, remote_task_id: str) -> tuple[str, bool]:
+        """``CancelTask``: ("acknowledged", True) when the agent answers with the task
+        canceled, else why not and False."""
         client = self.client(agent)
-        return await self._call(
-            client.cancel_task(CancelTaskRequest(id=remote_task_id), context=_ctx(self.timeout))
-        )
+        try:
+            remote = await self._call(
+                client.cancel_task(CancelTaskRequest(id=remote_task_id), context=_ctx(self.timeout))
+            )
+        except DispatchError as exc:
+            return f"not cancelled: {exc}"[:300], False
+        state = a2a_state(remote)
+        if state == "canceled":
+            return "acknowledged", True
+        said = "in an unknown state" if state == "unspecified" else state
+        return f"not cancelled: the A2A task is {said}", False
+
+    def pushes(self, agent: Agent) -> bool:
+        """Whether tasks sent to ``agent`` ask for push notifications: its card says it can
+        push, and Ops-Core has an address to be pushed to."""
+        return bool(self.public_url and agent.a2a and agent.a2a.push_notifications)
 
     def push_url(self, task_id: str) -> str:
         return f"{self.public_url}/v1/opscore/internal/a2a/tasks/{task_id}/notify"
@@ -312,6 +317,11 @@ def _ctx(timeout: float) -> ClientCallContext:
     return ClientCallContext(timeout=max(timeout, 0.001))
 
 
+def _parts(payload: dict[str, Any]) -> list[Part]:
+    """A message's content: the payload as text (for agents that read only text) and as data."""
+    return [Part(text=parameters_text(payload)), Part(data=_value(payload))]
+
+
 def _value(data: Any) -> Value:
     value = Value()
     value.struct_value.update(data) if isinstance(data, dict) else ParseDict(data, value)
@@ -343,39 +353,3 @@ def _best_interface(card: AgentCard) -> tuple[str, str, str] | None:
             )
         )
     return min(ranked)[2] if ranked else None
-
-
-def parts_content(parts: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
-    """The text and the data of A2A parts (as JSON), in order; files are named by their URL."""
-    texts: list[str] = []
-    data: list[Any] = []
-    for part in parts:
-        if "text" in part:
-            texts.append(str(part["text"]))
-        elif "data" in part:
-            data.append(whole_numbers(part["data"]))
-        elif "url" in part:
-            data.append({"url": part["url"], "filename": part.get("filename")})
-    return texts, data
-
-
-def whole_numbers(value: Any) -> Any:
-    """Protobuf's JSON values are all doubles: 42 comes back as 42.0. Whole numbers become
-    ints again, so a result reads as the agent wrote it."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(v) for v in value]
-    return value
-
-
-def reply_result(message: dict[str, Any]) -> dict[str, Any]:
-    """The result of a direct reply (a ``Message`` instead of a task)."""
-    texts, data = parts_content(message.get("parts", []))
-    return {
-        "text": "\n".join(texts) if texts else None,
-        "data": data[0] if len(data) == 1 else (data or None),
-        "artifacts": [],
-    }

@@ -25,7 +25,7 @@ from ..models import Agent, TaskRun, utcnow
 from ..observe.logs import log_operation
 from ..storage.base import Storage
 from .a2a import A2AClients
-from .transports import USER_AGENT, DispatchError, Transport, read_answer, task_message
+from .transports import USER_AGENT, Transport, read_answer, task_message
 
 logger = logging.getLogger("opscore.dispatch")
 
@@ -90,14 +90,7 @@ class CancelNotifier:
             return "not sent: A2A is not set up", False
         if task.a2a is None or not task.a2a.task_id:
             return "not sent: the agent had not answered with its task yet", False
-        try:
-            remote = await self.a2a.cancel_task(agent, task.a2a.task_id)
-        except DispatchError as exc:
-            return f"not cancelled: {exc}"[:300], False
-        state = str(remote.get("status", {}).get("state", "")).removeprefix("TASK_STATE_")
-        if state == "CANCELED":
-            return "acknowledged", True
-        return f"not cancelled: the A2A task is {state.lower() or 'in an unknown state'}", False
+        return await self.a2a.cancel_task(agent, task.a2a.task_id)
 
     async def _post(self, url: str, message: dict[str, Any]) -> tuple[str, bool]:
         if self._session is None or self._session.closed:

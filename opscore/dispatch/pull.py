@@ -71,10 +71,9 @@ class RoutingTransport:
             self.inbox.notify(agent.agent_id)
             return HandoverAnswer("accepted", 202)  # the worker claims it; its results decide
         if agent.delivery == "a2a" and self.a2a is not None:
-            pushes = agent.a2a is not None and agent.a2a.push_notifications
             token = (
                 await self.tokens.token(task.task_id, task.attempts)
-                if pushes and self.tokens is not None and self.a2a.public_url
+                if self.tokens is not None and self.a2a.pushes(agent)
                 else None
             )
             return await self.a2a.send(

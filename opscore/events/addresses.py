@@ -55,21 +55,20 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         raise TargetRefusedError(f"Event URL '{url}' must be http(s)://host[:port]/path")
     if allow_private:
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        addresses = await _resolve(host, port)
+    await allowed_addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+
+
+async def allowed_addresses(host: str, port: int) -> list[IPAddress]:
+    """The host's addresses (a literal one, or resolved), refused (EVENT_TARGET_REFUSED) when
+    any of them is internal or there are none."""
+    addresses = await _resolve(host, port)
     internal = sorted({str(a) for a in addresses if is_internal(a)})
     if internal:
         raise TargetRefusedError(
             f"Event URL host '{host}' is an internal address ({', '.join(internal)}); set "
             "OPSCORE_EVENTS_ALLOW_PRIVATE_TARGETS=true to send events inside your network"
         )
+    return addresses
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
@@ -102,14 +101,9 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = await _resolve(host, port)
+            addresses = await allowed_addresses(host, port)
         except TargetRefusedError as exc:
             raise httpcore.ConnectError(exc.message) from None
-        internal = sorted({str(a) for a in addresses if is_internal(a)})
-        if internal:
-            raise httpcore.ConnectError(
-                f"Event URL host '{host}' is an internal address ({', '.join(internal)})"
-            )
         failure: Exception | None = None
         for address in dict.fromkeys(addresses):
             try:

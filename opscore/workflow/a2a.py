@@ -30,7 +30,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..dispatch.a2a import A2AClients, CardError, PushTokens, parts_content
+from ..dispatch.a2a import A2AClients, CardError, PushTokens
+from ..dispatch.a2a_content import a2a_state, status_text, task_result
 from ..dispatch.transports import DispatchError
 from ..errors import AuthenticationError, NotFoundError, UnprocessableError
 from ..lifecycle.registry import AgentRegistry
@@ -44,42 +45,6 @@ from .transitions import INFLIGHT_TASK, move_task
 S = TaskStatus
 logger = logging.getLogger("opscore.workflow")
 POLLS_AT_ONCE = 16  # GetTask calls one sweep makes concurrently
-
-
-def a2a_state(remote: dict[str, Any]) -> str:
-    """``TASK_STATE_INPUT_REQUIRED`` -> ``input_required`` (``unspecified`` when absent)."""
-    state = str(remote.get("status", {}).get("state", "TASK_STATE_UNSPECIFIED"))
-    return state.removeprefix("TASK_STATE_").lower()
-
-
-def status_text(remote: dict[str, Any]) -> str | None:
-    """The text of the remote task's status message, if it has one."""
-    message = remote.get("status", {}).get("message") or {}
-    texts, _ = parts_content(message.get("parts", []))
-    return "\n".join(texts)[:2000] if texts else None
-
-
-def task_result(remote: dict[str, Any]) -> dict[str, Any]:
-    """A completed A2A task as an Ops-Core result: its artifacts' text joined, their data (the
-    one value, or a list), and the artifacts themselves, so later steps read
-    ``${tasks.<id>.result.text}`` or ``${tasks.<id>.result.data.<key>}``."""
-    texts: list[str] = []
-    data: list[Any] = []
-    artifacts = []
-    for artifact in remote.get("artifacts", []):
-        t, d = parts_content(artifact.get("parts", []))
-        texts += t
-        data += d
-        artifacts.append(
-            {"artifactId": artifact.get("artifactId"), "name": artifact.get("name"), "texts": t}
-            | ({"data": d} if d else {})
-        )
-    return {
-        "text": "\n".join(texts) if texts else status_text(remote),
-        "data": data[0] if len(data) == 1 else (data or None),
-        "artifacts": artifacts,
-        "a2aTaskId": remote.get("id"),
-    }
 
 
 class A2ATasks:
@@ -131,8 +96,7 @@ class A2ATasks:
         """The answer to ``SendMessage``: the remote task as it stood then."""
         current = await self.storage.get_task(task.task_id)
         if current is not None and current.attempts == task.attempts:
-            pushed = bool(self.clients.public_url and agent.a2a and agent.a2a.push_notifications)
-            await self.apply(current, remote, via="answer", pushed=pushed)
+            await self.apply(current, remote, via="answer", pushed=self.clients.pushes(agent))
 
     async def notified(
         self, task_id: str, token: str | None, body: dict[str, Any]
@@ -224,11 +188,7 @@ class A2ATasks:
         agent = await self.storage.get_agent(task.agent_id or "")
         if agent is None:
             return
-        try:
-            remote = await self.clients.cancel_task(agent, task.a2a.task_id)
-            outcome = a2a_state(remote)
-        except DispatchError as exc:
-            outcome = f"not cancelled: {exc}"[:300]
+        outcome, _ = await self.clients.cancel_task(agent, task.a2a.task_id)
         log_operation(
             "task.a2a_abandoned",
             {
@@ -260,11 +220,8 @@ class A2ATasks:
             logger.warning(
                 "GetTask failed", extra={"taskId": task.task_id, "error": str(exc)[:300]}
             )
-            await self.storage.update_task(
-                task.task_id,
-                {"a2a": task.a2a.model_copy(update={"checked_at": self.engine.clock()})},
-                expect=[s.value for s in INFLIGHT_TASK],
-                attempt=task.attempts,
+            await self._record(
+                task, a2a=task.a2a.model_copy(update={"checked_at": self.engine.clock()})
             )
             return
         await self.apply(task, remote, via="poll", pushed=task.a2a.pushed)
@@ -312,11 +269,12 @@ class A2ATasks:
         return await self._with_ref(task, ref) is not None
 
     async def _with_ref(self, task: TaskRun, ref: A2ATaskRef) -> TaskRun | None:
+        return await self._record(task, a2a=ref, awaiting_answer=False)
+
+    async def _record(self, task: TaskRun, **changes: Any) -> TaskRun | None:
+        """Write on this very attempt while it is in flight; None when it has moved on."""
         return await self.storage.update_task(
-            task.task_id,
-            {"a2a": ref, "awaiting_answer": False},
-            expect=[s.value for s in INFLIGHT_TASK],
-            attempt=task.attempts,
+            task.task_id, changes, expect=[s.value for s in INFLIGHT_TASK], attempt=task.attempts
         )
 
     async def _wait_for_input(self, task: TaskRun, ref: A2ATaskRef) -> bool:

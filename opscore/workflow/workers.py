@@ -19,7 +19,7 @@ from typing import Any
 
 from ..dispatch.pull import PullInbox
 from ..dispatch.transports import task_message
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError
 from ..lifecycle.state import OFFLINE, AgentStates
 from ..models import Agent, LeaseRenewed, TaskRun, TaskStatus, WorkerTask
 from ..models.usage import usage_from
@@ -68,7 +68,7 @@ class WorkerService:
                 if time.monotonic() - seen >= every:  # polling counts as being alive
                     agent, seen = await self._worker(agent_id), time.monotonic()
                 else:  # what was handed to it meanwhile, without a write
-                    agent = await self._registered(agent_id)
+                    agent = await self.states.registry.get_agent(agent_id)
         finally:
             self.inbox.forget(agent_id)
 
@@ -163,12 +163,6 @@ class WorkerService:
                 "claim work",
                 code="NOT_A_PULL_WORKER",
             )
-        return agent
-
-    async def _registered(self, agent_id: str) -> Agent:
-        agent = await self.storage.get_agent(agent_id)
-        if agent is None:
-            raise NotFoundError(f"Agent '{agent_id}' is not registered", code="AGENT_NOT_FOUND")
         return agent
 
     async def _held(self, agent_id: str, task_id: str) -> TaskRun:

@@ -1,8 +1,6 @@
 // Runs: the list (filters, paging), a run's page (actions, gantt, tasks, joined timeline),
 // dead letters and the steps waiting for a decision.
-import {
-  $, act, ago, api, ask, badge, button, can, duration, el, facts, json, link, pager, short, table, time,
-} from "./ui.js";
+import { act, ago, api, ask, badge, button, duration, el, facts, json, link, pager, short, table, time } from "./ui.js";
 
 const runHref = (id) => `#/runs/${encodeURIComponent(id)}`;
 const RUN_STATUSES = ["", "queued", "running", "completed", "failed", "cancelled"];
@@ -292,5 +290,3 @@ export function waitingView(root) {
   }
   return refresh;
 }
-
-export { can };

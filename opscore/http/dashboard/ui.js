@@ -71,7 +71,6 @@ export function table(headers, rows, { empty = "Nothing here." } = {}) {
     for (const cell of cells) {
       const td = el("td");
       if (cell instanceof Node) td.append(cell);
-      else if (cell && typeof cell === "object" && cell.node) { td.className = cell.cls || ""; td.append(cell.node); }
       else if (cell && typeof cell === "object" && "text" in cell) { td.className = cell.cls || ""; td.textContent = cell.text ?? "-"; }
       else td.textContent = cell ?? "-";
       tr.append(td);

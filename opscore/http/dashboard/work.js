@@ -1,6 +1,6 @@
 // What operators set up: templates (with their graph, and a trigger), schedules, and the
 // webhooks events go out to (with their delivery logs).
-import { $, act, ago, api, ask, badge, button, can, el, facts, json, link, pager, short, table, time } from "./ui.js";
+import { act, ago, api, ask, badge, button, can, el, facts, link, pager, short, table, time } from "./ui.js";
 
 // --- templates ------------------------------------------------------------------------------------
 export function templatesView(root) {
@@ -186,5 +186,3 @@ export function deliveriesView(root, params, id) {
   }
   return refresh;
 }
-
-export { $, json };

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -22,10 +22,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-FILES = ("app.js", "ui.js", "runs.js", "fleet.js", "work.js", "logs.js", "style.css", "index.html")
+# the console's files, and only they, may be asked for (the path parameter is this Literal)
 FileName = Literal[
     "app.js", "ui.js", "runs.js", "fleet.js", "work.js", "logs.js", "style.css", "index.html"
 ]
+FILES: tuple[str, ...] = get_args(FileName)
 _TYPES = {name: "text/javascript" for name in FILES if name.endswith(".js")} | {
     "style.css": "text/css",
     "index.html": "text/html",
