@@ -182,8 +182,8 @@ def build_services(
     )
     dispatcher.reconcile_hooks.append(workflow.recover)
     workflow.outcomes.answers_held = lambda: dispatcher.recording
-    # work queued or a slot freed by another replica wakes this dispatcher at once
-    storage.set_queue_listener(workflow.engine.notify_dispatcher)
+    # work queued by another replica wakes this dispatcher at once
+    storage.set_queue_listener(lambda: workflow.engine.notify_dispatcher(capacity=False))
     subscriptions, events, event_sender = _events(storage, settings, workflow, states)
     rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     fleet = None

@@ -388,6 +388,29 @@ class TestSessionsAndTasks:
         assert await store.inflight_tasks() == []
         assert await store.update_task("missing", {"status": TaskStatus.QUEUED}) is None
 
+    async def test_a_session_and_its_tasks_are_read_together(self, store: Storage) -> None:
+        assert await store.session_with_tasks("s1") == (None, [])
+        await store.save_tasks([task("t2"), task("t1"), task("t3", session_id="other")])
+        assert await store.session_with_tasks("s1") == (None, await store.session_tasks("s1"))
+        await store.save_session(session("s1"))
+        await store.update_task("t1", {"status": TaskStatus.QUEUED})
+        found, tasks = await store.session_with_tasks("s1")
+        assert found is not None and found.session_id == "s1"
+        assert [t.task_id for t in tasks] == ["t2", "t1"]  # in creation order
+        assert tasks[1].status == TaskStatus.QUEUED
+
+    async def test_a_claim_may_bring_the_task_it_claims(self, store: Storage) -> None:
+        now = utcnow()
+        await store.save_tasks([task("t1", status=TaskStatus.QUEUED)])
+        await store.enqueue("t1", priority=0, ready_at=now)
+        await store.enqueue("gone", priority=0, ready_at=now)
+        entries = await store.dequeue_ready(now, 10)
+        assert [e.task_id for e in entries] == ["t1", "gone"]
+        for entry in entries:  # a store that reads the record must read the current one
+            if entry.read:
+                current = await store.get_task(entry.task_id)
+                assert entry.task == current
+
     async def test_concurrent_task_cas_has_one_winner(self, store: Storage) -> None:
         await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
         results = await asyncio.gather(

@@ -11,7 +11,6 @@ not runs. What a hand-over means for a task is the workflow's business, reached 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection
@@ -29,6 +28,7 @@ from .limits import CapabilityLimits
 from .picker import AgentPicker
 from .slots import FreeSlots
 from .transports import DispatchError, HandoverAnswer, Transport
+from .wakeup import Wakeup
 
 logger = logging.getLogger("opscore.dispatcher")
 BATCH = 256
@@ -37,9 +37,9 @@ MIN_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
 # how long past an attempt's deadline its outcome is still retried while the store is away
 OUTCOME_GRACE = 60.0
-# Queue entries read at a time per free agent slot (at least MIN_CHUNK) while looking for work.
-CHUNK_PER_SLOT = 4
-MIN_CHUNK = 16
+# While entries in a chunk find no agent (their capability is busy), the next chunk of the
+# queue is this many times larger (per free slot), so a long mixed backlog costs few reads.
+CHUNK_GROWTH = 4
 
 Sweep = Callable[[datetime], Awaitable[None]]
 
@@ -78,7 +78,7 @@ class Dispatcher:
         transport: Transport,
         hooks: DispatchHooks,
         *,
-        wakeup: asyncio.Event,
+        wakeup: Wakeup,
         available_states: Collection[str],
         sweeps: list[Sweep] | None = None,
         telemetry: Telemetry | None = None,
@@ -101,6 +101,10 @@ class Dispatcher:
         # Ready entries that earlier passes examined and found no free agent for: the next pass
         # starts after them, so a backlog longer than a batch cannot hide work for a free agent.
         self._scan_from = 0
+        # the last look found work queued and every agent slot taken: passes woken only by
+        # more work skip the store until a slot is freed here (capacity=True) or a dispatch
+        # interval passes without a wakeup (a slot freed by another replica)
+        self._full = False
         self._sends: set[asyncio.Task[None]] = set()
         # tasks whose hand-over answer is being written (kept while the store is away)
         self.recording: set[str] = set()
@@ -185,9 +189,11 @@ class Dispatcher:
             timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
         # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
         # as the event is set, which left shutdown waiting for ever.
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(timeout):
                 await self.wakeup.wait()
+        except TimeoutError:
+            self.wakeup.capacity = True  # an interval without news: look at the agents again
         self.wakeup.clear()
 
     def request_reconcile(self) -> None:
@@ -227,16 +233,22 @@ class Dispatcher:
         cursor: the next one passes over what was examined and looks further, until the end
         of the queue, then starts from the head again.
         """
+        if self._full and not self.wakeup.capacity:
+            return 0  # every slot was taken at the last look, and none has been freed since
         entries = await self.storage.dequeue_ready(now, 1)
         if not entries:
             self._scan_from = 0
+            self._full = False
             return 0  # the common case when agents report idle: nothing to do, no agent scan
+        self.wakeup.capacity = False  # a slot freed from here on calls for another look
         agents = await self.storage.available_agents(self.available_states)
         free = FreeSlots({a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents})
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             self._scan_from = 0
+            self._full = True
             return 0
+        self._full = False
         passed_over: list[QueueEntry] = []
         if self._scan_from:
             passed_over = list(entries)
@@ -256,15 +268,16 @@ class Dispatcher:
         waiting: list[QueueEntry] = []
         handled: list[str] = []
         sent = examined = 0
-        asked = 1
+        asked, growth = 1, 1
         while True:
+            unplaced = len(waiting)
             for entry in entries:
                 if free.total <= 0:
                     # every slot taken: the rest of this chunk waits, unread
                     waiting.append(entry)
                     continue
                 examined += 1
-                task = await self.storage.get_task(entry.task_id)
+                task = entry.task if entry.read else await self.storage.get_task(entry.task_id)
                 if task is None or task.status != TaskStatus.QUEUED:
                     handled.append(entry.task_id)  # cancelled or already handled: drop it
                     continue
@@ -286,7 +299,11 @@ class Dispatcher:
             more = len(entries) >= asked
             if capacity <= 0 or examined >= BATCH or not more:
                 break
-            asked = min(BATCH - examined, max(capacity * CHUNK_PER_SLOT, MIN_CHUNK))
+            if len(waiting) > unplaced:  # this chunk held work for busy capabilities
+                growth *= CHUNK_GROWTH
+            # as many entries as there are free slots (no put-backs when any agent takes any
+            # task), more while entries keep waiting for busy capabilities
+            asked = min(BATCH - examined, capacity * growth)
             entries = await self.storage.dequeue_ready(now, asked)
         looked_far_enough = capacity <= 0 or not more
         self._scan_from = 0 if looked_far_enough else len(passed_over) + len(waiting)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -308,12 +308,16 @@ class DeadLetter(ApiModel):
 class QueueEntry:
     """A task waiting in the queue; seq keeps FIFO order among equal priorities.
 
-    A plain dataclass: the dispatcher handles thousands per second and never serialises them."""
+    A plain dataclass: the dispatcher handles thousands per second and never serialises them.
+    A shared store may read the task's record in the same round trip as the claim (``read``):
+    the dispatcher then needs no read of its own."""
 
     task_id: str
     priority: int
     ready_at: datetime
     seq: int
+    task: TaskRun | None = field(default=None, compare=False)
+    read: bool = field(default=False, compare=False)
 
 
 class PurgeRequest(ApiModel):

@@ -164,6 +164,10 @@ class Storage(Protocol):
     async def session_tasks(self, session_id: str) -> list[TaskRun]:
         """All task runs of one session, in creation order."""
 
+    async def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
+        """A session and its task runs (in creation order), read together: one round trip on
+        the shared stores, where advancing a run after each task used to take two."""
+
     async def update_task(
         self,
         task_id: str,

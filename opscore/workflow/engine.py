@@ -8,7 +8,6 @@ and the dispatcher racing on one task never both win.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..config import Settings
 from ..dispatch.limits import CapabilityLimits
+from ..dispatch.wakeup import Wakeup
 from ..errors import NotFoundError
 from ..models import DeadLetter, Session, SessionStatus, TaskAttempt, TaskRun, TaskStatus, utcnow
 from ..observe.logs import log_operation
@@ -43,8 +43,8 @@ class WorkflowEngine:
         self.storage = storage
         self.settings = settings
         self.clock = clock
-        # Set whenever the dispatcher may have something new to do; it waits on this event.
-        self.wakeup = asyncio.Event()
+        # Set whenever the dispatcher may have something new to do; it waits on this.
+        self.wakeup = Wakeup()
         self.telemetry: Telemetry | None = None
         self.wait_listeners: list[WaitListener] = []
         # adds a result's usage up and keeps budgets (usage.UsageLedger, when wired)
@@ -58,9 +58,10 @@ class WorkflowEngine:
         # events out (run.completed, task.dead_lettered...): the event bus, when wired
         self.publish: Publish = _no_events
 
-    def notify_dispatcher(self) -> None:
-        """Wake the dispatcher: a task was queued or an agent slot freed."""
-        self.wakeup.set()
+    def notify_dispatcher(self, *, capacity: bool = True) -> None:
+        """Wake the dispatcher: an agent slot freed (or any change to who can take work), or,
+        with ``capacity=False``, only a task queued."""
+        self.wakeup.set(capacity=capacity)
 
     def observe(self, event: str, task: TaskRun, **extra: Any) -> None:
         """Tell telemetry (metrics and spans) what happened to a task."""
@@ -91,10 +92,9 @@ class WorkflowEngine:
 
     async def advance(self, session_id: str) -> None:
         """Queue every pending task whose prerequisites are met; complete the run when done."""
-        session = await self.storage.get_session(session_id)
+        session, tasks = await self.storage.session_with_tasks(session_id)
         if session is None or session.status != SessionStatus.RUNNING:
             return
-        tasks = await self.storage.session_tasks(session_id)
         fallbacks = {t.step_id for t in tasks if t.fallback_for}
         started: set[str] = set()
         skipped_some = True
@@ -160,7 +160,7 @@ class WorkflowEngine:
         if queued is not None:
             await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
             self.observe("queued", queued)
-            self.notify_dispatcher()
+            self.notify_dispatcher(capacity=False)
 
     async def _refuse(self, task: TaskRun, error: str) -> None:
         """A task whose parameters, with earlier results substituted, are too large, or whose

@@ -185,6 +185,11 @@ class RunRecords(_Base):
         with self._lock:
             return [self._tasks[t] for t in self._session_tasks.get(session_id, ())]
 
+    async def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
+        with self._lock:
+            tasks = [self._tasks[t] for t in self._session_tasks.get(session_id, ())]
+            return self._sessions.get(session_id), tasks
+
     async def update_task(
         self,
         task_id: str,

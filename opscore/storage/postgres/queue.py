@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from ...models import DeadLetter, Page, QueueEntry
+from ...models import DeadLetter, Page, QueueEntry, TaskRun
 from .base import CHANNEL, LEASE, _Base, _load
 
 # Claims skip rows another replica is claiming (SKIP LOCKED) instead of waiting for them.
@@ -15,8 +15,10 @@ WITH picked AS (
     WHERE ready_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
     ORDER BY priority DESC, seq LIMIT $2
     FOR UPDATE SKIP LOCKED)
-UPDATE opscore_queue q SET lease_until = $3 FROM picked WHERE q.task_id = picked.task_id
-RETURNING q.task_id, q.priority, q.seq
+UPDATE opscore_queue q SET lease_until = $3
+FROM picked LEFT JOIN opscore_tasks t ON t.task_id = picked.task_id
+WHERE q.task_id = picked.task_id
+RETURNING q.task_id, q.priority, q.seq, t.doc
 """
 
 
@@ -42,7 +44,12 @@ class QueueRecords(_Base):
         async with self._conn() as conn:
             rows = await conn.fetch(_CLAIM, now, limit, now + LEASE)
         rows = sorted(rows, key=lambda r: (-r[1], r[2]))
-        return [QueueEntry(task_id=r[0], priority=r[1], ready_at=now, seq=r[2]) for r in rows]
+        entries = []
+        for task_id, priority, seq, doc in rows:  # the task's record came with the claim
+            self._seen.put(f"task:{task_id}", doc)
+            task = _load(TaskRun, doc) if doc is not None else None
+            entries.append(QueueEntry(task_id, priority, now, seq, task=task, read=True))
+        return entries
 
     async def ack(self, task_ids: Iterable[str]) -> None:
         ids = list(task_ids)

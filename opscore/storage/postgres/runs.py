@@ -20,6 +20,12 @@ _SET_SESSION = (
     "finished_at = $5, doc = $6 WHERE session_id = $1 AND doc = $7 RETURNING 1"
 )
 _READ_TASK = "SELECT doc FROM opscore_tasks WHERE task_id = $1"
+_SESSION_WITH_TASKS = """
+(SELECT 's', doc, 0::bigint AS seq FROM opscore_sessions WHERE session_id = $1)
+UNION ALL
+(SELECT 't', doc, seq FROM opscore_tasks WHERE session_id = $1)
+ORDER BY 1, 3
+"""
 _SET_TASK = (
     "UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4 RETURNING 1"
 )
@@ -190,6 +196,19 @@ class RunRecords(_Base):
                 "SELECT doc FROM opscore_tasks WHERE session_id = $1 ORDER BY seq", session_id
             )
         return [_load(TaskRun, r[0]) for r in rows]
+
+    async def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(_SESSION_WITH_TASKS, session_id)
+        session: Session | None = None
+        tasks = []
+        for kind, doc, _seq in rows:  # the session's row first, then its tasks in order
+            if kind == "s":
+                self._seen.put(f"session:{session_id}", doc)
+                session = _load(Session, doc)
+            else:
+                tasks.append(_load(TaskRun, doc))
+        return session, tasks
 
     async def update_task(
         self,

@@ -54,6 +54,7 @@ for i = 1, #popped, 2 do
   redis.call('ZADD', KEYS[3], ARGV[2], id)
   table.insert(out, id)
   table.insert(out, redis.call('HGET', KEYS[4], id) or '')
+  table.insert(out, redis.call('GET', ARGV[4] .. id) or '')
 end
 return out
 """
@@ -142,26 +143,35 @@ class Ops:
 
 # KEYS: the queue's delayed, ready, leased and meta keys, the sequence counter, and 'since'
 # (each entry's ready-at, until it is acknowledged). ARGV: task id, priority, ready-at
-# timestamp, the score span per priority. Re-enqueueing replaces the entry.
+# timestamp, the score span per priority, the time now. Re-enqueueing replaces the entry. An
+# entry already due goes straight to the ready set: no later move out of 'delayed'.
 _ENQUEUE = """
 local seq = redis.call('INCR', KEYS[5])
 local score = (1000 - tonumber(ARGV[2])) * tonumber(ARGV[4]) + seq
-redis.call('ZREM', KEYS[2], ARGV[1])
+local scored = string.format('%.0f', score)
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], string.format('%.0f', score) .. '|' .. ARGV[2] .. '|' .. seq)
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], scored .. '|' .. ARGV[2] .. '|' .. seq)
+if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], scored, ARGV[1])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 return seq
 """
 
 
 # The records a list or set of ids names, in one round trip. KEYS: the list or set.
-# ARGV: 'list' or 'set', the records' key prefix. Answers ids and records, alternating.
+# ARGV: 'list' or 'set', the records' key prefix, and optionally one more key whose value
+# comes first (or '' when it is absent). Answers ids and records, alternating.
 _RECORDS = """
+local out = {}
+if ARGV[3] then out[1] = redis.call('GET', ARGV[3]) or '' end
 local ids
 if ARGV[1] == 'list' then ids = redis.call('LRANGE', KEYS[1], 0, -1)
 else ids = redis.call('SMEMBERS', KEYS[1]) end
-local out = {}
 for first = 1, #ids, 1000 do  -- MGET in chunks: unpack() has a limit of a few thousand
   local keys = {}
   local last = math.min(first + 999, #ids)
@@ -340,7 +350,12 @@ class _Base:
         """The raw records whose ids ``index`` (a list or set) holds, in one round trip;
         each is remembered as a guess for a compare-and-set that may follow."""
         flat = await self._script("records", keys=[index], args=[kind, self.k(prefix, "")])
-        raws: list[str] = flat[1::2]
+        return self._remember(flat, prefix)
+
+    def _remember(self, flat: list[str], prefix: str) -> list[str]:
+        """The records of an answer of ids and records (alternating), each remembered as a
+        guess for a compare-and-set that may follow."""
+        raws = flat[1::2]
         for record_id, raw in zip(flat[::2], raws, strict=True):
             self._seen.put(self.k(prefix, record_id), raw)
         return raws

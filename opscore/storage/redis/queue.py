@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ from ...models import (
     DeadLetter,
     Page,
     QueueEntry,
+    TaskRun,
 )
 from .base import (
     _SEQ_SPAN,
@@ -24,20 +26,30 @@ class QueueRecords(_Base):
         await self._script(
             "enqueue",
             keys=[*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")],
-            args=[task_id, priority, ready_at.timestamp(), _SEQ_SPAN],
+            args=[task_id, priority, ready_at.timestamp(), _SEQ_SPAN, time.time()],
         )
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+        """Claims entries and reads their tasks' records in the same round trip."""
         lease = (now + LEASE).timestamp()
+        prefix = self.k("task", "")
         flat = await self._script(
-            "dequeue", keys=self._queue_keys, args=[now.timestamp(), lease, limit]
+            "dequeue", keys=self._queue_keys, args=[now.timestamp(), lease, limit, prefix]
         )
         entries = []
-        for task_id, meta in zip(flat[::2], flat[1::2], strict=True):
+        for task_id, meta, raw in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
             # meta is "score|priority|seq", written by enqueue
             _, priority, seq = meta.split("|") if meta else ("0", "0", "0")
+            self._seen.put(prefix + task_id, raw or None)
             entries.append(
-                QueueEntry(task_id=task_id, priority=int(priority), ready_at=now, seq=int(seq))
+                QueueEntry(
+                    task_id=task_id,
+                    priority=int(priority),
+                    ready_at=now,
+                    seq=int(seq),
+                    task=_load(TaskRun, raw or None),
+                    read=True,
+                )
             )
         return entries
 

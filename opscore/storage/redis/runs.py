@@ -172,6 +172,19 @@ class RunRecords(_Base):
         raws = await self._records(self.k("session_tasks", session_id), "list", "task")
         return [TaskRun.model_validate_json(r) for r in raws]
 
+    async def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
+        session_key = self.k("session", session_id)
+        flat = await self._script(
+            "records",
+            keys=[self.k("session_tasks", session_id)],
+            args=["list", self.k("task", ""), session_key],
+        )
+        raw = flat[0] or None  # asked for with ARGV[3]: the session's record comes first
+        self._seen.put(session_key, raw)
+        return _load(Session, raw), [
+            TaskRun.model_validate_json(r) for r in self._remember(flat[1:], "task")
+        ]
+
     async def update_task(
         self,
         task_id: str,

@@ -195,6 +195,17 @@ class RunRecords(_Base):
         return [_load(TaskRun, r[0]) for r in rows]
 
     @off_loop
+    def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT doc FROM sessions WHERE session_id=?", (session_id,)
+            ).fetchone()
+            rows = db.execute(
+                "SELECT doc FROM tasks WHERE session_id=? ORDER BY seq", (session_id,)
+            ).fetchall()
+        return (_load(Session, row[0]) if row else None), [_load(TaskRun, r[0]) for r in rows]
+
+    @off_loop
     def update_task(
         self,
         task_id: str,
