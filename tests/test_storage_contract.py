@@ -411,6 +411,18 @@ class TestSessionsAndTasks:
                 current = await store.get_task(entry.task_id)
                 assert entry.task == current
 
+    async def test_a_task_read_after_a_state_report_sees_every_write_since(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
+        await store.record_state(record("a1", "active", 1), history_limit=10)
+        await store.update_task("t1", {"status": TaskStatus.COMPLETED})
+        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+        await store.record_state(record("a1", "idle", 2), history_limit=10)
+        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+
     async def test_concurrent_task_cas_has_one_winner(self, store: Storage) -> None:
         await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
         results = await asyncio.gather(
@@ -721,3 +733,34 @@ class TestTelemetryChannel:
             assert [(o, d) for _, o, _, d in entries] == [("old", '{"n": 0}'), ("new", '{"n": 1}')]
         finally:
             await storage.close()
+
+
+async def test_redis_reads_a_reporting_agents_task_along_with_its_state(redis_server) -> None:
+    """The task a report is applied to comes with the agent's state change (one round trip,
+    not two), unless this process wrote the task since; a second read asks Redis again."""
+    import redis
+
+    server = redis_server
+    server.flush()
+    store = storage_from_url(server.url)
+    await store.open()
+    counter = redis.Redis.from_url(server.url)
+
+    def gets() -> int:
+        return int(counter.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+
+    try:
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
+        await store.record_state(record("a1", "active", 1), history_limit=10)
+        before = gets()
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+        assert gets() == before  # read along with the report
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+        assert gets() == before + 1  # used once
+        await store.record_state(record("a1", "idle", 2), history_limit=10)
+        await store.update_task("t1", {"status": TaskStatus.COMPLETED})
+        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+    finally:
+        counter.close()
+        await store.close()

@@ -21,6 +21,9 @@ from .base import (
 # KEYS: held reports (hash agent -> JSON), when each was received (zset), each report's own
 # timestamp (hash). ARGV: agent, JSON, received at, report timestamp, max agents.
 # A newer report replaces an older one; no new agent past the bound.
+# tasks of the reporting agent read along with its state change, for the report's outcomes
+READ_ALONG_TASKS = 4
+
 _HOLD = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
@@ -128,6 +131,9 @@ class AgentRecords(_Base):
             def ops(p: Any) -> None:
                 p.lpush(history, record.model_dump_json())
                 p.ltrim(history, 0, history_limit - 1)
+                # the report is applied to these tasks next (workflow/reports.py)
+                for task_id in agent.active_tasks[:READ_ALONG_TASKS]:
+                    p.read(self.k("task", task_id))
 
             return agent.model_dump_json(), (agent, False), ops
 

@@ -11,7 +11,9 @@ replica's dispatcher gets it. Turn on Redis's append-only file for durability.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -28,6 +30,11 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 LEASE = timedelta(seconds=30)
 LANES = 4  # clients with a connection each, used in turn (see _Base._redis)
+# values read along with a write serve a read of the same call chain this soon after at most
+ALONG_SECONDS = 0.5
+_ALONG: ContextVar[dict[str, tuple[str | None, float]] | None] = ContextVar(
+    "opscore_redis_read_along", default=None
+)
 _SEQ_SPAN = 2**41  # FIFO sequence room under each priority in one float score
 _INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
 
@@ -86,17 +93,21 @@ return 1
 # Compare-and-set of one record plus its index writes, in one round trip. ARGV: the value read
 # ('' when absent, else '=' .. value), '1' to write ARGV[3] or '0' to leave the record, then
 # writes as <n> <command> <args...> groups; the custom ZMOVE <all> <from> <to> <member> moves a
-# member between two sorted sets under its score in <all>. Returns 0, writing nothing, when the
+# member between two sorted sets under its score in <all>, and READ <key> reads a key along
+# (its value, or '' when absent, follows the 1 of success). Returns 0, writing nothing, when the
 # record changed since it was read, with its current value. (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 _CAS = """
 local cur = redis.call('GET', KEYS[1])
 local seen = cur and ('=' .. cur) or ''
 if seen ~= ARGV[1] then return {0, cur} end
 if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[3]) end
+local out = {1}
 local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  if ARGV[i + 1] == 'ZMOVE' then
+  if ARGV[i + 1] == 'READ' then
+    out[#out + 1] = redis.call('GET', ARGV[i + 2]) or ''
+  elseif ARGV[i + 1] == 'ZMOVE' then
     local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
     if score then
       redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
@@ -107,7 +118,8 @@ while i <= #ARGV do
   end
   i = i + n + 1
 end
-return 1
+if #out == 1 then return 1 end
+return out
 """
 
 
@@ -116,6 +128,7 @@ class Ops:
 
     def __init__(self) -> None:
         self.args: list[str] = []
+        self.reads: list[str] = []
 
     def _add(self, *words: object) -> None:
         self.args += [str(len(words)), *(str(w) for w in words)]
@@ -134,6 +147,11 @@ class Ops:
 
     def ltrim(self, key: str, start: int, stop: int) -> None:
         self._add("LTRIM", key, start, stop)
+
+    def read(self, key: str) -> None:
+        """Read ``key`` in the same round trip, after the writes (see ``_Base._read_along``)."""
+        self.reads.append(key)
+        self._add("READ", key)
 
     def zmove(self, scores: str, source: str, target: str, member: str) -> None:
         """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in
@@ -302,6 +320,30 @@ class _Base:
         self._seen.put(key, raw)
         return raw
 
+    def _read_along(self, keys: list[str], raws: list[str]) -> None:
+        """Keep values read along with a write, for one ``_get_soon`` of the same call chain."""
+        along = _ALONG.get()
+        if along is None:
+            along = {}
+            _ALONG.set(along)
+        now = time.monotonic()
+        for key, raw in zip(keys, raws, strict=True):
+            value = raw or None
+            self._seen.put(key, value)
+            along[key] = (value, now)
+
+    async def _get_soon(self, key: str) -> str | None:
+        """GET, unless the same call chain (a request, a background task) read ``key`` along
+        with a write a moment ago, and this process has not written it since: that value is
+        then exactly what a GET issued at that moment would have answered. Used once."""
+        along = _ALONG.get()
+        kept = along.pop(key, None) if along else None
+        if kept is not None:
+            value, at = kept
+            if time.monotonic() - at < ALONG_SECONDS and self._seen.get(key) == value:
+                return value
+        return await self._get(key)
+
     async def _cas(
         self,
         key: str,
@@ -340,8 +382,10 @@ class _Base:
             flag = "1" if new is not None else "0"
             args = ["" if raw is None else "=" + raw, flag, new or "", *ops.args]
             answer = await self._script("cas", [key], args)
-            if answer == 1:
+            if answer == 1 or answer[0] == 1:
                 self._seen.put(key, new if new is not None else raw)
+                if ops.reads:
+                    self._read_along(ops.reads, answer[1:])
                 return result
             raw, fresh = (answer[1] if len(answer) > 1 else None), True
             self._seen.put(key, raw)

@@ -166,7 +166,7 @@ class RunRecords(_Base):
             await pipe.execute()
 
     async def get_task(self, task_id: str) -> TaskRun | None:
-        return _load(TaskRun, await self._get(self.k("task", task_id)))
+        return _load(TaskRun, await self._get_soon(self.k("task", task_id)))
 
     async def session_tasks(self, session_id: str) -> list[TaskRun]:
         raws = await self._records(self.k("session_tasks", session_id), "list", "task")
