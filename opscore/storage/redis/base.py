@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from redis.exceptions import NoScriptError
 
 from ...errors import OpsCoreError, StorageError
 from ...models import (
@@ -25,6 +26,7 @@ from ...models import (
 )
 from ..seen import UNSEEN, Seen
 from ..urls import redacted
+from .batch import CommandBatcher
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -243,6 +245,7 @@ class _Base:
         self._turn = 0
         self._scripts: dict[str, Any] = {}
         self._seen = Seen(4096)
+        self._batcher: CommandBatcher | None = None
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -280,6 +283,7 @@ class _Base:
             aioredis.Redis(connection_pool=pool, single_connection_client=True)
             for _ in range(LANES)
         ]
+        self._batcher = CommandBatcher(pool)
         try:
             await self._redis.ping()
         except Exception as exc:
@@ -297,10 +301,24 @@ class _Base:
             self._scripts[name] = self._redis.register_script(source)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run one of the registered Lua scripts on the next lane."""
-        return await self._scripts[name](keys=keys, args=args, client=self._redis)
+        """Run one of the registered Lua scripts, batched with other commands of this turn
+        of the event loop (loaded again if Redis lost it, as after a restart)."""
+        script = self._scripts[name]
+        try:
+            return await self._batched("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._redis.script_load(script.script)
+            return await self._batched("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _batched(self, *command: Any) -> Any:
+        if self._batcher is None:
+            raise StorageError("Redis store is not open")
+        return await self._batcher.call(*command)
 
     async def close(self) -> None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.close()
         lanes, self._lanes = self._lanes, []
         for lane in lanes:
             await lane.aclose()
@@ -316,7 +334,7 @@ class _Base:
     async def _get(self, key: str) -> str | None:
         """GET that remembers what it read, so a compare-and-set that follows costs one
         round trip instead of two."""
-        raw = await self._redis.get(key)
+        raw: str | None = await self._batched("GET", key)
         self._seen.put(key, raw)
         return raw
 
@@ -405,4 +423,4 @@ class _Base:
         return raws
 
     async def _next(self, name: str) -> int:
-        return int(await self._redis.incr(self.k("seq", name)))
+        return int(await self._batched("INCR", self.k("seq", name)))

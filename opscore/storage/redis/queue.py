@@ -91,10 +91,11 @@ class QueueRecords(_Base):
             offset += len(page)
 
     async def next_ready_at(self) -> datetime | None:
-        first = await self._redis.zrange(self._queue_keys[0], 0, 0, withscores=True)
+        # asked by every dispatch pass that finds nothing to do: batched with other commands
+        first = await self._batched("ZRANGE", self._queue_keys[0], 0, 0, "WITHSCORES")
         if not first:
             return None
-        return datetime.fromtimestamp(first[0][1], UTC)
+        return datetime.fromtimestamp(float(first[1]), UTC)
 
     # --- dead letters and idempotency -------------------------------------------------------
     async def add_dead_letter(self, entry: DeadLetter) -> None:
