@@ -1,7 +1,7 @@
 """The Redis store's batched commands (storage/redis/batch.py) against a real redis-server:
 commands of one turn of the event loop share a write, an error reply fails only its own
-command, a lost connection fails the batch in flight and the next one connects again, and
-scripts Redis forgot (a restart, SCRIPT FLUSH) are loaded again."""
+command, and a lost connection fails the batch in flight and the next one connects again.
+(Scripts Redis forgot are loaded again: tests/test_storage_contract.py.)"""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ import asyncio
 import pytest
 import redis
 
-from opscore.errors import StorageError
-from opscore.models import TaskRun, TaskStatus, utcnow
-from opscore.storage import storage_from_url
 from opscore.storage.redis.batch import CommandBatcher
 
 
@@ -81,31 +78,3 @@ async def test_a_lost_connection_fails_the_batch_and_the_next_call_connects_agai
     finally:
         admin.close()
         await batcher.close()
-
-
-async def test_the_store_loads_scripts_again_that_redis_forgot(redis_server) -> None:
-    redis_server.flush()
-    store = storage_from_url(redis_server.url)
-    await store.open()
-    admin = _admin(redis_server)
-    try:
-        task = TaskRun(
-            task_id="t1",
-            session_id="s1",
-            step_id="a",
-            timeout_seconds=5,
-            max_attempts=1,
-            backoff_seconds=1,
-            max_backoff_seconds=1,
-            created_at=utcnow(),
-        )
-        await store.save_tasks([task])
-        admin.script_flush()
-        moved = await store.update_task("t1", {"status": TaskStatus.QUEUED})
-        assert moved is not None and moved.status == TaskStatus.QUEUED
-        assert (await store.get_task("t1")).status == TaskStatus.QUEUED
-    finally:
-        admin.close()
-        await store.close()
-    with pytest.raises(StorageError, match="not open"):
-        await store.get_task("t1")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from opscore.errors import ConflictError, NotFoundError
+from opscore.errors import ConflictError, NotFoundError, StorageError
 from opscore.models import (
     Agent,
     DeadLetter,
@@ -764,3 +764,25 @@ async def test_redis_reads_a_reporting_agents_task_along_with_its_state(redis_se
     finally:
         counter.close()
         await store.close()
+
+
+async def test_redis_loads_its_scripts_again_when_redis_forgot_them(redis_server) -> None:
+    """As after a restart of Redis without persistence, or SCRIPT FLUSH: NOSCRIPT, then
+    the script is loaded again and the call goes through."""
+    import redis
+
+    redis_server.flush()
+    store = storage_from_url(redis_server.url)
+    await store.open()
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        await store.save_tasks([task("t1")])
+        admin.script_flush()
+        moved = await store.update_task("t1", {"status": TaskStatus.QUEUED})
+        assert moved is not None and moved.status == TaskStatus.QUEUED
+        assert (await store.get_task("t1")).status == TaskStatus.QUEUED
+    finally:
+        admin.close()
+        await store.close()
+    with pytest.raises(StorageError, match="not open"):
+        await store.get_task("t1")
