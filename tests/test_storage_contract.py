@@ -423,6 +423,25 @@ class TestSessionsAndTasks:
         assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
         assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
 
+    async def test_a_move_can_queue_the_task_in_the_same_step(self, store: Storage) -> None:
+        now = utcnow()
+        await store.save_tasks([task("t1"), task("t2")])
+        moved = await store.update_task(
+            "t1", {"status": TaskStatus.QUEUED, "priority": 3}, expect=["pending"], enqueue_at=now
+        )
+        assert moved is not None and moved.status == TaskStatus.QUEUED
+        refused = await store.update_task(
+            "t2", {"status": TaskStatus.QUEUED}, expect=["running"], enqueue_at=now
+        )
+        assert refused is None  # the move did not happen: nothing was queued either
+        assert [(e.task_id, e.priority) for e in await store.dequeue_ready(now, 10)] == [("t1", 3)]
+        await store.ack(["t1"])
+        later = now + timedelta(seconds=30)
+        await store.update_task("t2", {"status": TaskStatus.QUEUED}, enqueue_at=later)
+        assert await store.dequeue_ready(now, 10) == []
+        assert abs((await store.next_ready_at() - later).total_seconds()) < 0.01
+        assert [e.task_id for e in await store.dequeue_ready(later, 10)] == ["t2"]
+
     async def test_concurrent_task_cas_has_one_winner(self, store: Storage) -> None:
         await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
         results = await asyncio.gather(
@@ -786,3 +805,18 @@ async def test_redis_loads_its_scripts_again_when_redis_forgot_them(redis_server
         await store.close()
     with pytest.raises(StorageError, match="not open"):
         await store.get_task("t1")
+
+
+def test_records_are_parsed_once_and_a_changed_record_afresh() -> None:
+    from opscore.storage.parsed import ParsedRecords
+
+    parsed = ParsedRecords(size=2)
+    written = task("t1")
+    raw = parsed.dump(written)
+    assert parsed.load(TaskRun, raw) is written  # read back what this process wrote: no parse
+    changed = raw.replace('"status":"pending"', '"status":"queued"')
+    assert changed != raw
+    assert parsed.load(TaskRun, changed).status == TaskStatus.QUEUED  # changed elsewhere
+    assert parsed.load(TaskRun, changed) is parsed.load(TaskRun, changed)
+    parsed.load(Session, session("s9").model_dump_json())
+    assert parsed.load(TaskRun, raw) is not written  # least recently used went first

@@ -175,9 +175,13 @@ class Storage(Protocol):
         *,
         expect: Collection[str] | None = None,
         attempt: int | None = None,
+        enqueue_at: datetime | None = None,
     ) -> TaskRun | None:
         """Atomically apply changes if the task's status is in ``expect`` (any if None) and,
-        when ``attempt`` is given, its attempt counter equals it.
+        when ``attempt`` is given, its attempt counter equals it. With ``enqueue_at``, the
+        same atomic step queues the task (at its priority, as ``enqueue``): a crash cannot
+        leave it queued with no queue entry, and it costs one round trip, not two. (A retry
+        does not use it: the agent's slot must be freed before the task can be claimed.)
 
         Returns the new task, or None when it is absent or did not match. This is
         the compare-and-set every task state change goes through, so concurrent reporters,

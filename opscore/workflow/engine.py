@@ -155,10 +155,10 @@ class WorkflowEngine:
             queued_at=now,
             ready_at=ready_at,
             resolved_parameters=resolved,
+            enqueue_at=ready_at,
             **changes,
         )
         if queued is not None:
-            await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
             self.observe("queued", queued)
             self.notify_dispatcher(capacity=False)
 

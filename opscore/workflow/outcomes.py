@@ -108,6 +108,9 @@ class TaskOutcomes:
         ``usage`` (tokens, model) goes on the attempt's span."""
         engine = self.engine
         now = engine.clock()
+        spent: dict[str, Any] = (
+            {"usage": (task.usage or UsageTotals()).plus(usage)} if usage else {}
+        )
         done = await move_task(
             self.storage,
             task.task_id,
@@ -122,7 +125,7 @@ class TaskOutcomes:
             # an agent that works inside the request never says it started: it did at hand-over
             started_at=task.started_at or task.dispatched_at,
             history=update_last(task.history, finished_at=now, outcome="completed"),
-            **({"usage": (task.usage or UsageTotals()).plus(usage)} if usage else {}),
+            **spent,
         )
         if done is None:
             return False
@@ -142,7 +145,12 @@ class TaskOutcomes:
         now = engine.clock()
         history = update_last(task.history, finished_at=now, outcome=outcome, error=error)
         charged = task.attempts - task.uncharged_attempts
-        common = {"error": error, "deadline": None, "history": history, "awaiting_answer": False}
+        common: dict[str, Any] = {
+            "error": error,
+            "deadline": None,
+            "history": history,
+            "awaiting_answer": False,
+        }
         if charged < task.max_attempts:
             ready_at = now + timedelta(seconds=self.backoff(task, charged))
             moved = await move_task(

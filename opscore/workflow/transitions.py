@@ -6,6 +6,7 @@ storage from the statuses this table allows, so two concurrent actors never both
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..errors import ConflictError
@@ -56,15 +57,17 @@ async def move_task(
     *,
     only_from: frozenset[TaskStatus] | None = None,
     attempt: int | None = None,
+    enqueue_at: datetime | None = None,
     **changes: Any,
 ) -> TaskRun | None:
     """Move a task to ``to`` if its status (and attempt, if given) allows it; None when
-    another actor got there first."""
+    another actor got there first. ``enqueue_at``: the move also queues the task, in the
+    same atomic step."""
     allowed = _sources(TASK_TRANSITIONS, to)
     if only_from is not None:
         allowed = [s for s in allowed if s in only_from]
     return await storage.update_task(
-        task_id, {"status": to, **changes}, expect=allowed, attempt=attempt
+        task_id, {"status": to, **changes}, expect=allowed, attempt=attempt, enqueue_at=enqueue_at
     )
 
 

@@ -8,6 +8,7 @@ The lock is a ``threading.Lock`` held only around dict and heap operations, neve
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 from collections import OrderedDict, deque
@@ -65,6 +66,13 @@ class _Base:
         self._idempotency: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         # kind -> id -> (JSON document, when it is due)
         self._documents: dict[str, dict[str, tuple[str, datetime | None]]] = {}
+
+    def _put_in_queue(self, task_id: str, priority: int, ready_at: datetime) -> None:
+        """Queue (or re-queue) a task; the caller holds the lock."""
+        seq = next(self._seq)
+        self._queued[task_id] = seq
+        self._since[task_id] = ready_at
+        heapq.heappush(self._delayed, (ready_at, seq, task_id, priority))
 
     async def open(self) -> None:
         return None

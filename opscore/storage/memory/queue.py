@@ -21,10 +21,7 @@ class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         with self._lock:
-            seq = next(self._seq)
-            self._queued[task_id] = seq
-            self._since[task_id] = ready_at
-            heapq.heappush(self._delayed, (ready_at, seq, task_id, priority))
+            self._put_in_queue(task_id, priority, ready_at)
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
         with self._lock:

@@ -197,6 +197,7 @@ class RunRecords(_Base):
         *,
         expect: Collection[str] | None = None,
         attempt: int | None = None,
+        enqueue_at: datetime | None = None,
     ) -> TaskRun | None:
         with self._lock:
             task = self._tasks.get(task_id)
@@ -207,6 +208,8 @@ class RunRecords(_Base):
             task = task.model_copy(update=changes)
             self._tasks[task_id] = task
             self._track_inflight(task)
+            if enqueue_at is not None:
+                self._put_in_queue(task_id, task.priority, enqueue_at)
             return task
 
     def _track_inflight(self, task: TaskRun) -> None:

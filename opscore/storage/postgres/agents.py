@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ...models import Agent, Page, StateRecord
+from ..parsed import PARSED
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import Write, _Base, _load
 
@@ -36,7 +37,7 @@ _PUT_AGENT = (
 
 class AgentRecords(_Base):
     async def _put_agent(self, conn: Any, agent: Agent) -> None:
-        raw = agent.model_dump_json()
+        raw = PARSED.dump(agent)
         await conn.execute(_PUT_AGENT, agent.agent_id, agent.state, agent.last_seen, raw)
         self._seen.put(f"agent:{agent.agent_id}", raw)
 
@@ -53,7 +54,7 @@ class AgentRecords(_Base):
             changed = change(agent)
             if changed is None:
                 return None, agent
-            raw = changed.model_dump_json()
+            raw = PARSED.dump(changed)
             return (_SET_AGENT, (agent_id, changed.state, changed.last_seen, raw), raw), changed
 
         async with self._conn() as conn:
@@ -67,7 +68,7 @@ class AgentRecords(_Base):
                 agent.agent_id,
                 agent.state,
                 agent.last_seen,
-                agent.model_dump_json(),
+                PARSED.dump(agent),
             )
             if inserted:
                 self._seen.forget(f"agent:{agent.agent_id}")
@@ -126,13 +127,13 @@ class AgentRecords(_Base):
             agent, duplicate = apply_state(_load(Agent, doc) if doc else None, record)
             if duplicate:
                 return None, (agent, True)
-            raw = agent.model_dump_json()
+            raw = PARSED.dump(agent)
             args = (
                 agent.agent_id,
                 agent.state,
                 agent.last_seen,
                 raw,
-                record.model_dump_json(),
+                PARSED.dump(record),
                 1,
                 max(history_limit - 1, 0),
             )
@@ -199,7 +200,7 @@ class AgentRecords(_Base):
                 record.agent_id,
                 record.received_at,
                 record.timestamp,
-                record.model_dump_json(),
+                PARSED.dump(record),
             )
             return True
 

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from ...errors import OpsCoreError, StorageError
+from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
 from ..urls import redacted
 from .migrations import SchemaTooNewError, migrate
@@ -43,7 +44,7 @@ _FINISHED = ["completed", "failed", "cancelled"]
 
 
 def _load(model: type[M], doc: str) -> M:
-    return model.model_validate_json(doc)
+    return PARSED.load(model, doc)
 
 
 async def _no_reset(_conn: Any) -> None:

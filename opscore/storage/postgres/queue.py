@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from ...models import DeadLetter, Page, QueueEntry, TaskRun
+from ..parsed import PARSED
 from .base import CHANNEL, LEASE, _Base, _load
 
 # Claims skip rows another replica is claiming (SKIP LOCKED) instead of waiting for them.
@@ -99,7 +100,7 @@ class QueueRecords(_Base):
                 "seq = nextval(pg_get_serial_sequence('opscore_dead_letters', 'seq'))",
                 entry.task_id,
                 entry.session_id,
-                entry.model_dump_json(),
+                PARSED.dump(entry),
             )
 
     async def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from ...models import Page, Session, TaskRun, WorkflowTemplate
-from .base import _FINISHED, _INFLIGHT, Write, _Base, _load
+from ..parsed import PARSED
+from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load
 
 _PUT_SESSION = (
     "INSERT INTO opscore_sessions (session_id, status, workflow_id, agent_id, finished_at, doc) "
@@ -29,6 +30,20 @@ ORDER BY 1, 3
 _SET_TASK = (
     "UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4 RETURNING 1"
 )
+# The same compare-and-set, and the task queued in the same statement (as queue.py's enqueue,
+# with its NOTIFY), only if the row still held the guessed document ($8).
+_SET_AND_QUEUE_TASK = """
+WITH moved AS (
+    UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $8
+    RETURNING task_id),
+queued AS (
+    INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
+    SELECT task_id, $4::integer, $5::timestamptz, nextval('opscore_queue_seq'), NULL FROM moved
+    ON CONFLICT (task_id) DO UPDATE SET priority = $4::integer, ready_at = $5::timestamptz,
+        seq = nextval('opscore_queue_seq'), lease_until = NULL
+    RETURNING task_id)
+SELECT 1 FROM queued CROSS JOIN LATERAL (SELECT pg_notify($6, $7)) AS woken
+"""
 _PUT_TASK = (
     "INSERT INTO opscore_tasks (task_id, session_id, status, doc) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT (task_id) DO UPDATE SET session_id = $2, status = $3, doc = $4"
@@ -42,12 +57,12 @@ def _session_row(s: Session) -> tuple[Any, ...]:
         s.workflow_id,
         s.agent_id,
         s.finished_at,
-        s.model_dump_json(),
+        PARSED.dump(s),
     )
 
 
 def _task_row(t: TaskRun) -> tuple[Any, ...]:
-    return (t.task_id, t.session_id, t.status.value, t.model_dump_json())
+    return (t.task_id, t.session_id, t.status.value, PARSED.dump(t))
 
 
 class RunRecords(_Base):
@@ -59,7 +74,7 @@ class RunRecords(_Base):
                 "ON CONFLICT DO NOTHING RETURNING 1",
                 template.id,
                 template.version,
-                template.model_dump_json(),
+                PARSED.dump(template),
             )
             if inserted:
                 return None
@@ -217,6 +232,7 @@ class RunRecords(_Base):
         *,
         expect: Collection[str] | None = None,
         attempt: int | None = None,
+        enqueue_at: datetime | None = None,
     ) -> TaskRun | None:
         def decide(doc: str | None) -> tuple[Write, TaskRun | None]:
             if doc is None:
@@ -227,7 +243,10 @@ class RunRecords(_Base):
             if attempt is not None and task.attempts != attempt:
                 return None, None
             task = task.model_copy(update=changes)
-            raw = task.model_dump_json()
+            raw = PARSED.dump(task)
+            if enqueue_at is not None:
+                args = (task_id, task.status.value, raw, task.priority, enqueue_at)
+                return (_SET_AND_QUEUE_TASK, (*args, CHANNEL, self._token), raw), task
             return (_SET_TASK, (task_id, task.status.value, raw), raw), task
 
         async with self._conn() as conn:

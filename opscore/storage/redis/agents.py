@@ -11,6 +11,7 @@ from ...models import (
     Page,
     StateRecord,
 )
+from ..parsed import PARSED
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import (
     _Base,
@@ -54,7 +55,7 @@ class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
     async def _all_agents(self) -> list[Agent]:
         raws = await self._records(self.k("agents"), "set", "agent")
-        return [Agent.model_validate_json(r) for r in raws]
+        return [PARSED.load(Agent, r) for r in raws]
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         key = self.k("agent", agent.agent_id)
@@ -62,12 +63,12 @@ class AgentRecords(_Base):
         def decide(raw: str | None) -> tuple[str | None, Agent | None, Any]:
             if raw is not None:
                 return None, _load(Agent, raw), None
-            return agent.model_dump_json(), None, lambda p: p.sadd(self.k("agents"), agent.agent_id)
+            return PARSED.dump(agent), None, lambda p: p.sadd(self.k("agents"), agent.agent_id)
 
         return await self._cas(key, decide)
 
     async def save_agent(self, agent: Agent) -> None:
-        raw = agent.model_dump_json()
+        raw = PARSED.dump(agent)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self.k("agent", agent.agent_id), raw)
             pipe.sadd(self.k("agents"), agent.agent_id)
@@ -113,7 +114,7 @@ class AgentRecords(_Base):
             updated = change(agent)
             if updated is None:
                 return None, agent, None
-            return updated.model_dump_json(), updated, None
+            return PARSED.dump(updated), updated, None
 
         return await self._cas(self.k("agent", agent_id), decide)
 
@@ -129,13 +130,13 @@ class AgentRecords(_Base):
                 return None, (agent, True), None
 
             def ops(p: Any) -> None:
-                p.lpush(history, record.model_dump_json())
+                p.lpush(history, PARSED.dump(record))
                 p.ltrim(history, 0, history_limit - 1)
                 # the report is applied to these tasks next (workflow/reports.py)
                 for task_id in agent.active_tasks[:READ_ALONG_TASKS]:
                     p.read(self.k("task", task_id))
 
-            return agent.model_dump_json(), (agent, False), ops
+            return PARSED.dump(agent), (agent, False), ops
 
         return await self._cas(self.k("agent", record.agent_id), decide)
 
@@ -170,7 +171,7 @@ class AgentRecords(_Base):
             self.k("held", "at"),
             self.k("held", "ts"),
             record.agent_id,
-            record.model_dump_json(),
+            PARSED.dump(record),
             record.received_at.timestamp(),
             record.timestamp.timestamp(),
             max_agents,

@@ -1,12 +1,13 @@
-"""Shared plumbing: the client, key names, Lua scripts, compare-and-set and the outage guard.
+"""Shared plumbing: the clients, key names, compare-and-set and reads that ride along.
 
 Shared store on Redis (``redis://host:port/db``), for several Ops-Core replicas.
 
-Each record is a JSON string under its own key; compare-and-set methods use WATCH/MULTI
-(optimistic transactions, retried on conflict), so they are atomic across replicas. The queue
-is three sorted sets (delayed, ready, leased) moved by Lua scripts: a claimed entry is leased,
-and if the replica that claimed it dies before acknowledging it, the lease expires and another
-replica's dispatcher gets it. Turn on Redis's append-only file for durability.
+Each record is a JSON string under its own key; a change is a compare-and-set script that
+writes only if the record still holds the value it was decided on (``scripts.CAS``), so
+changes are atomic across replicas. The queue is three sorted sets (delayed, ready, leased)
+moved by scripts: a claimed entry is leased, and if the replica that claimed it dies before
+acknowledging it, the lease expires and another replica's dispatcher gets it. The hot
+commands go out batched (``batch.py``). Turn on Redis's append-only file for durability.
 """
 
 from __future__ import annotations
@@ -24,9 +25,20 @@ from ...errors import OpsCoreError, StorageError
 from ...models import (
     Page,
 )
+from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
 from ..urls import redacted
 from .batch import CommandBatcher
+from .scripts import (
+    ACK,
+    CAS,
+    DEQUEUE,
+    ENQUEUE,
+    RECORDS,
+    REQUEUE,
+    SAVE_SESSION,
+    Ops,
+)
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -37,198 +49,11 @@ ALONG_SECONDS = 0.5
 _ALONG: ContextVar[dict[str, tuple[str | None, float]] | None] = ContextVar(
     "opscore_redis_read_along", default=None
 )
-_SEQ_SPAN = 2**41  # FIFO sequence room under each priority in one float score
 _INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
-
-_DEQUEUE = """
-local function back_to_ready(id)
-  local meta = redis.call('HGET', KEYS[4], id)
-  if meta then
-    local score = string.sub(meta, 1, string.find(meta, '|') - 1)
-    redis.call('ZADD', KEYS[2], score, id)
-  end
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
-  redis.call('ZREM', KEYS[1], id)
-  back_to_ready(id)
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
-  redis.call('ZREM', KEYS[3], id)
-  back_to_ready(id)
-end
-local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
-local out = {}
-for i = 1, #popped, 2 do
-  local id = popped[i]
-  redis.call('ZADD', KEYS[3], ARGV[2], id)
-  table.insert(out, id)
-  table.insert(out, redis.call('HGET', KEYS[4], id) or '')
-  table.insert(out, redis.call('GET', ARGV[4] .. id) or '')
-end
-return out
-"""
-
-_ACK = """
-for _, id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[3], id) == 1 and not redis.call('ZSCORE', KEYS[1], id)
-     and not redis.call('ZSCORE', KEYS[2], id) then
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[5], id)
-  end
-end
-return 1
-"""
-
-_REQUEUE = """
-for _, id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[3], id) == 1 then
-    local meta = redis.call('HGET', KEYS[4], id)
-    if meta then
-      redis.call('ZADD', KEYS[2], string.sub(meta, 1, string.find(meta, '|') - 1), id)
-    end
-  end
-end
-return 1
-"""
-
-
-# Compare-and-set of one record plus its index writes, in one round trip. ARGV: the value read
-# ('' when absent, else '=' .. value), '1' to write ARGV[3] or '0' to leave the record, then
-# writes as <n> <command> <args...> groups; the custom ZMOVE <all> <from> <to> <member> moves a
-# member between two sorted sets under its score in <all>, and READ <key> reads a key along
-# (its value, or '' when absent, follows the 1 of success). Returns 0, writing nothing, when the
-# record changed since it was read, with its current value. (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
-_CAS = """
-local cur = redis.call('GET', KEYS[1])
-local seen = cur and ('=' .. cur) or ''
-if seen ~= ARGV[1] then return {0, cur} end
-if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[3]) end
-local out = {1}
-local i = 4
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  if ARGV[i + 1] == 'READ' then
-    out[#out + 1] = redis.call('GET', ARGV[i + 2]) or ''
-  elseif ARGV[i + 1] == 'ZMOVE' then
-    local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
-    if score then
-      redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
-      redis.call('ZADD', ARGV[i + 4], score, ARGV[i + 5])
-    end
-  else
-    redis.call(unpack(ARGV, i + 1, i + n))
-  end
-  i = i + n + 1
-end
-if #out == 1 then return 1 end
-return out
-"""
-
-
-class Ops:
-    """Writes that a compare-and-set script makes beside the record (same round trip)."""
-
-    def __init__(self) -> None:
-        self.args: list[str] = []
-        self.reads: list[str] = []
-
-    def _add(self, *words: object) -> None:
-        self.args += [str(len(words)), *(str(w) for w in words)]
-
-    def sadd(self, key: str, *members: str) -> None:
-        self._add("SADD", key, *members)
-
-    def srem(self, key: str, *members: str) -> None:
-        self._add("SREM", key, *members)
-
-    def delete(self, *keys: str) -> None:
-        self._add("DEL", *keys)
-
-    def lpush(self, key: str, value: str) -> None:
-        self._add("LPUSH", key, value)
-
-    def ltrim(self, key: str, start: int, stop: int) -> None:
-        self._add("LTRIM", key, start, stop)
-
-    def read(self, key: str) -> None:
-        """Read ``key`` in the same round trip, after the writes (see ``_Base._read_along``)."""
-        self.reads.append(key)
-        self._add("READ", key)
-
-    def zmove(self, scores: str, source: str, target: str, member: str) -> None:
-        """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in
-        ``scores`` (nothing when it has none there)."""
-        self._add("ZMOVE", scores, source, target, member)
-
-
-# KEYS: the queue's delayed, ready, leased and meta keys, the sequence counter, and 'since'
-# (each entry's ready-at, until it is acknowledged). ARGV: task id, priority, ready-at
-# timestamp, the score span per priority, the time now. Re-enqueueing replaces the entry. An
-# entry already due goes straight to the ready set: no later move out of 'delayed'.
-_ENQUEUE = """
-local seq = redis.call('INCR', KEYS[5])
-local score = (1000 - tonumber(ARGV[2])) * tonumber(ARGV[4]) + seq
-local scored = string.format('%.0f', score)
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], scored .. '|' .. ARGV[2] .. '|' .. seq)
-if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[2], scored, ARGV[1])
-else
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-end
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-return seq
-"""
-
-
-# The records a list or set of ids names, in one round trip. KEYS: the list or set.
-# ARGV: 'list' or 'set', the records' key prefix, and optionally one more key whose value
-# comes first (or '' when it is absent). Answers ids and records, alternating.
-_RECORDS = """
-local out = {}
-if ARGV[3] then out[1] = redis.call('GET', ARGV[3]) or '' end
-local ids
-if ARGV[1] == 'list' then ids = redis.call('LRANGE', KEYS[1], 0, -1)
-else ids = redis.call('SMEMBERS', KEYS[1]) end
-for first = 1, #ids, 1000 do  -- MGET in chunks: unpack() has a limit of a few thousand
-  local keys = {}
-  local last = math.min(first + 999, #ids)
-  for i = first, last do keys[#keys + 1] = ARGV[2] .. ids[i] end
-  local raws = redis.call('MGET', unpack(keys))
-  for i = first, last do
-    local raw = raws[i - first + 1]
-    if raw then
-      out[#out + 1] = ids[i]
-      out[#out + 1] = raw
-    end
-  end
-end
-return out
-"""
-
-
-# KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
-# status, the status indexes' key prefix. Keeps the session's place (sequence) when replaced,
-# and moves it between status indexes (reading only the old record's status).
-_SAVE_SESSION = """
-local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not seq then seq = redis.call('INCR', KEYS[3]) end
-local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], seq, ARGV[1])
-if old then
-  local status = cjson.decode(old)['status']
-  if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
-end
-redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
-return 1
-"""
 
 
 def _load(model: type[M], raw: str | None) -> M | None:
-    return model.model_validate_json(raw) if raw is not None else None
+    return PARSED.load(model, raw) if raw is not None else None
 
 
 def _page(items: list[M], offset: int, limit: int) -> Page[M]:
@@ -258,6 +83,11 @@ class _Base:
             self.k("q", "leased"),
             self.k("q", "meta"),
         ]
+
+    @property
+    def _enqueue_keys(self) -> list[str]:
+        """The keys the enqueue script (and a compare-and-set's ENQ) moves."""
+        return [*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")]
 
     @property
     def _redis(self) -> Any:
@@ -290,13 +120,13 @@ class _Base:
             await self.close()
             raise StorageError(f"Cannot reach Redis at {redacted(self.url)}: {exc}") from exc
         for name, source in (
-            ("dequeue", _DEQUEUE),
-            ("ack", _ACK),
-            ("requeue", _REQUEUE),
-            ("cas", _CAS),
-            ("enqueue", _ENQUEUE),
-            ("save_session", _SAVE_SESSION),
-            ("records", _RECORDS),
+            ("dequeue", DEQUEUE),
+            ("ack", ACK),
+            ("requeue", REQUEUE),
+            ("cas", CAS),
+            ("enqueue", ENQUEUE),
+            ("save_session", SAVE_SESSION),
+            ("records", RECORDS),
         ):
             self._scripts[name] = self._redis.register_script(source)
 

@@ -12,12 +12,13 @@ from ...models import (
     QueueEntry,
     TaskRun,
 )
+from ..parsed import PARSED
 from .base import (
-    _SEQ_SPAN,
     LEASE,
     _Base,
     _load,
 )
+from .scripts import SEQ_SPAN
 
 
 class QueueRecords(_Base):
@@ -25,8 +26,8 @@ class QueueRecords(_Base):
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         await self._script(
             "enqueue",
-            keys=[*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")],
-            args=[task_id, priority, ready_at.timestamp(), _SEQ_SPAN, time.time()],
+            keys=self._enqueue_keys,
+            args=[task_id, priority, ready_at.timestamp(), SEQ_SPAN, time.time()],
         )
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
@@ -101,7 +102,7 @@ class QueueRecords(_Base):
     async def add_dead_letter(self, entry: DeadLetter) -> None:
         seq = await self._next("dead")
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.k("dead"), entry.task_id, entry.model_dump_json())
+            pipe.hset(self.k("dead"), entry.task_id, PARSED.dump(entry))
             pipe.zadd(self.k("dead_order"), {entry.task_id: seq})
             await pipe.execute()
 

@@ -12,6 +12,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
+from ..parsed import PARSED
 from .base import (
     _INFLIGHT,
     Ops,
@@ -36,7 +37,7 @@ class RunRecords(_Base):
                         await pipe.unwatch()
                         return _load(WorkflowTemplate, existing)
                     pipe.multi()
-                    pipe.hset(versions, template.version, template.model_dump_json())
+                    pipe.hset(versions, template.version, PARSED.dump(template))
                     pipe.rpush(self.k("workflow_order", template.id), template.version)
                     pipe.sadd(self.k("workflows"), template.id)
                     await pipe.execute()
@@ -80,7 +81,7 @@ class RunRecords(_Base):
     # --- sessions ---------------------------------------------------------------------------
     async def save_session(self, session: Session) -> None:
         key = self.k("session", session.session_id)
-        raw = session.model_dump_json()
+        raw = PARSED.dump(session)
         await self._script(
             "save_session",
             keys=[key, self.k("sessions"), self.k("seq", "sessions")],
@@ -136,7 +137,7 @@ class RunRecords(_Base):
                         session_id,
                     )
 
-            return updated.model_dump_json(), updated, ops
+            return PARSED.dump(updated), updated, ops
 
         return await self._cas(self.k("session", session_id), decide)
 
@@ -157,7 +158,7 @@ class RunRecords(_Base):
         )
         async with self._redis.pipeline(transaction=True) as pipe:
             for task, old in zip(tasks, existing, strict=True):
-                raw = task.model_dump_json()
+                raw = PARSED.dump(task)
                 pipe.set(self.k("task", task.task_id), raw)
                 self._seen.put(self.k("task", task.task_id), raw)
                 if old is None:
@@ -170,7 +171,7 @@ class RunRecords(_Base):
 
     async def session_tasks(self, session_id: str) -> list[TaskRun]:
         raws = await self._records(self.k("session_tasks", session_id), "list", "task")
-        return [TaskRun.model_validate_json(r) for r in raws]
+        return [PARSED.load(TaskRun, r) for r in raws]
 
     async def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
         session_key = self.k("session", session_id)
@@ -182,7 +183,7 @@ class RunRecords(_Base):
         raw = flat[0] or None  # asked for with ARGV[3]: the session's record comes first
         self._seen.put(session_key, raw)
         return _load(Session, raw), [
-            TaskRun.model_validate_json(r) for r in self._remember(flat[1:], "task")
+            PARSED.load(TaskRun, r) for r in self._remember(flat[1:], "task")
         ]
 
     async def update_task(
@@ -192,6 +193,7 @@ class RunRecords(_Base):
         *,
         expect: Collection[str] | None = None,
         attempt: int | None = None,
+        enqueue_at: datetime | None = None,
     ) -> TaskRun | None:
         def decide(raw: str | None) -> tuple[str | None, TaskRun | None, Any]:
             task = _load(TaskRun, raw)
@@ -200,7 +202,14 @@ class RunRecords(_Base):
             if attempt is not None and task.attempts != attempt:
                 return None, None, None
             updated = task.model_copy(update=changes)
-            return updated.model_dump_json(), updated, self._inflight_op(updated)
+            index = self._inflight_op(updated)
+
+            def ops(p: Any) -> None:
+                index(p)
+                if enqueue_at is not None:
+                    p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
+
+            return PARSED.dump(updated), updated, ops
 
         return await self._cas(self.k("task", task_id), decide)
 

@@ -18,13 +18,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
 from ...errors import StorageError
+from ..parsed import PARSED
 from .worker import GroupCommitThread
 
 M = TypeVar("M", bound=BaseModel)
@@ -113,11 +114,11 @@ def alone(
 
 
 def _doc(model: BaseModel) -> str:
-    return model.model_dump_json()
+    return PARSED.dump(model)
 
 
 def _load(model: type[M], doc: str) -> M:
-    return model.model_validate_json(doc)
+    return PARSED.load(model, doc)
 
 
 class _Base:
@@ -206,6 +207,15 @@ class _Base:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _put_in_queue(
+        self, db: sqlite3.Connection, task_id: str, priority: int, ready_at: datetime
+    ) -> None:
+        """Queue (or re-queue) a task inside the caller's transaction."""
+        db.execute(
+            "INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?, NULL)",
+            (task_id, priority, ready_at.timestamp(), self._next(db, "queue")),
+        )
 
     def _next(self, db: sqlite3.Connection, name: str) -> int:
         db.execute(

@@ -18,10 +18,7 @@ class QueueRecords(_Base):
     @off_loop
     def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO queue VALUES (?, ?, ?, ?, NULL)",
-                (task_id, priority, ready_at.timestamp(), self._next(db, "queue")),
-            )
+            self._put_in_queue(db, task_id, priority, ready_at)
 
     @off_loop
     def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:

@@ -213,6 +213,7 @@ class RunRecords(_Base):
         *,
         expect: Collection[str] | None = None,
         attempt: int | None = None,
+        enqueue_at: datetime | None = None,
     ) -> TaskRun | None:
         with self._tx() as db:
             row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)).fetchone()
@@ -225,6 +226,8 @@ class RunRecords(_Base):
                 return None
             task = task.model_copy(update=changes)
             self._put_task(db, task, row[1])
+            if enqueue_at is not None:
+                self._put_in_queue(db, task_id, task.priority, enqueue_at)
             return task
 
     @off_loop

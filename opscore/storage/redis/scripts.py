@@ -1,0 +1,215 @@
+"""The Lua scripts of the Redis store: each multi-key change (a queue move, a record's
+compare-and-set with its index writes, a session saved with its indexes) in one round trip,
+atomic in Redis. ``Ops`` builds the writes a compare-and-set script makes beside its record."""
+
+from __future__ import annotations
+
+import time
+
+SEQ_SPAN = 2**41  # FIFO sequence room under each priority in one float score
+
+DEQUEUE = """
+local function back_to_ready(id)
+  local meta = redis.call('HGET', KEYS[4], id)
+  if meta then
+    local score = string.sub(meta, 1, string.find(meta, '|') - 1)
+    redis.call('ZADD', KEYS[2], score, id)
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[1], id)
+  back_to_ready(id)
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[3], id)
+  back_to_ready(id)
+end
+local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
+local out = {}
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  redis.call('ZADD', KEYS[3], ARGV[2], id)
+  table.insert(out, id)
+  table.insert(out, redis.call('HGET', KEYS[4], id) or '')
+  table.insert(out, redis.call('GET', ARGV[4] .. id) or '')
+end
+return out
+"""
+
+ACK = """
+for _, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[3], id) == 1 and not redis.call('ZSCORE', KEYS[1], id)
+     and not redis.call('ZSCORE', KEYS[2], id) then
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
+  end
+end
+return 1
+"""
+
+REQUEUE = """
+for _, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[3], id) == 1 then
+    local meta = redis.call('HGET', KEYS[4], id)
+    if meta then
+      redis.call('ZADD', KEYS[2], string.sub(meta, 1, string.find(meta, '|') - 1), id)
+    end
+  end
+end
+return 1
+"""
+
+
+# Queue (or re-queue) a task: the queue's delayed, ready, leased and meta keys, the sequence
+# counter and 'since' (each entry's ready-at, until it is acknowledged); then the task id, its
+# priority, ready-at timestamp, the score span per priority and the time now. An entry already
+# due goes straight to the ready set: no later move out of 'delayed'.
+ENQUEUE_FN = """
+local function enqueue(delayed, ready, leased, meta, seqkey, since, id, priority, at, span, now)
+  local seq = redis.call('INCR', seqkey)
+  local score = string.format('%.0f', (1000 - tonumber(priority)) * tonumber(span) + seq)
+  redis.call('ZREM', leased, id)
+  redis.call('HSET', meta, id, score .. '|' .. priority .. '|' .. seq)
+  if tonumber(at) <= tonumber(now) then
+    redis.call('ZREM', delayed, id)
+    redis.call('ZADD', ready, score, id)
+  else
+    redis.call('ZREM', ready, id)
+    redis.call('ZADD', delayed, at, id)
+  end
+  redis.call('ZADD', since, at, id)
+  return seq
+end
+"""
+
+# KEYS: the six queue keys of enqueue(). ARGV: task id, priority, ready-at, span, now.
+ENQUEUE = (
+    ENQUEUE_FN
+    + """
+return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
+               ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+)
+
+
+# Compare-and-set of one record plus its index writes, in one round trip. ARGV: the value read
+# ('' when absent, else '=' .. value), '1' to write ARGV[3] or '0' to leave the record, then
+# writes as <n> <command> <args...> groups; the custom ZMOVE <all> <from> <to> <member> moves a
+# member between two sorted sets under its score in <all>, ENQ <the arguments of enqueue()>
+# queues a task, and READ <key> reads a key along (its value, or '' when absent, follows the
+# 1 of success). Returns 0, writing nothing, when the
+# record changed since it was read, with its current value. (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
+CAS = (
+    ENQUEUE_FN
+    + """
+local cur = redis.call('GET', KEYS[1])
+local seen = cur and ('=' .. cur) or ''
+if seen ~= ARGV[1] then return {0, cur} end
+if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[3]) end
+local out = {1}
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if ARGV[i + 1] == 'READ' then
+    out[#out + 1] = redis.call('GET', ARGV[i + 2]) or ''
+  elseif ARGV[i + 1] == 'ENQ' then
+    enqueue(unpack(ARGV, i + 2, i + n))
+  elseif ARGV[i + 1] == 'ZMOVE' then
+    local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
+    if score then
+      redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
+      redis.call('ZADD', ARGV[i + 4], score, ARGV[i + 5])
+    end
+  else
+    redis.call(unpack(ARGV, i + 1, i + n))
+  end
+  i = i + n + 1
+end
+if #out == 1 then return 1 end
+return out
+"""
+)
+
+
+# The records a list or set of ids names, in one round trip. KEYS: the list or set.
+# ARGV: 'list' or 'set', the records' key prefix, and optionally one more key whose value
+# comes first (or '' when it is absent). Answers ids and records, alternating.
+RECORDS = """
+local out = {}
+if ARGV[3] then out[1] = redis.call('GET', ARGV[3]) or '' end
+local ids
+if ARGV[1] == 'list' then ids = redis.call('LRANGE', KEYS[1], 0, -1)
+else ids = redis.call('SMEMBERS', KEYS[1]) end
+for first = 1, #ids, 1000 do  -- MGET in chunks: unpack() has a limit of a few thousand
+  local keys = {}
+  local last = math.min(first + 999, #ids)
+  for i = first, last do keys[#keys + 1] = ARGV[2] .. ids[i] end
+  local raws = redis.call('MGET', unpack(keys))
+  for i = first, last do
+    local raw = raws[i - first + 1]
+    if raw then
+      out[#out + 1] = ids[i]
+      out[#out + 1] = raw
+    end
+  end
+end
+return out
+"""
+
+
+# KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
+# status, the status indexes' key prefix. Keeps the session's place (sequence) when replaced,
+# and moves it between status indexes (reading only the old record's status).
+SAVE_SESSION = """
+local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not seq then seq = redis.call('INCR', KEYS[3]) end
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+if old then
+  local status = cjson.decode(old)['status']
+  if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
+end
+redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
+return 1
+"""
+
+
+class Ops:
+    """Writes that a compare-and-set script makes beside the record (same round trip)."""
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+        self.reads: list[str] = []
+
+    def _add(self, *words: object) -> None:
+        self.args += [str(len(words)), *(str(w) for w in words)]
+
+    def sadd(self, key: str, *members: str) -> None:
+        self._add("SADD", key, *members)
+
+    def srem(self, key: str, *members: str) -> None:
+        self._add("SREM", key, *members)
+
+    def delete(self, *keys: str) -> None:
+        self._add("DEL", *keys)
+
+    def lpush(self, key: str, value: str) -> None:
+        self._add("LPUSH", key, value)
+
+    def ltrim(self, key: str, start: int, stop: int) -> None:
+        self._add("LTRIM", key, start, stop)
+
+    def read(self, key: str) -> None:
+        """Read ``key`` in the same round trip, after the writes (see ``_Base._read_along``)."""
+        self.reads.append(key)
+        self._add("READ", key)
+
+    def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
+        """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
+        self._add("ENQ", *keys, task_id, priority, ready_at, SEQ_SPAN, time.time())
+
+    def zmove(self, scores: str, source: str, target: str, member: str) -> None:
+        """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in
+        ``scores`` (nothing when it has none there)."""
+        self._add("ZMOVE", scores, source, target, member)
