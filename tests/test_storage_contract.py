@@ -488,6 +488,26 @@ class TestSharedStore:
         assert moved is not None and moved.status == TaskStatus.RUNNING and moved.attempts == 1
         assert (await b.get_task("t1")).status == TaskStatus.RUNNING
 
+    async def test_state_reports_and_sessions_written_on_a_stale_guess_lose_nothing(
+        self, pair
+    ) -> None:
+        a, b = pair
+        await a.save_agent(agent("w"))
+        await a.record_state(record("w", "idle", 1), history_limit=10)  # a remembers 'idle'
+        await b.record_state(record("w", "active", 2), history_limit=10)
+        updated, duplicate = await a.record_state(record("w", "idle", 3), history_limit=10)
+        assert not duplicate and updated.state == "idle"
+        history = await b.state_history("w", offset=0, limit=10)
+        assert [r.state for r in history.items] == ["idle", "active", "idle"]
+        await a.save_session(session("s1"))
+        assert (await a.get_session("s1")).status == SessionStatus.RUNNING
+        await b.update_session("s1", {"status": SessionStatus.COMPLETED})
+        assert (
+            await a.update_session("s1", {"status": SessionStatus.FAILED}, expect=["running"])
+            is None
+        )
+        assert (await a.get_session("s1")).status == SessionStatus.COMPLETED
+
     async def test_agent_slots_and_sessions_follow_the_store_not_the_guess(self, pair) -> None:
         a, b = pair
         await a.save_agent(agent("w", max_concurrency=1))

@@ -13,10 +13,13 @@ from .base import Write, _Base, _load
 
 _READ_AGENT = "SELECT doc FROM opscore_agents WHERE agent_id = $1"
 # compare-and-set: $5 is the document the change was decided on
-_SET_AGENT = (
-    "UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4 "
-    "WHERE agent_id = $1 AND doc = $5 RETURNING 1"
-)
+# (as every compare-and-set write: whether it wrote, and else the row's current document)
+_SET_AGENT = """
+WITH changed AS (
+    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
+    WHERE agent_id = $1 AND doc = $5 RETURNING 1)
+SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_agents WHERE agent_id = $1)
+"""
 # ... and a state report: the new state, its history record, the history trimmed to $7
 _SET_STATE = """
 WITH changed AS (
@@ -25,9 +28,11 @@ WITH changed AS (
 trimmed AS (
     DELETE FROM opscore_state_history WHERE agent_id = $1 AND EXISTS (SELECT 1 FROM changed)
     AND id <= (SELECT id FROM opscore_state_history WHERE agent_id = $1
-               ORDER BY id DESC LIMIT 1 OFFSET $7))
-INSERT INTO opscore_state_history (agent_id, doc) SELECT agent_id, $5 FROM changed
-RETURNING $6::int
+               ORDER BY id DESC LIMIT 1 OFFSET $7)),
+added AS (
+    INSERT INTO opscore_state_history (agent_id, doc) SELECT agent_id, $5 FROM changed
+    RETURNING $6::int AS written)
+SELECT (SELECT written FROM added), (SELECT doc FROM opscore_agents WHERE agent_id = $1)
 """
 _PUT_AGENT = (
     "INSERT INTO opscore_agents (agent_id, state, last_seen, doc) VALUES ($1, $2, $3, $4) "
@@ -165,7 +170,11 @@ class AgentRecords(_Base):
             rows = await conn.fetch(
                 "SELECT doc FROM opscore_agents WHERE state = ANY($1::text[])", list(states)
             )
-        agents = [_load(Agent, r[0]) for r in rows]
+        agents = []
+        for (doc,) in rows:  # each a guess for the slot claim that may follow
+            agent = _load(Agent, doc)
+            self._seen.put(f"agent:{agent.agent_id}", doc)
+            agents.append(agent)
         return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
 
     async def stale_agents(

@@ -182,8 +182,11 @@ class _Base:
 
         ``decide(doc)`` returns (the write, or None, and the result). It first decides on the
         document this process last read or wrote; the write's ``WHERE doc = $n`` applies it
-        only if the row still holds exactly that document. Otherwise, and whenever a guess
-        led to writing nothing, the row is read (``read``) and ``decide`` runs again.
+        only if the row still holds exactly that document. A write answers (whether it wrote,
+        the row's current document), so when the row had changed, ``decide`` runs again on
+        what the same round trip brought back; when a guess led to writing nothing, the row
+        is read (``read``) first. (Replicas sharing agents collide often: a second replica
+        spent a round trip more per collision, about 2 per workflow, bench/README.md.)
         """
         doc = self._seen.get(cache_key)
         fresh = doc is UNSEEN
@@ -206,7 +209,11 @@ class _Base:
                 raise StorageError(f"compare-and-set of absent {cache_key} cannot write")
             else:
                 sql, args, new_doc = write
-                if await conn.fetchval(sql, *args, doc):
+                written, current = await conn.fetchrow(sql, *args, doc)
+                if written:
                     self._seen.put(cache_key, new_doc)
                     return result
+                # not written: the row changed since; the same answer says to what
+                doc, fresh = current, True
+                continue
             doc, fresh = await conn.fetchval(read, key), True

@@ -16,10 +16,13 @@ _PUT_SESSION = (
     "workflow_id = $3, agent_id = $4, finished_at = $5, doc = $6"
 )
 _READ_SESSION = "SELECT doc FROM opscore_sessions WHERE session_id = $1"
-_SET_SESSION = (
-    "UPDATE opscore_sessions SET status = $2, workflow_id = $3, agent_id = $4, "
-    "finished_at = $5, doc = $6 WHERE session_id = $1 AND doc = $7 RETURNING 1"
-)
+# (as every compare-and-set write: whether it wrote, and else the row's current document)
+_SET_SESSION = """
+WITH changed AS (
+    UPDATE opscore_sessions SET status = $2, workflow_id = $3, agent_id = $4,
+        finished_at = $5, doc = $6 WHERE session_id = $1 AND doc = $7 RETURNING 1)
+SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_sessions WHERE session_id = $1)
+"""
 _READ_TASK = "SELECT doc FROM opscore_tasks WHERE task_id = $1"
 _SESSION_WITH_TASKS = """
 (SELECT 's', doc, 0::bigint AS seq FROM opscore_sessions WHERE session_id = $1)
@@ -27,9 +30,11 @@ UNION ALL
 (SELECT 't', doc, seq FROM opscore_tasks WHERE session_id = $1)
 ORDER BY 1, 3
 """
-_SET_TASK = (
-    "UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4 RETURNING 1"
-)
+_SET_TASK = """
+WITH changed AS (
+    UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4 RETURNING 1)
+SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_tasks WHERE task_id = $1)
+"""
 # The same compare-and-set, and the task queued in the same statement (as queue.py's enqueue,
 # with its NOTIFY), only if the row still held the guessed document ($8).
 _SET_AND_QUEUE_TASK = """
@@ -41,8 +46,9 @@ queued AS (
     SELECT task_id, $4::integer, $5::timestamptz, nextval('opscore_queue_seq'), NULL FROM moved
     ON CONFLICT (task_id) DO UPDATE SET priority = $4::integer, ready_at = $5::timestamptz,
         seq = nextval('opscore_queue_seq'), lease_until = NULL
-    RETURNING task_id)
-SELECT 1 FROM queued CROSS JOIN LATERAL (SELECT pg_notify($6, $7)) AS woken
+    RETURNING task_id),
+woken AS (SELECT 1 FROM queued CROSS JOIN LATERAL (SELECT pg_notify($6, $7)) AS n)
+SELECT (SELECT count(*) FROM woken) > 0, (SELECT doc FROM opscore_tasks WHERE task_id = $1)
 """
 _PUT_TASK = (
     "INSERT INTO opscore_tasks (task_id, session_id, status, doc) VALUES ($1, $2, $3, $4) "
@@ -222,7 +228,9 @@ class RunRecords(_Base):
                 self._seen.put(f"session:{session_id}", doc)
                 session = _load(Session, doc)
             else:
-                tasks.append(_load(TaskRun, doc))
+                task = _load(TaskRun, doc)
+                self._seen.put(f"task:{task.task_id}", doc)
+                tasks.append(task)
         return session, tasks
 
     async def update_task(
