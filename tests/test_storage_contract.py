@@ -774,7 +774,9 @@ class TestTelemetryChannel:
             await storage.close()
 
 
-async def test_redis_reads_a_reporting_agents_task_along_with_its_state(redis_server) -> None:
+async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
+    redis_server, monkeypatch
+) -> None:
     """The task a report is applied to comes with the agent's state change (one round trip,
     not two), unless this process wrote the task since; a second read asks Redis again."""
     import redis
@@ -800,6 +802,13 @@ async def test_redis_reads_a_reporting_agents_task_along_with_its_state(redis_se
         await store.record_state(record("a1", "idle", 2), history_limit=10)
         await store.update_task("t1", {"status": TaskStatus.COMPLETED})
         assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+        # a chain that never reads what it read along does not keep it past its use
+        from opscore.storage.redis import base
+
+        monkeypatch.setattr(base, "ALONG_SECONDS", 0.0)
+        for i in range(5):
+            store._read_along([f"opscore:task:other-{i}"], ["{}"])
+        assert list(base._ALONG.get() or {}) == ["opscore:task:other-4"]
     finally:
         counter.close()
         await store.close()

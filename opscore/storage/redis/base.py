@@ -175,6 +175,10 @@ class _Base:
             along = {}
             _ALONG.set(along)
         now = time.monotonic()
+        # a long-lived chain (a sweep's loop) may never read what it read along: keep only
+        # what is still fresh enough to be used
+        for stale in [k for k, (_, at) in along.items() if now - at >= ALONG_SECONDS]:
+            del along[stale]
         for key, raw in zip(keys, raws, strict=True):
             value = raw or None
             self._seen.put(key, value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 MAX_BATCH = 128  # commands per write at most, so one batch never holds the connection long
@@ -72,7 +73,7 @@ class CommandBatcher:
             # a broken connection (or a cancelled read): what was not answered fails, and the
             # connection starts afresh for the next batch
             for _, future in batch[answered:]:
-                _settle(future, error=exc if isinstance(exc, Exception) else ConnectionError())
+                _settle(future, error=exc if isinstance(exc, Exception) else RedisConnectionError())
             await self._drop()
             if not isinstance(exc, Exception):
                 raise
@@ -87,7 +88,7 @@ class CommandBatcher:
 
     async def close(self) -> None:
         for _, future in self._pending:
-            _settle(future, error=ConnectionError("Redis store closed"))
+            _settle(future, error=RedisConnectionError("Redis store closed"))
         self._pending.clear()
         await self._drop()
 
