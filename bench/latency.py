@@ -1,0 +1,104 @@
+"""Where one workflow's time goes, stage by stage, on each store: the p50 goal made readable.
+
+    python -m bench.latency [--runs 40] [--stores memory,redis,postgresql,sqlite]
+
+One Ops-Core process per store and the fast-agent process (bench/fast_agents.py), the 3-step
+chain of ``bench.run`` run one at a time on an idle service. From the server's own timestamps
+of each task: queued -> dispatched (the dispatcher's pass), dispatched -> started (hand-over,
+the agent's 202 and its ``active`` report), started -> finished (the ``active`` report done,
+then the ``idle`` one), finished -> next queued (completion, slot freed, the run advanced).
+Prints one JSON line of p50s in milliseconds per store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .common import KEY, free_port, opscore_cmd, opscore_env, process
+from .run import CHAIN, fast_agents_cmd
+from .stores import _start_store
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.storage_servers import postgres_missing  # noqa: E402
+
+STAGES = ("queued_to_dispatched", "dispatched_to_started", "started_to_finished", "to_next_queued")
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _ms(start: str, end: str) -> float:
+    return (_at(end) - _at(start)).total_seconds() * 1000
+
+
+def _one_store(url: str, runs: int) -> dict[str, float]:
+    port, agents_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    stages: dict[str, list[float]] = {name: [] for name in (*STAGES, "workflow")}
+    with ExitStack() as stack:
+        env = opscore_env(port, OPSCORE_ACCESS_LOG="false", OPSCORE_STORAGE_URL=url)
+        stack.enter_context(process(opscore_cmd(), env=env, ready_url=f"{base}/health"))
+        client = stack.enter_context(
+            httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
+        )
+        client.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
+        agents = fast_agents_cmd(base, agents_port)
+        stack.enter_context(process(agents, ready_url=f"http://127.0.0.1:{agents_port}/health"))
+        time.sleep(1)
+        for _ in range(runs):
+            sid = client.post("/v1/opscore/workflows/chain3/runs", json={}).json()["sessionId"]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                session = client.get(f"/v1/opscore/sessions/{sid}").json()
+                if session["status"] == "completed":
+                    break
+                time.sleep(0.01)  # server-side timestamps: polling faster only adds load
+            else:
+                raise RuntimeError(f"run {sid} did not complete within 30 s")
+            tasks: list[dict[str, Any]] = sorted(session["tasks"], key=lambda t: t["queuedAt"])
+            for i, task in enumerate(tasks):
+                stages["queued_to_dispatched"].append(_ms(task["queuedAt"], task["dispatchedAt"]))
+                stages["dispatched_to_started"].append(_ms(task["dispatchedAt"], task["startedAt"]))
+                stages["started_to_finished"].append(_ms(task["startedAt"], task["finishedAt"]))
+                if i + 1 < len(tasks):
+                    following = tasks[i + 1]["queuedAt"]
+                    stages["to_next_queued"].append(_ms(task["finishedAt"], following))
+            stages["workflow"].append(_ms(session["createdAt"], session["finishedAt"]))
+    return {name: round(statistics.median(values), 2) for name, values in stages.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.stores.split(","):
+            if name == "redis" and shutil.which("redis-server") is None:
+                continue
+            if name == "postgresql" and postgres_missing():
+                continue
+            with ExitStack() as stack:
+                url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
+                results[name] = _one_store(url, args.runs)
+            print(json.dumps({name: results[name]}), file=sys.stderr)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
