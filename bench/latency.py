@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -28,11 +27,7 @@ import httpx
 
 from .common import KEY, free_port, opscore_cmd, opscore_env, process
 from .run import CHAIN, fast_agents_cmd
-from .stores import _start_store
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.storage_servers import postgres_missing  # noqa: E402
+from .stores import _start_store, available_stores
 
 STAGES = ("queued_to_dispatched", "dispatched_to_started", "started_to_finished", "to_next_queued")
 
@@ -88,11 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.stores.split(","):
-            if name == "redis" and shutil.which("redis-server") is None:
-                continue
-            if name == "postgresql" and postgres_missing():
-                continue
+        for name in available_stores(args.stores):
             with ExitStack() as stack:
                 url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
                 results[name] = _one_store(url, args.runs)

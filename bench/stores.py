@@ -161,6 +161,16 @@ async def _run_many_spread(urls: list[str], runs: int) -> float:
 SHARED = ("redis", "postgresql")
 
 
+def available_stores(names: str) -> list[str]:
+    """The stores of a comma-separated list whose servers this machine has."""
+    return [
+        name
+        for name in names.split(",")
+        if not (name == "redis" and shutil.which("redis-server") is None)
+        and not (name == "postgresql" and postgres_missing())
+    ]
+
+
 def _start_store(name: str, stack: ExitStack, directory: Path) -> tuple[str, int | None]:
     """The store's URL (and server port), its server started now and stopped with ``stack``."""
     if name == "memory":
@@ -187,11 +197,7 @@ def main() -> None:
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.stores.split(","):
-            if name == "redis" and shutil.which("redis-server") is None:
-                continue
-            if name == "postgresql" and postgres_missing():
-                continue
+        for name in available_stores(args.stores):
             counts = [1, args.replicas] if args.replicas > 1 and name in SHARED else [1]
             for replicas in counts:
                 with ExitStack() as stack:  # a fresh store for each line

@@ -193,7 +193,7 @@ class Dispatcher:
             async with asyncio.timeout(timeout):
                 await self.wakeup.wait()
         except TimeoutError:
-            self.wakeup.capacity = True  # an interval without news: look at the agents again
+            self._full = False  # an interval without news: look at the agents again
         self.wakeup.clear()
 
     def request_reconcile(self) -> None:

@@ -22,9 +22,6 @@ from .base import (
 # KEYS: held reports (hash agent -> JSON), when each was received (zset), each report's own
 # timestamp (hash). ARGV: agent, JSON, received at, report timestamp, max agents.
 # A newer report replaces an older one; no new agent past the bound.
-# tasks of the reporting agent read along with its state change, for the report's outcomes
-READ_ALONG_TASKS = 4
-
 _HOLD = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
@@ -49,6 +46,10 @@ for _, id in ipairs(ids) do
 end
 return out
 """
+
+
+# tasks of the reporting agent read along with its state change, for the report's outcomes
+READ_ALONG_TASKS = 4
 
 
 class AgentRecords(_Base):

@@ -30,16 +30,14 @@ class CommandBatcher:
         self._pool = pool
         self._connection: Any = None
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._draining = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # while one sends what is pending
 
     def call(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command; its future is answered with the reply (or its error)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
-        if not self._draining:
-            self._draining = True
+        if self._drainer is None:
             self._drainer = loop.create_task(self._drain())
         return future
 
@@ -50,7 +48,7 @@ class CommandBatcher:
                 del self._pending[:MAX_BATCH]
                 await self._send(batch)
         finally:
-            self._draining = False
+            self._drainer = None
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         answered = 0

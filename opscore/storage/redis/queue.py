@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -18,7 +17,7 @@ from .base import (
     _Base,
     _load,
 )
-from .scripts import SEQ_SPAN
+from .scripts import enqueue_args
 
 
 class QueueRecords(_Base):
@@ -27,7 +26,7 @@ class QueueRecords(_Base):
         await self._script(
             "enqueue",
             keys=self._enqueue_keys,
-            args=[task_id, priority, ready_at.timestamp(), SEQ_SPAN, time.time()],
+            args=enqueue_args(task_id, priority, ready_at.timestamp()),
         )
 
     async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:

@@ -8,6 +8,12 @@ import time
 
 SEQ_SPAN = 2**41  # FIFO sequence room under each priority in one float score
 
+
+def enqueue_args(task_id: str, priority: int, ready_at: float) -> list[object]:
+    """The arguments of enqueue() after its keys: for the script and for a CAS's ENQ alike."""
+    return [task_id, priority, ready_at, SEQ_SPAN, time.time()]
+
+
 DEQUEUE = """
 local function back_to_ready(id)
   local meta = redis.call('HGET', KEYS[4], id)
@@ -207,7 +213,7 @@ class Ops:
 
     def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
         """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
-        self._add("ENQ", *keys, task_id, priority, ready_at, SEQ_SPAN, time.time())
+        self._add("ENQ", *keys, *enqueue_args(task_id, priority, ready_at))
 
     def zmove(self, scores: str, source: str, target: str, member: str) -> None:
         """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in
