@@ -9,8 +9,9 @@ import asyncio
 
 import pytest
 import redis
+from redis.exceptions import DataError
 
-from opscore.storage.redis.batch import CommandBatcher
+from opscore.storage.redis.batch import CommandBatcher, pack
 
 
 @pytest.fixture
@@ -77,4 +78,33 @@ async def test_a_lost_connection_fails_the_batch_and_the_next_call_connects_agai
         assert await batcher.call("INCR", "n") == 2  # the failed INCR never ran
     finally:
         admin.close()
+        await batcher.close()
+
+
+PACKED_EXAMPLES = [
+    ("GET", "key"),
+    ("SET", "ключ", "значение ✓", "EX", 30),
+    ("ZADD", "z", 1.5, "a", -3, "b", 0.1 + 0.2, "c", 2**60, "d"),
+    ("SET", "empty", ""),
+    ("SET", b"raw\r\nbytes", memoryview(b"\x00\xff")),
+    ("EVALSHA", "a" * 40, 1, "k", "=" + "x" * 10_000, "1", "{}"),
+]
+
+
+@pytest.mark.parametrize("args", PACKED_EXAMPLES, ids=lambda a: str(a[0]))
+def test_commands_are_packed_as_redis_py_packs_them(args) -> None:
+    from redis.asyncio.connection import Connection
+
+    assert pack(args) == b"".join(Connection().pack_command(*args))
+
+
+@pytest.mark.parametrize("bad", [True, None, {"a": 1}, [1]])
+async def test_a_value_redis_cannot_take_fails_only_its_caller(pool, bad) -> None:
+    batcher = CommandBatcher(pool)
+    try:
+        with pytest.raises(DataError):
+            batcher.call("SET", "k", bad)
+        assert await batcher.call("SET", "k", "fine") == "OK"  # the connection is intact
+        assert await batcher.call("GET", "k") == "fine"
+    finally:
         await batcher.close()
