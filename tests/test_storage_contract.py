@@ -442,6 +442,32 @@ class TestSessionsAndTasks:
         assert abs((await store.next_ready_at() - later).total_seconds()) < 0.01
         assert [e.task_id for e in await store.dequeue_ready(later, 10)] == ["t2"]
 
+    async def test_an_attempt_that_ends_gives_up_its_agent_slot_in_the_same_step(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("a1", max_concurrency=2, active_tasks=["t1", "t2"]))
+        await store.save_tasks([task("t1", status=TaskStatus.RUNNING, agent_id="a1")])
+        refused = await store.update_task(
+            "t1", {"status": TaskStatus.COMPLETED}, expect=["queued"], release_slot_of="a1"
+        )
+        assert refused is None  # the move did not happen: the slot stays taken
+        assert (await store.get_agent("a1")).active_tasks == ["t1", "t2"]
+        done = await store.update_task(
+            "t1", {"status": TaskStatus.COMPLETED}, expect=["running"], release_slot_of="a1"
+        )
+        assert done is not None and done.status == TaskStatus.COMPLETED
+        assert (await store.get_agent("a1")).active_tasks == ["t2"]  # only its own slot
+        assert await store.claim_agent_slot("a1", "t3")
+        # an agent that no longer holds the task, or is gone, does not stop the move
+        await store.save_tasks([task("t4", status=TaskStatus.RUNNING)])
+        for holder in ("a1", "gone"):
+            moved = await store.update_task(
+                "t4", {"status": TaskStatus.RUNNING}, release_slot_of=holder
+            )
+            assert moved is not None
+        assert (await store.get_agent("a1")).active_tasks == ["t2", "t3"]
+        assert await store.get_agent("gone") is None
+
     async def test_concurrent_task_cas_has_one_winner(self, store: Storage) -> None:
         await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
         results = await asyncio.gather(
@@ -525,6 +551,21 @@ class TestSharedStore:
             is None
         )
         assert (await a.get_session("s")).status == SessionStatus.CANCELLED
+
+    async def test_a_slot_freed_with_a_move_keeps_what_another_process_wrote(self, pair) -> None:
+        a, b = pair
+        await a.save_agent(agent("w", max_concurrency=2, active_tasks=["t1"]))
+        await a.save_tasks([task("t1", status=TaskStatus.RUNNING, agent_id="w")])
+        assert (await a.get_agent("w")).active_tasks == ["t1"]  # a's guesses
+        assert (await a.get_task("t1")).status == TaskStatus.RUNNING
+        await b.record_state(record("w", "busy", 1), history_limit=10)
+        assert await b.claim_agent_slot("w", "t2")
+        done = await a.update_task(
+            "t1", {"status": TaskStatus.COMPLETED}, expect=["running"], release_slot_of="w"
+        )
+        assert done is not None
+        found = await b.get_agent("w")
+        assert found.active_tasks == ["t2"] and found.state == "busy"
 
     async def test_an_agent_registered_elsewhere_takes_reports_here(self, pair) -> None:
         a, b = pair

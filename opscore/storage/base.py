@@ -176,12 +176,18 @@ class Storage(Protocol):
         expect: Collection[str] | None = None,
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
+        release_slot_of: str | None = None,
     ) -> TaskRun | None:
         """Atomically apply changes if the task's status is in ``expect`` (any if None) and,
         when ``attempt`` is given, its attempt counter equals it. With ``enqueue_at``, the
         same atomic step queues the task (at its priority, as ``enqueue``): a crash cannot
-        leave it queued with no queue entry, and it costs one round trip, not two. (A retry
-        does not use it: the agent's slot must be freed before the task can be claimed.)
+        leave it queued with no queue entry, and it costs one round trip, not two.
+
+        ``release_slot_of``: the agent whose slot the ending attempt held gives it up (as
+        ``release_agent_slot``) when the change is applied, in the same atomic step on memory,
+        SQLite and Redis (an attempt's end is one write, not two). PostgreSQL frees it right
+        after, and queues a ``enqueue_at`` task only then: a task is never claimable while
+        its old attempt still holds a slot, which its new attempt would take over.
 
         Returns the new task, or None when it is absent or did not match. This is
         the compare-and-set every task state change goes through, so concurrent reporters,

@@ -260,22 +260,31 @@ class WorkflowEngine:
         for task in await self.storage.session_tasks(session_id):
             if task.status in TERMINAL_TASK:
                 continue
+            # an agent's task, also one waiting for input (A2A): its agent slot goes back
+            held = task.status in INFLIGHT_TASK or (task.status == S.WAITING and task.agent_id)
             cancelled = await move_task(
-                self.storage, task.task_id, S.CANCELLED, cancel_reason=reason, deadline=None
+                self.storage,
+                task.task_id,
+                S.CANCELLED,
+                release_slot_of=task.agent_id if held else None,
+                cancel_reason=reason,
+                deadline=None,
             )
             if cancelled is None:
                 continue
             self.observe("cancelled", cancelled)
-            # an agent's task, also one waiting for input (A2A): its agent slot goes back
-            if task.status in INFLIGHT_TASK or (task.status == S.WAITING and task.agent_id):
-                await self.release(task)
+            if held:
+                await self.release(task, slot_freed=True)
                 for listener in self.cancel_listeners:  # the agent hears of it (cancels.py)
                     listener(cancelled, reason)
 
-    async def release(self, task: TaskRun) -> None:
-        """Free the agent slot (and capability slot) the task held; wake the dispatcher."""
+    async def release(self, task: TaskRun, *, slot_freed: bool = False) -> None:
+        """Free the agent slot (and capability slot) the task held; wake the dispatcher.
+        ``slot_freed``: the move that ended the attempt already gave up the agent's slot
+        (``move_task(release_slot_of=...)``), so only the capability slot is left."""
         if task.agent_id:
-            await self.storage.release_agent_slot(task.agent_id, task.task_id)
+            if not slot_freed:
+                await self.storage.release_agent_slot(task.agent_id, task.task_id)
             await self.limits.release(task)
             self.notify_dispatcher()
 

@@ -58,6 +58,7 @@ class TaskOutcomes:
             S.COMPLETED,
             only_from=frozenset({S.QUEUED, *INFLIGHT_TASK}),
             attempt=task.attempts,
+            release_slot_of=task.agent_id if withdrawn else None,
             result=result,
             error=None,
             finished_at=now,
@@ -68,7 +69,7 @@ class TaskOutcomes:
         if done is None:
             return False
         if withdrawn:
-            await engine.release(task)
+            await engine.release(task, slot_freed=True)
         engine.observe("completed", done)
         log_operation(
             "task.completed_late",
@@ -117,6 +118,7 @@ class TaskOutcomes:
             S.COMPLETED,
             only_from=INFLIGHT_TASK,
             attempt=task.attempts,
+            release_slot_of=task.agent_id,
             result=result,
             error=None,
             finished_at=now,
@@ -130,7 +132,7 @@ class TaskOutcomes:
         if done is None:
             return False
         await engine.record_usage(done, usage)
-        await engine.release(done)
+        await engine.release(done, slot_freed=True)
         engine.observe("completed", done, usage=usage)
         log_operation(
             "task.completed",
@@ -159,6 +161,7 @@ class TaskOutcomes:
                 S.QUEUED,
                 only_from=INFLIGHT_TASK,
                 attempt=task.attempts,
+                release_slot_of=task.agent_id,
                 ready_at=ready_at,
                 **common,
             )
@@ -183,12 +186,13 @@ class TaskOutcomes:
             S.FAILED,
             only_from=INFLIGHT_TASK,
             attempt=task.attempts,
+            release_slot_of=task.agent_id,
             finished_at=now,
             **common,
         )
         if failed is None:
             return False
-        await engine.release(task)
+        await engine.release(task, slot_freed=True)
         engine.observe("attempt_failed", failed, outcome=outcome, error=error)
         engine.observe("failed", failed)
         await self.after_exhausted(failed)
@@ -231,6 +235,7 @@ class TaskOutcomes:
             S.QUEUED,
             only_from=INFLIGHT_TASK,
             attempt=task.attempts,
+            release_slot_of=task.agent_id,
             ready_at=now,
             deadline=None,
             awaiting_answer=False,
@@ -254,9 +259,11 @@ class TaskOutcomes:
     async def _back_in_queue(
         self, task: TaskRun, moved: TaskRun, ready_at: datetime, *, outcome: str, error: str
     ) -> None:
-        # the attempt ended (moved is the task after its move back to QUEUED): free the agent,
-        # queue the task for ready_at, and record the attempt and the retry
-        await self.engine.release(task)
+        # the attempt ended (moved is the task after its move back to QUEUED, which freed the
+        # agent's slot): free the capability slot, then queue the task for ready_at (not in
+        # the move: a slot, agent's or capability's, that the old attempt still held would be
+        # taken over by the new one, which would then lose it), and record the retry
+        await self.engine.release(task, slot_freed=True)
         await self.storage.enqueue(task.task_id, priority=task.priority, ready_at=ready_at)
         self.engine.observe("attempt_failed", moved, outcome=outcome, error=error)
         self.engine.observe("retry", moved)

@@ -58,16 +58,23 @@ async def move_task(
     only_from: frozenset[TaskStatus] | None = None,
     attempt: int | None = None,
     enqueue_at: datetime | None = None,
+    release_slot_of: str | None = None,
     **changes: Any,
 ) -> TaskRun | None:
     """Move a task to ``to`` if its status (and attempt, if given) allows it; None when
-    another actor got there first. ``enqueue_at``: the move also queues the task, in the
-    same atomic step."""
+    another actor got there first. ``enqueue_at``: the move also queues the task;
+    ``release_slot_of``: the agent of the attempt that ends gives up its slot; both with the
+    move (``Storage.update_task``)."""
     allowed = _sources(TASK_TRANSITIONS, to)
     if only_from is not None:
         allowed = [s for s in allowed if s in only_from]
     return await storage.update_task(
-        task_id, {"status": to, **changes}, expect=allowed, attempt=attempt, enqueue_at=enqueue_at
+        task_id,
+        {"status": to, **changes},
+        expect=allowed,
+        attempt=attempt,
+        enqueue_at=enqueue_at,
+        release_slot_of=release_slot_of,
     )
 
 

@@ -14,6 +14,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
+from ..rules import slot_released
 from .base import _INFLIGHT, _Base, _page
 
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -198,6 +199,7 @@ class RunRecords(_Base):
         expect: Collection[str] | None = None,
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
+        release_slot_of: str | None = None,
     ) -> TaskRun | None:
         with self._lock:
             task = self._tasks.get(task_id)
@@ -208,6 +210,10 @@ class RunRecords(_Base):
             task = task.model_copy(update=changes)
             self._tasks[task_id] = task
             self._track_inflight(task)
+            agent = self._agents.get(release_slot_of) if release_slot_of else None
+            released = slot_released(agent, task_id) if agent is not None else None
+            if released is not None:
+                self._agents[released.agent_id] = released
             if enqueue_at is not None:
                 self._put_in_queue(task_id, task.priority, enqueue_at)
             return task

@@ -3,6 +3,11 @@ several Ops-Core replicas; see ``base`` for how it stays atomic and wakes every 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from ...models import TaskRun
 from ..guard import guard_methods
 from .agents import AgentRecords
 from .documents import DocumentRecords
@@ -17,6 +22,30 @@ class PostgresStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords, T
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared pool,
     migrations and LISTEN connection (``base``), so each module stays one responsibility.
     """
+
+    async def update_task(
+        self,
+        task_id: str,
+        changes: dict[str, Any],
+        *,
+        expect: Collection[str] | None = None,
+        attempt: int | None = None,
+        enqueue_at: datetime | None = None,
+        release_slot_of: str | None = None,
+    ) -> TaskRun | None:
+        """One statement (``RunRecords._update_task``); with ``release_slot_of``, the slot
+        is freed right after, and only then the task queued: never claimable while its old
+        attempt still holds a slot (``Storage.update_task``)."""
+        if release_slot_of is None:
+            return await self._update_task(
+                task_id, changes, expect=expect, attempt=attempt, enqueue_at=enqueue_at
+            )
+        updated = await self._update_task(task_id, changes, expect=expect, attempt=attempt)
+        if updated is not None:
+            await self.release_agent_slot(release_slot_of, task_id)
+            if enqueue_at is not None:
+                await self.enqueue(task_id, priority=updated.priority, ready_at=enqueue_at)
+        return updated
 
 
 __all__ = ["PostgresStorage"]

@@ -233,7 +233,7 @@ class RunRecords(_Base):
                 tasks.append(task)
         return session, tasks
 
-    async def update_task(
+    async def _update_task(
         self,
         task_id: str,
         changes: dict[str, Any],

@@ -12,6 +12,7 @@ commands go out batched (``batch.py``). Turn on Redis's append-only file for dur
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -201,46 +202,74 @@ class _Base:
         key: str,
         decide: Callable[[str | None], tuple[str | None, R, Callable[[Ops], None] | None]],
     ) -> R:
-        """Optimistic read-modify-write of one key, usually in one round trip.
+        """Optimistic read-modify-write of one key, usually in one round trip (``_cas_many``)."""
 
-        ``decide(raw)`` returns (new raw value or None to leave it, the result, extra writes
-        or None). It first decides on the value this process last read or wrote; the script
-        writes only if the key still holds exactly that value, and otherwise answers the
-        current value, on which ``decide`` runs again. The extra writes run in the same
-        script, so they land with the record or not at all.
+        def one(raws: list[str | None]) -> tuple[list[str | None], R, Any]:
+            new, result, extra = decide(raws[0])
+            return [new], result, extra
+
+        return await self._cas_many([key], one)
+
+    async def _cas_many(
+        self,
+        keys: list[str],
+        decide: Callable[
+            [list[str | None]], tuple[list[str | None], R, Callable[[Ops], None] | None]
+        ],
+    ) -> R:
+        """Optimistic read-modify-write of several keys together, usually in one round trip.
+
+        ``decide(raws)`` returns (per key, its new raw value or None to leave it; the result;
+        extra writes or None). It first decides on the values this process last read or
+        wrote; the script writes only if every key still holds exactly that value, and
+        otherwise answers the current values, on which ``decide`` runs again. The extra
+        writes run in the same script, so they land with the records or not at all.
         """
-        raw = self._seen.get(key)
-        fresh = raw is UNSEEN
-        if fresh:
-            raw = await self._get(key)
+        raws: list[str | None] = []
+        fresh = False
+        for key in keys:
+            guess = self._seen.get(key)
+            if guess is UNSEEN:
+                raws, fresh = await self._read_all(keys), True
+                break
+            raws.append(guess)
         while True:
             try:
-                new, result, extra = decide(raw)
+                news, result, extra = decide(raws)
             except OpsCoreError:
                 if fresh:
                     raise
                 # refused on a guess (an unknown agent, a stale timestamp): ask the store
-                raw, fresh = await self._get(key), True
+                raws, fresh = await self._read_all(keys), True
                 continue
-            if new is None and extra is None:
+            if extra is None and all(new is None for new in news):
                 if fresh:
                     return result
                 # nothing to write, judged on a guess: judge again on what the store holds
-                raw, fresh = await self._get(key), True
+                raws, fresh = await self._read_all(keys), True
                 continue
             ops = Ops()
             if extra is not None:
                 extra(ops)
-            flag = "1" if new is not None else "0"
-            args = ["" if raw is None else "=" + raw, flag, new or "", *ops.args]
-            answer = await self._script("cas", [key], args)
+            args: list[str] = []
+            for raw, new in zip(raws, news, strict=True):
+                args += ["" if raw is None else "=" + raw, "0" if new is None else "1", new or ""]
+            answer = await self._script("cas", keys, [*args, *ops.args])
             if answer == 1 or answer[0] == 1:
-                self._seen.put(key, new if new is not None else raw)
+                for key, raw, new in zip(keys, raws, news, strict=True):
+                    self._seen.put(key, new if new is not None else raw)
                 if ops.reads:
                     self._read_along(ops.reads, answer[1:])
                 return result
-            raw, fresh = (answer[1] if len(answer) > 1 else None), True
-            self._seen.put(key, raw)
+            raws, fresh = [value or None for value in answer[1:]], True
+            for key, raw in zip(keys, raws, strict=True):
+                self._seen.put(key, raw)
+
+    async def _read_all(self, keys: list[str]) -> list[str | None]:
+        """Each key's value (as ``_get``), asked in the same turn: one write to Redis."""
+        if len(keys) == 1:
+            return [await self._get(keys[0])]
+        return list(await asyncio.gather(*(self._get(key) for key in keys)))
 
     async def _records(self, index: str, kind: str, prefix: str) -> list[str]:
         """The raw records whose ids ``index`` (a list or set) holds, in one round trip;

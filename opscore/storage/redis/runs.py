@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from ...models import (
+    Agent,
     Page,
     Session,
     TaskRun,
     WorkflowTemplate,
 )
 from ..parsed import PARSED
+from ..rules import slot_released
 from .base import (
     _INFLIGHT,
     Ops,
@@ -194,14 +196,25 @@ class RunRecords(_Base):
         expect: Collection[str] | None = None,
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
+        release_slot_of: str | None = None,
     ) -> TaskRun | None:
-        def decide(raw: str | None) -> tuple[str | None, TaskRun | None, Any]:
-            task = _load(TaskRun, raw)
+        keys = [self.k("task", task_id)]
+        if release_slot_of is not None:  # the agent's record changes in the same script
+            keys.append(self.k("agent", release_slot_of))
+
+        def decide(raws: list[str | None]) -> tuple[list[str | None], TaskRun | None, Any]:
+            unchanged: list[str | None] = [None] * len(raws)
+            task = _load(TaskRun, raws[0])
             if task is None or (expect is not None and task.status not in expect):
-                return None, None, None
+                return unchanged, None, None
             if attempt is not None and task.attempts != attempt:
-                return None, None, None
+                return unchanged, None, None
             updated = task.model_copy(update=changes)
+            news: list[str | None] = [PARSED.dump(updated)]
+            if release_slot_of is not None:
+                agent = _load(Agent, raws[1])
+                released = slot_released(agent, task_id) if agent is not None else None
+                news.append(PARSED.dump(released) if released is not None else None)
             index = self._inflight_op(updated)
 
             def ops(p: Any) -> None:
@@ -209,9 +222,9 @@ class RunRecords(_Base):
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
 
-            return PARSED.dump(updated), updated, ops
+            return news, updated, ops
 
-        return await self._cas(self.k("task", task_id), decide)
+        return await self._cas_many(keys, decide)
 
     async def inflight_tasks(self) -> list[TaskRun]:
         ids = list(await self._redis.smembers(self.k("inflight")))

@@ -98,22 +98,32 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 )
 
 
-# Compare-and-set of one record plus its index writes, in one round trip. ARGV: the value read
-# ('' when absent, else '=' .. value), '1' to write ARGV[3] or '0' to leave the record, then
-# writes as <n> <command> <args...> groups; the custom ZMOVE <all> <from> <to> <member> moves a
-# member between two sorted sets under its score in <all>, ENQ <the arguments of enqueue()>
-# queues a task, and READ <key> reads a key along (its value, or '' when absent, follows the
-# 1 of success). Returns 0, writing nothing, when the
-# record changed since it was read, with its current value. (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
+# Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip.
+# ARGV: per record, the value read ('' when absent, else '=' .. value) and '1' to write the next
+# argument or '0' to leave the record with it; then writes as <n> <command> <args...> groups:
+# the custom ZMOVE <all> <from> <to> <member> moves a member between two sorted sets under its
+# score in <all>, ENQ <the arguments of enqueue()> queues a task, and READ <key> reads a key
+# along (its value, or '' when absent, follows the 1 of success). Returns 0, writing nothing,
+# when any record changed since it was read, with every record's current value ('' when
+# absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 CAS = (
     ENQUEUE_FN
     + """
-local cur = redis.call('GET', KEYS[1])
-local seen = cur and ('=' .. cur) or ''
-if seen ~= ARGV[1] then return {0, cur} end
-if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[3]) end
+for r = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[r])
+  if (cur and ('=' .. cur) or '') ~= ARGV[3 * r - 2] then
+    local now = {0}
+    for q = 1, #KEYS do
+      now[q + 1] = (q == r) and (cur or '') or (redis.call('GET', KEYS[q]) or '')
+    end
+    return now
+  end
+end
+for r = 1, #KEYS do
+  if ARGV[3 * r - 1] == '1' then redis.call('SET', KEYS[r], ARGV[3 * r]) end
+end
 local out = {1}
-local i = 4
+local i = 3 * #KEYS + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   if ARGV[i + 1] == 'READ' then

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -18,16 +17,6 @@ from .base import _Base, _doc, _load, off_loop
 
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
-    def _put_agent(self, db: sqlite3.Connection, agent: Agent) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?)",
-            (agent.agent_id, agent.state, agent.last_seen.timestamp(), _doc(agent)),
-        )
-
-    def _get_agent(self, db: sqlite3.Connection, agent_id: str) -> Agent | None:
-        row = db.execute("SELECT doc FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
-        return _load(Agent, row[0]) if row else None
-
     @off_loop
     def create_agent(self, agent: Agent) -> Agent | None:
         with self._tx() as db:

@@ -25,6 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pydantic import BaseModel
 
 from ...errors import StorageError
+from ...models import Agent
 from ..parsed import PARSED
 from .worker import GroupCommitThread
 
@@ -207,6 +208,16 @@ class _Base:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def _put_agent(self, db: sqlite3.Connection, agent: Agent) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?)",
+            (agent.agent_id, agent.state, agent.last_seen.timestamp(), _doc(agent)),
+        )
+
+    def _get_agent(self, db: sqlite3.Connection, agent_id: str) -> Agent | None:
+        row = db.execute("SELECT doc FROM agents WHERE agent_id=?", (agent_id,)).fetchone()
+        return _load(Agent, row[0]) if row else None
 
     def _put_in_queue(
         self, db: sqlite3.Connection, task_id: str, priority: int, ready_at: datetime

@@ -13,6 +13,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
+from ..rules import slot_released
 from .base import _INFLIGHT, _Base, _doc, _load, off_loop
 
 
@@ -214,6 +215,7 @@ class RunRecords(_Base):
         expect: Collection[str] | None = None,
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
+        release_slot_of: str | None = None,
     ) -> TaskRun | None:
         with self._tx() as db:
             row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)).fetchone()
@@ -226,6 +228,10 @@ class RunRecords(_Base):
                 return None
             task = task.model_copy(update=changes)
             self._put_task(db, task, row[1])
+            agent = self._get_agent(db, release_slot_of) if release_slot_of else None
+            released = slot_released(agent, task_id) if agent is not None else None
+            if released is not None:
+                self._put_agent(db, released)
             if enqueue_at is not None:
                 self._put_in_queue(db, task_id, task.priority, enqueue_at)
             return task
