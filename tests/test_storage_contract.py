@@ -890,3 +890,41 @@ def test_records_are_parsed_once_and_a_changed_record_afresh() -> None:
     assert parsed.load(TaskRun, changed) is parsed.load(TaskRun, changed)
     parsed.load(Session, session("s9").model_dump_json())
     assert parsed.load(TaskRun, raw) is not written  # least recently used went first
+
+
+def test_a_record_in_many_versions_takes_one_place_in_the_parsed_records() -> None:
+    """Each task goes through several versions in a run: keeping them all turned the cache
+    over before a run read its own records back."""
+    from opscore.storage.parsed import ParsedRecords
+
+    parsed = ParsedRecords(size=3)
+    records = [task(f"t{i}") for i in range(3)]
+    raws = [parsed.dump(record) for record in records]
+    newest = records[0]
+    for attempt in range(1, 20):  # t0 changes many times; t1 and t2 must stay
+        newest = task("t0", attempts=attempt)
+        latest = parsed.dump(newest)
+    assert parsed.load(TaskRun, raws[1]) is records[1]  # no parse: still kept
+    assert parsed.load(TaskRun, raws[2]) is records[2]
+    assert parsed.load(TaskRun, latest) is newest
+    assert len(parsed._models) == 3 and len(parsed._newest) == 3
+    old = parsed.load(TaskRun, raws[0])  # a superseded version is parsed again...
+    assert old is not records[0] and old.attempts == 0
+    assert parsed.load(TaskRun, latest) is newest  # ...and does not displace the newest
+    parsed.dump(record("a1", "idle", 1))  # state reports pass through: history, never read
+    assert parsed.load(TaskRun, latest) is newest and len(parsed._models) == 3
+
+
+def test_the_parsed_records_are_bounded_in_bytes_too() -> None:
+    from opscore.storage.parsed import ParsedRecords
+
+    one = len(task("t0").model_dump_json())
+    parsed = ParsedRecords(size=1000, max_bytes=int(one * 10.5))
+    records = [task(f"t{i}") for i in range(30)]
+    raws = [parsed.dump(r) for r in records]
+    assert len(parsed._models) == 10 and parsed._bytes <= parsed.max_bytes
+    assert parsed.load(TaskRun, raws[-1]) is records[-1]  # the newest ten stay
+    assert parsed.load(TaskRun, raws[0]) is not records[0]  # the oldest went
+    huge = task("big", result="x" * one * 2)  # above a tenth of the room: never kept
+    assert parsed.load(TaskRun, parsed.dump(huge)) is not huge
+    assert parsed.load(TaskRun, raws[-1]) is records[-1]
