@@ -118,3 +118,17 @@ def test_the_rate_limit_holds_across_replicas(request, tmp_path: Path) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_what_a_replica_ships_survives_values_json_cannot_hold() -> None:
+    """Log records carry whatever a caller put in ``extra``: shipping one never fails."""
+    import json
+    from datetime import UTC, datetime
+
+    from opscore.observe.fleet import _json
+
+    when = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    shipped = json.loads(_json({"at": when, 7: "seven", "thing": object(), "ok": [1, 2.5]}))
+    assert shipped["at"] == "2026-12-04T10:00:00+00:00"  # ISO, as the API shows times
+    assert shipped["7"] == "seven" and shipped["ok"] == [1, 2.5]
+    assert shipped["thing"].startswith("<object object")

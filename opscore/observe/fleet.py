@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from ..errors import StorageError
 from ..storage.base import SharedTelemetry
@@ -100,8 +101,8 @@ class FleetTelemetry:
         log_box, span_box = self.logs.outbox, self.tracer.outbox
         logs = log_box.unshared(BATCH) if log_box else []
         spans = span_box.unshared(BATCH - len(logs)) if span_box else []
-        entries = [("log", json.dumps(_log_entry(r, self.origin), default=str)) for r in logs]
-        entries += [("span", json.dumps(as_dict(s), default=str)) for s in spans]
+        entries = [("log", _json(_log_entry(r, self.origin))) for r in logs]
+        entries += [("span", _json(as_dict(s))) for s in spans]
         now = self.clock()
         if not entries and now - self._last_sent < HEARTBEAT:
             return
@@ -127,14 +128,22 @@ class FleetTelemetry:
             if not first:
                 self._seen[origin] = now
             if kind == "log":
-                logs.append(json.loads(data))
+                logs.append(orjson.loads(data))
             elif kind == "span":
-                spans.append(json.loads(data))
+                spans.append(orjson.loads(data))
         if logs:
             self.logs.ingest(logs)
         if spans:
             self.tracer.ingest(spans)
         return len(entries)
+
+
+def _json(entry: dict[str, Any]) -> str:
+    """An entry as JSON text, with orjson: the channel carries every log record and span of
+    a replica, and the standard library's encoder and decoder were about 3% of a busy Redis
+    replica's CPU (a py-spy profile). What JSON cannot hold is written as its text; times
+    as ISO 8601, as the API shows them."""
+    return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _log_entry(record: dict[str, Any], origin: str) -> dict[str, Any]:

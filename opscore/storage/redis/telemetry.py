@@ -9,7 +9,7 @@ replica are still read.
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from .base import _Base
 
@@ -20,7 +20,7 @@ class TelemetryChannel(_Base):
     async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
         if not entries:
             return
-        batch = json.dumps([[kind, data] for kind, data in entries])
+        batch = orjson.dumps([[kind, data] for kind, data in entries])
         await self._redis.xadd(
             self.k("telemetry"), {"o": origin, "b": batch}, maxlen=KEEP, approximate=True
         )
@@ -38,7 +38,7 @@ class TelemetryChannel(_Base):
             origin = fields["o"]
             if "b" in fields:
                 entries += [
-                    (entry_id, origin, kind, data) for kind, data in json.loads(fields["b"])
+                    (entry_id, origin, kind, data) for kind, data in orjson.loads(fields["b"])
                 ]
             else:  # one record per entry, as replicas before batching wrote them
                 entries.append((entry_id, origin, fields["k"], fields["d"]))
