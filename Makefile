@@ -20,7 +20,7 @@ run: $(STAMP) ## start Ops-Core on 127.0.0.1:8000 with in-memory storage
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff lint and format check, and mypy (with the pydantic plugin) on opscore/
+lint: $(STAMP) ## ruff lint and format check, and mypy (with the pydantic plugin) on opscore/ and bench/
 	$(BIN)/ruff check opscore tests examples bench
 	$(BIN)/ruff format --check opscore tests examples bench
 	$(BIN)/mypy

@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 @contextmanager
 def process(
     args: Sequence[str], *, env: dict[str, str] | None = None, ready_url: str | None = None
-):
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start a process we own; always stop it (by its PID) on the way out."""
     proc = subprocess.Popen(
         list(args),

@@ -3,6 +3,9 @@
 
     python -m bench.fast_agents --opscore http://127.0.0.1:8000 --key KEY --agents 8 --port 9100
 
+With several ``--opscore`` URLs (replicas), reports go to them in turn, as a round-robin load
+balancer in front of the replicas would send them.
+
 This process is load, not what is measured, so it is built on aiohttp (C-accelerated HTTP
 parsing for server and client): the first version, FastAPI and httpx, used as much CPU as
 Ops-Core itself on the shared 2 cores and so capped the figure it was meant to measure.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +26,11 @@ HEALTH_PATH = "/health"
 
 
 class FastAgents:
-    def __init__(self, opscore: str, key: str, agents: int, port: int, capability: str) -> None:
-        self.opscore = opscore.rstrip("/")
+    def __init__(
+        self, opscore: list[str], key: str, agents: int, port: int, capability: str
+    ) -> None:
+        self.opscore = opscore[0].rstrip("/")  # registrations
+        self.replicas = itertools.cycle([u.rstrip("/") for u in opscore])  # reports, in turn
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self.agent_ids = [f"fast-{i}" for i in range(agents)]
         self.port = port
@@ -39,7 +46,7 @@ class FastAgents:
             "state": state,
             "details": details,
         }
-        url = f"{self.opscore}/v1/opscore/agent/{agent_id}/state"
+        url = f"{next(self.replicas)}/v1/opscore/agent/{agent_id}/state"
         async with self.session.post(url, data=json.dumps(body), headers=self.headers) as r:
             await r.read()
 
@@ -93,7 +100,7 @@ class FastAgents:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--opscore", required=True)
+    parser.add_argument("--opscore", required=True, action="append", help="repeat per replica")
     parser.add_argument("--key", required=True)
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--port", type=int, default=9100)

@@ -90,9 +90,14 @@ async def _measure(name: str, send: Send, port: int, requests: int) -> dict[str,
 
 
 async def _opscore(port: int, requests: int) -> dict[str, object]:
-    transport = HttpTransport(None, timeout=30)
+    transport = HttpTransport(None, connect_timeout=30)
+
+    async def send(agent: Agent, task: TaskRun, headers: dict[str, str]) -> None:
+        answer = await transport.send(agent, task, headers, timeout=30)
+        assert answer.outcome != "failed", answer
+
     try:
-        return await _measure("opscore (aiohttp)", transport.send, port, requests)
+        return await _measure("opscore (aiohttp)", send, port, requests)
     finally:
         await transport.close()
 

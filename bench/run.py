@@ -185,14 +185,15 @@ def _latencies(url: str, count: int) -> list[float]:
     return out
 
 
-def fast_agents_cmd(opscore_url: str, port: int, count: int = 8) -> list[str]:
-    """The separate fast-agent process (bench/fast_agents.py) serving ``count`` agents."""
+def fast_agents_cmd(opscore_url: str | list[str], port: int, count: int = 8) -> list[str]:
+    """The separate fast-agent process (bench/fast_agents.py) serving ``count`` agents; with
+    several Ops-Core URLs (replicas), their reports go to each in turn."""
+    urls = [opscore_url] if isinstance(opscore_url, str) else opscore_url
     return [
         sys.executable,
         "-m",
         "bench.fast_agents",
-        "--opscore",
-        opscore_url,
+        *(arg for url in urls for arg in ("--opscore", url)),
         "--key",
         KEY,
         "--agents",

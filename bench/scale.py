@@ -11,6 +11,7 @@ import time
 
 from opscore.config import Settings
 from opscore.container import build_services
+from opscore.dispatch.transports import HandoverAnswer
 from opscore.models import Agent, StateRecord, TaskRun, WorkflowDefinition, utcnow
 from opscore.observe.logs import configure_logging
 from opscore.serve import tune_runtime
@@ -18,17 +19,25 @@ from opscore.workflow.outcomes import TaskOutcomes
 
 
 class InstantTransport:
-    """An agent that finishes every task the moment it receives it."""
+    """An agent that acknowledges every task and finishes it the moment it receives it."""
+
+    name = "instant"
 
     def __init__(self) -> None:
         self.outcomes: TaskOutcomes | None = None
         self.pending: set[asyncio.Task[bool]] = set()
 
-    async def send(self, agent: Agent, task: TaskRun, headers: dict[str, str]) -> None:
+    def endpoint(self, agent: Agent) -> str | None:
+        return None
+
+    async def send(
+        self, agent: Agent, task: TaskRun, headers: dict[str, str], *, timeout: float
+    ) -> HandoverAnswer:
         assert self.outcomes is not None
         job = asyncio.ensure_future(self.outcomes.complete_task(task, None))
         self.pending.add(job)
         job.add_done_callback(self.pending.discard)
+        return HandoverAnswer(outcome="accepted", status_code=202)
 
     async def close(self) -> None:
         return None

@@ -8,7 +8,8 @@ times (64 in flight) and one at a time for the latency. On Redis the commands Op
 read from ``INFO commandstats`` before and after the throughput run and reported per workflow
 and per task; on PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow.
 With ``--replicas 2`` the shared stores run a second line with two Ops-Core processes on the
-same store, and the CPU-seconds both spent per workflow (from /proc) against one replica's.
+same store (runs triggered and agents' reports sent to each in turn), and the CPU-seconds both
+spent per workflow (from /proc) against one replica's.
 
 Servers (redis-server, PostgreSQL's initdb/pg_ctl) are started here in temporary directories
 on free loopback ports and stopped by PID. Prints one JSON line.
@@ -46,6 +47,27 @@ def redis_commands(port: int) -> dict[str, int]:
     with redis.Redis(port=port) as r:
         stats = r.info("commandstats")
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def postgres_commits(url: str) -> int:
+    """Transactions committed in the database so far (``pg_stat_database.xact_commit``;
+    each statement outside a transaction is one). The counters reach the view within a
+    second of a backend's commit, so read them after a pause."""
+    import asyncpg
+
+    async def read() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                )
+            )
+        finally:
+            await conn.close()
+
+    time.sleep(1.5)
+    return asyncio.run(read())
 
 
 class RoundTrips:
@@ -113,15 +135,20 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
             r = c.post("/v1/opscore/workflows", json=CHAIN)
             assert r.status_code in (200, 201), r.text
         stack.enter_context(
-            process(fast_agents_cmd(urls[0], pa), ready_url=f"http://127.0.0.1:{pa}/health")
+            # reports spread over the replicas, as a load balancer would spread them
+            process(fast_agents_cmd(urls, pa), ready_url=f"http://127.0.0.1:{pa}/health")
         )
         time.sleep(1)
         latencies = _latencies(urls[0], 50) if replicas == 1 else []
         before = redis_commands(port) if name == "redis" and port else {}
+        commits = postgres_commits(url) if name == "postgresql" else 0
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
         duration = asyncio.run(_run_many_spread(urls, runs))
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
         after = redis_commands(port) if name == "redis" and port else {}
+        if name == "postgresql":
+            # includes the driver's polls for completed runs and the telemetry channel
+            commits = postgres_commits(url) - commits
         trips: RoundTrips | None = None
         if name == "redis" and port and replicas == 1:
             counted = 100
@@ -135,6 +162,8 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
     }
     if latencies:
         out["p50_ms"] = statistics.median(latencies)
+    if name == "postgresql":
+        out["postgres_statements_per_workflow"] = commits / runs
     if after:
         delta = {k: after[k] - before.get(k, 0) for k in after}
         delta.pop("info", None)
