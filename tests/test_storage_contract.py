@@ -855,6 +855,62 @@ async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
         await store.close()
 
 
+async def test_redis_reads_a_run_along_with_the_completion_of_its_task(redis_server) -> None:
+    """The run a completed task belongs to is advanced next: its session and tasks come with
+    the completion (one round trip less), unless this process wrote one of them since; runs
+    of more than READ_ALONG_SESSION_TASKS tasks are read when they are asked for."""
+    import redis
+
+    from opscore.storage.redis.runs import READ_ALONG_SESSION_TASKS
+
+    redis_server.flush()
+    store = storage_from_url(redis_server.url)
+    await store.open()
+    counter = redis.Redis.from_url(redis_server.url)
+
+    def scripts() -> int:
+        return int(counter.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    try:
+        await store.save_session(session("s1"))
+        running = [task(f"t{i}", status=TaskStatus.RUNNING) for i in range(3)]
+        await store.save_tasks([*running, task("t3")])
+        await store.session_with_tasks("s1")  # Redis loads the scripts at their first use
+        await store.update_task("t0", {"status": TaskStatus.COMPLETED})
+        before = scripts()
+        found, tasks = await store.session_with_tasks("s1")
+        assert scripts() == before  # read along
+        assert found is not None and found.session_id == "s1"
+        assert [(t.task_id, t.status) for t in tasks] == [
+            ("t0", TaskStatus.COMPLETED),
+            ("t1", TaskStatus.RUNNING),
+            ("t2", TaskStatus.RUNNING),
+            ("t3", TaskStatus.PENDING),
+        ]
+        await store.session_with_tasks("s1")
+        assert scripts() == before + 1  # used once
+
+        await store.update_task("t1", {"status": TaskStatus.COMPLETED})
+        await store.update_task("t3", {"status": TaskStatus.QUEUED})  # written since
+        before = scripts()
+        _, tasks = await store.session_with_tasks("s1")
+        assert scripts() == before + 1  # asked Redis, and saw the write
+        assert [t.status for t in tasks][1:4:2] == [TaskStatus.COMPLETED, TaskStatus.QUEUED]
+
+        await store.save_session(session("big"))
+        many = READ_ALONG_SESSION_TASKS + 1
+        await store.save_tasks(
+            [task(f"b{i}", session_id="big", status=TaskStatus.RUNNING) for i in range(many)]
+        )
+        await store.update_task("b0", {"status": TaskStatus.COMPLETED})
+        before = scripts()
+        _, tasks = await store.session_with_tasks("big")
+        assert scripts() == before + 1 and len(tasks) == many
+    finally:
+        counter.close()
+        await store.close()
+
+
 async def test_redis_loads_its_scripts_again_when_redis_forgot_them(redis_server) -> None:
     """As after a restart of Redis without persistence, or SCRIPT FLUSH: NOSCRIPT, then
     the script is loaded again and the call goes through."""

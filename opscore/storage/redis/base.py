@@ -47,9 +47,9 @@ LEASE = timedelta(seconds=30)
 LANES = 4  # clients with a connection each, used in turn (see _Base._redis)
 # values read along with a write serve a read of the same call chain this soon after at most
 ALONG_SECONDS = 0.5
-_ALONG: ContextVar[dict[str, tuple[str | None, float]] | None] = ContextVar(
-    "opscore_redis_read_along", default=None
-)
+# key -> (its value, when read); a list of ids read along keeps the ids as a tuple
+Along = dict[str, tuple[str | tuple[str, ...] | None, float]]
+_ALONG: ContextVar[Along | None] = ContextVar("opscore_redis_read_along", default=None)
 _INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
 
 
@@ -169,8 +169,9 @@ class _Base:
         self._seen.put(key, raw)
         return raw
 
-    def _read_along(self, keys: list[str], raws: list[str]) -> None:
-        """Keep values read along with a write, for one ``_get_soon`` of the same call chain."""
+    def _read_along(self, reads: list[str | tuple[str, str]], raws: list[Any]) -> None:
+        """Keep values read along with a write, for one ``_get_soon`` (or, for a session's
+        tasks, ``_along_records``) of the same call chain."""
         along = _ALONG.get()
         if along is None:
             along = {}
@@ -180,10 +181,53 @@ class _Base:
         # what is still fresh enough to be used
         for stale in [k for k, (_, at) in along.items() if now - at >= ALONG_SECONDS]:
             del along[stale]
-        for key, raw in zip(keys, raws, strict=True):
-            value = raw or None
-            self._seen.put(key, value)
-            along[key] = (value, now)
+        values = iter(raws)
+        for read in reads:
+            if isinstance(read, str):
+                value = next(values) or None
+                self._seen.put(read, value)
+                along[read] = (value, now)
+                continue
+            ids_key, prefix = read
+            count = int(next(values))
+            if count < 0:  # more records than were worth reading along
+                continue
+            ids = []
+            for _ in range(count):
+                record_id, raw = next(values), next(values) or None
+                ids.append(record_id)
+                self._seen.put(prefix + record_id, raw)
+                along[prefix + record_id] = (raw, now)
+            along[ids_key] = (tuple(ids), now)
+
+    def _along_records(
+        self, keys: list[str], ids_key: str, prefix: str
+    ) -> tuple[list[str | None], list[str]] | None:
+        """``keys``' values and the records the list ``ids_key`` names, as read along with a
+        write of this call chain a moment ago, if every one is still what this process last
+        saw (it wrote none of them since); else None, and a read asks Redis. Used once."""
+        along = _ALONG.get()
+        if not along or ids_key not in along:
+            return None
+        now = time.monotonic()
+        ids_kept = along.pop(ids_key)
+        kept = [along.pop(key, None) for key in keys]
+        ids, at = ids_kept
+        if not isinstance(ids, tuple) or now - at >= ALONG_SECONDS:
+            return None
+        records: list[str] = []
+        for record_id in ids:
+            found = along.pop(prefix + record_id, None)
+            if found is None or self._seen.get(prefix + record_id) != found[0]:
+                return None
+            if isinstance(found[0], str):  # a record gone meanwhile is left out, as a read would
+                records.append(found[0])
+        values: list[str | None] = []
+        for key, found in zip(keys, kept, strict=True):
+            if found is None or self._seen.get(key) != found[0] or isinstance(found[0], tuple):
+                return None
+            values.append(found[0])
+        return values, records
 
     async def _get_soon(self, key: str) -> str | None:
         """GET, unless the same call chain (a request, a background task) read ``key`` along
@@ -193,7 +237,8 @@ class _Base:
         kept = along.pop(key, None) if along else None
         if kept is not None:
             value, at = kept
-            if time.monotonic() - at < ALONG_SECONDS and self._seen.get(key) == value:
+            fresh = time.monotonic() - at < ALONG_SECONDS
+            if fresh and not isinstance(value, tuple) and self._seen.get(key) == value:
                 return value
         return await self._get(key)
 

@@ -11,6 +11,7 @@ from ...models import (
     Page,
     Session,
     TaskRun,
+    TaskStatus,
     WorkflowTemplate,
 )
 from ..parsed import PARSED
@@ -22,6 +23,9 @@ from .base import (
     _load,
     _page,
 )
+
+# a run with at most this many tasks is read along with the completion of one of them
+READ_ALONG_SESSION_TASKS = 32
 
 
 class RunRecords(_Base):
@@ -177,6 +181,12 @@ class RunRecords(_Base):
 
     async def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
         session_key = self.k("session", session_id)
+        along = self._along_records(
+            [session_key], self.k("session_tasks", session_id), self.k("task", "")
+        )
+        if along is not None:  # read with the completion of one of its tasks, a moment ago
+            (raw, *_), records = along
+            return _load(Session, raw), [PARSED.load(TaskRun, r) for r in records]
         flat = await self._script(
             "records",
             keys=[self.k("session_tasks", session_id)],
@@ -221,6 +231,14 @@ class RunRecords(_Base):
                 index(p)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
+                if updated.status == TaskStatus.COMPLETED:
+                    # its run advances next (workflow/engine.py): its session and tasks
+                    p.read(self.k("session", updated.session_id))
+                    p.read_records(
+                        self.k("session_tasks", updated.session_id),
+                        self.k("task", ""),
+                        READ_ALONG_SESSION_TASKS,
+                    )
 
             return news, updated, ops
 

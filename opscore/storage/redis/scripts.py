@@ -102,8 +102,10 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 # ARGV: per record, the value read ('' when absent, else '=' .. value) and '1' to write the next
 # argument or '0' to leave the record with it; then writes as <n> <command> <args...> groups:
 # the custom ZMOVE <all> <from> <to> <member> moves a member between two sorted sets under its
-# score in <all>, ENQ <the arguments of enqueue()> queues a task, and READ <key> reads a key
-# along (its value, or '' when absent, follows the 1 of success). Returns 0, writing nothing,
+# score in <all>, ENQ <the arguments of enqueue()> queues a task, READ <key> reads a key along
+# (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
+# reads the records a list of ids names (their count, then id and record, alternating; -1 when
+# the list holds more than <most>). Returns 0, writing nothing,
 # when any record changed since it was read, with every record's current value ('' when
 # absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 CAS = (
@@ -128,6 +130,18 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i])
   if ARGV[i + 1] == 'READ' then
     out[#out + 1] = redis.call('GET', ARGV[i + 2]) or ''
+  elseif ARGV[i + 1] == 'RECORDS' then
+    local most = tonumber(ARGV[i + 4])
+    local ids = redis.call('LRANGE', ARGV[i + 2], 0, most)
+    if #ids > most then
+      out[#out + 1] = -1
+    else
+      out[#out + 1] = #ids
+      for _, id in ipairs(ids) do
+        out[#out + 1] = id
+        out[#out + 1] = redis.call('GET', ARGV[i + 3] .. id) or ''
+      end
+    end
   elseif ARGV[i + 1] == 'ENQ' then
     enqueue(unpack(ARGV, i + 2, i + n))
   elseif ARGV[i + 1] == 'ZMOVE' then
@@ -196,7 +210,8 @@ class Ops:
 
     def __init__(self) -> None:
         self.args: list[str] = []
-        self.reads: list[str] = []
+        # keys read along, and (list, prefix) of lists whose records are read along
+        self.reads: list[str | tuple[str, str]] = []
 
     def _add(self, *words: object) -> None:
         self.args += [str(len(words)), *(str(w) for w in words)]
@@ -220,6 +235,12 @@ class Ops:
         """Read ``key`` in the same round trip, after the writes (see ``_Base._read_along``)."""
         self.reads.append(key)
         self._add("READ", key)
+
+    def read_records(self, ids: str, prefix: str, most: int) -> None:
+        """Read the records the list ``ids`` names (``prefix`` + id) along, unless it holds
+        more than ``most`` ids."""
+        self.reads.append((ids, prefix))
+        self._add("RECORDS", ids, prefix, most)
 
     def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
         """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
