@@ -815,100 +815,100 @@ class TestTelemetryChannel:
             await storage.close()
 
 
-async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
-    redis_server, monkeypatch
-) -> None:
-    """The task a report is applied to comes with the agent's state change (one round trip,
-    not two), unless this process wrote the task since; a second read asks Redis again."""
+@pytest.fixture
+async def redis_counted(redis_server):
+    """A Redis store on a flushed server, and ``calls(command)``: how often Redis ran it."""
     import redis
-
-    server = redis_server
-    server.flush()
-    store = storage_from_url(server.url)
-    await store.open()
-    counter = redis.Redis.from_url(server.url)
-
-    def gets() -> int:
-        return int(counter.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
-
-    try:
-        await store.create_agent(agent("a1", active_tasks=["t1"]))
-        await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
-        await store.record_state(record("a1", "active", 1), history_limit=10)
-        before = gets()
-        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
-        assert gets() == before  # read along with the report
-        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
-        assert gets() == before + 1  # used once
-        await store.record_state(record("a1", "idle", 2), history_limit=10)
-        await store.update_task("t1", {"status": TaskStatus.COMPLETED})
-        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
-        # a chain that never reads what it read along does not keep it past its use
-        from opscore.storage.redis import base
-
-        monkeypatch.setattr(base, "ALONG_SECONDS", 0.0)
-        for i in range(5):
-            store._read_along([f"opscore:task:other-{i}"], ["{}"])
-        assert list(base._ALONG.get() or {}) == ["opscore:task:other-4"]
-    finally:
-        counter.close()
-        await store.close()
-
-
-async def test_redis_reads_a_run_along_with_the_completion_of_its_task(redis_server) -> None:
-    """The run a completed task belongs to is advanced next: its session and tasks come with
-    the completion (one round trip less), unless this process wrote one of them since; runs
-    of more than READ_ALONG_SESSION_TASKS tasks are read when they are asked for."""
-    import redis
-
-    from opscore.storage.redis.runs import READ_ALONG_SESSION_TASKS
 
     redis_server.flush()
     store = storage_from_url(redis_server.url)
     await store.open()
     counter = redis.Redis.from_url(redis_server.url)
 
+    def calls(command: str) -> int:
+        stats = counter.info("commandstats")
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    yield store, calls
+    counter.close()
+    await store.close()
+
+
+async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
+    redis_counted, monkeypatch
+) -> None:
+    """The task a report is applied to comes with the agent's state change (one round trip,
+    not two), unless this process wrote the task since; a second read asks Redis again."""
+    store, calls = redis_counted
+
+    def gets() -> int:
+        return calls("get")
+
+    await store.create_agent(agent("a1", active_tasks=["t1"]))
+    await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])
+    await store.record_state(record("a1", "active", 1), history_limit=10)
+    before = gets()
+    assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+    assert gets() == before  # read along with the report
+    assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+    assert gets() == before + 1  # used once
+    await store.record_state(record("a1", "idle", 2), history_limit=10)
+    await store.update_task("t1", {"status": TaskStatus.COMPLETED})
+    assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+    # a chain that never reads what it read along does not keep it past its use
+    from opscore.storage.redis import base
+
+    monkeypatch.setattr(base, "ALONG_SECONDS", 0.0)
+    for i in range(5):
+        store._read_along([f"opscore:task:other-{i}"], ["{}"])
+    assert list(base._ALONG.get() or {}) == ["opscore:task:other-4"]
+
+
+async def test_redis_reads_a_run_along_with_the_completion_of_its_task(redis_counted) -> None:
+    """The run a completed task belongs to is advanced next: its session and tasks come with
+    the completion (one round trip less), unless this process wrote one of them since; runs
+    of more than READ_ALONG_SESSION_TASKS tasks are read when they are asked for."""
+    from opscore.storage.redis.runs import READ_ALONG_SESSION_TASKS
+
+    store, calls = redis_counted
+
     def scripts() -> int:
-        return int(counter.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        return calls("evalsha")
 
-    try:
-        await store.save_session(session("s1"))
-        running = [task(f"t{i}", status=TaskStatus.RUNNING) for i in range(3)]
-        await store.save_tasks([*running, task("t3")])
-        await store.session_with_tasks("s1")  # Redis loads the scripts at their first use
-        await store.update_task("t0", {"status": TaskStatus.COMPLETED})
-        before = scripts()
-        found, tasks = await store.session_with_tasks("s1")
-        assert scripts() == before  # read along
-        assert found is not None and found.session_id == "s1"
-        assert [(t.task_id, t.status) for t in tasks] == [
-            ("t0", TaskStatus.COMPLETED),
-            ("t1", TaskStatus.RUNNING),
-            ("t2", TaskStatus.RUNNING),
-            ("t3", TaskStatus.PENDING),
-        ]
-        await store.session_with_tasks("s1")
-        assert scripts() == before + 1  # used once
+    await store.save_session(session("s1"))
+    running = [task(f"t{i}", status=TaskStatus.RUNNING) for i in range(3)]
+    await store.save_tasks([*running, task("t3")])
+    await store.session_with_tasks("s1")  # Redis loads the scripts at their first use
+    await store.update_task("t0", {"status": TaskStatus.COMPLETED})
+    before = scripts()
+    found, tasks = await store.session_with_tasks("s1")
+    assert scripts() == before  # read along
+    assert found is not None and found.session_id == "s1"
+    assert [(t.task_id, t.status) for t in tasks] == [
+        ("t0", TaskStatus.COMPLETED),
+        ("t1", TaskStatus.RUNNING),
+        ("t2", TaskStatus.RUNNING),
+        ("t3", TaskStatus.PENDING),
+    ]
+    await store.session_with_tasks("s1")
+    assert scripts() == before + 1  # used once
 
-        await store.update_task("t1", {"status": TaskStatus.COMPLETED})
-        await store.update_task("t3", {"status": TaskStatus.QUEUED})  # written since
-        before = scripts()
-        _, tasks = await store.session_with_tasks("s1")
-        assert scripts() == before + 1  # asked Redis, and saw the write
-        assert [t.status for t in tasks][1:4:2] == [TaskStatus.COMPLETED, TaskStatus.QUEUED]
+    await store.update_task("t1", {"status": TaskStatus.COMPLETED})
+    await store.update_task("t3", {"status": TaskStatus.QUEUED})  # written since
+    before = scripts()
+    _, tasks = await store.session_with_tasks("s1")
+    assert scripts() == before + 1  # asked Redis, and saw the write
+    assert [t.status for t in tasks][1:4:2] == [TaskStatus.COMPLETED, TaskStatus.QUEUED]
 
-        await store.save_session(session("big"))
-        many = READ_ALONG_SESSION_TASKS + 1
-        await store.save_tasks(
-            [task(f"b{i}", session_id="big", status=TaskStatus.RUNNING) for i in range(many)]
-        )
-        await store.update_task("b0", {"status": TaskStatus.COMPLETED})
-        before = scripts()
-        _, tasks = await store.session_with_tasks("big")
-        assert scripts() == before + 1 and len(tasks) == many
-    finally:
-        counter.close()
-        await store.close()
+    await store.save_session(session("big"))
+    many = READ_ALONG_SESSION_TASKS + 1
+    await store.save_tasks(
+        [task(f"b{i}", session_id="big", status=TaskStatus.RUNNING) for i in range(many)]
+    )
+    await store.update_task("b0", {"status": TaskStatus.COMPLETED})
+    before = scripts()
+    _, tasks = await store.session_with_tasks("big")
+    assert scripts() == before + 1 and len(tasks) == many
 
 
 async def test_redis_loads_its_scripts_again_when_redis_forgot_them(redis_server) -> None:
