@@ -231,7 +231,7 @@ class RunRecords(_Base):
                 index(p)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
-                if updated.status == TaskStatus.COMPLETED:
+                if updated.status == TaskStatus.COMPLETED and task.status != TaskStatus.COMPLETED:
                     # its run advances next (workflow/engine.py): its session and tasks
                     p.read(self.k("session", updated.session_id))
                     p.read_records(
