@@ -64,6 +64,13 @@ class ConflictError(OpsCoreError):
     code = "CONFLICT"
 
 
+class NoFreeSlotError(ConflictError):
+    """An agent had no free slot for a task (``Storage.update_task(claim_slot_of=...)``):
+    the dispatcher tries another agent; never an answer to a request."""
+
+    code = "NO_FREE_SLOT"
+
+
 class GoneError(OpsCoreError):
     """What was asked for existed, and retention has removed it."""
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from opscore.errors import ConflictError, NotFoundError, StorageError
+from opscore.errors import ConflictError, NoFreeSlotError, NotFoundError, StorageError
 from opscore.models import (
     Agent,
     DeadLetter,
@@ -467,6 +467,49 @@ class TestSessionsAndTasks:
             assert moved is not None
         assert (await store.get_agent("a1")).active_tasks == ["t2", "t3"]
         assert await store.get_agent("gone") is None
+
+    async def test_an_attempt_that_starts_takes_an_agent_slot_in_the_same_step(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("a1", max_concurrency=1))
+        await store.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in range(3)])
+        refused = await store.update_task(
+            "t0", {"status": TaskStatus.DISPATCHED}, expect=["running"], claim_slot_of="a1"
+        )
+        assert refused is None  # the move did not happen: no slot taken
+        assert (await store.get_agent("a1")).active_tasks == []
+        started = await store.update_task(
+            "t0", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of="a1"
+        )
+        assert started is not None and started.status == TaskStatus.DISPATCHED
+        assert (await store.get_agent("a1")).active_tasks == ["t0"]
+        with pytest.raises(NoFreeSlotError):  # full: nothing written
+            await store.update_task(
+                "t1", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of="a1"
+            )
+        assert (await store.get_task("t1")).status == TaskStatus.QUEUED
+        with pytest.raises(NoFreeSlotError):  # an agent that is gone takes nothing
+            await store.update_task("t1", {"status": TaskStatus.DISPATCHED}, claim_slot_of="x")
+        assert (await store.get_task("t1")).status == TaskStatus.QUEUED
+        # the task it holds keeps its slot
+        again = await store.update_task("t0", {"attempts": 2}, claim_slot_of="a1")
+        assert again is not None and (await store.get_agent("a1")).active_tasks == ["t0"]
+        await store.create_agent(agent("a2", max_concurrency=1))
+        results = await asyncio.gather(  # concurrent starts on one free slot: one winner
+            *(
+                store.update_task(
+                    f"t{i}",
+                    {"status": TaskStatus.DISPATCHED},
+                    expect=["queued"],
+                    claim_slot_of="a2",
+                )
+                for i in (1, 2)
+            ),
+            return_exceptions=True,
+        )
+        won = [r.task_id for r in results if isinstance(r, TaskRun)]
+        assert len(won) == 1 and sum(isinstance(r, NoFreeSlotError) for r in results) == 1
+        assert (await store.get_agent("a2")).active_tasks == won
 
     async def test_concurrent_task_cas_has_one_winner(self, store: Storage) -> None:
         await store.save_tasks([task("t1", status=TaskStatus.RUNNING)])

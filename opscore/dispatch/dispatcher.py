@@ -5,7 +5,7 @@ idle) or until the next delayed task is due, so an idle service costs nothing.
 
 Dispatch sits below the workflow and lifecycle rooms: it knows queues, agents and transports,
 not runs. What a hand-over means for a task is the workflow's business, reached through the
-``DispatchHooks`` protocol; the sweeps (timeouts, liveness) are callables those rooms register.
+``DispatchHooks`` protocol (``hooks.py``); the sweeps (timeouts, liveness) are callables those rooms register.
 """
 
 from __future__ import annotations
@@ -15,28 +15,23 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from ..config import Settings
-from ..errors import StorageError
+from ..errors import NoFreeSlotError, StorageError
 from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
-from ..observe.tracing import traceparent
 from ..storage.base import Storage
 from .budgets import BudgetGate
+from .delivery import MAX_BACKOFF, MIN_BACKOFF, Deliveries
+from .hooks import DispatchHooks
 from .limits import CapabilityLimits
 from .picker import AgentPicker
 from .slots import FreeSlots
-from .transports import DispatchError, HandoverAnswer, Transport
+from .transports import Transport
 from .wakeup import Wakeup
 
 logger = logging.getLogger("opscore.dispatcher")
 BATCH = 256
-# pause after a failed pass: doubles from MIN_BACKOFF up to MAX_BACKOFF while passes keep failing
-MIN_BACKOFF = 0.05
-MAX_BACKOFF = 1.0
-# how long past an attempt's deadline its outcome is still retried while the store is away
-OUTCOME_GRACE = 60.0
 # While entries in a chunk find no agent (their capability is busy), the next chunk of the
 # queue is this many times larger (per free slot), so a long mixed backlog costs few reads.
 CHUNK_GROWTH = 4
@@ -44,28 +39,8 @@ CHUNK_GROWTH = 4
 Sweep = Callable[[datetime], Awaitable[None]]
 
 
-class DispatchHooks(Protocol):
-    """What the dispatcher asks of the workflow room (``workflow.outcomes.TaskOutcomes``)."""
-
-    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
-        """Start an attempt of a queued task on ``agent``; None if it is no longer queued."""
-        ...
-
-    async def dispatch_failed(
-        self, task: TaskRun, error: str, *, unreachable: bool, timed_out: bool = False
-    ) -> None:
-        """The hand-over of this attempt failed: not delivered, or no answer came;
-        ``unreachable``: no connection to the agent could be made at all; ``timed_out``: no
-        answer within the attempt's timeout."""
-        ...
-
-    async def handover_answered(self, task: TaskRun, agent: Agent, answer: HandoverAnswer) -> None:
-        """The agent (or AgentKit) answered the hand-over of this attempt."""
-        ...
-
-    async def budget_refused(self, task: TaskRun, reason: str) -> None:
-        """The task's workflow spent its budget, and says fail: the task fails unsent."""
-        ...
+class _NotQueuedError(Exception):
+    """The task moved on (cancelled, handled by another replica) while an agent was found."""
 
 
 class Dispatcher:
@@ -105,9 +80,7 @@ class Dispatcher:
         # more work skip the store until a slot is freed here (capacity=True) or a dispatch
         # interval passes without a wakeup (a slot freed by another replica)
         self._full = False
-        self._sends: set[asyncio.Task[None]] = set()
-        # tasks whose hand-over answer is being written (kept while the store is away)
-        self.recording: set[str] = set()
+        self.deliveries = Deliveries(transport, hooks, telemetry=telemetry, clock=clock)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
         self._problem: str | None = None
@@ -126,14 +99,12 @@ class Dispatcher:
             if not done:
                 logger.error("dispatcher did not stop within 5s; abandoning it")
             self._loop_task = None
-        if self._sends:
-            # hand-overs may wait for agents that work inside the request: give them a moment,
-            # then let them go (their attempts time out and are retried after a restart)
-            _, pending = await asyncio.wait(self._sends, timeout=5)
-            for send in pending:
-                send.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+        await self.deliveries.stop()
+
+    @property
+    def recording(self) -> set[str]:
+        """Tasks whose hand-over answer is being written (kept while the store is away)."""
+        return self.deliveries.recording
 
     @property
     def running(self) -> bool:
@@ -287,13 +258,21 @@ class Dispatcher:
                     handled.append(entry.task_id)
                     continue
                 claimed = None
+                started: list[TaskRun] = []  # the attempt, as its start was written
                 if verdict == "go":
-                    claimed = await self.picker.pick(task, by_id, by_capability, free, agents, now)
+                    start = functools.partial(self._start, task, now, started)
+                    try:
+                        claimed = await self.picker.pick(
+                            task, by_id, by_capability, free, agents, now, start
+                        )
+                    except _NotQueuedError:  # cancelled or handled meanwhile: drop it
+                        handled.append(entry.task_id)
+                        continue
                 if claimed is None:
                     waiting.append(entry)
                     continue
-                if await self._hand_over(task, claimed, now):
-                    sent += 1
+                self.deliveries.hand_over(started[0], claimed)
+                sent += 1
                 handled.append(entry.task_id)
             capacity = free.total
             more = len(entries) >= asked
@@ -313,84 +292,17 @@ class Dispatcher:
             await self.storage.ack(handled)
         return sent
 
-    async def _hand_over(self, task: TaskRun, agent: Agent, now: datetime) -> bool:
-        dispatched = await self.hooks.mark_dispatched(task, agent, now)
-        if dispatched is None:
-            await self.storage.release_agent_slot(agent.agent_id, task.task_id)
-            await self.limits.release(task)
+    async def _start(
+        self, task: TaskRun, now: datetime, started: list[TaskRun], agent: Agent
+    ) -> bool:
+        """Start an attempt of ``task`` on ``agent``, one of its slots taken in the same
+        write (``DispatchHooks.mark_dispatched``): False when it has none free (another
+        replica took it); _NotQueuedError when the task is no longer queued."""
+        try:
+            dispatched = await self.hooks.mark_dispatched(task, agent, now)
+        except NoFreeSlotError:
             return False
-        send = asyncio.create_task(self._send(dispatched, agent))
-        self._sends.add(send)
-        send.add_done_callback(self._sends.discard)
+        if dispatched is None:
+            raise _NotQueuedError(task.task_id)
+        started.append(dispatched)
         return True
-
-    async def _send(self, task: TaskRun, agent: Agent) -> None:
-        """Hand the attempt over and report the answer; the call may last up to the task's
-        deadline, since agents may do the work inside the request."""
-        telemetry = self.telemetry
-        span = (
-            telemetry.dispatch_span(task, agent, self.transport.endpoint(agent))
-            if telemetry is not None
-            else None
-        )
-        headers = {"traceparent": traceparent(span.trace_id, span.span_id)} if span else {}
-        ok = False
-        deadline = task.deadline or self.clock() + timedelta(seconds=task.timeout_seconds)
-        timeout = max((deadline - self.clock()).total_seconds(), 0.001)
-        report: Callable[[], Awaitable[None]]
-        outcome = "error"
-        try:
-            answer = await self.transport.send(agent, task, headers, timeout=timeout)
-            ok = answer.outcome != "failed"
-            outcome = answer.outcome
-            report = functools.partial(self.hooks.handover_answered, task, agent, answer)
-        except DispatchError as exc:
-            outcome = "unreachable" if exc.unreachable else "timeout" if exc.timed_out else "error"
-            report = functools.partial(
-                self.hooks.dispatch_failed,
-                task,
-                str(exc),
-                unreachable=exc.unreachable,
-                timed_out=exc.timed_out,
-            )
-        except Exception as exc:  # a transport bug must not lose the task
-            logger.exception("unexpected dispatch error")
-            report = functools.partial(
-                self.hooks.dispatch_failed, task, f"{type(exc).__name__}: {exc}", unreachable=False
-            )
-        self.recording.add(task.task_id)
-        try:
-            await record_outcome(report, task, deadline, self.clock)
-        finally:
-            self.recording.discard(task.task_id)
-            if telemetry is not None:
-                telemetry.dispatches.labels(self.transport.name, outcome).inc()
-                if span is not None:
-                    telemetry.finish_dispatch(span, ok=ok, outcome=outcome)
-
-
-async def record_outcome(
-    report: Callable[[], Awaitable[None]],
-    task: TaskRun,
-    deadline: datetime,
-    clock: Callable[[], datetime],
-) -> None:
-    """Write what a hand-over gave. While the store is away, keep the outcome and try again
-    (with a growing pause) until a little past the attempt's deadline: a result the agent
-    already gave is not thrown away, so the task does not run a second time."""
-    pause = MIN_BACKOFF
-    give_up = deadline + timedelta(seconds=OUTCOME_GRACE)
-    while True:
-        try:
-            await report()
-            return
-        except StorageError as exc:
-            if clock() >= give_up:
-                # the timeout sweep retries the attempt once the store is back
-                logger.warning(
-                    "hand-over outcome not recorded: store unavailable",
-                    extra={"taskId": task.task_id, "error": exc.message},
-                )
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_BACKOFF)

@@ -4,6 +4,7 @@ turn, with a free slot, under the capability's limit and within their budgets.""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from ..models import Agent, TaskRun
@@ -30,8 +31,11 @@ class AgentPicker:
         free: FreeSlots,
         agents: list[Agent],
         now: datetime,
+        claim: Callable[[Agent], Awaitable[bool]],
     ) -> Agent | None:
-        """The agent whose slot was claimed, or None (the task keeps its place in the queue)."""
+        """The agent whose slot ``claim`` took (False: it had none free), or None (the task
+        keeps its place in the queue). What ``claim`` raises gives the capability slot back
+        and passes on."""
         if task.target_agent_id is not None:
             candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
         elif task.agent_capability is not None:
@@ -40,16 +44,20 @@ class AgentPicker:
             candidates = agents
         if not candidates or not await self.limits.acquire(task):  # or at the capability limit
             return None
-        budgeted = await self.budgets.any_for_agents()
-        start = next(self._rotation) % len(candidates)
-        for agent in candidates[start:] + candidates[:start]:
-            if free[agent.agent_id] <= 0:
-                continue
-            if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
-                continue  # this agent spent its budget today
-            if await self.storage.claim_agent_slot(agent.agent_id, task.task_id):
-                free.take(agent.agent_id)
-                return agent
-            free.exhaust(agent.agent_id)  # another replica took its last slot
+        try:
+            budgeted = await self.budgets.any_for_agents()
+            start = next(self._rotation) % len(candidates)
+            for agent in candidates[start:] + candidates[:start]:
+                if free[agent.agent_id] <= 0:
+                    continue
+                if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
+                    continue  # this agent spent its budget today
+                if await claim(agent):
+                    free.take(agent.agent_id)
+                    return agent
+                free.exhaust(agent.agent_id)  # another replica took its last slot
+        except BaseException:
+            await self.limits.release(task)
+            raise
         await self.limits.release(task)
         return None

@@ -177,6 +177,7 @@ class Storage(Protocol):
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
+        claim_slot_of: str | None = None,
     ) -> TaskRun | None:
         """Atomically apply changes if the task's status is in ``expect`` (any if None) and,
         when ``attempt`` is given, its attempt counter equals it. With ``enqueue_at``, the
@@ -188,6 +189,11 @@ class Storage(Protocol):
         SQLite and Redis (an attempt's end is one write, not two). PostgreSQL frees it right
         after, and queues a ``enqueue_at`` task only then: a task is never claimable while
         its old attempt still holds a slot, which its new attempt would take over.
+
+        ``claim_slot_of``: the agent takes a slot for the task (as ``claim_agent_slot``) in
+        the same atomic step (PostgreSQL: just before, given back when the change does not
+        apply). An agent with no free slot, or gone, changes nothing and raises
+        ``NoFreeSlotError``; a change that does not apply takes no slot.
 
         Returns the new task, or None when it is absent or did not match. This is
         the compare-and-set every task state change goes through, so concurrent reporters,

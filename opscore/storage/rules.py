@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, NoFreeSlotError, NotFoundError
 from ..models import Agent, StateRecord
 
 
@@ -52,6 +52,19 @@ def slot_claimed(agent: Agent, task_id: str) -> tuple[Agent | None, bool]:
     if task_id in agent.active_tasks:
         return None, True
     return agent.model_copy(update={"active_tasks": [*agent.active_tasks, task_id]}), True
+
+
+def slot_taken(agent: Agent | None, task_id: str) -> Agent | None:
+    """The agent holding ``task_id`` in a slot, or None when it already did; NoFreeSlotError
+    when it is full or gone (``update_task(claim_slot_of=...)``)."""
+    if agent is None:
+        raise NoFreeSlotError(f"No agent to take task '{task_id}'")
+    if task_id in agent.active_tasks:  # a full agent keeps the task it holds
+        return None
+    changed, held = slot_claimed(agent, task_id)
+    if not held:
+        raise NoFreeSlotError(f"Agent '{agent.agent_id}' has no free slot")
+    return changed
 
 
 def slot_released(agent: Agent, task_id: str) -> Agent | None:

@@ -23,7 +23,7 @@ S = TaskStatus
 
 
 class Handovers:
-    """Implements ``dispatch.dispatcher.DispatchHooks`` on top of ``TaskOutcomes``."""
+    """Implements ``dispatch.hooks.DispatchHooks`` on top of ``TaskOutcomes``."""
 
     def __init__(self, outcomes: TaskOutcomes) -> None:
         self.outcomes = outcomes
@@ -36,7 +36,8 @@ class Handovers:
         self.remote_answered = None
 
     async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
-        """Start a new attempt on ``agent``; None if the task is no longer queued."""
+        """Start a new attempt on ``agent``, taking one of its slots in the same step; None if
+        the task is no longer queued; NoFreeSlotError when the agent has no free slot."""
         pull = agent.delivery == "pull"
         record = TaskAttempt(
             attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
@@ -47,6 +48,7 @@ class Handovers:
             S.DISPATCHED,
             only_from=frozenset({S.QUEUED}),
             attempt=task.attempts,
+            claim_slot_of=agent.agent_id,
             attempts=task.attempts + 1,
             agent_id=agent.agent_id,
             dispatched_at=now,

@@ -59,12 +59,14 @@ async def move_task(
     attempt: int | None = None,
     enqueue_at: datetime | None = None,
     release_slot_of: str | None = None,
+    claim_slot_of: str | None = None,
     **changes: Any,
 ) -> TaskRun | None:
     """Move a task to ``to`` if its status (and attempt, if given) allows it; None when
     another actor got there first. ``enqueue_at``: the move also queues the task;
-    ``release_slot_of``: the agent of the attempt that ends gives up its slot; both with the
-    move (``Storage.update_task``)."""
+    ``release_slot_of``: the agent of the attempt that ends gives up its slot;
+    ``claim_slot_of``: the agent of the attempt that starts takes one (NoFreeSlotError when
+    it has none free); all with the move (``Storage.update_task``)."""
     allowed = _sources(TASK_TRANSITIONS, to)
     if only_from is not None:
         allowed = [s for s in allowed if s in only_from]
@@ -75,6 +77,7 @@ async def move_task(
         attempt=attempt,
         enqueue_at=enqueue_at,
         release_slot_of=release_slot_of,
+        claim_slot_of=claim_slot_of,
     )
 
 

@@ -14,7 +14,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..rules import slot_released
+from ..rules import slot_released, slot_taken
 from .base import _INFLIGHT, _Base, _page
 
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -200,6 +200,7 @@ class RunRecords(_Base):
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
+        claim_slot_of: str | None = None,
     ) -> TaskRun | None:
         with self._lock:
             task = self._tasks.get(task_id)
@@ -207,6 +208,10 @@ class RunRecords(_Base):
                 return None
             if attempt is not None and task.attempts != attempt:
                 return None
+            if claim_slot_of is not None:
+                claimed = slot_taken(self._agents.get(claim_slot_of), task_id)
+                if claimed is not None:
+                    self._agents[claimed.agent_id] = claimed
             task = task.model_copy(update=changes)
             self._tasks[task_id] = task
             self._track_inflight(task)

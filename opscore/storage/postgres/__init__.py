@@ -7,8 +7,10 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from ...errors import NoFreeSlotError
 from ...models import TaskRun
 from ..guard import guard_methods
+from ..rules import slot_taken
 from .agents import AgentRecords
 from .documents import DocumentRecords
 from .queue import QueueRecords
@@ -32,10 +34,28 @@ class PostgresStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords, T
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
+        claim_slot_of: str | None = None,
     ) -> TaskRun | None:
         """One statement (``RunRecords._update_task``); with ``release_slot_of``, the slot
         is freed right after, and only then the task queued: never claimable while its old
-        attempt still holds a slot (``Storage.update_task``)."""
+        attempt still holds a slot; with ``claim_slot_of``, the slot is taken just before,
+        and given back when the change does not apply (``Storage.update_task``)."""
+        if claim_slot_of is not None:
+            # the rule of the other stores (slot_taken: full or gone raises NoFreeSlotError)
+            taken = await self._change_agent(claim_slot_of, lambda a: slot_taken(a, task_id))
+            if taken is None:
+                raise NoFreeSlotError(f"No agent '{claim_slot_of}' to take task '{task_id}'")
+            changed = await self.update_task(
+                task_id,
+                changes,
+                expect=expect,
+                attempt=attempt,
+                enqueue_at=enqueue_at,
+                release_slot_of=release_slot_of,
+            )
+            if changed is None:
+                await self.release_agent_slot(claim_slot_of, task_id)
+            return changed
         if release_slot_of is None:
             return await self._update_task(
                 task_id, changes, expect=expect, attempt=attempt, enqueue_at=enqueue_at

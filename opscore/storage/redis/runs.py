@@ -15,7 +15,7 @@ from ...models import (
     WorkflowTemplate,
 )
 from ..parsed import PARSED
-from ..rules import slot_released
+from ..rules import slot_released, slot_taken
 from .base import (
     _INFLIGHT,
     Ops,
@@ -207,10 +207,14 @@ class RunRecords(_Base):
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
+        claim_slot_of: str | None = None,
     ) -> TaskRun | None:
         keys = [self.k("task", task_id)]
-        if release_slot_of is not None:  # the agent's record changes in the same script
-            keys.append(self.k("agent", release_slot_of))
+        slot_of = release_slot_of or claim_slot_of
+        if slot_of is not None:  # the agent's record changes in the same script
+            keys.append(self.k("agent", slot_of))
+            if release_slot_of is not None and claim_slot_of is not None:
+                raise ValueError("a change releases a slot or claims one, not both")
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], TaskRun | None, Any]:
             unchanged: list[str | None] = [None] * len(raws)
@@ -219,12 +223,16 @@ class RunRecords(_Base):
                 return unchanged, None, None
             if attempt is not None and task.attempts != attempt:
                 return unchanged, None, None
+            agent = _load(Agent, raws[1]) if slot_of is not None else None
+            changed_agent = None
+            if claim_slot_of is not None:  # NoFreeSlotError: asked again if on a guess
+                changed_agent = slot_taken(agent, task_id)
+            elif agent is not None:
+                changed_agent = slot_released(agent, task_id)
             updated = task.model_copy(update=changes)
             news: list[str | None] = [PARSED.dump(updated)]
-            if release_slot_of is not None:
-                agent = _load(Agent, raws[1])
-                released = slot_released(agent, task_id) if agent is not None else None
-                news.append(PARSED.dump(released) if released is not None else None)
+            if slot_of is not None:
+                news.append(PARSED.dump(changed_agent) if changed_agent is not None else None)
             index = self._inflight_op(updated)
 
             def ops(p: Any) -> None:

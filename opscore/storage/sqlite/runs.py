@@ -13,7 +13,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..rules import slot_released
+from ..rules import slot_released, slot_taken
 from .base import _INFLIGHT, _Base, _doc, _load, off_loop
 
 
@@ -216,6 +216,7 @@ class RunRecords(_Base):
         attempt: int | None = None,
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
+        claim_slot_of: str | None = None,
     ) -> TaskRun | None:
         with self._tx() as db:
             row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)).fetchone()
@@ -226,6 +227,10 @@ class RunRecords(_Base):
                 return None
             if attempt is not None and task.attempts != attempt:
                 return None
+            if claim_slot_of is not None:  # raises before anything is written
+                claimed = slot_taken(self._get_agent(db, claim_slot_of), task_id)
+                if claimed is not None:
+                    self._put_agent(db, claimed)
             task = task.model_copy(update=changes)
             self._put_task(db, task, row[1])
             agent = self._get_agent(db, release_slot_of) if release_slot_of else None
