@@ -5,7 +5,8 @@ idle) or until the next delayed task is due, so an idle service costs nothing.
 
 Dispatch sits below the workflow and lifecycle rooms: it knows queues, agents and transports,
 not runs. What a hand-over means for a task is the workflow's business, reached through the
-``DispatchHooks`` protocol (``hooks.py``); the sweeps (timeouts, liveness) are callables those rooms register.
+``DispatchHooks`` protocol (``hooks.py``); the sweeps (timeouts, liveness) are callables
+those rooms register. Started attempts are sent and their outcomes written by ``delivery.py``.
 """
 
 from __future__ import annotations
@@ -64,9 +65,8 @@ class Dispatcher:
         self.storage = storage
         self.limits = limits or CapabilityLimits(storage)
         self.budgets = budgets or BudgetGate(storage)
-        self.picker = AgentPicker(storage, self.limits, self.budgets)
+        self.picker = AgentPicker(self.limits, self.budgets)
         self.settings = settings
-        self.transport = transport
         self.hooks = hooks
         self.wakeup = wakeup
         self.available_states = available_states
@@ -257,21 +257,21 @@ class Dispatcher:
                     await self.hooks.budget_refused(task, reason)
                     handled.append(entry.task_id)
                     continue
-                claimed = None
-                started: list[TaskRun] = []  # the attempt, as its start was written
+                picked = None
                 if verdict == "go":
-                    start = functools.partial(self._start, task, now, started)
+                    start = functools.partial(self._start, task, now)
                     try:
-                        claimed = await self.picker.pick(
+                        picked = await self.picker.pick(
                             task, by_id, by_capability, free, agents, now, start
                         )
                     except _NotQueuedError:  # cancelled or handled meanwhile: drop it
                         handled.append(entry.task_id)
                         continue
-                if claimed is None:
+                if picked is None:
                     waiting.append(entry)
                     continue
-                self.deliveries.hand_over(started[0], claimed)
+                agent, dispatched = picked
+                self.deliveries.hand_over(dispatched, agent)
                 sent += 1
                 handled.append(entry.task_id)
             capacity = free.total
@@ -292,17 +292,15 @@ class Dispatcher:
             await self.storage.ack(handled)
         return sent
 
-    async def _start(
-        self, task: TaskRun, now: datetime, started: list[TaskRun], agent: Agent
-    ) -> bool:
+    async def _start(self, task: TaskRun, now: datetime, agent: Agent) -> TaskRun | None:
         """Start an attempt of ``task`` on ``agent``, one of its slots taken in the same
-        write (``DispatchHooks.mark_dispatched``): False when it has none free (another
-        replica took it); _NotQueuedError when the task is no longer queued."""
+        write (``DispatchHooks.mark_dispatched``): the task as started, or None when the
+        agent has no slot free (another replica took it); _NotQueuedError when the task is
+        no longer queued."""
         try:
             dispatched = await self.hooks.mark_dispatched(task, agent, now)
         except NoFreeSlotError:
-            return False
+            return None
         if dispatched is None:
             raise _NotQueuedError(task.task_id)
-        started.append(dispatched)
-        return True
+        return dispatched

@@ -6,19 +6,21 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from ..models import Agent, TaskRun
-from ..storage.base import Storage
 from .budgets import BudgetGate
 from .limits import CapabilityLimits
 from .slots import FreeSlots
 
+T = TypeVar("T")
+
 
 class AgentPicker:
-    """Claims a slot on one suitable agent for a task (round-robin among the candidates)."""
+    """Starts a task on one suitable agent with a free slot (round-robin among the
+    candidates)."""
 
-    def __init__(self, storage: Storage, limits: CapabilityLimits, budgets: BudgetGate) -> None:
-        self.storage = storage
+    def __init__(self, limits: CapabilityLimits, budgets: BudgetGate) -> None:
         self.limits = limits
         self.budgets = budgets
         self._rotation = itertools.count()
@@ -31,11 +33,11 @@ class AgentPicker:
         free: FreeSlots,
         agents: list[Agent],
         now: datetime,
-        claim: Callable[[Agent], Awaitable[bool]],
-    ) -> Agent | None:
-        """The agent whose slot ``claim`` took (False: it had none free), or None (the task
-        keeps its place in the queue). What ``claim`` raises gives the capability slot back
-        and passes on."""
+        start: Callable[[Agent], Awaitable[T | None]],
+    ) -> tuple[Agent, T] | None:
+        """The agent on which ``start`` started the task, with what it answered (None: the
+        agent had no free slot, the next one is tried), or None (the task keeps its place in
+        the queue). What ``start`` raises gives the capability slot back and passes on."""
         if task.target_agent_id is not None:
             candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
         elif task.agent_capability is not None:
@@ -46,15 +48,16 @@ class AgentPicker:
             return None
         try:
             budgeted = await self.budgets.any_for_agents()
-            start = next(self._rotation) % len(candidates)
-            for agent in candidates[start:] + candidates[:start]:
+            first = next(self._rotation) % len(candidates)
+            for agent in candidates[first:] + candidates[:first]:
                 if free[agent.agent_id] <= 0:
                     continue
                 if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
                     continue  # this agent spent its budget today
-                if await claim(agent):
+                started = await start(agent)
+                if started is not None:
                     free.take(agent.agent_id)
-                    return agent
+                    return agent, started
                 free.exhaust(agent.agent_id)  # another replica took its last slot
         except BaseException:
             await self.limits.release(task)

@@ -193,7 +193,8 @@ class Storage(Protocol):
         ``claim_slot_of``: the agent takes a slot for the task (as ``claim_agent_slot``) in
         the same atomic step (PostgreSQL: just before, given back when the change does not
         apply). An agent with no free slot, or gone, changes nothing and raises
-        ``NoFreeSlotError``; a change that does not apply takes no slot.
+        ``NoFreeSlotError``; a change that does not apply takes no slot. One change either
+        releases a slot or claims one, not both.
 
         Returns the new task, or None when it is absent or did not match. This is
         the compare-and-set every task state change goes through, so concurrent reporters,
