@@ -22,6 +22,7 @@ from opscore.models import (
 )
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
+from opscore.storage.report_and_task import TaskUpdate
 
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 
@@ -524,6 +525,97 @@ class TestSessionsAndTasks:
         assert sum(r is not None for r in results) == 1
 
 
+class MoveOnReport:
+    """A ReportPlan for the tests: the agent's only task moves to ``to`` from ``expect``
+    (freeing the agent's slot with ``release``), once the report is written."""
+
+    def __init__(self, to: TaskStatus, expect: list[str], *, release: bool = False) -> None:
+        self.to, self.expect, self.release = to, expect, release
+        self.skip = False  # plan nothing
+
+    def task_of(self, agent: Agent, record: StateRecord) -> str | None:
+        return agent.active_tasks[0] if len(agent.active_tasks) == 1 else None
+
+    def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
+        if self.skip:
+            return None
+        return TaskUpdate(
+            {"status": self.to, "result": record.state},
+            expect=self.expect,
+            attempt=task.attempts,
+            release_slot_of=agent.agent_id if self.release else None,
+            meaning=self.to.value,
+        )
+
+
+class TestReportAndTask:
+    """A state report and the change it makes to its agent's task, in one write."""
+
+    async def test_a_report_moves_its_agents_task_in_the_same_write(self, store: Storage) -> None:
+        await store.create_agent(agent("a1", max_concurrency=2, active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.DISPATCHED, agent_id="a1")])
+        start = MoveOnReport(TaskStatus.RUNNING, ["dispatched"])
+        written = await store.record_report(record("a1", "active", 1), history_limit=5, plan=start)
+        assert not written.duplicate and written.agent.state == "active"
+        assert written.task is not None and written.task.status == TaskStatus.RUNNING
+        assert written.update is not None and written.update.meaning == "running"
+        assert written.agent.active_tasks == ["t1"]  # no release asked: the slot stays
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+        assert (await store.get_agent("a1")).state == "active"
+
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True)
+        written = await store.record_report(record("a1", "idle", 2), history_limit=5, plan=end)
+        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
+        assert written.task.result == "idle"
+        assert written.agent.active_tasks == [] and written.agent.state == "idle"
+        stored = await store.get_agent("a1")
+        assert stored.active_tasks == [] and stored.state == "idle"
+        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+        assert [t.task_id for t in await store.inflight_tasks()] == []
+        history = await store.state_history("a1", offset=0, limit=10)
+        assert [r.state for r in history.items] == ["idle", "active"]
+
+    async def test_a_change_that_does_not_apply_leaves_the_task_and_writes_the_report(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.RUNNING, agent_id="a1")])
+        refused = MoveOnReport(TaskStatus.RUNNING, ["dispatched"], release=True)
+        written = await store.record_report(record("a1", "busy", 1), history_limit=5, plan=refused)
+        assert written.task is None and written.update is None and not written.duplicate
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+        found = await store.get_agent("a1")
+        assert found.state == "busy" and found.active_tasks == ["t1"]  # no slot freed
+        refused.skip = True
+        written = await store.record_report(record("a1", "idle", 2), history_limit=5, plan=refused)
+        assert written.task is None and (await store.get_agent("a1")).state == "idle"
+        # an agent with two tasks, or none: the report alone
+        await store.create_agent(agent("a2", max_concurrency=2, active_tasks=["t1", "t2"]))
+        both = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True)
+        written = await store.record_report(record("a2", "idle", 1), history_limit=5, plan=both)
+        assert written.task is None and written.agent.active_tasks == ["t1", "t2"]
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+        await store.create_agent(agent("a3"))
+        written = await store.record_report(record("a3", "idle", 1), history_limit=5, plan=both)
+        assert written.task is None and written.agent.state == "idle"
+
+    async def test_replays_stale_and_unknown_reports_change_nothing(self, store: Storage) -> None:
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.DISPATCHED, agent_id="a1")])
+        start = MoveOnReport(TaskStatus.RUNNING, ["dispatched"])
+        first = record("a1", "active", 5)
+        await store.record_report(first, history_limit=5, plan=start)
+        await store.update_task("t1", {"status": TaskStatus.DISPATCHED})  # as if not started
+        replay = await store.record_report(first, history_limit=5, plan=start)
+        assert replay.duplicate and replay.task is None
+        with pytest.raises(ConflictError):
+            await store.record_report(record("a1", "active", 1), history_limit=5, plan=start)
+        with pytest.raises(NotFoundError):
+            await store.record_report(record("nobody", "idle", 1), history_limit=5, plan=start)
+        assert (await store.get_task("t1")).status == TaskStatus.DISPATCHED
+        assert len((await store.state_history("a1", offset=0, limit=10)).items) == 1
+
+
 @pytest.fixture(params=[b for b in BACKENDS if b != "memory"])
 async def pair(request, tmp_path) -> tuple[Storage, Storage]:
     """Two instances of one shared store, as two Ops-Core processes hold them."""
@@ -609,6 +701,35 @@ class TestSharedStore:
         assert done is not None
         found = await b.get_agent("w")
         assert found.active_tasks == ["t2"] and found.state == "busy"
+
+    async def test_a_report_moves_the_task_the_store_says_its_agent_holds(self, pair) -> None:
+        a, b = pair
+        await a.save_agent(agent("w", max_concurrency=1, active_tasks=["t1"]))
+        await a.save_tasks(
+            [
+                task("t1", status=TaskStatus.DISPATCHED, agent_id="w"),
+                task("t2", status=TaskStatus.DISPATCHED, agent_id="w"),
+            ]
+        )
+        assert (await a.get_agent("w")).active_tasks == ["t1"]  # a's guess
+        await b.update_task("t1", {"status": TaskStatus.CANCELLED}, release_slot_of="w")
+        assert await b.claim_agent_slot("w", "t2")
+        start = MoveOnReport(TaskStatus.RUNNING, ["dispatched"])
+        written = await a.record_report(record("w", "active", 1), history_limit=5, plan=start)
+        # the report is written; t1 (the guess) is never moved; t2 is, now or by the caller
+        assert written.agent.state == "active" and written.agent.active_tasks == ["t2"]
+        assert (await b.get_task("t1")).status == TaskStatus.CANCELLED
+        if written.task is not None:
+            assert written.task.task_id == "t2"
+            assert (await b.get_task("t2")).status == TaskStatus.RUNNING
+        assert (await b.get_agent("w")).state == "active"
+        # a stale guess of the task: the store's status decides
+        await b.update_task("t2", {"status": TaskStatus.RUNNING})
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True)
+        written = await a.record_report(record("w", "idle", 2), history_limit=5, plan=end)
+        assert written.task is not None and written.task.task_id == "t2"
+        assert (await b.get_agent("w")).active_tasks == []
+        assert (await b.get_task("t2")).status == TaskStatus.COMPLETED
 
     async def test_an_agent_registered_elsewhere_takes_reports_here(self, pair) -> None:
         a, b = pair
@@ -911,7 +1032,7 @@ async def test_redis_reads_a_run_along_with_the_completion_of_its_task(redis_cou
     """The run a completed task belongs to is advanced next: its session and tasks come with
     the completion (one round trip less), unless this process wrote one of them since; runs
     of more than READ_ALONG_SESSION_TASKS tasks are read when they are asked for."""
-    from opscore.storage.redis.runs import READ_ALONG_SESSION_TASKS
+    from opscore.storage.redis.base import READ_ALONG_SESSION_TASKS
 
     store, calls = redis_counted
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from ..config import Settings
 from ..errors import ConflictError, NotFoundError, UnprocessableError
@@ -26,6 +27,7 @@ from ..models import (
 )
 from ..observe.logs import log_operation
 from ..storage.base import Storage
+from ..storage.report_and_task import ReportPlan, ReportWritten
 from .registry import AgentRegistry
 
 OFFLINE = "offline"
@@ -34,6 +36,18 @@ OFFLINE = "offline"
 IDLE_STATES = frozenset({"idle", "finished"})
 
 StateListener = Callable[[Agent, StateRecord], Awaitable[None]]
+
+
+class ReportFollower(ReportPlan, Protocol):
+    """What a report means for the tasks of its agent (the workflow room's
+    ``AgentReports``): the change to its task that is written with the report
+    (``ReportPlan``), and the rest, told after every applied report."""
+
+    async def followed(self, agent: Agent, record: StateRecord, written: ReportWritten) -> None:
+        """The report was written, and ``written.task`` changed with it (or none was)."""
+        ...
+
+
 # told when an agent goes offline or comes back: ("agent.offline" | "agent.back", agent, why)
 PresenceListener = Callable[[str, Agent, str], Awaitable[None]]
 
@@ -54,6 +68,8 @@ class AgentStates:
         self.clock = clock
         self.known_states = frozenset(settings.known_states) | {OFFLINE}
         self.state_listeners: list[StateListener] = []
+        # told after the state listeners; its plan is written with each agent's own report
+        self.follower: ReportFollower | None = None
         self.presence_listeners: list[PresenceListener] = []
         registry.registered_listeners.append(self.apply_held_report)
 
@@ -87,9 +103,7 @@ class AgentStates:
             received_at=now,
         )
         try:
-            agent, duplicate = await self.storage.record_state(
-                record, history_limit=self.settings.state_history_limit
-            )
+            written = await self._write_report(record)
         except NotFoundError as exc:
             if exc.code != "AGENT_NOT_FOUND" or not await self._hold(record):
                 raise
@@ -103,6 +117,7 @@ class AgentStates:
                 state=record.state,
                 timestamp=record.timestamp,
             )
+        agent, duplicate = written.agent, written.duplicate
         if not duplicate:
             # The access line already records the request (with agentId); this one is for
             # debugging, so the hot path writes one log line, not two.
@@ -112,7 +127,7 @@ class AgentStates:
                 logger="opscore.state",
                 level=logging.DEBUG,
             )
-            await self._notify(agent, record)
+            await self._notify(agent, record, written)
             if (record.state == OFFLINE) != (agent.offline_since is not None):
                 await self._presence(agent, record.state, "reported by the agent")
         return StateAccepted(
@@ -122,6 +137,15 @@ class AgentStates:
             timestamp=record.timestamp,
             duplicate=duplicate,
         )
+
+    async def _write_report(self, record: StateRecord) -> ReportWritten:
+        """The report, with the change it makes to its agent's task in the same write when
+        the follower plans one (``Storage.record_report``)."""
+        limit = self.settings.state_history_limit
+        if self.follower is not None:
+            return await self.storage.record_report(record, history_limit=limit, plan=self.follower)
+        agent, duplicate = await self.storage.record_state(record, history_limit=limit)
+        return ReportWritten(agent, duplicate)
 
     async def _hold(self, record: StateRecord) -> bool:
         """Keep a report for an agent that is not registered yet; False when full."""
@@ -156,7 +180,7 @@ class AgentStates:
             logger="opscore.state",
         )
         if not duplicate:
-            await self._notify(updated, record)
+            await self._notify(updated, record, ReportWritten(updated, False))
 
     async def drop_held_reports(self, now: datetime) -> int:
         """Forget held reports older than ``pending_report_ttl``: their agents never came."""
@@ -223,7 +247,7 @@ class AgentStates:
         await self.storage.update_agent(agent.agent_id, {"last_seen": agent.last_seen})
         if not duplicate:
             log_operation(event, {"agentId": agent.agent_id, "reason": reason}, level=level)
-            await self._notify(updated, record)
+            await self._notify(updated, record, ReportWritten(updated, False))
             if (state == OFFLINE) != (updated.offline_since is not None):
                 await self._presence(updated, state, reason)
 
@@ -238,9 +262,11 @@ class AgentStates:
         for listener in self.presence_listeners:
             await listener(event, changed, reason)
 
-    async def _notify(self, agent: Agent, record: StateRecord) -> None:
+    async def _notify(self, agent: Agent, record: StateRecord, written: ReportWritten) -> None:
         for listener in self.state_listeners:
             await listener(agent, record)
+        if self.follower is not None:
+            await self.follower.followed(agent, record, written)
 
     async def current_state(self, agent_id: str) -> CurrentState:
         """The agent's last state (all null before its first report), or AGENT_NOT_FOUND."""

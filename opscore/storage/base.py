@@ -22,6 +22,7 @@ from ..models import (
     TaskRun,
     WorkflowTemplate,
 )
+from .report_and_task import ReportPlan, ReportWritten
 
 
 @runtime_checkable
@@ -69,6 +70,16 @@ class Storage(Protocol):
         Raises NotFoundError if the agent is unknown, ConflictError(STATE_OUT_OF_ORDER) if
         ``record.timestamp`` is older than the current state's. History keeps the newest
         ``history_limit`` records.
+        """
+
+    async def record_report(
+        self, record: StateRecord, *, history_limit: int, plan: ReportPlan
+    ) -> ReportWritten:
+        """``record_state``, and in the same atomic step the change ``plan`` makes to the
+        task the report is about (``report_and_task.py``): one write per report, where a
+        report and its task's move were two. The task's change applies only when its
+        guards hold (as ``update_task``); a release it asks for frees the agent's slot in
+        the same step. Raises as ``record_state``; a replay changes nothing.
         """
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:

@@ -74,7 +74,7 @@ def build_workflow(
     engine.telemetry = telemetry
     outcomes = TaskOutcomes(engine, rng=rng)
     reports = AgentReports(outcomes)
-    states.state_listeners.append(reports.on_agent_state)
+    states.follower = reports
     registry.gone_listeners.append(reports.on_agent_gone)
     templates = TemplateCatalog(storage, settings, clock)
     runs = RunService(engine, registry)

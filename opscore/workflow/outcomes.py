@@ -14,8 +14,9 @@ from typing import Any
 
 from ..models import TaskRun, TaskStatus, UsageTotals
 from ..observe.logs import log_operation
+from ..storage.report_and_task import TaskUpdate
 from .engine import WorkflowEngine, substitution_context, update_last
-from .transitions import INFLIGHT_TASK, move_task
+from .transitions import INFLIGHT_TASK, apply_move, move_task, task_move
 
 S = TaskStatus
 
@@ -85,40 +86,46 @@ class TaskOutcomes:
         await engine.advance(done.session_id)
         return True
 
-    async def mark_running(self, task: TaskRun, at: datetime, **changes: Any) -> TaskRun | None:
-        """The agent says it started the dispatched attempt (or a pull worker claimed it);
-        None when the attempt is no longer dispatched."""
-        running = await move_task(
-            self.storage,
-            task.task_id,
+    def running_move(self, task: TaskRun, at: datetime, **changes: Any) -> TaskUpdate:
+        """The move of a dispatched attempt to running (the agent says it started)."""
+        return task_move(
             S.RUNNING,
             only_from=frozenset({S.DISPATCHED}),
             attempt=task.attempts,
+            meaning="running",
             started_at=at,
             history=update_last(task.history, started_at=at),
             **changes,
         )
+
+    async def mark_running(self, task: TaskRun, at: datetime, **changes: Any) -> TaskRun | None:
+        """The agent says it started the dispatched attempt (or a pull worker claimed it);
+        None when the attempt is no longer dispatched."""
+        running = await apply_move(
+            self.storage, task.task_id, self.running_move(task, at, **changes)
+        )
         if running is not None:
-            self.engine.observe("running", running)
+            self.now_running(running)
         return running
 
-    async def complete_task(
+    def now_running(self, running: TaskRun) -> None:
+        """What follows the move to running, however it was written."""
+        self.engine.observe("running", running)
+
+    def completion_move(
         self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
-    ) -> bool:
-        """Record success of the current attempt; False if it was not in flight any more.
-        ``usage`` (tokens, model) goes on the attempt's span."""
-        engine = self.engine
-        now = engine.clock()
+    ) -> TaskUpdate:
+        """The move of the current attempt to completed, its agent's slot freed with it."""
+        now = self.engine.clock()
         spent: dict[str, Any] = (
             {"usage": (task.usage or UsageTotals()).plus(usage)} if usage else {}
         )
-        done = await move_task(
-            self.storage,
-            task.task_id,
+        return task_move(
             S.COMPLETED,
             only_from=INFLIGHT_TASK,
             attempt=task.attempts,
             release_slot_of=task.agent_id,
+            meaning="completed",
             result=result,
             error=None,
             finished_at=now,
@@ -129,8 +136,23 @@ class TaskOutcomes:
             history=update_last(task.history, finished_at=now, outcome="completed"),
             **spent,
         )
+
+    async def complete_task(
+        self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
+    ) -> bool:
+        """Record success of the current attempt; False if it was not in flight any more.
+        ``usage`` (tokens, model) goes on the attempt's span."""
+        move = self.completion_move(task, result, usage=usage)
+        done = await apply_move(self.storage, task.task_id, move)
         if done is None:
             return False
+        await self.now_completed(done, usage)
+        return True
+
+    async def now_completed(self, done: TaskRun, usage: dict[str, Any] | None) -> None:
+        """What follows a completion, however it was written: usage, the limits' slot, the
+        metrics, and the run's next steps."""
+        engine = self.engine
         await engine.record_usage(done, usage)
         await engine.release(done, slot_freed=True)
         engine.observe("completed", done, usage=usage)
@@ -139,7 +161,6 @@ class TaskOutcomes:
             {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
         )
         await engine.advance(done.session_id)
-        return True
 
     async def fail_attempt(self, task: TaskRun, error: str, *, outcome: str) -> bool:
         """One attempt failed: retry with backoff, else fallback, else dead-letter the task."""

@@ -16,6 +16,7 @@ from ..lifecycle.state import IDLE_STATES, OFFLINE
 from ..models import Agent, StateRecord, TaskResultReport, TaskRun, TaskStatus
 from ..models.usage import usage_from
 from ..observe.logs import log_operation
+from ..storage.report_and_task import ReportWritten, TaskUpdate
 from .outcomes import GIVEN_UP, TaskOutcomes
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK
 
@@ -33,6 +34,52 @@ class AgentReports:
         self.storage = outcomes.storage
         self.dispatchable = frozenset(self.engine.settings.dispatchable_states)
 
+    # --- the change written with the report (ReportPlan, Storage.record_report) -----------
+    def task_of(self, agent: Agent, record: StateRecord) -> str | None:
+        """The one task an agent's own report is about: the one it names, if the agent holds
+        it, else the agent's only task. None otherwise (several tasks, lost tasks, offline,
+        Ops-Core's own records): ``on_agent_state`` handles those after the write."""
+        if record.state == OFFLINE or record.reason is not None:
+            return None
+        named = record.details.get("opscore_task_id")
+        if isinstance(named, str):
+            return named if named in agent.active_tasks else None
+        return agent.active_tasks[0] if len(agent.active_tasks) == 1 else None
+
+    def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
+        """What ``_apply_to`` would write for this report, when it is a move to running or
+        to completed; None for the rest (a deferred report, an error, a retry), which
+        ``on_agent_state`` writes after the report as before."""
+        if task.status not in INFLIGHT_TASK or task.agent_id != agent.agent_id:
+            return None
+        state, details = record.state, record.details
+        named = isinstance(details.get("opscore_task_id"), str)
+        if state in ("active", "busy"):
+            if task.status != S.DISPATCHED:
+                return None
+            return self.outcomes.running_move(task, record.received_at)
+        if not named and task.awaiting_answer:
+            return None  # the hand-over's answer decides (_apply_to)
+        if state in IDLE_STATES and (named or task.status == S.RUNNING):
+            usage = usage_from(details.get("usage"))
+            return self.outcomes.completion_move(task, details.get("result"), usage=usage)
+        return None
+
+    async def followed(self, agent: Agent, record: StateRecord, written: ReportWritten) -> None:
+        """After an applied report: what follows the task's change written with it, or, when
+        none was, the report's outcomes for the tasks the agent holds."""
+        task, update = written.task, written.update
+        if task is None or update is None:
+            await self.on_agent_state(agent, record)
+            return
+        if update.meaning == "running":
+            self.outcomes.now_running(task)
+        elif update.meaning == "completed":
+            await self.outcomes.now_completed(task, usage_from(record.details.get("usage")))
+        if record.state in self.dispatchable:
+            self.engine.notify_dispatcher()
+
+    # --- the rest, after the report was written --------------------------------------------
     async def on_agent_state(self, agent: Agent, record: StateRecord) -> None:
         """Turn an agent's state report into outcomes for the tasks it holds."""
         if record.state == OFFLINE:

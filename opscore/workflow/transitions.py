@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ConflictError
 from ..models import Session, SessionStatus, TaskRun, TaskStatus
 from ..storage.base import Storage
+from ..storage.report_and_task import TaskUpdate
 
 S = TaskStatus
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
@@ -50,6 +51,30 @@ def _sources(table: dict[Any, frozenset[Any]], target: Any) -> list[str]:
     return [s.value for s, targets in table.items() if target in targets]
 
 
+def task_move(
+    to: TaskStatus,
+    *,
+    only_from: frozenset[TaskStatus] | None = None,
+    attempt: int | None = None,
+    release_slot_of: str | None = None,
+    meaning: str = "",
+    **changes: Any,
+) -> TaskUpdate:
+    """The compare-and-set that moves a task to ``to`` from the statuses the table (and
+    ``only_from``) allow: what ``move_task`` writes, for a store that writes it along with
+    something else (``Storage.record_report``)."""
+    allowed = _sources(TASK_TRANSITIONS, to)
+    if only_from is not None:
+        allowed = [s for s in allowed if s in only_from]
+    return TaskUpdate(
+        {"status": to, **changes},
+        expect=allowed,
+        attempt=attempt,
+        release_slot_of=release_slot_of,
+        meaning=meaning,
+    )
+
+
 async def move_task(
     storage: Storage,
     task_id: str,
@@ -67,17 +92,26 @@ async def move_task(
     ``release_slot_of``: the agent of the attempt that ends gives up its slot;
     ``claim_slot_of``: the agent of the attempt that starts takes one (NoFreeSlotError when
     it has none free); all with the move (``Storage.update_task``)."""
-    allowed = _sources(TASK_TRANSITIONS, to)
-    if only_from is not None:
-        allowed = [s for s in allowed if s in only_from]
+    move = task_move(to, only_from=only_from, attempt=attempt, **changes)
     return await storage.update_task(
         task_id,
-        {"status": to, **changes},
-        expect=allowed,
+        move.changes,
+        expect=move.expect,
         attempt=attempt,
         enqueue_at=enqueue_at,
         release_slot_of=release_slot_of,
         claim_slot_of=claim_slot_of,
+    )
+
+
+async def apply_move(storage: Storage, task_id: str, move: TaskUpdate) -> TaskRun | None:
+    """Write a ``task_move`` on its own; None when another actor got there first."""
+    return await storage.update_task(
+        task_id,
+        move.changes,
+        expect=move.expect,
+        attempt=move.attempt,
+        release_slot_of=move.release_slot_of,
     )
 
 

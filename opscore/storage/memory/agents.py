@@ -13,6 +13,7 @@ from ...models import (
     Page,
     StateRecord,
 )
+from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import _Base, _page
 
@@ -64,16 +65,37 @@ class AgentRecords(_Base):
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
         with self._lock:
-            agent, duplicate = apply_state(self._agents.get(record.agent_id), record)
+            return self._record_state(record, history_limit)
+
+    def _record_state(self, record: StateRecord, history_limit: int) -> tuple[Agent, bool]:
+        """``record_state``; the caller holds the lock."""
+        agent, duplicate = apply_state(self._agents.get(record.agent_id), record)
+        if duplicate:
+            return agent, True
+        self._agents[agent.agent_id] = agent
+        history = self._history.get(agent.agent_id)
+        if history is None or history.maxlen != history_limit:
+            history = deque(history or (), maxlen=history_limit)
+            self._history[agent.agent_id] = history
+        history.appendleft(record.model_dump_json().encode())
+        return agent, False
+
+    async def record_report(
+        self, record: StateRecord, *, history_limit: int, plan: ReportPlan
+    ) -> ReportWritten:
+        with self._lock:
+            agent, duplicate = self._record_state(record, history_limit)
             if duplicate:
-                return agent, True
+                return ReportWritten(agent, True)
+            task_id = plan.task_of(agent, record)
+            done = planned(plan, agent, record, self._tasks.get(task_id) if task_id else None)
+            if done is None:
+                return ReportWritten(agent, False)
+            update, task, agent = done
+            self._tasks[task.task_id] = task
+            self._track_inflight(task)
             self._agents[agent.agent_id] = agent
-            history = self._history.get(agent.agent_id)
-            if history is None or history.maxlen != history_limit:
-                history = deque(history or (), maxlen=history_limit)
-                self._history[agent.agent_id] = history
-            history.appendleft(record.model_dump_json().encode())
-            return agent, False
+            return ReportWritten(agent, False, task, update)
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         with self._lock:

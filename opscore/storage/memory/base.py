@@ -74,6 +74,13 @@ class _Base:
         self._since[task_id] = ready_at
         heapq.heappush(self._delayed, (ready_at, seq, task_id, priority))
 
+    def _track_inflight(self, task: TaskRun) -> None:
+        """Keep ``inflight_tasks``' index; the caller holds the lock."""
+        if task.status in _INFLIGHT:
+            self._inflight.add(task.task_id)
+        else:
+            self._inflight.discard(task.task_id)
+
     async def open(self) -> None:
         return None
 

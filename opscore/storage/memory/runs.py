@@ -15,7 +15,7 @@ from ...models import (
     WorkflowTemplate,
 )
 from ..rules import slot_released, slot_taken
-from .base import _INFLIGHT, _Base, _page
+from .base import _Base, _page
 
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
 
@@ -222,12 +222,6 @@ class RunRecords(_Base):
             if enqueue_at is not None:
                 self._put_in_queue(task_id, task.priority, enqueue_at)
             return task
-
-    def _track_inflight(self, task: TaskRun) -> None:
-        if task.status in _INFLIGHT:
-            self._inflight.add(task.task_id)
-        else:
-            self._inflight.discard(task.task_id)
 
     async def inflight_tasks(self) -> list[TaskRun]:
         with self._lock:

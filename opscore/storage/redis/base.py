@@ -25,6 +25,8 @@ from redis.exceptions import NoScriptError
 from ...errors import OpsCoreError, StorageError
 from ...models import (
     Page,
+    TaskRun,
+    TaskStatus,
 )
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
@@ -51,6 +53,8 @@ ALONG_SECONDS = 0.5
 Along = dict[str, tuple[str | tuple[str, ...] | None, float]]
 _ALONG: ContextVar[Along | None] = ContextVar("opscore_redis_read_along", default=None)
 _INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
+# a completed task's run read along with it, up to this many tasks (see _Base._task_moved)
+READ_ALONG_SESSION_TASKS = 32
 
 
 def _load(model: type[M], raw: str | None) -> M | None:
@@ -71,6 +75,8 @@ class _Base:
         self._turn = 0
         self._scripts: dict[str, Any] = {}
         self._seen = Seen(4096)
+        # keys with a compare-and-set of this process in flight, and its end (_cas_many)
+        self._writing: dict[str, asyncio.Event] = {}
         self._batcher: CommandBatcher | None = None
 
     def k(self, *parts: str) -> str:
@@ -269,7 +275,31 @@ class _Base:
         wrote; the script writes only if every key still holds exactly that value, and
         otherwise answers the current values, on which ``decide`` runs again. The extra
         writes run in the same script, so they land with the records or not at all.
+
+        A change to a key this process is changing already waits for that one to land: it
+        then decides on what that one wrote instead of on the value before it, which Redis
+        would refuse (a hand-over's answer and the agent's report come together).
         """
+        while busy := next((self._writing[k] for k in keys if k in self._writing), None):
+            await busy.wait()
+        mine = asyncio.Event()
+        for key in keys:
+            self._writing[key] = mine
+        try:
+            return await self._cas_on_guesses(keys, decide)
+        finally:
+            for key in keys:
+                if self._writing.get(key) is mine:
+                    del self._writing[key]
+            mine.set()
+
+    async def _cas_on_guesses(
+        self,
+        keys: list[str],
+        decide: Callable[
+            [list[str | None]], tuple[list[str | None], R, Callable[[Ops], None] | None]
+        ],
+    ) -> R:
         raws: list[str | None] = []
         fresh = False
         for key in keys:
@@ -309,6 +339,30 @@ class _Base:
             raws, fresh = [value or None for value in answer[1:]], True
             for key, raw in zip(keys, raws, strict=True):
                 self._seen.put(key, raw)
+
+    def _index_inflight(self, p: Any, task: TaskRun) -> None:
+        """Keep the task in the index ``inflight_tasks`` reads, or out of it."""
+        if task.status.value in _INFLIGHT:
+            p.sadd(self.k("inflight"), task.task_id)
+        else:
+            p.srem(self.k("inflight"), task.task_id)
+
+    def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[[Any], None]:
+        """What a task's change writes beside its record: the in-flight index; and for a
+        move to completed, its run is read along, since the run advances next
+        (workflow/engine.py)."""
+
+        def ops(p: Any) -> None:
+            self._index_inflight(p, after)
+            if after.status == TaskStatus.COMPLETED and before.status != TaskStatus.COMPLETED:
+                p.read(self.k("session", after.session_id))
+                p.read_records(
+                    self.k("session_tasks", after.session_id),
+                    self.k("task", ""),
+                    READ_ALONG_SESSION_TASKS,
+                )
+
+        return ops
 
     async def _read_all(self, keys: list[str]) -> list[str | None]:
         """Each key's value (as ``_get``), asked in the same turn: one write to Redis."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,21 +11,16 @@ from ...models import (
     Page,
     Session,
     TaskRun,
-    TaskStatus,
     WorkflowTemplate,
 )
 from ..parsed import PARSED
 from ..rules import slot_released, slot_taken
 from .base import (
-    _INFLIGHT,
     Ops,
     _Base,
     _load,
     _page,
 )
-
-# a run with at most this many tasks is read along with the completion of one of them
-READ_ALONG_SESSION_TASKS = 32
 
 
 class RunRecords(_Base):
@@ -148,15 +143,6 @@ class RunRecords(_Base):
         return await self._cas(self.k("session", session_id), decide)
 
     # --- tasks ------------------------------------------------------------------------------
-    def _inflight_op(self, task: TaskRun) -> Callable[[Any], None]:
-        def ops(p: Any) -> None:
-            if task.status.value in _INFLIGHT:
-                p.sadd(self.k("inflight"), task.task_id)
-            else:
-                p.srem(self.k("inflight"), task.task_id)
-
-        return ops
-
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         tasks = list(tasks)
         existing = (
@@ -169,7 +155,7 @@ class RunRecords(_Base):
                 self._seen.put(self.k("task", task.task_id), raw)
                 if old is None:
                     pipe.rpush(self.k("session_tasks", task.session_id), task.task_id)
-                self._inflight_op(task)(pipe)
+                self._index_inflight(pipe, task)
             await pipe.execute()
 
     async def get_task(self, task_id: str) -> TaskRun | None:
@@ -233,20 +219,12 @@ class RunRecords(_Base):
             news: list[str | None] = [PARSED.dump(updated)]
             if slot_of is not None:
                 news.append(PARSED.dump(changed_agent) if changed_agent is not None else None)
-            index = self._inflight_op(updated)
+            moved = self._task_moved(task, updated)
 
             def ops(p: Any) -> None:
-                index(p)
+                moved(p)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
-                if updated.status == TaskStatus.COMPLETED and task.status != TaskStatus.COMPLETED:
-                    # its run advances next (workflow/engine.py): its session and tasks
-                    p.read(self.k("session", updated.session_id))
-                    p.read_records(
-                        self.k("session_tasks", updated.session_id),
-                        self.k("task", ""),
-                        READ_ALONG_SESSION_TASKS,
-                    )
 
             return news, updated, ops
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,9 @@ from ...models import (
     Agent,
     Page,
     StateRecord,
+    TaskRun,
 )
+from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import _Base, _doc, _load, off_loop
 
@@ -79,19 +82,47 @@ class AgentRecords(_Base):
     def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
         with self._tx() as db:
             agent, duplicate = apply_state(self._get_agent(db, record.agent_id), record)
+            if not duplicate:
+                self._write_state(db, agent, record, history_limit)
+            return agent, duplicate
+
+    @off_loop
+    def record_report(
+        self, record: StateRecord, *, history_limit: int, plan: ReportPlan
+    ) -> ReportWritten:
+        with self._tx() as db:
+            agent, duplicate = apply_state(self._get_agent(db, record.agent_id), record)
             if duplicate:
-                return agent, True
-            self._put_agent(db, agent)
-            db.execute(
-                "INSERT INTO state_history (agent_id, doc) VALUES (?, ?)",
-                (agent.agent_id, _doc(record)),
-            )
-            db.execute(
-                "DELETE FROM state_history WHERE agent_id = ? AND id <= (SELECT id FROM "
-                "state_history WHERE agent_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (agent.agent_id, agent.agent_id, history_limit),
-            )
-            return agent, False
+                return ReportWritten(agent, True)
+            task_id = plan.task_of(agent, record)
+            row = None
+            if task_id is not None:
+                row = db.execute(
+                    "SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)
+                ).fetchone()
+            done = planned(plan, agent, record, _load(TaskRun, row[0]) if row else None)
+            if done is None or row is None:
+                self._write_state(db, agent, record, history_limit)
+                return ReportWritten(agent, False)
+            update, task, agent = done
+            self._write_state(db, agent, record, history_limit)
+            self._put_task(db, task, row[1])
+            return ReportWritten(agent, False, task, update)
+
+    def _write_state(
+        self, db: sqlite3.Connection, agent: Agent, record: StateRecord, history_limit: int
+    ) -> None:
+        """The agent with its new state, and the report on top of its bounded history."""
+        self._put_agent(db, agent)
+        db.execute(
+            "INSERT INTO state_history (agent_id, doc) VALUES (?, ?)",
+            (agent.agent_id, _doc(record)),
+        )
+        db.execute(
+            "DELETE FROM state_history WHERE agent_id = ? AND id <= (SELECT id FROM "
+            "state_history WHERE agent_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (agent.agent_id, agent.agent_id, history_limit),
+        )
 
     @off_loop
     def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:

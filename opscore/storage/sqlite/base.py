@@ -25,7 +25,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pydantic import BaseModel
 
 from ...errors import StorageError
-from ...models import Agent
+from ...models import Agent, TaskRun
 from ..parsed import PARSED
 from .worker import GroupCommitThread
 
@@ -213,6 +213,12 @@ class _Base:
         db.execute(
             "INSERT OR REPLACE INTO agents VALUES (?, ?, ?, ?)",
             (agent.agent_id, agent.state, agent.last_seen.timestamp(), _doc(agent)),
+        )
+
+    def _put_task(self, db: sqlite3.Connection, task: TaskRun, seq: int) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
+            (task.task_id, task.session_id, seq, str(task.status.value), _doc(task)),
         )
 
     def _get_agent(self, db: sqlite3.Connection, agent_id: str) -> Agent | None:

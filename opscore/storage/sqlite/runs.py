@@ -166,12 +166,6 @@ class RunRecords(_Base):
             return session
 
     # --- tasks ------------------------------------------------------------------------------
-    def _put_task(self, db: sqlite3.Connection, task: TaskRun, seq: int) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
-            (task.task_id, task.session_id, seq, str(task.status.value), _doc(task)),
-        )
-
     @off_loop
     def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         with self._tx() as db:
