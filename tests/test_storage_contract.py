@@ -1028,11 +1028,37 @@ async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
     assert list(base._ALONG.get() or {}) == ["opscore:task:other-4"]
 
 
+async def test_redis_changes_of_one_record_from_one_process_wait_for_each_other(
+    redis_counted,
+) -> None:
+    """Two changes of one task at once (a hand-over's answer and the agent's report): the
+    second is decided on what the first wrote, not refused by Redis and sent again."""
+    store, calls = redis_counted
+    await store.create_agent(agent("a1", active_tasks=["t1"]))
+    await store.save_tasks(
+        [task("t1", status=TaskStatus.DISPATCHED, agent_id="a1", awaiting_answer=True)]
+    )
+    await store.get_task("t1")
+    before = calls("evalsha")
+    answered, started = await asyncio.gather(
+        store.update_task("t1", {"awaiting_answer": False}),
+        store.record_report(
+            record("a1", "active", 1),
+            history_limit=5,
+            plan=MoveOnReport(TaskStatus.RUNNING, ["dispatched"]),
+        ),
+    )
+    assert answered is not None and started.task is not None
+    assert calls("evalsha") == before + 2  # one script each, none refused
+    found = await store.get_task("t1")
+    assert found.status == TaskStatus.RUNNING and not found.awaiting_answer
+
+
 async def test_redis_reads_a_run_along_with_the_completion_of_its_task(redis_counted) -> None:
     """The run a completed task belongs to is advanced next: its session and tasks come with
     the completion (one round trip less), unless this process wrote one of them since; runs
     of more than READ_ALONG_SESSION_TASKS tasks are read when they are asked for."""
-    from opscore.storage.redis.base import READ_ALONG_SESSION_TASKS
+    from opscore.storage.redis.runs import READ_ALONG_SESSION_TASKS
 
     store, calls = redis_counted
 

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..models import Agent, StateRecord, TaskRun
 from .rules import slot_released
-
-if TYPE_CHECKING:
-    from .base import Storage
 
 
 @dataclass(frozen=True)
@@ -80,32 +77,3 @@ def guards_hold(update: TaskUpdate, task: TaskRun) -> bool:
     if update.expect is not None and task.status not in update.expect:
         return False
     return update.attempt is None or task.attempts == update.attempt
-
-
-async def record_report_in_turn(
-    storage: Storage, record: StateRecord, *, history_limit: int, plan: ReportPlan
-) -> ReportWritten:
-    """``record_report`` as two atomic steps, the report then the task's change: for a store
-    that has no cheaper way (the change's compare-and-set still guards it)."""
-    agent, duplicate = await storage.record_state(record, history_limit=history_limit)
-    if duplicate:
-        return ReportWritten(agent, True)
-    task_id = plan.task_of(agent, record)
-    task = await storage.get_task(task_id) if task_id is not None else None
-    if task is None:
-        return ReportWritten(agent, False)
-    update = plan.plan(agent, record, task)
-    if update is None:
-        return ReportWritten(agent, False)
-    changed = await storage.update_task(
-        task.task_id,
-        update.changes,
-        expect=update.expect,
-        attempt=update.attempt,
-        release_slot_of=update.release_slot_of,
-    )
-    if changed is None:
-        return ReportWritten(agent, False)
-    if update.release_slot_of == agent.agent_id:
-        agent = slot_released(agent, task.task_id) or agent
-    return ReportWritten(agent, False, changed, update)

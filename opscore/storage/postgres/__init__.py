@@ -8,18 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from ...errors import NoFreeSlotError
-from ...models import StateRecord, TaskRun
+from ...models import TaskRun
 from ..guard import guard_methods
-from ..report_and_task import ReportPlan, ReportWritten, record_report_in_turn
 from ..rules import slot_taken
-from .agents import AgentRecords
 from .documents import DocumentRecords
 from .queue import QueueRecords
+from .reports import ReportRecords
 from .runs import RunRecords
 from .telemetry import TelemetryChannel
 
 
-class PostgresStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords, TelemetryChannel):
+class PostgresStorage(ReportRecords, RunRecords, QueueRecords, DocumentRecords, TelemetryChannel):
     """``Storage`` on PostgreSQL; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared pool,
@@ -67,13 +66,6 @@ class PostgresStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords, T
             if enqueue_at is not None:
                 await self.enqueue(task_id, priority=updated.priority, ready_at=enqueue_at)
         return updated
-
-    async def record_report(
-        self, record: StateRecord, *, history_limit: int, plan: ReportPlan
-    ) -> ReportWritten:
-        """The report, then its task's change: two statements, each atomic; the change's
-        own compare-and-set guards it as ``update_task`` does."""
-        return await record_report_in_turn(self, record, history_limit=history_limit, plan=plan)
 
 
 __all__ = ["PostgresStorage"]

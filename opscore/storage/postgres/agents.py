@@ -20,18 +20,21 @@ WITH changed AS (
     WHERE agent_id = $1 AND doc = $5 RETURNING 1)
 SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_agents WHERE agent_id = $1)
 """
-# ... and a state report: the new state, its history record, the history trimmed to $7
-_SET_STATE = """
-WITH changed AS (
-    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
-    WHERE agent_id = $1 AND doc = $8 RETURNING agent_id),
+# once the agent's row is `changed`: the report $5 on top of its history, trimmed to $7
+# entries, and `added` answers $6
+HISTORY_AFTER_CHANGE = """
 trimmed AS (
     DELETE FROM opscore_state_history WHERE agent_id = $1 AND EXISTS (SELECT 1 FROM changed)
     AND id <= (SELECT id FROM opscore_state_history WHERE agent_id = $1
                ORDER BY id DESC LIMIT 1 OFFSET $7)),
 added AS (
     INSERT INTO opscore_state_history (agent_id, doc) SELECT agent_id, $5 FROM changed
-    RETURNING $6::int AS written)
+    RETURNING $6::int AS written)"""
+# ... and a state report: the new state, its history record, the history trimmed to $7
+_SET_STATE = f"""
+WITH changed AS (
+    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
+    WHERE agent_id = $1 AND doc = $8 RETURNING agent_id),{HISTORY_AFTER_CHANGE}
 SELECT (SELECT written FROM added), (SELECT doc FROM opscore_agents WHERE agent_id = $1)
 """
 _PUT_AGENT = (

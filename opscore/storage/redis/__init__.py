@@ -10,14 +10,13 @@ replica's dispatcher gets it. Turn on Redis's append-only file for durability.
 from __future__ import annotations
 
 from ..guard import guard_methods
-from .agents import AgentRecords
 from .documents import DocumentRecords
 from .queue import QueueRecords
-from .runs import RunRecords
+from .reports import ReportRecords
 from .telemetry import TelemetryChannel
 
 
-class RedisStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords, TelemetryChannel):
+class RedisStorage(ReportRecords, QueueRecords, DocumentRecords, TelemetryChannel):
     """``Storage`` on Redis; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared client and

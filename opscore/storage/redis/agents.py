@@ -6,17 +6,13 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
-from ...errors import OpsCoreError
 from ...models import (
     Agent,
     Page,
     StateRecord,
-    TaskRun,
 )
 from ..parsed import PARSED
-from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
-from ..seen import UNSEEN
 from .base import (
     _Base,
     _load,
@@ -144,55 +140,6 @@ class AgentRecords(_Base):
             return PARSED.dump(agent), (agent, False), ops
 
         return await self._cas(self.k("agent", record.agent_id), decide)
-
-    async def record_report(
-        self, record: StateRecord, *, history_limit: int, plan: ReportPlan
-    ) -> ReportWritten:
-        """The report and its task's change in one compare-and-set of both records. Which
-        task that is comes from this process's last sight of the agent; when the agent turns
-        out to hold another one, only the report is written, and the caller goes on as
-        after ``record_state``."""
-        agent_key = self.k("agent", record.agent_id)
-        task_id = self._task_of_guess(agent_key, record, plan)
-        if task_id is None:
-            agent, duplicate = await self.record_state(record, history_limit=history_limit)
-            return ReportWritten(agent, duplicate)
-        history = self.k("history", record.agent_id)
-
-        def decide(raws: list[str | None]) -> tuple[list[str | None], ReportWritten, Any]:
-            agent, duplicate = apply_state(_load(Agent, raws[0]), record)
-            if duplicate:
-                return [None, None], ReportWritten(agent, True), None
-            before = _load(TaskRun, raws[1])
-            done = None
-            if plan.task_of(agent, record) == task_id:
-                done = planned(plan, agent, record, before)
-            moved = self._task_moved(before, done[1]) if before and done else None
-
-            def ops(p: Any) -> None:
-                p.lpush(history, PARSED.dump(record))
-                p.ltrim(history, 0, history_limit - 1)
-                if moved is not None:
-                    moved(p)
-
-            if done is None:
-                return [PARSED.dump(agent), None], ReportWritten(agent, False), ops
-            update, task, agent = done
-            written = ReportWritten(agent, False, task, update)
-            return [PARSED.dump(agent), PARSED.dump(task)], written, ops
-
-        return await self._cas_many([agent_key, self.k("task", task_id)], decide)
-
-    def _task_of_guess(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
-        """The task the report is about, by the agent as this process last saw it."""
-        raw = self._seen.get(agent_key)
-        if raw is UNSEEN or raw is None:
-            return None
-        try:
-            agent, duplicate = apply_state(PARSED.load(Agent, raw), record)
-        except OpsCoreError:
-            return None
-        return None if duplicate else plan.task_of(agent, record)
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         key = self.k("history", agent_id)

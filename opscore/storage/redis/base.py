@@ -25,8 +25,6 @@ from redis.exceptions import NoScriptError
 from ...errors import OpsCoreError, StorageError
 from ...models import (
     Page,
-    TaskRun,
-    TaskStatus,
 )
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
@@ -53,8 +51,6 @@ ALONG_SECONDS = 0.5
 Along = dict[str, tuple[str | tuple[str, ...] | None, float]]
 _ALONG: ContextVar[Along | None] = ContextVar("opscore_redis_read_along", default=None)
 _INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
-# a completed task's run read along with it, up to this many tasks (see _Base._task_moved)
-READ_ALONG_SESSION_TASKS = 32
 
 
 def _load(model: type[M], raw: str | None) -> M | None:
@@ -339,30 +335,6 @@ class _Base:
             raws, fresh = [value or None for value in answer[1:]], True
             for key, raw in zip(keys, raws, strict=True):
                 self._seen.put(key, raw)
-
-    def _index_inflight(self, p: Any, task: TaskRun) -> None:
-        """Keep the task in the index ``inflight_tasks`` reads, or out of it."""
-        if task.status.value in _INFLIGHT:
-            p.sadd(self.k("inflight"), task.task_id)
-        else:
-            p.srem(self.k("inflight"), task.task_id)
-
-    def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[[Any], None]:
-        """What a task's change writes beside its record: the in-flight index; and for a
-        move to completed, its run is read along, since the run advances next
-        (workflow/engine.py)."""
-
-        def ops(p: Any) -> None:
-            self._index_inflight(p, after)
-            if after.status == TaskStatus.COMPLETED and before.status != TaskStatus.COMPLETED:
-                p.read(self.k("session", after.session_id))
-                p.read_records(
-                    self.k("session_tasks", after.session_id),
-                    self.k("task", ""),
-                    READ_ALONG_SESSION_TASKS,
-                )
-
-        return ops
 
     async def _read_all(self, keys: list[str]) -> list[str | None]:
         """Each key's value (as ``_get``), asked in the same turn: one write to Redis."""

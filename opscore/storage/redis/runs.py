@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,16 +11,21 @@ from ...models import (
     Page,
     Session,
     TaskRun,
+    TaskStatus,
     WorkflowTemplate,
 )
 from ..parsed import PARSED
 from ..rules import slot_released, slot_taken
 from .base import (
+    _INFLIGHT,
     Ops,
     _Base,
     _load,
     _page,
 )
+
+# a run with at most this many tasks is read along with the completion of one of them
+READ_ALONG_SESSION_TASKS = 32
 
 
 class RunRecords(_Base):
@@ -143,6 +148,30 @@ class RunRecords(_Base):
         return await self._cas(self.k("session", session_id), decide)
 
     # --- tasks ------------------------------------------------------------------------------
+    def _index_inflight(self, p: Any, task: TaskRun) -> None:
+        """Keep the task in the index ``inflight_tasks`` reads, or out of it."""
+        if task.status.value in _INFLIGHT:
+            p.sadd(self.k("inflight"), task.task_id)
+        else:
+            p.srem(self.k("inflight"), task.task_id)
+
+    def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[[Any], None]:
+        """What a task's change writes beside its record: the in-flight index; and for a
+        move to completed, its run is read along, since the run advances next
+        (workflow/engine.py)."""
+
+        def ops(p: Any) -> None:
+            self._index_inflight(p, after)
+            if after.status == TaskStatus.COMPLETED and before.status != TaskStatus.COMPLETED:
+                p.read(self.k("session", after.session_id))
+                p.read_records(
+                    self.k("session_tasks", after.session_id),
+                    self.k("task", ""),
+                    READ_ALONG_SESSION_TASKS,
+                )
+
+        return ops
+
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         tasks = list(tasks)
         existing = (

@@ -1,0 +1,114 @@
+"""PostgresStorage: a state report and its task's move in one statement (``record_report``).
+
+Written in turn, an ``idle`` report that completes its task was three statements: the report,
+the task's compare-and-set, and the agent's record again to free its slot. Here it is one:
+both rows are locked if (and only if) they still hold the documents decided on, agent first,
+then task, and both are written, or neither.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import OpsCoreError
+from ...models import Agent, StateRecord, TaskRun
+from ..parsed import PARSED
+from ..report_and_task import ReportPlan, ReportWritten, planned
+from ..rules import apply_state
+from ..seen import UNSEEN
+from .agents import _READ_AGENT, HISTORY_AFTER_CHANGE, AgentRecords
+from .runs import _READ_TASK
+
+# $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
+# $8 the agent's document decided on; $9 task, $10 its status, $11 its document, $12 the
+# task's document decided on. The agent's row is locked before the task's (a scalar subquery
+# is evaluated before the rows it filters are locked), so two of these never deadlock.
+# Answers (1 if written, the agent's document, the task's document).
+_SET_STATE_AND_TASK = f"""
+WITH agent_held AS (
+    SELECT 1 FROM opscore_agents WHERE agent_id = $1 AND doc = $8 FOR UPDATE),
+task_held AS (
+    SELECT 1 FROM opscore_tasks
+    WHERE task_id = $9 AND doc = $12 AND (SELECT count(*) FROM agent_held) = 1 FOR UPDATE),
+held AS (SELECT count(*) = 1 AS yes FROM task_held),
+changed AS (
+    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
+    WHERE agent_id = $1 AND (SELECT yes FROM held) RETURNING agent_id),
+moved AS (
+    UPDATE opscore_tasks SET status = $10, doc = $11
+    WHERE task_id = $9 AND (SELECT yes FROM held) RETURNING 1),{HISTORY_AFTER_CHANGE}
+SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
+    (SELECT doc FROM opscore_agents WHERE agent_id = $1),
+    (SELECT doc FROM opscore_tasks WHERE task_id = $9)
+"""
+
+
+class ReportRecords(AgentRecords):
+    async def record_report(
+        self, record: StateRecord, *, history_limit: int, plan: ReportPlan
+    ) -> ReportWritten:
+        """One statement when the plan moves a task; ``record_state`` when it moves none.
+        Decided first on the documents this process last saw (as ``_Base._cas``)."""
+        agent_key = f"agent:{record.agent_id}"
+        async with self._conn() as conn:
+            fresh = self._seen.get(agent_key) is UNSEEN
+            agent_doc = await self._seen_or_read(conn, agent_key, _READ_AGENT, record.agent_id)
+            task_doc: str | None = None
+            task_id: str | None = None
+            while True:
+                try:
+                    agent, duplicate = apply_state(_load_agent(agent_doc), record)
+                except OpsCoreError:
+                    if fresh:
+                        raise
+                    agent_doc, fresh = await conn.fetchval(_READ_AGENT, record.agent_id), True
+                    continue
+                found = None if duplicate else plan.task_of(agent, record)
+                if found is None:
+                    break
+                if found != task_id:
+                    task_id = found
+                    task_doc = await self._seen_or_read(conn, f"task:{found}", _READ_TASK, found)
+                task = PARSED.load(TaskRun, task_doc) if task_doc is not None else None
+                done = planned(plan, agent, record, task)
+                if done is None or agent_doc is None or task_doc is None:
+                    break
+                update, moved, agent = done
+                agent_raw, task_raw = PARSED.dump(agent), PARSED.dump(moved)
+                args: tuple[Any, ...] = (
+                    agent.agent_id,
+                    agent.state,
+                    agent.last_seen,
+                    agent_raw,
+                    PARSED.dump(record),
+                    1,
+                    max(history_limit - 1, 0),
+                    agent_doc,
+                    found,
+                    moved.status.value,
+                    task_raw,
+                    task_doc,
+                )
+                written, agent_now, task_now = await conn.fetchrow(_SET_STATE_AND_TASK, *args)
+                if written:
+                    self._seen.put(agent_key, agent_raw)
+                    self._seen.put(f"task:{found}", task_raw)
+                    return ReportWritten(agent, False, moved, update)
+                # one of them changed since: decide again on what the statement saw
+                agent_doc, task_doc, fresh = agent_now, task_now, True
+                self._seen.put(agent_key, agent_doc)
+                self._seen.put(f"task:{found}", task_doc)
+        agent, duplicate = await self.record_state(record, history_limit=history_limit)
+        return ReportWritten(agent, duplicate)
+
+    async def _seen_or_read(self, conn: Any, key: str, read: str, ident: str) -> str | None:
+        """The document this process last saw under ``key``, else the row's."""
+        doc = self._seen.get(key)
+        if doc is UNSEEN:
+            doc = await conn.fetchval(read, ident)
+            self._seen.put(key, doc)
+        return doc
+
+
+def _load_agent(doc: str | None) -> Agent | None:
+    return PARSED.load(Agent, doc) if doc is not None else None
