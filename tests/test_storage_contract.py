@@ -731,6 +731,33 @@ class TestSharedStore:
         assert (await b.get_agent("w")).active_tasks == []
         assert (await b.get_task("t2")).status == TaskStatus.COMPLETED
 
+    async def test_reports_with_their_task_from_two_processes_at_once_lose_nothing(
+        self, pair
+    ) -> None:
+        """Each applied report wrote its task too, whichever process it reached; a report
+        older than one applied first is refused, never half written (nor a deadlock)."""
+        a, b = pair
+        await a.save_agent(agent("w", active_tasks=["t1"]))
+        await a.save_tasks([task("t1", status=TaskStatus.RUNNING, agent_id="w")])
+        await a.get_agent("w")
+        await b.get_agent("w")
+        plan = MoveOnReport(TaskStatus.RUNNING, ["running"])
+        reports = [record("w", "busy", i, n=i) for i in range(1, 21)]
+
+        async def send(store: Storage, report: StateRecord) -> bool:
+            try:
+                written = await store.record_report(report, history_limit=50, plan=plan)
+            except ConflictError:
+                return False  # a newer report came first
+            assert written.task is not None  # the report and its task, together
+            return True
+
+        applied = await asyncio.gather(*(send(a if i % 2 else b, r) for i, r in enumerate(reports)))
+        history = await a.state_history("w", offset=0, limit=50)
+        assert history.total == sum(applied) >= 1
+        newest = max(r.timestamp for r, ok in zip(reports, applied, strict=True) if ok)
+        assert (await b.get_agent("w")).state_timestamp == newest
+
     async def test_an_agent_registered_elsewhere_takes_reports_here(self, pair) -> None:
         a, b = pair
         assert await a.get_agent("late") is None  # a remembers: no such agent
