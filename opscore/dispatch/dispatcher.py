@@ -206,13 +206,14 @@ class Dispatcher:
         """
         if self._full and not self.wakeup.capacity:
             return 0  # every slot was taken at the last look, and none has been freed since
-        entries = await self.storage.dequeue_ready(now, 1)
+        entries, agents = await self._first_look(now)
         if not entries:
             self._scan_from = 0
             self._full = False
             return 0  # the common case when agents report idle: nothing to do, no agent scan
         self.wakeup.capacity = False  # a slot freed from here on calls for another look
-        agents = await self.storage.available_agents(self.available_states)
+        if agents is None:
+            agents = await self.storage.available_agents(self.available_states)
         free = FreeSlots({a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents})
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
@@ -291,6 +292,20 @@ class Dispatcher:
         if handled:
             await self.storage.ack(handled)
         return sent
+
+    async def _first_look(self, now: datetime) -> tuple[list[QueueEntry], list[Agent] | None]:
+        """The head of the queue; and the available agents, read in the same turn (one
+        round trip, not two, before the hand-over) when this process just queued work, so
+        the queue is very likely not empty. Otherwise the agents are read only once an
+        entry is there (None here): most passes, woken by an idle report, find no work."""
+        if not self.wakeup.queued:
+            return await self.storage.dequeue_ready(now, 1), None
+        self.wakeup.queued = False
+        entries, agents = await asyncio.gather(
+            self.storage.dequeue_ready(now, 1),
+            self.storage.available_agents(self.available_states),
+        )
+        return entries, agents
 
     async def _start(self, task: TaskRun, now: datetime, agent: Agent) -> TaskRun | None:
         """Start an attempt of ``task`` on ``agent``, one of its slots taken in the same

@@ -13,10 +13,15 @@ class Wakeup:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self.capacity = True
+        # this process queued a task since the dispatcher's last look: the queue is very
+        # likely not empty, so the pass reads the queue and the agents at once
+        self.queued = False
 
-    def set(self, *, capacity: bool = True) -> None:
+    def set(self, *, capacity: bool = True, queued: bool = False) -> None:
         if capacity:
             self.capacity = True
+        if queued:
+            self.queued = True
         self._event.set()
 
     async def wait(self) -> None:

@@ -58,10 +58,10 @@ class WorkflowEngine:
         # events out (run.completed, task.dead_lettered...): the event bus, when wired
         self.publish: Publish = _no_events
 
-    def notify_dispatcher(self, *, capacity: bool = True) -> None:
+    def notify_dispatcher(self, *, capacity: bool = True, queued: bool = False) -> None:
         """Wake the dispatcher: an agent slot freed (or any change to who can take work), or,
-        with ``capacity=False``, only a task queued."""
-        self.wakeup.set(capacity=capacity)
+        with ``capacity=False``, only a task queued (``queued``: by this process)."""
+        self.wakeup.set(capacity=capacity, queued=queued)
 
     def observe(self, event: str, task: TaskRun, **extra: Any) -> None:
         """Tell telemetry (metrics and spans) what happened to a task."""
@@ -160,7 +160,7 @@ class WorkflowEngine:
         )
         if queued is not None:
             self.observe("queued", queued)
-            self.notify_dispatcher(capacity=False)
+            self.notify_dispatcher(capacity=False, queued=True)
 
     async def _refuse(self, task: TaskRun, error: str) -> None:
         """A task whose parameters, with earlier results substituted, are too large, or whose
@@ -278,15 +278,19 @@ class WorkflowEngine:
                 for listener in self.cancel_listeners:  # the agent hears of it (cancels.py)
                     listener(cancelled, reason)
 
-    async def release(self, task: TaskRun, *, slot_freed: bool = False) -> None:
-        """Free the agent slot (and capability slot) the task held; wake the dispatcher.
+    async def release(
+        self, task: TaskRun, *, slot_freed: bool = False, notify: bool = True
+    ) -> None:
+        """Free the agent slot (and capability slot) the task held; wake the dispatcher
+        (unless ``notify`` is False: the caller does, once it queued what follows).
         ``slot_freed``: the move that ended the attempt already gave up the agent's slot
         (``move_task(release_slot_of=...)``), so only the capability slot is left."""
         if task.agent_id:
             if not slot_freed:
                 await self.storage.release_agent_slot(task.agent_id, task.task_id)
             await self.limits.release(task)
-            self.notify_dispatcher()
+            if notify:
+                self.notify_dispatcher()
 
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]

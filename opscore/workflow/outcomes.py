@@ -154,13 +154,19 @@ class TaskOutcomes:
         metrics, and the run's next steps."""
         engine = self.engine
         await engine.record_usage(done, usage)
-        await engine.release(done, slot_freed=True)
-        engine.observe("completed", done, usage=usage)
-        log_operation(
-            "task.completed",
-            {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
-        )
-        await engine.advance(done.session_id)
+        try:
+            await engine.release(done, slot_freed=True, notify=False)
+            engine.observe("completed", done, usage=usage)
+            log_operation(
+                "task.completed",
+                {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
+            )
+            await engine.advance(done.session_id)
+        finally:
+            # once, after the run's next tasks are queued: the pass it wakes finds them and
+            # reads the agents along (Dispatcher._first_look), instead of a pass woken by the
+            # freed slot racing the queueing and reading the agents after it
+            engine.notify_dispatcher()
 
     async def fail_attempt(self, task: TaskRun, error: str, *, outcome: str) -> bool:
         """One attempt failed: retry with backoff, else fallback, else dead-letter the task."""
