@@ -235,7 +235,17 @@ def test_metrics_count_runs_hand_overs_dead_letters_and_the_wait_for_an_agent(op
         assert settle(client, run(client, "good"))["status"] == "completed"
     assert settle(client, run(client, "doomed"))["status"] == "failed"
     stuck = run(client, "stuck")
-    waiting = client.get("/metrics").text
+
+    def waited() -> float:
+        """The oldest ready entry's wait; 0 while a dispatch pass holds the entry (leased
+        entries are being handed over, and do not count), so it is sampled until it shows."""
+        text = client.get("/metrics").text
+        age = re.search(r"^opscore_queue_oldest_ready_seconds (\S+)$", text, re.M)
+        assert age is not None
+        return float(age.group(1))
+
+    # while the stuck run waits for an agent, its task's wait shows; once cancelled, none
+    wait_for(lambda: waited() > 0)
     assert client.post(f"/v1/opscore/sessions/{stuck}/cancel").status_code == 200
     text = client.get("/metrics").text
     for line in (
@@ -252,9 +262,6 @@ def test_metrics_count_runs_hand_overs_dead_letters_and_the_wait_for_an_agent(op
         r'opscore_dispatches_total\{outcome="accepted",transport="agent"\} (\S+)', text
     )
     assert accepted is not None and float(accepted.group(1)) == 3.0
-    # while the stuck run waited for an agent, its task's wait showed; once cancelled, none
-    age = re.search(r"^opscore_queue_oldest_ready_seconds (\S+)$", waiting, re.M)
-    assert age is not None and float(age.group(1)) > 0
     wait_for(lambda: "opscore_queue_oldest_ready_seconds 0.0" in client.get("/metrics").text)
 
 
