@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..models import Agent, StateRecord, TaskRun
-from .rules import slot_released
+from .rules import slot_released, task_change_applies
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,9 @@ def planned(
     if task is None:
         return None
     update = plan.plan(agent, record, task)
-    if update is None or not guards_hold(update, task):
+    if update is None or not task_change_applies(task, update.expect, update.attempt):
         return None
     changed = task.model_copy(update=update.changes)
     if update.release_slot_of == agent.agent_id:
         agent = slot_released(agent, task.task_id) or agent
     return update, changed, agent
-
-
-def guards_hold(update: TaskUpdate, task: TaskRun) -> bool:
-    """Whether ``task`` is in a status and attempt the change expects."""
-    if update.expect is not None and task.status not in update.expect:
-        return False
-    return update.attempt is None or task.attempts == update.attempt

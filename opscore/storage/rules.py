@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ..errors import ConflictError, NoFreeSlotError, NotFoundError
-from ..models import Agent, StateRecord
+from ..models import Agent, StateRecord, TaskRun
 
 
 def same_state(current: Agent, record: StateRecord) -> bool:
@@ -42,6 +44,14 @@ def apply_state(agent: Agent | None, record: StateRecord) -> tuple[Agent, bool]:
         }
     )
     return updated, False
+
+
+def task_change_applies(task: TaskRun, expect: Collection[str] | None, attempt: int | None) -> bool:
+    """Whether a task's compare-and-set applies (``Storage.update_task``): its status is in
+    ``expect`` (any if None) and, when ``attempt`` is given, its attempt counter equals it."""
+    if expect is not None and task.status not in expect:
+        return False
+    return attempt is None or task.attempts == attempt
 
 
 def slot_claimed(agent: Agent, task_id: str) -> tuple[Agent | None, bool]:

@@ -14,7 +14,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..rules import slot_released, slot_taken
+from ..rules import slot_released, slot_taken, task_change_applies
 from .base import _Base, _page
 
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -204,9 +204,7 @@ class RunRecords(_Base):
     ) -> TaskRun | None:
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is None or (expect is not None and task.status not in expect):
-                return None
-            if attempt is not None and task.attempts != attempt:
+            if task is None or not task_change_applies(task, expect, attempt):
                 return None
             if claim_slot_of is not None:
                 claimed = slot_taken(self._agents.get(claim_slot_of), task_id)

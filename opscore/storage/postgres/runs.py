@@ -8,6 +8,7 @@ from typing import Any
 
 from ...models import Page, Session, TaskRun, WorkflowTemplate
 from ..parsed import PARSED
+from ..rules import task_change_applies
 from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load
 
 _PUT_SESSION = (
@@ -246,9 +247,7 @@ class RunRecords(_Base):
             if doc is None:
                 return None, None
             task = _load(TaskRun, doc)
-            if expect is not None and task.status not in expect:
-                return None, None
-            if attempt is not None and task.attempts != attempt:
+            if not task_change_applies(task, expect, attempt):
                 return None, None
             task = task.model_copy(update=changes)
             raw = PARSED.dump(task)

@@ -15,7 +15,7 @@ from ...models import (
     WorkflowTemplate,
 )
 from ..parsed import PARSED
-from ..rules import slot_released, slot_taken
+from ..rules import slot_released, slot_taken, task_change_applies
 from .base import (
     _INFLIGHT,
     Ops,
@@ -234,9 +234,7 @@ class RunRecords(_Base):
         def decide(raws: list[str | None]) -> tuple[list[str | None], TaskRun | None, Any]:
             unchanged: list[str | None] = [None] * len(raws)
             task = _load(TaskRun, raws[0])
-            if task is None or (expect is not None and task.status not in expect):
-                return unchanged, None, None
-            if attempt is not None and task.attempts != attempt:
+            if task is None or not task_change_applies(task, expect, attempt):
                 return unchanged, None, None
             agent = _load(Agent, raws[1]) if slot_of is not None else None
             changed_agent = None

@@ -13,7 +13,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..rules import slot_released, slot_taken
+from ..rules import slot_released, slot_taken, task_change_applies
 from .base import _INFLIGHT, _Base, _doc, _load, off_loop
 
 
@@ -217,9 +217,7 @@ class RunRecords(_Base):
             if row is None:
                 return None
             task = _load(TaskRun, row[0])
-            if expect is not None and task.status not in expect:
-                return None
-            if attempt is not None and task.attempts != attempt:
+            if not task_change_applies(task, expect, attempt):
                 return None
             if claim_slot_of is not None:  # raises before anything is written
                 claimed = slot_taken(self._get_agent(db, claim_slot_of), task_id)
