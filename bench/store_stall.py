@@ -1,6 +1,8 @@
 """Does a burst of store writes stall other requests? `/health` latency (it touches no store)
-while 32 connections send state reports as fast as they can, on SQLite (its calls run on the
-store's own thread) and, as the peer in the same invocation, on memory://. Prints one JSON line.
+while 32 connections send state reports as fast as they can, on SQLite (point calls on the
+event loop on a connection that never waits; checkpoints, scans and calls that found the file
+locked on the store's own thread) and, as the peer in the same invocation, on memory://.
+Prints one JSON line.
 
     python -m bench.store_stall --seconds 10
 """

@@ -1,5 +1,7 @@
-"""What only the SQLite store does: group commit on its own thread. Calls that queue while
-the thread is busy share one transaction, each in a savepoint of its own."""
+"""What only the SQLite store does. Point calls run on the event loop, on a connection that
+never waits; whatever may wait (scans, checkpoints, a point call that found the file locked)
+runs on the store's own thread, where calls that queue while it is busy share one
+transaction, each in a savepoint of its own (group commit)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ import threading
 import pytest
 
 from opscore.errors import StorageError
+from opscore.storage import storage_from_url
+from opscore.storage.sqlite import base as sqlite_base
 from opscore.storage.sqlite.worker import GroupCommitThread
+
+from .test_storage_contract import agent, record
 
 
 @pytest.fixture
@@ -89,3 +95,97 @@ async def test_a_closed_store_answers_every_queued_call_with_an_error() -> None:
             await worker.call(lambda: 1)
     finally:
         worker.stop()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    storage = storage_from_url(f"sqlite:///{tmp_path}/store.db")
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+def _statements_by_thread(store) -> list[tuple[str, str]]:
+    """(thread name, statement) of every statement on either of the store's connections."""
+    seen: list[tuple[str, str]] = []
+
+    def trace(statement: str) -> None:
+        seen.append((threading.current_thread().name, statement))
+
+    store._loop_conn.set_trace_callback(trace)
+    store._conn.set_trace_callback(trace)
+    return seen
+
+
+async def test_point_calls_run_on_the_event_loop_and_scans_on_the_store_thread(store) -> None:
+    seen = _statements_by_thread(store)
+    loop_thread = threading.current_thread().name
+    await store.create_agent(agent("a1"))
+    await store.record_state(record("a1", "idle", 1), history_limit=10)
+    assert (await store.get_agent("a1")).state == "idle"
+    point = list(seen)
+    seen.clear()
+    page = await store.list_agents(offset=0, limit=10, state=None, capability=None)
+    assert [a.agent_id for a in page.items] == ["a1"]
+
+    assert point and all(thread == loop_thread for thread, _ in point)
+    assert "BEGIN IMMEDIATE" in [statement for _, statement in point]
+    # the scan ran on the store's thread, in a read transaction that locks out no writer
+    assert seen and all(thread == "opscore-sqlite" for thread, _ in seen)
+    assert seen[0][1] == "BEGIN"
+
+
+async def test_a_point_write_on_a_locked_file_waits_on_the_store_thread_and_lands_once(
+    store,
+) -> None:
+    await store.create_agent(agent("a1"))
+    seen = _statements_by_thread(store)
+    holder = sqlite3.connect(store.path, isolation_level=None, timeout=1)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process is writing
+        write = asyncio.ensure_future(
+            store.record_state(record("a1", "active", 1), history_limit=10)
+        )
+        await asyncio.sleep(0.2)
+        assert not write.done()  # it waits for the lock, on the store's thread
+        # reads do not wait for a writer in WAL mode: they still answer on the loop
+        assert (await store.get_agent("a1")).state != "active"
+        holder.execute("COMMIT")
+        written, duplicate = await asyncio.wait_for(write, 15)
+    finally:
+        holder.close()
+
+    assert written.state == "active" and not duplicate
+    history = await store.state_history("a1", offset=0, limit=10)
+    assert [r.state for r in history.items] == ["active"]  # the retry did not write it twice
+    on_thread = [statement for thread, statement in seen if thread == "opscore-sqlite"]
+    assert any(statement.startswith("INSERT INTO state_history") for statement in on_thread)
+
+
+async def test_writes_on_the_loop_leave_checkpoints_to_the_store_thread(
+    tmp_path, monkeypatch
+) -> None:
+    capabilities = [f"c{j}" * 20 for j in range(5)]
+
+    async def wal_bytes_after_writes(name: str) -> int:
+        storage = storage_from_url(f"sqlite:///{tmp_path}/{name}.db")
+        await storage.open()
+        try:
+            seen = _statements_by_thread(storage)
+            for i in range(600):
+                await storage.save_agent(agent(f"a{i % 20}", capabilities=capabilities))
+                if i % 50 == 49:
+                    await storage.ping()  # queued behind a checkpoint due: it is done
+            checkpoints = [(t, s) for t, s in seen if "wal_checkpoint" in s]
+            assert all(thread == "opscore-sqlite" for thread, _ in checkpoints)
+            assert len(checkpoints) == (12 if sqlite_base.CHECKPOINT_EVERY == 50 else 0)
+            return (tmp_path / f"{name}.db-wal").stat().st_size
+        finally:
+            await storage.close()
+
+    monkeypatch.setattr(sqlite_base, "CHECKPOINT_EVERY", 10**9)
+    unchecked = await wal_bytes_after_writes("never")  # the loop itself never checkpoints
+    monkeypatch.setattr(sqlite_base, "CHECKPOINT_EVERY", 50)
+    checked = await wal_bytes_after_writes("every50")
+    assert unchecked > 1_000_000
+    assert checked < unchecked / 4

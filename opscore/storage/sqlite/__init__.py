@@ -1,12 +1,13 @@
 """Embedded durable store: one SQLite file in WAL mode, no server.
 
 Records are JSON documents beside the columns that queries filter or sort on. Every method is
-atomic: one short transaction on one connection guarded by a lock, or a savepoint in a
-transaction it shares with the calls queued beside it (group commit, see ``worker``);
-``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
-the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
-committed work. Every call runs on the store's own thread (`off_loop`), never on the event loop:
-a slow disk or a lock held by another process stalls that call, not the service.
+atomic: one short transaction, or a savepoint in a transaction it shares with the calls queued
+beside it on the store's thread (group commit, see ``worker``); ``BEGIN IMMEDIATE`` makes the
+compare-and-set methods atomic against other processes sharing the file too. WAL with
+``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing committed work.
+Point calls run on the event loop on a connection that never waits; whatever may wait (a file
+locked by another process, scans, checkpoints that sync the disk) runs on the store's thread
+(``calls``), so it stalls that call, not the service.
 """
 
 from __future__ import annotations

@@ -15,12 +15,13 @@ from ...models import (
 )
 from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
-from .base import _Base, _doc, _load, off_loop
+from .base import _Base, _doc, _load
+from .calls import off_loop, quick, scan
 
 
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
-    @off_loop
+    @quick
     def create_agent(self, agent: Agent) -> Agent | None:
         with self._tx() as db:
             existing = self._get_agent(db, agent.agent_id)
@@ -28,17 +29,17 @@ class AgentRecords(_Base):
                 self._put_agent(db, agent)
             return existing
 
-    @off_loop
+    @quick
     def save_agent(self, agent: Agent) -> None:
         with self._tx() as db:
             self._put_agent(db, agent)
 
-    @off_loop
+    @quick
     def get_agent(self, agent_id: str) -> Agent | None:
         with self._tx(write=False) as db:
             return self._get_agent(db, agent_id)
 
-    @off_loop
+    @scan
     def list_agents(
         self, *, state: str | None, capability: str | None, offset: int, limit: int
     ) -> Page[Agent]:
@@ -68,7 +69,7 @@ class AgentRecords(_Base):
             db.execute("DELETE FROM state_history WHERE agent_id=?", (agent_id,))
             return agent
 
-    @off_loop
+    @quick
     def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
@@ -78,7 +79,7 @@ class AgentRecords(_Base):
             self._put_agent(db, agent)
             return agent
 
-    @off_loop
+    @quick
     def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
         with self._tx() as db:
             agent, duplicate = apply_state(self._get_agent(db, record.agent_id), record)
@@ -86,7 +87,7 @@ class AgentRecords(_Base):
                 self._write_state(db, agent, record, history_limit)
             return agent, duplicate
 
-    @off_loop
+    @quick
     def record_report(
         self, record: StateRecord, *, history_limit: int, plan: ReportPlan
     ) -> ReportWritten:
@@ -124,7 +125,7 @@ class AgentRecords(_Base):
             (agent.agent_id, agent.agent_id, history_limit),
         )
 
-    @off_loop
+    @scan
     def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         with self._tx(write=False) as db:
             total = db.execute(
@@ -138,7 +139,7 @@ class AgentRecords(_Base):
             items=[_load(StateRecord, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    @off_loop
+    @scan
     def available_agents(self, states: Collection[str]) -> list[Agent]:
         marks = ",".join("?" * len(states))
         with self._tx(write=False) as db:
@@ -146,7 +147,7 @@ class AgentRecords(_Base):
             agents = [_load(Agent, r[0]) for r in rows.fetchall()]
         return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
 
-    @off_loop
+    @scan
     def stale_agents(
         self, *, seen_before: datetime, exclude_state: str | None = None
     ) -> list[Agent]:
@@ -162,7 +163,7 @@ class AgentRecords(_Base):
                 ).fetchall()
         return [_load(Agent, r[0]) for r in rows]
 
-    @off_loop
+    @quick
     def hold_report(self, record: StateRecord, *, max_agents: int) -> bool:
         with self._tx() as db:
             held = db.execute(
@@ -185,7 +186,7 @@ class AgentRecords(_Base):
             )
             return True
 
-    @off_loop
+    @quick
     def take_held_report(self, agent_id: str) -> StateRecord | None:
         with self._tx() as db:
             row = db.execute(
@@ -202,7 +203,7 @@ class AgentRecords(_Base):
             ).fetchall()
         return [_load(StateRecord, r[0]) for r in rows]
 
-    @off_loop
+    @quick
     def claim_agent_slot(self, agent_id: str, task_id: str) -> bool:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)
@@ -213,7 +214,7 @@ class AgentRecords(_Base):
                 self._put_agent(db, changed)
             return held
 
-    @off_loop
+    @quick
     def release_agent_slot(self, agent_id: str, task_id: str) -> None:
         with self._tx() as db:
             agent = self._get_agent(db, agent_id)

@@ -1,37 +1,46 @@
-"""Shared plumbing: the connection, the schema and its migrations, and JSON helpers.
+"""Shared plumbing: the connections, the schema and its migrations, and JSON helpers.
 
 Embedded durable store: one SQLite file in WAL mode, no server.
 
 Records are JSON documents beside the columns that queries filter or sort on. Every method is
-one short transaction on one connection guarded by a lock, so each is atomic within the process;
-``BEGIN IMMEDIATE`` makes the compare-and-set methods atomic against other processes sharing
-the file too. WAL with ``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing
-committed work. Every call runs on the store's own thread (`off_loop`), never on the event loop:
-a slow disk or a lock held by another process stalls that call, not the service. Calls that
-queue up meanwhile share one transaction, each in its own savepoint (group commit, ``worker``).
+one short transaction, so each is atomic within the process; ``BEGIN IMMEDIATE`` makes the
+compare-and-set methods atomic against other processes sharing the file too. WAL with
+``synchronous=NORMAL`` survives a killed process (SIGKILL) without losing committed work.
+
+Two connections, so that nothing the store waits for stalls the service (``calls``):
+
+- Point calls (`quick`: a row or two, the hot path of every task) run at once on the event
+  loop, on a connection that never waits: its busy timeout is zero and it never checkpoints.
+- Everything that may wait runs on the store's own thread (``worker``): scans, batch deletes,
+  checkpoints (every `CHECKPOINT_EVERY` writes on the loop), and a point call that found the
+  file locked by another writer (run again there, where it waits up to `BUSY_TIMEOUT`).
+  Calls that queue up there share one transaction, each in its own savepoint (group commit).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from ...errors import StorageError
 from ...models import Agent, TaskRun
 from ..parsed import PARSED
+from .calls import alone, on_loop_error, scan, storage_error
 from .worker import GroupCommitThread
 
 M = TypeVar("M", bound=BaseModel)
 SCHEMA_VERSION = 1
 LEASE = timedelta(seconds=30)
+CHECKPOINT_EVERY = 500  # writes on the loop between two checkpoints on the thread
+BUSY_TIMEOUT = 10  # seconds a call on the store's thread waits for another writer
 _INFLIGHT = ("dispatched", "running", "waiting")  # what inflight_tasks returns
 
 _SCHEMA = """
@@ -81,39 +90,6 @@ def path_from_url(url: str) -> Path:
     return Path(rest[1:])
 
 
-S = TypeVar("S", bound="_Base")
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def off_loop(
-    method: Callable[Concatenate[S, P], R],
-) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
-    """Run a store method on the store's own thread (``worker.GroupCommitThread``), not on
-    the event loop, inside a transaction it may share with other calls queued meanwhile."""
-
-    @functools.wraps(method)
-    async def run(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        result: R = await self._worker.call(functools.partial(method, self, *args, **kwargs))
-        return result
-
-    return run
-
-
-def alone(
-    method: Callable[Concatenate[S, P], R],
-) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
-    """Run a store method on the store's thread outside any transaction (open and close)."""
-
-    @functools.wraps(method)
-    async def run(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
-        call = functools.partial(method, self, *args, **kwargs)
-        result: R = await self._worker.call(call, alone=True)
-        return result
-
-    return run
-
-
 def _doc(model: BaseModel) -> str:
     return PARSED.dump(model)
 
@@ -122,13 +98,41 @@ def _load(model: type[M], doc: str) -> M:
     return PARSED.load(model, doc)
 
 
+@contextmanager
+def _transaction(
+    conn: sqlite3.Connection | None,
+    write: bool,
+    error: Callable[[sqlite3.Error], Exception],
+) -> Iterator[sqlite3.Connection]:
+    """``conn`` inside a transaction of its own, rolled back on any error; a SQLite error
+    leaves as ``error(exc)``. On the loop's connection that is `FileLockedError` when another
+    writer holds the lock: raised before anything was written."""
+    if conn is None:
+        raise StorageError("SQLite store is not open")
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        yield conn
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise error(exc) from exc
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 class _Base:
     """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None  # the store's thread's
         self._lock = threading.RLock()
+        self._loop_conn: sqlite3.Connection | None = None  # point calls on the event loop
+        self._loop_lock = threading.Lock()  # in case two event loops share the store
+        self._loop_writes = 0
         self._worker = GroupCommitThread(lambda: self._conn)
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -136,17 +140,24 @@ class _Base:
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=10
-            )
+            conn = self._connect(BUSY_TIMEOUT)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
             self._conn = conn
             self._migrate()
+            on_loop = self._connect(0)  # never waits: a locked file sends the call here
+            on_loop.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints sync: they run here
+            self._loop_conn = on_loop
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"Cannot open SQLite store {self.path}: {exc}") from exc
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=timeout
+        )
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -168,46 +179,57 @@ class _Base:
 
     @alone
     def _close_connection(self) -> None:
+        with self._loop_lock:
+            if self._loop_conn is not None:
+                self._loop_conn.close()
+                self._loop_conn = None
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                self._conn.close()  # the last connection out checkpoints the whole WAL
                 self._conn = None
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's pages into the file and start the WAL over, on the store's thread
+        (it syncs the disk). RESTART holds the write lock while it runs, so the WAL can start
+        over even under a steady stream of writes (PASSIVE never catches up with them);
+        writes on the loop meanwhile find the lock taken and queue here behind it."""
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
         """Nothing to listen to: processes sharing the file find each other's work at their
         next dispatch interval."""
 
-    @off_loop
+    @scan
     def ping(self) -> None:
-        with self._tx() as db:
+        """A read on the store's thread: it answers only if that thread does."""
+        with self._tx(write=False) as db:
             db.execute("SELECT 1").fetchone()
 
     @contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """The connection inside a transaction: the group's (the worker's savepoint keeps
-        this call's writes its own), or, for a call run alone, one of its own."""
-        with self._lock:
-            if self._conn is None:
-                raise StorageError("SQLite store is not open")
-            conn = self._conn
-            if self._worker.in_group:
-                try:
-                    yield conn
-                except sqlite3.Error as exc:
-                    raise StorageError(f"SQLite error: {exc}") from exc
-                return
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        """A connection inside a transaction: on the event loop, the loop's own (`quick`);
+        on the store's thread, the group's (the worker's savepoint keeps this call's writes
+        its own) or, for a call run alone, one of its own."""
+        if not self._worker.is_current():
+            with self._loop_lock, _transaction(self._loop_conn, write, on_loop_error) as conn:
                 yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StorageError(f"SQLite error: {exc}") from exc
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            if write:
+                self._loop_writes += 1
+                if self._loop_writes % CHECKPOINT_EVERY == 0:
+                    self._worker.background(self._checkpoint)
+            return
+        with self._lock:
+            if self._worker.in_group and self._conn is not None:
+                try:
+                    yield self._conn
+                except sqlite3.Error as exc:
+                    raise storage_error(exc) from exc
+                return
+            with _transaction(self._conn, write, storage_error) as conn:
+                yield conn
 
     def _put_agent(self, db: sqlite3.Connection, agent: Agent) -> None:
         db.execute(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from ...models import Page
-from .base import _Base, off_loop
+from .base import _Base
+from .calls import off_loop, quick, scan
 
 
 class DocumentRecords(_Base):
-    @off_loop
+    @quick
     def put_document(
         self,
         kind: str,
@@ -38,7 +39,7 @@ class DocumentRecords(_Base):
             ).rowcount
             return bool(changed)
 
-    @off_loop
+    @quick
     def get_document(self, kind: str, doc_id: str) -> str | None:
         with self._tx(write=False) as db:
             row = db.execute(
@@ -46,7 +47,7 @@ class DocumentRecords(_Base):
             ).fetchone()
         return str(row[0]) if row else None
 
-    @off_loop
+    @scan
     def list_documents(
         self, kind: str, *, prefix: str = "", offset: int, limit: int, newest_first: bool = False
     ) -> Page[str]:
@@ -65,7 +66,7 @@ class DocumentRecords(_Base):
             ).fetchall()
         return Page(items=[str(r[0]) for r in rows], total=total, offset=offset, limit=limit)
 
-    @off_loop
+    @quick
     def delete_document(self, kind: str, doc_id: str) -> bool:
         with self._tx() as db:
             gone = db.execute(

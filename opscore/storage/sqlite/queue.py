@@ -10,17 +10,18 @@ from ...models import (
     Page,
     QueueEntry,
 )
-from .base import LEASE, _Base, _doc, _load, off_loop
+from .base import LEASE, _Base, _doc, _load
+from .calls import off_loop, quick, scan
 
 
 class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
-    @off_loop
+    @quick
     def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         with self._tx() as db:
             self._put_in_queue(db, task_id, priority, ready_at)
 
-    @off_loop
+    @quick
     def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
         stamp = now.timestamp()
         with self._tx() as db:
@@ -35,7 +36,7 @@ class QueueRecords(_Base):
             )
         return [QueueEntry(task_id=r[0], priority=r[1], ready_at=now, seq=r[2]) for r in rows]
 
-    @off_loop
+    @quick
     def ack(self, task_ids: Iterable[str]) -> None:
         with self._tx() as db:
             db.executemany(
@@ -43,7 +44,7 @@ class QueueRecords(_Base):
                 [(t,) for t in task_ids],
             )
 
-    @off_loop
+    @quick
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         with self._tx() as db:
             db.executemany(
@@ -51,12 +52,12 @@ class QueueRecords(_Base):
                 [(e.task_id,) for e in entries],
             )
 
-    @off_loop
+    @scan
     def queue_depth(self) -> int:
         with self._tx(write=False) as db:
             return int(db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
 
-    @off_loop
+    @scan
     def oldest_ready_at(self, now: datetime) -> datetime | None:
         stamp = now.timestamp()
         with self._tx(write=False) as db:
@@ -69,7 +70,7 @@ class QueueRecords(_Base):
             return None
         return datetime.fromtimestamp(row[0], UTC)
 
-    @off_loop
+    @quick
     def next_ready_at(self) -> datetime | None:
         with self._tx(write=False) as db:
             row = db.execute("SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL").fetchone()
@@ -78,7 +79,7 @@ class QueueRecords(_Base):
         return datetime.fromtimestamp(row[0], UTC)
 
     # --- dead letters and idempotency -------------------------------------------------------
-    @off_loop
+    @quick
     def add_dead_letter(self, entry: DeadLetter) -> None:
         with self._tx() as db:
             db.execute(
@@ -86,7 +87,7 @@ class QueueRecords(_Base):
                 (entry.task_id, self._next(db, "dead_letters"), _doc(entry)),
             )
 
-    @off_loop
+    @scan
     def list_dead_letters(self, *, offset: int, limit: int) -> Page[DeadLetter]:
         with self._tx(write=False) as db:
             total = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
@@ -97,7 +98,7 @@ class QueueRecords(_Base):
             items=[_load(DeadLetter, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    @off_loop
+    @quick
     def pop_dead_letter(self, task_id: str) -> DeadLetter | None:
         with self._tx() as db:
             row = db.execute("SELECT doc FROM dead_letters WHERE task_id=?", (task_id,)).fetchone()
@@ -121,7 +122,7 @@ class QueueRecords(_Base):
             )
             return None
 
-    @off_loop
+    @quick
     def forget_idempotency_key(self, key: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM idempotency WHERE key=?", (key,))

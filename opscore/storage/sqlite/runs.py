@@ -14,7 +14,8 @@ from ...models import (
     WorkflowTemplate,
 )
 from ..rules import slot_released, slot_taken, task_change_applies
-from .base import _INFLIGHT, _Base, _doc, _load, off_loop
+from .base import _INFLIGHT, _Base, _doc, _load
+from .calls import off_loop, quick, scan
 
 
 class RunRecords(_Base):
@@ -34,7 +35,7 @@ class RunRecords(_Base):
             )
             return None
 
-    @off_loop
+    @quick
     def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
         with self._tx(write=False) as db:
             if version is None:
@@ -47,7 +48,7 @@ class RunRecords(_Base):
                 ).fetchone()
         return _load(WorkflowTemplate, row[0]) if row else None
 
-    @off_loop
+    @scan
     def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
         latest = (
             "SELECT w.doc FROM workflows w WHERE w.seq = (SELECT MAX(seq) FROM workflows x "
@@ -65,7 +66,7 @@ class RunRecords(_Base):
             limit=limit,
         )
 
-    @off_loop
+    @scan
     def workflow_versions(self, workflow_id: str) -> list[str]:
         with self._tx(write=False) as db:
             rows = db.execute(
@@ -105,12 +106,12 @@ class RunRecords(_Base):
             ),
         )
 
-    @off_loop
+    @quick
     def save_session(self, session: Session) -> None:
         with self._tx() as db:
             self._put_session(db, session)
 
-    @off_loop
+    @quick
     def get_session(self, session_id: str) -> Session | None:
         with self._tx(write=False) as db:
             row = db.execute(
@@ -118,7 +119,7 @@ class RunRecords(_Base):
             ).fetchone()
         return _load(Session, row[0]) if row else None
 
-    @off_loop
+    @scan
     def list_sessions(
         self,
         *,
@@ -148,7 +149,7 @@ class RunRecords(_Base):
             items=[_load(Session, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
-    @off_loop
+    @quick
     def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:
@@ -166,7 +167,7 @@ class RunRecords(_Base):
             return session
 
     # --- tasks ------------------------------------------------------------------------------
-    @off_loop
+    @quick
     def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         with self._tx() as db:
             for task in tasks:
@@ -175,13 +176,13 @@ class RunRecords(_Base):
                 ).fetchone()
                 self._put_task(db, task, row[0] if row else self._next(db, "tasks"))
 
-    @off_loop
+    @quick
     def get_task(self, task_id: str) -> TaskRun | None:
         with self._tx(write=False) as db:
             row = db.execute("SELECT doc FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return _load(TaskRun, row[0]) if row else None
 
-    @off_loop
+    @quick
     def session_tasks(self, session_id: str) -> list[TaskRun]:
         with self._tx(write=False) as db:
             rows = db.execute(
@@ -189,7 +190,7 @@ class RunRecords(_Base):
             ).fetchall()
         return [_load(TaskRun, r[0]) for r in rows]
 
-    @off_loop
+    @quick
     def session_with_tasks(self, session_id: str) -> tuple[Session | None, list[TaskRun]]:
         with self._tx(write=False) as db:
             row = db.execute(
@@ -200,7 +201,7 @@ class RunRecords(_Base):
             ).fetchall()
         return (_load(Session, row[0]) if row else None), [_load(TaskRun, r[0]) for r in rows]
 
-    @off_loop
+    @quick
     def update_task(
         self,
         task_id: str,
@@ -233,7 +234,7 @@ class RunRecords(_Base):
                 self._put_in_queue(db, task_id, task.priority, enqueue_at)
             return task
 
-    @off_loop
+    @scan
     def inflight_tasks(self) -> list[TaskRun]:
         with self._tx(write=False) as db:
             rows = db.execute(

@@ -1,12 +1,13 @@
 """The SQLite store's own thread, with group commit.
 
-Every store call runs here, never on the event loop: a slow disk or a lock held by another
-process stalls that call, not every request. Calls that queue up while the thread is busy run
-together in one transaction, each inside its own savepoint: a call that fails (a conflict, an
-unknown agent) rolls back only its own writes, and nobody hears an answer before the COMMIT
-that makes every write of the group durable. Under load this turns one BEGIN/COMMIT (and one
-wake-up of the event loop) per call into one per group, which is where SQLite's time went
-(bench/README.md); alone, a call is a transaction of its own, as before.
+Calls that may wait run here, never on the event loop: a scan, a batch delete, a checkpoint,
+and a point call that found the file locked by another writer (``calls``). A slow disk or a
+lock held by another process then stalls that call, not every request. Calls that queue up
+while the thread is busy run together in one transaction, each inside its own savepoint: a
+call that fails (a conflict, an unknown agent) rolls back only its own writes, and nobody
+hears an answer before the COMMIT that makes every write of the group durable. Under load
+this turns one BEGIN/COMMIT (and one wake-up of the event loop) per call into one per group;
+alone, a call is a transaction of its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ...errors import StorageError
 
 MAX_GROUP = 64  # calls per transaction at most, so one group never holds the lock for long
 
-_Call = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
+_Call = tuple[Callable[[], Any], asyncio.Future[Any] | None, asyncio.AbstractEventLoop | None, bool]
 _STOP = object()
 
 
@@ -45,6 +46,14 @@ class GroupCommitThread:
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put((fn, future, loop, alone))
         return await future
+
+    def background(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the thread, alone, answering nobody (a checkpoint)."""
+        self._queue.put((fn, None, None, True))
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on this thread."""
+        return threading.current_thread() is self._thread
 
     def stop(self) -> None:
         self._queue.put(_STOP)
@@ -110,11 +119,12 @@ class GroupCommitThread:
             self.in_group = False
         self._deliver(outcomes)
 
-    @staticmethod
-    def _deliver(outcomes: list[tuple[_Call, Any, BaseException | None]]) -> None:
+    def _deliver(self, outcomes: list[tuple[_Call, Any, BaseException | None]]) -> None:
         """Answer every caller, with one wake-up per event loop."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, Any]]] = {}
         for (_, future, loop, _), result, error in outcomes:
+            if future is None or loop is None:
+                continue  # in the background: nobody waits
             by_loop.setdefault(loop, []).append((future, result, error))
         for loop, answers in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
