@@ -12,11 +12,12 @@ import threading
 import pytest
 
 from opscore.errors import StorageError
+from opscore.models import SessionStatus, TaskStatus
 from opscore.storage import storage_from_url
 from opscore.storage.sqlite import base as sqlite_base
 from opscore.storage.sqlite.worker import GroupCommitThread
 
-from .test_storage_contract import agent, record
+from .test_storage_contract import agent, record, session, task
 
 
 @pytest.fixture
@@ -189,3 +190,30 @@ async def test_writes_on_the_loop_leave_checkpoints_to_the_store_thread(
     checked = await wal_bytes_after_writes("every50")
     assert unchecked > 1_000_000
     assert checked < unchecked / 4
+
+
+async def test_a_changed_record_is_written_in_place(store) -> None:
+    """Not INSERT OR REPLACE, which deletes the row and inserts it anew: every index entry
+    rewritten and the pages around it rebalanced, three times the WAL pages per task move."""
+    await store.create_agent(agent("a1"))
+    await store.save_session(session("s1"))
+    await store.save_tasks([task("t1"), task("t2")])
+
+    def rowids() -> list[int]:
+        return [
+            store._loop_conn.execute(sql).fetchone()[0]
+            for sql in (
+                "SELECT rowid FROM agents WHERE agent_id = 'a1'",
+                "SELECT rowid FROM sessions WHERE session_id = 's1'",
+                "SELECT rowid FROM tasks WHERE task_id = 't1'",
+            )
+        ]
+
+    before = rowids()
+    await store.record_state(record("a1", "active", 1), history_limit=10)
+    await store.save_session(session("s1", status=SessionStatus.RUNNING))
+    moved = await store.update_task("t1", {"status": TaskStatus.QUEUED}, expect=["pending"])
+    assert moved is not None and moved.status == TaskStatus.QUEUED
+    assert rowids() == before
+    assert (await store.get_session("s1")).status == SessionStatus.RUNNING
+    assert [t.task_id for t in await store.session_tasks("s1")] == ["t1", "t2"]

@@ -95,7 +95,9 @@ class RunRecords(_Base):
             ).fetchone()
             seq = row[0] if row else self._next(db, "sessions")
         db.execute(
-            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
+            "SET status = excluded.status, workflow_id = excluded.workflow_id, "
+            "agent_id = excluded.agent_id, doc = excluded.doc",  # in place: see _put_agent
             (
                 session.session_id,
                 seq,
