@@ -54,12 +54,16 @@ def agent(agent_id: str, **fields) -> Agent:
     )
 
 
+# One base for every report's timestamp: taken per call, two reports made a moment apart
+# across a second's boundary got the same timestamp for "0 s" and "1 s" (one run in ~1,000).
+BASE = utcnow().replace(microsecond=0)
+
+
 def record(agent_id: str, state: str, seconds: float, **details) -> StateRecord:
-    base = utcnow().replace(microsecond=0)
     return StateRecord(
         agent_id=agent_id,
         state=state,
-        timestamp=base + timedelta(seconds=seconds),
+        timestamp=BASE + timedelta(seconds=seconds),
         details=details,
         received_at=utcnow(),
     )
@@ -388,6 +392,28 @@ class TestSessionsAndTasks:
         await store.update_task("t1", {"status": TaskStatus.COMPLETED}, attempt=1)
         assert await store.inflight_tasks() == []
         assert await store.update_task("missing", {"status": TaskStatus.QUEUED}) is None
+
+    async def test_the_inflight_index_follows_a_task_through_retries(self, store: Storage) -> None:
+        await store.save_tasks([task("t1"), task("t2", status=TaskStatus.RUNNING, attempts=1)])
+
+        async def inflight() -> list[str]:
+            return sorted(t.task_id for t in await store.inflight_tasks())
+
+        assert await inflight() == ["t2"]  # saved in flight
+        steps: list[tuple[dict, bool]] = [
+            ({"status": TaskStatus.QUEUED}, False),
+            ({"status": TaskStatus.DISPATCHED, "attempts": 1}, True),
+            ({"awaiting_answer": False}, True),  # a change that stays in flight
+            ({"status": TaskStatus.RUNNING}, True),
+            ({"status": TaskStatus.QUEUED}, False),  # a retry: out, then in again
+            ({"status": TaskStatus.DISPATCHED, "attempts": 2}, True),
+            ({"status": TaskStatus.FAILED}, False),
+        ]
+        for changes, expected in steps:
+            assert await store.update_task("t1", changes) is not None
+            assert await inflight() == (["t1", "t2"] if expected else ["t2"]), changes
+        await store.save_tasks([task("t2", status=TaskStatus.COMPLETED, attempts=1)])
+        assert await inflight() == []  # saved again, out of flight
 
     async def test_a_session_and_its_tasks_are_read_together(self, store: Storage) -> None:
         assert await store.session_with_tasks("s1") == (None, [])
@@ -846,6 +872,29 @@ class TestQueue:
         batches = await asyncio.gather(*(store.dequeue_ready(now, 7) for _ in range(10)))
         ids = [e.task_id for batch in batches for e in batch]
         assert len(ids) == len(set(ids)) == 50
+
+    async def test_an_entry_queued_again_while_leased_outlives_its_old_lease(
+        self, store: Storage
+    ) -> None:
+        now = utcnow()
+        await store.enqueue("t", priority=0, ready_at=now)
+        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t"]  # leased
+        await store.enqueue("t", priority=0, ready_at=now)  # a retry queued meanwhile
+        await store.ack(["t"])  # the old hand-over ends: the new entry stays
+        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t"]
+        await store.ack(["t"])
+        assert await store.queue_depth() == 0 and await store.next_ready_at() is None
+        assert await store.oldest_ready_at(now) is None
+
+        # one entry, wherever the last enqueue put it: ready, delayed, ready again
+        await store.enqueue("u", priority=0, ready_at=now)
+        await store.enqueue("u", priority=0, ready_at=now + timedelta(seconds=30))
+        assert await store.dequeue_ready(now, 10) == []
+        await store.enqueue("u", priority=0, ready_at=now)
+        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["u"]
+        await store.ack(["u"])
+        assert await store.dequeue_ready(now + timedelta(seconds=60), 10) == []
+        assert await store.queue_depth() == 0 and await store.next_ready_at() is None
 
 
 class TestDeadLettersAndIdempotency:

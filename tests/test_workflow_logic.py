@@ -288,3 +288,38 @@ async def test_an_unnamed_idle_that_beats_a_mere_acknowledgement_still_completes
     await workflow.handovers.handover_answered(task, agent, HandoverAnswer("accepted", 202))
     done = await store.get_task(task.task_id)
     assert done is not None and done.status == TaskStatus.COMPLETED and done.result == 7
+
+
+async def test_a_new_run_queues_its_first_steps_without_reading_itself_back() -> None:
+    """The run and its tasks were just written by this process and nobody has its id yet:
+    the first advance decides on them as written (one store call less per run)."""
+    from opscore.models import TaskStatus
+
+    workflow = _workflow(0.0)
+    store = workflow.engine.storage
+    reads: list[str] = []
+    read = store.session_with_tasks
+
+    async def counted(session_id: str):
+        reads.append(session_id)
+        return await read(session_id)
+
+    store.session_with_tasks = counted  # type: ignore[method-assign]
+    definition = WorkflowDefinition.model_validate(
+        {
+            "id": "w",
+            "name": "w",
+            "tasks": [
+                {"taskId": "a", "name": "a"},
+                {"taskId": "b", "name": "b"},
+                {"taskId": "c", "name": "c", "dependsOn": ["a", "b"]},
+            ],
+        }
+    )
+    sid = (await workflow.runs.start_run(definition, payload={})).session_id
+    assert reads == []
+    statuses = {t.step_id: t.status for t in await store.session_tasks(sid)}
+    assert statuses == {"a": TaskStatus.QUEUED, "b": TaskStatus.QUEUED, "c": TaskStatus.PENDING}
+    assert sorted(e.task_id for e in await store.dequeue_ready(utcnow(), 10)) == sorted(
+        t.task_id for t in await store.session_tasks(sid) if t.step_id in ("a", "b")
+    )

@@ -90,9 +90,19 @@ class WorkflowEngine:
             raise NotFoundError(f"Task '{task_id}' not found", code="TASK_NOT_FOUND")
         return task
 
-    async def advance(self, session_id: str) -> None:
-        """Queue every pending task whose prerequisites are met; complete the run when done."""
-        session, tasks = await self.storage.session_with_tasks(session_id)
+    async def advance(
+        self, session_id: str, *, known: tuple[Session, list[TaskRun]] | None = None
+    ) -> None:
+        """Queue every pending task whose prerequisites are met; complete the run when done.
+
+        ``known``: the run and its tasks as this process has just written them, when nobody
+        else can have changed them yet (a run just created: its id is not out): then they are
+        not read back (one store call less per run)."""
+        session: Session | None
+        if known is not None:
+            session, tasks = known[0], list(known[1])
+        else:
+            session, tasks = await self.storage.session_with_tasks(session_id)
         if session is None or session.status != SessionStatus.RUNNING:
             return
         fallbacks = {t.step_id for t in tasks if t.fallback_for}

@@ -122,7 +122,7 @@ class RunService:
         if session.status == SessionStatus.QUEUED:
             await self.admit(definition.id)
         else:
-            await engine.advance(session_id)
+            await engine.advance(session_id, known=(session, tasks))
         return RunAccepted(
             message="Workflow run accepted", session_id=session_id, workflow_id=definition.id
         )

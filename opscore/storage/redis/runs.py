@@ -148,9 +148,15 @@ class RunRecords(_Base):
         return await self._cas(self.k("session", session_id), decide)
 
     # --- tasks ------------------------------------------------------------------------------
-    def _index_inflight(self, p: Any, task: TaskRun) -> None:
-        """Keep the task in the index ``inflight_tasks`` reads, or out of it."""
-        if task.status.value in _INFLIGHT:
+    def _index_inflight(self, p: Any, task: TaskRun, before: TaskRun | None = None) -> None:
+        """Keep the task in the index ``inflight_tasks`` reads, or out of it. Given the
+        record it replaces (what a compare-and-set was decided on, so what the store held),
+        only a change of membership is written: every write of a task keeps the index, so
+        it was right before this one (two commands per attempt, not one per move)."""
+        inflight = task.status.value in _INFLIGHT
+        if before is not None and inflight == (before.status.value in _INFLIGHT):
+            return
+        if inflight:
             p.sadd(self.k("inflight"), task.task_id)
         else:
             p.srem(self.k("inflight"), task.task_id)
@@ -161,7 +167,7 @@ class RunRecords(_Base):
         (workflow/engine.py)."""
 
         def ops(p: Any) -> None:
-            self._index_inflight(p, after)
+            self._index_inflight(p, after, before)
             if after.status == TaskStatus.COMPLETED and before.status != TaskStatus.COMPLETED:
                 p.read(self.k("session", after.session_id))
                 p.read_records(
@@ -182,9 +188,12 @@ class RunRecords(_Base):
                 raw = PARSED.dump(task)
                 pipe.set(self.k("task", task.task_id), raw)
                 self._seen.put(self.k("task", task.task_id), raw)
-                if old is None:
+                if old is None:  # a new task, in no index yet
                     pipe.rpush(self.k("session_tasks", task.session_id), task.task_id)
-                self._index_inflight(pipe, task)
+                    if task.status.value in _INFLIGHT:
+                        pipe.sadd(self.k("inflight"), task.task_id)
+                else:  # read without a watch: set the index whatever it holds
+                    self._index_inflight(pipe, task)
             await pipe.execute()
 
     async def get_task(self, task_id: str) -> TaskRun | None:

@@ -42,10 +42,12 @@ end
 return out
 """
 
+# An entry is in one of delayed, ready and leased at most (every script moves it out of one
+# before it adds it to another), and has its meta while in any: so an entry acknowledged out
+# of 'leased' is in none (queued again meanwhile, it left 'leased'), and goes whole.
 ACK = """
 for _, id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[3], id) == 1 and not redis.call('ZSCORE', KEYS[1], id)
-     and not redis.call('ZSCORE', KEYS[2], id) then
+  if redis.call('ZREM', KEYS[3], id) == 1 then
     redis.call('HDEL', KEYS[4], id)
     redis.call('ZREM', KEYS[5], id)
   end
@@ -69,18 +71,19 @@ return 1
 # Queue (or re-queue) a task: the queue's delayed, ready, leased and meta keys, the sequence
 # counter and 'since' (each entry's ready-at, until it is acknowledged); then the task id, its
 # priority, ready-at timestamp, the score span per priority and the time now. An entry already
-# due goes straight to the ready set: no later move out of 'delayed'.
+# due goes straight to the ready set: no later move out of 'delayed'. A task with no meta yet
+# is in none of the sets (see ACK): nothing to take it out of.
 ENQUEUE_FN = """
 local function enqueue(delayed, ready, leased, meta, seqkey, since, id, priority, at, span, now)
   local seq = redis.call('INCR', seqkey)
   local score = string.format('%.0f', (1000 - tonumber(priority)) * tonumber(span) + seq)
-  redis.call('ZREM', leased, id)
-  redis.call('HSET', meta, id, score .. '|' .. priority .. '|' .. seq)
+  local queued = redis.call('HSET', meta, id, score .. '|' .. priority .. '|' .. seq) == 0
+  if queued then redis.call('ZREM', leased, id) end
   if tonumber(at) <= tonumber(now) then
-    redis.call('ZREM', delayed, id)
+    if queued then redis.call('ZREM', delayed, id) end
     redis.call('ZADD', ready, score, id)
   else
-    redis.call('ZREM', ready, id)
+    if queued then redis.call('ZREM', ready, id) end
     redis.call('ZADD', delayed, at, id)
   end
   redis.call('ZADD', since, at, id)
