@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 from opscore.dispatch.dispatcher import Dispatcher
 from opscore.dispatch.hooks import DispatchHooks
 from opscore.dispatch.transports import Transport
 from opscore.dispatch.wakeup import Wakeup
-from opscore.models import utcnow
+from opscore.models import Agent, utcnow
 from opscore.storage.memory import MemoryStorage
 from tests.conftest import make_settings
 
@@ -20,6 +21,7 @@ class Recording(MemoryStorage):
     def __init__(self) -> None:
         super().__init__()
         self.log: list[str] = []
+        self.while_reading_agents: Callable[[], None] = lambda: None
 
     async def dequeue_ready(self, now: Any, limit: int) -> Any:
         self.log.append("queue>")
@@ -31,6 +33,7 @@ class Recording(MemoryStorage):
     async def available_agents(self, states: Any) -> Any:
         self.log.append("agents>")
         await asyncio.sleep(0)
+        self.while_reading_agents()
         agents = await super().available_agents(states)
         self.log.append("<agents")
         return agents
@@ -69,3 +72,31 @@ async def test_a_pass_without_queued_work_reads_the_agents_only_when_the_queue_h
     storage.log.clear()
     await dispatcher(storage, wakeup).dispatch_ready(now)
     assert storage.log[:4] == ["queue>", "<queue", "agents>", "<agents"]
+
+
+async def test_a_slot_freed_while_a_pass_reads_calls_for_another_look() -> None:
+    """The pass read the agents before the slot was freed, found none free, and put the
+    work back: the freed slot must still wake the next pass (it was lost, and the work
+    waited for the dispatch interval; a 1 ms alarm on put-back work hid it)."""
+    storage, wakeup = Recording(), Wakeup()
+    now = utcnow()
+    busy = Agent(
+        agent_id="a1",
+        agent_name="a1",
+        state="idle",
+        active_tasks=["other"],
+        max_concurrency=1,
+        last_seen=now,
+        registered_at=now,
+        updated_at=now,
+    )
+    await storage.create_agent(busy)
+    await storage.enqueue("t1", priority=0, ready_at=now)
+    storage.while_reading_agents = wakeup.set  # an idle report frees a slot meanwhile
+    wakeup.set(capacity=False, queued=True)
+    passes = dispatcher(storage, wakeup)
+    assert await passes.dispatch_ready(now) == 0  # the agents it read were all busy
+    assert wakeup.capacity  # so the next pass looks at them again
+    storage.log.clear()
+    await passes.dispatch_ready(now)
+    assert "agents>" in storage.log

@@ -466,7 +466,7 @@ class TestSessionsAndTasks:
         later = now + timedelta(seconds=30)
         await store.update_task("t2", {"status": TaskStatus.QUEUED}, enqueue_at=later)
         assert await store.dequeue_ready(now, 10) == []
-        assert abs((await store.next_ready_at() - later).total_seconds()) < 0.01
+        assert abs((await store.next_ready_at(now) - later).total_seconds()) < 0.01
         assert [e.task_id for e in await store.dequeue_ready(later, 10)] == ["t2"]
 
     async def test_an_attempt_that_ends_gives_up_its_agent_slot_in_the_same_step(
@@ -822,7 +822,7 @@ class TestQueue:
         got = await store.dequeue_ready(now, 10)
         assert [e.task_id for e in got] == ["high", "low-1", "low-2"]
         assert (
-            abs((await store.next_ready_at() - (now + timedelta(seconds=30))).total_seconds())
+            abs((await store.next_ready_at(now) - (now + timedelta(seconds=30))).total_seconds())
             < 0.01
         )
         await store.requeue(got[1:])
@@ -833,7 +833,26 @@ class TestQueue:
         later = await store.dequeue_ready(now + timedelta(seconds=31), 10)
         assert [e.task_id for e in later] == ["later", "low-2"]
         await store.ack(["later", "low-2"])
-        assert await store.queue_depth() == 0 and await store.next_ready_at() is None
+        assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
+
+    async def test_entries_put_back_do_not_set_the_dispatchers_alarm(self, store: Storage) -> None:
+        """next_ready_at says how long the dispatcher may sleep: entries waiting for a busy
+        agent do not count (counting them woke it every millisecond), delayed ones do."""
+        now = utcnow()
+        await store.enqueue("busy-1", priority=0, ready_at=now)
+        await store.enqueue("busy-2", priority=0, ready_at=now - timedelta(seconds=5))
+        got = await store.dequeue_ready(now, 10)
+        await store.requeue(got)  # no agent free: they wait
+        later = now + timedelta(seconds=1)
+        assert await store.next_ready_at(later) is None
+        await store.enqueue("delayed", priority=0, ready_at=now + timedelta(seconds=30))
+        alarm = await store.next_ready_at(later)
+        assert alarm is not None
+        assert abs((alarm - (now + timedelta(seconds=30))).total_seconds()) < 0.01
+        assert sorted(e.task_id for e in await store.dequeue_ready(later, 10)) == [
+            "busy-1",
+            "busy-2",
+        ]
 
     async def test_oldest_ready_entry_says_how_far_dispatch_is_behind(self, store: Storage) -> None:
         now = utcnow()
@@ -883,7 +902,7 @@ class TestQueue:
         await store.ack(["t"])  # the old hand-over ends: the new entry stays
         assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t"]
         await store.ack(["t"])
-        assert await store.queue_depth() == 0 and await store.next_ready_at() is None
+        assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
         assert await store.oldest_ready_at(now) is None
 
         # one entry, wherever the last enqueue put it: ready, delayed, ready again
@@ -894,7 +913,7 @@ class TestQueue:
         assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["u"]
         await store.ack(["u"])
         assert await store.dequeue_ready(now + timedelta(seconds=60), 10) == []
-        assert await store.queue_depth() == 0 and await store.next_ready_at() is None
+        assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
 
 
 class TestDeadLettersAndIdempotency:

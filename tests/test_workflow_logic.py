@@ -26,7 +26,7 @@ async def test_queue_orders_by_priority_then_fifo_and_honours_delays() -> None:
     assert await store.queue_depth() == 4
     entries = await store.dequeue_ready(now, 10)
     assert [e.task_id for e in entries] == ["high", "low-1", "low-2"]
-    assert await store.next_ready_at() == now + timedelta(seconds=30)
+    assert await store.next_ready_at(now) == now + timedelta(seconds=30)
     await store.requeue(entries[1:])  # no agent for them: back, in the same order
     assert [e.task_id for e in await store.dequeue_ready(now, 1)] == ["low-1"]
     later = await store.dequeue_ready(now + timedelta(seconds=31), 10)

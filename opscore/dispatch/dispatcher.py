@@ -155,7 +155,7 @@ class Dispatcher:
 
     async def _sleep(self) -> None:
         timeout = self.settings.dispatch_interval
-        next_ready = await self.storage.next_ready_at()
+        next_ready = await self.storage.next_ready_at(self.clock())
         if next_ready is not None:
             timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
         # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
@@ -206,12 +206,14 @@ class Dispatcher:
         """
         if self._full and not self.wakeup.capacity:
             return 0  # every slot was taken at the last look, and none has been freed since
+        # a slot freed from here on calls for another look, even one freed while the reads
+        # below wait for the store: those may already be out of date
+        self.wakeup.capacity = False
         entries, agents = await self._first_look(now)
         if not entries:
             self._scan_from = 0
             self._full = False
             return 0  # the common case when agents report idle: nothing to do, no agent scan
-        self.wakeup.capacity = False  # a slot freed from here on calls for another look
         if agents is None:
             agents = await self.storage.available_agents(self.available_states)
         free = FreeSlots({a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents})

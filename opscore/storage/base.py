@@ -237,8 +237,12 @@ class Storage(Protocol):
     async def queue_depth(self) -> int:
         """Entries waiting, ready or delayed."""
 
-    async def next_ready_at(self) -> datetime | None:
-        """When the earliest delayed entry becomes ready (None if nothing is delayed)."""
+    async def next_ready_at(self, now: datetime) -> datetime | None:
+        """When the earliest delayed entry becomes ready (None if nothing is delayed): how
+        long the dispatcher may sleep. Never an entry a pass put back (``requeue``): that one
+        waits for an agent, and a wakeup, not the clock, says when one is free. A store may
+        answer an entry that came due at or before ``now`` and no pass has looked at yet
+        (memory and Redis keep those apart until a dequeue moves them)."""
 
     async def oldest_ready_at(self, now: datetime) -> datetime | None:
         """When the entry that has waited longest became ready, among those ready at ``now``

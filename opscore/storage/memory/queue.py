@@ -65,7 +65,8 @@ class QueueRecords(_Base):
             ]
         return min(waiting, default=None)
 
-    async def next_ready_at(self) -> datetime | None:
+    async def next_ready_at(self, now: datetime) -> datetime | None:
+        # entries put back wait in the ready heap, so the delayed heap's head is the answer
         with self._lock:
             while self._delayed and self._queued.get(self._delayed[0][2]) != self._delayed[0][1]:
                 heapq.heappop(self._delayed)

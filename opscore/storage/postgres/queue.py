@@ -84,10 +84,14 @@ class QueueRecords(_Base):
             )
         return value
 
-    async def next_ready_at(self) -> datetime | None:
+    async def next_ready_at(self, now: datetime) -> datetime | None:
+        # due entries are either put back (waiting for an agent) or found by the next pass:
+        # counting them woke the dispatcher every millisecond while every agent was busy
         async with self._conn() as conn:
             value: datetime | None = await conn.fetchval(
                 "SELECT min(ready_at) FROM opscore_queue WHERE lease_until IS NULL"
+                " AND ready_at > $1",
+                now,
             )
         return value
 

@@ -90,8 +90,9 @@ class QueueRecords(_Base):
                     return datetime.fromtimestamp(ready_at, UTC)
             offset += len(page)
 
-    async def next_ready_at(self) -> datetime | None:
-        # asked by every dispatch pass that finds nothing to do: batched with other commands
+    async def next_ready_at(self, now: datetime) -> datetime | None:
+        # asked by every dispatch pass that finds nothing to do: batched with other commands;
+        # entries put back wait in the ready set, so the delayed set's head is the answer
         first = await self._batched("ZRANGE", self._queue_keys[0], 0, 0, "WITHSCORES")
         if not first:
             return None

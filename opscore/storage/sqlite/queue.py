@@ -71,9 +71,14 @@ class QueueRecords(_Base):
         return datetime.fromtimestamp(row[0], UTC)
 
     @quick
-    def next_ready_at(self) -> datetime | None:
+    def next_ready_at(self, now: datetime) -> datetime | None:
+        # due entries are either put back (waiting for an agent) or found by the next pass:
+        # counting them woke the dispatcher every millisecond while every agent was busy
         with self._tx(write=False) as db:
-            row = db.execute("SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL").fetchone()
+            row = db.execute(
+                "SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL AND ready_at > ?",
+                (now.timestamp(),),
+            ).fetchone()
         if row is None or row[0] is None:
             return None
         return datetime.fromtimestamp(row[0], UTC)
