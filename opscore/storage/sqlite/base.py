@@ -33,8 +33,8 @@ from pydantic import BaseModel
 from ...errors import StorageError
 from ...models import Agent, TaskRun
 from ..parsed import PARSED
-from .calls import alone, on_loop_error, scan, storage_error
-from .worker import GroupCommitThread
+from .calls import alone, on_loop_error, scan
+from .worker import GroupCommitThread, storage_error
 
 M = TypeVar("M", bound=BaseModel)
 SCHEMA_VERSION = 1

@@ -14,8 +14,7 @@ import sqlite3
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from ...errors import StorageError
-from .worker import GroupCommitThread
+from .worker import GroupCommitThread, storage_error
 
 
 class _OnAThread(Protocol):
@@ -30,10 +29,6 @@ StoreCall = Callable[Concatenate[S, P], Coroutine[Any, Any, R]]
 
 class FileLockedError(Exception):
     """The file is locked by another writer: this call must wait, so it leaves the loop."""
-
-
-def storage_error(exc: sqlite3.Error) -> Exception:
-    return StorageError(f"SQLite error: {exc}")
 
 
 def on_loop_error(exc: sqlite3.Error) -> Exception:

@@ -24,6 +24,12 @@ from ...errors import StorageError
 
 MAX_GROUP = 64  # calls per transaction at most, so one group never holds the lock for long
 
+
+def storage_error(exc: sqlite3.Error) -> StorageError:
+    """What a SQLite error becomes for the store's callers (503 STORAGE_UNAVAILABLE)."""
+    return StorageError(f"SQLite error: {exc}")
+
+
 _Call = tuple[Callable[[], Any], asyncio.Future[Any] | None, asyncio.AbstractEventLoop | None, bool]
 _STOP = object()
 
@@ -95,7 +101,7 @@ class GroupCommitThread:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            busy = StorageError(f"SQLite error: {exc}")
+            busy = storage_error(exc)
             self._deliver([(c, None, busy) for c in group])
             return
         self.in_group = True
@@ -113,7 +119,7 @@ class GroupCommitThread:
         except sqlite3.Error as exc:  # the COMMIT itself (a full disk): nothing was written
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            failed = StorageError(f"SQLite error: {exc}")
+            failed = storage_error(exc)
             outcomes = [(c, None, failed) for c in group]
         finally:
             self.in_group = False
@@ -135,7 +141,7 @@ def _outcome(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
     try:
         return fn(), None
     except sqlite3.Error as exc:
-        return None, StorageError(f"SQLite error: {exc}")
+        return None, storage_error(exc)
     except BaseException as exc:
         return None, exc
 
