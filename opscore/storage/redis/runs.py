@@ -148,13 +148,14 @@ class RunRecords(_Base):
         return await self._cas(self.k("session", session_id), decide)
 
     # --- tasks ------------------------------------------------------------------------------
-    def _index_inflight(self, p: Any, task: TaskRun, before: TaskRun | None = None) -> None:
-        """Keep the task in the index ``inflight_tasks`` reads, or out of it. Given the
-        record it replaces (what a compare-and-set was decided on, so what the store held),
-        only a change of membership is written: every write of a task keeps the index, so
-        it was right before this one (two commands per attempt, not one per move)."""
+    def _index_inflight(self, p: Any, task: TaskRun, was_inflight: bool | None = None) -> None:
+        """Keep the task in the index ``inflight_tasks`` reads, or out of it. Given whether
+        the record it replaces was in flight (known: what a compare-and-set was decided on,
+        or a new task), only a change of membership is written: every write of a task keeps
+        the index, so it was right before this one (two commands per attempt, not one per
+        move). Unknown (None): the index is set whatever it holds."""
         inflight = task.status.value in _INFLIGHT
-        if before is not None and inflight == (before.status.value in _INFLIGHT):
+        if inflight == was_inflight:
             return
         if inflight:
             p.sadd(self.k("inflight"), task.task_id)
@@ -167,7 +168,7 @@ class RunRecords(_Base):
         (workflow/engine.py)."""
 
         def ops(p: Any) -> None:
-            self._index_inflight(p, after, before)
+            self._index_inflight(p, after, before.status.value in _INFLIGHT)
             if after.status == TaskStatus.COMPLETED and before.status != TaskStatus.COMPLETED:
                 p.read(self.k("session", after.session_id))
                 p.read_records(
@@ -190,10 +191,8 @@ class RunRecords(_Base):
                 self._seen.put(self.k("task", task.task_id), raw)
                 if old is None:  # a new task, in no index yet
                     pipe.rpush(self.k("session_tasks", task.session_id), task.task_id)
-                    if task.status.value in _INFLIGHT:
-                        pipe.sadd(self.k("inflight"), task.task_id)
-                else:  # read without a watch: set the index whatever it holds
-                    self._index_inflight(pipe, task)
+                # a task read without a watch may have changed since: set the index as is
+                self._index_inflight(pipe, task, False if old is None else None)
             await pipe.execute()
 
     async def get_task(self, task_id: str) -> TaskRun | None:
