@@ -145,25 +145,31 @@ async def _completed(session: aiohttp.ClientSession, url: str) -> int:
         return int((await r.json())["total"])
 
 
-async def _run_many(url: str, count: int) -> float:
-    """Trigger ``count`` runs at once (64 in flight) and wait until all completed.
+async def _run_many(url: str | list[str], count: int) -> float:
+    """Trigger ``count`` runs at once (64 requests in flight per Ops-Core process; with
+    several URLs, replicas of one store, the runs go to each in turn) and wait until all
+    completed, counted once in the store they share.
 
     aiohttp, not httpx: this driver shares the 2 cores with what it measures."""
+    urls = [url] if isinstance(url, str) else url
     headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
     async with aiohttp.ClientSession(
-        headers=headers, connector=aiohttp.TCPConnector(limit=64)
+        headers=headers, connector=aiohttp.TCPConnector(limit=64 * len(urls))
     ) as session:
-        before = await _completed(session, url)
-        sem = asyncio.Semaphore(64)
+        before = await _completed(session, urls[0])
+        limits = {u: asyncio.Semaphore(64) for u in urls}
 
-        async def one() -> None:
-            async with sem, session.post(f"{url}/v1/opscore/workflows/chain3/runs", data="{}") as r:
+        async def one(target: str) -> None:
+            async with (
+                limits[target],
+                session.post(f"{target}/v1/opscore/workflows/chain3/runs", data="{}") as r,
+            ):
                 r.raise_for_status()
                 await r.read()
 
         start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(count)))
-        while await _completed(session, url) - before < count:
+        await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(count)))
+        while await _completed(session, urls[0]) - before < count:
             await asyncio.sleep(0.05)
         return time.perf_counter() - start
 

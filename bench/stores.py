@@ -143,7 +143,7 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
         before = redis_commands(port) if name == "redis" and port else {}
         commits = postgres_commits(url) if name == "postgresql" else 0
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
-        duration = asyncio.run(_run_many_spread(urls, runs))
+        duration = asyncio.run(_run_many(urls, runs))
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
         after = redis_commands(port) if name == "redis" and port else {}
         if name == "postgresql":
@@ -153,7 +153,7 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
         if name == "redis" and port and replicas == 1:
             counted = 100
             with RoundTrips(port) as trips:
-                asyncio.run(_run_many_spread(urls, counted))
+                asyncio.run(_run_many(urls, counted))
     out: dict[str, Any] = {
         "store": name,
         "replicas": replicas,
@@ -176,15 +176,6 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
         out["redis_round_trips_per_workflow"] = trips.sent / counted
         out["redis_commands_in_scripts_per_workflow"] = trips.inside / counted
     return out
-
-
-async def _run_many_spread(urls: list[str], runs: int) -> float:
-    if len(urls) == 1:
-        return await _run_many(urls[0], runs)
-    shares = [runs // len(urls) + (1 if i < runs % len(urls) else 0) for i in range(len(urls))]
-    start = time.perf_counter()
-    await asyncio.gather(*(_run_many(u, n) for u, n in zip(urls, shares, strict=True)))
-    return time.perf_counter() - start
 
 
 SHARED = ("redis", "postgresql")

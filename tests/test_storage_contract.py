@@ -560,7 +560,14 @@ class MoveOnReport:
         self.skip = False  # plan nothing
 
     def task_of(self, agent: Agent, record: StateRecord) -> str | None:
+        named = self.named_task(record)
+        if named is not None:
+            return named if named in agent.active_tasks else None
         return agent.active_tasks[0] if len(agent.active_tasks) == 1 else None
+
+    def named_task(self, record: StateRecord) -> str | None:
+        named = record.details.get("opscore_task_id")
+        return named if isinstance(named, str) else None
 
     def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
         if self.skip:
@@ -756,6 +763,44 @@ class TestSharedStore:
         assert written.task is not None and written.task.task_id == "t2"
         assert (await b.get_agent("w")).active_tasks == []
         assert (await b.get_task("t2")).status == TaskStatus.COMPLETED
+
+    async def test_a_report_naming_a_task_another_process_handed_over_moves_it_at_once(
+        self, pair
+    ) -> None:
+        """Replicas behind a load balancer: the report reaches a process whose sight of the
+        agent and task predates the hand-over. The task still moves in the report's write,
+        not in the caller's three after it."""
+        a, b = pair
+        await a.save_agent(agent("w", max_concurrency=1))
+        await a.save_tasks([task("t1", status=TaskStatus.QUEUED)])
+        assert (await a.get_agent("w")).active_tasks == []  # a's sight: no task held
+        assert (await a.get_task("t1")).status == TaskStatus.QUEUED  # and t1 queued
+        handed = await b.update_task(
+            "t1",
+            {"status": TaskStatus.DISPATCHED, "agent_id": "w", "attempts": 1},
+            expect=["queued"],
+            claim_slot_of="w",
+        )
+        assert handed is not None
+        start = MoveOnReport(TaskStatus.RUNNING, ["dispatched"])
+        active = record("w", "active", 1, opscore_task_id="t1")
+        written = await a.record_report(active, history_limit=5, plan=start)
+        assert written.task is not None and written.task.status == TaskStatus.RUNNING
+        assert written.agent.active_tasks == ["t1"] and written.agent.state == "active"
+        assert (await b.get_task("t1")).status == TaskStatus.RUNNING
+        # b's sight of both is from its hand-over, before a's write
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True)
+        idle = record("w", "idle", 2, opscore_task_id="t1")
+        written = await b.record_report(idle, history_limit=5, plan=end)
+        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
+        assert (await a.get_agent("w")).active_tasks == []
+        # a task the agent does not hold, by the store too: the report alone is written
+        late = record("w", "idle", 3, opscore_task_id="t1")
+        written = await a.record_report(late, history_limit=5, plan=end)
+        assert written.task is None and not written.duplicate
+        assert (await b.get_task("t1")).status == TaskStatus.COMPLETED
+        history = await b.state_history("w", offset=0, limit=10)
+        assert [r.state for r in history.items] == ["idle", "idle", "active"]
 
     async def test_reports_with_their_task_from_two_processes_at_once_lose_nothing(
         self, pair

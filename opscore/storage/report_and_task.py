@@ -40,6 +40,12 @@ class ReportPlan(Protocol):
         none or for more than one (then nothing but the report is written)."""
         ...
 
+    def named_task(self, record: StateRecord) -> str | None:
+        """The task the report names, held by its agent or not. A shared store that decides
+        on its last sight of the agent reads the agent afresh when that sight does not hold
+        this task: another process may have handed it over since."""
+        ...
+
     def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
         """The change the report makes to ``task``, or None to leave it alone."""
         ...

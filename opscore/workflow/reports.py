@@ -39,12 +39,19 @@ class AgentReports:
         """The one task an agent's own report is about: the one it names, if the agent holds
         it, else the agent's only task. None otherwise (several tasks, lost tasks, offline,
         Ops-Core's own records): ``on_agent_state`` handles those after the write."""
+        named = self.named_task(record)
+        if named is not None:
+            return named if named in agent.active_tasks else None
+        if record.state == OFFLINE or record.reason is not None:
+            return None
+        return agent.active_tasks[0] if len(agent.active_tasks) == 1 else None
+
+    def named_task(self, record: StateRecord) -> str | None:
+        """The task the agent's own report names (``opscore_task_id``), if any."""
         if record.state == OFFLINE or record.reason is not None:
             return None
         named = record.details.get("opscore_task_id")
-        if isinstance(named, str):
-            return named if named in agent.active_tasks else None
-        return agent.active_tasks[0] if len(agent.active_tasks) == 1 else None
+        return named if isinstance(named, str) else None
 
     def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
         """What ``_apply_to`` would write for this report, when it is a move to running or

@@ -48,29 +48,45 @@ class ReportRecords(AgentRecords):
         self, record: StateRecord, *, history_limit: int, plan: ReportPlan
     ) -> ReportWritten:
         """One statement when the plan moves a task; ``record_state`` when it moves none.
-        Decided first on the documents this process last saw (as ``_Base._cas``)."""
+        Decided first on the documents this process last saw (as ``_Base._cas``); a decision
+        to move no task is taken again on the rows when it rested on such a sight and the
+        report names a task (another replica may have handed it over since)."""
         agent_key = f"agent:{record.agent_id}"
+        named = plan.named_task(record)
         async with self._conn() as conn:
             fresh = self._seen.get(agent_key) is UNSEEN
             agent_doc = await self._seen_or_read(conn, agent_key, _READ_AGENT, record.agent_id)
             task_doc: str | None = None
             task_id: str | None = None
+            task_fresh = False
             while True:
                 try:
                     agent, duplicate = apply_state(_load_agent(agent_doc), record)
+                    found = None if duplicate else plan.task_of(agent, record)
+                    # refused, or the named task not held: the sight may be from before
+                    doubt = found is None and not duplicate and named is not None
                 except OpsCoreError:
                     if fresh:
                         raise
-                    agent_doc, fresh = await conn.fetchval(_READ_AGENT, record.agent_id), True
+                    doubt = True
+                if doubt and not fresh:
+                    agent_doc = await self._read_afresh(
+                        conn, agent_key, _READ_AGENT, record.agent_id
+                    )
+                    fresh = True
                     continue
-                found = None if duplicate else plan.task_of(agent, record)
                 if found is None:
                     break
                 if found != task_id:
                     task_id = found
+                    task_fresh = self._seen.get(f"task:{found}") is UNSEEN
                     task_doc = await self._seen_or_read(conn, f"task:{found}", _READ_TASK, found)
                 task = PARSED.load(TaskRun, task_doc) if task_doc is not None else None
                 done = planned(plan, agent, record, task)
+                if done is None and named is not None and not task_fresh:
+                    task_doc = await self._read_afresh(conn, f"task:{found}", _READ_TASK, found)
+                    task_fresh = True
+                    continue
                 if done is None or agent_doc is None or task_doc is None:
                     break
                 update, moved, agent = done
@@ -95,7 +111,7 @@ class ReportRecords(AgentRecords):
                     self._seen.put(f"task:{found}", task_raw)
                     return ReportWritten(agent, False, moved, update)
                 # one of them changed since: decide again on what the statement saw
-                agent_doc, task_doc, fresh = agent_now, task_now, True
+                agent_doc, task_doc, fresh, task_fresh = agent_now, task_now, True, True
                 self._seen.put(agent_key, agent_doc)
                 self._seen.put(f"task:{found}", task_doc)
         agent, duplicate = await self.record_state(record, history_limit=history_limit)
@@ -104,9 +120,12 @@ class ReportRecords(AgentRecords):
     async def _seen_or_read(self, conn: Any, key: str, read: str, ident: str) -> str | None:
         """The document this process last saw under ``key``, else the row's."""
         doc = self._seen.get(key)
-        if doc is UNSEEN:
-            doc = await conn.fetchval(read, ident)
-            self._seen.put(key, doc)
+        return await self._read_afresh(conn, key, read, ident) if doc is UNSEEN else doc
+
+    async def _read_afresh(self, conn: Any, key: str, read: str, ident: str) -> str | None:
+        """The row's document, remembered as this process's sight of it."""
+        doc = await conn.fetchval(read, ident)
+        self._seen.put(key, doc)
         return doc
 
 

@@ -56,12 +56,23 @@ class ReportRecords(AgentRecords, RunRecords):
         return await self._cas_many([agent_key, self.k("task", task_id)], decide)
 
     def _task_of_guess(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
-        """The task the report is about, by the agent as this process last saw it."""
+        """The task the report is about, by the agent as this process last saw it. When that
+        sight (or none) says the agent does not hold the task the report names, the sight
+        is forgotten and the task is still tried: another replica may have handed it over
+        since, and the compare-and-set then reads both records afresh, in one round trip,
+        rather than write the report alone and move the task in three more."""
+        named = plan.named_task(record)
         raw = self._seen.get(agent_key)
         if raw is UNSEEN or raw is None:
-            return None
+            return named
         try:
             agent, duplicate = apply_state(PARSED.load(Agent, raw), record)
         except OpsCoreError:
+            return named  # judged again on the store's record, in the compare-and-set
+        if duplicate:
             return None
-        return None if duplicate else plan.task_of(agent, record)
+        found = plan.task_of(agent, record)
+        if found is None and named is not None:
+            self._seen.forget(agent_key)
+            return named
+        return found
