@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from opscore.errors import StorageError
-from opscore.models import DeadLetter, Session, SessionStatus, utcnow
+from opscore.errors import NoFreeSlotError, StorageError
+from opscore.models import DeadLetter, Session, SessionStatus, TaskStatus, utcnow
 from opscore.storage.postgres import PostgresStorage
 from opscore.storage.postgres.migrations import LATEST, MIGRATIONS, migrate
 
@@ -152,3 +152,70 @@ async def _answering(store: PostgresStorage, timeout: float = 30.0) -> None:
         except StorageError:
             assert asyncio.get_running_loop().time() < deadline, "store did not come back"
             await asyncio.sleep(0.1)
+
+
+class _Counted:
+    """A pooled connection that notes each statement sent on it."""
+
+    def __init__(self, conn, sent: list[str]) -> None:
+        self._conn, self._sent = conn, sent
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._conn, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+            return attr
+
+        async def counted(query: str, *args, **kwargs):
+            self._sent.append(query)
+            return await attr(query, *args, **kwargs)
+
+        return counted
+
+
+async def test_a_hand_over_takes_the_slot_and_moves_the_task_in_one_statement(
+    pg, monkeypatch
+) -> None:
+    """The dispatcher's hand-over (``update_task(claim_slot_of=...)``) is on every task's
+    path: one round trip when this replica's sight of both rows is current, not two (the
+    slot, then the task) or three (and the slot given back)."""
+    import contextlib
+
+    from .test_storage_contract import agent, task
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        await store.save_agent(agent("w", max_concurrency=1))
+        await store.save_tasks([task(t, status=TaskStatus.QUEUED) for t in ("t1", "t2")])
+        sent: list[str] = []
+        pooled = store._conn
+
+        @contextlib.asynccontextmanager
+        async def counting():
+            async with pooled() as conn:
+                yield _Counted(conn, sent)
+
+        monkeypatch.setattr(store, "_conn", counting)
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "w"}
+        started = await store.update_task("t1", start, expect=["queued"], claim_slot_of="w")
+        assert started is not None and started.status == TaskStatus.DISPATCHED
+        assert len(sent) == 1
+        sent.clear()
+        # a move that does not apply takes no slot and writes nothing (a refusal decided on
+        # this replica's sight is checked against the row: one read)
+        assert await store.update_task("t1", start, expect=["queued"], claim_slot_of="w") is None
+        assert sent == ["SELECT doc FROM opscore_tasks WHERE task_id = $1"]
+        sent.clear()
+        with pytest.raises(NoFreeSlotError):  # full, as the row says: nothing written
+            await store.update_task("t2", start, expect=["queued"], claim_slot_of="w")
+        assert sent == ["SELECT doc FROM opscore_agents WHERE agent_id = $1"]
+    finally:
+        await store.close()
+    checker = PostgresStorage(pg.url)
+    await checker.open()
+    try:
+        assert (await checker.get_agent("w")).active_tasks == ["t1"]
+        assert (await checker.get_task("t1")).status == TaskStatus.DISPATCHED
+        assert (await checker.get_task("t2")).status == TaskStatus.QUEUED
+    finally:
+        await checker.close()

@@ -764,6 +764,40 @@ class TestSharedStore:
         assert (await b.get_agent("w")).active_tasks == []
         assert (await b.get_task("t2")).status == TaskStatus.COMPLETED
 
+    async def test_a_hand_over_decided_on_a_stale_sight_follows_the_store(self, pair) -> None:
+        a, b = pair
+        await a.save_agent(agent("w", max_concurrency=1))
+        await a.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in (1, 2, 3, 4)])
+        assert (await a.get_agent("w")).active_tasks == []  # a's sight: a free slot
+        assert (await a.get_task("t1")).status == TaskStatus.QUEUED
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "w"}
+        assert await b.update_task("t2", start, expect=["queued"], claim_slot_of="w")
+        with pytest.raises(NoFreeSlotError):  # full, whatever a saw
+            await a.update_task("t1", start, expect=["queued"], claim_slot_of="w")
+        assert (await b.get_task("t1")).status == TaskStatus.QUEUED
+        await b.release_agent_slot("w", "t2")
+        await b.update_task("t1", {"status": TaskStatus.CANCELLED})
+        # a's sight: w full, t1 queued; the store: w free, t1 cancelled: nothing, no slot held
+        assert await a.update_task("t1", start, expect=["queued"], claim_slot_of="w") is None
+        assert (await b.get_agent("w")).active_tasks == []
+        await b.update_task("t1", {"status": TaskStatus.QUEUED})
+        started = await a.update_task("t1", start, expect=["queued"], claim_slot_of="w")
+        assert started is not None and started.status == TaskStatus.DISPATCHED
+        assert (await b.get_agent("w")).active_tasks == ["t1"]
+        assert (await b.get_task("t1")).status == TaskStatus.DISPATCHED
+        # two processes starting tasks on the last free slot at once: one wins
+        await b.release_agent_slot("w", "t1")
+        results = await asyncio.gather(
+            a.update_task("t3", start, expect=["queued"], claim_slot_of="w"),
+            b.update_task("t4", start, expect=["queued"], claim_slot_of="w"),
+            return_exceptions=True,
+        )
+        won = [r.task_id for r in results if isinstance(r, TaskRun)]
+        assert len(won) == 1 and sum(isinstance(r, NoFreeSlotError) for r in results) == 1
+        assert (await a.get_agent("w")).active_tasks == won
+        (lost,) = {"t3", "t4"} - set(won)
+        assert (await a.get_task(lost)).status == TaskStatus.QUEUED
+
     async def test_a_report_naming_a_task_another_process_handed_over_moves_it_at_once(
         self, pair
     ) -> None:

@@ -11,6 +11,7 @@ from ...errors import NoFreeSlotError
 from ...models import TaskRun
 from ..guard import guard_methods
 from ..rules import slot_taken
+from .claims import SlotClaims
 from .documents import DocumentRecords
 from .queue import QueueRecords
 from .reports import ReportRecords
@@ -18,7 +19,9 @@ from .runs import RunRecords
 from .telemetry import TelemetryChannel
 
 
-class PostgresStorage(ReportRecords, RunRecords, QueueRecords, DocumentRecords, TelemetryChannel):
+class PostgresStorage(
+    ReportRecords, SlotClaims, RunRecords, QueueRecords, DocumentRecords, TelemetryChannel
+):
     """``Storage`` on PostgreSQL; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared pool,
@@ -40,6 +43,11 @@ class PostgresStorage(ReportRecords, RunRecords, QueueRecords, DocumentRecords, 
         is freed right after, and only then the task queued: never claimable while its old
         attempt still holds a slot; with ``claim_slot_of``, the slot is taken just before,
         and given back when the change does not apply (``Storage.update_task``)."""
+        if claim_slot_of is not None and release_slot_of is None and enqueue_at is None:
+            # the dispatcher's hand-over: one statement (claims.py)
+            return await self._claim_and_move(
+                task_id, changes, claim_slot_of, expect=expect, attempt=attempt
+            )
         if claim_slot_of is not None:
             # the rule of the other stores (slot_taken: full or gone raises NoFreeSlotError)
             taken = await self._change_agent(claim_slot_of, lambda a: slot_taken(a, task_id))

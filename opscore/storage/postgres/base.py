@@ -51,6 +51,31 @@ async def _no_reset(_conn: Any) -> None:
     return None
 
 
+def agent_and_task_written(agent_guess: int, task: int) -> str:
+    """The head of a statement that writes an agent's row and a task's row, both or neither:
+    only if each still holds the document decided on. Parameters: $1 the agent, $2 its state,
+    $3 last seen, $4 its document, ``$agent_guess`` the agent's document decided on; ``$task``
+    the task, then its status, its document and the document decided on. The agent's row is
+    locked before the task's (a scalar subquery is evaluated before the rows it filters are
+    locked), so two such statements never deadlock. ``changed`` and ``moved`` are the two
+    writes (the statement goes on with more CTEs or its SELECT)."""
+    t = task
+    return f"""
+WITH agent_held AS (
+    SELECT 1 FROM opscore_agents WHERE agent_id = $1 AND doc = ${agent_guess} FOR UPDATE),
+task_held AS (
+    SELECT 1 FROM opscore_tasks
+    WHERE task_id = ${t} AND doc = ${t + 3} AND (SELECT count(*) FROM agent_held) = 1
+    FOR UPDATE),
+held AS (SELECT count(*) = 1 AS yes FROM task_held),
+changed AS (
+    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
+    WHERE agent_id = $1 AND (SELECT yes FROM held) RETURNING agent_id),
+moved AS (
+    UPDATE opscore_tasks SET status = ${t + 1}, doc = ${t + 2}
+    WHERE task_id = ${t} AND (SELECT yes FROM held) RETURNING 1)"""
+
+
 # (the UPDATE that writes if the row still holds the expected document, with its parameters
 # before that document, and the new document), or None to write nothing
 Write = tuple[str, tuple[Any, ...], str] | None

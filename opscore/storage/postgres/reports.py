@@ -17,26 +17,14 @@ from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import _READ_AGENT, HISTORY_AFTER_CHANGE, AgentRecords
+from .base import agent_and_task_written
 from .runs import _READ_TASK
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
 # $8 the agent's document decided on; $9 task, $10 its status, $11 its document, $12 the
-# task's document decided on. The agent's row is locked before the task's (a scalar subquery
-# is evaluated before the rows it filters are locked), so two of these never deadlock.
-# Answers (1 if written, the agent's document, the task's document).
-_SET_STATE_AND_TASK = f"""
-WITH agent_held AS (
-    SELECT 1 FROM opscore_agents WHERE agent_id = $1 AND doc = $8 FOR UPDATE),
-task_held AS (
-    SELECT 1 FROM opscore_tasks
-    WHERE task_id = $9 AND doc = $12 AND (SELECT count(*) FROM agent_held) = 1 FOR UPDATE),
-held AS (SELECT count(*) = 1 AS yes FROM task_held),
-changed AS (
-    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
-    WHERE agent_id = $1 AND (SELECT yes FROM held) RETURNING agent_id),
-moved AS (
-    UPDATE opscore_tasks SET status = $10, doc = $11
-    WHERE task_id = $9 AND (SELECT yes FROM held) RETURNING 1),{HISTORY_AFTER_CHANGE}
+# task's document decided on (base.agent_and_task_written). Answers (1 if written, the
+# agent's document, the task's document).
+_SET_STATE_AND_TASK = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE}
 SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
     (SELECT doc FROM opscore_agents WHERE agent_id = $1),
     (SELECT doc FROM opscore_tasks WHERE task_id = $9)
