@@ -319,6 +319,39 @@ class TestWorkflows:
 
 
 class TestSessionsAndTasks:
+    async def test_a_run_is_written_with_its_tasks_in_one_step(self, store: Storage) -> None:
+        steps = [task(f"r1-{i}", session_id="r1", step_id=f"s{i}") for i in range(3)]
+        steps[0] = steps[0].model_copy(update={"status": TaskStatus.QUEUED})
+        await store.save_run(session("r1"), steps)
+        found, tasks = await store.session_with_tasks("r1")
+        assert found is not None and found.status == SessionStatus.RUNNING
+        assert [t.task_id for t in tasks] == ["r1-0", "r1-1", "r1-2"]  # in the given order
+        assert tasks[0].status == TaskStatus.QUEUED
+        running = await store.list_sessions(
+            status="running", workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert [s.session_id for s in running.items] == ["r1"]
+        # written again (a retried request): replaced, each task still once, in its place
+        again = [t.model_copy(update={"priority": 7}) for t in steps]
+        await store.save_run(session("r1", status=SessionStatus.QUEUED), again)
+        found, tasks = await store.session_with_tasks("r1")
+        assert found.status == SessionStatus.QUEUED
+        assert [t.task_id for t in tasks] == ["r1-0", "r1-1", "r1-2"]
+        assert {t.priority for t in tasks} == {7}
+        queued = await store.list_sessions(
+            status="queued", workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert [s.session_id for s in queued.items] == ["r1"]
+        running = await store.list_sessions(
+            status="running", workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert running.items == []
+        # a task in flight is found by inflight_tasks, as with save_tasks
+        moving = tasks[0].model_copy(update={"status": TaskStatus.DISPATCHED})
+        await store.save_run(session("r1"), [moving])
+        assert [t.task_id for t in await store.inflight_tasks()] == ["r1-0"]
+        assert len((await store.session_with_tasks("r1"))[1]) == 3
+
     async def test_sessions_list_newest_first_with_filters_and_cas(self, store: Storage) -> None:
         for i in range(4):
             await store.save_session(

@@ -169,6 +169,11 @@ class Storage(Protocol):
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         """Insert or replace task runs."""
 
+    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+        """A run as it starts: its tasks and its session, inserted or replaced in one atomic
+        step (one round trip on the shared stores, where ``save_tasks`` and ``save_session``
+        took three): nobody sees the run without its tasks."""
+
     async def get_task(self, task_id: str) -> TaskRun | None:
         """Return the task run or None."""
 

@@ -113,8 +113,7 @@ class RunService:
             updated_at=now,
         )
         tasks = [t.model_copy(update={"trace_id": trace_id}) for t in tasks]
-        await self.storage.save_tasks(tasks)
-        await self.storage.save_session(session)
+        await self.storage.save_run(session, tasks)
         log_operation(
             "workflow.started",
             {"sessionId": session_id, "workflowId": definition.id, "agentId": agent_id},

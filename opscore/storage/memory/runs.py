@@ -173,11 +173,19 @@ class RunRecords(_Base):
     # --- tasks ------------------------------------------------------------------------------
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         with self._lock:
-            for task in tasks:
-                if task.task_id not in self._tasks:
-                    self._session_tasks.setdefault(task.session_id, []).append(task.task_id)
-                self._tasks[task.task_id] = task
-                self._track_inflight(task)
+            self._put_tasks(tasks)
+
+    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+        with self._lock:
+            self._put_tasks(tasks)
+            self._put_session(session)
+
+    def _put_tasks(self, tasks: Iterable[TaskRun]) -> None:
+        for task in tasks:
+            if task.task_id not in self._tasks:
+                self._session_tasks.setdefault(task.session_id, []).append(task.task_id)
+            self._tasks[task.task_id] = task
+            self._track_inflight(task)
 
     async def get_task(self, task_id: str) -> TaskRun | None:
         return self._tasks.get(task_id)

@@ -56,6 +56,21 @@ _PUT_TASK = (
     "ON CONFLICT (task_id) DO UPDATE SET session_id = $2, status = $3, doc = $4"
 )
 
+# A run as it starts (save_run), in one statement: its tasks ($7-$10: ids, sessions, statuses,
+# documents, inserted in that order, so they keep it) and its session ($1-$6 as _PUT_SESSION).
+_PUT_RUN = f"""
+WITH tasks AS (
+    INSERT INTO opscore_tasks (task_id, session_id, status, doc)
+    SELECT t.id, t.session_id, t.status, t.doc
+    FROM unnest($7::text[], $8::text[], $9::text[], $10::text[])
+        WITH ORDINALITY AS t(id, session_id, status, doc, n)
+    ORDER BY t.n
+    ON CONFLICT (task_id) DO UPDATE SET session_id = EXCLUDED.session_id,
+        status = EXCLUDED.status, doc = EXCLUDED.doc
+    RETURNING 1)
+{_PUT_SESSION}
+"""
+
 
 def _session_row(s: Session) -> tuple[Any, ...]:
     return (
@@ -205,6 +220,16 @@ class RunRecords(_Base):
                 await conn.executemany(_PUT_TASK, rows)
             for row in rows:
                 self._seen.put(f"task:{row[0]}", row[-1])
+
+    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+        row = _session_row(session)
+        rows = [_task_row(t) for t in tasks]
+        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
+        async with self._conn() as conn:
+            await conn.execute(_PUT_RUN, *row, *columns)
+        self._seen.put(f"session:{session.session_id}", row[-1])
+        for task_row in rows:
+            self._seen.put(f"task:{task_row[0]}", task_row[-1])
 
     async def get_task(self, task_id: str) -> TaskRun | None:
         async with self._conn() as conn:

@@ -37,6 +37,7 @@ from .scripts import (
     ENQUEUE,
     RECORDS,
     REQUEUE,
+    SAVE_RUN,
     SAVE_SESSION,
     Ops,
 )
@@ -129,6 +130,7 @@ class _Base:
             ("cas", CAS),
             ("enqueue", ENQUEUE),
             ("save_session", SAVE_SESSION),
+            ("save_run", SAVE_RUN),
             ("records", RECORDS),
         ):
             self._scripts[name] = self._redis.register_script(source)

@@ -207,6 +207,23 @@ redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
 return 1
 """
 
+# A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same
+# KEYS[1-3] and ARGV[1-4]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight set,
+# ARGV[5] the prefix of task keys, then per task: id, record, 1 if in flight. A task seen for
+# the first time joins the run's list (written again, it keeps its place).
+SAVE_RUN = (
+    """
+for i = 6, #ARGV, 3 do
+  local id = ARGV[i]
+  local old = redis.call('SET', ARGV[5] .. id, ARGV[i + 1], 'GET')
+  if not old then redis.call('RPUSH', KEYS[4], id) end
+  if ARGV[i + 2] == '1' then redis.call('SADD', KEYS[5], id)
+  elseif old then redis.call('SREM', KEYS[5], id) end
+end
+"""
+    + SAVE_SESSION
+)
+
 
 class Ops:
     """Writes that a compare-and-set script makes beside the record (same round trip)."""

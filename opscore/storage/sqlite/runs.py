@@ -172,11 +172,18 @@ class RunRecords(_Base):
     @quick
     def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         with self._tx() as db:
-            for task in tasks:
-                row = db.execute(
-                    "SELECT seq FROM tasks WHERE task_id=?", (task.task_id,)
-                ).fetchone()
-                self._put_task(db, task, row[0] if row else self._next(db, "tasks"))
+            self._put_tasks(db, tasks)
+
+    @quick
+    def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+        with self._tx() as db:
+            self._put_tasks(db, tasks)
+            self._put_session(db, session)
+
+    def _put_tasks(self, db: sqlite3.Connection, tasks: Iterable[TaskRun]) -> None:
+        for task in tasks:
+            row = db.execute("SELECT seq FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
+            self._put_task(db, task, row[0] if row else self._next(db, "tasks"))
 
     @quick
     def get_task(self, task_id: str) -> TaskRun | None:
