@@ -352,6 +352,27 @@ class TestSessionsAndTasks:
         assert [t.task_id for t in await store.inflight_tasks()] == ["r1-0"]
         assert len((await store.session_with_tasks("r1"))[1]) == 3
 
+    async def test_a_run_is_written_with_its_first_steps_queued(self, store: Storage) -> None:
+        now = utcnow()
+        later = now + timedelta(seconds=30)
+        steps = [
+            task("q-now", session_id="q", status=TaskStatus.QUEUED, ready_at=now, priority=5),
+            task("q-later", session_id="q", status=TaskStatus.QUEUED, ready_at=later),
+            task("q-pending", session_id="q"),
+        ]
+        await store.save_run(session("q"), steps, queued=["q-now", "q-later"])
+        entries = await store.dequeue_ready(now + timedelta(seconds=1), 10)
+        assert [(e.task_id, e.priority) for e in entries] == [("q-now", 5)]
+        await store.ack(["q-now"])
+        # the delayed one waits for its time, and sets the dispatcher's alarm
+        alarm = await store.next_ready_at(now + timedelta(seconds=1))
+        assert alarm is not None and abs(alarm - later) < timedelta(milliseconds=1)
+        assert await store.dequeue_ready(now + timedelta(seconds=1), 10) == []
+        later_entries = await store.dequeue_ready(later + timedelta(seconds=1), 10)
+        assert [e.task_id for e in later_entries] == ["q-later"]
+        found, tasks = await store.session_with_tasks("q")
+        assert found is not None and [t.task_id for t in tasks] == ["q-now", "q-later", "q-pending"]
+
     async def test_sessions_list_newest_first_with_filters_and_cas(self, store: Storage) -> None:
         for i in range(4):
             await store.save_session(

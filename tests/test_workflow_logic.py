@@ -323,3 +323,50 @@ async def test_a_new_run_queues_its_first_steps_without_reading_itself_back() ->
     assert sorted(e.task_id for e in await store.dequeue_ready(utcnow(), 10)) == sorted(
         t.task_id for t in await store.session_tasks(sid) if t.step_id in ("a", "b")
     )
+
+
+async def test_a_new_run_is_written_with_its_first_steps_queued_in_one_store_call() -> None:
+    """The plain first steps (agent steps with no prerequisite or condition) go in the write
+    that creates the run (``Storage.save_run(queued=...)``); a condition, an approval and the
+    steps behind them are still started by ``advance``, as before."""
+    from opscore.models import TaskStatus
+
+    workflow = _workflow(0.0)
+    store = workflow.engine.storage
+    calls: list[str] = []
+    for name in ("save_run", "save_tasks", "save_session", "update_task", "enqueue"):
+        method = getattr(store, name)
+
+        def counted(*args, _name=name, _method=method, **kwargs):
+            calls.append(_name)
+            return _method(*args, **kwargs)
+
+        setattr(store, name, counted)
+    definition = WorkflowDefinition.model_validate(
+        {
+            "id": "w",
+            "name": "w",
+            "tasks": [
+                {"taskId": "a", "name": "a", "parameters": {"who": "${input.who}"}},
+                {"taskId": "later", "name": "later", "delaySeconds": 30},
+                {"taskId": "maybe", "name": "maybe", "when": "input.who == 'x'"},
+                {"taskId": "ok", "name": "ok", "kind": "approval"},
+                {"taskId": "c", "name": "c", "dependsOn": ["a", "later"]},
+            ],
+        }
+    )
+    before = utcnow()
+    sid = (await workflow.runs.start_run(definition, payload={"who": "x"})).session_id
+    # one write for the run and a, later; one move each for maybe (its condition) and ok
+    assert calls == ["save_run", "update_task", "update_task"]
+    tasks = {t.step_id: t for t in await store.session_tasks(sid)}
+    assert tasks["a"].status == TaskStatus.QUEUED
+    assert tasks["a"].resolved_parameters == {"who": "x"}
+    assert tasks["later"].status == TaskStatus.QUEUED
+    assert tasks["later"].ready_at >= before + timedelta(seconds=30)
+    assert tasks["maybe"].status == TaskStatus.QUEUED
+    assert tasks["ok"].status == TaskStatus.WAITING
+    assert tasks["c"].status == TaskStatus.PENDING
+    ready = {e.task_id for e in await store.dequeue_ready(utcnow(), 10)}
+    assert ready == {tasks["a"].task_id, tasks["maybe"].task_id}
+    assert await store.next_ready_at(utcnow()) == tasks["later"].ready_at

@@ -169,10 +169,14 @@ class Storage(Protocol):
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
         """Insert or replace task runs."""
 
-    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+    async def save_run(
+        self, session: Session, tasks: Iterable[TaskRun], *, queued: Collection[str] = ()
+    ) -> None:
         """A run as it starts: its tasks and its session, inserted or replaced in one atomic
         step (one round trip on the shared stores, where ``save_tasks`` and ``save_session``
-        took three): nobody sees the run without its tasks."""
+        took three): nobody sees the run without its tasks. The tasks named in ``queued``
+        (moved to queued, with their ``ready_at``) are queued in the same step, at their
+        priority, as ``enqueue`` queues them."""
 
     async def get_task(self, task_id: str) -> TaskRun | None:
         """Return the task run or None."""

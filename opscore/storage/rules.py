@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
 from ..errors import ConflictError, NoFreeSlotError, NotFoundError
 from ..models import Agent, StateRecord, TaskRun
@@ -84,3 +85,9 @@ def slot_released(agent: Agent, task_id: str) -> Agent | None:
     return agent.model_copy(
         update={"active_tasks": [t for t in agent.active_tasks if t != task_id]}
     )
+
+
+def ready_time(task: TaskRun) -> datetime:
+    """When a task queued along with its run (``Storage.save_run(queued=...)``) is ready:
+    its ``ready_at``, as the engine set it when it moved the task to queued."""
+    return task.ready_at or task.queued_at or task.created_at

@@ -24,6 +24,7 @@ from ..models import (
 from ..observe.logs import log_operation
 from ..observe.tracing import current_span, new_trace_id
 from .engine import WorkflowEngine
+from .first_steps import first_steps_queued
 from .substitution import SubstitutionTooLargeError, substitute
 from .templates import dependencies, validate_definition
 from .transitions import move_session_or_raise
@@ -113,7 +114,11 @@ class RunService:
             updated_at=now,
         )
         tasks = [t.model_copy(update={"trace_id": trace_id}) for t in tasks]
-        await self.storage.save_run(session, tasks)
+        queued: list[str] = []
+        if session.status == SessionStatus.RUNNING:  # its first steps go in the same write
+            limit = self.settings.max_task_parameters_bytes
+            tasks, queued = first_steps_queued(session, tasks, now, parameter_limit=limit)
+        await self.storage.save_run(session, tasks, queued=queued)
         log_operation(
             "workflow.started",
             {"sessionId": session_id, "workflowId": definition.id, "agentId": agent_id},
@@ -121,7 +126,12 @@ class RunService:
         if session.status == SessionStatus.QUEUED:
             await self.admit(definition.id)
         else:
-            await engine.advance(session_id, known=(session, tasks))
+            for task in tasks:
+                if task.task_id in queued:  # as enqueue_task tells of each
+                    engine.observe("queued", task)
+            if queued:
+                engine.notify_dispatcher(capacity=False, queued=True)
+            await engine.advance(session_id, known=(session, tasks))  # what is left to start
         return RunAccepted(
             message="Workflow run accepted", session_id=session_id, workflow_id=definition.id
         )

@@ -14,7 +14,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..rules import slot_released, slot_taken, task_change_applies
+from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _Base, _page
 
 _FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -175,10 +175,16 @@ class RunRecords(_Base):
         with self._lock:
             self._put_tasks(tasks)
 
-    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+    async def save_run(
+        self, session: Session, tasks: Iterable[TaskRun], *, queued: Collection[str] = ()
+    ) -> None:
+        tasks = list(tasks)
         with self._lock:
             self._put_tasks(tasks)
             self._put_session(session)
+            for task in tasks:
+                if task.task_id in queued:
+                    self._put_in_queue(task.task_id, task.priority, ready_time(task))
 
     def _put_tasks(self, tasks: Iterable[TaskRun]) -> None:
         for task in tasks:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...models import Page, Session, TaskRun, WorkflowTemplate
 from ..parsed import PARSED
-from ..rules import task_change_applies
+from ..rules import ready_time, task_change_applies
 from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load
 
 _PUT_SESSION = (
@@ -57,7 +57,9 @@ _PUT_TASK = (
 )
 
 # A run as it starts (save_run), in one statement: its tasks ($7-$10: ids, sessions, statuses,
-# documents, inserted in that order, so they keep it) and its session ($1-$6 as _PUT_SESSION).
+# documents, inserted in that order, so they keep it), its session ($1-$6 as _PUT_SESSION),
+# and the tasks queued with it ($11-$13: ids, priorities, ready times; as queue.py's enqueue,
+# with its NOTIFY on $14 from $15 when any was queued).
 _PUT_RUN = f"""
 WITH tasks AS (
     INSERT INTO opscore_tasks (task_id, session_id, status, doc)
@@ -67,8 +69,18 @@ WITH tasks AS (
     ORDER BY t.n
     ON CONFLICT (task_id) DO UPDATE SET session_id = EXCLUDED.session_id,
         status = EXCLUDED.status, doc = EXCLUDED.doc
+    RETURNING 1),
+session AS ({_PUT_SESSION} RETURNING 1),
+queued AS (
+    INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
+    SELECT q.id, q.priority, q.ready_at, nextval('opscore_queue_seq'), NULL
+    FROM unnest($11::text[], $12::integer[], $13::timestamptz[])
+        WITH ORDINALITY AS q(id, priority, ready_at, n)
+    ORDER BY q.n
+    ON CONFLICT (task_id) DO UPDATE SET priority = EXCLUDED.priority,
+        ready_at = EXCLUDED.ready_at, seq = nextval('opscore_queue_seq'), lease_until = NULL
     RETURNING 1)
-{_PUT_SESSION}
+SELECT pg_notify($14, $15) WHERE EXISTS (SELECT 1 FROM queued)
 """
 
 
@@ -221,12 +233,17 @@ class RunRecords(_Base):
             for row in rows:
                 self._seen.put(f"task:{row[0]}", row[-1])
 
-    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+    async def save_run(
+        self, session: Session, tasks: Iterable[TaskRun], *, queued: Collection[str] = ()
+    ) -> None:
+        tasks = list(tasks)
         row = _session_row(session)
         rows = [_task_row(t) for t in tasks]
         columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
+        entries = [(t.task_id, t.priority, ready_time(t)) for t in tasks if t.task_id in queued]
+        queue = [list(c) for c in zip(*entries, strict=True)] if entries else [[], [], []]
         async with self._conn() as conn:
-            await conn.execute(_PUT_RUN, *row, *columns)
+            await conn.execute(_PUT_RUN, *row, *columns, *queue, CHANNEL, self._token)
         self._seen.put(f"session:{session.session_id}", row[-1])
         for task_row in rows:
             self._seen.put(f"task:{task_row[0]}", task_row[-1])

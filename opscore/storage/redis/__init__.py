@@ -13,10 +13,11 @@ from ..guard import guard_methods
 from .documents import DocumentRecords
 from .queue import QueueRecords
 from .reports import ReportRecords
+from .starts import RunStarts
 from .telemetry import TelemetryChannel
 
 
-class RedisStorage(ReportRecords, QueueRecords, DocumentRecords, TelemetryChannel):
+class RedisStorage(ReportRecords, RunStarts, QueueRecords, DocumentRecords, TelemetryChannel):
     """``Storage`` on Redis; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared client and

@@ -95,24 +95,6 @@ class RunRecords(_Base):
         )
         self._seen.put(key, raw)
 
-    async def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
-        """One script: the tasks (each joins the run's list the first time it is written),
-        then the session as ``save_session`` writes it."""
-        key, raw = self.k("session", session.session_id), PARSED.dump(session)
-        args: list[Any] = [session.session_id, raw, session.status.value]
-        args += [self.k("sessions", ""), self.k("task", "")]
-        written = []
-        for task in tasks:
-            task_raw = PARSED.dump(task)
-            written.append((self.k("task", task.task_id), task_raw))
-            args += [task.task_id, task_raw, "1" if task.status.value in _INFLIGHT else "0"]
-        keys = [key, self.k("sessions"), self.k("seq", "sessions")]
-        keys += [self.k("session_tasks", session.session_id), self.k("inflight")]
-        await self._script("save_run", keys=keys, args=args)
-        self._seen.put(key, raw)
-        for task_key, task_raw in written:
-            self._seen.put(task_key, task_raw)
-
     async def get_session(self, session_id: str) -> Session | None:
         return _load(Session, await self._get(self.k("session", session_id)))
 

@@ -209,16 +209,23 @@ return 1
 
 # A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same
 # KEYS[1-3] and ARGV[1-4]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight set,
-# ARGV[5] the prefix of task keys, then per task: id, record, 1 if in flight. A task seen for
-# the first time joins the run's list (written again, it keeps its place).
+# KEYS[6-11] the queue keys of enqueue(); ARGV[5] the prefix of task keys, ARGV[6] and [7]
+# enqueue()'s span and now, then per task: id, record, 1 if in flight, the time it is ready
+# at when it is queued with the run (else ''), its priority. A task seen for the first time
+# joins the run's list (written again, it keeps its place).
 SAVE_RUN = (
-    """
-for i = 6, #ARGV, 3 do
+    ENQUEUE_FN
+    + """
+for i = 8, #ARGV, 5 do
   local id = ARGV[i]
   local old = redis.call('SET', ARGV[5] .. id, ARGV[i + 1], 'GET')
   if not old then redis.call('RPUSH', KEYS[4], id) end
   if ARGV[i + 2] == '1' then redis.call('SADD', KEYS[5], id)
   elseif old then redis.call('SREM', KEYS[5], id) end
+  if ARGV[i + 3] ~= '' then
+    enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
+            id, ARGV[i + 4], ARGV[i + 3], ARGV[6], ARGV[7])
+  end
 end
 """
     + SAVE_SESSION

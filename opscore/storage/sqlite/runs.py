@@ -13,7 +13,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..rules import slot_released, slot_taken, task_change_applies
+from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _INFLIGHT, _Base, _doc, _load
 from .calls import off_loop, quick, scan
 
@@ -175,10 +175,16 @@ class RunRecords(_Base):
             self._put_tasks(db, tasks)
 
     @quick
-    def save_run(self, session: Session, tasks: Iterable[TaskRun]) -> None:
+    def save_run(
+        self, session: Session, tasks: Iterable[TaskRun], *, queued: Collection[str] = ()
+    ) -> None:
+        tasks = list(tasks)
         with self._tx() as db:
             self._put_tasks(db, tasks)
             self._put_session(db, session)
+            for task in tasks:
+                if task.task_id in queued:
+                    self._put_in_queue(db, task.task_id, task.priority, ready_time(task))
 
     def _put_tasks(self, db: sqlite3.Connection, tasks: Iterable[TaskRun]) -> None:
         for task in tasks:
