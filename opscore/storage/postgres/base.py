@@ -195,6 +195,13 @@ class _Base:
         async with self._conn() as conn, conn.transaction():
             yield conn
 
+    async def _read_afresh(self, conn: Any, key: str, read: str, ident: str) -> str | None:
+        """The row's document (``read`` by ``ident``), remembered as this process's sight of
+        it under ``key``."""
+        doc: str | None = await conn.fetchval(read, ident)
+        self._seen.put(key, doc)
+        return doc
+
     async def _cas(
         self,
         conn: Any,

@@ -50,9 +50,7 @@ class SlotClaims(_Base):
         async with self._conn() as conn:
 
             async def read(key: str, query: str, ident: str) -> str | None:
-                doc: str | None = await conn.fetchval(query, ident)
-                self._seen.put(key, doc)
-                return doc
+                return await self._read_afresh(conn, key, query, ident)
 
             agent_doc, task_doc = self._seen.get(agent_key), self._seen.get(task_key)
             agent_fresh, task_fresh = agent_doc is UNSEEN, task_doc is UNSEEN

@@ -110,12 +110,6 @@ class ReportRecords(AgentRecords):
         doc = self._seen.get(key)
         return await self._read_afresh(conn, key, read, ident) if doc is UNSEEN else doc
 
-    async def _read_afresh(self, conn: Any, key: str, read: str, ident: str) -> str | None:
-        """The row's document, remembered as this process's sight of it."""
-        doc = await conn.fetchval(read, ident)
-        self._seen.put(key, doc)
-        return doc
-
 
 def _load_agent(doc: str | None) -> Agent | None:
     return PARSED.load(Agent, doc) if doc is not None else None
