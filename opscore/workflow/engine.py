@@ -146,7 +146,6 @@ class WorkflowEngine:
     ) -> None:
         """Resolve the task's parameters and put it in the queue (after its delay)."""
         now = self.clock()
-        ready_at = now + timedelta(seconds=task.delay_seconds)
         try:
             resolved = substitute(
                 task.parameters, context, limit=self.settings.max_task_parameters_bytes
@@ -157,15 +156,14 @@ class WorkflowEngine:
         if task.kind != "agent":  # an approval or signal step waits instead of queueing
             await start_wait(self, task, resolved, from_status or frozenset({S.PENDING}), **changes)
             return
+        fields = queued_fields(task, resolved, now)
         queued = await move_task(
             self.storage,
             task.task_id,
             S.QUEUED,
             only_from=from_status or frozenset({S.PENDING}),
-            queued_at=now,
-            ready_at=ready_at,
-            resolved_parameters=resolved,
-            enqueue_at=ready_at,
+            enqueue_at=fields["ready_at"],
+            **fields,
             **changes,
         )
         if queued is not None:
@@ -335,6 +333,17 @@ def satisfied_steps(tasks: list[TaskRun]) -> set[str]:
     """Steps that completed or were skipped, or failed but whose fallback completed."""
     satisfied = {t.step_id for t in tasks if t.status in (S.COMPLETED, S.SKIPPED)}
     return satisfied | {t.fallback_for for t in tasks if t.fallback_for and t.status == S.COMPLETED}
+
+
+def queued_fields(task: TaskRun, resolved: Any, now: datetime) -> dict[str, Any]:
+    """What a move to queued writes besides the status: when, when the task is ready (after
+    its delay), and its resolved parameters. ``enqueue_task`` writes it, and so does a new
+    run for its first steps (first_steps.py), so the two cannot drift apart."""
+    return {
+        "queued_at": now,
+        "ready_at": now + timedelta(seconds=task.delay_seconds),
+        "resolved_parameters": resolved,
+    }
 
 
 def substitution_context(session: Session, tasks: list[TaskRun]) -> dict[str, Any]:

@@ -10,10 +10,10 @@ fallback role, whose parameters resolve) can be moved to ``queued`` here, exactl
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ..models import Session, TaskRun, TaskStatus
-from .engine import substitution_context
+from .engine import queued_fields, substitution_context
 from .substitution import SubstitutionTooLargeError, TemplateError, substitute
 from .transitions import task_move
 
@@ -44,13 +44,8 @@ def first_steps_queued(
         except (SubstitutionTooLargeError, TemplateError):
             out.append(task)  # advance refuses it, as for any step
             continue
-        move = task_move(
-            S.QUEUED,
-            only_from=frozenset({S.PENDING}),
-            queued_at=now,
-            ready_at=now + timedelta(seconds=task.delay_seconds),
-            resolved_parameters=resolved,
-        )
+        fields = queued_fields(task, resolved, now)
+        move = task_move(S.QUEUED, only_from=frozenset({S.PENDING}), **fields)
         out.append(task.model_copy(update=move.changes))
         queued.append(task.task_id)
     return out, queued
