@@ -120,6 +120,30 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+async def redis_counted(redis_server):
+    """A Redis store on a flushed server, and ``calls(command)``: how often Redis ran it
+    (``calls()``: every command but the counter's own INFO)."""
+    import redis
+
+    redis_server.flush()
+    from opscore.storage import storage_from_url
+
+    store = storage_from_url(redis_server.url)
+    await store.open()
+    counter = redis.Redis.from_url(redis_server.url)
+
+    def calls(command: str | None = None) -> int:
+        stats = counter.info("commandstats")
+        if command is None:
+            return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    yield store, calls
+    counter.close()
+    await store.close()
+
+
 @pytest.fixture(scope="session")
 def postgresql_server():
     from .storage_servers import PostgresServer, require_postgres

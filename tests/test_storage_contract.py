@@ -1207,25 +1207,6 @@ class TestTelemetryChannel:
             await storage.close()
 
 
-@pytest.fixture
-async def redis_counted(redis_server):
-    """A Redis store on a flushed server, and ``calls(command)``: how often Redis ran it."""
-    import redis
-
-    redis_server.flush()
-    store = storage_from_url(redis_server.url)
-    await store.open()
-    counter = redis.Redis.from_url(redis_server.url)
-
-    def calls(command: str) -> int:
-        stats = counter.info("commandstats")
-        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
-
-    yield store, calls
-    counter.close()
-    await store.close()
-
-
 async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
     redis_counted, monkeypatch
 ) -> None:

@@ -96,7 +96,7 @@ class AgentRecords(_Base):
 
         def decide(raw: str | None) -> tuple[None, Agent | None, Any]:
             def ops(p: Any) -> None:
-                p.delete(key, self.k("history", agent_id))
+                p.delete(key, self.k("history", agent_id), self.k("history_kept", agent_id))
                 p.srem(self.k("agents"), agent_id)
 
             return None, _load(Agent, raw), ops if raw is not None else None
@@ -123,16 +123,13 @@ class AgentRecords(_Base):
         return await self._update_agent(agent_id, lambda a: a.model_copy(update=changes))
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
-        history = self.k("history", record.agent_id)
-
         def decide(raw: str | None) -> tuple[str | None, tuple[Agent, bool], Any]:
             agent, duplicate = apply_state(_load(Agent, raw), record)
             if duplicate:
                 return None, (agent, True), None
 
             def ops(p: Any) -> None:
-                p.lpush(history, PARSED.dump(record))
-                p.ltrim(history, 0, history_limit - 1)
+                self._add_history(p, record, history_limit)
                 # the report is applied to these tasks next (workflow/reports.py)
                 for task_id in agent.active_tasks[:READ_ALONG_TASKS]:
                     p.read(self.k("task", task_id))
@@ -141,10 +138,25 @@ class AgentRecords(_Base):
 
         return await self._cas(self.k("agent", record.agent_id), decide)
 
+    def _add_history(self, p: Any, record: StateRecord, kept: int) -> None:
+        """The report joins its agent's state history (``scripts.HISTORY_FN``), in the
+        compare-and-set ``p`` that writes the agent."""
+        agent_id = record.agent_id
+        p.history(
+            self.k("history", agent_id), self.k("history_kept", agent_id), PARSED.dump(record), kept
+        )
+
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
+        """The list may hold up to a quarter more than it keeps (it is trimmed in steps):
+        the page shows the newest ``history_kept`` of it."""
         key = self.k("history", agent_id)
-        total = await self._redis.llen(key)
-        raws = await self._redis.lrange(key, offset, offset + limit - 1) if limit else []
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.llen(key)
+            pipe.get(self.k("history_kept", agent_id))
+            pipe.lrange(key, offset, offset + limit - 1)
+            length, kept, raws = await pipe.execute()
+        total = length if kept is None else min(length, int(kept))
+        raws = raws[: max(total - offset, 0)] if limit else []
         items = [StateRecord.model_validate_json(r) for r in raws]
         return Page(items=items, total=total, offset=offset, limit=limit)
 

@@ -45,6 +45,7 @@ from .scripts import (
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 LEASE = timedelta(seconds=30)
+MIN_VERSION = (6, 2)  # SET ... GET and ZMSCORE, which the scripts use
 LANES = 4  # clients with a connection each, used in turn (see _Base._redis)
 # values read along with a write serve a read of the same call chain this soon after at most
 ALONG_SECONDS = 0.5
@@ -52,6 +53,37 @@ ALONG_SECONDS = 0.5
 Along = dict[str, tuple[str | tuple[str, ...] | None, float]]
 _ALONG: ContextVar[Along | None] = ContextVar("opscore_redis_read_along", default=None)
 _INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
+SCRIPTS = {
+    "dequeue": DEQUEUE,
+    "ack": ACK,
+    "requeue": REQUEUE,
+    "cas": CAS,
+    "enqueue": ENQUEUE,
+    "save_session": SAVE_SESSION,
+    "save_run": SAVE_RUN,
+    "records": RECORDS,
+}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``7.0.15`` as (7, 0, 15); a part that is not a number ends it."""
+    parts: list[int] = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def _require_version(server: dict[str, Any], url: str) -> None:
+    """Refuse a Redis older than the scripts need, by name, at start (not a script error
+    at the first run)."""
+    version = str(server.get("redis_version", "0"))
+    if _version(version) < MIN_VERSION:
+        raise StorageError(
+            f"Redis at {redacted(url)} is version {version}; Ops-Core needs "
+            f"{'.'.join(map(str, MIN_VERSION))} or newer (its scripts use SET ... GET and ZMSCORE)"
+        )
 
 
 def _load(model: type[M], raw: str | None) -> M | None:
@@ -119,20 +151,14 @@ class _Base:
         ]
         self._batcher = CommandBatcher(pool)
         try:
-            await self._redis.ping()
+            _require_version(await self._redis.info("server"), self.url)
+        except StorageError:
+            await self.close()
+            raise
         except Exception as exc:
             await self.close()
             raise StorageError(f"Cannot reach Redis at {redacted(self.url)}: {exc}") from exc
-        for name, source in (
-            ("dequeue", DEQUEUE),
-            ("ack", ACK),
-            ("requeue", REQUEUE),
-            ("cas", CAS),
-            ("enqueue", ENQUEUE),
-            ("save_session", SAVE_SESSION),
-            ("save_run", SAVE_RUN),
-            ("records", RECORDS),
-        ):
+        for name, source in SCRIPTS.items():
             self._scripts[name] = self._redis.register_script(source)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:

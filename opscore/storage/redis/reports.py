@@ -29,7 +29,6 @@ class ReportRecords(AgentRecords, RunRecords):
         if task_id is None:
             agent, duplicate = await self.record_state(record, history_limit=history_limit)
             return ReportWritten(agent, duplicate)
-        history = self.k("history", record.agent_id)
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], ReportWritten, Any]:
             agent, duplicate = apply_state(_load(Agent, raws[0]), record)
@@ -42,8 +41,7 @@ class ReportRecords(AgentRecords, RunRecords):
             moved = self._task_moved(before, done[1]) if before and done else None
 
             def ops(p: Any) -> None:
-                p.lpush(history, PARSED.dump(record))
-                p.ltrim(history, 0, history_limit - 1)
+                self._add_history(p, record, history_limit)
                 if moved is not None:
                     moved(p)
 

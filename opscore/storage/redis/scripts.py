@@ -32,12 +32,25 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
 end
 local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
 local out = {}
-for i = 1, #popped, 2 do
-  local id = popped[i]
-  redis.call('ZADD', KEYS[3], ARGV[2], id)
-  table.insert(out, id)
-  table.insert(out, redis.call('HGET', KEYS[4], id) or '')
-  table.insert(out, redis.call('GET', ARGV[4] .. id) or '')
+-- leased, their meta and their tasks read with one command each per 1000 entries (unpack()
+-- has a limit of a few thousand), not three per entry
+for first = 1, #popped, 2000 do
+  local ids, leased, tasks = {}, {}, {}
+  for i = first, math.min(first + 1999, #popped), 2 do
+    local id = popped[i]
+    ids[#ids + 1] = id
+    leased[#leased + 1] = ARGV[2]
+    leased[#leased + 1] = id
+    tasks[#tasks + 1] = ARGV[4] .. id
+  end
+  redis.call('ZADD', KEYS[3], unpack(leased))
+  local metas = redis.call('HMGET', KEYS[4], unpack(ids))
+  local raws = redis.call('MGET', unpack(tasks))
+  for k, id in ipairs(ids) do
+    out[#out + 1] = id
+    out[#out + 1] = metas[k] or ''
+    out[#out + 1] = raws[k] or ''
+  end
 end
 return out
 """
@@ -45,27 +58,58 @@ return out
 # An entry is in one of delayed, ready and leased at most (every script moves it out of one
 # before it adds it to another), and has its meta while in any: so an entry acknowledged out
 # of 'leased' is in none (queued again meanwhile, it left 'leased'), and goes whole.
-ACK = """
-for _, id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[3], id) == 1 then
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[5], id)
+# leased(ids) takes those of ARGV still leased out of 'leased' (KEYS[3]) and calls
+# settle(taken) with them, 1000 at a time (unpack() has a limit of a few thousand): one
+# command of each kind per call, not one per entry; a single entry is asked for directly.
+LEASED_FN = """
+local function leased(settle)
+  if #ARGV == 1 then
+    if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then settle(ARGV) end
+    return
   end
-end
-return 1
-"""
-
-REQUEUE = """
-for _, id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[3], id) == 1 then
-    local meta = redis.call('HGET', KEYS[4], id)
-    if meta then
-      redis.call('ZADD', KEYS[2], string.sub(meta, 1, string.find(meta, '|') - 1), id)
+  for first = 1, #ARGV, 1000 do
+    local ids = {unpack(ARGV, first, math.min(first + 999, #ARGV))}
+    local scores = redis.call('ZMSCORE', KEYS[3], unpack(ids))
+    local taken = {}
+    for k, id in ipairs(ids) do
+      if scores[k] then taken[#taken + 1] = id end
+    end
+    if #taken > 0 then
+      redis.call('ZREM', KEYS[3], unpack(taken))
+      settle(taken)
     end
   end
 end
+"""
+
+ACK = (
+    LEASED_FN
+    + """
+leased(function(ids)
+  redis.call('HDEL', KEYS[4], unpack(ids))
+  redis.call('ZREM', KEYS[5], unpack(ids))
+end)
 return 1
 """
+)
+
+REQUEUE = (
+    LEASED_FN
+    + """
+leased(function(ids)
+  local metas = redis.call('HMGET', KEYS[4], unpack(ids))
+  local ready = {}
+  for k, id in ipairs(ids) do
+    if metas[k] then
+      ready[#ready + 1] = string.sub(metas[k], 1, string.find(metas[k], '|') - 1)
+      ready[#ready + 1] = id
+    end
+  end
+  if #ready > 0 then redis.call('ZADD', KEYS[2], unpack(ready)) end
+end)
+return 1
+"""
+)
 
 
 # Queue (or re-queue) a task: the queue's delayed, ready, leased and meta keys, the sequence
@@ -101,63 +145,113 @@ return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
 )
 
 
-# Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip.
+# An agent's state history: a list, newest first, that keeps its newest <kept> records. It is
+# trimmed when it holds a quarter more (one LTRIM per that many reports, not one per report),
+# and <kept key> says how many a reader shows: set as the list passes <kept> and at each trim.
+HISTORY_FN = """
+local function history(list, kept_key, record, kept)
+  local length = redis.call('LPUSH', list, record)
+  if length > kept + math.max(1, math.floor(kept / 4)) then
+    redis.call('LTRIM', list, 0, kept - 1)
+    redis.call('SET', kept_key, kept)
+  elseif length == kept + 1 then
+    redis.call('SET', kept_key, kept)
+  end
+end
+"""
+
+
+# Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip:
+# the records are read with one MGET and written with one MSET (each command a script calls
+# costs Redis a dispatch, and the bench counts them).
 # ARGV: per record, the value read ('' when absent, else '=' .. value) and '1' to write the next
 # argument or '0' to leave the record with it; then writes as <n> <command> <args...> groups:
 # the custom ZMOVE <all> <from> <to> <member> moves a member between two sorted sets under its
 # score in <all>, ENQ <the arguments of enqueue()> queues a task, READ <key> reads a key along
 # (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
 # reads the records a list of ids names (their count, then id and record, alternating; -1 when
-# the list holds more than <most>). Returns 0, writing nothing,
+# the list holds more than <most>), HISTORY <list> <kept key> <record> <kept> adds to an
+# agent's state history. Returns 0, writing nothing,
 # when any record changed since it was read, with every record's current value ('' when
 # absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 CAS = (
     ENQUEUE_FN
+    + HISTORY_FN
     + """
+local curs = redis.call('MGET', unpack(KEYS))
 for r = 1, #KEYS do
-  local cur = redis.call('GET', KEYS[r])
+  local cur = curs[r]
   if (cur and ('=' .. cur) or '') ~= ARGV[3 * r - 2] then
     local now = {0}
-    for q = 1, #KEYS do
-      now[q + 1] = (q == r) and (cur or '') or (redis.call('GET', KEYS[q]) or '')
-    end
+    for q = 1, #KEYS do now[q + 1] = curs[q] or '' end
     return now
   end
 end
+local sets = {}
 for r = 1, #KEYS do
-  if ARGV[3 * r - 1] == '1' then redis.call('SET', KEYS[r], ARGV[3 * r]) end
+  if ARGV[3 * r - 1] == '1' then
+    sets[#sets + 1] = KEYS[r]
+    sets[#sets + 1] = ARGV[3 * r]
+  end
 end
+if #sets > 0 then redis.call('MSET', unpack(sets)) end
 local out = {1}
+-- A READ keeps its place in out and waits for the next write, a RECORDS or the end: reads in
+-- a row, with the records a RECORDS names, go out as one MGET. A write after a read first
+-- sends it, so the read answers what was there before the write, as the order says.
+local pending = {}
+local function read(more)
+  local keys = {}
+  for _, p in ipairs(pending) do keys[#keys + 1] = p[2] end
+  for _, key in ipairs(more) do keys[#keys + 1] = key end
+  if #keys == 0 then return {} end
+  local values = redis.call('MGET', unpack(keys))
+  for k, p in ipairs(pending) do out[p[1]] = values[k] or '' end
+  local rest = {}
+  for k = #pending + 1, #keys do rest[#rest + 1] = values[k] or '' end
+  pending = {}
+  return rest
+end
 local i = 3 * #KEYS + 1
 while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  if ARGV[i + 1] == 'READ' then
-    out[#out + 1] = redis.call('GET', ARGV[i + 2]) or ''
-  elseif ARGV[i + 1] == 'RECORDS' then
+  local n, op = tonumber(ARGV[i]), ARGV[i + 1]
+  if op == 'READ' then
+    out[#out + 1] = ''
+    pending[#pending + 1] = {#out, ARGV[i + 2]}
+  elseif op == 'RECORDS' then
     local most = tonumber(ARGV[i + 4])
     local ids = redis.call('LRANGE', ARGV[i + 2], 0, most)
     if #ids > most then
       out[#out + 1] = -1
     else
       out[#out + 1] = #ids
-      for _, id in ipairs(ids) do
+      local keys = {}
+      for k, id in ipairs(ids) do keys[k] = ARGV[i + 3] .. id end
+      local raws = read(keys)
+      for k, id in ipairs(ids) do
         out[#out + 1] = id
-        out[#out + 1] = redis.call('GET', ARGV[i + 3] .. id) or ''
+        out[#out + 1] = raws[k]
       end
     end
-  elseif ARGV[i + 1] == 'ENQ' then
-    enqueue(unpack(ARGV, i + 2, i + n))
-  elseif ARGV[i + 1] == 'ZMOVE' then
-    local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
-    if score then
-      redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
-      redis.call('ZADD', ARGV[i + 4], score, ARGV[i + 5])
-    end
   else
-    redis.call(unpack(ARGV, i + 1, i + n))
+    read({})
+    if op == 'ENQ' then
+      enqueue(unpack(ARGV, i + 2, i + n))
+    elseif op == 'ZMOVE' then
+      local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
+      if score then
+        redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
+        redis.call('ZADD', ARGV[i + 4], score, ARGV[i + 5])
+      end
+    elseif op == 'HISTORY' then
+      history(ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]))
+    else
+      redis.call(unpack(ARGV, i + 1, i + n))
+    end
   end
   i = i + n + 1
 end
+read({})
 if #out == 1 then return 1 end
 return out
 """
@@ -196,8 +290,7 @@ return out
 SAVE_SESSION = """
 local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not seq then seq = redis.call('INCR', KEYS[3]) end
-local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[2])
+local old = redis.call('SET', KEYS[1], ARGV[2], 'GET')
 redis.call('ZADD', KEYS[2], seq, ARGV[1])
 if old then
   local status = cjson.decode(old)['status']
@@ -216,16 +309,35 @@ return 1
 SAVE_RUN = (
     ENQUEUE_FN
     + """
-for i = 8, #ARGV, 5 do
-  local id = ARGV[i]
-  local old = redis.call('SET', ARGV[5] .. id, ARGV[i + 1], 'GET')
-  if not old then redis.call('RPUSH', KEYS[4], id) end
-  if ARGV[i + 2] == '1' then redis.call('SADD', KEYS[5], id)
-  elseif old then redis.call('SREM', KEYS[5], id) end
-  if ARGV[i + 3] ~= '' then
-    enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
-            id, ARGV[i + 4], ARGV[i + 3], ARGV[6], ARGV[7])
+-- one command of each kind per 500 tasks (unpack() has a limit of a few thousand), not
+-- several per task; a task named twice joins the list once
+local listed = {}
+for first = 8, #ARGV, 2500 do
+  local last = math.min(first + 2499, #ARGV)
+  local keys, sets, new, inflight, settled = {}, {}, {}, {}, {}
+  for i = first, last, 5 do
+    keys[#keys + 1] = ARGV[5] .. ARGV[i]
+    sets[#sets + 1] = ARGV[5] .. ARGV[i]
+    sets[#sets + 1] = ARGV[i + 1]
   end
+  local olds = redis.call('MGET', unpack(keys))
+  redis.call('MSET', unpack(sets))
+  for i = first, last, 5 do
+    local id, old = ARGV[i], olds[(i - first) / 5 + 1]
+    if not old and not listed[id] then
+      new[#new + 1] = id
+      listed[id] = true
+    end
+    if ARGV[i + 2] == '1' then inflight[#inflight + 1] = id
+    elseif old then settled[#settled + 1] = id end
+    if ARGV[i + 3] ~= '' then
+      enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
+              id, ARGV[i + 4], ARGV[i + 3], ARGV[6], ARGV[7])
+    end
+  end
+  if #new > 0 then redis.call('RPUSH', KEYS[4], unpack(new)) end
+  if #inflight > 0 then redis.call('SADD', KEYS[5], unpack(inflight)) end
+  if #settled > 0 then redis.call('SREM', KEYS[5], unpack(settled)) end
 end
 """
     + SAVE_SESSION
@@ -252,11 +364,10 @@ class Ops:
     def delete(self, *keys: str) -> None:
         self._add("DEL", *keys)
 
-    def lpush(self, key: str, value: str) -> None:
-        self._add("LPUSH", key, value)
-
-    def ltrim(self, key: str, start: int, stop: int) -> None:
-        self._add("LTRIM", key, start, stop)
+    def history(self, key: str, kept_key: str, record: str, kept: int) -> None:
+        """Add ``record`` to the state history ``key`` that keeps its newest ``kept``
+        (``HISTORY_FN``; ``kept_key`` tells readers how many they show)."""
+        self._add("HISTORY", key, kept_key, record, kept)
 
     def read(self, key: str) -> None:
         """Read ``key`` in the same round trip, after the writes (see ``_Base._read_along``)."""

@@ -1,0 +1,190 @@
+"""What the Redis store asks Redis, counted with INFO commandstats on a real redis-server.
+
+Issue 14 counts every command a store sends, scripts' own included: a command a script
+calls costs Redis a dispatch each. So a change of several records reads them with one MGET
+and writes them with one MSET, and the queue's scripts take several entries with one
+command of each kind. These tests fail when a script goes back to one command per record.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from opscore.models import TaskStatus, utcnow
+
+from .test_storage_contract import agent, session, task
+
+
+async def test_a_change_of_two_records_reads_and_writes_them_with_one_command_each(
+    redis_counted,
+) -> None:
+    store, calls = redis_counted
+    await store.create_agent(agent("a1", max_concurrency=2))
+    await store.save_tasks([task("t0", status=TaskStatus.QUEUED)])
+    await store.get_agent("a1")  # decided on what this process read: no read before the write
+    await store.get_task("t0")
+    before = {name: calls(name) for name in ("evalsha", "mget", "mset", "get", "set")}
+    total = calls()
+    started = await store.update_task(
+        "t0", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of="a1"
+    )
+    assert started is not None and (await store.get_agent("a1")).active_tasks == ["t0"]
+    # the script, its MGET and MSET, the in-flight index; then get_agent's own GET
+    assert {name: calls(name) - n for name, n in before.items()} == {
+        "evalsha": 1,
+        "mget": 1,
+        "mset": 1,
+        "get": 1,
+        "set": 0,
+    }
+    assert calls() - total == 5  # evalsha, mget, mset, sadd, get
+
+
+async def test_a_refused_change_answers_every_record_from_its_one_read(redis_counted) -> None:
+    """Decided on a stale sight, the script writes nothing and answers what Redis holds;
+    the change is decided again on that and goes through at the second script."""
+    store, calls = redis_counted
+    await store.create_agent(agent("a1", max_concurrency=2))
+    await store.save_tasks([task("t0", status=TaskStatus.QUEUED)])
+    await store.get_agent("a1")
+    await store.get_task("t0")
+    other = type(store)(store.url)  # another replica changes the agent meanwhile
+    await other.open()
+    try:
+        await other.update_agent("a1", {"max_concurrency": 3})
+    finally:
+        await other.close()
+    before_mget, before_mset = calls("mget"), calls("mset")
+    started = await store.update_task(
+        "t0", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of="a1"
+    )
+    assert started is not None
+    found = await store.get_agent("a1")
+    assert found.max_concurrency == 3 and found.active_tasks == ["t0"]
+    assert (calls("mget") - before_mget, calls("mset") - before_mset) == (2, 1)
+
+
+async def test_taking_many_entries_costs_the_commands_of_taking_one(redis_counted) -> None:
+    store, calls = redis_counted
+    now = utcnow()
+
+    async def take(count: int) -> int:
+        for i in range(count):
+            await store.enqueue(f"e{count}-{i}", priority=0, ready_at=now)
+        before = calls()
+        entries = await store.dequeue_ready(now + timedelta(seconds=1), count)
+        assert [e.task_id for e in entries] == [f"e{count}-{i}" for i in range(count)]
+        await store.ack([e.task_id for e in entries])
+        return calls() - before
+
+    await take(1)  # Redis loads the scripts at their first use
+    one, many = await take(1), await take(40)
+    assert many <= one + 1  # the acknowledgement of many asks which are leased first
+
+
+async def test_a_runs_tasks_are_written_with_one_command_of_each_kind(redis_counted) -> None:
+    store, calls = redis_counted
+
+    async def start(run: str, steps: int) -> int:
+        tasks = [task(f"{run}-{i}", session_id=run) for i in range(steps)]
+        before = calls()
+        await store.save_run(session(run), tasks)
+        return calls() - before
+
+    await start("warm", 1)
+    assert await start("one", 1) == await start("many", 30)
+    _, tasks = await store.session_with_tasks("many")
+    assert [t.task_id for t in tasks] == [f"many-{i}" for i in range(30)]
+    # written again, a run keeps each task once, in its place
+    await store.save_run(session("many"), [task("many-3", session_id="many"), task("x", "many")])
+    _, tasks = await store.session_with_tasks("many")
+    assert [t.task_id for t in tasks] == [*(f"many-{i}" for i in range(30)), "x"]
+
+
+async def test_a_redis_too_old_for_the_scripts_is_refused_at_start(
+    redis_server, monkeypatch
+) -> None:
+    """The scripts use SET ... GET and ZMSCORE (Redis 6.2): an older server is named at
+    start, not met with a script error at the first run."""
+
+    from opscore.errors import StorageError
+    from opscore.storage import storage_from_url
+    from opscore.storage.redis import base
+
+    assert base._version("7.0.15") == (7, 0, 15) and base._version("6.2-rc1") == (6,)
+    monkeypatch.setattr(base, "MIN_VERSION", (99, 0))
+    store = storage_from_url(redis_server.url)
+    with pytest.raises(StorageError, match=r"is version \d+\.\d+\.\d+; Ops-Core needs 99.0"):
+        await store.open()
+
+
+async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
+    redis_counted,
+) -> None:
+    """One LTRIM per quarter of the history's length, not one per report; every page shows
+    the newest ``history_limit`` records only, also between two trims."""
+    from .test_storage_contract import record
+
+    store, calls = redis_counted
+    await store.create_agent(agent("a1"))
+    before = calls("ltrim")
+    for i in range(60):
+        await store.record_state(record("a1", "active" if i % 2 else "idle", i), history_limit=8)
+        history = await store.state_history("a1", offset=0, limit=100)
+        assert history.total == min(i + 1, 8)
+        assert [r.timestamp for r in history.items] == [
+            record("a1", "idle", j).timestamp for j in range(i, max(i - 8, -1), -1)
+        ]
+    # the first when the list passes 10 (8 and a quarter), at the 11th report; then at
+    # every 3rd: 17 trims for 60 reports, not 52
+    assert calls("ltrim") - before == (60 - 11) // 3 + 1
+    page = await store.state_history("a1", offset=6, limit=5)
+    assert page.total == 8 and [r.timestamp for r in page.items] == [
+        record("a1", "idle", j).timestamp for j in (53, 52)
+    ]
+    assert (await store.state_history("a1", offset=9, limit=5)).items == []
+
+
+async def test_a_history_written_before_the_trim_in_steps_keeps_its_bound(
+    redis_counted,
+) -> None:
+    """A list an earlier version kept at exactly its bound (no count of what it keeps)."""
+    import redis
+
+    from .test_storage_contract import record
+
+    store, _ = redis_counted
+    await store.create_agent(agent("a1"))
+    admin = redis.Redis.from_url(store.url)
+    admin.lpush(
+        "opscore:history:a1", *(record("a1", "idle", i).model_dump_json() for i in range(5))
+    )
+    await store.record_state(record("a1", "active", 10), history_limit=5)
+    history = await store.state_history("a1", offset=0, limit=100)
+    assert history.total == 5 and history.items[0].state == "active"
+    admin.close()
+
+
+async def test_a_completion_reads_its_run_along_with_one_command(redis_counted) -> None:
+    """The session and its tasks, read along with a task's completion, go out as one MGET
+    (after the LRANGE that names the tasks), not one GET each."""
+    store, calls = redis_counted
+    await store.save_session(session("s1"))
+    await store.save_tasks([task(f"t{i}", status=TaskStatus.RUNNING) for i in range(3)])
+    await store.get_task("t0")
+    before = {name: calls(name) for name in ("mget", "get", "lrange")}
+    await store.update_task("t0", {"status": TaskStatus.COMPLETED})
+    found, tasks = await store.session_with_tasks("s1")  # read along: nothing asked
+    assert found is not None and [t.status for t in tasks] == [
+        TaskStatus.COMPLETED,
+        TaskStatus.RUNNING,
+        TaskStatus.RUNNING,
+    ]
+    # the record's own MGET, then the run's
+    assert {name: calls(name) - n for name, n in before.items()} == {
+        "mget": 2,
+        "get": 0,
+        "lrange": 1,
+    }
