@@ -4,7 +4,9 @@
     python -m bench.fast_agents --opscore http://127.0.0.1:8000 --key KEY --agents 8 --port 9100
 
 With several ``--opscore`` URLs (replicas), reports go to them in turn, as a round-robin load
-balancer in front of the replicas would send them.
+balancer in front of the replicas would send them; with ``--reports agent``, each agent's
+reports go to one replica, as a load balancer that hashes on the agent's id sends them
+(deploy/nginx.conf).
 
 This process is load, not what is measured, so it is built on aiohttp (C-accelerated HTTP
 parsing for server and client): the first version, FastAPI and httpx, used as much CPU as
@@ -27,10 +29,21 @@ HEALTH_PATH = "/health"
 
 class FastAgents:
     def __init__(
-        self, opscore: list[str], key: str, agents: int, port: int, capability: str
+        self,
+        opscore: list[str],
+        key: str,
+        agents: int,
+        port: int,
+        capability: str,
+        *,
+        by_agent: bool = False,
     ) -> None:
         self.opscore = opscore[0].rstrip("/")  # registrations
-        self.replicas = itertools.cycle([u.rstrip("/") for u in opscore])  # reports, in turn
+        urls = [u.rstrip("/") for u in opscore]
+        self.replicas = itertools.cycle(urls)  # reports, in turn
+        # or each agent's to one replica
+        self.replica_of = {f"fast-{i}": urls[i % len(urls)] for i in range(agents)}
+        self.by_agent = by_agent
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self.agent_ids = [f"fast-{i}" for i in range(agents)]
         self.port = port
@@ -46,7 +59,8 @@ class FastAgents:
             "state": state,
             "details": details,
         }
-        url = f"{next(self.replicas)}/v1/opscore/agent/{agent_id}/state"
+        replica = self.replica_of[agent_id] if self.by_agent else next(self.replicas)
+        url = f"{replica}/v1/opscore/agent/{agent_id}/state"
         async with self.session.post(url, data=json.dumps(body), headers=self.headers) as r:
             await r.read()
 
@@ -105,8 +119,21 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--capability", default="noop")
+    parser.add_argument(
+        "--reports",
+        choices=("turn", "agent"),
+        default="turn",
+        help="replicas take reports in turn, or each agent's reports go to one replica",
+    )
     args = parser.parse_args()
-    agents = FastAgents(args.opscore, args.key, args.agents, args.port, args.capability)
+    agents = FastAgents(
+        args.opscore,
+        args.key,
+        args.agents,
+        args.port,
+        args.capability,
+        by_agent=args.reports == "agent",
+    )
     web.run_app(agents.app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

@@ -191,9 +191,12 @@ def _latencies(url: str, count: int) -> list[float]:
     return out
 
 
-def fast_agents_cmd(opscore_url: str | list[str], port: int, count: int = 8) -> list[str]:
+def fast_agents_cmd(
+    opscore_url: str | list[str], port: int, count: int = 8, *, reports: str = "turn"
+) -> list[str]:
     """The separate fast-agent process (bench/fast_agents.py) serving ``count`` agents; with
-    several Ops-Core URLs (replicas), their reports go to each in turn."""
+    several Ops-Core URLs (replicas), their reports go to each in turn (``reports="turn"``)
+    or each agent's to one of them (``"agent"``)."""
     urls = [opscore_url] if isinstance(opscore_url, str) else opscore_url
     return [
         sys.executable,
@@ -206,6 +209,8 @@ def fast_agents_cmd(opscore_url: str | list[str], port: int, count: int = 8) -> 
         str(count),
         "--port",
         str(port),
+        "--reports",
+        reports,
     ]
 
 

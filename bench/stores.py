@@ -1,6 +1,7 @@
 """The workflow benchmark on every store, and what each store is asked per workflow.
 
     python -m bench.stores [--runs 2000] [--stores memory,sqlite,redis,postgresql] [--replicas 2]
+        [--reports turn|agent] [--celery]
 
 For each store: one Ops-Core process (``opscore serve`` with ``OPSCORE_STORAGE_URL``) and the
 fast-agent process (8 no-op agents), the 3-step chain of ``bench.run`` triggered ``--runs``
@@ -8,8 +9,9 @@ times (64 in flight) and one at a time for the latency. On Redis the commands Op
 read from ``INFO commandstats`` before and after the throughput run and reported per workflow
 and per task; on PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow.
 With ``--replicas 2`` the shared stores run a second line with two Ops-Core processes on the
-same store (runs triggered and agents' reports sent to each in turn), and the CPU-seconds both
-spent per workflow (from /proc) against one replica's.
+same store (runs triggered and agents' reports sent to each in turn; ``--reports agent``:
+each agent's reports to one replica), and the CPU-seconds both spent per workflow (from
+/proc) against one replica's.
 
 Servers (redis-server, PostgreSQL's initdb/pg_ctl) are started here in temporary directories
 on free loopback ports and stopped by PID. Prints one JSON line.
@@ -116,7 +118,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) -> dict[str, Any]:
+def _one_store(
+    name: str, url: str, port: int | None, runs: int, replicas: int, reports: str = "turn"
+) -> dict[str, Any]:
     ports = [free_port() for _ in range(replicas)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     pa = free_port()
@@ -136,7 +140,10 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
             assert r.status_code in (200, 201), r.text
         stack.enter_context(
             # reports spread over the replicas, as a load balancer would spread them
-            process(fast_agents_cmd(urls, pa), ready_url=f"http://127.0.0.1:{pa}/health")
+            process(
+                fast_agents_cmd(urls, pa, reports=reports),
+                ready_url=f"http://127.0.0.1:{pa}/health",
+            )
         )
         time.sleep(1)
         latencies = _latencies(urls[0], 50) if replicas == 1 else []
@@ -157,6 +164,7 @@ def _one_store(name: str, url: str, port: int | None, runs: int, replicas: int) 
     out: dict[str, Any] = {
         "store": name,
         "replicas": replicas,
+        **({"reports": reports} if replicas > 1 else {}),
         "workflows_per_s": runs / duration,
         "cpu_ms_per_workflow": cpu / runs * 1000,
     }
@@ -214,6 +222,13 @@ def main() -> None:
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--celery", action="store_true", help="the Celery chain in the same run")
+    parser.add_argument(
+        "--reports",
+        choices=("turn", "agent"),
+        default="turn",
+        help="with replicas: agents' reports to each replica in turn (a round-robin load "
+        "balancer), or each agent's to one replica (one that hashes on the agent's id)",
+    )
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +237,7 @@ def main() -> None:
             for replicas in counts:
                 with ExitStack() as stack:  # a fresh store for each line
                     url, port = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
-                    results.append(_one_store(name, url, port, args.runs, replicas))
+                    results.append(_one_store(name, url, port, args.runs, replicas, args.reports))
                 print(json.dumps(results[-1]), file=sys.stderr)
     celery = None
     if args.celery:
