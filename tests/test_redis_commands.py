@@ -138,7 +138,7 @@ async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
             record("a1", "idle", j).timestamp for j in range(i, max(i - 8, -1), -1)
         ]
     # the first when the list passes 10 (8 and a quarter), at the 11th report; then at
-    # every 3rd: 17 trims for 60 reports, not 52
+    # every 3rd: 17 trims for 60 reports (the old script trimmed at each report: 60)
     assert calls("ltrim") - before == (60 - 11) // 3 + 1
     page = await store.state_history("a1", offset=6, limit=5)
     assert page.total == 8 and [r.timestamp for r in page.items] == [
