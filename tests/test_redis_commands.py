@@ -145,6 +145,9 @@ async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
         record("a1", "idle", j).timestamp for j in (53, 52)
     ]
     assert (await store.state_history("a1", offset=9, limit=5)).items == []
+    before = calls("lrange")
+    count = await store.state_history("a1", offset=0, limit=0)  # a count alone: no page read
+    assert (count.total, count.items, calls("lrange")) == (8, [], before)
 
 
 async def test_a_history_written_before_the_trim_in_steps_keeps_its_bound(

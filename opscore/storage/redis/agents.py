@@ -153,10 +153,11 @@ class AgentRecords(_Base):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.llen(key)
             pipe.get(self.k("history_kept", agent_id))
-            pipe.lrange(key, offset, offset + limit - 1)
-            length, kept, raws = await pipe.execute()
+            if limit:  # a count alone reads no page (LRANGE 0 -1 would read the whole list)
+                pipe.lrange(key, offset, offset + limit - 1)
+            length, kept, *page = await pipe.execute()
         total = length if kept is None else min(length, int(kept))
-        raws = raws[: max(total - offset, 0)] if limit else []
+        raws = page[0][: max(total - offset, 0)] if page else []
         items = [StateRecord.model_validate_json(r) for r in raws]
         return Page(items=items, total=total, offset=offset, limit=limit)
 

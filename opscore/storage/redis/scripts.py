@@ -316,8 +316,9 @@ for first = 8, #ARGV, 2500 do
   local last = math.min(first + 2499, #ARGV)
   local keys, sets, new, inflight, settled = {}, {}, {}, {}, {}
   for i = first, last, 5 do
-    keys[#keys + 1] = ARGV[5] .. ARGV[i]
-    sets[#sets + 1] = ARGV[5] .. ARGV[i]
+    local key = ARGV[5] .. ARGV[i]
+    keys[#keys + 1] = key
+    sets[#sets + 1] = key
     sets[#sets + 1] = ARGV[i + 1]
   end
   local olds = redis.call('MGET', unpack(keys))
