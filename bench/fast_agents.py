@@ -41,11 +41,11 @@ class FastAgents:
         self.opscore = opscore[0].rstrip("/")  # registrations
         urls = [u.rstrip("/") for u in opscore]
         self.replicas = itertools.cycle(urls)  # reports, in turn
-        # or each agent's to one replica
-        self.replica_of = {f"fast-{i}": urls[i % len(urls)] for i in range(agents)}
-        self.by_agent = by_agent
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self.agent_ids = [f"fast-{i}" for i in range(agents)]
+        # or each agent's to one replica
+        self.replica_of = {a: urls[i % len(urls)] for i, a in enumerate(self.agent_ids)}
+        self.by_agent = by_agent
         self.port = port
         self.capability = capability
         self.session: ClientSession | None = None
