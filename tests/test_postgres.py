@@ -5,6 +5,7 @@ with the other stores: tests/test_storage_contract.py and the whole-flow tests.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -154,6 +155,52 @@ async def _answering(store: PostgresStorage, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+async def test_changes_of_one_row_from_one_process_wait_for_each_other(pg, monkeypatch) -> None:
+    """An agent's 202 and its ``active`` report come together: the report's statement is
+    decided on what the 202's wrote, not refused by the rows and sent again (two statements,
+    not three), as on Redis (test_storage_contract)."""
+    from .test_storage_contract import MoveOnReport, agent, record, task
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        await store.save_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks(
+            [task("t1", status=TaskStatus.DISPATCHED, agent_id="a1", awaiting_answer=True)]
+        )
+        # this process's sight of both rows, on two pooled connections, as under load
+        await asyncio.gather(store.get_agent("a1"), store.get_task("t1"))
+        sent = _count_statements(store, monkeypatch)
+        answered, started = await asyncio.gather(
+            store.update_task("t1", {"awaiting_answer": False}),
+            store.record_report(
+                record("a1", "active", 1),  # names no task: the agent's only one
+                history_limit=5,
+                plan=MoveOnReport(TaskStatus.RUNNING, ["dispatched"]),
+            ),
+        )
+        assert answered is not None and started.task is not None
+        assert len(sent) == 2, sent
+        found = await store.get_task("t1")
+        assert found.status == TaskStatus.RUNNING and not found.awaiting_answer
+    finally:
+        await store.close()
+
+
+def _count_statements(store: PostgresStorage, monkeypatch) -> list[str]:
+    """The statements ``store`` sends from now on, as they are sent."""
+    sent: list[str] = []
+    pooled = store._conn
+
+    @contextlib.asynccontextmanager
+    async def counting():
+        async with pooled() as conn:
+            yield _Counted(conn, sent)
+
+    monkeypatch.setattr(store, "_conn", counting)
+    return sent
+
+
 class _Counted:
     """A pooled connection that notes each statement sent on it."""
 
@@ -178,8 +225,6 @@ async def test_a_hand_over_takes_the_slot_and_moves_the_task_in_one_statement(
     """The dispatcher's hand-over (``update_task(claim_slot_of=...)``) is on every task's
     path: one round trip when this replica's sight of both rows is current, not two (the
     slot, then the task) or three (and the slot given back)."""
-    import contextlib
-
     from .test_storage_contract import agent, task
 
     store = PostgresStorage(pg.url)
@@ -187,15 +232,7 @@ async def test_a_hand_over_takes_the_slot_and_moves_the_task_in_one_statement(
     try:
         await store.save_agent(agent("w", max_concurrency=1))
         await store.save_tasks([task(t, status=TaskStatus.QUEUED) for t in ("t1", "t2")])
-        sent: list[str] = []
-        pooled = store._conn
-
-        @contextlib.asynccontextmanager
-        async def counting():
-            async with pooled() as conn:
-                yield _Counted(conn, sent)
-
-        monkeypatch.setattr(store, "_conn", counting)
+        sent = _count_statements(store, monkeypatch)
         start = {"status": TaskStatus.DISPATCHED, "agent_id": "w"}
         started = await store.update_task("t1", start, expect=["queued"], claim_slot_of="w")
         assert started is not None and started.status == TaskStatus.DISPATCHED

@@ -65,8 +65,7 @@ class AgentRecords(_Base):
             raw = PARSED.dump(changed)
             return (_SET_AGENT, (agent_id, changed.state, changed.last_seen, raw), raw), changed
 
-        async with self._conn() as conn:
-            return await self._cas(conn, f"agent:{agent_id}", _READ_AGENT, agent_id, decide)
+        return await self._cas(f"agent:{agent_id}", _READ_AGENT, agent_id, decide)
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         async with self._conn() as conn:
@@ -147,10 +146,7 @@ class AgentRecords(_Base):
             )
             return (_SET_STATE, args, raw), (agent, False)
 
-        async with self._conn() as conn:
-            return await self._cas(
-                conn, f"agent:{record.agent_id}", _READ_AGENT, record.agent_id, decide
-            )
+        return await self._cas(f"agent:{record.agent_id}", _READ_AGENT, record.agent_id, decide)
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         async with self._conn() as conn:

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from ...errors import OpsCoreError, StorageError
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
+from ..turns import WriteTurns
 from ..urls import redacted
 from .migrations import SchemaTooNewError, migrate
 
@@ -95,6 +96,8 @@ class _Base:
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
         self._seen = Seen(4096)
+        # rows with a compare-and-set of this process in flight (_cas, claims, reports)
+        self._turns = WriteTurns()
         # the telemetry channel's ids this reader has passed, oldest first (telemetry.py)
         self._seen_ids: deque[int] = deque()
         self._seen_set: set[int] = set()
@@ -204,7 +207,6 @@ class _Base:
 
     async def _cas(
         self,
-        conn: Any,
         cache_key: str,
         read: str,
         key: str,
@@ -218,8 +220,20 @@ class _Base:
         the row's current document), so when the row had changed, ``decide`` runs again on
         what the same round trip brought back; when a guess led to writing nothing, the row
         is read (``read``) first. (Replicas sharing agents collide often: a second replica
-        spent a round trip more per collision, about 2 per workflow, bench/README.md.)
+        spent a round trip more per collision, about 2 per workflow, bench/README.md.) A
+        write of this process to the same row waits for the one under way (``WriteTurns``).
         """
+        async with self._turns.turn((cache_key,)), self._conn() as conn:
+            return await self._cas_on(conn, cache_key, read, key, decide)
+
+    async def _cas_on(
+        self,
+        conn: Any,
+        cache_key: str,
+        read: str,
+        key: str,
+        decide: Callable[[str | None], tuple[Write, R]],
+    ) -> R:
         doc = self._seen.get(cache_key)
         fresh = doc is UNSEEN
         if fresh:

@@ -47,7 +47,7 @@ class SlotClaims(_Base):
         full or gone. Decided first on the documents this process last saw, as
         ``_Base._cas``: a refusal is only believed when decided on the rows themselves."""
         agent_key, task_key = f"agent:{agent_id}", f"task:{task_id}"
-        async with self._conn() as conn:
+        async with self._turns.turn((agent_key, task_key)), self._conn() as conn:
 
             async def read(key: str, query: str, ident: str) -> str | None:
                 return await self._read_afresh(conn, key, query, ident)

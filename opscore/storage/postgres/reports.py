@@ -41,7 +41,9 @@ class ReportRecords(AgentRecords):
         report names a task (another replica may have handed it over since)."""
         agent_key = f"agent:{record.agent_id}"
         named = plan.named_task(record)
-        async with self._conn() as conn:
+        likely = named or self._task_on_sight(agent_key, record, plan)
+        turns = (agent_key, f"task:{likely}") if likely else (agent_key,)
+        async with self._turns.turn(turns), self._conn() as conn:
             fresh = self._seen.get(agent_key) is UNSEEN
             agent_doc = await self._seen_or_read(conn, agent_key, _READ_AGENT, record.agent_id)
             task_doc: str | None = None
@@ -104,6 +106,19 @@ class ReportRecords(AgentRecords):
                 self._seen.put(f"task:{found}", task_doc)
         agent, duplicate = await self.record_state(record, history_limit=history_limit)
         return ReportWritten(agent, duplicate)
+
+    def _task_on_sight(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
+        """The task the report is likely about, by this process's last sight of the agent:
+        the one whose write of this process the report waits for (``WriteTurns``). Only a
+        guess; the statement decides on the rows."""
+        doc = self._seen.get(agent_key)
+        if doc is UNSEEN or doc is None:
+            return None
+        try:
+            agent, duplicate = apply_state(_load_agent(doc), record)
+        except OpsCoreError:
+            return None
+        return None if duplicate else plan.task_of(agent, record)
 
     async def _seen_or_read(self, conn: Any, key: str, read: str, ident: str) -> str | None:
         """The document this process last saw under ``key``, else the row's."""

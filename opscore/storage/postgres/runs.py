@@ -221,8 +221,7 @@ class RunRecords(_Base):
             row = _session_row(session)
             return (_SET_SESSION, row, row[-1]), session
 
-        async with self._conn() as conn:
-            return await self._cas(conn, f"session:{session_id}", _READ_SESSION, session_id, decide)
+        return await self._cas(f"session:{session_id}", _READ_SESSION, session_id, decide)
 
     # --- tasks ------------------------------------------------------------------------------
     async def save_tasks(self, tasks: Iterable[TaskRun]) -> None:
@@ -298,8 +297,7 @@ class RunRecords(_Base):
                 return (_SET_AND_QUEUE_TASK, (*args, CHANNEL, self._token), raw), task
             return (_SET_TASK, (task_id, task.status.value, raw), raw), task
 
-        async with self._conn() as conn:
-            return await self._cas(conn, f"task:{task_id}", _READ_TASK, task_id, decide)
+        return await self._cas(f"task:{task_id}", _READ_TASK, task_id, decide)
 
     async def inflight_tasks(self) -> list[TaskRun]:
         async with self._conn() as conn:

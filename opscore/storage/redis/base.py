@@ -28,6 +28,7 @@ from ...models import (
 )
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
+from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
 from .scripts import (
@@ -104,8 +105,8 @@ class _Base:
         self._turn = 0
         self._scripts: dict[str, Any] = {}
         self._seen = Seen(4096)
-        # keys with a compare-and-set of this process in flight, and its end (_cas_many)
-        self._writing: dict[str, asyncio.Event] = {}
+        # keys with a compare-and-set of this process in flight (_cas_many)
+        self._turns = WriteTurns()
         self._batcher: CommandBatcher | None = None
 
     def k(self, *parts: str) -> str:
@@ -304,18 +305,8 @@ class _Base:
         then decides on what that one wrote instead of on the value before it, which Redis
         would refuse (a hand-over's answer and the agent's report come together).
         """
-        while busy := next((self._writing[k] for k in keys if k in self._writing), None):
-            await busy.wait()
-        mine = asyncio.Event()
-        for key in keys:
-            self._writing[key] = mine
-        try:
+        async with self._turns.turn(keys):
             return await self._cas_on_guesses(keys, decide)
-        finally:
-            for key in keys:
-                if self._writing.get(key) is mine:
-                    del self._writing[key]
-            mine.set()
 
     async def _cas_on_guesses(
         self,
