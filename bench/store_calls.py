@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,6 @@ import httpx
 from opscore.api import create_app
 from opscore.config import Settings
 from opscore.storage import storage_from_url
-from opscore.storage.base import Storage
 
 from .common import KEY, free_port, process
 from .run import CHAIN, _run_many, fast_agents_cmd
@@ -43,28 +40,10 @@ from .stores import _start_store, available_stores
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.counted_store import counted  # noqa: E402
 from tests.servers import ServerThread  # noqa: E402
 
 WARM_UP = 30
-
-
-def counted(storage: Storage) -> Counter[str]:
-    """Count every call of a ``Storage`` method on ``storage`` from now on (its class is
-    swapped for a subclass, so ``isinstance`` checks and everything else still hold)."""
-    calls: Counter[str] = Counter()
-    cls = type(storage)
-
-    def wrap(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            calls[name] += 1
-            return await fn(self, *args, **kwargs)
-
-        return method
-
-    names = [n for n, v in vars(Storage).items() if inspect.iscoroutinefunction(v)]
-    namespace = {n: wrap(n, getattr(cls, n)) for n in names if hasattr(cls, n)}
-    storage.__class__ = type(f"Counted{cls.__name__}", (cls,), namespace)
-    return calls
 
 
 def _one_store(name: str, url: str, runs: int) -> dict[str, Any]:

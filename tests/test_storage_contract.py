@@ -22,7 +22,7 @@ from opscore.models import (
 )
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
-from opscore.storage.report_and_task import TaskUpdate
+from opscore.storage.report_and_task import QueuedNext, TaskUpdate
 
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 
@@ -609,8 +609,15 @@ class MoveOnReport:
     """A ReportPlan for the tests: the agent's only task moves to ``to`` from ``expect``
     (freeing the agent's slot with ``release``), once the report is written."""
 
-    def __init__(self, to: TaskStatus, expect: list[str], *, release: bool = False) -> None:
-        self.to, self.expect, self.release = to, expect, release
+    def __init__(
+        self,
+        to: TaskStatus,
+        expect: list[str],
+        *,
+        release: bool = False,
+        then: QueuedNext | None = None,
+    ) -> None:
+        self.to, self.expect, self.release, self.then = to, expect, release, then
         self.skip = False  # plan nothing
 
     def task_of(self, agent: Agent, record: StateRecord) -> str | None:
@@ -623,6 +630,9 @@ class MoveOnReport:
         named = record.details.get("opscore_task_id")
         return named if isinstance(named, str) else None
 
+    def next_step_of(self, task_id: str) -> str | None:
+        return self.then.task_id if self.then is not None else None
+
     def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
         if self.skip:
             return None
@@ -632,6 +642,7 @@ class MoveOnReport:
             attempt=task.attempts,
             release_slot_of=agent.agent_id if self.release else None,
             meaning=self.to.value,
+            then=self.then,
         )
 
 
@@ -701,6 +712,68 @@ class TestReportAndTask:
             await store.record_report(record("nobody", "idle", 1), history_limit=5, plan=start)
         assert (await store.get_task("t1")).status == TaskStatus.DISPATCHED
         assert len((await store.state_history("a1", offset=0, limit=10)).items) == 1
+
+
+class TestNextStepWithCompletion:
+    """A completion that queues its run's next step in the same write (TaskUpdate.then)."""
+
+    @staticmethod
+    async def _run(store: Storage, t2_status: TaskStatus = TaskStatus.PENDING) -> None:
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks(
+            [
+                task("t1", status=TaskStatus.RUNNING, agent_id="a1"),
+                task("t2", status=t2_status, depends_on=["t1"], priority=7),
+            ]
+        )
+        await store.get_task("t2")  # this process's sight of the next step
+
+    @staticmethod
+    def _then(ready_in: float = 0) -> QueuedNext:
+        ready = utcnow() + timedelta(seconds=ready_in)
+        changes = {"status": TaskStatus.QUEUED, "ready_at": ready, "resolved_parameters": {"x": 1}}
+        return QueuedNext("t2", changes, ready, ("pending",))
+
+    async def test_the_next_step_is_queued_with_the_completion(self, store: Storage) -> None:
+        await self._run(store)
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True, then=self._then())
+        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
+        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
+        assert written.queued is not None and written.queued.task_id == "t2"
+        assert written.queued.status == TaskStatus.QUEUED
+        stored = await store.get_task("t2")
+        assert stored.status == TaskStatus.QUEUED and stored.resolved_parameters == {"x": 1}
+        assert await store.queue_depth() == 1
+        taken = await store.dequeue_ready(utcnow() + timedelta(seconds=1), 10)
+        assert [(e.task_id, e.priority) for e in taken] == [("t2", 7)]
+
+    async def test_a_later_ready_time_is_kept(self, store: Storage) -> None:
+        await self._run(store)
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], then=self._then(ready_in=60))
+        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
+        assert written.queued is not None
+        assert await store.dequeue_ready(utcnow(), 10) == []
+        assert [
+            e.task_id for e in await store.dequeue_ready(utcnow() + timedelta(seconds=61), 10)
+        ] == ["t2"]
+
+    async def test_a_step_no_longer_pending_is_left_as_it_is(self, store: Storage) -> None:
+        await self._run(store, t2_status=TaskStatus.CANCELLED)
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], then=self._then())
+        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
+        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
+        assert written.queued is None
+        assert (await store.get_task("t2")).status == TaskStatus.CANCELLED
+        assert await store.queue_depth() == 0
+
+    async def test_a_completion_that_does_not_apply_queues_nothing(self, store: Storage) -> None:
+        await self._run(store)
+        end = MoveOnReport(TaskStatus.COMPLETED, ["dispatched"], then=self._then())  # it runs
+        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
+        assert written.task is None and written.queued is None
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
+        assert (await store.get_task("t2")).status == TaskStatus.PENDING
+        assert await store.queue_depth() == 0
 
 
 @pytest.fixture(params=[b for b in BACKENDS if b != "memory"])

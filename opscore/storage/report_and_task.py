@@ -13,10 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from ..models import Agent, StateRecord, TaskRun
 from .rules import slot_released, task_change_applies
+
+
+@dataclass(frozen=True)
+class QueuedNext:
+    """The run's next step, queued in the same atomic step as the change that completes the
+    step before it (``TaskUpdate.then``): moved by ``changes`` if its status is still one of
+    ``expect``, and queued (as ``enqueue``, at its priority) at ``ready_at``."""
+
+    task_id: str
+    changes: dict[str, Any]
+    ready_at: datetime
+    expect: Collection[str] = ("pending",)
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,8 @@ class TaskUpdate:
     release_slot_of: str | None = None
     # what the change means to the caller ("running", "completed"); the store ignores it
     meaning: str = field(default="", compare=False)
+    # record_report: the step this change lets start, queued with it when still pending
+    then: QueuedNext | None = None
 
 
 class ReportPlan(Protocol):
@@ -50,16 +65,24 @@ class ReportPlan(Protocol):
         """The change the report makes to ``task``, or None to leave it alone."""
         ...
 
+    def next_step_of(self, task_id: str) -> str | None:
+        """The step a completion of ``task_id`` may queue with it (``TaskUpdate.then``), so
+        that a store that names its records before deciding reads that one too; None for
+        none."""
+        ...
+
 
 class ReportWritten(NamedTuple):
     """What ``record_report`` wrote: the agent after the report (and after the slot the
-    task's change freed), whether the report was a replay, and the task as changed with the
-    change that was applied (both None when no task changed)."""
+    task's change freed), whether the report was a replay, the task as changed with the
+    change that was applied (both None when no task changed), and the next step as queued
+    with it (``TaskUpdate.then``; None when there was none or it was no longer pending)."""
 
     agent: Agent
     duplicate: bool
     task: TaskRun | None = None
     update: TaskUpdate | None = None
+    queued: TaskRun | None = None
 
 
 def planned(
@@ -76,3 +99,11 @@ def planned(
     if update.release_slot_of == agent.agent_id:
         agent = slot_released(agent, task.task_id) or agent
     return update, changed, agent
+
+
+def next_queued(then: QueuedNext | None, current: TaskRun | None) -> TaskRun | None:
+    """The next step as ``then`` queues it, when its guard holds on ``current`` (the step
+    as the store holds it); None to leave it."""
+    if then is None or current is None or current.status not in then.expect:
+        return None
+    return current.model_copy(update=then.changes)

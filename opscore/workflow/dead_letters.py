@@ -6,7 +6,8 @@ from ..errors import ConflictError, GoneError, NotFoundError
 from ..models import DeadLetter, Page, SessionStatus, TaskRun, TaskStatus
 from ..observe.logs import log_operation
 from .admissions import RunAdmissions
-from .engine import SESSION_FAILED, WorkflowEngine, substitution_context
+from .engine import SESSION_FAILED, WorkflowEngine
+from .step_inputs import substitution_context
 from .transitions import move_session_or_raise, move_task
 
 S = TaskStatus

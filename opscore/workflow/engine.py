@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..config import Settings
@@ -22,6 +22,8 @@ from ..observe.logs import log_operation
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
 from .conditions import gate
+from .next_steps import RunShapes
+from .step_inputs import queued_fields, substitution_context
 from .steps import WaitListener, skip_step, start_wait
 from .substitution import SubstitutionTooLargeError, substitute
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task
@@ -57,6 +59,8 @@ class WorkflowEngine:
         self.limits = CapabilityLimits(storage)
         # events out (run.completed, task.dead_lettered...): the event bus, when wired
         self.publish: Publish = _no_events
+        # the runs this process has seen, for the step a completion queues with it
+        self.shapes = RunShapes()
 
     def notify_dispatcher(self, *, capacity: bool = True, queued: bool = False) -> None:
         """Wake the dispatcher: an agent slot freed (or any change to who can take work), or,
@@ -70,6 +74,7 @@ class WorkflowEngine:
 
     async def run_ended(self, session: Session, status: str) -> None:
         """Count the run's end, close its span and tell subscribers (run.<status>)."""
+        self.shapes.forget(session.session_id)
         if self.telemetry is not None:
             self.telemetry.end_run(session, status)
         await self.publish(f"run.{status}", run_event(session))
@@ -105,6 +110,7 @@ class WorkflowEngine:
             session, tasks = await self.storage.session_with_tasks(session_id)
         if session is None or session.status != SessionStatus.RUNNING:
             return
+        self.shapes.seen(session, tasks)
         fallbacks = {t.step_id for t in tasks if t.fallback_for}
         started: set[str] = set()
         skipped_some = True
@@ -333,32 +339,6 @@ def satisfied_steps(tasks: list[TaskRun]) -> set[str]:
     """Steps that completed or were skipped, or failed but whose fallback completed."""
     satisfied = {t.step_id for t in tasks if t.status in (S.COMPLETED, S.SKIPPED)}
     return satisfied | {t.fallback_for for t in tasks if t.fallback_for and t.status == S.COMPLETED}
-
-
-def queued_fields(task: TaskRun, resolved: Any, now: datetime) -> dict[str, Any]:
-    """What a move to queued writes besides the status: when, when the task is ready (after
-    its delay), and its resolved parameters. ``enqueue_task`` writes it, and so does a new
-    run for its first steps (first_steps.py), so the two cannot drift apart."""
-    return {
-        "queued_at": now,
-        "ready_at": now + timedelta(seconds=task.delay_seconds),
-        "resolved_parameters": resolved,
-    }
-
-
-def substitution_context(session: Session, tasks: list[TaskRun]) -> dict[str, Any]:
-    """What ``${...}`` references resolve against: input, tasks' results, the session."""
-    results: dict[str, Any] = {}
-    for t in tasks:
-        results.setdefault(t.step_id, {"status": t.status.value, "result": t.result})
-    for t in tasks:  # a completed fallback stands in for the step it replaced
-        if t.fallback_for and t.status == S.COMPLETED:
-            results[t.fallback_for] = {"status": "completed", "result": t.result}
-    return {
-        "input": session.initial_payload,
-        "tasks": results,
-        "session": {"id": session.session_id, "agentId": session.agent_id},
-    }
 
 
 def update_last(history: list[TaskAttempt], **changes: Any) -> list[TaskAttempt]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..models import Session, TaskRun, TaskStatus
-from .engine import queued_fields, substitution_context
+from .step_inputs import queued_fields, substitution_context
 from .substitution import SubstitutionTooLargeError, TemplateError, substitute
 from .transitions import task_move
 

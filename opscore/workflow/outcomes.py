@@ -15,7 +15,8 @@ from typing import Any
 from ..models import TaskRun, TaskStatus, UsageTotals
 from ..observe.logs import log_operation
 from ..storage.report_and_task import TaskUpdate
-from .engine import WorkflowEngine, substitution_context, update_last
+from .engine import WorkflowEngine, update_last
+from .step_inputs import substitution_context
 from .transitions import INFLIGHT_TASK, apply_move, move_task, task_move
 
 S = TaskStatus
@@ -149,9 +150,12 @@ class TaskOutcomes:
         await self.now_completed(done, usage)
         return True
 
-    async def now_completed(self, done: TaskRun, usage: dict[str, Any] | None) -> None:
+    async def now_completed(
+        self, done: TaskRun, usage: dict[str, Any] | None, *, queued: TaskRun | None = None
+    ) -> None:
         """What follows a completion, however it was written: usage, the limits' slot, the
-        metrics, and the run's next steps."""
+        metrics, and the run's next steps. ``queued``: the one step the completion let
+        start, queued with it (next_steps.py): then the run is not read back."""
         engine = self.engine
         await engine.record_usage(done, usage)
         try:
@@ -161,7 +165,11 @@ class TaskOutcomes:
                 "task.completed",
                 {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
             )
-            await engine.advance(done.session_id)
+            if queued is not None:
+                engine.observe("queued", queued)  # as enqueue_task tells of it
+                engine.notify_dispatcher(capacity=False, queued=True)
+            else:
+                await engine.advance(done.session_id)
         finally:
             # once, after the run's next tasks are queued: the pass it wakes finds them and
             # reads the agents along (Dispatcher._first_look), instead of a pass woken by the

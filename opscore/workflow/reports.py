@@ -9,6 +9,7 @@ while the task is open.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ConflictError, PermissionDeniedError
@@ -69,8 +70,20 @@ class AgentReports:
             return None  # the hand-over's answer decides (_apply_to)
         if state in IDLE_STATES and (named or task.status == S.RUNNING):
             usage = usage_from(details.get("usage"))
-            return self.outcomes.completion_move(task, details.get("result"), usage=usage)
+            result = details.get("result")
+            move = self.outcomes.completion_move(task, result, usage=usage)
+            then = self.engine.shapes.then(
+                task,
+                result,
+                self.engine.clock(),
+                parameter_limit=self.engine.settings.max_task_parameters_bytes,
+            )
+            return replace(move, then=then) if then is not None else move
         return None
+
+    def next_step_of(self, task_id: str) -> str | None:
+        """The step a completion of ``task_id`` queues with it, when one does (next_steps.py)."""
+        return self.engine.shapes.next_step_of(task_id)
 
     async def followed(self, agent: Agent, record: StateRecord, written: ReportWritten) -> None:
         """After an applied report: what follows the task's change written with it, or, when
@@ -82,7 +95,8 @@ class AgentReports:
         if update.meaning == "running":
             self.outcomes.now_running(task)
         elif update.meaning == "completed":
-            await self.outcomes.now_completed(task, usage_from(record.details.get("usage")))
+            usage = usage_from(record.details.get("usage"))
+            await self.outcomes.now_completed(task, usage, queued=written.queued)
         if record.state in self.dispatchable:
             self.engine.notify_dispatcher()
 

@@ -77,6 +77,23 @@ moved AS (
     WHERE task_id = ${t} AND (SELECT yes FROM held) RETURNING 1)"""
 
 
+def queued_after(moved: str, priority: int, channel: int, name: str = "queued") -> str:
+    """CTEs that queue the task the CTE ``moved`` returns (its ``task_id``), as ``enqueue``
+    does: ``$priority`` its priority, ``$priority + 1`` when it is ready; and NOTIFY on
+    ``$channel`` from ``$channel + 1`` when it was. ``{name}_woken`` has a row if it was."""
+    p, r = priority, priority + 1
+    return f"""
+{name} AS (
+    INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
+    SELECT task_id, ${p}::integer, ${r}::timestamptz, nextval('opscore_queue_seq'), NULL
+    FROM {moved}
+    ON CONFLICT (task_id) DO UPDATE SET priority = ${p}::integer, ready_at = ${r}::timestamptz,
+        seq = nextval('opscore_queue_seq'), lease_until = NULL
+    RETURNING task_id),
+{name}_woken AS (
+    SELECT 1 FROM {name} CROSS JOIN LATERAL (SELECT pg_notify(${channel}, ${channel + 1})) AS n)"""
+
+
 # (the UPDATE that writes if the row still holds the expected document, with its parameters
 # before that document, and the new document), or None to write nothing
 Write = tuple[str, tuple[Any, ...], str] | None

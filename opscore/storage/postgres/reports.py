@@ -13,11 +13,11 @@ from typing import Any
 from ...errors import OpsCoreError
 from ...models import Agent, StateRecord, TaskRun
 from ..parsed import PARSED
-from ..report_and_task import ReportPlan, ReportWritten, planned
+from ..report_and_task import QueuedNext, ReportPlan, ReportWritten, next_queued, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import _READ_AGENT, HISTORY_AFTER_CHANGE, AgentRecords
-from .base import agent_and_task_written
+from .base import CHANNEL, agent_and_task_written, queued_after
 from .runs import _READ_TASK
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
@@ -27,7 +27,21 @@ from .runs import _READ_TASK
 _SET_STATE_AND_TASK = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE}
 SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
     (SELECT doc FROM opscore_agents WHERE agent_id = $1),
-    (SELECT doc FROM opscore_tasks WHERE task_id = $9)
+    (SELECT doc FROM opscore_tasks WHERE task_id = $9), false
+"""
+# ... and the run's next step with them (TaskUpdate.then), if the task moved and the step
+# still holds the document decided on: $13 the step, $14 its status, $15 its document, $16
+# the document decided on; queued at $17 (priority), $18 (ready), NOTIFY $19 from $20.
+# The fourth answer says whether it was queued.
+_SET_STATE_TASK_AND_NEXT = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
+next_moved AS (
+    UPDATE opscore_tasks SET status = $14, doc = $15
+    WHERE task_id = $13 AND doc = $16 AND EXISTS (SELECT 1 FROM moved) RETURNING task_id),
+{queued_after("next_moved", 17, 19, "next_queued")}
+SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
+    (SELECT doc FROM opscore_agents WHERE agent_id = $1),
+    (SELECT doc FROM opscore_tasks WHERE task_id = $9),
+    (SELECT count(*) FROM next_queued_woken) > 0
 """
 
 
@@ -95,17 +109,43 @@ class ReportRecords(AgentRecords):
                     task_raw,
                     task_doc,
                 )
-                written, agent_now, task_now = await conn.fetchrow(_SET_STATE_AND_TASK, *args)
+                sql, queued = _SET_STATE_AND_TASK, None
+                then_args: tuple[Any, ...] = ()
+                if update.then is not None:
+                    queued, then_args = self._next_step(update.then)
+                    if queued is not None:
+                        sql = _SET_STATE_TASK_AND_NEXT
+                answer = await conn.fetchrow(sql, *args, *then_args)
+                written, agent_now, task_now, next_written = answer
                 if written:
                     self._seen.put(agent_key, agent_raw)
                     self._seen.put(f"task:{found}", task_raw)
-                    return ReportWritten(agent, False, moved, update)
+                    if queued is not None and next_written:
+                        self._seen.put(f"task:{queued.task_id}", then_args[2])
+                    elif queued is not None:  # it had changed: the run advances as before
+                        self._seen.forget(f"task:{queued.task_id}")
+                        queued = None
+                    return ReportWritten(agent, False, moved, update, queued)
                 # one of them changed since: decide again on what the statement saw
                 agent_doc, task_doc, fresh, task_fresh = agent_now, task_now, True, True
                 self._seen.put(agent_key, agent_doc)
                 self._seen.put(f"task:{found}", task_doc)
         agent, duplicate = await self.record_state(record, history_limit=history_limit)
         return ReportWritten(agent, duplicate)
+
+    def _next_step(self, then: QueuedNext) -> tuple[TaskRun | None, tuple[Any, ...]]:
+        """The next step as ``then`` queues it, decided on this process's sight of it, and
+        the statement's parameters for it; (None, ()) when there is no such sight or it is
+        no longer pending (the run then advances as before)."""
+        doc = self._seen.get(f"task:{then.task_id}")
+        if doc is UNSEEN or doc is None:
+            return None, ()
+        queued = next_queued(then, PARSED.load(TaskRun, doc))
+        if queued is None:
+            return None, ()
+        raw = PARSED.dump(queued)
+        args = (then.task_id, queued.status.value, raw, doc, queued.priority, then.ready_at)
+        return queued, (*args, CHANNEL, self._token)
 
     def _task_on_sight(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
         """The task the report is likely about, by this process's last sight of the agent:

@@ -9,7 +9,7 @@ from typing import Any
 from ...models import Page, Session, TaskRun, WorkflowTemplate
 from ..parsed import PARSED
 from ..rules import ready_time, task_change_applies
-from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load
+from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load, queued_after
 
 _PUT_SESSION = (
     "INSERT INTO opscore_sessions (session_id, status, workflow_id, agent_id, finished_at, doc) "
@@ -38,18 +38,12 @@ SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_tasks WHERE task_id = $
 """
 # The same compare-and-set, and the task queued in the same statement (as queue.py's enqueue,
 # with its NOTIFY), only if the row still held the guessed document ($8).
-_SET_AND_QUEUE_TASK = """
+_SET_AND_QUEUE_TASK = f"""
 WITH moved AS (
     UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $8
-    RETURNING task_id),
-queued AS (
-    INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
-    SELECT task_id, $4::integer, $5::timestamptz, nextval('opscore_queue_seq'), NULL FROM moved
-    ON CONFLICT (task_id) DO UPDATE SET priority = $4::integer, ready_at = $5::timestamptz,
-        seq = nextval('opscore_queue_seq'), lease_until = NULL
-    RETURNING task_id),
-woken AS (SELECT 1 FROM queued CROSS JOIN LATERAL (SELECT pg_notify($6, $7)) AS n)
-SELECT (SELECT count(*) FROM woken) > 0, (SELECT doc FROM opscore_tasks WHERE task_id = $1)
+    RETURNING task_id),{queued_after("moved", 4, 6)}
+SELECT (SELECT count(*) FROM queued_woken) > 0,
+    (SELECT doc FROM opscore_tasks WHERE task_id = $1)
 """
 _PUT_TASK = (
     "INSERT INTO opscore_tasks (task_id, session_id, status, doc) VALUES ($1, $2, $3, $4) "

@@ -8,7 +8,7 @@ from typing import Any
 from ...errors import OpsCoreError
 from ...models import Agent, StateRecord, TaskRun
 from ..parsed import PARSED
-from ..report_and_task import ReportPlan, ReportWritten, planned
+from ..report_and_task import ReportPlan, ReportWritten, next_queued, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import AgentRecords
@@ -30,28 +30,50 @@ class ReportRecords(AgentRecords, RunRecords):
             agent, duplicate = await self.record_state(record, history_limit=history_limit)
             return ReportWritten(agent, duplicate)
 
+        next_id = plan.next_step_of(task_id)
+        keys = [agent_key, self.k("task", task_id)]
+        if next_id is not None:  # the step its completion may queue with it
+            keys.append(self.k("task", next_id))
+
         def decide(raws: list[str | None]) -> tuple[list[str | None], ReportWritten, Any]:
+            unchanged: list[str | None] = [None] * len(keys)
             agent, duplicate = apply_state(_load(Agent, raws[0]), record)
             if duplicate:
-                return [None, None], ReportWritten(agent, True), None
+                return unchanged, ReportWritten(agent, True), None
             before = _load(TaskRun, raws[1])
             done = None
             if plan.task_of(agent, record) == task_id:
                 done = planned(plan, agent, record, before)
             moved = self._task_moved(before, done[1]) if before and done else None
+            news = [PARSED.dump(agent), *unchanged[1:]]
+            if done is None:
+                return news, ReportWritten(agent, False), self._history_ops(record, history_limit)
+            update, task, agent = done
+            news[:2] = [PARSED.dump(agent), PARSED.dump(task)]
+            then = update.then if next_id is not None else None
+            queued = None
+            if then is not None and then.task_id == next_id:
+                queued = next_queued(then, _load(TaskRun, raws[2]))
+            if queued is not None:
+                news[2] = PARSED.dump(queued)
 
             def ops(p: Any) -> None:
                 self._add_history(p, record, history_limit)
                 if moved is not None:
-                    moved(p)
+                    moved(p, read_run=queued is None)
+                if then is not None and queued is not None:
+                    ready = then.ready_at.timestamp()
+                    p.enqueue(self._enqueue_keys, queued.task_id, queued.priority, ready)
 
-            if done is None:
-                return [PARSED.dump(agent), None], ReportWritten(agent, False), ops
-            update, task, agent = done
-            written = ReportWritten(agent, False, task, update)
-            return [PARSED.dump(agent), PARSED.dump(task)], written, ops
+            return news, ReportWritten(agent, False, task, update, queued), ops
 
-        return await self._cas_many([agent_key, self.k("task", task_id)], decide)
+        return await self._cas_many(keys, decide)
+
+    def _history_ops(self, record: StateRecord, history_limit: int) -> Any:
+        def ops(p: Any) -> None:
+            self._add_history(p, record, history_limit)
+
+        return ops
 
     def _task_of_guess(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
         """The task the report is about, by the agent as this process last saw it. When that

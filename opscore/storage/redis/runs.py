@@ -162,14 +162,16 @@ class RunRecords(_Base):
         else:
             p.srem(self.k("inflight"), task.task_id)
 
-    def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[[Any], None]:
+    def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[..., None]:
         """What a task's change writes beside its record: the in-flight index; and for a
         move to completed, its run is read along, since the run advances next
-        (workflow/engine.py)."""
+        (workflow/engine.py), unless ``read_run`` is False (its next step was queued with
+        it: the run does not advance then)."""
 
-        def ops(p: Any) -> None:
+        def ops(p: Any, read_run: bool = True) -> None:
             self._index_inflight(p, after, before.status.value in _INFLIGHT)
-            if after.status == TaskStatus.COMPLETED and before.status != TaskStatus.COMPLETED:
+            completed = after.status == TaskStatus.COMPLETED != before.status
+            if completed and read_run:
                 p.read(self.k("session", after.session_id))
                 p.read_records(
                     self.k("session_tasks", after.session_id),

@@ -1,0 +1,131 @@
+"""The run's next step, queued in the write that completes the step before it.
+
+After a task completed, the engine read its run back and queued the steps the completion let
+start, one write each (``WorkflowEngine.advance``): two store calls more per step, on the path
+of every run, and two round trips on a shared store. But a run's steps, and what each depends
+on, never change once it started. So a process that has seen the run knows, before the
+completion is written, which step it lets start. When that is one plain step (an agent step
+that depends on the completed step alone, with no condition and no fallback in the run, whose
+parameters reference no other step), the completion queues it in its own write, exactly as
+``WorkflowEngine.enqueue_task`` would (``TaskUpdate.then``), and the run is not read back.
+Everything else (fan-out, joins, conditions, fallbacks, a run this process has not seen, a
+step that was no longer pending) advances as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from datetime import datetime
+
+from ..models import Session, TaskRun, TaskStatus
+from ..storage.report_and_task import QueuedNext
+from .step_inputs import queued_fields, substitution_context
+from .substitution import SubstitutionTooLargeError, TemplateError, substitute, task_references
+from .transitions import task_move
+
+S = TaskStatus
+
+
+class _Run:
+    """What never changes in one run: its session's inputs and, per task, the plain step
+    its completion lets start."""
+
+    __slots__ = ("next_of", "session", "task_ids")
+
+    def __init__(self, session: Session, tasks: list[TaskRun]) -> None:
+        self.session = session
+        self.next_of = _plain_next_steps(tasks)
+        self.task_ids = [t.task_id for t in tasks]
+
+
+class RunShapes:
+    """The runs this process has seen lately (started here, or read to advance), kept for
+    what never changes in them. Bounded: the least recently seen run goes first."""
+
+    def __init__(self, max_runs: int = 2048) -> None:
+        self.max_runs = max_runs
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._session_of: dict[str, str] = {}  # task id -> its run's session id
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def seen(self, session: Session, tasks: list[TaskRun]) -> None:
+        """Remember a run (its shape is taken once: it never changes)."""
+        session_id = session.session_id
+        if session_id in self._runs:
+            self._runs.move_to_end(session_id)
+            return
+        self._runs[session_id] = _Run(session, tasks)
+        for task in tasks:
+            self._session_of[task.task_id] = session_id
+        while len(self._runs) > self.max_runs:
+            self.forget(next(iter(self._runs)))
+
+    def forget(self, session_id: str) -> None:
+        """Drop a run (it ended)."""
+        run = self._runs.pop(session_id, None)
+        for task_id in run.task_ids if run is not None else ():
+            self._session_of.pop(task_id, None)
+
+    def next_step_of(self, task_id: str) -> str | None:
+        """The id of the plain step a completion of ``task_id`` lets start, if this process
+        knows its run and there is exactly one such step; else None."""
+        found = self._next(task_id)
+        return found[1].task_id if found is not None else None
+
+    def then(
+        self, done: TaskRun, result: object, now: datetime, *, parameter_limit: int
+    ) -> QueuedNext | None:
+        """The next step queued with ``done``'s completion (``result``), as
+        ``enqueue_task`` would queue it; None when there is none to queue so, or its
+        parameters do not resolve (``advance`` refuses it, as any step)."""
+        found = self._next(done.task_id)
+        if found is None:
+            return None
+        session, step = found
+        completed = done.model_copy(update={"status": S.COMPLETED, "result": result})
+        context = substitution_context(session, [completed])  # the only step it references
+        try:
+            resolved = substitute(step.parameters, context, limit=parameter_limit)
+        except (SubstitutionTooLargeError, TemplateError):
+            return None
+        fields = queued_fields(step, resolved, now)
+        move = task_move(S.QUEUED, only_from=frozenset({S.PENDING}), **fields)
+        return QueuedNext(step.task_id, move.changes, fields["ready_at"], move.expect or ())
+
+    def _next(self, task_id: str) -> tuple[Session, TaskRun] | None:
+        session_id = self._session_of.get(task_id)
+        run = self._runs.get(session_id) if session_id is not None else None
+        if run is None:
+            return None
+        step = run.next_of.get(task_id)
+        return (run.session, step) if step is not None else None
+
+
+def _plain_next_steps(tasks: list[TaskRun]) -> dict[str, TaskRun]:
+    """Per task id, the one step its completion alone lets start, where that step is plain."""
+    if any(t.fallback_for or t.fallback_task_id for t in tasks):
+        return {}  # a completed fallback stands in for another step: advance decides
+    dependents: defaultdict[str, list[TaskRun]] = defaultdict(list)
+    for task in tasks:
+        for step_id in task.depends_on:
+            dependents[step_id].append(task)
+    out: dict[str, TaskRun] = {}
+    for task in tasks:
+        after = dependents.get(task.step_id, [])
+        if task.kind == "agent" and len(after) == 1 and _plain_after(after[0], task.step_id):
+            out[task.task_id] = after[0]
+    return out
+
+
+def _plain_after(step: TaskRun, step_id: str) -> bool:
+    """Whether ``step`` may start on the completion of ``step_id`` alone, with nothing
+    else of the run to read: an agent step with no condition, that depends on that step
+    only and references no other step's result."""
+    if step.kind != "agent" or step.when is not None or step.depends_on != [step_id]:
+        return False
+    try:
+        return task_references(step.parameters) <= {step_id}
+    except TemplateError:
+        return False

@@ -1,0 +1,87 @@
+"""A completion that queues its run's next step in the same write (workflow/next_steps.py),
+on every store, through the real app and real agents' reports: the run is read back only
+where it must be (its end, a join, a condition), and what each step gets is what it got
+when the run was read back after every step."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+import pytest
+
+from opscore.storage import storage_from_url
+
+from .conftest import KEY, STORES, make_settings, store_url
+from .counted_store import counted
+from .fakes import Behaviour, FakeFleet
+from .workflow_helpers import by_step, create, run, settle, task, template
+
+
+@pytest.fixture(params=STORES)
+def counted_ops(request, fleet_factory, tmp_path):
+    """Ops-Core on each store, with its store's calls counted, and a fleet of fake agents
+    that answer 202 and report ``active`` and ``idle`` naming the task."""
+    url = store_url(request, request.param, tmp_path)
+    storage = storage_from_url(url)
+    calls = counted(storage)
+    server, fleet = fleet_factory(make_settings(storage_url=url), storage=storage)
+    fleet.add("w", Behaviour(capabilities=["work"]))
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    ) as client:
+        yield client, fleet, calls
+
+
+def _run_to_end(client: httpx.Client, calls: Counter[str], workflow_id: str, payload: dict):
+    before = Counter(calls)
+    detail = settle(client, run(client, workflow_id, payload))
+    assert detail["status"] == "completed", detail
+    return by_step(detail), calls - before
+
+
+def test_a_chain_queues_each_step_with_the_completion_before_it(
+    counted_ops: tuple[httpx.Client, FakeFleet, Counter[str]],
+) -> None:
+    client, fleet, calls = counted_ops
+    create(
+        client,
+        template(
+            "chain",
+            task("a", parameters={"q": "${input.q}"}, nextTaskId="b"),
+            task("b", parameters={"from": "${tasks.a.result.agent}"}, nextTaskId="c"),
+            task("c", parameters={"b": "${tasks.b.status}", "n": 3}),
+        ),
+    )
+    steps, spent = _run_to_end(client, calls, "chain", {"q": "x"})
+    assert steps["a"]["resolvedParameters"] == {"q": "x"}
+    assert steps["b"]["resolvedParameters"] == {"from": "w"}
+    assert steps["c"]["resolvedParameters"] == {"b": "completed", "n": 3}
+    assert [m["task_name"] for m in fleet.received] == ["a", "b", "c"]
+    # read back once, after the last step: the two before it queued their next with them
+    assert spent["session_with_tasks"] == 1
+
+
+def test_steps_that_need_the_run_still_read_it_back(
+    counted_ops: tuple[httpx.Client, FakeFleet, Counter[str]],
+) -> None:
+    """A step that references a step other than the one it follows, a condition, and a
+    join each need the run as it is now: those completions read it back, as before."""
+    client, _, calls = counted_ops
+    create(
+        client,
+        template(
+            "needs-run",
+            task("a", parameters={"q": "${input.q}"}),
+            task("b", dependsOn=["a"], parameters={"q": "${input.q}"}),
+            task("c", dependsOn=["b"], parameters={"first": "${tasks.a.result.echo.q}"}),
+            task("d", dependsOn=["c"], when="input.q == 'x'"),
+            task("e", dependsOn=["d"]),
+        ),
+    )
+    steps, spent = _run_to_end(client, calls, "needs-run", {"q": "x"})
+    assert steps["c"]["resolvedParameters"] == {"first": "x"}
+    assert steps["d"]["status"] == "completed"
+    # a -> b queued with it; b (c references a), c (d has a condition) and e (the end)
+    # read the run back; d -> e queued with it
+    assert spent["session_with_tasks"] == 3
