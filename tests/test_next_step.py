@@ -12,9 +12,11 @@ import pytest
 
 from opscore.storage import storage_from_url
 
-from .conftest import KEY, STORES, make_settings, store_url
+from .agentkit_agent import AgentKitAgent
+from .conftest import KEY, STORES, WEBHOOK_SECRET, make_settings, store_url
 from .counted_store import counted
 from .fakes import Behaviour, FakeFleet
+from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 
@@ -27,10 +29,12 @@ def counted_ops(request, fleet_factory, tmp_path):
     calls = counted(storage)
     server, fleet = fleet_factory(make_settings(storage_url=url), storage=storage)
     fleet.add("w", Behaviour(capabilities=["work"]))
-    with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
-    ) as client:
+    with _client(server.url) as client:
         yield client, fleet, calls
+
+
+def _client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
 
 
 def _run_to_end(client: httpx.Client, calls: Counter[str], workflow_id: str, payload: dict):
@@ -85,3 +89,38 @@ def test_steps_that_need_the_run_still_read_it_back(
     # a -> b queued with it; b (c references a), c (d has a condition) and e (the end)
     # read the run back; d -> e queued with it
     assert spent["session_with_tasks"] == 3
+
+
+@pytest.mark.parametrize("backend", STORES)
+def test_agentkit_answers_queue_the_next_step_with_them(
+    request, backend, tmp_path, server_factory
+) -> None:
+    """AgentKit's example agent answers each hand-over with its result (the completion is
+    written on its own, not with a report): the next step goes in that same write."""
+    url = store_url(request, backend, tmp_path)
+    storage = storage_from_url(url)
+    calls = counted(storage)
+    server = server_factory(make_settings(storage_url=url), storage=storage)
+    agent = AgentKitAgent(
+        server.url, KEY, agent_id="kit", webhook_secret=WEBHOOK_SECRET, capabilities=["work"]
+    ).start()
+    try:
+        with _client(server.url) as client:
+            wait_for(
+                lambda: client.get("/v1/opscore/agent/kit/state").status_code == 200, timeout=10
+            )
+            create(
+                client,
+                template(
+                    "kit-chain",
+                    task("a", parameters={"text": "${input.topic}"}, nextTaskId="b"),
+                    task("b", parameters={"text": "${tasks.a.result}"}, nextTaskId="c"),
+                    task("c", parameters={"text": "${tasks.b.result}"}),
+                ),
+            )
+            steps, spent = _run_to_end(client, calls, "kit-chain", {"topic": "t"})
+    finally:
+        agent.kill()
+    assert steps["c"]["result"] == "c(b(a(t)))"
+    assert spent["update_task_and_next"] == 2  # a and b: each queued the next with it
+    assert spent["session_with_tasks"] == 1  # c, the end

@@ -187,6 +187,33 @@ async def test_changes_of_one_row_from_one_process_wait_for_each_other(pg, monke
         await store.close()
 
 
+async def test_a_completion_and_the_next_step_it_queues_are_one_statement(pg, monkeypatch) -> None:
+    """An answer's completion (update_task_and_next) and the run's next step it queues: one
+    statement, then the agent's slot, as update_task frees it (two, where the completion, the
+    run read back and the step queued were four)."""
+    from opscore.storage.report_and_task import TaskUpdate
+
+    from .test_storage_contract import running_then_next, then_queue_t2
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        await running_then_next(store)
+        sent = _count_statements(store, monkeypatch)
+        completion = {"status": TaskStatus.COMPLETED}
+        update = TaskUpdate(
+            completion, expect=["running"], release_slot_of="a1", then=then_queue_t2()
+        )
+        done, queued = await store.update_task_and_next("t1", update)
+        assert done is not None and queued is not None
+        assert len(sent) == 2, sent
+        assert "next_moved" in sent[0]
+        assert (await store.get_agent("a1")).active_tasks == []
+        assert [e.task_id for e in await store.dequeue_ready(utcnow(), 10)] == ["t2"]
+    finally:
+        await store.close()
+
+
 def _count_statements(store: PostgresStorage, monkeypatch) -> list[str]:
     """The statements ``store`` sends from now on, as they are sent."""
     sent: list[str] = []

@@ -197,24 +197,12 @@ async def test_a_completion_that_queues_the_next_step_is_one_script(redis_counte
     """The report, the completion and the next step's move to queued (TaskUpdate.then) go
     out as one script with one MGET and one MSET; the run is not read along, since it does
     not advance then."""
-    from opscore.storage.report_and_task import QueuedNext
-
-    from .test_storage_contract import MoveOnReport, record
+    from .test_storage_contract import MoveOnReport, record, running_then_next, then_queue_t2
 
     store, calls = redis_counted
     await store.save_session(session("s1"))
-    await store.create_agent(agent("a1", active_tasks=["t1"]))
-    await store.save_tasks(
-        [
-            task("t1", status=TaskStatus.RUNNING, agent_id="a1"),
-            task("t2", depends_on=["t1"]),
-        ]
-    )
-    for read in (store.get_agent("a1"), store.get_task("t1"), store.get_task("t2")):
-        await read
-    ready = utcnow()
-    then = QueuedNext("t2", {"status": TaskStatus.QUEUED, "ready_at": ready}, ready)
-    end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True, then=then)
+    await running_then_next(store)
+    end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True, then=then_queue_t2())
     before = {name: calls(name) for name in ("evalsha", "mget", "mset", "lrange", "zadd")}
     written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
     assert written.queued is not None and written.queued.status == TaskStatus.QUEUED

@@ -714,65 +714,97 @@ class TestReportAndTask:
         assert len((await store.state_history("a1", offset=0, limit=10)).items) == 1
 
 
+async def running_then_next(store: Storage, t2_status: TaskStatus = TaskStatus.PENDING) -> None:
+    """Agent a1 running t1; t2 after it (``t2_status``), seen by this process, as a process
+    that started or advanced the run has seen them."""
+    await store.create_agent(agent("a1", active_tasks=["t1"]))
+    await store.save_tasks(
+        [
+            task("t1", status=TaskStatus.RUNNING, agent_id="a1"),
+            task("t2", status=t2_status, depends_on=["t1"], priority=7),
+        ]
+    )
+    for read in (store.get_agent("a1"), store.get_task("t1"), store.get_task("t2")):
+        await read
+
+
+def then_queue_t2(ready_in: float = 0) -> QueuedNext:
+    """t2 queued with t1's completion (TaskUpdate.then), ready in ``ready_in`` seconds."""
+    ready = utcnow() + timedelta(seconds=ready_in)
+    changes = {"status": TaskStatus.QUEUED, "ready_at": ready, "resolved_parameters": {"x": 1}}
+    return QueuedNext("t2", changes, ready, ("pending",))
+
+
 class TestNextStepWithCompletion:
-    """A completion that queues its run's next step in the same write (TaskUpdate.then)."""
+    """A completion that queues its run's next step in the same write (TaskUpdate.then),
+    written with an agent's report (record_report) or on its own (update_task_and_next)."""
+
+    @pytest.fixture(params=["report", "update"])
+    def via(self, request) -> str:
+        return request.param
+
+    _run = staticmethod(running_then_next)
+    _then = staticmethod(then_queue_t2)
 
     @staticmethod
-    async def _run(store: Storage, t2_status: TaskStatus = TaskStatus.PENDING) -> None:
-        await store.create_agent(agent("a1", active_tasks=["t1"]))
-        await store.save_tasks(
-            [
-                task("t1", status=TaskStatus.RUNNING, agent_id="a1"),
-                task("t2", status=t2_status, depends_on=["t1"], priority=7),
-            ]
+    async def _complete(
+        store: Storage, via: str, then: QueuedNext, expect: str = "running"
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        if via == "report":
+            end = MoveOnReport(TaskStatus.COMPLETED, [expect], release=True, then=then)
+            written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
+            return written.task, written.queued
+        update = TaskUpdate(
+            {"status": TaskStatus.COMPLETED, "result": "done"},
+            expect=[expect],
+            release_slot_of="a1",
+            then=then,
         )
-        await store.get_task("t2")  # this process's sight of the next step
+        return await store.update_task_and_next("t1", update)
 
-    @staticmethod
-    def _then(ready_in: float = 0) -> QueuedNext:
-        ready = utcnow() + timedelta(seconds=ready_in)
-        changes = {"status": TaskStatus.QUEUED, "ready_at": ready, "resolved_parameters": {"x": 1}}
-        return QueuedNext("t2", changes, ready, ("pending",))
-
-    async def test_the_next_step_is_queued_with_the_completion(self, store: Storage) -> None:
+    async def test_the_next_step_is_queued_with_the_completion(
+        self, store: Storage, via: str
+    ) -> None:
         await self._run(store)
-        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True, then=self._then())
-        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
-        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
-        assert written.queued is not None and written.queued.task_id == "t2"
-        assert written.queued.status == TaskStatus.QUEUED
+        done, queued = await self._complete(store, via, self._then())
+        assert done is not None and done.status == TaskStatus.COMPLETED
+        assert queued is not None and queued.task_id == "t2"
+        assert queued.status == TaskStatus.QUEUED
         stored = await store.get_task("t2")
         assert stored.status == TaskStatus.QUEUED and stored.resolved_parameters == {"x": 1}
+        assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
+        assert (await store.get_agent("a1")).active_tasks == []  # the slot freed with it
         assert await store.queue_depth() == 1
         taken = await store.dequeue_ready(utcnow() + timedelta(seconds=1), 10)
         assert [(e.task_id, e.priority) for e in taken] == [("t2", 7)]
 
-    async def test_a_later_ready_time_is_kept(self, store: Storage) -> None:
+    async def test_a_later_ready_time_is_kept(self, store: Storage, via: str) -> None:
         await self._run(store)
-        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], then=self._then(ready_in=60))
-        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
-        assert written.queued is not None
+        _, queued = await self._complete(store, via, self._then(ready_in=60))
+        assert queued is not None
         assert await store.dequeue_ready(utcnow(), 10) == []
-        assert [
-            e.task_id for e in await store.dequeue_ready(utcnow() + timedelta(seconds=61), 10)
-        ] == ["t2"]
+        later = await store.dequeue_ready(utcnow() + timedelta(seconds=61), 10)
+        assert [e.task_id for e in later] == ["t2"]
 
-    async def test_a_step_no_longer_pending_is_left_as_it_is(self, store: Storage) -> None:
+    async def test_a_step_no_longer_pending_is_left_as_it_is(
+        self, store: Storage, via: str
+    ) -> None:
         await self._run(store, t2_status=TaskStatus.CANCELLED)
-        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], then=self._then())
-        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
-        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
-        assert written.queued is None
+        done, queued = await self._complete(store, via, self._then())
+        assert done is not None and done.status == TaskStatus.COMPLETED
+        assert queued is None
         assert (await store.get_task("t2")).status == TaskStatus.CANCELLED
         assert await store.queue_depth() == 0
 
-    async def test_a_completion_that_does_not_apply_queues_nothing(self, store: Storage) -> None:
+    async def test_a_completion_that_does_not_apply_queues_nothing(
+        self, store: Storage, via: str
+    ) -> None:
         await self._run(store)
-        end = MoveOnReport(TaskStatus.COMPLETED, ["dispatched"], then=self._then())  # it runs
-        written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=end)
-        assert written.task is None and written.queued is None
+        done, queued = await self._complete(store, via, self._then(), expect="dispatched")
+        assert done is None and queued is None
         assert (await store.get_task("t1")).status == TaskStatus.RUNNING
         assert (await store.get_task("t2")).status == TaskStatus.PENDING
+        assert (await store.get_agent("a1")).active_tasks == ["t1"]
         assert await store.queue_depth() == 0
 
 

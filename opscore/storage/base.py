@@ -22,7 +22,7 @@ from ..models import (
     TaskRun,
     WorkflowTemplate,
 )
-from .report_and_task import ReportPlan, ReportWritten
+from .report_and_task import ReportPlan, ReportWritten, TaskUpdate
 
 
 @runtime_checkable
@@ -220,6 +220,15 @@ class Storage(Protocol):
         the compare-and-set every task state change goes through, so concurrent reporters,
         timeouts and dispatchers never both win.
         """
+
+    async def update_task_and_next(
+        self, task_id: str, update: TaskUpdate
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        """``update_task`` with ``update`` (its changes, guards and slot release), and in the
+        same atomic step the run's next step its ``then`` queues (as ``record_report`` does):
+        (the task as changed, or None when the change did not apply; the next step as queued,
+        or None when there was none, or it was no longer pending, or this process had no
+        sight of it: then the caller advances the run as before)."""
 
     async def inflight_tasks(self) -> list[TaskRun]:
         """Tasks in status dispatched, running or waiting (for a decision): the ones whose

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,16 +139,35 @@ class TaskOutcomes:
             **spent,
         )
 
+    def completion_and_next(
+        self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
+    ) -> TaskUpdate:
+        """``completion_move``, with the run's next step it lets start, when that one can be
+        queued in the same write (next_steps.py; ``TaskUpdate.then``)."""
+        move = self.completion_move(task, result, usage=usage)
+        engine = self.engine
+        then = engine.shapes.then(
+            task,
+            result,
+            engine.clock(),
+            parameter_limit=engine.settings.max_task_parameters_bytes,
+        )
+        return replace(move, then=then) if then is not None else move
+
     async def complete_task(
         self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
     ) -> bool:
         """Record success of the current attempt; False if it was not in flight any more.
         ``usage`` (tokens, model) goes on the attempt's span."""
-        move = self.completion_move(task, result, usage=usage)
-        done = await apply_move(self.storage, task.task_id, move)
+        move = self.completion_and_next(task, result, usage=usage)
+        queued = None
+        if move.then is None:
+            done = await apply_move(self.storage, task.task_id, move)
+        else:
+            done, queued = await self.storage.update_task_and_next(task.task_id, move)
         if done is None:
             return False
-        await self.now_completed(done, usage)
+        await self.now_completed(done, usage, queued=queued)
         return True
 
     async def now_completed(

@@ -9,7 +9,6 @@ while the task is open.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from ..errors import ConflictError, PermissionDeniedError
@@ -70,15 +69,7 @@ class AgentReports:
             return None  # the hand-over's answer decides (_apply_to)
         if state in IDLE_STATES and (named or task.status == S.RUNNING):
             usage = usage_from(details.get("usage"))
-            result = details.get("result")
-            move = self.outcomes.completion_move(task, result, usage=usage)
-            then = self.engine.shapes.then(
-                task,
-                result,
-                self.engine.clock(),
-                parameter_limit=self.engine.settings.max_task_parameters_bytes,
-            )
-            return replace(move, then=then) if then is not None else move
+            return self.outcomes.completion_and_next(task, details.get("result"), usage=usage)
         return None
 
     def next_step_of(self, task_id: str) -> str | None:

@@ -13,7 +13,7 @@ from ...models import (
     Page,
     StateRecord,
 )
-from ..report_and_task import ReportPlan, ReportWritten, next_queued, planned
+from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import _Base, _page
 
@@ -95,12 +95,7 @@ class AgentRecords(_Base):
             self._tasks[task.task_id] = task
             self._track_inflight(task)
             self._agents[agent.agent_id] = agent
-            then = update.then
-            queued = next_queued(then, self._tasks.get(then.task_id)) if then else None
-            if then is not None and queued is not None:
-                self._tasks[queued.task_id] = queued
-                self._put_in_queue(queued.task_id, queued.priority, then.ready_at)
-            return ReportWritten(agent, False, task, update, queued)
+            return ReportWritten(agent, False, task, update, self._queue_next(update.then))
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         with self._lock:

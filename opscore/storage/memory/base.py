@@ -26,6 +26,7 @@ from ...models import (
     TaskStatus,
     WorkflowTemplate,
 )
+from ..report_and_task import QueuedNext, next_queued
 
 T = TypeVar("T")
 _INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.WAITING}  # inflight_tasks
@@ -73,6 +74,15 @@ class _Base:
         self._queued[task_id] = seq
         self._since[task_id] = ready_at
         heapq.heappush(self._delayed, (ready_at, seq, task_id, priority))
+
+    def _queue_next(self, then: QueuedNext | None) -> TaskRun | None:
+        """The next step a completion queues with it (``TaskUpdate.then``), when still
+        pending; the caller holds the lock."""
+        queued = next_queued(then, self._tasks.get(then.task_id)) if then else None
+        if then is not None and queued is not None:
+            self._tasks[queued.task_id] = queued
+            self._put_in_queue(queued.task_id, queued.priority, then.ready_at)
+        return queued
 
     def _track_inflight(self, task: TaskRun) -> None:
         """Keep ``inflight_tasks``' index; the caller holds the lock."""

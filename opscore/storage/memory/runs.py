@@ -14,6 +14,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
+from ..report_and_task import TaskUpdate
 from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _Base, _page
 
@@ -216,24 +217,43 @@ class RunRecords(_Base):
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
     ) -> TaskRun | None:
+        update = TaskUpdate(changes, expect, attempt, release_slot_of)
         with self._lock:
-            task = self._tasks.get(task_id)
-            if task is None or not task_change_applies(task, expect, attempt):
-                return None
-            if claim_slot_of is not None:
-                claimed = slot_taken(self._agents.get(claim_slot_of), task_id)
-                if claimed is not None:
-                    self._agents[claimed.agent_id] = claimed
-            task = task.model_copy(update=changes)
-            self._tasks[task_id] = task
-            self._track_inflight(task)
-            agent = self._agents.get(release_slot_of) if release_slot_of else None
-            released = slot_released(agent, task_id) if agent is not None else None
-            if released is not None:
-                self._agents[released.agent_id] = released
-            if enqueue_at is not None:
-                self._put_in_queue(task_id, task.priority, enqueue_at)
-            return task
+            return self._change_task(task_id, update, enqueue_at, claim_slot_of)
+
+    async def update_task_and_next(
+        self, task_id: str, update: TaskUpdate
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        with self._lock:
+            task = self._change_task(task_id, update)
+            return task, self._queue_next(update.then) if task is not None else None
+
+    def _change_task(
+        self,
+        task_id: str,
+        update: TaskUpdate,
+        enqueue_at: datetime | None = None,
+        claim_slot_of: str | None = None,
+    ) -> TaskRun | None:
+        """``update_task``; the caller holds the lock."""
+        release_slot_of = update.release_slot_of
+        task = self._tasks.get(task_id)
+        if task is None or not task_change_applies(task, update.expect, update.attempt):
+            return None
+        if claim_slot_of is not None:
+            claimed = slot_taken(self._agents.get(claim_slot_of), task_id)
+            if claimed is not None:
+                self._agents[claimed.agent_id] = claimed
+        task = task.model_copy(update=update.changes)
+        self._tasks[task_id] = task
+        self._track_inflight(task)
+        agent = self._agents.get(release_slot_of) if release_slot_of else None
+        released = slot_released(agent, task_id) if agent is not None else None
+        if released is not None:
+            self._agents[released.agent_id] = released
+        if enqueue_at is not None:
+            self._put_in_queue(task_id, task.priority, enqueue_at)
+        return task
 
     async def inflight_tasks(self) -> list[TaskRun]:
         with self._lock:

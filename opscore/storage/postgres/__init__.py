@@ -10,7 +10,9 @@ from typing import Any
 from ...errors import NoFreeSlotError
 from ...models import TaskRun
 from ..guard import guard_methods
+from ..report_and_task import TaskUpdate
 from ..rules import slot_taken
+from ..seen import UNSEEN
 from .claims import SlotClaims
 from .documents import DocumentRecords
 from .queue import QueueRecords
@@ -74,6 +76,26 @@ class PostgresStorage(
             if enqueue_at is not None:
                 await self.enqueue(task_id, priority=updated.priority, ready_at=enqueue_at)
         return updated
+
+    async def update_task_and_next(
+        self, task_id: str, update: TaskUpdate
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        """The task and the next step in one statement (``completions.py``) when this
+        process has a sight of the step; the slot freed right after, as ``update_task``."""
+        then = update.then
+        if then is None or self._seen.get(f"task:{then.task_id}") in (UNSEEN, None):
+            changed = await self.update_task(
+                task_id,
+                update.changes,
+                expect=update.expect,
+                attempt=update.attempt,
+                release_slot_of=update.release_slot_of,
+            )
+            return changed, None
+        changed, queued = await self._change_and_queue_next(task_id, update, then)
+        if changed is not None and update.release_slot_of is not None:
+            await self.release_agent_slot(update.release_slot_of, task_id)
+        return changed, queued
 
 
 __all__ = ["PostgresStorage"]

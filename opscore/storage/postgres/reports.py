@@ -13,11 +13,12 @@ from typing import Any
 from ...errors import OpsCoreError
 from ...models import Agent, StateRecord, TaskRun
 from ..parsed import PARSED
-from ..report_and_task import QueuedNext, ReportPlan, ReportWritten, next_queued, planned
+from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import _READ_AGENT, HISTORY_AFTER_CHANGE, AgentRecords
-from .base import CHANNEL, agent_and_task_written, queued_after
+from .base import agent_and_task_written, queued_after
+from .completions import NextSteps
 from .runs import _READ_TASK
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
@@ -45,7 +46,7 @@ SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
 """
 
 
-class ReportRecords(AgentRecords):
+class ReportRecords(AgentRecords, NextSteps):
     async def record_report(
         self, record: StateRecord, *, history_limit: int, plan: ReportPlan
     ) -> ReportWritten:
@@ -132,20 +133,6 @@ class ReportRecords(AgentRecords):
                 self._seen.put(f"task:{found}", task_doc)
         agent, duplicate = await self.record_state(record, history_limit=history_limit)
         return ReportWritten(agent, duplicate)
-
-    def _next_step(self, then: QueuedNext) -> tuple[TaskRun | None, tuple[Any, ...]]:
-        """The next step as ``then`` queues it, decided on this process's sight of it, and
-        the statement's parameters for it; (None, ()) when there is no such sight or it is
-        no longer pending (the run then advances as before)."""
-        doc = self._seen.get(f"task:{then.task_id}")
-        if doc is UNSEEN or doc is None:
-            return None, ()
-        queued = next_queued(then, PARSED.load(TaskRun, doc))
-        if queued is None:
-            return None, ()
-        raw = PARSED.dump(queued)
-        args = (then.task_id, queued.status.value, raw, doc, queued.priority, then.ready_at)
-        return queued, (*args, CHANNEL, self._token)
 
     def _task_on_sight(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
         """The task the report is likely about, by this process's last sight of the agent:

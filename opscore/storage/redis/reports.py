@@ -61,9 +61,7 @@ class ReportRecords(AgentRecords, RunRecords):
                 self._add_history(p, record, history_limit)
                 if moved is not None:
                     moved(p, read_run=queued is None)
-                if then is not None and queued is not None:
-                    ready = then.ready_at.timestamp()
-                    p.enqueue(self._enqueue_keys, queued.task_id, queued.priority, ready)
+                self._enqueue_next(p, then, queued)
 
             return news, ReportWritten(agent, False, task, update, queued), ops
 

@@ -15,6 +15,7 @@ from ...models import (
     WorkflowTemplate,
 )
 from ..parsed import PARSED
+from ..report_and_task import QueuedNext, TaskUpdate, next_queued
 from ..rules import slot_released, slot_taken, task_change_applies
 from .base import (
     _INFLIGHT,
@@ -234,38 +235,69 @@ class RunRecords(_Base):
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
     ) -> TaskRun | None:
+        if release_slot_of is not None and claim_slot_of is not None:
+            raise ValueError("a change releases a slot or claims one, not both")
+        update = TaskUpdate(changes, expect, attempt, release_slot_of)
+        changed, _ = await self._change_task(task_id, update, enqueue_at, claim_slot_of)
+        return changed
+
+    async def update_task_and_next(
+        self, task_id: str, update: TaskUpdate
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        return await self._change_task(task_id, update)
+
+    async def _change_task(
+        self,
+        task_id: str,
+        update: TaskUpdate,
+        enqueue_at: datetime | None = None,
+        claim_slot_of: str | None = None,
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        """One compare-and-set of the task, with its agent's record when a slot is claimed or
+        released, and the next step ``update.then`` queues when there is one."""
+        release_slot_of, then = update.release_slot_of, update.then
         keys = [self.k("task", task_id)]
         slot_of = release_slot_of or claim_slot_of
         if slot_of is not None:  # the agent's record changes in the same script
             keys.append(self.k("agent", slot_of))
-            if release_slot_of is not None and claim_slot_of is not None:
-                raise ValueError("a change releases a slot or claims one, not both")
+        if then is not None:
+            keys.append(self.k("task", then.task_id))
 
-        def decide(raws: list[str | None]) -> tuple[list[str | None], TaskRun | None, Any]:
+        def decide(raws: list[str | None]) -> tuple[list[str | None], Any, Any]:
             unchanged: list[str | None] = [None] * len(raws)
             task = _load(TaskRun, raws[0])
-            if task is None or not task_change_applies(task, expect, attempt):
-                return unchanged, None, None
+            if task is None or not task_change_applies(task, update.expect, update.attempt):
+                return unchanged, (None, None), None
             agent = _load(Agent, raws[1]) if slot_of is not None else None
             changed_agent = None
             if claim_slot_of is not None:  # NoFreeSlotError: asked again if on a guess
                 changed_agent = slot_taken(agent, task_id)
             elif agent is not None:
                 changed_agent = slot_released(agent, task_id)
-            updated = task.model_copy(update=changes)
+            updated = task.model_copy(update=update.changes)
             news: list[str | None] = [PARSED.dump(updated)]
             if slot_of is not None:
                 news.append(PARSED.dump(changed_agent) if changed_agent is not None else None)
+            queued = next_queued(then, _load(TaskRun, raws[-1])) if then is not None else None
+            if then is not None:
+                news.append(PARSED.dump(queued) if queued is not None else None)
             moved = self._task_moved(task, updated)
 
             def ops(p: Any) -> None:
-                moved(p)
+                moved(p, read_run=queued is None)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
+                self._enqueue_next(p, then, queued)
 
-            return news, updated, ops
+            return news, (updated, queued), ops
 
         return await self._cas_many(keys, decide)
+
+    def _enqueue_next(self, p: Any, then: QueuedNext | None, queued: TaskRun | None) -> None:
+        """Queue the next step a completion moved to queued with it (``TaskUpdate.then``)."""
+        if then is not None and queued is not None:
+            ready = then.ready_at.timestamp()
+            p.enqueue(self._enqueue_keys, queued.task_id, queued.priority, ready)
 
     async def inflight_tasks(self) -> list[TaskRun]:
         ids = list(await self._redis.smembers(self.k("inflight")))

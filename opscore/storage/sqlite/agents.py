@@ -13,7 +13,7 @@ from ...models import (
     StateRecord,
     TaskRun,
 )
-from ..report_and_task import QueuedNext, ReportPlan, ReportWritten, next_queued, planned
+from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import _Base, _doc, _load
 from .calls import off_loop, quick, scan
@@ -109,17 +109,6 @@ class AgentRecords(_Base):
             self._write_state(db, agent, record, history_limit)
             self._put_task(db, task, row[1])
             return ReportWritten(agent, False, task, update, self._queue_next(db, update.then))
-
-    def _queue_next(self, db: sqlite3.Connection, then: QueuedNext | None) -> TaskRun | None:
-        """The next step a completion queues in its own transaction (``TaskUpdate.then``)."""
-        if then is None:
-            return None
-        row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (then.task_id,)).fetchone()
-        queued = next_queued(then, _load(TaskRun, row[0]) if row else None)
-        if row is not None and queued is not None:
-            self._put_task(db, queued, row[1])
-            self._put_in_queue(db, queued.task_id, queued.priority, then.ready_at)
-        return queued
 
     def _write_state(
         self, db: sqlite3.Connection, agent: Agent, record: StateRecord, history_limit: int

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from ...errors import StorageError
 from ...models import Agent, TaskRun
 from ..parsed import PARSED
+from ..report_and_task import QueuedNext, next_queued
 from .calls import alone, on_loop_error, scan
 from .worker import GroupCommitThread, storage_error
 
@@ -248,6 +249,17 @@ class _Base:
             "status = excluded.status, doc = excluded.doc",
             (task.task_id, task.session_id, seq, str(task.status.value), _doc(task)),
         )
+
+    def _queue_next(self, db: sqlite3.Connection, then: QueuedNext | None) -> TaskRun | None:
+        """The next step a completion queues in its own transaction (``TaskUpdate.then``)."""
+        if then is None:
+            return None
+        row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (then.task_id,)).fetchone()
+        queued = next_queued(then, _load(TaskRun, row[0]) if row else None)
+        if row is not None and queued is not None:
+            self._put_task(db, queued, row[1])
+            self._put_in_queue(db, queued.task_id, queued.priority, then.ready_at)
+        return queued
 
     def _get_agent(self, db: sqlite3.Connection, agent_id: str) -> Agent | None:
         row = db.execute("SELECT doc FROM agents WHERE agent_id=?", (agent_id,)).fetchone()

@@ -13,6 +13,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
+from ..report_and_task import TaskUpdate
 from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _INFLIGHT, _Base, _doc, _load
 from .calls import off_loop, quick, scan
@@ -228,26 +229,47 @@ class RunRecords(_Base):
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
     ) -> TaskRun | None:
+        update = TaskUpdate(changes, expect, attempt, release_slot_of)
         with self._tx() as db:
-            row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)).fetchone()
-            if row is None:
-                return None
-            task = _load(TaskRun, row[0])
-            if not task_change_applies(task, expect, attempt):
-                return None
-            if claim_slot_of is not None:  # raises before anything is written
-                claimed = slot_taken(self._get_agent(db, claim_slot_of), task_id)
-                if claimed is not None:
-                    self._put_agent(db, claimed)
-            task = task.model_copy(update=changes)
-            self._put_task(db, task, row[1])
-            agent = self._get_agent(db, release_slot_of) if release_slot_of else None
-            released = slot_released(agent, task_id) if agent is not None else None
-            if released is not None:
-                self._put_agent(db, released)
-            if enqueue_at is not None:
-                self._put_in_queue(db, task_id, task.priority, enqueue_at)
-            return task
+            return self._change_task(db, task_id, update, enqueue_at, claim_slot_of)
+
+    @quick
+    def update_task_and_next(
+        self, task_id: str, update: TaskUpdate
+    ) -> tuple[TaskRun | None, TaskRun | None]:
+        with self._tx() as db:
+            task = self._change_task(db, task_id, update)
+            return task, self._queue_next(db, update.then) if task is not None else None
+
+    def _change_task(
+        self,
+        db: sqlite3.Connection,
+        task_id: str,
+        update: TaskUpdate,
+        enqueue_at: datetime | None = None,
+        claim_slot_of: str | None = None,
+    ) -> TaskRun | None:
+        """``update_task`` in the caller's transaction."""
+        release_slot_of = update.release_slot_of
+        row = db.execute("SELECT doc, seq FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+        if row is None:
+            return None
+        task = _load(TaskRun, row[0])
+        if not task_change_applies(task, update.expect, update.attempt):
+            return None
+        if claim_slot_of is not None:  # raises before anything is written
+            claimed = slot_taken(self._get_agent(db, claim_slot_of), task_id)
+            if claimed is not None:
+                self._put_agent(db, claimed)
+        task = task.model_copy(update=update.changes)
+        self._put_task(db, task, row[1])
+        agent = self._get_agent(db, release_slot_of) if release_slot_of else None
+        released = slot_released(agent, task_id) if agent is not None else None
+        if released is not None:
+            self._put_agent(db, released)
+        if enqueue_at is not None:
+            self._put_in_queue(db, task_id, task.priority, enqueue_at)
+        return task
 
     @scan
     def inflight_tasks(self) -> list[TaskRun]:
