@@ -124,3 +124,52 @@ def test_agentkit_answers_queue_the_next_step_with_them(
     assert steps["c"]["result"] == "c(b(a(t)))"
     assert spent["update_task_and_next"] == 2  # a and b: each queued the next with it
     assert spent["session_with_tasks"] == 1  # c, the end
+
+
+def _chain_tasks(step_b_parameters: dict) -> list:
+    from datetime import UTC, datetime
+
+    from opscore.models import TaskRun
+
+    now = datetime.now(UTC)
+    common = {"session_id": "s1", "timeout_seconds": 5, "max_attempts": 1}
+    common |= {"backoff_seconds": 1, "max_backoff_seconds": 1, "created_at": now}
+    return [
+        TaskRun(task_id="t-a", step_id="a", **common),
+        TaskRun(
+            task_id="t-b", step_id="b", depends_on=["a"], parameters=step_b_parameters, **common
+        ),
+    ]
+
+
+def _session(payload: dict):
+    from datetime import UTC, datetime
+
+    from opscore.models import Session
+
+    now = datetime.now(UTC)
+    return Session(session_id="s1", initial_payload=payload, created_at=now, updated_at=now)
+
+
+def test_the_runs_kept_are_bounded_in_runs_and_bytes() -> None:
+    from opscore.workflow.next_steps import RunShapes
+
+    shapes = RunShapes(max_runs=2, max_bytes=64 * 1000)
+    big = {"blob": "x" * 2000}  # more than a 64th of the room
+    shapes.seen(_session(big), _chain_tasks({"q": "${input.blob}"}))
+    assert shapes.next_step_of("t-a") is None and len(shapes) == 0  # too large: not kept
+    shapes.seen(_session(big), _chain_tasks({"q": "${tasks.a.result}"}))
+    assert shapes.next_step_of("t-a") == "t-b"  # its input is not read ahead: not kept
+    then = shapes.then(_chain_tasks({})[0], {"r": 1}, _session({}).created_at, parameter_limit=99)
+    assert then is not None and then.changes["resolved_parameters"] == {"q": {"r": 1}}
+    past_orjson = _session({"n": 2**70}).model_copy(update={"session_id": "s-big"})
+    shapes.seen(past_orjson, _chain_tasks({"q": "${input.n}"}))
+    assert len(shapes) == 1  # not kept, and no error
+    for i in range(3):  # the least recently seen goes first
+        session = _session({}).model_copy(update={"session_id": f"s{i + 2}"})
+        tasks = [t.model_copy(update={"task_id": f"{t.task_id}{i}"}) for t in _chain_tasks({})]
+        shapes.seen(session, tasks)
+    assert len(shapes) == 2 and shapes.next_step_of("t-a") is None
+    assert shapes.next_step_of("t-a2") == "t-b2"
+    shapes.forget("s4")
+    assert shapes.next_step_of("t-a2") is None and len(shapes) == 1

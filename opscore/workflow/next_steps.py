@@ -17,33 +17,52 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from datetime import datetime
 
+import orjson
+
 from ..models import Session, TaskRun, TaskStatus
 from ..storage.report_and_task import QueuedNext
 from .step_inputs import queued_fields, substitution_context
-from .substitution import SubstitutionTooLargeError, TemplateError, substitute, task_references
+from .substitution import (
+    SubstitutionTooLargeError,
+    TemplateError,
+    reference_roots,
+    substitute,
+    task_references,
+)
 from .transitions import task_move
 
 S = TaskStatus
 
 
 class _Run:
-    """What never changes in one run: its session's inputs and, per task, the plain step
-    its completion lets start."""
+    """What never changes in one run: per task, the plain step its completion lets start,
+    and what those steps' references read of the session (its input only if they use it).
+    ``size``: about how many bytes of JSON that holds (parameters, input)."""
 
-    __slots__ = ("next_of", "session", "task_ids")
+    __slots__ = ("next_of", "session", "size", "task_ids")
 
     def __init__(self, session: Session, tasks: list[TaskRun]) -> None:
-        self.session = session
         self.next_of = _plain_next_steps(tasks)
-        self.task_ids = [t.task_id for t in tasks]
+        self.task_ids = [t.task_id for t in tasks] if self.next_of else []
+        steps = self.next_of.values()
+        self.size = sum(_json_size(step.parameters) for step in steps)
+        if any("input" in reference_roots(step.parameters) for step in steps):
+            self.size += _json_size(session.initial_payload)
+        else:  # nothing here reads it: keep none of a large input
+            session = session.model_copy(update={"initial_payload": {}, "metadata": {}})
+        self.session = session
 
 
 class RunShapes:
     """The runs this process has seen lately (started here, or read to advance), kept for
-    what never changes in them. Bounded: the least recently seen run goes first."""
+    what never changes in them. Bounded in runs and in bytes of what they hold: the least
+    recently seen run goes first, and a run holding more than a 64th of the room is not
+    kept (its completions advance it as before)."""
 
-    def __init__(self, max_runs: int = 2048) -> None:
+    def __init__(self, max_runs: int = 2048, max_bytes: int = 16 * 2**20) -> None:
         self.max_runs = max_runs
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._session_of: dict[str, str] = {}  # task id -> its run's session id
 
@@ -56,16 +75,23 @@ class RunShapes:
         if session_id in self._runs:
             self._runs.move_to_end(session_id)
             return
-        self._runs[session_id] = _Run(session, tasks)
-        for task in tasks:
-            self._session_of[task.task_id] = session_id
-        while len(self._runs) > self.max_runs:
+        run = _Run(session, tasks)
+        if not run.next_of or run.size > self.max_bytes // 64:
+            return  # nothing to queue ahead, or too large to keep
+        self._runs[session_id] = run
+        self._bytes += run.size
+        for task_id in run.task_ids:
+            self._session_of[task_id] = session_id
+        while len(self._runs) > self.max_runs or self._bytes > self.max_bytes:
             self.forget(next(iter(self._runs)))
 
     def forget(self, session_id: str) -> None:
         """Drop a run (it ended)."""
         run = self._runs.pop(session_id, None)
-        for task_id in run.task_ids if run is not None else ():
+        if run is None:
+            return
+        self._bytes -= run.size
+        for task_id in run.task_ids:
             self._session_of.pop(task_id, None)
 
     def next_step_of(self, task_id: str) -> str | None:
@@ -101,6 +127,15 @@ class RunShapes:
             return None
         step = run.next_of.get(task_id)
         return (run.session, step) if step is not None else None
+
+
+def _json_size(value: object) -> int:
+    """About how many bytes ``value`` takes as JSON; what orjson cannot write (an integer
+    past 64 bits) counts as too large to keep."""
+    try:
+        return len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        return 2**62
 
 
 def _plain_next_steps(tasks: list[TaskRun]) -> dict[str, TaskRun]:

@@ -117,12 +117,15 @@ class TaskOutcomes:
     def completion_move(
         self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
     ) -> TaskUpdate:
-        """The move of the current attempt to completed, its agent's slot freed with it."""
-        now = self.engine.clock()
+        """The move of the current attempt to completed, its agent's slot freed with it, and
+        the run's next step it lets start when that one can be queued in the same write
+        (next_steps.py; ``TaskUpdate.then``)."""
+        engine = self.engine
+        now = engine.clock()
         spent: dict[str, Any] = (
             {"usage": (task.usage or UsageTotals()).plus(usage)} if usage else {}
         )
-        return task_move(
+        move = task_move(
             S.COMPLETED,
             only_from=INFLIGHT_TASK,
             attempt=task.attempts,
@@ -138,20 +141,8 @@ class TaskOutcomes:
             history=update_last(task.history, finished_at=now, outcome="completed"),
             **spent,
         )
-
-    def completion_and_next(
-        self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
-    ) -> TaskUpdate:
-        """``completion_move``, with the run's next step it lets start, when that one can be
-        queued in the same write (next_steps.py; ``TaskUpdate.then``)."""
-        move = self.completion_move(task, result, usage=usage)
-        engine = self.engine
-        then = engine.shapes.then(
-            task,
-            result,
-            engine.clock(),
-            parameter_limit=engine.settings.max_task_parameters_bytes,
-        )
+        limit = engine.settings.max_task_parameters_bytes
+        then = engine.shapes.then(task, result, now, parameter_limit=limit)
         return replace(move, then=then) if then is not None else move
 
     async def complete_task(
@@ -159,7 +150,7 @@ class TaskOutcomes:
     ) -> bool:
         """Record success of the current attempt; False if it was not in flight any more.
         ``usage`` (tokens, model) goes on the attempt's span."""
-        move = self.completion_and_next(task, result, usage=usage)
+        move = self.completion_move(task, result, usage=usage)
         queued = None
         if move.then is None:
             done = await apply_move(self.storage, task.task_id, move)

@@ -69,7 +69,7 @@ class AgentReports:
             return None  # the hand-over's answer decides (_apply_to)
         if state in IDLE_STATES and (named or task.status == S.RUNNING):
             usage = usage_from(details.get("usage"))
-            return self.outcomes.completion_and_next(task, details.get("result"), usage=usage)
+            return self.outcomes.completion_move(task, details.get("result"), usage=usage)
         return None
 
     def next_step_of(self, task_id: str) -> str | None:

@@ -52,6 +52,15 @@ def task_references(parameters: Any) -> set[str]:
     return refs
 
 
+def reference_roots(parameters: Any) -> set[str]:
+    """What the references in parameters start with: ``input``, ``tasks``, ``session``."""
+    return {
+        _split_reference(match.group(1))[0]
+        for text in iter_strings(parameters)
+        for match in REFERENCE.finditer(text)
+    }
+
+
 def _split_reference(expr: str) -> list[str]:
     parts = expr.strip().split(".")
     if parts[0] not in ("input", "tasks", "session") or not all(_PATH_PART.match(p) for p in parts):

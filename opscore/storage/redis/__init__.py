@@ -15,9 +15,12 @@ from .queue import QueueRecords
 from .reports import ReportRecords
 from .starts import RunStarts
 from .telemetry import TelemetryChannel
+from .templates import TemplateRecords
 
 
-class RedisStorage(ReportRecords, RunStarts, QueueRecords, DocumentRecords, TelemetryChannel):
+class RedisStorage(
+    ReportRecords, RunStarts, TemplateRecords, QueueRecords, DocumentRecords, TelemetryChannel
+):
     """``Storage`` on Redis; safe to share between replicas.
 
     One class per group of records (``agents``, ``runs``, ``queue``) over a shared client and

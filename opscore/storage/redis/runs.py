@@ -1,4 +1,4 @@
-"""RedisStorage: templates, sessions and task runs."""
+"""RedisStorage: sessions and task runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from ...models import (
     Session,
     TaskRun,
     TaskStatus,
-    WorkflowTemplate,
 )
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, TaskUpdate, next_queued
@@ -30,61 +29,6 @@ READ_ALONG_SESSION_TASKS = 32
 
 
 class RunRecords(_Base):
-    # --- templates --------------------------------------------------------------------------
-    async def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
-        versions = self.k("workflow", template.id)
-        from redis.exceptions import WatchError
-
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(versions)
-                    existing = await pipe.hget(versions, template.version)
-                    if existing is not None:
-                        await pipe.unwatch()
-                        return _load(WorkflowTemplate, existing)
-                    pipe.multi()
-                    pipe.hset(versions, template.version, PARSED.dump(template))
-                    pipe.rpush(self.k("workflow_order", template.id), template.version)
-                    pipe.sadd(self.k("workflows"), template.id)
-                    await pipe.execute()
-                    return None
-                except WatchError:
-                    continue
-
-    async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
-        if version is None:
-            order = await self._redis.lrange(self.k("workflow_order", workflow_id), -1, -1)
-            if not order:
-                return None
-            version = order[0]
-        return _load(
-            WorkflowTemplate, await self._redis.hget(self.k("workflow", workflow_id), version)
-        )
-
-    async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
-        ids = sorted(await self._redis.smembers(self.k("workflows")))
-        latest = [await self.get_workflow(i, None) for i in ids]
-        return _page([t for t in latest if t is not None], offset, limit)
-
-    async def workflow_versions(self, workflow_id: str) -> list[str]:
-        return list(await self._redis.lrange(self.k("workflow_order", workflow_id), 0, -1))
-
-    async def delete_workflow(self, workflow_id: str, version: str | None) -> int:
-        versions, order = self.k("workflow", workflow_id), self.k("workflow_order", workflow_id)
-        if version is None:
-            count = await self._redis.hlen(versions)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(versions, order)
-                pipe.srem(self.k("workflows"), workflow_id)
-                await pipe.execute()
-            return int(count)
-        removed = await self._redis.hdel(versions, version)
-        await self._redis.lrem(order, 0, version)
-        if not await self._redis.hlen(versions):
-            await self._redis.srem(self.k("workflows"), workflow_id)
-        return int(removed)
-
     # --- sessions ---------------------------------------------------------------------------
     async def save_session(self, session: Session) -> None:
         key = self.k("session", session.session_id)
