@@ -154,22 +154,31 @@ def _session(payload: dict):
 def test_the_runs_kept_are_bounded_in_runs_and_bytes() -> None:
     from opscore.workflow.next_steps import RunShapes
 
-    shapes = RunShapes(max_runs=2, max_bytes=64 * 1000)
+    shapes = RunShapes(max_runs=3, max_bytes=64 * 1000)
     big = {"blob": "x" * 2000}  # more than a 64th of the room
     shapes.seen(_session(big), _chain_tasks({"q": "${input.blob}"}))
-    assert shapes.next_step_of("t-a") is None and len(shapes) == 0  # too large: not kept
-    shapes.seen(_session(big), _chain_tasks({"q": "${tasks.a.result}"}))
+    assert shapes.next_step_of("t-a") is None  # too large: nothing kept of it
+    big_run = _session(big).model_copy(update={"session_id": "s-other"})
+    shapes.seen(big_run, _chain_tasks({"q": "${tasks.a.result}"}))
     assert shapes.next_step_of("t-a") == "t-b"  # its input is not read ahead: not kept
     then = shapes.then(_chain_tasks({})[0], {"r": 1}, _session({}).created_at, parameter_limit=99)
     assert then is not None and then.changes["resolved_parameters"] == {"q": {"r": 1}}
     past_orjson = _session({"n": 2**70}).model_copy(update={"session_id": "s-big"})
     shapes.seen(past_orjson, _chain_tasks({"q": "${input.n}"}))
-    assert len(shapes) == 1  # not kept, and no error
+    assert shapes.next_step_of("t-a") == "t-b" and len(shapes) == 3  # remembered, no error
     for i in range(3):  # the least recently seen goes first
         session = _session({}).model_copy(update={"session_id": f"s{i + 2}"})
         tasks = [t.model_copy(update={"task_id": f"{t.task_id}{i}"}) for t in _chain_tasks({})]
         shapes.seen(session, tasks)
-    assert len(shapes) == 2 and shapes.next_step_of("t-a") is None
+    assert len(shapes) == 3 and shapes.next_step_of("t-a") is None
     assert shapes.next_step_of("t-a2") == "t-b2"
     shapes.forget("s4")
-    assert shapes.next_step_of("t-a2") is None and len(shapes) == 1
+    assert shapes.next_step_of("t-a2") is None and len(shapes) == 2
+    shapes = RunShapes(max_runs=1000, max_bytes=6400)  # a run holds 25 bytes here
+    for i in range(300):
+        session = _session({}).model_copy(update={"session_id": f"b{i}"})
+        params = {"q": "${tasks.a.result}"}
+        tasks = [t.model_copy(update={"task_id": f"{t.task_id}-{i}"}) for t in _chain_tasks(params)]
+        shapes.seen(session, tasks)
+    assert 200 < len(shapes) < 300 and shapes.next_step_of("t-a-0") is None
+    assert shapes.next_step_of("t-a-299") == "t-b-299"

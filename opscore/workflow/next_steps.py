@@ -37,27 +37,37 @@ S = TaskStatus
 class _Run:
     """What never changes in one run: per task, the plain step its completion lets start,
     and what those steps' references read of the session (its input only if they use it).
-    ``size``: about how many bytes of JSON that holds (parameters, input)."""
+    ``size``: about how many bytes of JSON that holds (parameters, input). A run with no
+    such step, or too large to keep (``max_size``), holds nothing: it is only remembered,
+    so that its shape is not worked out again at each of its completions."""
 
     __slots__ = ("next_of", "session", "size", "task_ids")
 
-    def __init__(self, session: Session, tasks: list[TaskRun]) -> None:
+    def __init__(self, session: Session, tasks: list[TaskRun], max_size: int) -> None:
         self.next_of = _plain_next_steps(tasks)
-        self.task_ids = [t.task_id for t in tasks] if self.next_of else []
+        self.session: Session | None = None
+        self.size = 0
+        self.task_ids: list[str] = []
+        if not self.next_of:
+            return
         steps = self.next_of.values()
-        self.size = sum(_json_size(step.parameters) for step in steps)
+        size = sum(_json_size(step.parameters) for step in steps)
         if any("input" in reference_roots(step.parameters) for step in steps):
-            self.size += _json_size(session.initial_payload)
+            size += _json_size(session.initial_payload)
         else:  # nothing here reads it: keep none of a large input
             session = session.model_copy(update={"initial_payload": {}, "metadata": {}})
-        self.session = session
+        if size > max_size:
+            self.next_of = {}
+            return
+        self.session, self.size = session, size
+        self.task_ids = [t.task_id for t in tasks]
 
 
 class RunShapes:
     """The runs this process has seen lately (started here, or read to advance), kept for
     what never changes in them. Bounded in runs and in bytes of what they hold: the least
-    recently seen run goes first, and a run holding more than a 64th of the room is not
-    kept (its completions advance it as before)."""
+    recently seen run goes first, and a run that would hold more than a 64th of the room
+    holds nothing (its completions advance it as before)."""
 
     def __init__(self, max_runs: int = 2048, max_bytes: int = 16 * 2**20) -> None:
         self.max_runs = max_runs
@@ -75,9 +85,7 @@ class RunShapes:
         if session_id in self._runs:
             self._runs.move_to_end(session_id)
             return
-        run = _Run(session, tasks)
-        if not run.next_of or run.size > self.max_bytes // 64:
-            return  # nothing to queue ahead, or too large to keep
+        run = _Run(session, tasks, self.max_bytes // 64)
         self._runs[session_id] = run
         self._bytes += run.size
         for task_id in run.task_ids:
@@ -126,7 +134,7 @@ class RunShapes:
         if run is None:
             return None
         step = run.next_of.get(task_id)
-        return (run.session, step) if step is not None else None
+        return (run.session, step) if step is not None and run.session is not None else None
 
 
 def _json_size(value: object) -> int:
