@@ -12,7 +12,6 @@ from ...models import TaskRun
 from ..guard import guard_methods
 from ..report_and_task import TaskUpdate
 from ..rules import slot_taken
-from ..seen import UNSEEN
 from .claims import SlotClaims
 from .documents import DocumentRecords
 from .queue import QueueRecords
@@ -80,10 +79,11 @@ class PostgresStorage(
     async def update_task_and_next(
         self, task_id: str, update: TaskUpdate
     ) -> tuple[TaskRun | None, TaskRun | None]:
-        """The task and the next step in one statement (``completions.py``) when this
-        process has a sight of the step; the slot freed right after, as ``update_task``."""
+        """The task and the next step in one statement (``completions.py``; the task alone
+        when this process has no sight of the step); the slot freed right after, as
+        ``update_task``."""
         then = update.then
-        if then is None or self._seen.get(f"task:{then.task_id}") in (UNSEEN, None):
+        if then is None:
             changed = await self.update_task(
                 task_id,
                 update.changes,

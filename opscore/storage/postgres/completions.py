@@ -50,6 +50,20 @@ class NextSteps(_Base):
         args = (then.task_id, queued.status.value, raw, doc, queued.priority, then.ready_at)
         return queued, (*args, CHANNEL, self._token)
 
+    def _next_landed(
+        self, queued: TaskRun | None, then_args: tuple[Any, ...], written: bool
+    ) -> TaskRun | None:
+        """After a statement that carried ``_next_step``'s parameters: the step as queued,
+        remembered as this process's sight of it; None when it had changed since (its sight
+        is forgotten, and the run advances as before)."""
+        if queued is None:
+            return None
+        if written:
+            self._seen.put(f"task:{queued.task_id}", then_args[2])
+            return queued
+        self._seen.forget(f"task:{queued.task_id}")
+        return None
+
     async def _change_and_queue_next(
         self, task_id: str, update: TaskUpdate, then: QueuedNext
     ) -> tuple[TaskRun | None, TaskRun | None]:
@@ -80,10 +94,6 @@ class NextSteps(_Base):
                     written, current, next_written = answer
                 if written:
                     self._seen.put(task_key, raw)
-                    if queued is not None and next_written:
-                        self._seen.put(f"task:{then.task_id}", then_args[2])
-                        return changed, queued
-                    self._seen.forget(f"task:{then.task_id}")
-                    return changed, None
+                    return changed, self._next_landed(queued, then_args, next_written)
                 doc, fresh = current, True  # it changed since: decide again on what it is
                 self._seen.put(task_key, doc)

@@ -121,11 +121,7 @@ class ReportRecords(AgentRecords, NextSteps):
                 if written:
                     self._seen.put(agent_key, agent_raw)
                     self._seen.put(f"task:{found}", task_raw)
-                    if queued is not None and next_written:
-                        self._seen.put(f"task:{queued.task_id}", then_args[2])
-                    elif queued is not None:  # it had changed: the run advances as before
-                        self._seen.forget(f"task:{queued.task_id}")
-                        queued = None
+                    queued = self._next_landed(queued, then_args, next_written)
                     return ReportWritten(agent, False, moved, update, queued)
                 # one of them changed since: decide again on what the statement saw
                 agent_doc, task_doc, fresh, task_fresh = agent_now, task_now, True, True

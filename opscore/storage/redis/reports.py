@@ -36,26 +36,25 @@ class ReportRecords(AgentRecords, RunRecords):
             keys.append(self.k("task", next_id))
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], ReportWritten, Any]:
-            unchanged: list[str | None] = [None] * len(keys)
+            news: list[str | None] = [None] * len(keys)
             agent, duplicate = apply_state(_load(Agent, raws[0]), record)
             if duplicate:
-                return unchanged, ReportWritten(agent, True), None
+                return news, ReportWritten(agent, True), None
             before = _load(TaskRun, raws[1])
             done = None
             if plan.task_of(agent, record) == task_id:
                 done = planned(plan, agent, record, before)
-            moved = self._task_moved(before, done[1]) if before and done else None
-            news = [PARSED.dump(agent), *unchanged[1:]]
-            if done is None:
-                return news, ReportWritten(agent, False), self._history_ops(record, history_limit)
-            update, task, agent = done
-            news[:2] = [PARSED.dump(agent), PARSED.dump(task)]
-            then = update.then if next_id is not None else None
-            queued = None
-            if then is not None and then.task_id == next_id:
-                queued = next_queued(then, _load(TaskRun, raws[2]))
-            if queued is not None:
-                news[2] = PARSED.dump(queued)
+            written, moved, then, queued = ReportWritten(agent, False), None, None, None
+            if done is not None and before is not None:  # planned() moves no absent task
+                update, task, agent = done
+                moved = self._task_moved(before, task)
+                news[1] = PARSED.dump(task)
+                then = update.then
+                if then is not None and then.task_id == next_id:
+                    queued = next_queued(then, _load(TaskRun, raws[2]))
+                    news[2] = PARSED.dump(queued) if queued is not None else None
+                written = ReportWritten(agent, False, task, update, queued)
+            news[0] = PARSED.dump(agent)
 
             def ops(p: Any) -> None:
                 self._add_history(p, record, history_limit)
@@ -63,15 +62,9 @@ class ReportRecords(AgentRecords, RunRecords):
                     moved(p, read_run=queued is None)
                 self._enqueue_next(p, then, queued)
 
-            return news, ReportWritten(agent, False, task, update, queued), ops
+            return news, written, ops
 
         return await self._cas_many(keys, decide)
-
-    def _history_ops(self, record: StateRecord, history_limit: int) -> Any:
-        def ops(p: Any) -> None:
-            self._add_history(p, record, history_limit)
-
-        return ops
 
     def _task_of_guess(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:
         """The task the report is about, by the agent as this process last saw it. When that
