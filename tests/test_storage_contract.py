@@ -154,6 +154,24 @@ class TestState:
         assert duplicate
         assert (await store.state_history("a1", offset=0, limit=10)).total == 1
 
+    async def test_an_agent_is_known_to_name_its_tasks_from_its_first_report_that_does(
+        self, store: Storage
+    ) -> None:
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.DISPATCHED, agent_id="a1")])
+        updated, _ = await store.record_state(record("a1", "idle", 1), history_limit=10)
+        assert not updated.names_tasks
+        ours = record("a1", "error", 2, opscore_task_id="t1").model_copy(
+            update={"reason": "probe"}
+        )  # Ops-Core's own record says nothing of the agent's reports
+        assert not (await store.record_state(ours, history_limit=10))[0].names_tasks
+        start = MoveOnReport(TaskStatus.RUNNING, ["dispatched"])
+        named = record("a1", "active", 3, opscore_task_id="t1")
+        written = await store.record_report(named, history_limit=10, plan=start)
+        assert written.agent.names_tasks and written.task is not None
+        unnamed, _ = await store.record_state(record("a1", "idle", 4), history_limit=10)
+        assert unnamed.names_tasks and (await store.get_agent("a1")).names_tasks
+
     async def test_a_fleet_larger_than_one_script_call_can_unpack(self, store: Storage) -> None:
         # Redis's Lua unpack() stops at 8,000 values: a fleet past that is read in chunks
         fleet = 8_100

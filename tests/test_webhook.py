@@ -60,13 +60,23 @@ def test_repeated_register_is_idempotent_and_keeps_state(
     agent_id = "3f2b9c1e-7a44-4d0e-9a51-2f6f0c8d1e77"
     client.post(
         f"/v1/opscore/agent/{agent_id}/state",
-        json={"agentId": agent_id, "timestamp": "2026-11-24T10:00:00+00:00", "state": "idle"},
+        json={
+            "agentId": agent_id,
+            "timestamp": "2026-11-24T10:00:00+00:00",
+            "state": "idle",
+            "details": {"opscore_task_id": "task-1"},
+        },
     )
+    assert client.get(f"/v1/opscore/agents/{agent_id}").json()["namesTasks"]
     time.sleep(1.01)  # a fresh timestamp, so a fresh signature (not a replay)
     again = anon.post(PATH, content=BODY, headers=signed(BODY))
     assert again.status_code == 200
     assert client.get("/v1/opscore/agents").json()["total"] == 1
-    assert client.get(f"/v1/opscore/agents/{agent_id}").json()["state"] == "idle"
+    refreshed = client.get(f"/v1/opscore/agents/{agent_id}").json()
+    assert refreshed["state"] == "idle"
+    # the agent's program started again, maybe another one: not known to name tasks until
+    # a report of it does
+    assert not refreshed["namesTasks"]
 
 
 def test_deregister_webhook_removes_agent(anon: httpx.Client, client: httpx.Client) -> None:

@@ -290,6 +290,55 @@ async def test_an_unnamed_idle_that_beats_a_mere_acknowledgement_still_completes
     assert done is not None and done.status == TaskStatus.COMPLETED and done.result == 7
 
 
+async def test_an_agent_that_names_its_tasks_is_taken_at_its_word() -> None:
+    """Once an agent's report named its task, a hand-over to it awaits no answer: its 202
+    writes nothing, and its reports decide (an un-named idle included, once running)."""
+    from opscore.dispatch.transports import HandoverAnswer
+    from opscore.models import StateRecord, TaskStatus
+
+    workflow = _workflow(0.0)
+    store = workflow.engine.storage
+    first = await _dispatched(workflow)
+    now = utcnow()
+    named = StateRecord(
+        agent_id="x",
+        state="active",
+        timestamp=now,
+        received_at=now,
+        details={"opscore_task_id": first.task_id},
+    )
+    agent, _ = await store.record_state(named, history_limit=10)
+    assert agent.names_tasks
+    await workflow.outcomes.complete_task(first, "done")
+    definition = WorkflowDefinition.model_validate(
+        {"id": "w", "name": "w", "tasks": [{"taskId": "a", "name": "a"}]}
+    )
+    sid = (await workflow.runs.start_run(definition, payload={})).session_id
+    [queued] = await store.session_tasks(sid)
+    agent = await store.get_agent("x")
+    task = await workflow.handovers.mark_dispatched(queued, agent, utcnow())
+    assert task is not None and not task.awaiting_answer
+    writes: list[str] = []
+    update = store.update_task
+
+    async def counted(task_id: str, *args, **kwargs):
+        writes.append(task_id)
+        return await update(task_id, *args, **kwargs)
+
+    store.update_task = counted  # type: ignore[method-assign]
+    await workflow.handovers.handover_answered(task, agent, HandoverAnswer("accepted", 202))
+    assert writes == []
+    for state, seconds in (("active", 1), ("idle", 2)):
+        at = now + timedelta(seconds=seconds)
+        record = StateRecord(
+            agent_id="x", state=state, timestamp=at, received_at=at, details={"result": 7}
+        )
+        agent, _ = await store.record_state(record, history_limit=10)
+        await workflow.reports.on_agent_state(agent, record)
+    done = await store.get_task(task.task_id)
+    assert done is not None and done.status == TaskStatus.COMPLETED and done.result == 7
+
+
 async def test_a_new_run_queues_its_first_steps_without_reading_itself_back() -> None:
     """The run and its tasks were just written by this process and nobody has its id yet:
     the first advance decides on them as written (one store call less per run)."""

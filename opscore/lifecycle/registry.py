@@ -121,6 +121,9 @@ class AgentRegistry:
             "metadata": details.metadata,
         }
         existing = await self.storage.get_agent(details.agentId)
+        # a registration again is the agent's program started again, maybe another one: its
+        # reports are not known to name their tasks until one does
+        refresh = {**fields, "names_tasks": False, "updated_at": now}
         if existing is None:
             agent = Agent(
                 agent_id=details.agentId,
@@ -133,7 +136,7 @@ class AgentRegistry:
             if await self.storage.create_agent(agent) is None:
                 log_operation("agent.registered", {"agentId": agent.agent_id, "source": "webhook"})
                 return await self._registered(agent)
-        updated = await self.storage.update_agent(details.agentId, {**fields, "updated_at": now})
+        updated = await self.storage.update_agent(details.agentId, refresh)
         if updated is None:  # deleted in between: register afresh
             return await self.apply_webhook_registration(details)
         return updated

@@ -98,6 +98,12 @@ class Agent(AgentBase):
     a2a: A2ACard | None = Field(
         None, alias="a2a", description="A2A agents: their card and interface."
     )
+    names_tasks: bool = Field(
+        False,
+        description="Whether the agent's reports name the task they are about "
+        "(details.opscore_task_id): learnt from its first such report. Such reports decide "
+        "on their own, so a hand-over's acknowledgement (202) needs no write.",
+    )
 
 
 # --- state ----------------------------------------------------------------------------------

@@ -35,16 +35,21 @@ def apply_state(agent: Agent | None, record: StateRecord) -> tuple[Agent, bool]:
             f"current state's {agent.state_timestamp.isoformat()}",
             code="STATE_OUT_OF_ORDER",
         )
-    updated = agent.model_copy(
-        update={
-            "state": record.state,
-            "state_timestamp": record.timestamp,
-            "state_details": record.details,
-            "last_seen": record.received_at,
-            "updated_at": record.received_at,
-        }
-    )
-    return updated, False
+    update = {
+        "state": record.state,
+        "state_timestamp": record.timestamp,
+        "state_details": record.details,
+        "last_seen": record.received_at,
+        "updated_at": record.received_at,
+    }
+    if not agent.names_tasks and names_task(record):
+        update["names_tasks"] = True
+    return agent.model_copy(update=update), False
+
+
+def names_task(record: StateRecord) -> bool:
+    """Whether an agent's own report names the task it is about (``opscore_task_id``)."""
+    return record.reason is None and isinstance(record.details.get("opscore_task_id"), str)
 
 
 def task_change_applies(task: TaskRun, expect: Collection[str] | None, attempt: int | None) -> bool:

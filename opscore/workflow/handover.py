@@ -56,8 +56,12 @@ class Handovers:
             deadline=now + timedelta(seconds=task.timeout_seconds),
             history=[*task.history, record],
             # straight to the agent, its answer decides; AgentKit's 202 never carries one, nor
-            # does a pull worker's claim: their results decide
-            awaiting_answer=self.engine.settings.dispatch_via == "direct" and not pull,
+            # does a pull worker's claim: their results decide. An agent whose reports name
+            # their task is taken at its word: nothing waits for its answer, so a 202 from it
+            # needs no write (_acknowledged)
+            awaiting_answer=self.engine.settings.dispatch_via == "direct"
+            and not pull
+            and not agent.names_tasks,
             deferred_report=None,
             pull=pull,
             # a worker that does not claim the task within its lease loses it (workers.py)
@@ -158,7 +162,11 @@ class Handovers:
     async def _acknowledged(self, task: TaskRun) -> None:
         """An acknowledgement (202, or a 2xx without a result): the answer is no longer
         awaited, in one compare-and-set on this very attempt (nothing when a newer attempt
-        or an outcome came first). A report that came before it, and was kept, decides now."""
+        or an outcome came first). A report that came before it, and was kept, decides now.
+        An attempt that never awaited its answer (the agent names its tasks) has nothing to
+        change: its reports were never kept back."""
+        if not task.awaiting_answer:
+            return
         current = await self.storage.update_task(
             task.task_id,
             {"awaiting_answer": False},
