@@ -84,6 +84,52 @@ async def test_taking_many_entries_costs_the_commands_of_taking_one(redis_counte
     assert many <= one + 1  # the acknowledgement of many asks which are leased first
 
 
+async def test_a_due_entry_is_queued_with_three_commands_and_a_delayed_one_with_four(
+    redis_counted,
+) -> None:
+    """Its sequence, its ready-at ('since') and its place: a due entry's score in the ready
+    set says all the queue needs; a delayed one keeps that score aside (meta) until due."""
+    store, calls = redis_counted
+    now = utcnow()
+    await store.enqueue("warm", priority=0, ready_at=now)  # Redis loads the script
+    before = calls()
+    await store.enqueue("due", priority=3, ready_at=now)
+    assert calls() - before == 4  # evalsha, incr, zadd since, zadd ready
+    before = calls()
+    await store.enqueue("later", priority=3, ready_at=now + timedelta(seconds=5))
+    assert calls() - before == 5  # evalsha, incr, zadd since, hset meta, zadd delayed
+
+
+async def test_entries_of_an_older_release_come_back_at_their_place(redis_counted) -> None:
+    """An older release kept "score|priority|seq" in the queue's meta for every entry: a
+    delayed entry that falls due, and a leased one whose lease ran out, keep their place."""
+    from opscore.storage.redis.scripts import SEQ_SPAN
+
+    store, _ = redis_counted
+    delayed, _, leased, meta = store._queue_keys
+    since = store.k("q", "since")
+    now = utcnow().timestamp()
+    redis = store._redis
+    await redis.set(store.k("seq", "queue"), 100)  # the older release queued 100 entries
+    for task_id, priority, seq, where, at in (
+        ("old-delayed", 5, 7, delayed, now - 1),
+        ("old-leased", 9, 8, leased, now - 1),
+    ):
+        score = (1000 - priority) * SEQ_SPAN + seq
+        await redis.hset(meta, task_id, f"{score}|{priority}|{seq}")
+        await redis.zadd(where, {task_id: at})
+        await redis.zadd(since, {task_id: now - 60})
+    await store.enqueue("new", priority=5, ready_at=utcnow())
+    got = await store.dequeue_ready(utcnow(), 10)
+    assert [(e.task_id, e.priority, e.seq) for e in got][:2] == [
+        ("old-leased", 9, 8),
+        ("old-delayed", 5, 7),
+    ]
+    assert got[2].task_id == "new" and got[2].priority == 5
+    await store.ack([e.task_id for e in got])
+    assert await store.queue_depth() == 0 and await redis.hlen(meta) == 0
+
+
 async def test_a_runs_tasks_are_written_with_one_command_of_each_kind(redis_counted) -> None:
     store, calls = redis_counted
 
@@ -213,3 +259,23 @@ async def test_a_completion_that_queues_the_next_step_is_one_script(redis_counte
         "lrange": 0,
         "zadd": 2,  # the queue's entry, and when it was queued (oldest_ready_at)
     }
+
+
+async def test_leases_that_ran_out_are_looked_for_once_a_second(redis_counted) -> None:
+    """A claim looks for entries whose lease ran out (30 s) at most once a second of the
+    dispatcher's clock: one command less per claim under load, and a lost claim still comes
+    back within a second of its lease's end."""
+    store, calls = redis_counted
+    now = utcnow()
+    await store.enqueue("t", priority=0, ready_at=now)
+    assert [e.task_id for e in await store.dequeue_ready(now, 1)] == ["t"]  # leased 30 s
+
+    async def looks(at) -> tuple[int, list[str]]:
+        before = calls("zrangebyscore")
+        got = [e.task_id for e in await store.dequeue_ready(at, 1)]
+        return calls("zrangebyscore") - before, got
+
+    assert await looks(now + timedelta(seconds=0.5)) == (1, [])  # 'delayed' only
+    assert await looks(now + timedelta(seconds=31)) == (2, ["t"])  # the lease ran out
+    assert await looks(now + timedelta(seconds=31.5)) == (1, [])
+    assert await looks(now + timedelta(seconds=5)) == (2, [])  # a clock that went back

@@ -1091,6 +1091,26 @@ class TestQueue:
         await store.ack(["later", "low-2"])
         assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
 
+    async def test_entries_come_out_with_the_priority_they_went_in_with(
+        self, store: Storage
+    ) -> None:
+        """From the highest priority to the lowest, FIFO within one, straight to the ready
+        set or after a delay, and put back."""
+        now = utcnow()
+        for task_id, priority in (("lo", -1000), ("hi", 1000), ("mid-1", 0), ("mid-2", 0)):
+            await store.enqueue(task_id, priority=priority, ready_at=now)
+        await store.enqueue("late", priority=-1000, ready_at=now + timedelta(seconds=5))
+        got = await store.dequeue_ready(now, 10)
+        order = [("hi", 1000), ("mid-1", 0), ("mid-2", 0), ("lo", -1000)]
+        assert [(e.task_id, e.priority) for e in got] == order
+        assert got[1].seq < got[2].seq
+        await store.requeue(got[2:])
+        again = await store.dequeue_ready(now, 10)
+        assert [(e.task_id, e.priority) for e in again] == order[2:]
+        await store.ack([e.task_id for e in got])
+        late = await store.dequeue_ready(now + timedelta(seconds=6), 10)
+        assert [(e.task_id, e.priority) for e in late] == [("late", -1000)]
+
     async def test_entries_put_back_do_not_set_the_dispatchers_alarm(self, store: Storage) -> None:
         """next_ready_at says how long the dispatcher may sleep: entries waiting for a busy
         agent do not count (counting them woke it every millisecond), delayed ones do."""

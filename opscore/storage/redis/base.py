@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -107,6 +107,7 @@ class _Base:
         self._seen = Seen(4096)
         # keys with a compare-and-set of this process in flight (_cas_many)
         self._turns = WriteTurns()
+        self._leases_looked_at: datetime | None = None  # dequeue_ready's last look at leases
         self._batcher: CommandBatcher | None = None
 
     def k(self, *parts: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ...models import (
     DeadLetter,
@@ -17,7 +17,9 @@ from .base import (
     _Base,
     _load,
 )
-from .scripts import enqueue_args
+from .scripts import SEQ_SPAN, enqueue_args
+
+LEASES_LOOK = timedelta(seconds=1)
 
 
 class QueueRecords(_Base):
@@ -33,20 +35,28 @@ class QueueRecords(_Base):
         """Claims entries and reads their tasks' records in the same round trip."""
         lease = (now + LEASE).timestamp()
         prefix = self.k("task", "")
+        # leases last 30 s: a look for those that ran out once a second is soon enough (one
+        # command less per claim under load); a clock that went back looks again
+        last = self._leases_looked_at
+        expired = "0" if last is not None and last <= now < last + LEASES_LOOK else "1"
+        if expired == "1":
+            self._leases_looked_at = now
         flat = await self._script(
-            "dequeue", keys=self._queue_keys, args=[now.timestamp(), lease, limit, prefix]
+            "dequeue",
+            keys=self._queue_keys,
+            args=[now.timestamp(), lease, limit, prefix, expired],
         )
         entries = []
-        for task_id, meta, raw in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
-            # meta is "score|priority|seq", written by enqueue
-            _, priority, seq = meta.split("|") if meta else ("0", "0", "0")
+        for task_id, score, raw in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
+            # the ready score enqueue gave it: (1000 - priority) * SEQ_SPAN + seq
+            rank, seq = divmod(int(float(score)), SEQ_SPAN)
             self._seen.put(prefix + task_id, raw or None)
             entries.append(
                 QueueEntry(
                     task_id=task_id,
-                    priority=int(priority),
+                    priority=1000 - rank,
                     ready_at=now,
-                    seq=int(seq),
+                    seq=seq,
                     task=_load(TaskRun, raw or None),
                     read=True,
                 )

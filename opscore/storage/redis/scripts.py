@@ -14,50 +14,64 @@ def enqueue_args(task_id: str, priority: int, ready_at: float) -> list[object]:
     return [task_id, priority, ready_at, SEQ_SPAN, time.time()]
 
 
-DEQUEUE = """
+# An entry's ready score (its place among the ready: priority, then sequence) is its score in
+# 'ready'; while it waits in 'delayed' or is leased out, 'meta' (KEYS[4]) keeps it, so it can
+# go back. An older release wrote "score|priority|seq" there for every entry: read alike.
+SCORE_OF_META_FN = """
+local function score_of(meta)
+  local bar = string.find(meta, '|')
+  if bar then return string.sub(meta, 1, bar - 1) end
+  return meta
+end
+"""
+
+DEQUEUE = (
+    SCORE_OF_META_FN
+    + """
 local function back_to_ready(id)
   local meta = redis.call('HGET', KEYS[4], id)
-  if meta then
-    local score = string.sub(meta, 1, string.find(meta, '|') - 1)
-    redis.call('ZADD', KEYS[2], score, id)
-  end
+  if meta then redis.call('ZADD', KEYS[2], score_of(meta), id) end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
   redis.call('ZREM', KEYS[1], id)
   back_to_ready(id)
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
-  redis.call('ZREM', KEYS[3], id)
-  back_to_ready(id)
+if ARGV[5] == '1' then  -- leases that ran out (looked for once a second: they last 30)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
+    redis.call('ZREM', KEYS[3], id)
+    back_to_ready(id)
+  end
 end
 local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
 local out = {}
--- leased, their meta and their tasks read with one command each per 1000 entries (unpack()
--- has a limit of a few thousand), not three per entry
+-- leased, their scores kept and their tasks read with one command each per 1000 entries
+-- (unpack() has a limit of a few thousand), not three per entry
 for first = 1, #popped, 2000 do
-  local ids, leased, tasks = {}, {}, {}
+  local leased, metas, tasks = {}, {}, {}
   for i = first, math.min(first + 1999, #popped), 2 do
     local id = popped[i]
-    ids[#ids + 1] = id
     leased[#leased + 1] = ARGV[2]
     leased[#leased + 1] = id
+    metas[#metas + 1] = id
+    metas[#metas + 1] = popped[i + 1]
     tasks[#tasks + 1] = ARGV[4] .. id
   end
   redis.call('ZADD', KEYS[3], unpack(leased))
-  local metas = redis.call('HMGET', KEYS[4], unpack(ids))
+  redis.call('HSET', KEYS[4], unpack(metas))
   local raws = redis.call('MGET', unpack(tasks))
-  for k, id in ipairs(ids) do
-    out[#out + 1] = id
-    out[#out + 1] = metas[k] or ''
-    out[#out + 1] = raws[k] or ''
+  for k, raw in ipairs(raws) do
+    out[#out + 1] = metas[2 * k - 1]
+    out[#out + 1] = metas[2 * k]
+    out[#out + 1] = raw or ''
   end
 end
 return out
 """
+)
 
 # An entry is in one of delayed, ready and leased at most (every script moves it out of one
-# before it adds it to another), and has its meta while in any: so an entry acknowledged out
-# of 'leased' is in none (queued again meanwhile, it left 'leased'), and goes whole.
+# before it adds it to another), and in 'since' while in any: so an entry acknowledged out of
+# 'leased' is in none (queued again meanwhile, it left 'leased'), and goes whole.
 # leased(ids) takes those of ARGV still leased out of 'leased' (KEYS[3]) and calls
 # settle(taken) with them, 1000 at a time (unpack() has a limit of a few thousand): one
 # command of each kind per call, not one per entry; a single entry is asked for directly.
@@ -95,13 +109,14 @@ return 1
 
 REQUEUE = (
     LEASED_FN
+    + SCORE_OF_META_FN
     + """
 leased(function(ids)
   local metas = redis.call('HMGET', KEYS[4], unpack(ids))
   local ready = {}
   for k, id in ipairs(ids) do
     if metas[k] then
-      ready[#ready + 1] = string.sub(metas[k], 1, string.find(metas[k], '|') - 1)
+      ready[#ready + 1] = score_of(metas[k])
       ready[#ready + 1] = id
     end
   end
@@ -113,24 +128,24 @@ return 1
 
 
 # Queue (or re-queue) a task: the queue's delayed, ready, leased and meta keys, the sequence
-# counter and 'since' (each entry's ready-at, until it is acknowledged); then the task id, its
-# priority, ready-at timestamp, the score span per priority and the time now. An entry already
-# due goes straight to the ready set: no later move out of 'delayed'. A task with no meta yet
-# is in none of the sets (see ACK): nothing to take it out of.
+# counter and 'since' (each entry's ready-at, until it is acknowledged: so an entry already in
+# 'since' is queued, in one of the three sets); then the task id, its priority, ready-at
+# timestamp, the score span per priority and the time now. An entry already due goes straight
+# to the ready set: no later move out of 'delayed', and no meta (its score in 'ready' says it).
 ENQUEUE_FN = """
 local function enqueue(delayed, ready, leased, meta, seqkey, since, id, priority, at, span, now)
   local seq = redis.call('INCR', seqkey)
   local score = string.format('%.0f', (1000 - tonumber(priority)) * tonumber(span) + seq)
-  local queued = redis.call('HSET', meta, id, score .. '|' .. priority .. '|' .. seq) == 0
+  local queued = redis.call('ZADD', since, at, id) == 0
   if queued then redis.call('ZREM', leased, id) end
   if tonumber(at) <= tonumber(now) then
     if queued then redis.call('ZREM', delayed, id) end
     redis.call('ZADD', ready, score, id)
   else
     if queued then redis.call('ZREM', ready, id) end
+    redis.call('HSET', meta, id, score)
     redis.call('ZADD', delayed, at, id)
   end
-  redis.call('ZADD', since, at, id)
   return seq
 end
 """
