@@ -103,7 +103,7 @@ async def test_a_due_entry_is_queued_with_three_commands_and_a_delayed_one_with_
 async def test_entries_of_an_older_release_come_back_at_their_place(redis_counted) -> None:
     """An older release kept "score|priority|seq" in the queue's meta for every entry: a
     delayed entry that falls due, and a leased one whose lease ran out, keep their place."""
-    from opscore.storage.redis.scripts import SEQ_SPAN
+    from opscore.storage.redis.queue_scripts import SEQ_SPAN
 
     store, _ = redis_counted
     delayed, _, leased, meta = store._queue_keys

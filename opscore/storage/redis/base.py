@@ -31,17 +31,8 @@ from ..seen import UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
-from .scripts import (
-    ACK,
-    CAS,
-    DEQUEUE,
-    ENQUEUE,
-    RECORDS,
-    REQUEUE,
-    SAVE_RUN,
-    SAVE_SESSION,
-    Ops,
-)
+from .queue_scripts import ACK, DEQUEUE, ENQUEUE, REQUEUE
+from .scripts import CAS, RECORDS, SAVE_RUN, SAVE_SESSION, Ops
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")

@@ -17,7 +17,7 @@ from .base import (
     _Base,
     _load,
 )
-from .scripts import SEQ_SPAN, enqueue_args
+from .queue_scripts import SEQ_SPAN, enqueue_args
 
 LEASES_LOOK = timedelta(seconds=1)
 

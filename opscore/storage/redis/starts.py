@@ -15,7 +15,7 @@ from ...models import Session, TaskRun
 from ..parsed import PARSED
 from ..rules import ready_time
 from .base import _INFLIGHT, _Base
-from .scripts import SEQ_SPAN
+from .queue_scripts import SEQ_SPAN
 
 
 class RunStarts(_Base):

@@ -1,0 +1,160 @@
+"""The Lua scripts of the Redis store's queue: its entries queued, claimed (leased),
+acknowledged and put back, each in one round trip, atomic in Redis. ``ENQUEUE_FN`` is also
+run by a compare-and-set (``scripts.CAS``'s ENQ) and by a run as it starts (``SAVE_RUN``)."""
+
+from __future__ import annotations
+
+import time
+
+SEQ_SPAN = 2**41  # FIFO sequence room under each priority in one float score
+
+
+def enqueue_args(task_id: str, priority: int, ready_at: float) -> list[object]:
+    """The arguments of enqueue() after its keys: for the script and for a CAS's ENQ alike."""
+    return [task_id, priority, ready_at, SEQ_SPAN, time.time()]
+
+
+# An entry's ready score (its place among the ready: priority, then sequence) is its score in
+# 'ready'; while it waits in 'delayed' or is leased out, 'meta' (KEYS[4]) keeps it, so it can
+# go back. An older release wrote "score|priority|seq" there for every entry: read alike.
+SCORE_OF_META_FN = """
+local function score_of(meta)
+  local bar = string.find(meta, '|')
+  if bar then return string.sub(meta, 1, bar - 1) end
+  return meta
+end
+"""
+
+DEQUEUE = (
+    SCORE_OF_META_FN
+    + """
+local function back_to_ready(id)
+  local meta = redis.call('HGET', KEYS[4], id)
+  if meta then redis.call('ZADD', KEYS[2], score_of(meta), id) end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[1], id)
+  back_to_ready(id)
+end
+if ARGV[5] == '1' then  -- leases that ran out (looked for once a second: they last 30)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
+    redis.call('ZREM', KEYS[3], id)
+    back_to_ready(id)
+  end
+end
+local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
+local out = {}
+-- leased, their scores kept and their tasks read with one command each per 1000 entries
+-- (unpack() has a limit of a few thousand), not three per entry
+for first = 1, #popped, 2000 do
+  local leased, metas, tasks = {}, {}, {}
+  for i = first, math.min(first + 1999, #popped), 2 do
+    local id = popped[i]
+    leased[#leased + 1] = ARGV[2]
+    leased[#leased + 1] = id
+    metas[#metas + 1] = id
+    metas[#metas + 1] = popped[i + 1]
+    tasks[#tasks + 1] = ARGV[4] .. id
+  end
+  redis.call('ZADD', KEYS[3], unpack(leased))
+  redis.call('HSET', KEYS[4], unpack(metas))
+  local raws = redis.call('MGET', unpack(tasks))
+  for k, raw in ipairs(raws) do
+    out[#out + 1] = metas[2 * k - 1]
+    out[#out + 1] = metas[2 * k]
+    out[#out + 1] = raw or ''
+  end
+end
+return out
+"""
+)
+
+# An entry is in one of delayed, ready and leased at most (every script moves it out of one
+# before it adds it to another), and in 'since' while in any: so an entry acknowledged out of
+# 'leased' is in none (queued again meanwhile, it left 'leased'), and goes whole.
+# leased(ids) takes those of ARGV still leased out of 'leased' (KEYS[3]) and calls
+# settle(taken) with them, 1000 at a time (unpack() has a limit of a few thousand): one
+# command of each kind per call, not one per entry; a single entry is asked for directly.
+LEASED_FN = """
+local function leased(settle)
+  if #ARGV == 1 then
+    if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then settle(ARGV) end
+    return
+  end
+  for first = 1, #ARGV, 1000 do
+    local ids = {unpack(ARGV, first, math.min(first + 999, #ARGV))}
+    local scores = redis.call('ZMSCORE', KEYS[3], unpack(ids))
+    local taken = {}
+    for k, id in ipairs(ids) do
+      if scores[k] then taken[#taken + 1] = id end
+    end
+    if #taken > 0 then
+      redis.call('ZREM', KEYS[3], unpack(taken))
+      settle(taken)
+    end
+  end
+end
+"""
+
+ACK = (
+    LEASED_FN
+    + """
+leased(function(ids)
+  redis.call('HDEL', KEYS[4], unpack(ids))
+  redis.call('ZREM', KEYS[5], unpack(ids))
+end)
+return 1
+"""
+)
+
+REQUEUE = (
+    LEASED_FN
+    + SCORE_OF_META_FN
+    + """
+leased(function(ids)
+  local metas = redis.call('HMGET', KEYS[4], unpack(ids))
+  local ready = {}
+  for k, id in ipairs(ids) do
+    if metas[k] then
+      ready[#ready + 1] = score_of(metas[k])
+      ready[#ready + 1] = id
+    end
+  end
+  if #ready > 0 then redis.call('ZADD', KEYS[2], unpack(ready)) end
+end)
+return 1
+"""
+)
+
+
+# Queue (or re-queue) a task: the queue's delayed, ready, leased and meta keys, the sequence
+# counter and 'since' (each entry's ready-at, until it is acknowledged: so an entry already in
+# 'since' is queued, in one of the three sets); then the task id, its priority, ready-at
+# timestamp, the score span per priority and the time now. An entry already due goes straight
+# to the ready set: no later move out of 'delayed', and no meta (its score in 'ready' says it).
+ENQUEUE_FN = """
+local function enqueue(delayed, ready, leased, meta, seqkey, since, id, priority, at, span, now)
+  local seq = redis.call('INCR', seqkey)
+  local score = string.format('%.0f', (1000 - tonumber(priority)) * tonumber(span) + seq)
+  local queued = redis.call('ZADD', since, at, id) == 0
+  if queued then redis.call('ZREM', leased, id) end
+  if tonumber(at) <= tonumber(now) then
+    if queued then redis.call('ZREM', delayed, id) end
+    redis.call('ZADD', ready, score, id)
+  else
+    if queued then redis.call('ZREM', ready, id) end
+    redis.call('HSET', meta, id, score)
+    redis.call('ZADD', delayed, at, id)
+  end
+  return seq
+end
+"""
+
+# KEYS: the six queue keys of enqueue(). ARGV: task id, priority, ready-at, span, now.
+ENQUEUE = (
+    ENQUEUE_FN
+    + """
+return enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
+               ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+)
