@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from datetime import timedelta
 
 import pytest
 
 from opscore.errors import StorageError
-from opscore.models import SessionStatus, TaskStatus
+from opscore.models import SessionStatus, TaskStatus, utcnow
 from opscore.storage import storage_from_url
 from opscore.storage.sqlite import base as sqlite_base
 from opscore.storage.sqlite.worker import GroupCommitThread
@@ -217,3 +218,79 @@ async def test_a_changed_record_is_written_in_place(store) -> None:
     assert rowids() == before
     assert (await store.get_session("s1")).status == SessionStatus.RUNNING
     assert [t.task_id for t in await store.session_tasks("s1")] == ["t1", "t2"]
+
+
+async def test_a_claim_costs_the_same_whatever_waits_in_the_queue(store) -> None:
+    """A claim walks the due entries in order and finds the newly due by their ready-at: a
+    backlog of due entries behind it, or of delayed ones ahead of it (a lower sequence),
+    costs it nothing. Counted in SQLite's own steps (a progress handler), not in time."""
+    now = utcnow()
+
+    async def claim_steps() -> int:
+        steps = [0]
+
+        def step() -> int:
+            steps[0] += 1
+            return 0
+
+        store._loop_conn.set_progress_handler(step, 100)
+        try:
+            taken = await store.dequeue_ready(now, 1)
+        finally:
+            store._loop_conn.set_progress_handler(None, 100)
+        await store.requeue(taken)
+        return steps[0]
+
+    async def queue(prefix: str, count: int, ready_in: float) -> None:
+        for i in range(count):
+            await store.enqueue(
+                f"{prefix}-{i}", priority=0, ready_at=now + timedelta(seconds=ready_in)
+            )
+
+    await queue("small", 10, 0)
+    small = await claim_steps()
+    await queue("delayed", 5_000, 60)  # ahead of what follows in order, not yet due
+    await queue("due", 5_000, 0)
+    large = await claim_steps()
+    assert large <= small + 2, (small, large)
+    later = await store.dequeue_ready(now + timedelta(seconds=61), 3)
+    assert [e.task_id for e in later] == ["small-0", "small-1", "small-2"]
+
+
+async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path) -> None:
+    """Schema 2 marks due entries ('due'): a file of schema 1 is upgraded in place and its
+    entries, due, delayed and leased out, come out as they would have."""
+    path = tmp_path / "old.db"
+    first = storage_from_url(f"sqlite:///{path}")
+    await first.open()
+    now = utcnow()
+    await first.enqueue("late", priority=5, ready_at=now + timedelta(seconds=30))
+    await first.enqueue("low", priority=0, ready_at=now - timedelta(seconds=1))
+    await first.enqueue("high", priority=9, ready_at=now - timedelta(seconds=1))
+    await first.enqueue("leased", priority=9, ready_at=now - timedelta(seconds=1))
+    await first.close()
+    # back to schema 1, as an older release wrote it
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX queue_due")
+    conn.execute("DROP INDEX queue_waiting")
+    conn.execute("ALTER TABLE queue DROP COLUMN due")
+    conn.execute(
+        "UPDATE queue SET lease_until = ? WHERE task_id = 'leased'", (now.timestamp() + 5,)
+    )
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    store = storage_from_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        got = await store.dequeue_ready(now, 10)
+        assert [e.task_id for e in got] == ["high", "low"]
+        await store.ack(["high", "low"])
+        at_31 = await store.dequeue_ready(now + timedelta(seconds=31), 10)
+        assert [e.task_id for e in at_31] == ["leased", "late"]  # its lease ran out first
+        version = store._loop_conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()[0]
+        assert version == "2"
+    finally:
+        await store.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -38,7 +39,7 @@ from .calls import alone, on_loop_error, scan
 from .worker import GroupCommitThread, storage_error
 
 M = TypeVar("M", bound=BaseModel)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEASE = timedelta(seconds=30)
 CHECKPOINT_EVERY = 500  # writes on the loop between two checkpoints on the thread
 BUSY_TIMEOUT = 10  # seconds a call on the store's thread waits for another writer
@@ -168,6 +169,14 @@ class _Base:
                 raise StorageError(
                     f"{self.path} has schema {version}, newer than this Ops-Core ({SCHEMA_VERSION})"
                 )
+            if version < 2:
+                # 'due': 1 once the entry's ready-at has passed (set when queued already due,
+                # or by the claim that finds it due), so a claim walks the due entries in
+                # order (queue_due) and finds the newly due through queue_waiting: each in
+                # proportion to what it takes, whatever waits behind or ahead of it
+                db.execute("ALTER TABLE queue ADD COLUMN due INTEGER NOT NULL DEFAULT 0")
+                db.execute("CREATE INDEX queue_due ON queue (due, priority DESC, seq)")
+                db.execute("CREATE INDEX queue_waiting ON queue (due, ready_at)")
             # Future migrations go here, one `if version < N:` block each.
             db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -268,12 +277,15 @@ class _Base:
     def _put_in_queue(
         self, db: sqlite3.Connection, task_id: str, priority: int, ready_at: datetime
     ) -> None:
-        """Queue (or re-queue) a task inside the caller's transaction."""
+        """Queue (or re-queue) a task inside the caller's transaction (due at once when its
+        ready-at has passed)."""
+        at = ready_at.timestamp()
         db.execute(
-            "INSERT INTO queue VALUES (?, ?, ?, ?, NULL) ON CONFLICT (task_id) DO UPDATE SET "
+            "INSERT INTO queue (task_id, priority, ready_at, seq, lease_until, due) "
+            "VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (task_id) DO UPDATE SET "
             "priority = excluded.priority, ready_at = excluded.ready_at, seq = excluded.seq, "
-            "lease_until = NULL",
-            (task_id, priority, ready_at.timestamp(), self._next(db, "queue")),
+            "lease_until = NULL, due = excluded.due",
+            (task_id, priority, at, self._next(db, "queue"), int(at <= time.time())),
         )
 
     def _next(self, db: sqlite3.Connection, name: str) -> int:

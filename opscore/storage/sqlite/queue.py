@@ -25,8 +25,11 @@ class QueueRecords(_Base):
     def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
         stamp = now.timestamp()
         with self._tx() as db:
+            db.execute("UPDATE queue SET due = 1 WHERE due = 0 AND ready_at <= ?", (stamp,))
+            # the due in order; those leased out (being handed over) are passed over
             rows = db.execute(
-                "SELECT task_id, priority, seq FROM queue WHERE ready_at <= ? AND "
+                "SELECT task_id, priority, seq FROM queue INDEXED BY queue_due WHERE due = 1 "
+                "AND ready_at <= ? AND "
                 "(lease_until IS NULL OR lease_until < ?) ORDER BY priority DESC, seq LIMIT ?",
                 (stamp, stamp, limit),
             ).fetchall()
