@@ -294,3 +294,19 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
         assert version == "2"
     finally:
         await store.close()
+
+
+async def test_a_claim_brings_its_tasks_in_its_own_statement(store) -> None:
+    """The dispatcher needs each claimed entry's task: read with the claim (a join), not in
+    a transaction of its own per entry."""
+    now = utcnow()
+    await store.save_tasks([task("t1", status=TaskStatus.QUEUED), task("t2")])
+    await store.enqueue("t1", priority=0, ready_at=now)
+    await store.enqueue("gone", priority=0, ready_at=now)  # its task was deleted meanwhile
+    seen = _statements_by_thread(store)
+    entries = await store.dequeue_ready(now, 10)
+    assert [(e.task_id, e.read) for e in entries] == [("t1", True), ("gone", True)]
+    assert entries[0].task is not None and entries[0].task.status == TaskStatus.QUEUED
+    assert entries[1].task is None
+    reads = [s for _, s in seen if "tasks" in s]
+    assert len(reads) == 1 and "JOIN" in reads[0]
