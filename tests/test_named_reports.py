@@ -16,7 +16,7 @@ from opscore.storage import storage_from_url
 from .conftest import KEY, STORES, make_settings, store_url
 from .counted_store import counted
 from .fakes import Behaviour, FakeFleet
-from .workflow_helpers import by_step, create, run, settle, task, template
+from .workflow_helpers import create, run_counted, task, template
 
 
 @pytest.fixture(params=STORES)
@@ -42,11 +42,9 @@ def fleet_on_store(request, fleet_factory, tmp_path):
 
 def _chain(client: httpx.Client, calls: Counter[str], capability: str) -> Counter[str]:
     """Run the three-step chain on ``capability``'s agent; the store calls it made."""
-    before = Counter(calls)
-    detail = settle(client, run(client, f"chain-{capability}", {}))
-    assert detail["status"] == "completed", detail
-    assert all(t["attempts"] == 1 for t in by_step(detail).values())
-    return calls - before
+    steps, spent = run_counted(client, calls, f"chain-{capability}", {})
+    assert all(t["attempts"] == 1 for t in steps.values())
+    return spent
 
 
 def _names_tasks(client: httpx.Client, agent_id: str) -> bool:

@@ -17,7 +17,7 @@ from .conftest import KEY, STORES, WEBHOOK_SECRET, make_settings, store_url
 from .counted_store import counted
 from .fakes import Behaviour, FakeFleet
 from .servers import wait_for
-from .workflow_helpers import by_step, create, run, settle, task, template
+from .workflow_helpers import create, run_counted, task, template
 
 
 @pytest.fixture(params=STORES)
@@ -37,13 +37,6 @@ def _client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
 
 
-def _run_to_end(client: httpx.Client, calls: Counter[str], workflow_id: str, payload: dict):
-    before = Counter(calls)
-    detail = settle(client, run(client, workflow_id, payload))
-    assert detail["status"] == "completed", detail
-    return by_step(detail), calls - before
-
-
 def test_a_chain_queues_each_step_with_the_completion_before_it(
     counted_ops: tuple[httpx.Client, FakeFleet, Counter[str]],
 ) -> None:
@@ -57,7 +50,7 @@ def test_a_chain_queues_each_step_with_the_completion_before_it(
             task("c", parameters={"b": "${tasks.b.status}", "n": 3}),
         ),
     )
-    steps, spent = _run_to_end(client, calls, "chain", {"q": "x"})
+    steps, spent = run_counted(client, calls, "chain", {"q": "x"})
     assert steps["a"]["resolvedParameters"] == {"q": "x"}
     assert steps["b"]["resolvedParameters"] == {"from": "w"}
     assert steps["c"]["resolvedParameters"] == {"b": "completed", "n": 3}
@@ -83,7 +76,7 @@ def test_steps_that_need_the_run_still_read_it_back(
             task("e", dependsOn=["d"]),
         ),
     )
-    steps, spent = _run_to_end(client, calls, "needs-run", {"q": "x"})
+    steps, spent = run_counted(client, calls, "needs-run", {"q": "x"})
     assert steps["c"]["resolvedParameters"] == {"first": "x"}
     assert steps["d"]["status"] == "completed"
     # a -> b queued with it; b (c references a), c (d has a condition) and e (the end)
@@ -118,7 +111,7 @@ def test_agentkit_answers_queue_the_next_step_with_them(
                     task("c", parameters={"text": "${tasks.b.result}"}),
                 ),
             )
-            steps, spent = _run_to_end(client, calls, "kit-chain", {"topic": "t"})
+            steps, spent = run_counted(client, calls, "kit-chain", {"topic": "t"})
     finally:
         agent.kill()
     assert steps["c"]["result"] == "c(b(a(t)))"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -57,3 +58,14 @@ def settle(client: httpx.Client, session_id: str, timeout: float = 20.0) -> dict
 
 def by_step(detail: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["stepId"]: t for t in detail["tasks"]}
+
+
+def run_counted(
+    client: httpx.Client, calls: Counter[str], workflow_id: str, payload: dict
+) -> tuple[dict[str, dict[str, Any]], Counter[str]]:
+    """Run ``workflow_id`` to completion; its tasks by step, and the store calls it made
+    (``calls``: a counter kept by ``tests/counted_store.counted``)."""
+    before = Counter(calls)
+    detail = settle(client, run(client, workflow_id, payload))
+    assert detail["status"] == "completed", detail
+    return by_step(detail), calls - before
