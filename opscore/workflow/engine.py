@@ -28,8 +28,13 @@ from .steps import WaitListener, skip_step, start_wait
 from .substitution import SubstitutionTooLargeError, substitute
 from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task
 
+logger = logging.getLogger("opscore.workflow")
+
 S = TaskStatus
 SESSION_FAILED = "session failed"
+# reads of a task that keeps moving under its run's cancel before the cancel leaves it to
+# recovery (each miss means another actor moved it: a few are already unlikely)
+CANCEL_TRIES = 5
 
 
 class WorkflowEngine:
@@ -272,25 +277,41 @@ class WorkflowEngine:
     async def cancel_open_tasks(self, session_id: str, reason: str) -> None:
         """Cancel every task of the run that has not ended, freeing agents' slots."""
         for task in await self.storage.session_tasks(session_id):
-            if task.status in TERMINAL_TASK:
-                continue
+            await self._cancel_task(task, reason)
+
+    async def _cancel_task(self, task: TaskRun | None, reason: str) -> None:
+        """Cancel ``task`` from the status and attempt it was read in, so that the slot the
+        cancel gives back is the one the task holds when the cancel lands. A task that
+        moved in between (the dispatcher handed it over, its agent reported) is read again
+        and cancelled as it is now: a cancel judged on the old read would win over a fresh
+        hand-over without freeing its agent's slot, which stayed taken until recovery."""
+        for _ in range(CANCEL_TRIES):
+            if task is None or task.status in TERMINAL_TASK:
+                return
             # an agent's task, also one waiting for input (A2A): its agent slot goes back
             held = task.status in INFLIGHT_TASK or (task.status == S.WAITING and task.agent_id)
             cancelled = await move_task(
                 self.storage,
                 task.task_id,
                 S.CANCELLED,
+                only_from=frozenset({task.status}),
+                attempt=task.attempts,
                 release_slot_of=task.agent_id if held else None,
                 cancel_reason=reason,
                 deadline=None,
             )
-            if cancelled is None:
-                continue
-            self.observe("cancelled", cancelled)
-            if held:
-                await self.release(task, slot_freed=True)
-                for listener in self.cancel_listeners:  # the agent hears of it (cancels.py)
-                    listener(cancelled, reason)
+            if cancelled is not None:
+                self.observe("cancelled", cancelled)
+                if held:
+                    await self.release(task, slot_freed=True)
+                    for listener in self.cancel_listeners:  # the agent hears (cancels.py)
+                        listener(cancelled, reason)
+                return
+            task = await self.storage.get_task(task.task_id)
+        logger.warning(
+            "a task kept changing under its run's cancel and was left open",
+            extra={"taskId": task.task_id if task else None, "tries": CANCEL_TRIES},
+        )
 
     async def release(
         self, task: TaskRun, *, slot_freed: bool = False, notify: bool = True
