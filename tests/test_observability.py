@@ -237,8 +237,7 @@ def test_metrics_count_runs_hand_overs_dead_letters_and_the_wait_for_an_agent(op
     stuck = run(client, "stuck")
 
     def waited() -> float:
-        """The oldest ready entry's wait; 0 while a dispatch pass holds the entry (leased
-        entries are being handed over, and do not count), so it is sampled until it shows."""
+        """The oldest ready entry's wait (an entry a dispatch pass holds still counts)."""
         text = client.get("/metrics").text
         age = re.search(r"^opscore_queue_oldest_ready_seconds (\S+)$", text, re.M)
         assert age is not None

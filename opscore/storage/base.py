@@ -264,7 +264,9 @@ class Storage(Protocol):
 
     async def oldest_ready_at(self, now: datetime) -> datetime | None:
         """When the entry that has waited longest became ready, among those ready at ``now``
-        and not being handed over (None when none waits): how far dispatch is behind."""
+        and not yet acknowledged (None when none waits): how far dispatch is behind. An entry
+        a dispatch pass holds counts: it has not gone anywhere yet (the gauge would drop to
+        0 for the moment of each pass), and one a replica died holding still waits."""
 
     # --- dead letters and idempotency -------------------------------------------------------
     async def add_dead_letter(self, entry: DeadLetter) -> None:

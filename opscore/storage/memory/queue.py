@@ -60,10 +60,8 @@ class QueueRecords(_Base):
 
     async def oldest_ready_at(self, now: datetime) -> datetime | None:
         with self._lock:
-            waiting = [
-                self._since[t] for t in self._queued if t in self._since and self._since[t] <= now
-            ]
-        return min(waiting, default=None)
+            # every entry until it is acknowledged: waiting, delayed, or being handed over
+            return min((at for at in self._since.values() if at <= now), default=None)
 
     async def next_ready_at(self, now: datetime) -> datetime | None:
         # entries put back wait in the ready heap, so the delayed heap's head is the answer

@@ -78,8 +78,7 @@ class QueueRecords(_Base):
     async def oldest_ready_at(self, now: datetime) -> datetime | None:
         async with self._conn() as conn:
             value: datetime | None = await conn.fetchval(
-                "SELECT min(ready_at) FROM opscore_queue WHERE ready_at <= $1 "
-                "AND (lease_until IS NULL OR lease_until < $1)",
+                "SELECT min(ready_at) FROM opscore_queue WHERE ready_at <= $1",
                 now,
             )
         return value

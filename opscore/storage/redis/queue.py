@@ -83,22 +83,12 @@ class QueueRecords(_Base):
         return int(sum(counts))
 
     async def oldest_ready_at(self, now: datetime) -> datetime | None:
-        """From 'since' (the ready-at of every entry not yet acknowledged), passing over
-        entries being handed over (leased): a page of 100 and their leases per round trip."""
-        leased = self._queue_keys[2]
-        offset = 0
-        while True:
-            page = await self._redis.zrangebyscore(
-                self.k("q", "since"), "-inf", now.timestamp(), start=offset, num=100,
-                withscores=True,
-            )  # fmt: skip
-            if not page:
-                return None
-            leases = await self._redis.zmscore(leased, [task_id for task_id, _ in page])
-            for (_, ready_at), lease in zip(page, leases, strict=True):
-                if lease is None:
-                    return datetime.fromtimestamp(ready_at, UTC)
-            offset += len(page)
+        """The lowest of 'since' (the ready-at of every entry not yet acknowledged: waiting,
+        delayed or being handed over) up to ``now``."""
+        first = await self._redis.zrangebyscore(
+            self.k("q", "since"), "-inf", now.timestamp(), start=0, num=1, withscores=True
+        )
+        return datetime.fromtimestamp(first[0][1], UTC) if first else None
 
     async def next_ready_at(self, now: datetime) -> datetime | None:
         # asked by every dispatch pass that finds nothing to do: batched with other commands;

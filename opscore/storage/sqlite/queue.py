@@ -79,9 +79,7 @@ class QueueRecords(_Base):
         stamp = now.timestamp()
         with self._tx(write=False) as db:
             row = db.execute(
-                "SELECT MIN(ready_at) FROM queue WHERE ready_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?)",
-                (stamp, stamp),
+                "SELECT MIN(ready_at) FROM queue WHERE ready_at <= ?", (stamp,)
             ).fetchone()
         if row is None or row[0] is None:
             return None
