@@ -27,6 +27,7 @@ from .security.webhook import WebhookVerifier
 from .storage import storage_from_url
 from .storage.base import SharedTelemetry, Storage
 from .workflow import Workflow, build_workflow
+from .workflow.inflight_sweeps import InflightSweeps
 from .workflow.timeline import RunTimelines
 from .workflow.transitions import INFLIGHT_TASK
 
@@ -165,12 +166,18 @@ def build_services(
         wakeup=workflow.engine.wakeup,
         available_states=frozenset(settings.dispatchable_states),
         sweeps=[
-            workflow.outcomes.sweep_timeouts,
-            workflow.decisions.sweep,
+            # one read of the tasks in flight a second, for the four sweeps that need them
+            InflightSweeps(
+                storage,
+                [
+                    workflow.outcomes.sweep_timeouts,
+                    workflow.decisions.sweep,
+                    workflow.workers.sweep,
+                    workflow.a2a.sweep,
+                ],
+            ),
             workflow.schedules.sweep,
             workflow.admissions.sweep,
-            workflow.workers.sweep,
-            workflow.a2a.sweep,
             liveness.sweep,
             workflow.retention.sweep,
             limits.sweep,

@@ -40,6 +40,17 @@ CHUNK_GROWTH = 4
 Sweep = Callable[[datetime], Awaitable[None]]
 
 
+async def run_sweep(sweep: Callable[..., Awaitable[None]], *args: object) -> None:
+    """One sweep. A store that is away fails the whole pass (it backs off); any other failure
+    is logged and passed over, so one broken sweep never starves the others or dispatch."""
+    try:
+        await sweep(*args)
+    except StorageError:
+        raise
+    except Exception:
+        logger.exception("sweep %s failed", getattr(sweep, "__qualname__", sweep))
+
+
 class _NotQueuedError(Exception):
     """The task moved on (cancelled, handled by another replica) while an agent was found."""
 
@@ -186,12 +197,7 @@ class Dispatcher:
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
             self._last_sweep = now
             for sweep in self.sweeps:
-                try:
-                    await sweep(now)
-                except StorageError:
-                    raise  # the whole pass backs off: the store is away
-                except Exception:  # one broken sweep must not starve the others or dispatch
-                    logger.exception("sweep %s failed", getattr(sweep, "__qualname__", sweep))
+                await run_sweep(sweep, now)
         return sent >= BATCH
 
     # --- matching ---------------------------------------------------------------------------

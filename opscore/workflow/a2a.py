@@ -143,16 +143,17 @@ class A2ATasks:
             reason=None if applied else "the attempt had moved on",
         )
 
-    async def sweep(self, now: datetime) -> None:
+    async def sweep(self, now: datetime, tasks: list[TaskRun] | None = None) -> None:
         """Ask after every remote task not heard of for a poll interval (``GetTask``): the
         only news of an agent that cannot push, and a safety net for lost notifications. The
         questions go out in the background, so a slow agent never holds up dispatching; a
-        round still under way when the next is due makes that one skip."""
+        round still under way when the next is due makes that one skip. ``tasks``: the
+        in-flight tasks as read for this round (inflight_sweeps.py)."""
         if self._polling is not None and not self._polling.done():
             return
         settings = self.engine.settings
         due = []
-        for task in await self.storage.inflight_tasks():
+        for task in tasks if tasks is not None else await self.storage.inflight_tasks():
             ref = task.a2a
             if ref is None or task.status not in INFLIGHT_TASK:
                 continue

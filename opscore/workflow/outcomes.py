@@ -264,16 +264,16 @@ class TaskOutcomes:
                 return
         await engine.dead_letter(task)
 
-    async def requeue_lost(self, task: TaskRun, reason: str) -> None:
+    async def requeue_lost(self, task: TaskRun, reason: str) -> bool:
         """The agent vanished mid-task: queue the task again without charging the attempt,
         unless the task already lost ``max_lost_attempts``: then the attempt is a failure, so
-        the retry policy (and at the end the dead letters) bound a task that keeps losing."""
+        the retry policy (and at the end the dead letters) bound a task that keeps losing.
+        False when the attempt had already moved on."""
         engine = self.engine
         if task.uncharged_attempts >= engine.settings.max_lost_attempts:
-            await self.fail_attempt(
+            return await self.fail_attempt(
                 task, f"{reason} (lost attempts exhausted)", outcome="agent_lost"
             )
-            return
         now = engine.clock()
         moved = await move_task(
             self.storage,
@@ -289,7 +289,7 @@ class TaskOutcomes:
             history=update_last(task.history, finished_at=now, outcome="agent_lost", error=reason),
         )
         if moved is None:
-            return
+            return False
         await self._back_in_queue(task, moved, now, outcome="agent_lost", error=reason)
         log_operation(
             "task.requeued",
@@ -301,6 +301,7 @@ class TaskOutcomes:
             },
             level=logging.WARNING,
         )
+        return True
 
     async def _back_in_queue(
         self, task: TaskRun, moved: TaskRun, ready_at: datetime, *, outcome: str, error: str
@@ -314,12 +315,13 @@ class TaskOutcomes:
         self.engine.observe("attempt_failed", moved, outcome=outcome, error=error)
         self.engine.observe("retry", moved)
 
-    async def sweep_timeouts(self, now: datetime) -> None:
+    async def sweep_timeouts(self, now: datetime, tasks: list[TaskRun] | None = None) -> None:
         """Fail every attempt whose deadline has passed (run by the dispatcher's loop), except
         those whose answer this process already has and is still writing: after an outage
-        longer than a task's timeout the sweep would otherwise run first, and the task twice."""
+        longer than a task's timeout the sweep would otherwise run first, and the task twice.
+        ``tasks``: the in-flight tasks as read for this round (inflight_sweeps.py)."""
         held = self.answers_held()
-        for task in await self.storage.inflight_tasks():
+        for task in tasks if tasks is not None else await self.storage.inflight_tasks():
             if task.status == S.WAITING:  # a wait's timeout decides it (decisions.py)
                 continue
             if task.deadline is None or task.deadline > now or task.task_id in held:

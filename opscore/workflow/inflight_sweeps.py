@@ -1,0 +1,35 @@
+"""The sweeps that look at every task in flight, run together on one read of them.
+
+Task timeouts, wait timeouts, pull workers' leases and A2A polls each looked at all in-flight
+tasks once a second, and each read them all from the store: four reads (and four parses of
+every task) a second per replica. With 2,000 tasks in flight, an idle replica on Redis spent
+7% of a core on it (``python -m bench.inflight``). Now one read a second serves the four.
+
+What a sweep sees may have been moved by a sweep before it in the same round (a pull task
+whose deadline and lease both ran out). Every move a sweep makes is a compare-and-set from
+the status and attempt it read, so acting on such a task changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from ..dispatch.dispatcher import run_sweep
+from ..models import TaskRun
+from ..storage.base import Storage
+
+InflightSweep = Callable[[datetime, list[TaskRun]], Awaitable[None]]
+
+
+class InflightSweeps:
+    """One dispatcher sweep: reads the in-flight tasks, then runs each sweep on them."""
+
+    def __init__(self, storage: Storage, sweeps: Sequence[InflightSweep]) -> None:
+        self.storage = storage
+        self.sweeps = list(sweeps)
+
+    async def __call__(self, now: datetime) -> None:
+        tasks = await self.storage.inflight_tasks()
+        for sweep in self.sweeps:
+            await run_sweep(sweep, now, tasks)
