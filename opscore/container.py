@@ -166,7 +166,7 @@ def build_services(
         wakeup=workflow.engine.wakeup,
         available_states=frozenset(settings.dispatchable_states),
         sweeps=[
-            # one read of the tasks in flight a second, for the four sweeps that need them
+            # one read of the tasks in flight per round, for the four sweeps that need them
             InflightSweeps(
                 storage,
                 [
