@@ -8,8 +8,8 @@ adds a text artifact named ``response`` ("Hello World! You said: ...") and compl
 cancelled task stops before its artifact, as the sample's does. Like the sample, it declares no
 push notifications unless a test asks for them. A test chooses other endings with a ``mode``
 parameter (the message's data part), as a real agent's input would: ``fail``, ``reject``,
-``input`` (asks for input, then completes with what it got), ``data`` (a data artifact) and
-``flaky`` (the first such task fails, the next completes).
+``input`` (asks for input, then completes with what it got), ``data`` (a data artifact),
+``huge`` (a 5 MiB artifact) and ``flaky`` (the first such task fails, the next completes).
 """
 
 from __future__ import annotations
@@ -107,6 +107,11 @@ class SampleExecutor(AgentExecutor):
             await updater.requires_input(
                 message=updater.new_agent_message(parts=[Part(text="Which city?")])
             )
+        elif mode == "huge":  # an artifact past what Ops-Core reads of an answer (4 MiB)
+            await updater.add_artifact(
+                parts=[Part(text="x" * (5 * 2**20))], name="response", last_chunk=True
+            )
+            await updater.complete()
         elif mode == "data":
             await updater.add_artifact(
                 parts=[Part(data=_value({"answer": 42, "echo": data}))],

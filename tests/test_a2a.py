@@ -237,6 +237,24 @@ def test_failed_and_rejected_tasks_fail_with_the_agents_words(
     assert by_step(rejected)["a"]["error"] == "the A2A agent says rejected: not my kind of task"
 
 
+def test_an_answer_larger_than_ops_core_reads_fails_the_attempt_unread(
+    a2a_ops: Any, a2a_agents: Any
+) -> None:
+    """A 5 MiB artifact: GetTask's answer is cut at 4 MiB (MAX_ANSWER_BYTES, as for pushed
+    agents), the attempt fails saying why, and nothing of it is kept."""
+    client = a2a_ops()
+    register(client, a2a_agents())
+    create(
+        client,
+        template("huge", hello("a", mode="huge", seconds=0.05) | {"retry": {"maxAttempts": 1}}),
+    )
+    failed = settle(client, run(client, "huge"), timeout=30)
+    assert failed["status"] == "failed"
+    step = by_step(failed)["a"]
+    assert step["error"] == "A2A: the answer is larger than 4194304 bytes"
+    assert step["result"] is None
+
+
 def test_a_retry_follows_its_own_remote_task(a2a_ops: Any, a2a_agents: Any) -> None:
     """Each attempt is a new A2A task: the retry's outcome is read from the retry's task, not
     from the failed one's."""

@@ -44,7 +44,8 @@ from ..models import Agent, TaskRun
 from ..models.a2a import A2ACard
 from ..storage.base import Storage
 from .a2a_content import a2a_state, parameters_text, reply_result
-from .transports import USER_AGENT, DispatchError, HandoverAnswer
+from .capped_http import AnswerTooLargeError, CappedTransport
+from .transports import MAX_ANSWER_BYTES, USER_AGENT, DispatchError, HandoverAnswer
 
 CARD_PATH = "/.well-known/agent-card.json"
 MAX_CARD_BYTES = 512 * 1024
@@ -117,6 +118,8 @@ class A2AClients:
     def http(self) -> httpx.AsyncClient:
         if self._http is None or self._http.is_closed:
             self._http = httpx.AsyncClient(
+                # an agent's answer is read whole: no more of it than a pushed agent's
+                transport=CappedTransport(MAX_ANSWER_BYTES),
                 timeout=httpx.Timeout(self.timeout),
                 headers={"User-Agent": USER_AGENT, VERSION_HEADER: PROTOCOL_VERSION_CURRENT},
                 follow_redirects=False,
@@ -306,11 +309,26 @@ class A2AClients:
         except A2AClientTimeoutError as exc:
             raise DispatchError(f"A2A: no answer within {self.timeout:g}s", timed_out=True) from exc
         except A2AError as exc:
+            if _caused_by(exc, AnswerTooLargeError):
+                too_large = f"A2A: the answer is larger than {MAX_ANSWER_BYTES} bytes"
+                raise DispatchError(too_large, too_large=True) from exc
             unreachable = isinstance(exc.__cause__, httpx.ConnectError)
             message = f"A2A: {type(exc).__name__}: {exc}"[:2000]
             raise DispatchError(message, unreachable=unreachable) from exc
         except Exception as exc:
             raise DispatchError(f"A2A: {type(exc).__name__}: {exc}"[:2000]) from exc
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is among the exceptions that led to ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _ctx(timeout: float) -> ClientCallContext:

@@ -40,13 +40,23 @@ class DispatchError(Exception):
 
     ``unreachable`` says no connection could be made at all (refused, no route): evidence that
     the agent is down, which liveness counts like a probe without an answer. ``timed_out`` says
-    no answer came within the attempt's own timeout: the attempt timed out.
+    no answer came within the attempt's own timeout: the attempt timed out. ``too_large``: the
+    agent answered, with more than Ops-Core reads (``MAX_ANSWER_BYTES``); asking again would
+    get the same.
     """
 
-    def __init__(self, message: str, *, unreachable: bool = False, timed_out: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        unreachable: bool = False,
+        timed_out: bool = False,
+        too_large: bool = False,
+    ) -> None:
         super().__init__(message)
         self.unreachable = unreachable
         self.timed_out = timed_out
+        self.too_large = too_large
 
 
 @dataclass(frozen=True)

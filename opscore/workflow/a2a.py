@@ -218,6 +218,9 @@ class A2ATasks:
         try:
             remote = await self.clients.get_task(agent, task.a2a.task_id)
         except DispatchError as exc:
+            if exc.too_large:  # the agent's task is more than Ops-Core reads: so it will stay
+                await self.outcomes.fail_attempt(task, str(exc), outcome="agent_error")
+                return
             logger.warning(
                 "GetTask failed", extra={"taskId": task.task_id, "error": str(exc)[:300]}
             )
