@@ -32,8 +32,8 @@ logger = logging.getLogger("opscore.workflow")
 
 S = TaskStatus
 SESSION_FAILED = "session failed"
-# reads of a task that keeps moving under its run's cancel before the cancel leaves it to
-# recovery (each miss means another actor moved it: a few are already unlikely)
+# reads of a task that keeps moving under its run's cancel before the cancel gives up on it
+# and logs so (each miss means another actor moved it in between: a few are already unlikely)
 CANCEL_TRIES = 5
 
 
