@@ -309,7 +309,8 @@ class A2AClients:
         except A2AClientTimeoutError as exc:
             raise DispatchError(f"A2A: no answer within {self.timeout:g}s", timed_out=True) from exc
         except A2AError as exc:
-            if _caused_by(exc, AnswerTooLargeError):
+            # a2a-sdk raises its error from httpx's (as for a connection that failed, below)
+            if isinstance(exc.__cause__, AnswerTooLargeError):
                 too_large = f"A2A: the answer is larger than {MAX_ANSWER_BYTES} bytes"
                 raise DispatchError(too_large, too_large=True) from exc
             unreachable = isinstance(exc.__cause__, httpx.ConnectError)
@@ -317,18 +318,6 @@ class A2AClients:
             raise DispatchError(message, unreachable=unreachable) from exc
         except Exception as exc:
             raise DispatchError(f"A2A: {type(exc).__name__}: {exc}"[:2000]) from exc
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is among the exceptions that led to ``exc``."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _ctx(timeout: float) -> ClientCallContext:
