@@ -143,7 +143,7 @@ class A2ATasks:
             reason=None if applied else "the attempt had moved on",
         )
 
-    async def sweep(self, now: datetime, tasks: list[TaskRun] | None = None) -> None:
+    async def sweep(self, now: datetime, tasks: list[TaskRun]) -> None:
         """Ask after every remote task not heard of for a poll interval (``GetTask``): the
         only news of an agent that cannot push, and a safety net for lost notifications. The
         questions go out in the background, so a slow agent never holds up dispatching; a
@@ -153,7 +153,7 @@ class A2ATasks:
             return
         settings = self.engine.settings
         due = []
-        for task in tasks if tasks is not None else await self.storage.inflight_tasks():
+        for task in tasks:
             ref = task.a2a
             if ref is None or task.status not in INFLIGHT_TASK:
                 continue

@@ -130,10 +130,10 @@ class DecisionService:
             )
         return decided
 
-    async def sweep(self, now: datetime, tasks: list[TaskRun] | None = None) -> None:
+    async def sweep(self, now: datetime, tasks: list[TaskRun]) -> None:
         """Decide every wait whose timeout ran out, as its ``onTimeout`` says. ``tasks``: the
         in-flight tasks as read for this round (inflight_sweeps.py)."""
-        for task in tasks if tasks is not None else await self.storage.inflight_tasks():
+        for task in tasks:
             if task.status != S.WAITING or task.deadline is None or task.deadline > now:
                 continue
             wait = task.wait

@@ -315,13 +315,13 @@ class TaskOutcomes:
         self.engine.observe("attempt_failed", moved, outcome=outcome, error=error)
         self.engine.observe("retry", moved)
 
-    async def sweep_timeouts(self, now: datetime, tasks: list[TaskRun] | None = None) -> None:
+    async def sweep_timeouts(self, now: datetime, tasks: list[TaskRun]) -> None:
         """Fail every attempt whose deadline has passed (run by the dispatcher's loop), except
         those whose answer this process already has and is still writing: after an outage
         longer than a task's timeout the sweep would otherwise run first, and the task twice.
         ``tasks``: the in-flight tasks as read for this round (inflight_sweeps.py)."""
         held = self.answers_held()
-        for task in tasks if tasks is not None else await self.storage.inflight_tasks():
+        for task in tasks:
             if task.status == S.WAITING:  # a wait's timeout decides it (decisions.py)
                 continue
             if task.deadline is None or task.deadline > now or task.task_id in held:

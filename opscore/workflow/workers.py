@@ -138,12 +138,12 @@ class WorkerService:
         await self.outcomes.requeue_lost(task, f"handed back by worker {agent_id}")
         return await self.engine.get_task(task_id)
 
-    async def sweep(self, now: datetime, tasks: list[TaskRun] | None = None) -> None:
+    async def sweep(self, now: datetime, tasks: list[TaskRun]) -> None:
         """Queue again, uncharged, every pull task whose lease ran out unclaimed or without a
         heartbeat: its worker is gone, so it is marked offline too and gets no more work
         until it polls again. ``tasks``: the in-flight tasks as read for this round
         (inflight_sweeps.py)."""
-        for task in tasks if tasks is not None else await self.storage.inflight_tasks():
+        for task in tasks:
             expired = task.lease_until is not None and task.lease_until < now
             if not (task.pull and expired and task.status in INFLIGHT_TASK):
                 continue
