@@ -6,8 +6,8 @@ Per store: one Ops-Core process, agents that accept every task (202) and never a
 LLM agent working for an hour), ``--tasks`` one-step runs handed over to them; then, with
 nothing else happening, the share of a core the process spends over ``--seconds`` (from
 /proc), against the same process with no task in flight (the peer line, same invocation).
-On Redis also the reads of the in-flight index per second (SMEMBERS, from
-``INFO commandstats``). Prints one JSON line.
+On Redis also the reads of the in-flight index and the task records read per second (from a
+``MONITOR`` pass). Prints one JSON line per store, then all of them.
 """
 
 from __future__ import annotations
@@ -118,24 +118,36 @@ def _idle_share(store: str, tasks: int, seconds: float) -> dict[str, Any]:
         spent, elapsed = _cpu_seconds(proc.pid) - cpu, time.monotonic() - start
         out: dict[str, Any] = {"in_flight": tasks, "core_share": round(spent / elapsed, 4)}
         if store == "redis" and port:
-            out["inflight_reads_per_s"] = _inflight_reads(port, WATCH)
+            out.update(_inflight_reads(port, WATCH))
         return out
 
 
-def _inflight_reads(port: int, seconds: float) -> float:
-    """Reads of the in-flight index per second, from a MONITOR pass (after the CPU window:
-    MONITOR costs Redis, not the process measured)."""
+def _inflight_reads(port: int, seconds: float) -> dict[str, float]:
+    """Reads of the in-flight index, and task records read, per second, from a MONITOR pass
+    (after the CPU window: MONITOR costs Redis, not the process measured). The index is the
+    set ``opscore:inflight`` before the sweeps read only what is due, the sorted set
+    ``opscore:inflight:due`` after."""
     import redis
 
-    reads = 0
+    reads = records = 0
     stop = time.monotonic() + seconds
     with redis.Redis(port=port) as client, client.monitor() as monitor:
         for command in monitor.listen():
-            if command["command"].upper().startswith("SMEMBERS OPSCORE:INFLIGHT"):
+            words = command["command"].split(" ")
+            verb, key = words[0].upper(), words[1] if len(words) > 1 else ""
+            if (verb, key) in (
+                ("SMEMBERS", "opscore:inflight"),
+                ("ZRANGEBYSCORE", "opscore:inflight:due"),
+            ):
                 reads += 1
+            elif verb == "MGET":
+                records += sum(w.startswith("opscore:task:") for w in words[1:])
             if time.monotonic() >= stop:
                 break
-    return round(reads / seconds, 2)
+    return {
+        "inflight_reads_per_s": round(reads / seconds, 2),
+        "task_records_read_per_s": round(records / seconds, 1),
+    }
 
 
 def main() -> None:

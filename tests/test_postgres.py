@@ -30,6 +30,14 @@ async def _connect(url: str):
 
 async def test_a_database_on_the_first_schema_is_upgraded_in_place_and_keeps_its_data(pg) -> None:
     # Given a database an Ops-Core with only the first schema wrote to
+    from .test_storage_contract import task
+
+    soon = utcnow() + timedelta(seconds=5)
+    in_flight = [
+        task("t-soon", status=TaskStatus.RUNNING, deadline=soon),
+        task("t-later", status=TaskStatus.DISPATCHED, deadline=soon + timedelta(hours=1)),
+        task("t-waits", status=TaskStatus.WAITING),
+    ]
     conn = await _connect(pg.url)
     try:
         assert await migrate(conn, target=1) == [1]
@@ -58,6 +66,15 @@ async def test_a_database_on_the_first_schema_is_upgraded_in_place_and_keeps_its
             letter.task_id,
             letter.model_dump_json(),
         )
+        for t in in_flight:
+            await conn.execute(
+                "INSERT INTO opscore_tasks (task_id, session_id, status, doc) "
+                "VALUES ($1, $2, $3, $4)",
+                t.task_id,
+                t.session_id,
+                t.status.value,
+                t.model_dump_json(),
+            )
     finally:
         await conn.close()
 
@@ -76,6 +93,9 @@ async def test_a_database_on_the_first_schema_is_upgraded_in_place_and_keeps_its
         # and the columns the new schema added were backfilled: retention by age finds the
         # old run and its dead letter
         assert pg.sql("SELECT session_id FROM opscore_dead_letters") == "s-old"
+        # and the tasks in flight are found by the sweeps when they are due (sweep_at)
+        assert [t.task_id for t in await store.inflight_tasks(due_by=soon)] == ["t-soon"]
+        assert len(await store.inflight_tasks()) == 3
         removed = await store.prune_finished(finished_before=utcnow() - timedelta(days=1), keep=100)
         assert removed == 1
         assert await store.get_session("s-old") is None

@@ -269,15 +269,11 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
     await first.enqueue("high", priority=9, ready_at=now - timedelta(seconds=1))
     await first.enqueue("leased", priority=9, ready_at=now - timedelta(seconds=1))
     await first.close()
-    # back to schema 1, as an older release wrote it
+    back_to_schema(path, 1)  # as an older release wrote it
     conn = sqlite3.connect(path)
-    conn.execute("DROP INDEX queue_due")
-    conn.execute("DROP INDEX queue_waiting")
-    conn.execute("ALTER TABLE queue DROP COLUMN due")
     conn.execute(
         "UPDATE queue SET lease_until = ? WHERE task_id = 'leased'", (now.timestamp() + 5,)
     )
-    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     store = storage_from_url(f"sqlite:///{path}")
@@ -291,7 +287,52 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
         version = store._loop_conn.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchone()[0]
-        assert version == "2"
+        assert version == "3"
+    finally:
+        await store.close()
+
+
+def back_to_schema(path, version: int) -> None:
+    """The file as the release of schema ``version`` left it: later migrations undone."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX tasks_sweep_at")
+    conn.execute("ALTER TABLE tasks DROP COLUMN sweep_at")
+    if version < 2:
+        conn.execute("DROP INDEX queue_due")
+        conn.execute("DROP INDEX queue_waiting")
+        conn.execute("ALTER TABLE queue DROP COLUMN due")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+    conn.commit()
+    conn.close()
+
+
+async def test_tasks_in_flight_under_schema_2_are_found_by_the_sweeps(tmp_path) -> None:
+    """Schema 3 indexes tasks in flight by when a sweep may act on them ('sweep_at'): a file
+    of schema 2 gets the column filled for the tasks already in flight, so none is missed."""
+    path = tmp_path / "old.db"
+    first = storage_from_url(f"sqlite:///{path}")
+    await first.open()
+    now = utcnow()
+    soon, later = now + timedelta(seconds=5), now + timedelta(seconds=50)
+    await first.save_tasks(
+        [
+            task("soon", status=TaskStatus.RUNNING, deadline=soon),
+            task("later", status=TaskStatus.DISPATCHED, deadline=later),
+            task("waits", status=TaskStatus.WAITING),
+            task("done", status=TaskStatus.COMPLETED, deadline=soon),
+        ]
+    )
+    await first.close()
+    back_to_schema(path, 2)
+    store = storage_from_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert [t.task_id for t in await store.inflight_tasks(due_by=now)] == []
+        due = await store.inflight_tasks(due_by=now + timedelta(seconds=6))
+        assert [t.task_id for t in due] == ["soon"]
+        due = await store.inflight_tasks(due_by=now + timedelta(days=1))
+        assert sorted(t.task_id for t in due) == ["later", "soon"]
+        assert sorted(t.task_id for t in await store.inflight_tasks()) == ["later", "soon", "waits"]
     finally:
         await store.close()
 

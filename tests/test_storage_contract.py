@@ -20,6 +20,7 @@ from opscore.models import (
     WorkflowTemplate,
     utcnow,
 )
+from opscore.models.a2a import A2ATaskRef
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
 from opscore.storage.report_and_task import QueuedNext, TaskUpdate
@@ -57,6 +58,7 @@ def agent(agent_id: str, **fields) -> Agent:
 # One base for every report's timestamp: taken per call, two reports made a moment apart
 # across a second's boundary got the same timestamp for "0 s" and "1 s" (one run in ~1,000).
 BASE = utcnow().replace(microsecond=0)
+NOW = BASE
 
 
 def record(agent_id: str, state: str, seconds: float, **details) -> StateRecord:
@@ -730,6 +732,80 @@ class TestReportAndTask:
             await store.record_report(record("nobody", "idle", 1), history_limit=5, plan=start)
         assert (await store.get_task("t1")).status == TaskStatus.DISPATCHED
         assert len((await store.state_history("a1", offset=0, limit=10)).items) == 1
+
+
+class TestSweepIndex:
+    """A round of sweeps reads the tasks in flight that are due (``inflight_tasks(due_by)``,
+    ``models/sweep_due.py``), not every one; the full read still lists them all."""
+
+    async def due(self, store: Storage, seconds: float) -> list[str]:
+        found = await store.inflight_tasks(due_by=NOW + timedelta(seconds=seconds))
+        return sorted(t.task_id for t in found)
+
+    async def test_each_task_is_due_at_its_earliest_sweep(self, store: Storage) -> None:
+        at = timedelta
+        ref = A2ATaskRef(task_id="r1", checked_at=NOW, next_check_at=NOW + at(seconds=5))
+        await store.save_tasks(
+            [
+                task("push", status=TaskStatus.RUNNING, deadline=NOW + at(seconds=10)),
+                task(  # a pull worker's lease runs out before its deadline
+                    "pull",
+                    status=TaskStatus.DISPATCHED,
+                    pull=True,
+                    lease_until=NOW + at(seconds=2),
+                    deadline=NOW + at(seconds=60),
+                ),
+                task("a2a", status=TaskStatus.RUNNING, a2a=ref, deadline=NOW + at(seconds=60)),
+                task(
+                    "old-a2a",
+                    status=TaskStatus.RUNNING,
+                    a2a=ref.model_copy(
+                        update={"next_check_at": None, "checked_at": NOW + at(seconds=7)}
+                    ),
+                ),  # written before nextCheckAt: due from its last check
+                task("wait", status=TaskStatus.WAITING, deadline=NOW + at(seconds=30)),
+                task("wait-forever", status=TaskStatus.WAITING),
+                # waiting for input: not polled, whatever its reference says
+                task("a2a-input", status=TaskStatus.WAITING, a2a=ref),
+                task("queued", status=TaskStatus.QUEUED, deadline=NOW - at(seconds=1)),
+                task("done", status=TaskStatus.COMPLETED, deadline=NOW - at(seconds=1)),
+            ]
+        )
+        assert await self.due(store, 0) == []
+        assert await self.due(store, 2) == ["pull"]
+        assert await self.due(store, 5) == ["a2a", "pull"]
+        assert await self.due(store, 7) == ["a2a", "old-a2a", "pull"]
+        assert await self.due(store, 10) == ["a2a", "old-a2a", "pull", "push"]
+        assert await self.due(store, 30) == ["a2a", "old-a2a", "pull", "push", "wait"]
+        assert await self.due(store, 10**6) == await self.due(store, 30)
+        everything = sorted(t.task_id for t in await store.inflight_tasks())
+        assert everything == ["a2a", "a2a-input", "old-a2a", "pull", "push", "wait", "wait-forever"]
+
+    async def test_the_index_follows_every_write(self, store: Storage) -> None:
+        soon = NOW + timedelta(seconds=5)
+        waiting = task("gate", session_id="r1", status=TaskStatus.WAITING, deadline=soon)
+        await store.save_run(session("r1"), [waiting, task("t1", session_id="r1")])
+        assert await self.due(store, 5) == ["gate"]  # in flight as its run starts
+        # a compare-and-set that moves the deadline moves the task in the index
+        await store.update_task("gate", {"deadline": soon + timedelta(seconds=20)})
+        assert await self.due(store, 5) == []
+        assert await self.due(store, 25) == ["gate"]
+        await store.update_task("gate", {"status": TaskStatus.COMPLETED})
+        assert await self.due(store, 25) == [] and await store.inflight_tasks() == []
+        # a hand-over that takes a slot, a report that starts it and one that ends it
+        await store.create_agent(agent("a1"))
+        handed = await store.update_task(
+            "t1",
+            {"status": TaskStatus.DISPATCHED, "deadline": soon, "agent_id": "a1"},
+            claim_slot_of="a1",
+        )
+        assert handed is not None and await self.due(store, 5) == ["t1"]
+        start = MoveOnReport(TaskStatus.RUNNING, ["dispatched"])
+        await store.record_report(record("a1", "active", 1), history_limit=5, plan=start)
+        assert await self.due(store, 5) == ["t1"]
+        end = MoveOnReport(TaskStatus.COMPLETED, ["running"], release=True)
+        await store.record_report(record("a1", "idle", 2), history_limit=5, plan=end)
+        assert await self.due(store, 10**6) == [] and await store.inflight_tasks() == []
 
 
 async def running_then_next(store: Storage, t2_status: TaskStatus = TaskStatus.PENDING) -> None:
@@ -1478,6 +1554,46 @@ async def test_redis_loads_its_scripts_again_when_redis_forgot_them(redis_server
         await store.close()
     with pytest.raises(StorageError, match="not open"):
         await store.get_task("t1")
+
+
+async def test_redis_indexes_the_tasks_an_older_release_left_in_flight(redis_server) -> None:
+    """An older release kept tasks in flight in a set without scores ('inflight'), and its
+    replicas may still add to it during a rolling upgrade: the sweeps' read moves what it
+    finds there into the scored index, so no task in flight goes unswept."""
+    import redis
+
+    redis_server.flush()
+    store = storage_from_url(redis_server.url)
+    await store.open()
+    admin = redis.Redis.from_url(redis_server.url)
+    soon = NOW + timedelta(seconds=5)
+    try:
+        await store.save_tasks([task("new", status=TaskStatus.RUNNING, deadline=soon)])
+        for t in (
+            task("old", status=TaskStatus.RUNNING, deadline=soon),
+            task("old-later", status=TaskStatus.DISPATCHED, deadline=soon + timedelta(hours=1)),
+            task("old-done", status=TaskStatus.COMPLETED),
+        ):  # as the older release wrote them
+            admin.set(f"opscore:task:{t.task_id}", t.model_dump_json())
+            admin.sadd("opscore:inflight", t.task_id)
+        admin.sadd("opscore:inflight", "old-gone")
+        due = await store.inflight_tasks(due_by=soon)
+        assert sorted(t.task_id for t in due) == ["new", "old"]
+        assert admin.exists("opscore:inflight") == 0  # moved, once
+        assert sorted(t.task_id for t in await store.inflight_tasks()) == [
+            "new",
+            "old",
+            "old-later",
+        ]
+        assert sorted(t.task_id for t in await store.inflight_tasks(due_by=soon)) == ["new", "old"]
+        # an entry a race with that move left behind (a task since settled, or gone) is read
+        # once, then leaves the index (the script checks each is still settled, atomically)
+        admin.zadd("opscore:inflight:due", {"old-done": 0, "old-gone": 0})
+        assert sorted(t.task_id for t in await store.inflight_tasks(due_by=soon)) == ["new", "old"]
+        assert admin.zrange("opscore:inflight:due", 0, -1) == [b"new", b"old", b"old-later"]
+    finally:
+        admin.close()
+        await store.close()
 
 
 def test_records_are_parsed_once_and_a_changed_record_afresh() -> None:

@@ -102,6 +102,9 @@ class A2ATaskRef(ApiModel):
     message: str | None = Field(None, description="The text of the agent's last status message.")
     pushed: bool = Field(False, description="Push notifications were asked for.")
     checked_at: datetime | None = Field(None, description="When Ops-Core last heard of it.")
+    next_check_at: datetime | None = Field(
+        None, description="When Ops-Core asks after it next (GetTask), unless news comes first."
+    )
 
 
 class A2ANotificationAccepted(ApiModel):

@@ -230,9 +230,10 @@ class Storage(Protocol):
         or None when there was none, or it was no longer pending, or this process had no
         sight of it: then the caller advances the run as before)."""
 
-    async def inflight_tasks(self) -> list[TaskRun]:
-        """Tasks in status dispatched, running or waiting (for a decision): the ones whose
-        deadline a sweep watches."""
+    async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
+        """Tasks in status dispatched, running or waiting (for a decision); with ``due_by``,
+        only those a sweep may have to act on by then (``models.sweep_due``: indexed, so a
+        round of sweeps reads what is due, not every task in flight)."""
 
     # --- queue ------------------------------------------------------------------------------
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:

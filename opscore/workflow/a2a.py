@@ -30,6 +30,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..config import Settings
 from ..dispatch.a2a import A2AClients, CardError, PushTokens
 from ..dispatch.a2a_content import a2a_state, status_text, task_result
 from ..dispatch.transports import DispatchError
@@ -45,6 +46,18 @@ from .transitions import INFLIGHT_TASK, move_task
 S = TaskStatus
 logger = logging.getLogger("opscore.workflow")
 POLLS_AT_ONCE = 16  # GetTask calls one sweep makes concurrently
+
+
+def poll_every(settings: Settings, pushed: bool) -> timedelta:
+    """How long a remote task goes unasked after news of it: long when it pushes its news."""
+    every = settings.a2a_push_poll_seconds if pushed else settings.a2a_poll_seconds
+    return timedelta(seconds=every)
+
+
+def checked(ref: A2ATaskRef, now: datetime, settings: Settings) -> A2ATaskRef:
+    """``ref`` heard of (or asked after) at ``now``: asked after again a poll later."""
+    every = poll_every(settings, ref.pushed)
+    return ref.model_copy(update={"checked_at": now, "next_check_at": now + every})
 
 
 class A2ATasks:
@@ -151,14 +164,18 @@ class A2ATasks:
         in-flight tasks as read for this round (inflight_sweeps.py)."""
         if self._polling is not None and not self._polling.done():
             return
-        settings = self.engine.settings
         due = []
         for task in tasks:
             ref = task.a2a
             if ref is None or task.status not in INFLIGHT_TASK:
                 continue
-            every = settings.a2a_push_poll_seconds if ref.pushed else settings.a2a_poll_seconds
-            if ref.checked_at is None or now - ref.checked_at >= timedelta(seconds=every):
+            # a reference written before nextCheckAt existed: its last check and the interval
+            check_at = ref.next_check_at or (
+                ref.checked_at + poll_every(self.engine.settings, ref.pushed)
+                if ref.checked_at
+                else None
+            )
+            if check_at is None or now >= check_at:
                 due.append(task)
         if due:
             self._polling = asyncio.create_task(self._poll_all(due))
@@ -225,7 +242,7 @@ class A2ATasks:
                 "GetTask failed", extra={"taskId": task.task_id, "error": str(exc)[:300]}
             )
             await self._record(
-                task, a2a=task.a2a.model_copy(update={"checked_at": self.engine.clock()})
+                task, a2a=checked(task.a2a, self.engine.clock(), self.engine.settings)
             )
             return
         await self.apply(task, remote, via="poll", pushed=task.a2a.pushed)
@@ -249,6 +266,7 @@ class A2ATasks:
             message=status_text(remote),
             pushed=pushed,
             checked_at=now,
+            next_check_at=now + poll_every(self.engine.settings, pushed),
         )
         log_operation(
             "task.a2a_state",
@@ -318,7 +336,9 @@ class A2ATasks:
             attempt=task.attempts,
             decision=decision,
             deadline=now + timedelta(seconds=task.timeout_seconds),
-            a2a=task.a2a.model_copy(update={"state": "working", "checked_at": now}),
+            a2a=checked(task.a2a, now, self.engine.settings).model_copy(
+                update={"state": "working"}
+            ),
         )
         if running is None:
             return None

@@ -23,13 +23,12 @@ from ...models import (
     Session,
     StateRecord,
     TaskRun,
-    TaskStatus,
     WorkflowTemplate,
 )
+from ...models.sweep_due import INFLIGHT, sweep_due
 from ..report_and_task import QueuedNext, next_queued
 
 T = TypeVar("T")
-_INFLIGHT = {TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.WAITING}  # inflight_tasks
 
 
 def _page(items: list[T], offset: int, limit: int) -> Page[T]:
@@ -57,7 +56,8 @@ class _Base:
         self._session_counter = itertools.count()
         self._tasks: dict[str, TaskRun] = {}
         self._session_tasks: dict[str, list[str]] = {}
-        self._inflight: set[str] = set()
+        # the tasks in flight, each with when a sweep may next act on it (models.sweep_due)
+        self._inflight: dict[str, datetime | None] = {}
         self._ready: list[tuple[int, int, str]] = []
         self._delayed: list[tuple[datetime, int, str, int]] = []
         self._queued: dict[str, int] = {}
@@ -86,10 +86,10 @@ class _Base:
 
     def _track_inflight(self, task: TaskRun) -> None:
         """Keep ``inflight_tasks``' index; the caller holds the lock."""
-        if task.status in _INFLIGHT:
-            self._inflight.add(task.task_id)
+        if task.status in INFLIGHT:
+            self._inflight[task.task_id] = sweep_due(task)
         else:
-            self._inflight.discard(task.task_id)
+            self._inflight.pop(task.task_id, None)
 
     async def open(self) -> None:
         return None

@@ -152,7 +152,7 @@ class RunRecords(_Base):
         self._unindex(session.status, self._session_number.pop(session_id), session_id)
         for task_id in self._session_tasks.pop(session_id, ()):
             self._tasks.pop(task_id, None)
-            self._inflight.discard(task_id)
+            self._inflight.pop(task_id, None)
             self._dead.pop(task_id, None)  # a dead letter goes with its run
 
     async def prune_finished(
@@ -255,6 +255,10 @@ class RunRecords(_Base):
             self._put_in_queue(task_id, task.priority, enqueue_at)
         return task
 
-    async def inflight_tasks(self) -> list[TaskRun]:
+    async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         with self._lock:
-            return [self._tasks[t] for t in self._inflight]
+            return [
+                self._tasks[t]
+                for t, due in self._inflight.items()
+                if due_by is None or (due is not None and due <= due_by)
+            ]

@@ -86,6 +86,42 @@ CREATE TABLE opscore_documents (
 CREATE INDEX opscore_documents_due ON opscore_documents (kind, due_at) WHERE due_at IS NOT NULL;
 """,
     ),
+    (
+        5,
+        "tasks.sweep_at: when a sweep may next act on a task in flight, computed from its row",
+        # models/sweep_due.py's rule, in SQL: the column is computed by PostgreSQL from the
+        # row on every write (and for the rows already there as it is added), so no statement
+        # that writes a task has to carry it. Declared IMMUTABLE: the timestamps it casts all
+        # carry their offset, so the answer depends on the row alone.
+        """
+CREATE FUNCTION opscore_sweep_at(status text, doc text) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    d jsonb;
+    due timestamptz;
+BEGIN
+    IF status NOT IN ('dispatched', 'running', 'waiting') THEN
+        RETURN NULL;
+    END IF;
+    d := doc::jsonb;
+    due := (d ->> 'deadline')::timestamptz;
+    IF status <> 'waiting' THEN
+        IF (d ->> 'pull')::boolean THEN
+            due := least(due, (d ->> 'lease_until')::timestamptz);
+        END IF;
+        IF jsonb_typeof(d -> 'a2a') = 'object' THEN
+            due := least(due, coalesce((d -> 'a2a' ->> 'next_check_at')::timestamptz,
+                                       (d -> 'a2a' ->> 'checked_at')::timestamptz,
+                                       'epoch'::timestamptz));
+        END IF;
+    END IF;
+    RETURN due;
+END $$;
+ALTER TABLE opscore_tasks ADD COLUMN sweep_at timestamptz
+    GENERATED ALWAYS AS (opscore_sweep_at(status, doc)) STORED;
+CREATE INDEX opscore_tasks_sweep_at ON opscore_tasks (sweep_at) WHERE sweep_at IS NOT NULL;
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 _LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating

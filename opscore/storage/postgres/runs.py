@@ -293,11 +293,16 @@ class RunRecords(_Base):
 
         return await self._cas(f"task:{task_id}", _READ_TASK, task_id, decide)
 
-    async def inflight_tasks(self) -> list[TaskRun]:
+    async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT doc FROM opscore_tasks WHERE status = ANY($1::text[])", _INFLIGHT
-            )
+            if due_by is None:
+                rows = await conn.fetch(
+                    "SELECT doc FROM opscore_tasks WHERE status = ANY($1::text[])", _INFLIGHT
+                )
+            else:  # sweep_at: computed by PostgreSQL on every write (migration 5)
+                rows = await conn.fetch(
+                    "SELECT doc FROM opscore_tasks WHERE sweep_at <= $1", due_by
+                )
         return [_load(TaskRun, r[0]) for r in rows]
 
     async def prune_finished(

@@ -13,6 +13,7 @@ commands go out batched (``batch.py``). Turn on Redis's append-only file for dur
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -23,16 +24,15 @@ from pydantic import BaseModel
 from redis.exceptions import NoScriptError
 
 from ...errors import OpsCoreError, StorageError
-from ...models import (
-    Page,
-)
+from ...models import Page, TaskRun
+from ...models.sweep_due import sweep_due
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
 from .queue_scripts import ACK, DEQUEUE, ENQUEUE, REQUEUE
-from .scripts import CAS, RECORDS, SAVE_RUN, SAVE_SESSION, Ops
+from .scripts import CAS, RECORDS, SAVE_RUN, SAVE_SESSION, UNINDEX_SETTLED, Ops
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -44,7 +44,6 @@ ALONG_SECONDS = 0.5
 # key -> (its value, when read); a list of ids read along keeps the ids as a tuple
 Along = dict[str, tuple[str | tuple[str, ...] | None, float]]
 _ALONG: ContextVar[Along | None] = ContextVar("opscore_redis_read_along", default=None)
-_INFLIGHT = {"dispatched", "running", "waiting"}  # what inflight_tasks returns
 SCRIPTS = {
     "dequeue": DEQUEUE,
     "ack": ACK,
@@ -54,6 +53,7 @@ SCRIPTS = {
     "save_session": SAVE_SESSION,
     "save_run": SAVE_RUN,
     "records": RECORDS,
+    "unindex_settled": UNINDEX_SETTLED,
 }
 
 
@@ -86,6 +86,13 @@ def _page(items: list[M], offset: int, limit: int) -> Page[M]:
     return Page(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
 
 
+def _due_score(task: TaskRun) -> float:
+    """The task's score in the in-flight index: ``sweep_due`` (+inf when no sweep will act
+    on it until it is written again: it stays listed, for reads of every task in flight)."""
+    due = sweep_due(task)
+    return math.inf if due is None else due.timestamp()
+
+
 class _Base:
     """``Storage`` on Redis; safe to share between replicas."""
 
@@ -112,6 +119,11 @@ class _Base:
             self.k("q", "leased"),
             self.k("q", "meta"),
         ]
+
+    @property
+    def inflight_key(self) -> str:
+        """Every task in flight, scored by when a sweep may next act on it (``_due_score``)."""
+        return self.k("inflight", "due")
 
     @property
     def _enqueue_keys(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
@@ -13,13 +14,14 @@ from ...models import (
     TaskRun,
     TaskStatus,
 )
+from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, TaskUpdate, next_queued
 from ..rules import slot_released, slot_taken, task_change_applies
 from .base import (
-    _INFLIGHT,
     Ops,
     _Base,
+    _due_score,
     _load,
     _page,
 )
@@ -93,19 +95,24 @@ class RunRecords(_Base):
         return await self._cas(self.k("session", session_id), decide)
 
     # --- tasks ------------------------------------------------------------------------------
-    def _index_inflight(self, p: Any, task: TaskRun, was_inflight: bool | None = None) -> None:
-        """Keep the task in the index ``inflight_tasks`` reads, or out of it. Given whether
-        the record it replaces was in flight (known: what a compare-and-set was decided on,
-        or a new task), only a change of membership is written: every write of a task keeps
-        the index, so it was right before this one (two commands per attempt, not one per
-        move). Unknown (None): the index is set whatever it holds."""
-        inflight = task.status.value in _INFLIGHT
-        if inflight == was_inflight:
-            return
+    def _index_inflight(self, p: Any, task: TaskRun, before: TaskRun | bool | None) -> None:
+        """Keep the task in the index ``inflight_tasks`` reads (``inflight_key``: every task
+        in flight, scored by when a sweep may next act on it), or out of it. ``before``: the
+        record this write replaces (what a compare-and-set was decided on), None for a new
+        task, or True when it is unknown (the index is then set whatever it holds). Only a
+        change is written: every write of a task keeps the index, so it was right before
+        this one (two commands per attempt, not one per move)."""
+        inflight = task.status in INFLIGHT
+        if before is not True:
+            was = before if isinstance(before, TaskRun) and before.status in INFLIGHT else None
+            if was is None and not inflight:
+                return
+            if was is not None and inflight and sweep_due(was) == sweep_due(task):
+                return
         if inflight:
-            p.sadd(self.k("inflight"), task.task_id)
+            p.zadd(self.inflight_key, {task.task_id: _due_score(task)})
         else:
-            p.srem(self.k("inflight"), task.task_id)
+            p.zrem(self.inflight_key, task.task_id)
 
     def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[..., None]:
         """What a task's change writes beside its record: the in-flight index; and for a
@@ -114,7 +121,7 @@ class RunRecords(_Base):
         it: the run does not advance then)."""
 
         def ops(p: Any, read_run: bool = True) -> None:
-            self._index_inflight(p, after, before.status.value in _INFLIGHT)
+            self._index_inflight(p, after, before)
             completed = after.status == TaskStatus.COMPLETED != before.status
             if completed and read_run:
                 p.read(self.k("session", after.session_id))
@@ -139,7 +146,7 @@ class RunRecords(_Base):
                 if old is None:  # a new task, in no index yet
                     pipe.rpush(self.k("session_tasks", task.session_id), task.task_id)
                 # a task read without a watch may have changed since: set the index as is
-                self._index_inflight(pipe, task, False if old is None else None)
+                self._index_inflight(pipe, task, None if old is None else True)
             await pipe.execute()
 
     async def get_task(self, task_id: str) -> TaskRun | None:
@@ -243,10 +250,41 @@ class RunRecords(_Base):
             ready = then.ready_at.timestamp()
             p.enqueue(self._enqueue_keys, queued.task_id, queued.priority, ready)
 
-    async def inflight_tasks(self) -> list[TaskRun]:
-        ids = list(await self._redis.smembers(self.k("inflight")))
+    async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.scard(self.k("inflight"))
+            if due_by is None:
+                pipe.zrange(self.inflight_key, 0, -1)
+            else:
+                pipe.zrangebyscore(self.inflight_key, "-inf", due_by.timestamp())
+            unindexed, ids = await pipe.execute()
+        if unindexed:  # written by a release before the index had scores
+            scores = await self._index_unscored()
+            limit = math.inf if due_by is None else due_by.timestamp()
+            ids = [*ids, *(i for i, score in scores.items() if score <= limit)]
         raws = await self._redis.mget([self.k("task", i) for i in ids]) if ids else []
-        return [t for t in (_load(TaskRun, r) for r in raws) if t is not None]
+        found = dict(zip(ids, (_load(TaskRun, r) for r in raws), strict=True))
+        settled = [i for i, t in found.items() if t is None or t.status not in INFLIGHT]
+        if settled:  # left by a race with the move above (an upgrade's): read once, not again
+            prefix = self.k("task", "")
+            await self._script("unindex_settled", keys=[self.inflight_key], args=[prefix, *settled])
+        return [t for t in found.values() if t is not None and t.status in INFLIGHT]
+
+    async def _index_unscored(self) -> dict[str, float]:
+        """Move the tasks of the in-flight set an older release kept (``inflight``, no scores)
+        into the scored index: its replicas may still be writing during a rolling upgrade,
+        so this runs whenever that set is not empty. Answers the tasks moved, scored."""
+        old = list(await self._redis.smembers(self.k("inflight")))
+        raws = await self._redis.mget([self.k("task", i) for i in old]) if old else []
+        tasks = [t for t in (_load(TaskRun, r) for r in raws) if t is not None]
+        scores = {t.task_id: _due_score(t) for t in tasks if t.status in INFLIGHT}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if scores:
+                pipe.zadd(self.inflight_key, scores)
+            if old:
+                pipe.srem(self.k("inflight"), *old)
+            await pipe.execute()
+        return scores
 
     async def prune_finished(
         self, *, finished_before: datetime | None, keep: int, batch: int = 500
@@ -276,7 +314,7 @@ class RunRecords(_Base):
         async with self._redis.pipeline(transaction=True) as pipe:
             if task_ids:
                 pipe.delete(*[self.k("task", t) for t in task_ids])
-                pipe.srem(self.k("inflight"), *task_ids)
+                pipe.zrem(self.inflight_key, *task_ids)
                 pipe.hdel(self.k("dead"), *task_ids)
                 pipe.zrem(self.k("dead_order"), *task_ids)
             pipe.delete(self.k("session_tasks", session_id), self.k("session", session_id))

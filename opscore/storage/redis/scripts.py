@@ -5,6 +5,8 @@ compare-and-set script makes beside its record."""
 
 from __future__ import annotations
 
+import math
+
 from .queue_scripts import ENQUEUE_FN, enqueue_args
 
 # An agent's state history: a list, newest first, that keeps its newest <kept> records. It is
@@ -163,9 +165,10 @@ return 1
 """
 
 # A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same
-# KEYS[1-3] and ARGV[1-4]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight set,
+# KEYS[1-3] and ARGV[1-4]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight index,
 # KEYS[6-11] the queue keys of enqueue(); ARGV[5] the prefix of task keys, ARGV[6] and [7]
-# enqueue()'s span and now, then per task: id, record, 1 if in flight, the time it is ready
+# enqueue()'s span and now, then per task: id, record, its score in the in-flight index
+# ('' when not in flight), the time it is ready
 # at when it is queued with the run (else ''), its priority. A task seen for the first time
 # joins the run's list (written again, it keeps its place).
 SAVE_RUN = (
@@ -191,7 +194,9 @@ for first = 8, #ARGV, 2500 do
       new[#new + 1] = id
       listed[id] = true
     end
-    if ARGV[i + 2] == '1' then inflight[#inflight + 1] = id
+    if ARGV[i + 2] ~= '' then
+      inflight[#inflight + 1] = ARGV[i + 2]
+      inflight[#inflight + 1] = id
     elseif old then settled[#settled + 1] = id end
     if ARGV[i + 3] ~= '' then
       enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
@@ -199,12 +204,16 @@ for first = 8, #ARGV, 2500 do
     end
   end
   if #new > 0 then redis.call('RPUSH', KEYS[4], unpack(new)) end
-  if #inflight > 0 then redis.call('SADD', KEYS[5], unpack(inflight)) end
-  if #settled > 0 then redis.call('SREM', KEYS[5], unpack(settled)) end
+  if #inflight > 0 then redis.call('ZADD', KEYS[5], unpack(inflight)) end
+  if #settled > 0 then redis.call('ZREM', KEYS[5], unpack(settled)) end
 end
 """
     + SAVE_SESSION
 )
+
+
+def _score(score: float) -> str:
+    return "+inf" if score == math.inf else repr(score)
 
 
 class Ops:
@@ -223,6 +232,13 @@ class Ops:
 
     def srem(self, key: str, *members: str) -> None:
         self._add("SREM", key, *members)
+
+    def zadd(self, key: str, mapping: dict[str, float]) -> None:
+        """As redis-py's ``zadd``: members and their scores (inf as Redis writes it)."""
+        self._add("ZADD", key, *(w for m, score in mapping.items() for w in (_score(score), m)))
+
+    def zrem(self, key: str, *members: str) -> None:
+        self._add("ZREM", key, *members)
 
     def delete(self, *keys: str) -> None:
         self._add("DEL", *keys)
@@ -251,3 +267,18 @@ class Ops:
         """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in
         ``scores`` (nothing when it has none there)."""
         self._add("ZMOVE", scores, source, target, member)
+
+
+# KEYS[1] the in-flight index; ARGV[1] the prefix of task keys, then the ids of tasks a read
+# found settled or gone: each leaves the index unless its record is back in flight by now
+# (checked here, atomically: a write may have queued and handed it over again meanwhile).
+UNINDEX_SETTLED = """
+for i = 2, #ARGV do
+  local raw = redis.call('GET', ARGV[1] .. ARGV[i])
+  local status = raw and cjson.decode(raw)['status']
+  if status ~= 'dispatched' and status ~= 'running' and status ~= 'waiting' then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return 1
+"""

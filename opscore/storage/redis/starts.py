@@ -12,10 +12,12 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from ...models import Session, TaskRun
+from ...models.sweep_due import INFLIGHT
 from ..parsed import PARSED
 from ..rules import ready_time
-from .base import _INFLIGHT, _Base
+from .base import _Base, _due_score
 from .queue_scripts import SEQ_SPAN
+from .scripts import _score
 
 
 class RunStarts(_Base):
@@ -33,10 +35,10 @@ class RunStarts(_Base):
             task_raw = PARSED.dump(task)
             written.append((self.k("task", task.task_id), task_raw))
             at = ready_time(task).timestamp() if task.task_id in queued else ""
-            inflight = "1" if task.status.value in _INFLIGHT else "0"
+            inflight = _score(_due_score(task)) if task.status in INFLIGHT else ""
             args += [task.task_id, task_raw, inflight, at, task.priority]
         keys = [key, self.k("sessions"), self.k("seq", "sessions")]
-        keys += [self.k("session_tasks", session.session_id), self.k("inflight")]
+        keys += [self.k("session_tasks", session.session_id), self.inflight_key]
         keys += self._enqueue_keys
         await self._script("save_run", keys=keys, args=args)
         self._seen.put(key, raw)

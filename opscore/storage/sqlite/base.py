@@ -33,13 +33,14 @@ from pydantic import BaseModel
 
 from ...errors import StorageError
 from ...models import Agent, TaskRun
+from ...models.sweep_due import sweep_due
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, next_queued
 from .calls import alone, on_loop_error, scan
 from .worker import GroupCommitThread, storage_error
 
 M = TypeVar("M", bound=BaseModel)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEASE = timedelta(seconds=30)
 CHECKPOINT_EVERY = 500  # writes on the loop between two checkpoints on the thread
 BUSY_TIMEOUT = 10  # seconds a call on the store's thread waits for another writer
@@ -98,6 +99,12 @@ def _doc(model: BaseModel) -> str:
 
 def _load(model: type[M], doc: str) -> M:
     return PARSED.load(model, doc)
+
+
+def _due(task: TaskRun) -> float | None:
+    """The task's ``sweep_at`` column: when a sweep may next act on it (``sweep_due``)."""
+    due = sweep_due(task)
+    return None if due is None else due.timestamp()
 
 
 @contextmanager
@@ -177,6 +184,22 @@ class _Base:
                 db.execute("ALTER TABLE queue ADD COLUMN due INTEGER NOT NULL DEFAULT 0")
                 db.execute("CREATE INDEX queue_due ON queue (due, priority DESC, seq)")
                 db.execute("CREATE INDEX queue_waiting ON queue (due, ready_at)")
+            if version < 3:
+                # 'sweep_at': when a sweep may next act on the task in flight (NULL: none
+                # will), so a round of sweeps reads what is due, not every task in flight
+                db.execute("ALTER TABLE tasks ADD COLUMN sweep_at REAL")
+                db.execute(
+                    "CREATE INDEX tasks_sweep_at ON tasks (sweep_at) WHERE sweep_at IS NOT NULL"
+                )
+                rows = db.execute(
+                    "SELECT doc FROM tasks WHERE status IN (?, ?, ?)", _INFLIGHT
+                ).fetchall()
+                for (doc,) in rows:
+                    task = _load(TaskRun, doc)
+                    db.execute(
+                        "UPDATE tasks SET sweep_at = ? WHERE task_id = ?",
+                        (_due(task), task.task_id),
+                    )
             # Future migrations go here, one `if version < N:` block each.
             db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -254,9 +277,9 @@ class _Base:
 
     def _put_task(self, db: sqlite3.Connection, task: TaskRun, seq: int) -> None:
         db.execute(
-            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
-            "status = excluded.status, doc = excluded.doc",
-            (task.task_id, task.session_id, seq, str(task.status.value), _doc(task)),
+            "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
+            "status = excluded.status, doc = excluded.doc, sweep_at = excluded.sweep_at",
+            (task.task_id, task.session_id, seq, str(task.status.value), _doc(task), _due(task)),
         )
 
     def _queue_next(self, db: sqlite3.Connection, then: QueuedNext | None) -> TaskRun | None:

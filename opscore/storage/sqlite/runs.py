@@ -272,11 +272,16 @@ class RunRecords(_Base):
         return task
 
     @scan
-    def inflight_tasks(self) -> list[TaskRun]:
+    def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         with self._tx(write=False) as db:
-            rows = db.execute(
-                "SELECT doc FROM tasks WHERE status IN (?, ?, ?)", _INFLIGHT
-            ).fetchall()
+            if due_by is None:
+                rows = db.execute(
+                    "SELECT doc FROM tasks WHERE status IN (?, ?, ?)", _INFLIGHT
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT doc FROM tasks WHERE sweep_at <= ?", (due_by.timestamp(),)
+                ).fetchall()
         return [_load(TaskRun, r[0]) for r in rows]
 
     @off_loop
