@@ -1,11 +1,13 @@
 """Where one workflow's time goes, stage by stage, on each store: the p50 goal made readable.
 
-    python -m bench.latency [--runs 40] [--stores memory,redis,postgresql,sqlite]
+    python -m bench.latency [--runs 40] [--stores memory,redis,postgresql,sqlite] [--agents 8]
 
-One Ops-Core process per store and the fast-agent process (bench/fast_agents.py), the 3-step
-chain of ``bench.run`` run one at a time on an idle service. From the server's own timestamps
-of each task: queued -> dispatched (the dispatcher's pass), dispatched -> started (hand-over,
-the agent's 202 and its ``active`` report), started -> finished (the ``active`` report done,
+One Ops-Core process per store and the fast-agent process (bench/fast_agents.py, ``--agents``
+of them), the 3-step chain of ``bench.run`` run one at a time on an idle service. From the
+server's own timestamps of each task: queued -> dispatched (until the dispatcher's pass
+starts: a task is stamped with its pass's start), dispatched -> started (the pass's reads of
+the queue and the agents, the hand-over, the agent's 202 and its ``active`` report), started
+-> finished (the ``active`` report done,
 then the ``idle`` one), finished -> next queued (completion, slot freed, the run advanced).
 Prints one JSON line of p50s in milliseconds per store.
 """
@@ -40,7 +42,7 @@ def _ms(start: str, end: str) -> float:
     return (_at(end) - _at(start)).total_seconds() * 1000
 
 
-def _one_store(url: str, runs: int) -> dict[str, float]:
+def _one_store(url: str, runs: int, fleet: int = 8) -> dict[str, float]:
     port, agents_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     stages: dict[str, list[float]] = {name: [] for name in (*STAGES, "workflow")}
@@ -51,7 +53,7 @@ def _one_store(url: str, runs: int) -> dict[str, float]:
             httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
         )
         client.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
-        agents = fast_agents_cmd(base, agents_port)
+        agents = fast_agents_cmd(base, agents_port, fleet)
         stack.enter_context(process(agents, ready_url=f"http://127.0.0.1:{agents_port}/health"))
         time.sleep(1)
         for _ in range(runs):
@@ -80,13 +82,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
+    parser.add_argument("--agents", type=int, default=8, help="the fast agents' fleet")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in available_stores(args.stores):
             with ExitStack() as stack:
                 url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
-                results[name] = _one_store(url, args.runs)
+                results[name] = _one_store(url, args.runs, args.agents)
             print(json.dumps({name: results[name]}), file=sys.stderr)
     print(json.dumps(results))
 

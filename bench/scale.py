@@ -56,6 +56,7 @@ async def run(agents: int, tasks: int) -> dict[str, float]:
     transport.outcomes = services.workflow.outcomes
     tune_runtime()  # the GC and logging settings `opscore serve` runs with
     store, now = services.storage, utcnow()
+    await store.open()  # OPSCORE_STORAGE_URL picks the store (memory:// by default)
     for i in range(agents):
         agent = Agent(
             agent_id=f"a{i}",
@@ -85,6 +86,7 @@ async def run(agents: int, tasks: int) -> dict[str, float]:
         await asyncio.sleep(0.001)  # the small case lasts ~0.1 s: a coarse poll would be its noise
     elapsed = time.perf_counter() - start
     await services.dispatcher.stop()
+    await store.close()
     return {"agents": agents, "tasks": tasks, "seconds": elapsed, "tasks_per_s": tasks / elapsed}
 
 

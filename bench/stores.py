@@ -1,10 +1,10 @@
 """The workflow benchmark on every store, and what each store is asked per workflow.
 
     python -m bench.stores [--runs 2000] [--stores memory,sqlite,redis,postgresql] [--replicas 2]
-        [--reports turn|agent] [--celery]
+        [--reports turn|agent] [--agents 8] [--celery]
 
 For each store: one Ops-Core process (``opscore serve`` with ``OPSCORE_STORAGE_URL``) and the
-fast-agent process (8 no-op agents), the 3-step chain of ``bench.run`` triggered ``--runs``
+fast-agent process (``--agents``, 8 no-op agents by default), the 3-step chain of ``bench.run`` triggered ``--runs``
 times (64 in flight) and one at a time for the latency. On Redis the commands Ops-Core sent are
 read from ``INFO commandstats`` before and after the throughput run and reported per workflow
 and per task; on PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow.
@@ -119,7 +119,13 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _one_store(
-    name: str, url: str, port: int | None, runs: int, replicas: int, reports: str = "turn"
+    name: str,
+    url: str,
+    port: int | None,
+    runs: int,
+    replicas: int,
+    reports: str = "turn",
+    agents: int = 8,
 ) -> dict[str, Any]:
     ports = [free_port() for _ in range(replicas)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
@@ -141,7 +147,7 @@ def _one_store(
         stack.enter_context(
             # reports spread over the replicas, as a load balancer would spread them
             process(
-                fast_agents_cmd(urls, pa, reports=reports),
+                fast_agents_cmd(urls, pa, agents, reports=reports),
                 ready_url=f"http://127.0.0.1:{pa}/health",
             )
         )
@@ -222,6 +228,7 @@ def main() -> None:
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--celery", action="store_true", help="the Celery chain in the same run")
+    parser.add_argument("--agents", type=int, default=8, help="the fast agents' fleet")
     parser.add_argument(
         "--reports",
         choices=("turn", "agent"),
@@ -237,7 +244,9 @@ def main() -> None:
             for replicas in counts:
                 with ExitStack() as stack:  # a fresh store for each line
                     url, port = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
-                    results.append(_one_store(name, url, port, args.runs, replicas, args.reports))
+                    results.append(
+                        _one_store(name, url, port, args.runs, replicas, args.reports, args.agents)
+                    )
                 print(json.dumps(results[-1]), file=sys.stderr)
     celery = None
     if args.celery:

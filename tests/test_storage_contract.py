@@ -23,6 +23,7 @@ from opscore.models import (
 from opscore.models.a2a import A2ATaskRef
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
+from opscore.storage.parsed import PARSED
 from opscore.storage.report_and_task import QueuedNext, TaskUpdate
 
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
@@ -188,6 +189,39 @@ class TestState:
         assert (
             await store.list_agents(state="idle", capability=None, offset=0, limit=1)
         ).total == (fleet)
+
+    async def test_a_fleet_larger_than_the_parsed_records_is_not_parsed_at_each_read(
+        self, store: Storage, monkeypatch
+    ) -> None:
+        """The dispatcher reads the available agents at each pass: past the shared cache of
+        parsed records (8,192, tasks included) each read parsed every agent again (170 ms
+        for 10,000 on Redis). Only an agent that changed is parsed again (storage/fleet.py)."""
+        monkeypatch.setattr(PARSED, "size", 50)  # a fleet six times the cache
+        for first in range(0, 300, 100):
+            await asyncio.gather(
+                *(
+                    store.save_agent(agent(f"f{i:03d}", state="idle"))
+                    for i in range(first, first + 100)
+                )
+            )
+        await store.available_agents({"idle"})
+        parses = 0
+        load = PARSED.load
+
+        def counted(model, raw):
+            nonlocal parses
+            parses += 1
+            return load(model, raw)
+
+        monkeypatch.setattr(PARSED, "load", counted)
+        assert len(await store.available_agents({"idle"})) == 300
+        assert parses == 0
+        await store.record_state(record("f007", "busy", 1), history_limit=5)
+        await store.delete_agent("f008")
+        parses = 0
+        found = {a.agent_id: a for a in await store.available_agents({"idle", "busy"})}
+        assert len(found) == 299 and "f008" not in found and found["f007"].state == "busy"
+        assert parses <= 1  # the agent that changed, and only it
 
     async def test_available_and_stale_agents(self, store: Storage) -> None:
         await store.create_agent(agent("busy", max_concurrency=1, active_tasks=["t0"]))

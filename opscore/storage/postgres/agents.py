@@ -124,6 +124,7 @@ class AgentRecords(_Base):
             )
             await conn.execute("DELETE FROM opscore_state_history WHERE agent_id = $1", agent_id)
         self._seen.forget(f"agent:{agent_id}")
+        self._fleet.forget(agent_id)
         return _load(Agent, doc) if doc is not None else None
 
     async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
@@ -167,13 +168,13 @@ class AgentRecords(_Base):
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT doc FROM opscore_agents WHERE state = ANY($1::text[])", list(states)
+                "SELECT agent_id, doc FROM opscore_agents WHERE state = ANY($1::text[])",
+                list(states),
             )
-        agents = []
-        for (doc,) in rows:  # each a guess for the slot claim that may follow
-            agent = _load(Agent, doc)
-            self._seen.put(f"agent:{agent.agent_id}", doc)
-            agents.append(agent)
+        if 2 * len(rows) <= self._seen.size:  # else it would only push every other guess out
+            for agent_id, doc in rows:  # each a guess for the slot claim that may follow
+                self._seen.put(f"agent:{agent_id}", doc)
+        agents = self._fleet.agents((r[0], r[1]) for r in rows)
         return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
 
     async def stale_agents(

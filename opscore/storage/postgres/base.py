@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from ...errors import OpsCoreError, StorageError
+from ..fleet import FleetView
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
 from ..turns import WriteTurns
@@ -113,6 +114,7 @@ class _Base:
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
         self._seen = Seen(4096)
+        self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
         # rows with a compare-and-set of this process in flight (_cas, claims, reports)
         self._turns = WriteTurns()
         # the telemetry channel's ids this reader has passed, oldest first (telemetry.py)

@@ -55,8 +55,12 @@ READ_ALONG_TASKS = 4
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
     async def _all_agents(self) -> list[Agent]:
-        raws = await self._records(self.k("agents"), "set", "agent")
-        return [PARSED.load(Agent, r) for r in raws]
+        flat = await self._script(
+            "records", keys=[self.k("agents")], args=["set", self.k("agent", "")]
+        )
+        if len(flat) <= self._seen.size:  # a fleet of at most half the guesses kept
+            self._remember(flat, "agent")  # else it would only push every other guess out
+        return self._fleet.agents(zip(flat[::2], flat[1::2], strict=True), complete=True)
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         key = self.k("agent", agent.agent_id)
@@ -103,6 +107,7 @@ class AgentRecords(_Base):
 
         removed = await self._cas(key, decide)
         self._seen.forget(key)
+        self._fleet.forget(agent_id)
         return removed
 
     async def _update_agent(

@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 from ...errors import OpsCoreError, StorageError
 from ...models import Page, TaskRun
 from ...models.sweep_due import sweep_due
+from ..fleet import FleetView
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
 from ..turns import WriteTurns
@@ -103,6 +104,7 @@ class _Base:
         self._turn = 0
         self._scripts: dict[str, Any] = {}
         self._seen = Seen(4096)
+        self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
         # keys with a compare-and-set of this process in flight (_cas_many)
         self._turns = WriteTurns()
         self._leases_looked_at: datetime | None = None  # dequeue_ready's last look at leases

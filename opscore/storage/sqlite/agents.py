@@ -67,7 +67,8 @@ class AgentRecords(_Base):
             agent = self._get_agent(db, agent_id)
             db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
             db.execute("DELETE FROM state_history WHERE agent_id=?", (agent_id,))
-            return agent
+        self._fleet.forget(agent_id)
+        return agent
 
     @quick
     def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:
@@ -143,8 +144,10 @@ class AgentRecords(_Base):
     def available_agents(self, states: Collection[str]) -> list[Agent]:
         marks = ",".join("?" * len(states))
         with self._tx(write=False) as db:
-            rows = db.execute(f"SELECT doc FROM agents WHERE state IN ({marks})", list(states))
-            agents = [_load(Agent, r[0]) for r in rows.fetchall()]
+            rows = db.execute(
+                f"SELECT agent_id, doc FROM agents WHERE state IN ({marks})", list(states)
+            ).fetchall()
+        agents = self._fleet.agents((r[0], r[1]) for r in rows)
         return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
 
     @scan
