@@ -18,29 +18,24 @@ from .parsed import PARSED
 
 
 class FleetView:
-    """Agent id -> (its record's JSON as last read, the parsed agent). Bounded by the fleet:
-    a read of every agent (``complete``) drops those no longer there."""
+    """Agent id -> (its record's JSON as last read, the parsed agent), as of the last read.
+
+    Each read replaces the view, so it holds what that read found and no more: an agent
+    deleted (by any replica), or no longer in the states read, is dropped; one that comes
+    back has changed (its state at least), so it would be parsed again anyway. A store keeps
+    one, for its reads of the fleet (on SQLite and PostgreSQL, of the available agents)."""
 
     def __init__(self) -> None:
         self._agents: dict[str, tuple[str, Agent]] = {}
 
-    def agents(self, rows: Iterable[tuple[str, str]], *, complete: bool = False) -> list[Agent]:
-        """The agents of ``rows`` (id and JSON), parsed only where the JSON changed;
-        ``complete``: the rows are every agent the store holds."""
+    def agents(self, rows: Iterable[tuple[str, str]]) -> list[Agent]:
+        """The agents of ``rows`` (id and JSON), parsed only where the JSON changed."""
         known = self._agents
         seen: dict[str, tuple[str, Agent]] = {}
-        out = []
         for agent_id, raw in rows:
             kept = known.get(agent_id)
             if kept is None or kept[0] != raw:
                 kept = (raw, PARSED.load(Agent, raw))
             seen[agent_id] = kept
-            out.append(kept[1])
-        if complete:
-            self._agents = seen
-        else:
-            known.update(seen)
-        return out
-
-    def forget(self, agent_id: str) -> None:
-        self._agents.pop(agent_id, None)
+        self._agents = seen
+        return [agent for _, agent in seen.values()]

@@ -124,7 +124,6 @@ class AgentRecords(_Base):
             )
             await conn.execute("DELETE FROM opscore_state_history WHERE agent_id = $1", agent_id)
         self._seen.forget(f"agent:{agent_id}")
-        self._fleet.forget(agent_id)
         return _load(Agent, doc) if doc is not None else None
 
     async def update_agent(self, agent_id: str, changes: dict[str, Any]) -> Agent | None:

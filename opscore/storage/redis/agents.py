@@ -60,7 +60,7 @@ class AgentRecords(_Base):
         )
         if len(flat) <= self._seen.size:  # a fleet of at most half the guesses kept
             self._remember(flat, "agent")  # else it would only push every other guess out
-        return self._fleet.agents(zip(flat[::2], flat[1::2], strict=True), complete=True)
+        return self._fleet.agents(zip(flat[::2], flat[1::2], strict=True))
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         key = self.k("agent", agent.agent_id)
@@ -107,7 +107,6 @@ class AgentRecords(_Base):
 
         removed = await self._cas(key, decide)
         self._seen.forget(key)
-        self._fleet.forget(agent_id)
         return removed
 
     async def _update_agent(

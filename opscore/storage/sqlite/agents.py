@@ -67,7 +67,6 @@ class AgentRecords(_Base):
             agent = self._get_agent(db, agent_id)
             db.execute("DELETE FROM agents WHERE agent_id=?", (agent_id,))
             db.execute("DELETE FROM state_history WHERE agent_id=?", (agent_id,))
-        self._fleet.forget(agent_id)
         return agent
 
     @quick
