@@ -109,6 +109,15 @@ class TestAgents:
         idle = await store.list_agents(state="idle", capability="even", offset=0, limit=10)
         assert [a.agent_id for a in idle.items] == ["a2"]
 
+    async def test_agents_are_counted_by_state_where_they_are_kept(self, store: Storage) -> None:
+        assert await store.agents_by_state() == {}
+        for i, state in enumerate(["idle", "idle", "busy", None]):
+            await store.create_agent(agent(f"a{i}", state=state))
+        assert await store.agents_by_state() == {"idle": 2, "busy": 1, None: 1}
+        await store.record_state(record("a3", "idle", 1), history_limit=10)
+        await store.delete_agent("a2")
+        assert await store.agents_by_state() == {"idle": 3}
+
     async def test_update_save_and_delete(self, store: Storage) -> None:
         await store.create_agent(agent("a1"))
         updated = await store.update_agent("a1", {"version": "2.0"})

@@ -236,19 +236,10 @@ class Telemetry:
         now = datetime.now(UTC)
         oldest = await self.storage.oldest_ready_at(now)
         self.oldest_ready_age.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
-        counts: dict[str, int] = {}
-        offset = 0
-        while True:
-            page = await self.storage.list_agents(
-                state=None, capability=None, offset=offset, limit=1000
-            )
-            for agent in page.items:
-                key = agent.state or "unknown"
-                counts[key] = counts.get(key, 0) + 1
-            offset += len(page.items)
-            if offset >= page.total or not page.items:
-                break
+        # counted by the store: paging through every agent cost a read of the whole fleet
+        # per page on Redis (10 of 10,000 agents per scrape) and a parse of each elsewhere
+        counts = await self.storage.agents_by_state()
         self.agents.clear()
         for state, count in counts.items():
-            self.agents.labels(state).set(count)
+            self.agents.labels(state or "unknown").set(count)
         return generate_latest(self.registry)

@@ -56,6 +56,9 @@ class Storage(Protocol):
     ) -> Page[Agent]:
         """Agents ordered by id, filtered by current state and/or capability."""
 
+    async def agents_by_state(self) -> dict[str | None, int]:
+        """Agents per current state (None: never reported), counted where they are kept."""
+
     async def delete_agent(self, agent_id: str) -> Agent | None:
         """Remove the agent and its state history. Returns the removed agent or None."""
 
@@ -232,8 +235,7 @@ class Storage(Protocol):
 
     async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         """Tasks in status dispatched, running or waiting (for a decision); with ``due_by``,
-        only those a sweep may have to act on by then (``models.sweep_due``: indexed, so a
-        round of sweeps reads what is due, not every task in flight)."""
+        only those a sweep may have to act on by then (indexed: ``models/sweep_due.py``)."""
 
     # --- queue ------------------------------------------------------------------------------
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,10 @@ class AgentRecords(_Base):
         ]
         agents.sort(key=lambda a: a.agent_id)
         return _page(agents, offset, limit)
+
+    async def agents_by_state(self) -> dict[str | None, int]:
+        with self._lock:
+            return dict(Counter(a.state for a in self._agents.values()))
 
     async def delete_agent(self, agent_id: str) -> Agent | None:
         with self._lock:

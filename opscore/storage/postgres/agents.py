@@ -117,6 +117,11 @@ class AgentRecords(_Base):
             items=[_load(Agent, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
+    async def agents_by_state(self) -> dict[str | None, int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT state, count(*) FROM opscore_agents GROUP BY state")
+        return {state: count for state, count in rows}
+
     async def delete_agent(self, agent_id: str) -> Agent | None:
         async with self._tx() as conn:
             doc = await conn.fetchval(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
@@ -94,6 +95,10 @@ class AgentRecords(_Base):
         ]
         agents.sort(key=lambda a: a.agent_id)
         return _page(agents, offset, limit)
+
+    async def agents_by_state(self) -> dict[str | None, int]:
+        # no index by state here: one read of the fleet (parsed only where it changed)
+        return dict(Counter(a.state for a in await self._all_agents()))
 
     async def delete_agent(self, agent_id: str) -> Agent | None:
         key = self.k("agent", agent_id)

@@ -61,6 +61,12 @@ class AgentRecords(_Base):
             items=[_load(Agent, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
 
+    @scan
+    def agents_by_state(self) -> dict[str | None, int]:
+        with self._tx(write=False) as db:
+            rows = db.execute("SELECT state, COUNT(*) FROM agents GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
     @off_loop
     def delete_agent(self, agent_id: str) -> Agent | None:
         with self._tx() as db:
