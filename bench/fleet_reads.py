@@ -1,0 +1,110 @@
+"""What reading the fleet costs on each store as it grows: the dispatcher's read of the
+available agents (at each pass that has work) and the metrics' count of agents per state (at
+each scrape), in this process.
+
+    python -m bench.fleet_reads [--agents 10000] [--reads 10] [--stores memory,sqlite,redis,postgresql]
+
+Per store (a fresh server for each): ``--agents`` idle agents saved, then the mean time of
+``--reads`` calls, after one that warms the process up, of:
+
+- ``available_agents``: every available agent, as a dispatch pass reads them;
+- ``agents_by_state``: the count per state a ``/metrics`` scrape makes;
+- ``paged``: the peer, the same count made by paging through every agent 1,000 at a time (as
+  the metrics did before ``agents_by_state``).
+
+Prints one JSON line per store, then all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from opscore.models import Agent, utcnow
+from opscore.storage import storage_from_url
+from opscore.storage.base import Storage
+
+from .stores import _start_store, available_stores
+
+SAVED_AT_ONCE = 200  # agents saved concurrently (a pipeline each on Redis: bounded clients)
+
+
+async def _paged(store: Storage) -> dict[str | None, int]:
+    counts: dict[str | None, int] = {}
+    offset = 0
+    while True:
+        page = await store.list_agents(state=None, capability=None, offset=offset, limit=1000)
+        for agent in page.items:
+            counts[agent.state] = counts.get(agent.state, 0) + 1
+        offset += len(page.items)
+        if offset >= page.total or not page.items:
+            return counts
+
+
+async def _timed(call: Callable[[], Awaitable[Any]], reads: int) -> float:
+    """Milliseconds per call, the mean of ``reads`` after one to warm up."""
+    await call()
+    start = time.perf_counter()
+    for _ in range(reads):
+        await call()
+    return round((time.perf_counter() - start) / reads * 1000, 2)
+
+
+async def _one_store(url: str, agents: int, reads: int) -> dict[str, Any]:
+    store = storage_from_url(url)
+    await store.open()
+    try:
+        now = utcnow()
+        for first in range(0, agents, SAVED_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    store.save_agent(
+                        Agent(
+                            agent_id=f"agent-{i:06d}",
+                            agent_name="fleet",
+                            capabilities=["noop"],
+                            state="idle",
+                            contact_endpoint=f"http://127.0.0.1:9/agents/{i}",
+                            last_seen=now,
+                            registered_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    for i in range(first, min(first + SAVED_AT_ONCE, agents))
+                )
+            )
+        return {
+            "agents": agents,
+            "available_agents_ms": await _timed(lambda: store.available_agents({"idle"}), reads),
+            "agents_by_state_ms": await _timed(store.agents_by_state, reads),
+            "paged_ms": await _timed(lambda: _paged(store), reads),
+        }
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--reads", type=int, default=10)
+    parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
+    args = parser.parse_args()
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in available_stores(args.stores):
+            with ExitStack() as stack:  # a fresh store for each line
+                url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
+                result[name] = asyncio.run(_one_store(url, args.agents, args.reads))
+            print(json.dumps({name: result[name]}), flush=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
