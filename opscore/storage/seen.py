@@ -33,6 +33,12 @@ class Seen:
         if len(self._values) > self.size:
             self._values.popitem(last=False)
 
+    def has_room_for(self, count: int) -> bool:
+        """Whether ``count`` more guesses (a read of the whole fleet) would leave room for the
+        others: at most half of what is kept. A larger batch would only push every other
+        guess out, at each read, and its own would not last until they are used."""
+        return 2 * count <= self.size
+
     def forget(self, *keys: str) -> None:
         for key in keys:
             self._values.pop(key, None)

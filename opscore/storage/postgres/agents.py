@@ -175,7 +175,7 @@ class AgentRecords(_Base):
                 "SELECT agent_id, doc FROM opscore_agents WHERE state = ANY($1::text[])",
                 list(states),
             )
-        if 2 * len(rows) <= self._seen.size:  # else it would only push every other guess out
+        if self._seen.has_room_for(len(rows)):
             for agent_id, doc in rows:  # each a guess for the slot claim that may follow
                 self._seen.put(f"agent:{agent_id}", doc)
         agents = self._fleet.agents((r[0], r[1]) for r in rows)

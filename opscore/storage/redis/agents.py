@@ -59,8 +59,8 @@ class AgentRecords(_Base):
         flat = await self._script(
             "records", keys=[self.k("agents")], args=["set", self.k("agent", "")]
         )
-        if len(flat) <= self._seen.size:  # a fleet of at most half the guesses kept
-            self._remember(flat, "agent")  # else it would only push every other guess out
+        if self._seen.has_room_for(len(flat) // 2):
+            self._remember(flat, "agent")
         return self._fleet.agents(zip(flat[::2], flat[1::2], strict=True))
 
     async def create_agent(self, agent: Agent) -> Agent | None:
