@@ -24,8 +24,7 @@ from pydantic import BaseModel
 from redis.exceptions import NoScriptError
 
 from ...errors import OpsCoreError, StorageError
-from ...models import Page, TaskRun
-from ...models.sweep_due import sweep_due
+from ...models import Page
 from ..fleet import FleetView
 from ..parsed import PARSED
 from ..seen import UNSEEN, Seen
@@ -87,10 +86,9 @@ def _page(items: list[M], offset: int, limit: int) -> Page[M]:
     return Page(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
 
 
-def _due_score(task: TaskRun) -> float:
-    """The task's score in the in-flight index: ``sweep_due`` (+inf when no sweep will act
-    on it until it is written again: it stays listed, for reads of every task in flight)."""
-    due = sweep_due(task)
+def _due_score(due: datetime | None) -> float:
+    """A task's score in the in-flight index, from its ``sweep_due`` (+inf when no sweep will
+    act on it until it is written again: it stays listed, for reads of every task in flight)."""
     return math.inf if due is None else due.timestamp()
 
 

@@ -102,17 +102,14 @@ class RunRecords(_Base):
         task, or True when it is unknown (the index is then set whatever it holds). Only a
         change is written: every write of a task keeps the index, so it was right before
         this one (two commands per attempt, not one per move)."""
-        inflight = task.status in INFLIGHT
-        if before is not True:
-            was = before if isinstance(before, TaskRun) and before.status in INFLIGHT else None
-            if was is None and not inflight:
-                return
-            if was is not None and inflight and sweep_due(was) == sweep_due(task):
-                return
-        if inflight:
-            p.zadd(self.inflight_key, {task.task_id: _due_score(task)})
-        else:
-            p.zrem(self.inflight_key, task.task_id)
+        was = before if isinstance(before, TaskRun) and before.status in INFLIGHT else None
+        if task.status not in INFLIGHT:
+            if before is True or was is not None:
+                p.zrem(self.inflight_key, task.task_id)
+            return
+        due = sweep_due(task)
+        if was is None or sweep_due(was) != due:
+            p.zadd(self.inflight_key, {task.task_id: _due_score(due)})
 
     def _task_moved(self, before: TaskRun, after: TaskRun) -> Callable[..., None]:
         """What a task's change writes beside its record: the in-flight index; and for a
@@ -277,7 +274,7 @@ class RunRecords(_Base):
         old = list(await self._redis.smembers(self.k("inflight")))
         raws = await self._redis.mget([self.k("task", i) for i in old]) if old else []
         tasks = [t for t in (_load(TaskRun, r) for r in raws) if t is not None]
-        scores = {t.task_id: _due_score(t) for t in tasks if t.status in INFLIGHT}
+        scores = {t.task_id: _due_score(sweep_due(t)) for t in tasks if t.status in INFLIGHT}
         async with self._redis.pipeline(transaction=True) as pipe:
             if scores:
                 pipe.zadd(self.inflight_key, scores)

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from ...models import Session, TaskRun
-from ...models.sweep_due import INFLIGHT
+from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
 from ..rules import ready_time
 from .base import _Base, _due_score
@@ -35,7 +35,7 @@ class RunStarts(_Base):
             task_raw = PARSED.dump(task)
             written.append((self.k("task", task.task_id), task_raw))
             at = ready_time(task).timestamp() if task.task_id in queued else ""
-            inflight = _score(_due_score(task)) if task.status in INFLIGHT else ""
+            inflight = _score(_due_score(sweep_due(task))) if task.status in INFLIGHT else ""
             args += [task.task_id, task_raw, inflight, at, task.priority]
         keys = [key, self.k("sessions"), self.k("seq", "sessions")]
         keys += [self.k("session_tasks", session.session_id), self.inflight_key]
