@@ -234,6 +234,47 @@ async def test_a_completion_and_the_next_step_it_queues_are_one_statement(pg, mo
         await store.close()
 
 
+async def test_a_report_on_a_sight_another_replica_made_stale_reads_its_rows_at_once(
+    pg, monkeypatch
+) -> None:
+    """Replica B saw agent a1 idle, and never saw its run; replica A started the run and
+    handed t1 to a1. a1's ``idle`` report with t1's result reaches B: B reads the agent's
+    row, t1's and the step t1's completion queues in one statement, then writes all three
+    in one. Read one by one, that was three statements, and the step was left out of the
+    write (the run was then read back and the step queued: two more)."""
+    from .test_storage_contract import MoveOnReport, agent, record, task, then_queue_t2
+
+    a, b = PostgresStorage(pg.url), PostgresStorage(pg.url)
+    await a.open()
+    await b.open()
+    try:
+        await b.save_agent(agent("a1"))
+        await a.save_tasks(
+            [
+                task("t1", status=TaskStatus.QUEUED),
+                task("t2", status=TaskStatus.PENDING, depends_on=["t1"]),
+            ]
+        )
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "a1"}
+        assert await a.update_task("t1", start, expect=["queued"], claim_slot_of="a1")
+        sent = _count_statements(b, monkeypatch)
+        plan = MoveOnReport(
+            TaskStatus.COMPLETED, ["dispatched"], release=True, then=then_queue_t2()
+        )
+        written = await b.record_report(
+            record("a1", "idle", 1, opscore_task_id="t1"), history_limit=5, plan=plan
+        )
+        assert written.task is not None and written.task.status == TaskStatus.COMPLETED
+        assert written.queued is not None and written.queued.task_id == "t2"
+        assert len(sent) == 2, sent
+        assert (await a.get_agent("a1")).active_tasks == []
+        assert (await a.get_task("t2")).status == TaskStatus.QUEUED
+        assert [e.task_id for e in await a.dequeue_ready(utcnow(), 10)] == ["t2"]
+    finally:
+        await a.close()
+        await b.close()
+
+
 def _count_statements(store: PostgresStorage, monkeypatch) -> list[str]:
     """The statements ``store`` sends from now on, as they are sent."""
     sent: list[str] = []

@@ -16,10 +16,9 @@ from ..parsed import PARSED
 from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
-from .agents import _READ_AGENT, HISTORY_AFTER_CHANGE, AgentRecords
+from .agents import HISTORY_AFTER_CHANGE, AgentRecords
 from .base import agent_and_task_written, queued_after
 from .completions import NextSteps
-from .runs import _READ_TASK
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
 # $8 the agent's document decided on; $9 task, $10 its status, $11 its document, $12 the
@@ -46,6 +45,14 @@ SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
 """
 
 
+# $1 agent, $2 a task, $3 the step its completion may queue (either may be NULL)
+_READ_ROWS = """
+SELECT (SELECT doc FROM opscore_agents WHERE agent_id = $1),
+    (SELECT doc FROM opscore_tasks WHERE task_id = $2::text),
+    (SELECT doc FROM opscore_tasks WHERE task_id = $3::text)
+"""
+
+
 class ReportRecords(AgentRecords, NextSteps):
     async def record_report(
         self, record: StateRecord, *, history_limit: int, plan: ReportPlan
@@ -53,44 +60,43 @@ class ReportRecords(AgentRecords, NextSteps):
         """One statement when the plan moves a task; ``record_state`` when it moves none.
         Decided first on the documents this process last saw (as ``_Base._cas``); a decision
         to move no task is taken again on the rows when it rested on such a sight and the
-        report names a task (another replica may have handed it over since)."""
+        report names a task (another replica may have handed it over since). Rows are read
+        together, as on Redis: the agent's with the task's and the step its completion may
+        queue, in one statement (read one by one, a replica whose sight another had made
+        stale spent three statements more per report, and the run was read back after)."""
         agent_key = f"agent:{record.agent_id}"
         named = plan.named_task(record)
         likely = named or self._task_on_sight(agent_key, record, plan)
         turns = (agent_key, f"task:{likely}") if likely else (agent_key,)
         async with self._turns.turn(turns), self._conn() as conn:
-            fresh = self._seen.get(agent_key) is UNSEEN
-            agent_doc = await self._seen_or_read(conn, agent_key, _READ_AGENT, record.agent_id)
-            task_doc: str | None = None
-            task_id: str | None = None
-            task_fresh = False
+            rows = _Rows(self, conn, record.agent_id, plan)
+            if rows.unseen(likely):
+                await rows.read(likely)
             while True:
+                agent_doc = rows.doc(agent_key)
                 try:
                     agent, duplicate = apply_state(_load_agent(agent_doc), record)
                     found = None if duplicate else plan.task_of(agent, record)
                     # refused, or the named task not held: the sight may be from before
                     doubt = found is None and not duplicate and named is not None
                 except OpsCoreError:
-                    if fresh:
+                    if agent_key in rows.fresh:
                         raise
                     doubt = True
-                if doubt and not fresh:
-                    agent_doc = await self._read_afresh(
-                        conn, agent_key, _READ_AGENT, record.agent_id
-                    )
-                    fresh = True
+                if doubt and agent_key not in rows.fresh:
+                    await rows.read(likely)
                     continue
                 if found is None:
                     break
-                if found != task_id:
-                    task_id = found
-                    task_fresh = self._seen.get(f"task:{found}") is UNSEEN
-                    task_doc = await self._seen_or_read(conn, f"task:{found}", _READ_TASK, found)
+                task_key = f"task:{found}"
+                if rows.unseen(found):  # the agent holds another task than the likely one
+                    await rows.read(found)
+                    continue
+                task_doc = rows.doc(task_key)
                 task = PARSED.load(TaskRun, task_doc) if task_doc is not None else None
                 done = planned(plan, agent, record, task)
-                if done is None and named is not None and not task_fresh:
-                    task_doc = await self._read_afresh(conn, f"task:{found}", _READ_TASK, found)
-                    task_fresh = True
+                if done is None and named is not None and task_key not in rows.fresh:
+                    await rows.read(found)
                     continue
                 if done is None or agent_doc is None or task_doc is None:
                     break
@@ -120,13 +126,12 @@ class ReportRecords(AgentRecords, NextSteps):
                 written, agent_now, task_now, next_written = answer
                 if written:
                     self._seen.put(agent_key, agent_raw)
-                    self._seen.put(f"task:{found}", task_raw)
+                    self._seen.put(task_key, task_raw)
                     queued = self._next_landed(queued, then_args, next_written)
                     return ReportWritten(agent, False, moved, update, queued)
                 # one of them changed since: decide again on what the statement saw
-                agent_doc, task_doc, fresh, task_fresh = agent_now, task_now, True, True
-                self._seen.put(agent_key, agent_doc)
-                self._seen.put(f"task:{found}", task_doc)
+                rows.saw(agent_key, agent_now)
+                rows.saw(task_key, task_now)
         agent, duplicate = await self.record_state(record, history_limit=history_limit)
         return ReportWritten(agent, duplicate)
 
@@ -143,10 +148,52 @@ class ReportRecords(AgentRecords, NextSteps):
             return None
         return None if duplicate else plan.task_of(agent, record)
 
-    async def _seen_or_read(self, conn: Any, key: str, read: str, ident: str) -> str | None:
-        """The document this process last saw under ``key``, else the row's."""
-        doc = self._seen.get(key)
-        return await self._read_afresh(conn, key, read, ident) if doc is UNSEEN else doc
+
+class _Rows:
+    """The rows one report is decided on: the agent's, a task's and the step that task's
+    completion may queue, as this process last saw them or as just read (``fresh``). The
+    step is read along so that ``NextSteps._next_step`` finds it."""
+
+    def __init__(self, store: ReportRecords, conn: Any, agent_id: str, plan: ReportPlan) -> None:
+        self._store, self._conn, self._agent_id, self._plan = store, conn, agent_id, plan
+        self._docs: dict[str, str | None] = {}
+        self.fresh: set[str] = set()
+
+    def _keys(self, task_id: str | None) -> list[str]:
+        keys = [f"agent:{self._agent_id}"]
+        if task_id is not None:
+            keys.append(f"task:{task_id}")
+            next_id = self._plan.next_step_of(task_id)
+            if next_id is not None:
+                keys.append(f"task:{next_id}")
+        return keys
+
+    def unseen(self, task_id: str | None) -> bool:
+        """Whether any of the rows for ``task_id`` is neither read nor seen by this process."""
+        return any(
+            key not in self._docs and self._store._seen.get(key) is UNSEEN
+            for key in self._keys(task_id)
+        )
+
+    def doc(self, key: str) -> str | None:
+        if key not in self._docs:
+            self._docs[key] = self._store._seen.get(key)
+        return self._docs[key]
+
+    async def read(self, task_id: str | None) -> None:
+        """The agent's row, the task's and its next step's, in one statement."""
+        keys = self._keys(task_id)
+        ids: list[str | None] = [key.partition(":")[2] for key in keys[1:]]
+        ids += [None] * (3 - len(keys))
+        answer = await self._conn.fetchrow(_READ_ROWS, self._agent_id, *ids)
+        for key, doc in zip(keys, answer, strict=False):
+            self.saw(key, doc)
+
+    def saw(self, key: str, doc: str | None) -> None:
+        """``doc`` as the row holds it now."""
+        self._docs[key] = doc
+        self.fresh.add(key)
+        self._store._seen.put(key, doc)
 
 
 def _load_agent(doc: str | None) -> Agent | None:
