@@ -1,7 +1,7 @@
 """A completion that queues its run's next step in the same write (workflow/next_steps.py),
 on every store, through the real app and real agents' reports: the run is read back only
-where it must be (its end, a join, a condition), and what each step gets is what it got
-when the run was read back after every step."""
+where it must be (a join, a condition, the end of a run that has them), and what each step
+gets is what it got when the run was read back after every step."""
 
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ def test_a_chain_queues_each_step_with_the_completion_before_it(
     assert steps["b"]["resolvedParameters"] == {"from": "w"}
     assert steps["c"]["resolvedParameters"] == {"b": "completed", "n": 3}
     assert [m["task_name"] for m in fleet.received] == ["a", "b", "c"]
-    # read back once, after the last step: the two before it queued their next with them
-    assert spent["session_with_tasks"] == 1
+    # never read back: the two steps before the last queued their next with them, and the
+    # last step's completion completes the run (RunShapes.finishes_run)
+    assert spent["session_with_tasks"] == 0
+    assert steps["c"]["status"] == "completed"
 
 
 def test_steps_that_need_the_run_still_read_it_back(
@@ -116,7 +118,7 @@ def test_agentkit_answers_queue_the_next_step_with_them(
         agent.kill()
     assert steps["c"]["result"] == "c(b(a(t)))"
     assert spent["update_task_and_next"] == 2  # a and b: each queued the next with it
-    assert spent["session_with_tasks"] == 1  # c, the end
+    assert spent["session_with_tasks"] == 0  # c, the end, completes the run unread
 
 
 def _chain_tasks(step_b_parameters: dict) -> list:
@@ -157,7 +159,12 @@ def test_the_runs_kept_are_bounded_in_runs_and_bytes() -> None:
     then = shapes.then(_chain_tasks({})[0], {"r": 1}, _session({}).created_at, parameter_limit=99)
     assert then is not None and then.changes["resolved_parameters"] == {"q": {"r": 1}}
     past_orjson = _session({"n": 2**70}).model_copy(update={"session_id": "s-big"})
-    shapes.seen(past_orjson, _chain_tasks({"q": "${input.n}"}))
+    own_ids = [
+        t.model_copy(update={"task_id": f"{t.task_id}-big"})
+        for t in _chain_tasks({"q": "${input.n}"})
+    ]
+    shapes.seen(past_orjson, own_ids)
+    assert shapes.next_step_of("t-a-big") is None  # too large to say: nothing kept of it
     assert shapes.next_step_of("t-a") == "t-b" and len(shapes) == 3  # remembered, no error
     for i in range(3):  # the least recently seen goes first
         session = _session({}).model_copy(update={"session_id": f"s{i + 2}"})
@@ -175,3 +182,38 @@ def test_the_runs_kept_are_bounded_in_runs_and_bytes() -> None:
         shapes.seen(session, tasks)
     assert 200 < len(shapes) < 300 and shapes.next_step_of("t-a-0") is None
     assert shapes.next_step_of("t-a-299") == "t-b-299"
+
+
+def test_the_completion_that_completes_a_run_is_known_from_its_shape() -> None:
+    """Only a run's one end, in a run with no condition and no fallback: every other step
+    is then one it waited for."""
+    from opscore.workflow.next_steps import RunShapes
+
+    def shaped(session_id: str, *steps: tuple[str, list[str], dict]) -> list:
+        base = _chain_tasks({})[0]
+        return [
+            base.model_copy(
+                update={"task_id": f"{session_id}-{step}", "step_id": step, "depends_on": deps}
+                | extra
+            )
+            for step, deps, extra in steps
+        ]
+
+    shapes = RunShapes()
+    runs = {
+        "chain": shaped("chain", ("a", [], {}), ("b", ["a"], {}), ("c", ["b"], {})),
+        "one": shaped("one", ("a", [], {})),
+        "join": shaped("join", ("a", [], {}), ("b", [], {}), ("c", ["a", "b"], {})),
+        "two-ends": shaped("two-ends", ("a", [], {}), ("b", ["a"], {}), ("c", ["a"], {})),
+        "condition": shaped("condition", ("a", [], {}), ("b", ["a"], {"when": "true"})),
+        "fallback": shaped(
+            "fallback", ("a", [], {"fallback_task_id": "f"}), ("f", [], {"fallback_for": "a"})
+        ),
+        "approval": shaped("approval", ("a", [], {}), ("b", ["a"], {"kind": "approval"})),
+    }
+    for session_id, tasks in runs.items():
+        shapes.seen(_session({}).model_copy(update={"session_id": session_id}), tasks)
+    ends = {t.task_id for tasks in runs.values() for t in tasks if shapes.finishes_run(t.task_id)}
+    assert ends == {"chain-c", "one-a", "join-c"}
+    shapes.forget("chain")  # a run this process no longer knows: read back, as before
+    assert not shapes.finishes_run("chain-c")

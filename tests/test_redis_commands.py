@@ -239,6 +239,26 @@ async def test_a_completion_reads_its_run_along_with_one_command(redis_counted) 
     }
 
 
+async def test_a_completion_that_ends_its_run_reads_nothing_along(redis_counted) -> None:
+    """The run's last step (TaskUpdate.ends_run): the run is completed without being read
+    back, so it is not read along either (one MGET, the records' own; no LRANGE)."""
+    from opscore.storage.report_and_task import TaskUpdate
+
+    store, calls = redis_counted
+    await store.save_session(session("s1"))
+    await store.save_tasks([task("t0", status=TaskStatus.RUNNING)])
+    await store.get_task("t0")
+    before = {name: calls(name) for name in ("mget", "get", "lrange")}
+    last = TaskUpdate({"status": TaskStatus.COMPLETED}, expect=["running"], ends_run=True)
+    done, _ = await store.update_task_and_next("t0", last)
+    assert done is not None and done.status == TaskStatus.COMPLETED
+    assert {name: calls(name) - n for name, n in before.items()} == {
+        "mget": 1,
+        "get": 0,
+        "lrange": 0,
+    }
+
+
 async def test_a_completion_that_queues_the_next_step_is_one_script(redis_counted) -> None:
     """The report, the completion and the next step's move to queued (TaskUpdate.then) go
     out as one script with one MGET and one MSET; the run is not read along, since it does

@@ -44,6 +44,9 @@ class TaskUpdate:
     meaning: str = field(default="", compare=False)
     # record_report: the step this change lets start, queued with it when still pending
     then: QueuedNext | None = None
+    # a completion of the run's last step: the run is completed without being read back, so
+    # a store that reads it along with a completion (Redis) need not
+    ends_run: bool = False
 
 
 class ReportPlan(Protocol):

@@ -145,7 +145,7 @@ class WorkflowEngine:
                 started.add(task.task_id)
                 await self.enqueue_task(task, context)
         if all(t.step_id in satisfied for t in tasks if t.step_id not in fallbacks):
-            await self._finish_session(session, tasks)
+            await self._finish_session(session.session_id, tasks)
 
     async def enqueue_task(
         self,
@@ -227,7 +227,13 @@ class WorkflowEngine:
         )
         await self.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
 
-    async def _finish_session(self, session: Session, tasks: list[TaskRun]) -> None:
+    async def complete_run(self, session_id: str) -> None:
+        """Complete a run whose last step just completed (``RunShapes.finishes_run``),
+        without reading it back: nothing of it is left to start or to cancel. The session's
+        own compare-and-set still decides (a run cancelled meanwhile stays cancelled)."""
+        await self._finish_session(session_id, [])
+
+    async def _finish_session(self, session_id: str, tasks: list[TaskRun]) -> None:
         # Fallbacks that were not needed are cancelled before the session completes, so a
         # reader never sees a completed session with a task still pending.
         for task in tasks:
@@ -241,18 +247,13 @@ class WorkflowEngine:
                 )
         now = self.clock()
         done = await move_session(
-            self.storage,
-            session.session_id,
-            SessionStatus.COMPLETED,
-            finished_at=now,
-            updated_at=now,
+            self.storage, session_id, SessionStatus.COMPLETED, finished_at=now, updated_at=now
         )
         if done is None:
             return
         await self.run_ended(done, "completed")
         log_operation(
-            "workflow.completed",
-            {"sessionId": session.session_id, "workflowId": session.workflow_id},
+            "workflow.completed", {"sessionId": session_id, "workflowId": done.workflow_id}
         )
 
     async def fail_session(self, session_id: str, error: str) -> None:

@@ -8,6 +8,8 @@ completion is written, which step it lets start. When that is one plain step (an
 that depends on the completed step alone, with no condition and no fallback in the run, whose
 parameters reference no other step), the completion queues it in its own write, exactly as
 ``WorkflowEngine.enqueue_task`` would (``TaskUpdate.then``), and the run is not read back.
+Likewise the completion of a run's one last step, in a run with no condition and no
+fallback, completes the run without reading it back (``RunShapes.finishes_run``).
 Everything else (fan-out, joins, conditions, fallbacks, a run this process has not seen, a
 step that was no longer pending) advances as before.
 """
@@ -41,13 +43,14 @@ class _Run:
     such step, or too large to keep (``max_size``), holds nothing: it is only remembered,
     so that its shape is not worked out again at each of its completions."""
 
-    __slots__ = ("next_of", "session", "size", "task_ids")
+    __slots__ = ("last", "next_of", "session", "size", "task_ids")
 
     def __init__(self, session: Session, tasks: list[TaskRun], max_size: int) -> None:
         self.next_of = _plain_next_steps(tasks)
+        self.last = _last_step(tasks)
         self.session: Session | None = None
         self.size = 0
-        self.task_ids: list[str] = []
+        self.task_ids = [t.task_id for t in tasks] if self.next_of or self.last else []
         if not self.next_of:
             return
         steps = self.next_of.values()
@@ -60,7 +63,6 @@ class _Run:
             self.next_of = {}
             return
         self.session, self.size = session, size
-        self.task_ids = [t.task_id for t in tasks]
 
 
 class RunShapes:
@@ -101,6 +103,13 @@ class RunShapes:
         self._bytes -= run.size
         for task_id in run.task_ids:
             self._session_of.pop(task_id, None)
+
+    def finishes_run(self, task_id: str) -> bool:
+        """Whether the completion of ``task_id`` alone completes its run (``_last_step``),
+        by what this process knows of the run."""
+        session_id = self._session_of.get(task_id)
+        run = self._runs.get(session_id) if session_id is not None else None
+        return run is not None and run.last == task_id
 
     def next_step_of(self, task_id: str) -> str | None:
         """The id of the plain step a completion of ``task_id`` lets start, if this process
@@ -160,6 +169,19 @@ def _plain_next_steps(tasks: list[TaskRun]) -> dict[str, TaskRun]:
         if task.kind == "agent" and len(after) == 1 and _plain_after(after[0], task.step_id):
             out[task.task_id] = after[0]
     return out
+
+
+def _last_step(tasks: list[TaskRun]) -> str | None:
+    """The task whose completion completes the run: its one agent step that no other step
+    depends on, in a run with no condition and no fallback. Every other step is then one it
+    waits for, directly or not, and none can be skipped or stand in for another: all of
+    them completed before it started, so its completion needs nothing of the run read back
+    to know that the run is done."""
+    if any(t.fallback_for or t.fallback_task_id or t.when is not None for t in tasks):
+        return None
+    awaited = {step_id for t in tasks for step_id in t.depends_on}
+    ends = [t for t in tasks if t.step_id not in awaited]
+    return ends[0].task_id if len(ends) == 1 and ends[0].kind == "agent" else None
 
 
 def _plain_after(step: TaskRun, step_id: str) -> bool:

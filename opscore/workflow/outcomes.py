@@ -119,7 +119,7 @@ class TaskOutcomes:
     ) -> TaskUpdate:
         """The move of the current attempt to completed, its agent's slot freed with it, and
         the run's next step it lets start when that one can be queued in the same write
-        (next_steps.py; ``TaskUpdate.then``)."""
+        (next_steps.py; ``TaskUpdate.then``), or whether it ends the run (``ends_run``)."""
         engine = self.engine
         now = engine.clock()
         spent: dict[str, Any] = (
@@ -143,7 +143,8 @@ class TaskOutcomes:
         )
         limit = engine.settings.max_task_parameters_bytes
         then = engine.shapes.then(task, result, now, parameter_limit=limit)
-        return replace(move, then=then) if then is not None else move
+        ends = then is None and engine.shapes.finishes_run(task.task_id)
+        return replace(move, then=then, ends_run=ends)
 
     async def complete_task(
         self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
@@ -165,8 +166,8 @@ class TaskOutcomes:
         self, done: TaskRun, usage: dict[str, Any] | None, *, queued: TaskRun | None = None
     ) -> None:
         """What follows a completion, however it was written: usage, the limits' slot, the
-        metrics, and the run's next steps. ``queued``: the one step the completion let
-        start, queued with it (next_steps.py): then the run is not read back."""
+        metrics, and the run's next steps. The run is not read back when ``queued`` (the
+        step the completion let start, queued with it) or when it was the run's last step."""
         engine = self.engine
         await engine.record_usage(done, usage)
         try:
@@ -179,6 +180,8 @@ class TaskOutcomes:
             if queued is not None:
                 engine.observe("queued", queued)  # as enqueue_task tells of it
                 engine.notify_dispatcher(capacity=False, queued=True)
+            elif engine.shapes.finishes_run(done.task_id):
+                await engine.complete_run(done.session_id)
             else:
                 await engine.advance(done.session_id)
         finally:

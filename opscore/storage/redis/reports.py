@@ -45,6 +45,7 @@ class ReportRecords(AgentRecords, RunRecords):
             if plan.task_of(agent, record) == task_id:
                 done = planned(plan, agent, record, before)
             written, moved, then, queued = ReportWritten(agent, False), None, None, None
+            read_run = True  # a completion reads its run along, for the run's advance
             if done is not None and before is not None:  # planned() moves no absent task
                 update, task, agent = done
                 moved = self._task_moved(before, task)
@@ -54,12 +55,13 @@ class ReportRecords(AgentRecords, RunRecords):
                     queued = next_queued(then, _load(TaskRun, raws[2]))
                     news[2] = PARSED.dump(queued) if queued is not None else None
                 written = ReportWritten(agent, False, task, update, queued)
+                read_run = queued is None and not update.ends_run
             news[0] = PARSED.dump(agent)
 
             def ops(p: Any) -> None:
                 self._add_history(p, record, history_limit)
                 if moved is not None:
-                    moved(p, read_run=queued is None)
+                    moved(p, read_run=read_run)
                 self._enqueue_next(p, then, queued)
 
             return news, written, ops

@@ -115,7 +115,7 @@ class RunRecords(_Base):
         """What a task's change writes beside its record: the in-flight index; and for a
         move to completed, its run is read along, since the run advances next
         (workflow/engine.py), unless ``read_run`` is False (its next step was queued with
-        it: the run does not advance then)."""
+        it, or it was the run's last: the run is not read back then)."""
 
         def ops(p: Any, read_run: bool = True) -> None:
             self._index_inflight(p, after, before)
@@ -232,7 +232,7 @@ class RunRecords(_Base):
             moved = self._task_moved(task, updated)
 
             def ops(p: Any) -> None:
-                moved(p, read_run=queued is None)
+                moved(p, read_run=queued is None and not update.ends_run)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
                 self._enqueue_next(p, then, queued)
