@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import api_command, app, emit_json, opts, out, table
+from .common import api_command, app, emit_json, opts, out, table
 
 budgets_app = typer.Typer(no_args_is_help=True, help="Budgets on workflows and agents.")
 app.add_typer(budgets_app, name="budgets")

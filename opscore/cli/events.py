@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import api_command, app, emit_json, opts, out, styled, table, when
+from .common import api_command, app, emit_json, opts, out, styled, table, when
 
 subscriptions_app = typer.Typer(no_args_is_help=True, help="Events out: webhook subscriptions.")
 app.add_typer(subscriptions_app, name="subscriptions")

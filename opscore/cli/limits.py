@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import api_command, app, emit_json, opts, out, table
+from .common import api_command, app, emit_json, opts, out, table
 
 limits_app = typer.Typer(no_args_is_help=True, help="Concurrency limits on capabilities.")
 app.add_typer(limits_app, name="limits")

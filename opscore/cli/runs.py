@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from ..client import APIError
-from . import api_command, app, emit_json, opts, out, styled, table, tasks_app, when, workflows_app
+from .common import (
+    api_command,
+    app,
+    emit_json,
+    opts,
+    out,
+    styled,
+    table,
+    tasks_app,
+    when,
+    workflows_app,
+)
 
 runs_app = typer.Typer(no_args_is_help=True, help="Workflow runs.")
 app.add_typer(runs_app, name="runs")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..client import OpsCoreClient
-from . import api_command, app, emit_json, opts, out, parse_json_option, table, when
+from .common import api_command, app, emit_json, opts, out, parse_json_option, table, when
 
 schedules_app = typer.Typer(no_args_is_help=True, help="Templates run on a cron or an interval.")
 app.add_typer(schedules_app, name="schedules")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import api_command, app, emit_json, opts, out, parse_json_option, styled, table, when
+from .common import api_command, app, emit_json, opts, out, parse_json_option, styled, table, when
 
 Comment = Annotated[str | None, typer.Option(help="Why; recorded with the decision.")]
 Payload = Annotated[
