@@ -1,7 +1,8 @@
 """Signatures on the events Ops-Core sends: HMAC-SHA256 over ``"<timestamp>." + body``.
 
 The scheme AgentKit signs its own webhook with, so one verifier serves both. Standard library
-only: the SDK imports it to let receivers verify what they get (``opscore.client.verify_event``).
+only, so that a receiver verifies what it gets with the SDK installed alone
+(``from opscore.signatures import verify``, docs/events.md).
 """
 
 from __future__ import annotations
