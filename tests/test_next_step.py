@@ -56,8 +56,8 @@ def test_a_chain_queues_each_step_with_the_completion_before_it(
     assert steps["c"]["resolvedParameters"] == {"b": "completed", "n": 3}
     assert [m["task_name"] for m in fleet.received] == ["a", "b", "c"]
     # never read back: the two steps before the last queued their next with them, and the
-    # last step's completion completes the run (RunShapes.finishes_run)
-    assert spent["session_with_tasks"] == 0
+    # last step's completion completed the run with it (RunShapes.ended_by)
+    assert spent["session_with_tasks"] == 0 and spent["update_session"] == 0
     assert steps["c"]["status"] == "completed"
 
 
@@ -117,8 +117,9 @@ def test_agentkit_answers_queue_the_next_step_with_them(
     finally:
         agent.kill()
     assert steps["c"]["result"] == "c(b(a(t)))"
-    assert spent["update_task_and_next"] == 2  # a and b: each queued the next with it
-    assert spent["session_with_tasks"] == 0  # c, the end, completes the run unread
+    # a and b each queued the next with it; c, the end, completed the run with it
+    assert spent["update_task_and_next"] == 3
+    assert spent["session_with_tasks"] == 0 and spent["update_session"] == 0
 
 
 def _chain_tasks(step_b_parameters: dict) -> list:
@@ -213,7 +214,11 @@ def test_the_completion_that_completes_a_run_is_known_from_its_shape() -> None:
     }
     for session_id, tasks in runs.items():
         shapes.seen(_session({}).model_copy(update={"session_id": session_id}), tasks)
-    ends = {t.task_id for tasks in runs.values() for t in tasks if shapes.finishes_run(t.task_id)}
-    assert ends == {"chain-c", "one-a", "join-c"}
+    ends = {t.task_id: shapes.ended_by(t.task_id) for tasks in runs.values() for t in tasks}
+    assert {t: s for t, s in ends.items() if s} == {
+        "chain-c": "chain",
+        "one-a": "one",
+        "join-c": "join",
+    }
     shapes.forget("chain")  # a run this process no longer knows: read back, as before
-    assert not shapes.finishes_run("chain-c")
+    assert shapes.ended_by("chain-c") is None

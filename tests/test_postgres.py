@@ -224,7 +224,7 @@ async def test_a_completion_and_the_next_step_it_queues_are_one_statement(pg, mo
         update = TaskUpdate(
             completion, expect=["running"], release_slot_of="a1", then=then_queue_t2()
         )
-        done, queued = await store.update_task_and_next("t1", update)
+        done, queued, _ = await store.update_task_and_next("t1", update)
         assert done is not None and queued is not None
         assert len(sent) == 2, sent
         assert "next_moved" in sent[0]

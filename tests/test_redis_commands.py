@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from opscore.models import TaskStatus, utcnow
+from opscore.models import SessionStatus, TaskStatus, utcnow
 
 from .test_storage_contract import agent, session, task
 
@@ -239,24 +239,32 @@ async def test_a_completion_reads_its_run_along_with_one_command(redis_counted) 
     }
 
 
-async def test_a_completion_that_ends_its_run_reads_nothing_along(redis_counted) -> None:
-    """The run's last step (TaskUpdate.ends_run): the run is completed without being read
-    back, so it is not read along either (one MGET, the records' own; no LRANGE)."""
-    from opscore.storage.report_and_task import TaskUpdate
+async def test_a_completion_that_ends_its_run_completes_it_in_the_same_script(
+    redis_counted,
+) -> None:
+    """The run's last step (TaskUpdate.ends_run): the run is completed in the same script,
+    one MGET and one MSET for both records; and not read along (no LRANGE), since it is
+    not read back."""
+    from opscore.storage.report_and_task import RunEnd, TaskUpdate
 
     store, calls = redis_counted
-    await store.save_session(session("s1"))
+    await store.save_session(session("s1", status=SessionStatus.RUNNING))
     await store.save_tasks([task("t0", status=TaskStatus.RUNNING)])
     await store.get_task("t0")
-    before = {name: calls(name) for name in ("mget", "get", "lrange")}
-    last = TaskUpdate({"status": TaskStatus.COMPLETED}, expect=["running"], ends_run=True)
-    done, _ = await store.update_task_and_next("t0", last)
+    await store.get_session("s1")
+    before = {name: calls(name) for name in ("evalsha", "mget", "mset", "lrange")}
+    end = RunEnd("s1", {"status": SessionStatus.COMPLETED})
+    last = TaskUpdate({"status": TaskStatus.COMPLETED}, expect=["running"], ends_run=end)
+    done, _, ended = await store.update_task_and_next("t0", last)
     assert done is not None and done.status == TaskStatus.COMPLETED
+    assert ended is not None and ended.status == SessionStatus.COMPLETED
     assert {name: calls(name) - n for name, n in before.items()} == {
+        "evalsha": 1,
         "mget": 1,
-        "get": 0,
+        "mset": 1,
         "lrange": 0,
     }
+    assert (await store.get_session("s1")).status == SessionStatus.COMPLETED
 
 
 async def test_a_completion_that_queues_the_next_step_is_one_script(redis_counted) -> None:

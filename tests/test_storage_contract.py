@@ -24,7 +24,7 @@ from opscore.models.a2a import A2ATaskRef
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
 from opscore.storage.parsed import PARSED
-from opscore.storage.report_and_task import QueuedNext, TaskUpdate
+from opscore.storage.report_and_task import QueuedNext, RunEnd, TaskUpdate
 
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 
@@ -679,8 +679,10 @@ class MoveOnReport:
         *,
         release: bool = False,
         then: QueuedNext | None = None,
+        ends: RunEnd | None = None,
     ) -> None:
         self.to, self.expect, self.release, self.then = to, expect, release, then
+        self.ends = ends
         self.skip = False  # plan nothing
 
     def task_of(self, agent: Agent, record: StateRecord) -> str | None:
@@ -696,6 +698,9 @@ class MoveOnReport:
     def next_step_of(self, task_id: str) -> str | None:
         return self.then.task_id if self.then is not None else None
 
+    def run_ended_by(self, task_id: str) -> str | None:
+        return self.ends.session_id if self.ends is not None else None
+
     def plan(self, agent: Agent, record: StateRecord, task: TaskRun) -> TaskUpdate | None:
         if self.skip:
             return None
@@ -706,6 +711,7 @@ class MoveOnReport:
             release_slot_of=agent.agent_id if self.release else None,
             meaning=self.to.value,
             then=self.then,
+            ends_run=self.ends,
         )
 
 
@@ -897,7 +903,8 @@ class TestNextStepWithCompletion:
             release_slot_of="a1",
             then=then,
         )
-        return await store.update_task_and_next("t1", update)
+        written = await store.update_task_and_next("t1", update)
+        return written.task, written.queued
 
     async def test_the_next_step_is_queued_with_the_completion(
         self, store: Storage, via: str
@@ -943,6 +950,77 @@ class TestNextStepWithCompletion:
         assert (await store.get_task("t2")).status == TaskStatus.PENDING
         assert (await store.get_agent("a1")).active_tasks == ["t1"]
         assert await store.queue_depth() == 0
+
+
+class TestRunEndWithCompletion:
+    """A completion of a run's last step that completes the run in the same write
+    (TaskUpdate.ends_run), written with an agent's report or on its own."""
+
+    @pytest.fixture(params=["report", "update"])
+    def via(self, request) -> str:
+        return request.param
+
+    @staticmethod
+    async def _run(store: Storage, status: SessionStatus = SessionStatus.RUNNING) -> None:
+        """Agent a1 running t1, the last step of run s1 (``status``), both seen here."""
+        await store.save_session(session("s1", status=status))
+        await store.create_agent(agent("a1", active_tasks=["t1"]))
+        await store.save_tasks([task("t1", status=TaskStatus.RUNNING, agent_id="a1")])
+        for read in (store.get_agent("a1"), store.get_task("t1"), store.get_session("s1")):
+            await read
+
+    @staticmethod
+    async def _complete(
+        store: Storage, via: str, expect: str = "running"
+    ) -> tuple[TaskRun | None, Session | None]:
+        done_at = utcnow()
+        end = RunEnd(
+            "s1",
+            {"status": SessionStatus.COMPLETED, "finished_at": done_at, "updated_at": done_at},
+            ("running",),
+        )
+        if via == "report":
+            plan = MoveOnReport(TaskStatus.COMPLETED, [expect], release=True, ends=end)
+            written = await store.record_report(record("a1", "idle", 1), history_limit=5, plan=plan)
+            return written.task, written.ended
+        update = TaskUpdate(
+            {"status": TaskStatus.COMPLETED, "result": "done"},
+            expect=[expect],
+            release_slot_of="a1",
+            ends_run=end,
+        )
+        written_alone = await store.update_task_and_next("t1", update)
+        return written_alone.task, written_alone.ended
+
+    async def test_the_run_is_completed_with_its_last_step(self, store: Storage, via: str) -> None:
+        await self._run(store)
+        done, ended = await self._complete(store, via)
+        assert done is not None and done.status == TaskStatus.COMPLETED
+        assert ended is not None and ended.status == SessionStatus.COMPLETED
+        stored = await store.get_session("s1")
+        assert stored.status == SessionStatus.COMPLETED and stored.finished_at is not None
+        assert (await store.get_agent("a1")).active_tasks == []  # the slot freed with it
+        # and it moved in the index of runs by status
+        page = {"workflow_id": None, "agent_id": None, "offset": 0, "limit": 10}
+        completed = await store.list_sessions(status="completed", **page)
+        running = await store.list_sessions(status="running", **page)
+        assert [s.session_id for s in completed.items] == ["s1"] and running.total == 0
+
+    async def test_a_run_no_longer_running_is_left_as_it_is(self, store: Storage, via: str) -> None:
+        await self._run(store, status=SessionStatus.CANCELLED)
+        done, ended = await self._complete(store, via)
+        assert done is not None and done.status == TaskStatus.COMPLETED
+        assert ended is None
+        assert (await store.get_session("s1")).status == SessionStatus.CANCELLED
+
+    async def test_a_completion_that_does_not_apply_ends_nothing(
+        self, store: Storage, via: str
+    ) -> None:
+        await self._run(store)
+        done, ended = await self._complete(store, via, expect="dispatched")
+        assert done is None and ended is None
+        assert (await store.get_session("s1")).status == SessionStatus.RUNNING
+        assert (await store.get_task("t1")).status == TaskStatus.RUNNING
 
 
 @pytest.fixture(params=[b for b in BACKENDS if b != "memory"])

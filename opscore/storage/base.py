@@ -22,7 +22,7 @@ from ..models import (
     TaskRun,
     WorkflowTemplate,
 )
-from .report_and_task import ReportPlan, ReportWritten, TaskUpdate
+from .report_and_task import ReportPlan, ReportWritten, TaskUpdate, TaskWritten
 
 
 @runtime_checkable
@@ -224,14 +224,12 @@ class Storage(Protocol):
         timeouts and dispatchers never both win.
         """
 
-    async def update_task_and_next(
-        self, task_id: str, update: TaskUpdate
-    ) -> tuple[TaskRun | None, TaskRun | None]:
+    async def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
         """``update_task`` with ``update`` (its changes, guards and slot release), and in the
-        same atomic step the run's next step its ``then`` queues (as ``record_report`` does):
-        (the task as changed, or None when the change did not apply; the next step as queued,
-        or None when there was none, or it was no longer pending, or this process had no
-        sight of it: then the caller advances the run as before)."""
+        same atomic step the run's next step its ``then`` queues, or the run its ``ends_run``
+        completes (as ``record_report`` does). Either is None in the answer when it was not
+        written (not pending or running any more, or this process had no sight of it): then
+        the caller advances or completes the run as before."""
 
     async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         """Tasks in status dispatched, running or waiting (for a decision); with ``due_by``,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from ..models import Agent, StateRecord, TaskRun
+from ..models import Agent, Session, StateRecord, TaskRun
 from .rules import slot_released, task_change_applies
 
 
@@ -33,6 +33,16 @@ class QueuedNext:
 
 
 @dataclass(frozen=True)
+class RunEnd:
+    """The run completed in the same atomic step as the completion of its last step
+    (``TaskUpdate.ends_run``): moved by ``changes`` if its status is still one of ``expect``."""
+
+    session_id: str
+    changes: dict[str, Any]
+    expect: Collection[str] = ("running",)
+
+
+@dataclass(frozen=True)
 class TaskUpdate:
     """A compare-and-set of one task, as ``Storage.update_task`` takes it."""
 
@@ -44,9 +54,9 @@ class TaskUpdate:
     meaning: str = field(default="", compare=False)
     # record_report: the step this change lets start, queued with it when still pending
     then: QueuedNext | None = None
-    # a completion of the run's last step: the run is completed without being read back, so
-    # a store that reads it along with a completion (Redis) need not
-    ends_run: bool = False
+    # a completion of the run's last step: the run completed with it, not read back first
+    # (nor read along with the completion, as Redis does for a run that advances)
+    ends_run: RunEnd | None = None
 
 
 class ReportPlan(Protocol):
@@ -74,18 +84,35 @@ class ReportPlan(Protocol):
         none."""
         ...
 
+    def run_ended_by(self, task_id: str) -> str | None:
+        """The run (its session id) a completion of ``task_id`` may complete with it
+        (``TaskUpdate.ends_run``), read along as ``next_step_of``'s step; None for none."""
+        ...
+
 
 class ReportWritten(NamedTuple):
     """What ``record_report`` wrote: the agent after the report (and after the slot the
     task's change freed), whether the report was a replay, the task as changed with the
-    change that was applied (both None when no task changed), and the next step as queued
-    with it (``TaskUpdate.then``; None when there was none or it was no longer pending)."""
+    change that was applied (both None when no task changed), the next step as queued
+    with it (``TaskUpdate.then``; None when there was none or it was no longer pending),
+    and the run as completed with it (``TaskUpdate.ends_run``; None when it was not)."""
 
     agent: Agent
     duplicate: bool
     task: TaskRun | None = None
     update: TaskUpdate | None = None
     queued: TaskRun | None = None
+    ended: Session | None = None
+
+
+class TaskWritten(NamedTuple):
+    """What ``update_task_and_next`` wrote: the task as changed (None when the change did not
+    apply), and with it the next step as queued and the run as completed, as in
+    ``ReportWritten``."""
+
+    task: TaskRun | None
+    queued: TaskRun | None = None
+    ended: Session | None = None
 
 
 def planned(
@@ -110,3 +137,11 @@ def next_queued(then: QueuedNext | None, current: TaskRun | None) -> TaskRun | N
     if then is None or current is None or current.status not in then.expect:
         return None
     return current.model_copy(update=then.changes)
+
+
+def run_ended(end: RunEnd | None, current: Session | None) -> Session | None:
+    """The run as ``end`` completes it, when its guard holds on ``current`` (the session as
+    the store holds it); None to leave it (the caller completes it as before, if it must)."""
+    if end is None or current is None or current.status not in end.expect:
+        return None
+    return current.model_copy(update=end.changes)

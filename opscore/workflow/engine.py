@@ -26,7 +26,7 @@ from .next_steps import RunShapes
 from .step_inputs import queued_fields, substitution_context
 from .steps import WaitListener, skip_step, start_wait
 from .substitution import SubstitutionTooLargeError, substitute
-from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task
+from .transitions import INFLIGHT_TASK, TERMINAL_TASK, move_session, move_task, run_completion
 
 logger = logging.getLogger("opscore.workflow")
 
@@ -228,10 +228,18 @@ class WorkflowEngine:
         await self.fail_session(task.session_id, f"Task '{task.step_id}' failed: {task.error}")
 
     async def complete_run(self, session_id: str) -> None:
-        """Complete a run whose last step just completed (``RunShapes.finishes_run``),
-        without reading it back: nothing of it is left to start or to cancel. The session's
-        own compare-and-set still decides (a run cancelled meanwhile stays cancelled)."""
+        """Complete a run whose last step just completed (``RunShapes.ended_by``), without
+        reading it back: nothing of it is left to start or to cancel. The session's own
+        compare-and-set still decides (a run cancelled meanwhile stays cancelled)."""
         await self._finish_session(session_id, [])
+
+    async def run_completed(self, done: Session) -> None:
+        """What follows a run's completion, however it was written (on its own, or with
+        its last step's: ``TaskUpdate.ends_run``)."""
+        await self.run_ended(done, "completed")
+        log_operation(
+            "workflow.completed", {"sessionId": done.session_id, "workflowId": done.workflow_id}
+        )
 
     async def _finish_session(self, session_id: str, tasks: list[TaskRun]) -> None:
         # Fallbacks that were not needed are cancelled before the session completes, so a
@@ -245,16 +253,10 @@ class WorkflowEngine:
                     only_from=frozenset({S.PENDING}),
                     cancel_reason="not needed",
                 )
-        now = self.clock()
-        done = await move_session(
-            self.storage, session_id, SessionStatus.COMPLETED, finished_at=now, updated_at=now
-        )
-        if done is None:
-            return
-        await self.run_ended(done, "completed")
-        log_operation(
-            "workflow.completed", {"sessionId": session_id, "workflowId": done.workflow_id}
-        )
+        end = run_completion(session_id, self.clock())
+        done = await self.storage.update_session(session_id, end.changes, expect=end.expect)
+        if done is not None:
+            await self.run_completed(done)
 
     async def fail_session(self, session_id: str, error: str) -> None:
         """A task failed for good: cancel the rest of the run, then mark the run failed."""

@@ -9,7 +9,8 @@ that depends on the completed step alone, with no condition and no fallback in t
 parameters reference no other step), the completion queues it in its own write, exactly as
 ``WorkflowEngine.enqueue_task`` would (``TaskUpdate.then``), and the run is not read back.
 Likewise the completion of a run's one last step, in a run with no condition and no
-fallback, completes the run without reading it back (``RunShapes.finishes_run``).
+fallback, completes the run in its own write (``RunShapes.ended_by``, ``TaskUpdate.ends_run``)
+or, when the store's sight of the run was stale, right after it, without reading it back.
 Everything else (fan-out, joins, conditions, fallbacks, a run this process has not seen, a
 step that was no longer pending) advances as before.
 """
@@ -104,12 +105,12 @@ class RunShapes:
         for task_id in run.task_ids:
             self._session_of.pop(task_id, None)
 
-    def finishes_run(self, task_id: str) -> bool:
-        """Whether the completion of ``task_id`` alone completes its run (``_last_step``),
-        by what this process knows of the run."""
+    def ended_by(self, task_id: str) -> str | None:
+        """The run (its session id) that the completion of ``task_id`` alone completes
+        (``_last_step``), by what this process knows of the run; None for none."""
         session_id = self._session_of.get(task_id)
         run = self._runs.get(session_id) if session_id is not None else None
-        return run is not None and run.last == task_id
+        return session_id if run is not None and run.last == task_id else None
 
     def next_step_of(self, task_id: str) -> str | None:
         """The id of the plain step a completion of ``task_id`` lets start, if this process

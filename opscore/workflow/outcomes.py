@@ -9,16 +9,15 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..models import TaskRun, TaskStatus, UsageTotals
+from ..models import TaskRun, TaskStatus
 from ..observe.logs import log_operation
-from ..storage.report_and_task import TaskUpdate
+from .completions import TaskCompletions
 from .engine import WorkflowEngine, update_last
 from .step_inputs import substitution_context
-from .transitions import INFLIGHT_TASK, apply_move, move_task, task_move
+from .transitions import INFLIGHT_TASK, move_task
 
 S = TaskStatus
 
@@ -32,7 +31,7 @@ def timeout_error(task: TaskRun) -> str:
 GIVEN_UP = frozenset({"agent_lost", "timeout"})
 
 
-class TaskOutcomes:
+class TaskOutcomes(TaskCompletions):
     """Applies what happened to an attempt: running, completed, failed, retried, lost."""
 
     def __init__(self, engine: WorkflowEngine, *, rng: Callable[[], float] = random.random) -> None:
@@ -87,108 +86,6 @@ class TaskOutcomes:
         )
         await engine.advance(done.session_id)
         return True
-
-    def running_move(self, task: TaskRun, at: datetime, **changes: Any) -> TaskUpdate:
-        """The move of a dispatched attempt to running (the agent says it started)."""
-        return task_move(
-            S.RUNNING,
-            only_from=frozenset({S.DISPATCHED}),
-            attempt=task.attempts,
-            meaning="running",
-            started_at=at,
-            history=update_last(task.history, started_at=at),
-            **changes,
-        )
-
-    async def mark_running(self, task: TaskRun, at: datetime, **changes: Any) -> TaskRun | None:
-        """The agent says it started the dispatched attempt (or a pull worker claimed it);
-        None when the attempt is no longer dispatched."""
-        running = await apply_move(
-            self.storage, task.task_id, self.running_move(task, at, **changes)
-        )
-        if running is not None:
-            self.now_running(running)
-        return running
-
-    def now_running(self, running: TaskRun) -> None:
-        """What follows the move to running, however it was written."""
-        self.engine.observe("running", running)
-
-    def completion_move(
-        self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
-    ) -> TaskUpdate:
-        """The move of the current attempt to completed, its agent's slot freed with it, and
-        the run's next step it lets start when that one can be queued in the same write
-        (next_steps.py; ``TaskUpdate.then``), or whether it ends the run (``ends_run``)."""
-        engine = self.engine
-        now = engine.clock()
-        spent: dict[str, Any] = (
-            {"usage": (task.usage or UsageTotals()).plus(usage)} if usage else {}
-        )
-        move = task_move(
-            S.COMPLETED,
-            only_from=INFLIGHT_TASK,
-            attempt=task.attempts,
-            release_slot_of=task.agent_id,
-            meaning="completed",
-            result=result,
-            error=None,
-            finished_at=now,
-            deadline=None,
-            awaiting_answer=False,
-            # an agent that works inside the request never says it started: it did at hand-over
-            started_at=task.started_at or task.dispatched_at,
-            history=update_last(task.history, finished_at=now, outcome="completed"),
-            **spent,
-        )
-        limit = engine.settings.max_task_parameters_bytes
-        then = engine.shapes.then(task, result, now, parameter_limit=limit)
-        ends = then is None and engine.shapes.finishes_run(task.task_id)
-        return replace(move, then=then, ends_run=ends)
-
-    async def complete_task(
-        self, task: TaskRun, result: Any, *, usage: dict[str, Any] | None = None
-    ) -> bool:
-        """Record success of the current attempt; False if it was not in flight any more.
-        ``usage`` (tokens, model) goes on the attempt's span."""
-        move = self.completion_move(task, result, usage=usage)
-        queued = None
-        if move.then is None:
-            done = await apply_move(self.storage, task.task_id, move)
-        else:
-            done, queued = await self.storage.update_task_and_next(task.task_id, move)
-        if done is None:
-            return False
-        await self.now_completed(done, usage, queued=queued)
-        return True
-
-    async def now_completed(
-        self, done: TaskRun, usage: dict[str, Any] | None, *, queued: TaskRun | None = None
-    ) -> None:
-        """What follows a completion, however it was written: usage, the limits' slot, the
-        metrics, and the run's next steps. The run is not read back when ``queued`` (the
-        step the completion let start, queued with it) or when it was the run's last step."""
-        engine = self.engine
-        await engine.record_usage(done, usage)
-        try:
-            await engine.release(done, slot_freed=True, notify=False)
-            engine.observe("completed", done, usage=usage)
-            log_operation(
-                "task.completed",
-                {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
-            )
-            if queued is not None:
-                engine.observe("queued", queued)  # as enqueue_task tells of it
-                engine.notify_dispatcher(capacity=False, queued=True)
-            elif engine.shapes.finishes_run(done.task_id):
-                await engine.complete_run(done.session_id)
-            else:
-                await engine.advance(done.session_id)
-        finally:
-            # once, after the run's next tasks are queued: the pass it wakes finds them and
-            # reads the agents along (Dispatcher._first_look), instead of a pass woken by the
-            # freed slot racing the queueing and reading the agents after it
-            engine.notify_dispatcher()
 
     async def fail_attempt(self, task: TaskRun, error: str, *, outcome: str) -> bool:
         """One attempt failed: retry with backoff, else fallback, else dead-letter the task."""

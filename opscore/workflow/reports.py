@@ -76,6 +76,10 @@ class AgentReports:
         """The step a completion of ``task_id`` queues with it, when one does (next_steps.py)."""
         return self.engine.shapes.next_step_of(task_id)
 
+    def run_ended_by(self, task_id: str) -> str | None:
+        """The run a completion of ``task_id`` completes with it, when one does."""
+        return self.engine.shapes.ended_by(task_id)
+
     async def followed(self, agent: Agent, record: StateRecord, written: ReportWritten) -> None:
         """After an applied report: what follows the task's change written with it, or, when
         none was, the report's outcomes for the tasks the agent holds."""
@@ -87,7 +91,9 @@ class AgentReports:
             self.outcomes.now_running(task)
         elif update.meaning == "completed":
             usage = usage_from(record.details.get("usage"))
-            await self.outcomes.now_completed(task, usage, queued=written.queued)
+            await self.outcomes.now_completed(
+                task, usage, queued=written.queued, ended=written.ended
+            )
         if record.state in self.dispatchable:
             self.engine.notify_dispatcher()
 

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import ConflictError
 from ..models import Session, SessionStatus, TaskRun, TaskStatus
 from ..storage.base import Storage
-from ..storage.report_and_task import TaskUpdate
+from ..storage.report_and_task import RunEnd, TaskUpdate
 
 S = TaskStatus
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
@@ -113,6 +113,14 @@ async def apply_move(storage: Storage, task_id: str, move: TaskUpdate) -> TaskRu
         attempt=move.attempt,
         release_slot_of=move.release_slot_of,
     )
+
+
+def run_completion(session_id: str, now: datetime) -> RunEnd:
+    """The move of a run to completed: what ``WorkflowEngine`` writes when its last step is
+    done, on its own or along with that step's completion (``TaskUpdate.ends_run``)."""
+    to = SessionStatus.COMPLETED
+    changes = {"status": to, "finished_at": now, "updated_at": now}
+    return RunEnd(session_id, changes, tuple(_sources(SESSION_TRANSITIONS, to)))
 
 
 async def move_session(

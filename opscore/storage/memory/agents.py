@@ -15,10 +15,11 @@ from ...models import (
 )
 from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
-from .base import _Base, _page
+from .base import _page
+from .runs import RunRecords
 
 
-class AgentRecords(_Base):
+class AgentRecords(RunRecords):
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent | None:
         with self._lock:
@@ -99,7 +100,8 @@ class AgentRecords(_Base):
             self._tasks[task.task_id] = task
             self._track_inflight(task)
             self._agents[agent.agent_id] = agent
-            return ReportWritten(agent, False, task, update, self._queue_next(update.then))
+            queued, ended = self._queue_next(update.then), self._end_run(update.ends_run)
+            return ReportWritten(agent, False, task, update, queued, ended)
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         with self._lock:

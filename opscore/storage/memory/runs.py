@@ -14,7 +14,7 @@ from ...models import (
     TaskRun,
     WorkflowTemplate,
 )
-from ..report_and_task import TaskUpdate
+from ..report_and_task import RunEnd, TaskUpdate, TaskWritten
 from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _Base, _page
 
@@ -126,15 +126,26 @@ class RunRecords(_Base):
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or (expect is not None and session.status not in expect):
-                return None
-            was_open = session.status not in _FINISHED
-            session = session.model_copy(update=changes)
-            self._put_session(session)
-            if was_open and session.status in _FINISHED:
-                self._retire(session_id)
-            return session
+            return self._change_session(session_id, changes, expect)
+
+    def _change_session(
+        self, session_id: str, changes: dict[str, Any], expect: Collection[str] | None
+    ) -> Session | None:
+        """``update_session``; the caller holds the lock."""
+        session = self._sessions.get(session_id)
+        if session is None or (expect is not None and session.status not in expect):
+            return None
+        was_open = session.status not in _FINISHED
+        session = session.model_copy(update=changes)
+        self._put_session(session)
+        if was_open and session.status in _FINISHED:
+            self._retire(session_id)
+        return session
+
+    def _end_run(self, end: RunEnd | None) -> Session | None:
+        """The run a completion completes with it (``TaskUpdate.ends_run``); the caller
+        holds the lock."""
+        return self._change_session(end.session_id, end.changes, end.expect) if end else None
 
     def _retire(self, session_id: str) -> None:
         """Keep only the newest finished sessions (and their tasks): memory stays bounded."""
@@ -221,12 +232,12 @@ class RunRecords(_Base):
         with self._lock:
             return self._change_task(task_id, update, enqueue_at, claim_slot_of)
 
-    async def update_task_and_next(
-        self, task_id: str, update: TaskUpdate
-    ) -> tuple[TaskRun | None, TaskRun | None]:
+    async def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
         with self._lock:
             task = self._change_task(task_id, update)
-            return task, self._queue_next(update.then) if task is not None else None
+            if task is None:
+                return TaskWritten(None)
+            return TaskWritten(task, self._queue_next(update.then), self._end_run(update.ends_run))
 
     def _change_task(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 from ...errors import NoFreeSlotError
 from ...models import TaskRun
 from ..guard import guard_methods
-from ..report_and_task import TaskUpdate
+from ..report_and_task import TaskUpdate, TaskWritten
 from ..rules import slot_taken
 from .claims import SlotClaims
 from .documents import DocumentRecords
@@ -76,14 +76,11 @@ class PostgresStorage(
                 await self.enqueue(task_id, priority=updated.priority, ready_at=enqueue_at)
         return updated
 
-    async def update_task_and_next(
-        self, task_id: str, update: TaskUpdate
-    ) -> tuple[TaskRun | None, TaskRun | None]:
-        """The task and the next step in one statement (``completions.py``; the task alone
-        when this process has no sight of the step); the slot freed right after, as
-        ``update_task``."""
-        then = update.then
-        if then is None:
+    async def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
+        """The task and what follows it (the next step, or the run completed) in one
+        statement (``completions.py``; the task alone when this process has no sight of
+        that row); the slot freed right after, as ``update_task``."""
+        if update.then is None and update.ends_run is None:
             changed = await self.update_task(
                 task_id,
                 update.changes,
@@ -91,11 +88,11 @@ class PostgresStorage(
                 attempt=update.attempt,
                 release_slot_of=update.release_slot_of,
             )
-            return changed, None
-        changed, queued = await self._change_and_queue_next(task_id, update, then)
+            return TaskWritten(changed)
+        changed, queued, ended = await self._change_and_what_follows(task_id, update)
         if changed is not None and update.release_slot_of is not None:
             await self.release_agent_slot(update.release_slot_of, task_id)
-        return changed, queued
+        return TaskWritten(changed, queued, ended)
 
 
 __all__ = ["PostgresStorage"]

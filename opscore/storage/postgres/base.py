@@ -78,6 +78,19 @@ moved AS (
     WHERE task_id = ${t} AND (SELECT yes FROM held) RETURNING 1)"""
 
 
+def run_ended_after(moved: str, first: int) -> str:
+    """A CTE ``run_ended`` that writes the run's session as ``runs._session_row`` gives it
+    (``$first`` its id, then its status, workflow, agent, finish and document) only if the
+    row still holds the document decided on (``$first + 6``) and ``moved`` wrote a row."""
+    f = first
+    return f"""
+run_ended AS (
+    UPDATE opscore_sessions SET status = ${f + 1}, workflow_id = ${f + 2}, agent_id = ${f + 3},
+        finished_at = ${f + 4}, doc = ${f + 5}
+    WHERE session_id = ${f} AND doc = ${f + 6} AND EXISTS (SELECT 1 FROM {moved})
+    RETURNING 1)"""
+
+
 def queued_after(moved: str, priority: int, channel: int, name: str = "queued") -> str:
     """CTEs that queue the task the CTE ``moved`` returns (its ``task_id``), as ``enqueue``
     does: ``$priority`` its priority, ``$priority + 1`` when it is ready; and NOTIFY on

@@ -1,37 +1,45 @@
-"""PostgresStorage: a task's change and the run's next step it lets start, in one statement
-(``update_task_and_next``; ``record_report`` writes the same step with a report).
+"""PostgresStorage: a task's change and what it lets follow, in one statement: the run's next
+step it lets start, or the run it completes (``update_task_and_next``; ``record_report``
+writes the same with a report).
 
-The next step is decided on this process's sight of its row (``_seen``): with none, the task
-alone is changed and the caller advances the run as before. The step is moved only if the
-task moved and the step still holds the document decided on; when it did not, the task's
-change stands and the run advances as before.
+Either is decided on this process's sight of its row (``_seen``): with none, the task alone
+is changed and the caller advances or completes the run as before. The step (or the run) is
+moved only if the task moved and its row still holds the document decided on; when it did
+not, the task's change stands and the caller goes on as before.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...models import TaskRun
+from ...models import Session, TaskRun
 from ..parsed import PARSED
-from ..report_and_task import QueuedNext, TaskUpdate, next_queued
+from ..report_and_task import QueuedNext, RunEnd, TaskUpdate, next_queued, run_ended
 from ..rules import task_change_applies
 from ..seen import UNSEEN
-from .base import CHANNEL, _Base, queued_after
-from .runs import _READ_TASK, _SET_TASK
+from .base import CHANNEL, _Base, queued_after, run_ended_after
+from .runs import _READ_TASK, _SET_TASK, _session_row
 
+_MOVED = """
+WITH moved AS (
+    UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4
+    RETURNING task_id),"""
 # $1 task, $2 its status, $3 its document, $4 the document decided on; $5 the next step, $6
 # its status, $7 its document, $8 the document decided on; queued at $9 (priority), $10
 # (ready), NOTIFY $11 from $12. Answers (task written, the task's document, step queued).
-_SET_TASK_AND_NEXT = f"""
-WITH moved AS (
-    UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4
-    RETURNING task_id),
+_SET_TASK_AND_NEXT = f"""{_MOVED}
 next_moved AS (
     UPDATE opscore_tasks SET status = $6, doc = $7
     WHERE task_id = $5 AND doc = $8 AND EXISTS (SELECT 1 FROM moved) RETURNING task_id),
 {queued_after("next_moved", 9, 11, "next_queued")}
 SELECT (SELECT count(*) FROM moved) = 1, (SELECT doc FROM opscore_tasks WHERE task_id = $1),
     (SELECT count(*) FROM next_queued_woken) > 0
+"""
+# ... or, from $5, the run's session completed (base.run_ended_after); the third answer says
+# whether it was.
+_SET_TASK_AND_END = f"""{_MOVED}{run_ended_after("moved", 5)}
+SELECT (SELECT count(*) FROM moved) = 1, (SELECT doc FROM opscore_tasks WHERE task_id = $1),
+    (SELECT count(*) FROM run_ended) > 0
 """
 
 
@@ -50,27 +58,58 @@ class NextSteps(_Base):
         args = (then.task_id, queued.status.value, raw, doc, queued.priority, then.ready_at)
         return queued, (*args, CHANNEL, self._token)
 
-    def _next_landed(
-        self, queued: TaskRun | None, then_args: tuple[Any, ...], written: bool
-    ) -> TaskRun | None:
-        """After a statement that carried ``_next_step``'s parameters: the step as queued,
-        remembered as this process's sight of it; None when it had changed since (its sight
-        is forgotten, and the run advances as before)."""
-        if queued is None:
-            return None
-        if written:
-            self._seen.put(f"task:{queued.task_id}", then_args[2])
-            return queued
-        self._seen.forget(f"task:{queued.task_id}")
-        return None
+    def _run_end(self, end: RunEnd) -> tuple[Session | None, tuple[Any, ...]]:
+        """The run as ``end`` completes it, decided on this process's sight of its session,
+        and the statement's parameters for it (``run_ended_after``); (None, ()) when there
+        is no such sight or the run is not running (the caller completes it as before)."""
+        doc = self._seen.get(f"session:{end.session_id}")
+        if doc is UNSEEN or doc is None:
+            return None, ()
+        ended = run_ended(end, PARSED.load(Session, doc))
+        return (ended, (*_session_row(ended), doc)) if ended is not None else (None, ())
 
-    async def _change_and_queue_next(
-        self, task_id: str, update: TaskUpdate, then: QueuedNext
-    ) -> tuple[TaskRun | None, TaskRun | None]:
-        """The task's change (no slot: the caller frees it after) and ``then``, in one
-        statement; decided first on the documents this process last saw, as ``_Base._cas``."""
+    def _followed(
+        self, queued: TaskRun | None, ended: Session | None, tail: tuple[Any, ...], written: bool
+    ) -> tuple[TaskRun | None, Session | None]:
+        """After a statement that carried ``_what_follows``'s parameters: the step as queued
+        or the run as completed, remembered as this process's sight of its row; (None, None)
+        when that row had changed since (its sight is forgotten, and the caller goes on as
+        before: the run advances, or is completed, on its own)."""
+        if queued is not None:
+            key, doc = f"task:{queued.task_id}", tail[2]
+        elif ended is not None:
+            key, doc = f"session:{ended.session_id}", tail[5]
+        else:
+            return None, None
+        if not written:
+            self._seen.forget(key)
+            return None, None
+        self._seen.put(key, doc)
+        return queued, ended
+
+    def _what_follows(
+        self, update: TaskUpdate
+    ) -> tuple[TaskRun | None, Session | None, tuple[Any, ...]]:
+        """What a completion writes with it, as this process saw the rows: the next step as
+        queued or the run as completed (at most one of them), and their parameters."""
+        if update.then is not None:
+            queued, args = self._next_step(update.then)
+            return queued, None, args
+        if update.ends_run is not None:
+            ended, args = self._run_end(update.ends_run)
+            return None, ended, args
+        return None, None, ()
+
+    async def _change_and_what_follows(
+        self, task_id: str, update: TaskUpdate
+    ) -> tuple[TaskRun | None, TaskRun | None, Session | None]:
+        """The task's change (no slot: the caller frees it after) and what follows it
+        (``_what_follows``), in one statement; decided first on the documents this process
+        last saw, as ``_Base._cas``."""
         task_key = f"task:{task_id}"
-        async with self._turns.turn((task_key, f"task:{then.task_id}")), self._conn() as conn:
+        then = update.then
+        turns = (task_key, f"task:{then.task_id}") if then is not None else (task_key,)
+        async with self._turns.turn(turns), self._conn() as conn:
             doc = self._seen.get(task_key)
             fresh = doc is UNSEEN
             if fresh:
@@ -79,21 +118,26 @@ class NextSteps(_Base):
                 task = PARSED.load(TaskRun, doc) if isinstance(doc, str) else None
                 if task is None or not task_change_applies(task, update.expect, update.attempt):
                     if fresh:
-                        return None, None
+                        return None, None, None
                     doc, fresh = await self._read_afresh(conn, task_key, _READ_TASK, task_id), True
                     continue
                 changed = task.model_copy(update=update.changes)
                 raw = PARSED.dump(changed)
-                queued, then_args = self._next_step(then)
+                queued, ended, tail = self._what_follows(update)
                 head = (task_id, changed.status.value, raw, doc)
-                if queued is None:  # the step is no longer pending, as this process saw it
+                if queued is not None:
+                    written, current, tail_written = await conn.fetchrow(
+                        _SET_TASK_AND_NEXT, *head, *tail
+                    )
+                elif ended is not None:
+                    written, current, tail_written = await conn.fetchrow(
+                        _SET_TASK_AND_END, *head, *tail
+                    )
+                else:  # nothing follows with it, as this process saw the rows
                     written, current = await conn.fetchrow(_SET_TASK, *head)
-                    next_written = False
-                else:
-                    answer = await conn.fetchrow(_SET_TASK_AND_NEXT, *head, *then_args)
-                    written, current, next_written = answer
+                    tail_written = False
                 if written:
                     self._seen.put(task_key, raw)
-                    return changed, self._next_landed(queued, then_args, next_written)
+                    return changed, *self._followed(queued, ended, tail, tail_written)
                 doc, fresh = current, True  # it changed since: decide again on what it is
                 self._seen.put(task_key, doc)

@@ -17,7 +17,7 @@ from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import HISTORY_AFTER_CHANGE, AgentRecords
-from .base import agent_and_task_written, queued_after
+from .base import agent_and_task_written, queued_after, run_ended_after
 from .completions import NextSteps
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
@@ -29,7 +29,16 @@ SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
     (SELECT doc FROM opscore_agents WHERE agent_id = $1),
     (SELECT doc FROM opscore_tasks WHERE task_id = $9), false
 """
-# ... and the run's next step with them (TaskUpdate.then), if the task moved and the step
+# ... and the run's session completed with them (TaskUpdate.ends_run), from $13
+# (base.run_ended_after); the fourth answer says whether it was.
+_SET_STATE_TASK_AND_END = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
+{run_ended_after("moved", 13)}
+SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
+    (SELECT doc FROM opscore_agents WHERE agent_id = $1),
+    (SELECT doc FROM opscore_tasks WHERE task_id = $9),
+    (SELECT count(*) FROM run_ended) > 0
+"""
+# ... or the run's next step with them (TaskUpdate.then), if the task moved and the step
 # still holds the document decided on: $13 the step, $14 its status, $15 its document, $16
 # the document decided on; queued at $17 (priority), $18 (ready), NOTIFY $19 from $20.
 # The fourth answer says whether it was queued.
@@ -116,19 +125,19 @@ class ReportRecords(AgentRecords, NextSteps):
                     task_raw,
                     task_doc,
                 )
-                sql, queued = _SET_STATE_AND_TASK, None
-                then_args: tuple[Any, ...] = ()
-                if update.then is not None:
-                    queued, then_args = self._next_step(update.then)
-                    if queued is not None:
-                        sql = _SET_STATE_TASK_AND_NEXT
-                answer = await conn.fetchrow(sql, *args, *then_args)
-                written, agent_now, task_now, next_written = answer
+                queued, ended, tail = self._what_follows(update)
+                sql = _SET_STATE_AND_TASK
+                if queued is not None:
+                    sql = _SET_STATE_TASK_AND_NEXT
+                elif ended is not None:
+                    sql = _SET_STATE_TASK_AND_END
+                answer = await conn.fetchrow(sql, *args, *tail)
+                written, agent_now, task_now, tail_written = answer
                 if written:
                     self._seen.put(agent_key, agent_raw)
                     self._seen.put(task_key, task_raw)
-                    queued = self._next_landed(queued, then_args, next_written)
-                    return ReportWritten(agent, False, moved, update, queued)
+                    queued, ended = self._followed(queued, ended, tail, tail_written)
+                    return ReportWritten(agent, False, moved, update, queued, ended)
                 # one of them changed since: decide again on what the statement saw
                 rows.saw(agent_key, agent_now)
                 rows.saw(task_key, task_now)

@@ -30,10 +30,12 @@ class ReportRecords(AgentRecords, RunRecords):
             agent, duplicate = await self.record_state(record, history_limit=history_limit)
             return ReportWritten(agent, duplicate)
 
-        next_id = plan.next_step_of(task_id)
+        next_id, ends_id = plan.next_step_of(task_id), plan.run_ended_by(task_id)
         keys = [agent_key, self.k("task", task_id)]
         if next_id is not None:  # the step its completion may queue with it
             keys.append(self.k("task", next_id))
+        elif ends_id is not None:  # or the run it may complete
+            keys.append(self.k("session", ends_id))
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], ReportWritten, Any]:
             news: list[str | None] = [None] * len(keys)
@@ -45,17 +47,20 @@ class ReportRecords(AgentRecords, RunRecords):
             if plan.task_of(agent, record) == task_id:
                 done = planned(plan, agent, record, before)
             written, moved, then, queued = ReportWritten(agent, False), None, None, None
+            ended, session_ops = None, None
             read_run = True  # a completion reads its run along, for the run's advance
             if done is not None and before is not None:  # planned() moves no absent task
                 update, task, agent = done
                 moved = self._task_moved(before, task)
                 news[1] = PARSED.dump(task)
-                then = update.then
+                then, end = update.then, update.ends_run
                 if then is not None and then.task_id == next_id:
                     queued = next_queued(then, _load(TaskRun, raws[2]))
                     news[2] = PARSED.dump(queued) if queued is not None else None
-                written = ReportWritten(agent, False, task, update, queued)
-                read_run = queued is None and not update.ends_run
+                elif end is not None and end.session_id == ends_id:
+                    ended, session_ops = self._run_ending(end, raws[2], news)
+                written = ReportWritten(agent, False, task, update, queued, ended)
+                read_run = queued is None and end is None
             news[0] = PARSED.dump(agent)
 
             def ops(p: Any) -> None:
@@ -63,6 +68,8 @@ class ReportRecords(AgentRecords, RunRecords):
                 if moved is not None:
                     moved(p, read_run=read_run)
                 self._enqueue_next(p, then, queued)
+                if session_ops is not None:
+                    session_ops(p)
 
             return news, written, ops
 

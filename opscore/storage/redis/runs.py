@@ -1,4 +1,4 @@
-"""RedisStorage: sessions and task runs."""
+"""RedisStorage: task runs (sessions: ``sessions.py``)."""
 
 from __future__ import annotations
 
@@ -9,91 +9,30 @@ from typing import Any
 
 from ...models import (
     Agent,
-    Page,
     Session,
     TaskRun,
     TaskStatus,
 )
 from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
-from ..report_and_task import QueuedNext, TaskUpdate, next_queued
+from ..report_and_task import (
+    QueuedNext,
+    TaskUpdate,
+    TaskWritten,
+    next_queued,
+)
 from ..rules import slot_released, slot_taken, task_change_applies
 from .base import (
-    Ops,
-    _Base,
     _due_score,
     _load,
-    _page,
 )
+from .sessions import SessionRecords
 
 # a run with at most this many tasks is read along with the completion of one of them
 READ_ALONG_SESSION_TASKS = 32
 
 
-class RunRecords(_Base):
-    # --- sessions ---------------------------------------------------------------------------
-    async def save_session(self, session: Session) -> None:
-        key = self.k("session", session.session_id)
-        raw = PARSED.dump(session)
-        await self._script(
-            "save_session",
-            keys=[key, self.k("sessions"), self.k("seq", "sessions")],
-            args=[session.session_id, raw, session.status.value, self.k("sessions", "")],
-        )
-        self._seen.put(key, raw)
-
-    async def get_session(self, session_id: str) -> Session | None:
-        return _load(Session, await self._get(self.k("session", session_id)))
-
-    async def list_sessions(
-        self,
-        *,
-        status: str | None,
-        workflow_id: str | None,
-        agent_id: str | None,
-        offset: int,
-        limit: int,
-    ) -> Page[Session]:
-        index = self.k("sessions", status) if status else self.k("sessions")
-        if workflow_id is None and agent_id is None:
-            total = await self._redis.zcard(index)
-            ids = await self._redis.zrevrange(index, offset, offset + limit - 1)
-            raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
-            items = [s for s in (_load(Session, r) for r in raws) if s is not None]
-            return Page(items=items, total=total, offset=offset, limit=limit)
-        ids = await self._redis.zrevrange(index, 0, -1)
-        raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
-        sessions = [
-            s
-            for s in (_load(Session, r) for r in raws)
-            if s is not None
-            and (workflow_id is None or s.workflow_id == workflow_id)
-            and (agent_id is None or s.agent_id == agent_id)
-        ]
-        return _page(sessions, offset, limit)
-
-    async def update_session(
-        self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
-    ) -> Session | None:
-        def decide(raw: str | None) -> tuple[str | None, Session | None, Any]:
-            session = _load(Session, raw)
-            if session is None or (expect is not None and session.status not in expect):
-                return None, None, None
-            updated = session.model_copy(update=changes)
-
-            def ops(p: Ops) -> None:
-                if updated.status != session.status:
-                    p.zmove(
-                        self.k("sessions"),
-                        self.k("sessions", session.status.value),
-                        self.k("sessions", updated.status.value),
-                        session_id,
-                    )
-
-            return PARSED.dump(updated), updated, ops
-
-        return await self._cas(self.k("session", session_id), decide)
-
+class RunRecords(SessionRecords):
     # --- tasks ------------------------------------------------------------------------------
     def _index_inflight(self, p: Any, task: TaskRun, before: TaskRun | bool | None) -> None:
         """Keep the task in the index ``inflight_tasks`` reads (``inflight_key``: every task
@@ -189,10 +128,9 @@ class RunRecords(_Base):
         changed, _ = await self._change_task(task_id, update, enqueue_at, claim_slot_of)
         return changed
 
-    async def update_task_and_next(
-        self, task_id: str, update: TaskUpdate
-    ) -> tuple[TaskRun | None, TaskRun | None]:
-        return await self._change_task(task_id, update)
+    async def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
+        changed, (queued, ended) = await self._change_task(task_id, update)
+        return TaskWritten(changed, queued, ended)
 
     async def _change_task(
         self,
@@ -200,22 +138,25 @@ class RunRecords(_Base):
         update: TaskUpdate,
         enqueue_at: datetime | None = None,
         claim_slot_of: str | None = None,
-    ) -> tuple[TaskRun | None, TaskRun | None]:
+    ) -> tuple[TaskRun | None, tuple[TaskRun | None, Session | None]]:
         """One compare-and-set of the task, with its agent's record when a slot is claimed or
-        released, and the next step ``update.then`` queues when there is one."""
-        release_slot_of, then = update.release_slot_of, update.then
+        released, and the next step ``update.then`` queues, or the run ``update.ends_run``
+        completes, when there is one: (the task, (the step queued, the run completed))."""
+        release_slot_of, then, end = update.release_slot_of, update.then, update.ends_run
         keys = [self.k("task", task_id)]
         slot_of = release_slot_of or claim_slot_of
         if slot_of is not None:  # the agent's record changes in the same script
             keys.append(self.k("agent", slot_of))
         if then is not None:
             keys.append(self.k("task", then.task_id))
+        elif end is not None:
+            keys.append(self.k("session", end.session_id))
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], Any, Any]:
             unchanged: list[str | None] = [None] * len(raws)
             task = _load(TaskRun, raws[0])
             if task is None or not task_change_applies(task, update.expect, update.attempt):
-                return unchanged, (None, None), None
+                return unchanged, (None, (None, None)), None
             agent = _load(Agent, raws[1]) if slot_of is not None else None
             changed_agent = None
             if claim_slot_of is not None:  # NoFreeSlotError: asked again if on a guess
@@ -227,17 +168,23 @@ class RunRecords(_Base):
             if slot_of is not None:
                 news.append(PARSED.dump(changed_agent) if changed_agent is not None else None)
             queued = next_queued(then, _load(TaskRun, raws[-1])) if then is not None else None
+            ended, session_ops = None, None
             if then is not None:
                 news.append(PARSED.dump(queued) if queued is not None else None)
+            elif end is not None:
+                news.append(None)
+                ended, session_ops = self._run_ending(end, raws[-1], news)
             moved = self._task_moved(task, updated)
 
             def ops(p: Any) -> None:
-                moved(p, read_run=queued is None and not update.ends_run)
+                moved(p, read_run=queued is None and end is None)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
                 self._enqueue_next(p, then, queued)
+                if session_ops is not None:
+                    session_ops(p)
 
-            return news, (updated, queued), ops
+            return news, (updated, (queued, ended)), ops
 
         return await self._cas_many(keys, decide)
 

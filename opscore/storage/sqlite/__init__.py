@@ -17,12 +17,13 @@ from .base import path_from_url
 from .documents import DocumentRecords
 from .queue import QueueRecords
 from .runs import RunRecords
+from .templates import TemplateRecords
 
 
-class SQLiteStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords):
+class SQLiteStorage(AgentRecords, RunRecords, TemplateRecords, QueueRecords, DocumentRecords):
     """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``).
 
-    One class per group of records (``agents``, ``runs``, ``queue``, ``documents``) over a shared connection
+    One class per group of records (``agents``, ``runs``, ``templates``, ``queue``, ``documents``) over a shared connection
     (``base``), so each module stays one responsibility.
     """
 

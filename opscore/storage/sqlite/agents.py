@@ -15,11 +15,12 @@ from ...models import (
 )
 from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
-from .base import _Base, _doc, _load
+from .base import _doc, _load
 from .calls import off_loop, quick, scan
+from .runs import RunRecords
 
 
-class AgentRecords(_Base):
+class AgentRecords(RunRecords):
     # --- agents -----------------------------------------------------------------------------
     @quick
     def create_agent(self, agent: Agent) -> Agent | None:
@@ -114,7 +115,9 @@ class AgentRecords(_Base):
             update, task, agent = done
             self._write_state(db, agent, record, history_limit)
             self._put_task(db, task, row[1])
-            return ReportWritten(agent, False, task, update, self._queue_next(db, update.then))
+            queued = self._queue_next(db, update.then)
+            ended = self._end_run(db, update.ends_run)
+            return ReportWritten(agent, False, task, update, queued, ended)
 
     def _write_state(
         self, db: sqlite3.Connection, agent: Agent, record: StateRecord, history_limit: int

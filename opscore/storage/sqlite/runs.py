@@ -1,4 +1,4 @@
-"""SQLiteStorage: templates, sessions and task runs."""
+"""SQLiteStorage: sessions and task runs (templates: ``templates.py``)."""
 
 from __future__ import annotations
 
@@ -11,81 +11,14 @@ from ...models import (
     Page,
     Session,
     TaskRun,
-    WorkflowTemplate,
 )
-from ..report_and_task import TaskUpdate
+from ..report_and_task import RunEnd, TaskUpdate, TaskWritten
 from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _INFLIGHT, _Base, _doc, _load
 from .calls import off_loop, quick, scan
 
 
 class RunRecords(_Base):
-    # --- templates --------------------------------------------------------------------------
-    @off_loop
-    def save_workflow(self, template: WorkflowTemplate) -> WorkflowTemplate | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT doc FROM workflows WHERE id=? AND version=?",
-                (template.id, template.version),
-            ).fetchone()
-            if row:
-                return _load(WorkflowTemplate, row[0])
-            db.execute(
-                "INSERT INTO workflows VALUES (?, ?, ?, ?)",
-                (template.id, template.version, self._next(db, "workflows"), _doc(template)),
-            )
-            return None
-
-    @quick
-    def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
-        with self._tx(write=False) as db:
-            if version is None:
-                row = db.execute(
-                    "SELECT doc FROM workflows WHERE id=? ORDER BY seq DESC LIMIT 1", (workflow_id,)
-                ).fetchone()
-            else:
-                row = db.execute(
-                    "SELECT doc FROM workflows WHERE id=? AND version=?", (workflow_id, version)
-                ).fetchone()
-        return _load(WorkflowTemplate, row[0]) if row else None
-
-    @scan
-    def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
-        latest = (
-            "SELECT w.doc FROM workflows w WHERE w.seq = (SELECT MAX(seq) FROM workflows x "
-            "WHERE x.id = w.id)"
-        )
-        with self._tx(write=False) as db:
-            total = db.execute("SELECT COUNT(DISTINCT id) FROM workflows").fetchone()[0]
-            rows = db.execute(
-                f"{latest} ORDER BY w.id LIMIT ? OFFSET ?", (limit, offset)
-            ).fetchall()
-        return Page(
-            items=[_load(WorkflowTemplate, r[0]) for r in rows],
-            total=total,
-            offset=offset,
-            limit=limit,
-        )
-
-    @scan
-    def workflow_versions(self, workflow_id: str) -> list[str]:
-        with self._tx(write=False) as db:
-            rows = db.execute(
-                "SELECT version FROM workflows WHERE id=? ORDER BY seq", (workflow_id,)
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    @off_loop
-    def delete_workflow(self, workflow_id: str, version: str | None) -> int:
-        with self._tx() as db:
-            if version is None:
-                cursor = db.execute("DELETE FROM workflows WHERE id=?", (workflow_id,))
-            else:
-                cursor = db.execute(
-                    "DELETE FROM workflows WHERE id=? AND version=?", (workflow_id, version)
-                )
-            return cursor.rowcount
-
     # --- sessions ---------------------------------------------------------------------------
     def _put_session(
         self, db: sqlite3.Connection, session: Session, seq: int | None = None
@@ -157,17 +90,31 @@ class RunRecords(_Base):
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:
         with self._tx() as db:
-            row = db.execute(
-                "SELECT doc, seq FROM sessions WHERE session_id=?", (session_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            session = _load(Session, row[0])
-            if expect is not None and session.status not in expect:
-                return None
-            session = session.model_copy(update=changes)
-            self._put_session(db, session, row[1])
-            return session
+            return self._change_session(db, session_id, changes, expect)
+
+    def _change_session(
+        self,
+        db: sqlite3.Connection,
+        session_id: str,
+        changes: dict[str, Any],
+        expect: Collection[str] | None,
+    ) -> Session | None:
+        """``update_session``, in the caller's transaction."""
+        row = db.execute(
+            "SELECT doc, seq FROM sessions WHERE session_id=?", (session_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        session = _load(Session, row[0])
+        if expect is not None and session.status not in expect:
+            return None
+        session = session.model_copy(update=changes)
+        self._put_session(db, session, row[1])
+        return session
+
+    def _end_run(self, db: sqlite3.Connection, end: RunEnd | None) -> Session | None:
+        """The run a completion completes in its own transaction (``TaskUpdate.ends_run``)."""
+        return self._change_session(db, end.session_id, end.changes, end.expect) if end else None
 
     # --- tasks ------------------------------------------------------------------------------
     @quick
@@ -234,12 +181,13 @@ class RunRecords(_Base):
             return self._change_task(db, task_id, update, enqueue_at, claim_slot_of)
 
     @quick
-    def update_task_and_next(
-        self, task_id: str, update: TaskUpdate
-    ) -> tuple[TaskRun | None, TaskRun | None]:
+    def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
         with self._tx() as db:
             task = self._change_task(db, task_id, update)
-            return task, self._queue_next(db, update.then) if task is not None else None
+            if task is None:
+                return TaskWritten(None)
+            queued = self._queue_next(db, update.then)
+            return TaskWritten(task, queued, self._end_run(db, update.ends_run))
 
     def _change_task(
         self,

@@ -1,0 +1,104 @@
+"""RedisStorage: sessions (a run's record), and their index by status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from ...models import (
+    Page,
+    Session,
+)
+from ..parsed import PARSED
+from ..report_and_task import (
+    RunEnd,
+    run_ended,
+)
+from .base import (
+    Ops,
+    _Base,
+    _load,
+    _page,
+)
+
+
+class SessionRecords(_Base):
+    async def save_session(self, session: Session) -> None:
+        key = self.k("session", session.session_id)
+        raw = PARSED.dump(session)
+        await self._script(
+            "save_session",
+            keys=[key, self.k("sessions"), self.k("seq", "sessions")],
+            args=[session.session_id, raw, session.status.value, self.k("sessions", "")],
+        )
+        self._seen.put(key, raw)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        return _load(Session, await self._get(self.k("session", session_id)))
+
+    async def list_sessions(
+        self,
+        *,
+        status: str | None,
+        workflow_id: str | None,
+        agent_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> Page[Session]:
+        index = self.k("sessions", status) if status else self.k("sessions")
+        if workflow_id is None and agent_id is None:
+            total = await self._redis.zcard(index)
+            ids = await self._redis.zrevrange(index, offset, offset + limit - 1)
+            raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
+            items = [s for s in (_load(Session, r) for r in raws) if s is not None]
+            return Page(items=items, total=total, offset=offset, limit=limit)
+        ids = await self._redis.zrevrange(index, 0, -1)
+        raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
+        sessions = [
+            s
+            for s in (_load(Session, r) for r in raws)
+            if s is not None
+            and (workflow_id is None or s.workflow_id == workflow_id)
+            and (agent_id is None or s.agent_id == agent_id)
+        ]
+        return _page(sessions, offset, limit)
+
+    async def update_session(
+        self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
+    ) -> Session | None:
+        def decide(raw: str | None) -> tuple[str | None, Session | None, Any]:
+            session = _load(Session, raw)
+            if session is None or (expect is not None and session.status not in expect):
+                return None, None, None
+            updated = session.model_copy(update=changes)
+            return PARSED.dump(updated), updated, self._session_moved(session, updated)
+
+        return await self._cas(self.k("session", session_id), decide)
+
+    def _session_moved(self, before: Session, after: Session) -> Callable[[Ops], None]:
+        """What a session's change writes beside its record: its place in the index by
+        status."""
+
+        def ops(p: Ops) -> None:
+            if after.status != before.status:
+                p.zmove(
+                    self.k("sessions"),
+                    self.k("sessions", before.status.value),
+                    self.k("sessions", after.status.value),
+                    after.session_id,
+                )
+
+        return ops
+
+    def _run_ending(
+        self, end: RunEnd | None, raw: str | None, news: list[str | None]
+    ) -> tuple[Session | None, Callable[[Ops], None] | None]:
+        """The run a completion completes with it (``TaskUpdate.ends_run``), decided on its
+        record ``raw`` (the last key of a compare-and-set): its new record goes in ``news``;
+        and what else that writes."""
+        before = _load(Session, raw)
+        ended = run_ended(end, before)
+        if ended is None or before is None:
+            return None, None
+        news[-1] = PARSED.dump(ended)
+        return ended, self._session_moved(before, ended)
