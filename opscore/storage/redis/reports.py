@@ -8,12 +8,12 @@ from typing import Any
 from ...errors import OpsCoreError
 from ...models import Agent, StateRecord, TaskRun
 from ..parsed import PARSED
-from ..report_and_task import ReportPlan, ReportWritten, next_queued, planned
+from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import AgentRecords
 from .base import _load
-from .runs import RunRecords
+from .runs import Follows, RunRecords
 
 
 class ReportRecords(AgentRecords, RunRecords):
@@ -46,30 +46,31 @@ class ReportRecords(AgentRecords, RunRecords):
             done = None
             if plan.task_of(agent, record) == task_id:
                 done = planned(plan, agent, record, before)
-            written, moved, then, queued = ReportWritten(agent, False), None, None, None
-            ended, session_ops = None, None
+            written, moved, follows = ReportWritten(agent, False), None, Follows()
             read_run = True  # a completion reads its run along, for the run's advance
             if done is not None and before is not None:  # planned() moves no absent task
                 update, task, agent = done
                 moved = self._task_moved(before, task)
                 news[1] = PARSED.dump(task)
+                # what follows, if its record is the script's third key
                 then, end = update.then, update.ends_run
-                if then is not None and then.task_id == next_id:
-                    queued = next_queued(then, _load(TaskRun, raws[2]))
-                    news[2] = PARSED.dump(queued) if queued is not None else None
-                elif end is not None and end.session_id == ends_id:
-                    ended, session_ops = self._run_ending(end, raws[2], news)
-                written = ReportWritten(agent, False, task, update, queued, ended)
-                read_run = queued is None and end is None
+                follows = self._what_follows(
+                    then if then is not None and then.task_id == next_id else None,
+                    end if end is not None and end.session_id == ends_id else None,
+                    raws[-1],
+                )
+                if len(keys) > 2:
+                    news[2] = follows.raw
+                written = ReportWritten(agent, False, task, update, follows.queued, follows.ended)
+                read_run = follows.queued is None and end is None
             news[0] = PARSED.dump(agent)
 
             def ops(p: Any) -> None:
                 self._add_history(p, record, history_limit)
                 if moved is not None:
                     moved(p, read_run=read_run)
-                self._enqueue_next(p, then, queued)
-                if session_ops is not None:
-                    session_ops(p)
+                if follows.ops is not None:
+                    follows.ops(p)
 
             return news, written, ops
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...models import (
     Agent,
@@ -17,9 +17,11 @@ from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
 from ..report_and_task import (
     QueuedNext,
+    RunEnd,
     TaskUpdate,
     TaskWritten,
     next_queued,
+    run_ended,
 )
 from ..rules import slot_released, slot_taken, task_change_applies
 from .base import (
@@ -27,6 +29,18 @@ from .base import (
     _load,
 )
 from .sessions import SessionRecords
+
+
+class Follows(NamedTuple):
+    """What a completion writes with it (``RunRecords._what_follows``): the new record of
+    the script's last key (None: left as it is), the step queued, the run ended, and the
+    script's other writes for them."""
+
+    raw: str | None = None
+    queued: TaskRun | None = None
+    ended: Session | None = None
+    ops: Callable[[Any], None] | None = None
+
 
 # a run with at most this many tasks is read along with the completion of one of them
 READ_ALONG_SESSION_TASKS = 32
@@ -167,32 +181,44 @@ class RunRecords(SessionRecords):
             news: list[str | None] = [PARSED.dump(updated)]
             if slot_of is not None:
                 news.append(PARSED.dump(changed_agent) if changed_agent is not None else None)
-            queued = next_queued(then, _load(TaskRun, raws[-1])) if then is not None else None
-            ended, session_ops = None, None
-            if then is not None:
-                news.append(PARSED.dump(queued) if queued is not None else None)
-            elif end is not None:
-                news.append(None)
-                ended, session_ops = self._run_ending(end, raws[-1], news)
+            follows = self._what_follows(then, end, raws[-1])
+            if then is not None or end is not None:
+                news.append(follows.raw)
             moved = self._task_moved(task, updated)
 
             def ops(p: Any) -> None:
-                moved(p, read_run=queued is None and end is None)
+                moved(p, read_run=follows.queued is None and end is None)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
-                self._enqueue_next(p, then, queued)
-                if session_ops is not None:
-                    session_ops(p)
+                if follows.ops is not None:
+                    follows.ops(p)
 
-            return news, (updated, (queued, ended)), ops
+            return news, (updated, (follows.queued, follows.ended)), ops
 
         return await self._cas_many(keys, decide)
 
-    def _enqueue_next(self, p: Any, then: QueuedNext | None, queued: TaskRun | None) -> None:
-        """Queue the next step a completion moved to queued with it (``TaskUpdate.then``)."""
-        if then is not None and queued is not None:
-            ready = then.ready_at.timestamp()
-            p.enqueue(self._enqueue_keys, queued.task_id, queued.priority, ready)
+    def _what_follows(
+        self, then: QueuedNext | None, end: RunEnd | None, raw: str | None
+    ) -> Follows:
+        """What a completion writes with it in the same script, decided on ``raw``, the
+        record of the script's last key: the next step ``then`` queues (``TaskUpdate.then``)
+        and its queue entry, or the run ``end`` completes (``TaskUpdate.ends_run``) and its
+        place in the index by status. Nothing when neither is asked for or still applies."""
+        if then is not None:
+            queued = next_queued(then, _load(TaskRun, raw))
+            if queued is not None:
+                entry = (queued.task_id, queued.priority, then.ready_at.timestamp())
+
+                def enqueue(p: Any) -> None:
+                    p.enqueue(self._enqueue_keys, *entry)
+
+                return Follows(PARSED.dump(queued), queued, None, enqueue)
+        elif end is not None:
+            before = _load(Session, raw)
+            ended = run_ended(end, before)
+            if ended is not None and before is not None:
+                return Follows(PARSED.dump(ended), None, ended, self._session_moved(before, ended))
+        return Follows()
 
     async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -10,10 +10,6 @@ from ...models import (
     Session,
 )
 from ..parsed import PARSED
-from ..report_and_task import (
-    RunEnd,
-    run_ended,
-)
 from .base import (
     Ops,
     _Base,
@@ -89,16 +85,3 @@ class SessionRecords(_Base):
                 )
 
         return ops
-
-    def _run_ending(
-        self, end: RunEnd | None, raw: str | None, news: list[str | None]
-    ) -> tuple[Session | None, Callable[[Ops], None] | None]:
-        """The run a completion completes with it (``TaskUpdate.ends_run``), decided on its
-        record ``raw`` (the last key of a compare-and-set): its new record goes in ``news``;
-        and what else that writes."""
-        before = _load(Session, raw)
-        ended = run_ended(end, before)
-        if ended is None or before is None:
-            return None, None
-        news[-1] = PARSED.dump(ended)
-        return ended, self._session_moved(before, ended)
