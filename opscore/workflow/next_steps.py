@@ -108,9 +108,8 @@ class RunShapes:
     def ended_by(self, task_id: str) -> str | None:
         """The run (its session id) that the completion of ``task_id`` alone completes
         (``_last_step``), by what this process knows of the run; None for none."""
-        session_id = self._session_of.get(task_id)
-        run = self._runs.get(session_id) if session_id is not None else None
-        return session_id if run is not None and run.last == task_id else None
+        found = self._run_of(task_id)
+        return found[0] if found is not None and found[1].last == task_id else None
 
     def next_step_of(self, task_id: str) -> str | None:
         """The id of the plain step a completion of ``task_id`` lets start, if this process
@@ -138,11 +137,17 @@ class RunShapes:
         move = task_move(S.QUEUED, only_from=frozenset({S.PENDING}), **fields)
         return QueuedNext(step.task_id, move.changes, fields["ready_at"], move.expect or ())
 
-    def _next(self, task_id: str) -> tuple[Session, TaskRun] | None:
+    def _run_of(self, task_id: str) -> tuple[str, _Run] | None:
+        """The session id and the run ``task_id`` belongs to, when this process knows it."""
         session_id = self._session_of.get(task_id)
         run = self._runs.get(session_id) if session_id is not None else None
-        if run is None:
+        return (session_id, run) if session_id is not None and run is not None else None
+
+    def _next(self, task_id: str) -> tuple[Session, TaskRun] | None:
+        found = self._run_of(task_id)
+        if found is None:
             return None
+        run = found[1]
         step = run.next_of.get(task_id)
         return (run.session, step) if step is not None and run.session is not None else None
 
