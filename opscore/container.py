@@ -197,6 +197,14 @@ def build_services(
     if isinstance(storage, SharedTelemetry):  # replicas share logs, spans and the rate limit
         fleet = FleetTelemetry(storage, logs, telemetry.tracer)
         rate_limiter.replicas = telemetry.replicas = fleet.replicas
+        # tasks go first to the agents that report here (dispatch/affinity.py)
+        affinity = dispatcher.picker.affinity
+        affinity.replicas = fleet.replicas
+
+        async def reported_here(agent: Agent, record: StateRecord) -> None:
+            affinity.wrote(agent)
+
+        states.state_listeners.append(reported_here)
     return Services(
         settings=settings,
         storage=storage,

@@ -222,7 +222,7 @@ class Dispatcher:
             return 0  # the common case when agents report idle: nothing to do, no agent scan
         if agents is None:
             agents = await self.storage.available_agents(self.available_states)
-        free = FreeSlots({a.agent_id: a.max_concurrency - len(a.active_tasks) for a in agents})
+        free = self._free_slots(agents, now)
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             self._scan_from = 0
@@ -300,6 +300,19 @@ class Dispatcher:
         if handled:
             await self.storage.ack(handled)
         return sent
+
+    def _free_slots(self, agents: list[Agent], now: datetime) -> FreeSlots:
+        """Free slots per agent; none on an agent just freed by another replica's write,
+        which takes them (``ReportedHere.left_to_another``)."""
+        affinity = self.picker.affinity
+        return FreeSlots(
+            {
+                a.agent_id: 0
+                if affinity.left_to_another(a, now)
+                else a.max_concurrency - len(a.active_tasks)
+                for a in agents
+            }
+        )
 
     async def _first_look(self, now: datetime) -> tuple[list[QueueEntry], list[Agent] | None]:
         """The head of the queue; and the available agents, read in the same turn (one

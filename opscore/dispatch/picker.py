@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from ..models import Agent, TaskRun
+from .affinity import ReportedHere
 from .budgets import BudgetGate
 from .limits import CapabilityLimits
 from .slots import FreeSlots
@@ -18,11 +19,17 @@ T = TypeVar("T")
 
 class AgentPicker:
     """Starts a task on one suitable agent with a free slot (round-robin among the
-    candidates)."""
+    candidates; with other replicas up, those reporting to another replica last)."""
 
-    def __init__(self, limits: CapabilityLimits, budgets: BudgetGate) -> None:
+    def __init__(
+        self,
+        limits: CapabilityLimits,
+        budgets: BudgetGate,
+        affinity: ReportedHere | None = None,
+    ) -> None:
         self.limits = limits
         self.budgets = budgets
+        self.affinity = affinity or ReportedHere()
         self._rotation = itertools.count()
 
     async def pick(
@@ -49,7 +56,7 @@ class AgentPicker:
         try:
             budgeted = await self.budgets.any_for_agents()
             first = next(self._rotation) % len(candidates)
-            for agent in candidates[first:] + candidates[:first]:
+            for agent in self.affinity.ordered(candidates[first:] + candidates[:first]):
                 if free[agent.agent_id] <= 0:
                     continue
                 if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
