@@ -54,6 +54,8 @@ def process(
     try:
         if ready_url:
             wait_http(ready_url)
+            if proc.poll() is not None:  # another process answered on its port
+                raise RuntimeError(f"{' '.join(args[:3])} exited ({proc.returncode})")
         yield proc
     finally:
         proc.terminate()

@@ -138,9 +138,9 @@ CHAIN = {
 }
 
 
-async def _completed(session: aiohttp.ClientSession, url: str) -> int:
+async def _completed(session: aiohttp.ClientSession, url: str, status: str = "completed") -> int:
     async with session.get(
-        f"{url}/v1/opscore/sessions", params={"status": "completed", "limit": "1"}
+        f"{url}/v1/opscore/sessions", params={"status": status, "limit": "1"}
     ) as r:
         return int((await r.json())["total"])
 
@@ -157,6 +157,7 @@ async def _run_many(url: str | list[str], count: int) -> float:
         headers=headers, connector=aiohttp.TCPConnector(limit=64 * len(urls))
     ) as session:
         before = await _completed(session, urls[0])
+        failed_before = await _completed(session, urls[0], "failed")
         limits = {u: asyncio.Semaphore(64) for u in urls}
 
         async def one(target: str) -> None:
@@ -169,7 +170,15 @@ async def _run_many(url: str | list[str], count: int) -> float:
 
         start = time.perf_counter()
         await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(count)))
+        polls = 0
         while await _completed(session, urls[0]) - before < count:
+            polls += 1
+            # a run that failed never completes: say so rather than wait for ever (once a
+            # second: these polls are load on what is measured, and counted in its figures)
+            if polls % 20 == 0:
+                failed = await _completed(session, urls[0], "failed") - failed_before
+                if failed:
+                    raise RuntimeError(f"{failed} runs failed (are the agents up?)")
             await asyncio.sleep(0.05)
         return time.perf_counter() - start
 

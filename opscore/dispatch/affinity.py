@@ -17,13 +17,15 @@ So, while other replicas are up:
   entries back (with two replicas on Redis, 1.2 failed claims per workflow). Should that
   replica be gone, the agent is taken here after ``LEFT_FOR``, at the next pass (the
   dispatch interval). A report time ahead of this replica's clock (skew) leaves nothing.
-- the picker tries last the candidates whose latest report
-another replica wrote (the record's report timestamp is not the one this replica wrote). It
-is only an order among free candidates: the round robin is kept within each part, every
-candidate is still tried, and an agent that never reported stays in front. With one replica
-up (or on a store no other replica can share), the order is the round robin as before:
-otherwise a replica just restarted, that has written no report yet, would put every agent
-that reported before behind those that never do (A2A agents, pull workers).
+- the picker tries last the candidates whose latest report another replica wrote (the
+  record's report timestamp is not the one this replica wrote). It is only an order among
+  free candidates: the round robin is kept within each part, every candidate is still
+  tried, and an agent that never reported stays in front.
+
+With one replica up (or on a store no other replica can share), both are off and the order
+is the round robin as before: otherwise a replica just restarted, that has written no report
+yet, would put every agent that reported before behind those that never do (A2A agents,
+pull workers).
 """
 
 from __future__ import annotations
@@ -70,12 +72,12 @@ class ReportedHere:
         recent = timedelta(0) <= now - agent.last_seen < LEFT_FOR
         return recent and self.elsewhere(agent) and self.replicas() > 1
 
-    def ordered(self, candidates: Sequence[A]) -> list[A]:
+    def ordered(self, candidates: Sequence[A]) -> Sequence[A]:
         """``candidates`` with those reporting elsewhere moved last, each part in its order
         (as they are while this replica is the only one up)."""
         if self.replicas() <= 1:
-            return list(candidates)
+            return candidates
         here = [a for a in candidates if not self.elsewhere(a)]
         if len(here) == len(candidates) or not here:
-            return list(candidates)
+            return candidates
         return here + [a for a in candidates if self.elsewhere(a)]

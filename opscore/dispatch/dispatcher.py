@@ -303,12 +303,14 @@ class Dispatcher:
 
     def _free_slots(self, agents: list[Agent], now: datetime) -> FreeSlots:
         """Free slots per agent; none on an agent just freed by another replica's write,
-        which takes them (``ReportedHere.left_to_another``)."""
+        which takes them (``ReportedHere.left_to_another``; with other replicas up only: a
+        pass may look at a fleet of thousands)."""
         affinity = self.picker.affinity
+        left = affinity.left_to_another if affinity.replicas() > 1 else None
         return FreeSlots(
             {
                 a.agent_id: 0
-                if affinity.left_to_another(a, now)
+                if left is not None and left(a, now)
                 else a.max_concurrency - len(a.active_tasks)
                 for a in agents
             }
