@@ -77,7 +77,8 @@ class ReportedHere:
         (as they are while this replica is the only one up)."""
         if self.replicas() <= 1:
             return candidates
-        here = [a for a in candidates if not self.elsewhere(a)]
-        if len(here) == len(candidates) or not here:
-            return candidates
-        return here + [a for a in candidates if self.elsewhere(a)]
+        here: list[A] = []
+        there: list[A] = []
+        for agent in candidates:
+            (there if self.elsewhere(agent) else here).append(agent)
+        return here + there if here and there else candidates

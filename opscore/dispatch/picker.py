@@ -21,15 +21,10 @@ class AgentPicker:
     """Starts a task on one suitable agent with a free slot (round-robin among the
     candidates; with other replicas up, those reporting to another replica last)."""
 
-    def __init__(
-        self,
-        limits: CapabilityLimits,
-        budgets: BudgetGate,
-        affinity: ReportedHere | None = None,
-    ) -> None:
+    def __init__(self, limits: CapabilityLimits, budgets: BudgetGate) -> None:
         self.limits = limits
         self.budgets = budgets
-        self.affinity = affinity or ReportedHere()
+        self.affinity = ReportedHere()  # told how many replicas are up by the assembly
         self._rotation = itertools.count()
 
     async def pick(
