@@ -138,7 +138,8 @@ CHAIN = {
 }
 
 
-async def _completed(session: aiohttp.ClientSession, url: str, status: str = "completed") -> int:
+async def _runs_in(session: aiohttp.ClientSession, url: str, status: str) -> int:
+    """How many runs the store holds in ``status``."""
     async with session.get(
         f"{url}/v1/opscore/sessions", params={"status": status, "limit": "1"}
     ) as r:
@@ -156,8 +157,8 @@ async def _run_many(url: str | list[str], count: int) -> float:
     async with aiohttp.ClientSession(
         headers=headers, connector=aiohttp.TCPConnector(limit=64 * len(urls))
     ) as session:
-        before = await _completed(session, urls[0])
-        failed_before = await _completed(session, urls[0], "failed")
+        before = await _runs_in(session, urls[0], "completed")
+        failed_before = await _runs_in(session, urls[0], "failed")
         limits = {u: asyncio.Semaphore(64) for u in urls}
 
         async def one(target: str) -> None:
@@ -171,12 +172,12 @@ async def _run_many(url: str | list[str], count: int) -> float:
         start = time.perf_counter()
         await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(count)))
         polls = 0
-        while await _completed(session, urls[0]) - before < count:
+        while await _runs_in(session, urls[0], "completed") - before < count:
             polls += 1
             # a run that failed never completes: say so rather than wait for ever (once a
             # second: these polls are load on what is measured, and counted in its figures)
             if polls % 20 == 0:
-                failed = await _completed(session, urls[0], "failed") - failed_before
+                failed = await _runs_in(session, urls[0], "failed") - failed_before
                 if failed:
                     raise RuntimeError(f"{failed} runs failed (are the agents up?)")
             await asyncio.sleep(0.05)
