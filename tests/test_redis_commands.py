@@ -42,6 +42,29 @@ async def test_a_change_of_two_records_reads_and_writes_them_with_one_command_ea
     assert calls() - total == 5  # evalsha, mget, mset, sadd, get
 
 
+async def test_a_change_reads_only_the_records_this_process_has_no_guess_of(
+    redis_counted,
+) -> None:
+    """The task was written by another replica (or its guess pushed out by a backlog of
+    runs); the agent's guess is fresh. One GET, for the task, then the script."""
+    store, calls = redis_counted
+    await store.create_agent(agent("a1", max_concurrency=2))
+    await store.get_agent("a1")
+    other = type(store)(store.url)
+    await other.open()
+    try:
+        await other.save_tasks([task("t0", status=TaskStatus.QUEUED)])
+    finally:
+        await other.close()
+    before = {name: calls(name) for name in ("evalsha", "get")}
+    started = await store.update_task(
+        "t0", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of="a1"
+    )
+    assert started is not None
+    assert {name: calls(name) - n for name, n in before.items()} == {"evalsha": 1, "get": 1}
+    assert (await store.get_agent("a1")).active_tasks == ["t0"]
+
+
 async def test_a_refused_change_answers_every_record_from_its_one_read(redis_counted) -> None:
     """Decided on a stale sight, the script writes nothing and answers what Redis holds;
     the change is decided again on that and goes through at the second script."""

@@ -12,6 +12,13 @@ from typing import Any
 
 UNSEEN: Any = object()
 
+# How many records' guesses a process keeps (a few MB: records are ~1 KB of JSON). A run
+# writes its tasks and its session at its start, and its later steps need their guesses only
+# when their turn comes: with a backlog of runs, those come in the order the runs started,
+# the least recently used order, so a keep smaller than the backlog's records loses every
+# one of them (2,000 runs queued at once: 4,096 cost Redis 10 more commands per workflow).
+GUESSES = 16384
+
 
 class Seen:
     """The raw values this process last read or wrote, per key (least recently used go

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from ...errors import OpsCoreError, StorageError
 from ..fleet import FleetView
 from ..parsed import PARSED
-from ..seen import UNSEEN, Seen
+from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .migrations import SchemaTooNewError, migrate
@@ -126,7 +126,7 @@ class _Base:
         self._closing = False
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
-        self._seen = Seen(4096)
+        self._seen = Seen(GUESSES)
         self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
         # rows with a compare-and-set of this process in flight (_cas, claims, reports)
         self._turns = WriteTurns()

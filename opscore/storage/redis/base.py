@@ -27,7 +27,7 @@ from ...errors import OpsCoreError, StorageError
 from ...models import Page
 from ..fleet import FleetView
 from ..parsed import PARSED
-from ..seen import UNSEEN, Seen
+from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
@@ -101,7 +101,7 @@ class _Base:
         self._lanes: list[Any] = []
         self._turn = 0
         self._scripts: dict[str, Any] = {}
-        self._seen = Seen(4096)
+        self._seen = Seen(GUESSES)
         self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
         # keys with a compare-and-set of this process in flight (_cas_many)
         self._turns = WriteTurns()
@@ -319,14 +319,16 @@ class _Base:
             [list[str | None]], tuple[list[str | None], R, Callable[[Ops], None] | None]
         ],
     ) -> R:
-        raws: list[str | None] = []
-        fresh = False
-        for key in keys:
-            guess = self._seen.get(key)
-            if guess is UNSEEN:
-                raws, fresh = await self._read_all(keys), True
-                break
-            raws.append(guess)
+        raws: list[str | None] = [self._seen.get(key) for key in keys]
+        # only the keys with no guess are read (a guess of another key may be stale: the
+        # script says so, as for any guess); a backlog of runs pushes the guesses of a run's
+        # later tasks out before their turn comes, while the agent's stays
+        unseen = [i for i, raw in enumerate(raws) if raw is UNSEEN]
+        fresh = len(unseen) == len(keys)
+        if unseen:
+            read = await self._read_all([keys[i] for i in unseen])
+            for i, raw in zip(unseen, read, strict=True):
+                raws[i] = raw
         while True:
             try:
                 news, result, extra = decide(raws)
