@@ -172,6 +172,34 @@ async def test_a_runs_tasks_are_written_with_one_command_of_each_kind(redis_coun
     assert [t.task_id for t in tasks] == [*(f"many-{i}" for i in range(30)), "x"]
 
 
+async def test_a_new_runs_session_takes_its_place_with_two_commands(redis_counted) -> None:
+    """A run as it starts: its session is new, so its place is taken at once (INCR, ZADD
+    NX), with no ZSCORE first. Saved again by a process that never saw it (the hint is
+    wrong), it keeps its place among the sessions."""
+    store, calls = redis_counted
+    before = {name: calls(name) for name in ("zscore", "incr", "zadd")}
+    await store.save_run(session("r1"), [])
+    # the place in the index of all sessions and in the status index
+    assert {n: calls(n) - c for n, c in before.items()} == {"zscore": 0, "incr": 1, "zadd": 2}
+    await store.save_run(session("r2"), [])
+    other = type(store)(store.url)  # another replica, which never saw r1
+    await other.open()
+    try:
+        await other.save_run(session("r1", status=SessionStatus.COMPLETED), [])
+    finally:
+        await other.close()
+    page = await store.list_sessions(
+        status=None, workflow_id=None, agent_id=None, offset=0, limit=10
+    )
+    assert [s.session_id for s in page.items] == ["r2", "r1"]
+    for status, ids in (("completed", ["r1"]), (session("x").status.value, ["r2"])):
+        found = await store.list_sessions(
+            status=status, workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert [s.session_id for s in found.items] == ids and found.total == 1
+    assert (await store.get_session("r1")).status == SessionStatus.COMPLETED
+
+
 async def test_a_redis_too_old_for_the_scripts_is_refused_at_start(
     redis_server, monkeypatch
 ) -> None:

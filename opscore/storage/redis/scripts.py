@@ -149,13 +149,26 @@ return out
 
 
 # KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
-# status, the status indexes' key prefix. Keeps the session's place (sequence) when replaced,
-# and moves it between status indexes (reading only the old record's status).
+# status, the status indexes' key prefix, '1' when the session is likely new (this process
+# has not seen it: a run as it starts) else '0'. Keeps the session's place (sequence) when
+# replaced, and moves it between status indexes (reading only the old record's status).
+# Likely new: its place is taken first (two commands, not three); were it there already,
+# it keeps its place and the number taken is left unused.
 SAVE_SESSION = """
-local seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not seq then seq = redis.call('INCR', KEYS[3]) end
+local seq
+if ARGV[5] == '1' then
+  seq = redis.call('INCR', KEYS[3])
+  if redis.call('ZADD', KEYS[2], 'NX', seq, ARGV[1]) == 0 then
+    seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  end
+else
+  seq = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if not seq then
+    seq = redis.call('INCR', KEYS[3])
+    redis.call('ZADD', KEYS[2], seq, ARGV[1])
+  end
+end
 local old = redis.call('SET', KEYS[1], ARGV[2], 'GET')
-redis.call('ZADD', KEYS[2], seq, ARGV[1])
 if old then
   local status = cjson.decode(old)['status']
   if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
@@ -165,8 +178,8 @@ return 1
 """
 
 # A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same
-# KEYS[1-3] and ARGV[1-4]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight index,
-# KEYS[6-11] the queue keys of enqueue(); ARGV[5] the prefix of task keys, ARGV[6] and [7]
+# KEYS[1-3] and ARGV[1-5]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight index,
+# KEYS[6-11] the queue keys of enqueue(); ARGV[6] the prefix of task keys, ARGV[7] and [8]
 # enqueue()'s span and now, then per task: id, record, its score in the in-flight index
 # ('' when not in flight), the time it is ready
 # at when it is queued with the run (else ''), its priority. A task seen for the first time
@@ -177,11 +190,11 @@ SAVE_RUN = (
 -- one command of each kind per 500 tasks (unpack() has a limit of a few thousand), not
 -- several per task; a task named twice joins the list once
 local listed = {}
-for first = 8, #ARGV, 2500 do
+for first = 9, #ARGV, 2500 do
   local last = math.min(first + 2499, #ARGV)
   local keys, sets, new, inflight, settled = {}, {}, {}, {}, {}
   for i = first, last, 5 do
-    local key = ARGV[5] .. ARGV[i]
+    local key = ARGV[6] .. ARGV[i]
     keys[#keys + 1] = key
     sets[#sets + 1] = key
     sets[#sets + 1] = ARGV[i + 1]
@@ -200,7 +213,7 @@ for first = 8, #ARGV, 2500 do
     elseif old then settled[#settled + 1] = id end
     if ARGV[i + 3] ~= '' then
       enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
-              id, ARGV[i + 4], ARGV[i + 3], ARGV[6], ARGV[7])
+              id, ARGV[i + 4], ARGV[i + 3], ARGV[7], ARGV[8])
     end
   end
   if #new > 0 then redis.call('RPUSH', KEYS[4], unpack(new)) end

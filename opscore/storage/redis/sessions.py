@@ -25,7 +25,7 @@ class SessionRecords(_Base):
         await self._script(
             "save_session",
             keys=[key, self.k("sessions"), self.k("seq", "sessions")],
-            args=[session.session_id, raw, session.status.value, self.k("sessions", "")],
+            args=[session.session_id, raw, session.status.value, self.k("sessions", ""), "0"],
         )
         self._seen.put(key, raw)
 

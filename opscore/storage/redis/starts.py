@@ -15,6 +15,7 @@ from ...models import Session, TaskRun
 from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
 from ..rules import ready_time
+from ..seen import UNSEEN
 from .base import _Base, _due_score
 from .queue_scripts import SEQ_SPAN
 from .scripts import _score
@@ -28,8 +29,9 @@ class RunStarts(_Base):
         and those named in ``queued`` are queued as ``enqueue`` queues them), then the
         session as ``save_session`` writes it."""
         key, raw = self.k("session", session.session_id), PARSED.dump(session)
+        new = "1" if self._seen.get(key) is UNSEEN else "0"  # a hint (see SAVE_SESSION)
         args: list[Any] = [session.session_id, raw, session.status.value]
-        args += [self.k("sessions", ""), self.k("task", ""), SEQ_SPAN, time.time()]
+        args += [self.k("sessions", ""), new, self.k("task", ""), SEQ_SPAN, time.time()]
         written = []
         for task in tasks:
             task_raw = PARSED.dump(task)
