@@ -12,20 +12,27 @@ from typing import Any
 
 UNSEEN: Any = object()
 
-# How many records' guesses a process keeps (a few MB: records are ~1 KB of JSON). A run
-# writes its tasks and its session at its start, and its later steps need their guesses only
-# when their turn comes: with a backlog of runs, those come in the order the runs started,
-# the least recently used order, so a keep smaller than the backlog's records loses every
-# one of them (2,000 runs queued at once: 4,096 cost Redis 10 more commands per workflow).
+# How many records' guesses a process keeps. A run writes its tasks and its session at its
+# start, and its later steps need their guesses only when their turn comes: with a backlog of
+# runs, those come in the order the runs started, the least recently used order, so a keep
+# smaller than the backlog's records loses every one of them (2,000 runs queued at once:
+# 4,096 cost Redis 10 more commands per workflow).
 GUESSES = 16384
+# ... and how many bytes of JSON at most (records are ~1 KB: 16,384 take ~16 MB). Large
+# results would otherwise make the same count cost gigabytes; a record larger than a 64th
+# of this is not kept (its next change reads it first).
+GUESS_BYTES = 64 * 2**20
 
 
 class Seen:
     """The raw values this process last read or wrote, per key (least recently used go
-    first). Only a guess for compare-and-set: the script checks it against the store."""
+    first), within ``size`` keys and ``max_bytes`` of values. Only a guess for
+    compare-and-set: the script checks it against the store."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = GUESS_BYTES) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._values: OrderedDict[str, str | None] = OrderedDict()
 
     def get(self, key: str) -> Any:
@@ -35,10 +42,15 @@ class Seen:
         return value
 
     def put(self, key: str, raw: str | None) -> None:
+        self.forget(key)
+        weight = len(raw) if raw is not None else 0
+        if weight > self.max_bytes // 64:
+            return  # too large to keep: no guess, rather than a stale one
         self._values[key] = raw
-        self._values.move_to_end(key)
-        if len(self._values) > self.size:
-            self._values.popitem(last=False)
+        self._bytes += weight
+        while len(self._values) > self.size or self._bytes > self.max_bytes:
+            _, old = self._values.popitem(last=False)
+            self._bytes -= len(old) if old is not None else 0
 
     def has_room_for(self, count: int) -> bool:
         """Whether ``count`` more guesses (a read of the whole fleet) would leave room for the
@@ -48,4 +60,6 @@ class Seen:
 
     def forget(self, *keys: str) -> None:
         for key in keys:
-            self._values.pop(key, None)
+            old = self._values.pop(key, UNSEEN)
+            if old is not UNSEEN and old is not None:
+                self._bytes -= len(old)
