@@ -344,3 +344,40 @@ async def test_a_hand_over_takes_the_slot_and_moves_the_task_in_one_statement(
         assert (await checker.get_task("t2")).status == TaskStatus.QUEUED
     finally:
         await checker.close()
+
+
+async def test_a_hand_over_acknowledges_its_queue_entry_in_its_statement(pg, monkeypatch) -> None:
+    """The dispatcher acknowledged each pass's entries in a statement of its own; the
+    hand-over's statement now deletes the task's claimed entry with the move. A move that
+    does not apply leaves the entry (the dispatcher acks what it drops), and an entry queued
+    again meanwhile (not leased) stays queued."""
+    from opscore.models import utcnow
+
+    from .test_storage_contract import agent, task
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        assert store.starts_ack_entries
+        await store.save_agent(agent("w", max_concurrency=3))
+        ids = ("t1", "t2", "t3")
+        await store.save_tasks([task(t, status=TaskStatus.QUEUED) for t in ids])
+        now = utcnow()
+        for t in ids:
+            await store.enqueue(t, priority=0, ready_at=now)
+        assert [e.task_id for e in await store.dequeue_ready(now, 3)] == list(ids)
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "w"}
+        sent = _count_statements(store, monkeypatch)
+        assert await store.update_task("t1", start, expect=["queued"], claim_slot_of="w")
+        assert len(sent) == 1 and await store.queue_depth() == 2  # t1's entry went with it
+        # t2 is no longer queued: the move does not apply, its entry stays for the dispatcher
+        await store.update_task("t2", {"status": TaskStatus.CANCELLED})
+        assert await store.update_task("t2", start, expect=["queued"], claim_slot_of="w") is None
+        assert await store.queue_depth() == 2
+        # t3 is queued again (a retry) between its claim and its start: the entry stays
+        await store.enqueue("t3", priority=0, ready_at=now)
+        assert await store.update_task("t3", start, expect=["queued"], claim_slot_of="w")
+        await store.ack(["t2"])
+        assert [e.task_id for e in await store.dequeue_ready(now, 3)] == ["t3"]
+    finally:
+        await store.close()

@@ -19,5 +19,7 @@ class MemoryStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords):
     their lock (``base``), so each module stays one responsibility.
     """
 
+    starts_ack_entries = False  # an ack is a dict operation
+
 
 __all__ = ["MemoryStorage"]
