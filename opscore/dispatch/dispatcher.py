@@ -282,8 +282,7 @@ class Dispatcher:
                 agent, dispatched = picked
                 self.deliveries.hand_over(dispatched, agent)
                 sent += 1
-                if not self.storage.starts_ack_entries:  # else its start acknowledged it
-                    handled.append(entry.task_id)
+                handled.append(entry.task_id)
             capacity = free.total
             more = len(entries) >= asked
             if capacity <= 0 or examined >= BATCH or not more:

@@ -27,8 +27,6 @@ from .report_and_task import ReportPlan, ReportWritten, TaskUpdate, TaskWritten
 
 @runtime_checkable
 class Storage(Protocol):
-    starts_ack_entries: bool  # update_task(claim_slot_of=...) acks the claimed queue entry
-
     async def open(self) -> None:
         """Connect and prepare; raises StorageError when the store cannot be reached."""
 

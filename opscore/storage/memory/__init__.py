@@ -19,7 +19,5 @@ class MemoryStorage(AgentRecords, RunRecords, QueueRecords, DocumentRecords):
     their lock (``base``), so each module stays one responsibility.
     """
 
-    starts_ack_entries = False  # an ack is a dict operation
-
 
 __all__ = ["MemoryStorage"]

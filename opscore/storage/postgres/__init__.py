@@ -29,8 +29,6 @@ class PostgresStorage(
     migrations and LISTEN connection (``base``), so each module stays one responsibility.
     """
 
-    starts_ack_entries = True  # the start's statement deletes the entry (claims.py)
-
     async def update_task(
         self,
         task_id: str,
@@ -66,8 +64,6 @@ class PostgresStorage(
             )
             if changed is None:
                 await self.release_agent_slot(claim_slot_of, task_id)
-            else:
-                await self.ack([task_id])  # as the hand-over's statement does (starts_ack_entries)
             return changed
         if release_slot_of is None:
             return await self._update_task(

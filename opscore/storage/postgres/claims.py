@@ -1,13 +1,10 @@
-"""PostgresStorage: a task handed to an agent, its slot taken and its queue entry
-acknowledged in the same statement.
+"""PostgresStorage: a task handed to an agent, its slot taken in the same statement.
 
 The dispatcher starts every attempt with ``update_task(claim_slot_of=...)``. Written in turn,
 that was two statements, the agent's slot and then the task's move, and a third to give the
 slot back when the task had moved on meanwhile. Here it is one, on the pattern of
 ``reports.py``: both rows are locked if (and only if) they still hold the documents decided
-on, agent first, then task, and both are written, or neither. The dispatcher's
-acknowledgement of the entry, a statement of its own per pass, comes with it
-(``Storage.starts_ack_entries``).
+on, agent first, then task, and both are written, or neither.
 """
 
 from __future__ import annotations
@@ -26,13 +23,9 @@ from .runs import _READ_TASK
 
 # $1 agent, $2 its state, $3 last seen, $4 its document, $5 the agent's document decided on;
 # $6 task, $7 its status, $8 its document, $9 the task's document decided on
-# (base.agent_and_task_written). With both written, the task's claimed queue entry is
-# acknowledged (as ``ack``: an entry queued again meanwhile is not leased, and stays).
-# Answers (whether both were written, the agent's document, the task's document).
-_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)},
-acked AS (
-    DELETE FROM opscore_queue WHERE task_id = $6 AND lease_until IS NOT NULL
-    AND EXISTS (SELECT 1 FROM changed) AND EXISTS (SELECT 1 FROM moved))
+# (base.agent_and_task_written). Answers (whether both were written, the agent's document,
+# the task's document).
+_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)}
 SELECT (SELECT count(*) FROM changed) = 1 AND (SELECT count(*) FROM moved) = 1,
     (SELECT doc FROM opscore_agents WHERE agent_id = $1),
     (SELECT doc FROM opscore_tasks WHERE task_id = $6)

@@ -27,8 +27,6 @@ class RedisStorage(
     its scripts (``base``), so each module stays one responsibility.
     """
 
-    starts_ack_entries = False  # a pass's acks are one script: fewer commands than one each
-
 
 __all__ = ["RedisStorage"]
 

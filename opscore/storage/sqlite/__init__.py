@@ -27,7 +27,5 @@ class SQLiteStorage(AgentRecords, RunRecords, TemplateRecords, QueueRecords, Doc
     (``base``), so each module stays one responsibility.
     """
 
-    starts_ack_entries = False  # a pass's acks share one transaction, on the store's thread
-
 
 __all__ = ["SQLiteStorage", "path_from_url"]
