@@ -48,3 +48,11 @@ def test_forgetting_and_replacing_give_their_bytes_back() -> None:
     assert all(seen.get(f"k{i}") is not UNSEEN for i in range(2, 66))
     seen.put("gone", None)  # a record known to be absent weighs nothing
     assert seen.get("gone") is None and seen.get("k2") == "x" * 50
+
+
+def test_a_read_of_the_fleet_keeps_guesses_of_at_most_2048_agents() -> None:
+    """Each dispatch pass reads the fleet and would put every agent's guess again: worth it
+    for a small fleet, milliseconds a pass for a large one."""
+    assert Seen(16384).has_room_for(2048)
+    assert not Seen(16384).has_room_for(2049)
+    assert not Seen(1000).has_room_for(501)  # nor more than half of what is kept

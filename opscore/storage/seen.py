@@ -22,6 +22,8 @@ GUESSES = 16384
 # results would otherwise make the same count cost gigabytes; a record larger than a 64th
 # of this is not kept (its next change reads it first).
 GUESS_BYTES = 64 * 2**20
+# The most agents a read of the fleet keeps guesses of (what half of 4,096 allowed before).
+FLEET_GUESSES = 2048
 
 
 class Seen:
@@ -53,10 +55,12 @@ class Seen:
             self._bytes -= len(old) if old is not None else 0
 
     def has_room_for(self, count: int) -> bool:
-        """Whether ``count`` more guesses (a read of the whole fleet) would leave room for the
-        others: at most half of what is kept. A larger batch would only push every other
-        guess out, at each read, and its own would not last until they are used."""
-        return 2 * count <= self.size
+        """Whether ``count`` more guesses (a read of the whole fleet) are worth keeping: at
+        most half of what is kept (a larger batch would only push every other guess out, at
+        each read, and its own would not last until they are used), and at most
+        ``FLEET_GUESSES``: each read puts them all again, and a pass over a larger fleet
+        would pay milliseconds for it (~0.5 µs a guess)."""
+        return count <= min(self.size // 2, FLEET_GUESSES)
 
     def forget(self, *keys: str) -> None:
         for key in keys:
