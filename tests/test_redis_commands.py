@@ -247,6 +247,29 @@ async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
     assert (count.total, count.items, calls("lrange")) == (8, [], before)
 
 
+async def test_the_history_says_what_it_keeps_once_per_trim_and_after_a_smaller_limit(
+    redis_counted,
+) -> None:
+    """How many a reader shows is written as the list passes its bound, which the report
+    after each trim does: once per trim (the trim wrote it too, the same number). A smaller
+    ``OPSCORE_STATE_HISTORY_LIMIT`` shows the smaller count at once."""
+    from .test_storage_contract import record
+
+    store, calls = redis_counted
+    await store.create_agent(agent("a1"))
+    before_set, before_trim = calls("set"), calls("ltrim")
+    for i in range(60):
+        await store.record_state(record("a1", "idle", i), history_limit=8)
+    trims = calls("ltrim") - before_trim
+    assert trims == 17 and calls("set") - before_set == trims + 1
+    for i in range(60, 62):
+        await store.record_state(record("a1", "idle", i), history_limit=4)
+        history = await store.state_history("a1", offset=0, limit=100)
+        assert [r.timestamp for r in history.items] == [
+            record("a1", "idle", j).timestamp for j in range(i, i - 4, -1)
+        ]
+
+
 async def test_a_history_written_before_the_trim_in_steps_keeps_its_bound(
     redis_counted,
 ) -> None:

@@ -10,14 +10,15 @@ import math
 from .queue_scripts import ENQUEUE_FN, enqueue_args
 
 # An agent's state history: a list, newest first, that keeps its newest <kept> records. It is
-# trimmed when it holds a quarter more (one LTRIM per that many reports, not one per report),
-# and <kept key> says how many a reader shows: set as the list passes <kept> and at each trim.
+# trimmed to <kept> when it holds a quarter more (one LTRIM per that many reports, not one per
+# report), and <kept key> says how many a reader shows: set as the list passes <kept>, which
+# the next report after each trim does (a trim needs none: the list then holds what a reader
+# may show, whatever <kept key> said before, also after OPSCORE_STATE_HISTORY_LIMIT changed).
 HISTORY_FN = """
 local function history(list, kept_key, record, kept)
   local length = redis.call('LPUSH', list, record)
   if length > kept + math.max(1, math.floor(kept / 4)) then
     redis.call('LTRIM', list, 0, kept - 1)
-    redis.call('SET', kept_key, kept)
   elseif length == kept + 1 then
     redis.call('SET', kept_key, kept)
   end
