@@ -381,3 +381,45 @@ async def test_leases_that_ran_out_are_looked_for_once_a_second(redis_counted) -
     assert await looks(now + timedelta(seconds=31)) == (2, ["t"])  # the lease ran out
     assert await looks(now + timedelta(seconds=31.5)) == (1, [])
     assert await looks(now + timedelta(seconds=5)) == (2, [])  # a clock that went back
+
+
+async def test_a_runs_template_is_read_in_one_write_and_a_newer_one_at_once(
+    redis_counted, monkeypatch
+) -> None:
+    """Every run's start asks for its template's newest version: which version is newest
+    and the content of the one this process last found newest go out together, so it costs
+    one round trip, not two in turn. A version another replica saved since is read at once."""
+    from opscore.models import WorkflowTemplate
+
+    def tpl(version: str) -> WorkflowTemplate:
+        return WorkflowTemplate(
+            id="w", version=version, tasks=[{"taskId": version}], created_at=utcnow()
+        )
+
+    store, calls = redis_counted
+    await store.save_workflow(tpl("1"))
+    assert (await store.get_workflow("w", None)).version == "1"
+    writes: list[int] = []
+    batcher = store._batcher
+    send = batcher._send
+
+    async def counted(batch):
+        writes.append(len(batch))
+        await send(batch)
+
+    monkeypatch.setattr(batcher, "_send", counted)
+    before = {name: calls(name) for name in ("lindex", "hget", "lrange")}
+    assert [t.task_id for t in (await store.get_workflow("w", None)).tasks] == ["1"]
+    assert writes == [2]
+    assert {n: calls(n) - c for n, c in before.items()} == {"lindex": 1, "hget": 1, "lrange": 0}
+    other = type(store)(store.url)
+    await other.open()
+    try:
+        await other.save_workflow(tpl("2"))
+    finally:
+        await other.close()
+    writes.clear()
+    assert [t.task_id for t in (await store.get_workflow("w", None)).tasks] == ["2"]
+    assert writes == [2, 1]  # the newest is another: its content read next
+    assert await store.delete_workflow("w", None) == 2
+    assert await store.get_workflow("w", None) is None

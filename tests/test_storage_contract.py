@@ -358,9 +358,9 @@ class TestRetention:
 
 class TestWorkflows:
     async def test_versions_latest_list_and_delete(self, store: Storage) -> None:
-        def tpl(version: str, wid: str = "w") -> WorkflowTemplate:
+        def tpl(version: str, wid: str = "w", step: str = "a") -> WorkflowTemplate:
             return WorkflowTemplate(
-                id=wid, version=version, tasks=[{"taskId": "a"}], created_at=utcnow()
+                id=wid, version=version, tasks=[{"taskId": step}], created_at=utcnow()
             )
 
         assert await store.save_workflow(tpl("1")) is None
@@ -374,6 +374,11 @@ class TestWorkflows:
         assert [(t.id, t.version) for t in listing.items] == [("another", "1"), ("w", "2")]
         assert await store.delete_workflow("w", "2") == 1
         assert (await store.get_workflow("w", None)).version == "1"
+        # a version deleted and saved again with other steps is read as it is now
+        assert await store.delete_workflow("w", "1") == 1
+        assert await store.save_workflow(tpl("1", step="b")) is None
+        newest = await store.get_workflow("w", None)
+        assert newest.version == "1" and [t.task_id for t in newest.tasks] == ["b"]
         assert await store.delete_workflow("w", None) == 1
         assert (
             await store.get_workflow("w", None) is None

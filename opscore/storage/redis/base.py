@@ -103,6 +103,7 @@ class _Base:
         self._scripts: dict[str, Any] = {}
         self._seen = Seen(GUESSES)
         self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
+        self._newest: dict[str, str] = {}  # per template, its newest version as last read
         # keys with a compare-and-set of this process in flight (_cas_many)
         self._turns = WriteTurns()
         self._leases_looked_at: datetime | None = None  # dequeue_ready's last look at leases

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ...models import Page, WorkflowTemplate
 from ..parsed import PARSED
 from .base import _Base, _load, _page
+
+# templates whose newest version a process remembers (a guess, checked at each read)
+NEWEST_KEPT = 1024
 
 
 class TemplateRecords(_Base):
@@ -30,14 +35,29 @@ class TemplateRecords(_Base):
                     continue
 
     async def get_workflow(self, workflow_id: str, version: str | None) -> WorkflowTemplate | None:
-        if version is None:
-            order = await self._redis.lrange(self.k("workflow_order", workflow_id), -1, -1)
-            if not order:
-                return None
-            version = order[0]
-        return _load(
-            WorkflowTemplate, await self._redis.hget(self.k("workflow", workflow_id), version)
-        )
+        """The newest version, asked at every run's start, in one round trip: which version
+        is newest, and the version this process last found newest, together (still the
+        newest: its content is the answer, read now; else a second read for the new one)."""
+        versions = self.k("workflow", workflow_id)
+        if version is not None:
+            return _load(WorkflowTemplate, await self._batched("HGET", versions, version))
+        order = self.k("workflow_order", workflow_id)
+        last = self._newest.get(workflow_id)
+        if last is None:
+            newest, raw = await self._batched("LINDEX", order, -1), None
+        else:
+            newest, raw = await asyncio.gather(
+                self._batched("LINDEX", order, -1), self._batched("HGET", versions, last)
+            )
+        if newest is None:
+            self._newest.pop(workflow_id, None)
+            return None
+        if newest != last:
+            if len(self._newest) >= NEWEST_KEPT:
+                self._newest.clear()  # many templates: start over, the cost is a round trip
+            self._newest[workflow_id] = newest
+            raw = await self._batched("HGET", versions, newest)
+        return _load(WorkflowTemplate, raw)
 
     async def list_workflows(self, *, offset: int, limit: int) -> Page[WorkflowTemplate]:
         ids = sorted(await self._redis.smembers(self.k("workflows")))
