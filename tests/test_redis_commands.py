@@ -217,16 +217,34 @@ async def test_a_redis_too_old_for_the_scripts_is_refused_at_start(
         await store.open()
 
 
-async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
-    redis_counted,
-) -> None:
-    """One LTRIM per quarter of the history's length, not one per report; every page shows
-    the newest ``history_limit`` records only, also between two trims."""
+async def test_a_state_report_writes_its_history_in_the_agents_mset(redis_counted) -> None:
+    """The report takes the next number of the agent's history and is written under it in
+    the MSET that writes the agent: the script, its MGET and its MSET, nothing else (a list
+    cost an LPUSH per report, and an LTRIM and a SET in steps)."""
     from .test_storage_contract import record
 
     store, calls = redis_counted
     await store.create_agent(agent("a1"))
-    before = calls("ltrim")
+    await store.record_state(record("a1", "idle", 0), history_limit=8)
+    total = calls()
+    for i in range(1, 6):
+        await store.record_state(record("a1", "active" if i % 2 else "idle", i), history_limit=8)
+    assert calls() - total == 5 * 3  # evalsha, mget, mset per report
+    assert calls("lpush") == calls("ltrim") == 0
+
+
+async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
+    redis_counted,
+) -> None:
+    """One DEL per quarter of the history's length, not one per report; every page shows
+    the newest ``history_limit`` records only, also between two steps."""
+    import redis
+
+    from .test_storage_contract import record
+
+    store, calls = redis_counted
+    await store.create_agent(agent("a1"))
+    before = calls("del")
     for i in range(60):
         await store.record_state(record("a1", "active" if i % 2 else "idle", i), history_limit=8)
         history = await store.state_history("a1", offset=0, limit=100)
@@ -234,46 +252,54 @@ async def test_the_state_history_is_trimmed_in_steps_and_shows_what_it_keeps(
         assert [r.timestamp for r in history.items] == [
             record("a1", "idle", j).timestamp for j in range(i, max(i - 8, -1), -1)
         ]
-    # the first when the list passes 10 (8 and a quarter), at the 11th report; then at
-    # every 3rd: 17 trims for 60 reports (the old script trimmed at each report: 60)
-    assert calls("ltrim") - before == (60 - 11) // 3 + 1
+    # the first when the history passes 10 (8 and a quarter), at the 11th report; then at
+    # every 3rd: 17 steps for 60 reports
+    assert calls("del") - before == (60 - 11) // 3 + 1
     page = await store.state_history("a1", offset=6, limit=5)
     assert page.total == 8 and [r.timestamp for r in page.items] == [
         record("a1", "idle", j).timestamp for j in (53, 52)
     ]
     assert (await store.state_history("a1", offset=9, limit=5)).items == []
-    before = calls("lrange")
+    before = calls("mget")
     count = await store.state_history("a1", offset=0, limit=0)  # a count alone: no page read
-    assert (count.total, count.items, calls("lrange")) == (8, [], before)
+    assert (count.total, count.items, calls("mget")) == (8, [], before)
+    # what is kept is all there is: the 8 shown and at most a quarter more, no leftovers
+    admin = redis.Redis.from_url(store.url)
+    assert 8 <= len(admin.keys("opscore:hist:a1:*")) <= 10
+    admin.close()
 
 
-async def test_the_history_says_what_it_keeps_once_per_trim_and_after_a_smaller_limit(
+async def test_a_smaller_history_limit_shows_at_once_and_is_kept_at_the_next_report(
     redis_counted,
 ) -> None:
-    """How many a reader shows is written as the list passes its bound, which the report
-    after each trim does: once per trim (the trim wrote it too, the same number). A smaller
-    ``OPSCORE_STATE_HISTORY_LIMIT`` shows the smaller count at once."""
+    """A smaller ``OPSCORE_STATE_HISTORY_LIMIT`` shows the smaller count at once, and the
+    report that brings it drops what the smaller limit no longer keeps."""
+    import redis
+
     from .test_storage_contract import record
 
-    store, calls = redis_counted
+    store, _ = redis_counted
     await store.create_agent(agent("a1"))
-    before_set, before_trim = calls("set"), calls("ltrim")
     for i in range(60):
         await store.record_state(record("a1", "idle", i), history_limit=8)
-    trims = calls("ltrim") - before_trim
-    assert trims == 17 and calls("set") - before_set == trims + 1
     for i in range(60, 62):
         await store.record_state(record("a1", "idle", i), history_limit=4)
         history = await store.state_history("a1", offset=0, limit=100)
+        assert history.total == 4
         assert [r.timestamp for r in history.items] == [
             record("a1", "idle", j).timestamp for j in range(i, i - 4, -1)
         ]
+    admin = redis.Redis.from_url(store.url)
+    assert len(admin.keys("opscore:hist:a1:*")) <= 5
+    admin.close()
 
 
-async def test_a_history_written_before_the_trim_in_steps_keeps_its_bound(
+async def test_a_history_an_earlier_version_kept_as_a_list_is_read_until_it_is_dropped(
     redis_counted,
 ) -> None:
-    """A list an earlier version kept at exactly its bound (no count of what it keeps)."""
+    """A list an earlier version kept (newest first, at exactly its bound, no count of what
+    it keeps) is read after the numbered reports, as older ones; the first step of
+    deletions drops it, and the page still shows the newest the limit keeps."""
     import redis
 
     from .test_storage_contract import record
@@ -287,6 +313,40 @@ async def test_a_history_written_before_the_trim_in_steps_keeps_its_bound(
     await store.record_state(record("a1", "active", 10), history_limit=5)
     history = await store.state_history("a1", offset=0, limit=100)
     assert history.total == 5 and history.items[0].state == "active"
+    assert [r.timestamp for r in history.items[1:]] == [
+        record("a1", "idle", j).timestamp for j in (4, 3, 2, 1)
+    ]
+    page = await store.state_history("a1", offset=1, limit=2)  # a page across both kinds
+    assert [r.timestamp for r in page.items] == [record("a1", "idle", j).timestamp for j in (4, 3)]
+    for i in range(11, 17):  # the history passes 6 (5 and one): its first step
+        await store.record_state(record("a1", "idle", i), history_limit=5)
+    assert not admin.exists("opscore:history:a1")
+    history = await store.state_history("a1", offset=0, limit=100)
+    assert [r.timestamp for r in history.items] == [
+        record("a1", "idle", j).timestamp for j in range(16, 11, -1)
+    ]
+    admin.close()
+
+
+async def test_a_deleted_agent_leaves_no_history_behind(redis_counted) -> None:
+    """Every numbered report, the span and a list an earlier version kept go with the
+    agent; an agent registered again under its id starts a history of its own."""
+    import redis
+
+    from .test_storage_contract import record
+
+    store, _ = redis_counted
+    admin = redis.Redis.from_url(store.url)
+    await store.create_agent(agent("a1"))
+    admin.lpush("opscore:history:a1", record("a1", "idle", 0).model_dump_json())
+    for i in range(1, 8):
+        await store.record_state(record("a1", "idle", i), history_limit=100)
+    assert await store.delete_agent("a1") is not None
+    assert admin.keys("opscore:*hist*a1*") == []
+    await store.create_agent(agent("a1"))
+    await store.record_state(record("a1", "active", 20), history_limit=100)
+    history = await store.state_history("a1", offset=0, limit=100)
+    assert history.total == 1 and history.items[0].state == "active"
     admin.close()
 
 

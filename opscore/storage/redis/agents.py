@@ -19,6 +19,7 @@ from .base import (
     _load,
     _page,
 )
+from .history import Span, deletions
 
 # KEYS: held reports (hash agent -> JSON), when each was received (zset), each report's own
 # timestamp (hash). ARGV: agent, JSON, received at, report timestamp, max agents.
@@ -101,17 +102,24 @@ class AgentRecords(_Base):
         return dict(Counter(a.state for a in await self._all_agents()))
 
     async def delete_agent(self, agent_id: str) -> Agent | None:
-        key = self.k("agent", agent_id)
+        key, span_key = self.k("agent", agent_id), self.history_span_key(agent_id)
 
-        def decide(raw: str | None) -> tuple[None, Agent | None, Any]:
+        def decide(raws: list[str | None]) -> tuple[list[str | None], Agent | None, Any]:
+            raw = raws[0]
+            span = Span.parse(raws[1])
+
             def ops(p: Any) -> None:
-                p.delete(key, self.k("history", agent_id), self.k("history_kept", agent_id))
+                old = self.k("history", agent_id), self.k("history_kept", agent_id)
+                numbered = range(span.low, span.next)
+                for keys in deletions(self.history_prefix(agent_id), numbered, key, span_key, *old):
+                    p.delete(*keys)
                 p.srem(self.k("agents"), agent_id)
 
-            return None, _load(Agent, raw), ops if raw is not None else None
+            return [None, None], _load(Agent, raw), ops if raw is not None else None
 
-        removed = await self._cas(key, decide)
+        removed = await self._cas_many([key, span_key], decide)
         self._seen.forget(key)
+        self._seen.forget(span_key)
         return removed
 
     async def _update_agent(
@@ -132,43 +140,66 @@ class AgentRecords(_Base):
         return await self._update_agent(agent_id, lambda a: a.model_copy(update=changes))
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
-        def decide(raw: str | None) -> tuple[str | None, tuple[Agent, bool], Any]:
-            agent, duplicate = apply_state(_load(Agent, raw), record)
+        keys = [self.k("agent", record.agent_id), self.history_span_key(record.agent_id)]
+
+        def decide(raws: list[str | None]) -> tuple[list[str | None], tuple[Agent, bool], Any]:
+            agent, duplicate = apply_state(_load(Agent, raws[0]), record)
             if duplicate:
-                return None, (agent, True), None
+                return [None, None], (agent, True), None
+            span, add_history = self._add_history(raws[1], record, history_limit)
 
             def ops(p: Any) -> None:
-                self._add_history(p, record, history_limit)
+                add_history(p)
                 # the report is applied to these tasks next (workflow/reports.py)
                 for task_id in agent.active_tasks[:READ_ALONG_TASKS]:
                     p.read(self.k("task", task_id))
 
-            return PARSED.dump(agent), (agent, False), ops
+            return [PARSED.dump(agent), span], (agent, False), ops
 
-        return await self._cas(self.k("agent", record.agent_id), decide)
+        return await self._cas_many(keys, decide)
 
-    def _add_history(self, p: Any, record: StateRecord, kept: int) -> None:
-        """The report joins its agent's state history (``scripts.HISTORY_FN``), in the
-        compare-and-set ``p`` that writes the agent."""
+    def history_span_key(self, agent_id: str) -> str:
+        """Which numbered reports the agent's history holds (``history.Span``)."""
+        return self.k("history_span", agent_id)
+
+    def history_prefix(self, agent_id: str) -> str:
+        """The agent's numbered reports' keys, but for their number."""
+        return self.k("hist", agent_id, "")
+
+    def _add_history(
+        self, span_raw: str | None, record: StateRecord, kept: int
+    ) -> tuple[str, Callable[[Any], None]]:
+        """The report joins its agent's state history (``history.py``), in the
+        compare-and-set that writes the agent and the span: the span's new value, and the
+        writes to add to that compare-and-set (the report's own key, written in its MSET;
+        the oldest reports' deletion, every quarter of ``kept``)."""
         agent_id = record.agent_id
-        p.history(
-            self.k("history", agent_id), self.k("history_kept", agent_id), PARSED.dump(record), kept
-        )
+        span, number, dropped = Span.parse(span_raw).add(kept)
+        prefix = self.history_prefix(agent_id)
+
+        def ops(p: Any) -> None:
+            p.put(prefix + str(number), PARSED.dump(record))
+            if dropped:
+                # the list an earlier version kept is older still: it goes with the first step
+                old = self.k("history", agent_id), self.k("history_kept", agent_id)
+                for keys in deletions(prefix, dropped, *old):
+                    p.delete(*keys)
+
+        return span.dump(), ops
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
-        """The list may hold up to a quarter more than it keeps (it is trimmed in steps):
-        the page shows the newest ``history_kept`` of it."""
-        key = self.k("history", agent_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.llen(key)
-            pipe.get(self.k("history_kept", agent_id))
-            if limit:  # a count alone reads no page (LRANGE 0 -1 would read the whole list)
-                pipe.lrange(key, offset, offset + limit - 1)
-            length, kept, *page = await pipe.execute()
-        total = length if kept is None else min(length, int(kept))
-        raws = page[0][: max(total - offset, 0)] if page else []
+        """The newest the agent's history shows, numbered reports first, then those of a list
+        an earlier version kept (``history.py``), in one round trip."""
+        keys = [
+            self.history_span_key(agent_id),
+            self.k("history", agent_id),
+            self.k("history_kept", agent_id),
+        ]
+        total, *raws = await self._script(
+            "history_page", keys=keys, args=[self.history_prefix(agent_id), offset, limit]
+        )
         items = [StateRecord.model_validate_json(r) for r in raws]
-        return Page(items=items, total=total, offset=offset, limit=limit)
+        return Page(items=items, total=int(total), offset=offset, limit=limit)
 
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
         return [

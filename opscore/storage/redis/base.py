@@ -31,6 +31,7 @@ from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
+from .history import HISTORY_PAGE
 from .queue_scripts import ACK, DEQUEUE, ENQUEUE, REQUEUE
 from .scripts import CAS, RECORDS, SAVE_RUN, SAVE_SESSION, UNINDEX_SETTLED, Ops
 
@@ -54,6 +55,7 @@ SCRIPTS = {
     "save_run": SAVE_RUN,
     "records": RECORDS,
     "unindex_settled": UNINDEX_SETTLED,
+    "history_page": HISTORY_PAGE,
 }
 
 

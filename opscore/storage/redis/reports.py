@@ -31,18 +31,21 @@ class ReportRecords(AgentRecords, RunRecords):
             return ReportWritten(agent, duplicate)
 
         next_id, ends_id = plan.next_step_of(task_id), plan.run_ended_by(task_id)
-        keys = [agent_key, self.k("task", task_id)]
+        # the agent, its history's span, the task, and what follows it if its record is known
+        keys = [agent_key, self.history_span_key(record.agent_id), self.k("task", task_id)]
         if next_id is not None:  # the step its completion may queue with it
             keys.append(self.k("task", next_id))
         elif ends_id is not None:  # or the run it may complete
             keys.append(self.k("session", ends_id))
+        follows_at = 3 if len(keys) > 3 else None
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], ReportWritten, Any]:
             news: list[str | None] = [None] * len(keys)
             agent, duplicate = apply_state(_load(Agent, raws[0]), record)
             if duplicate:
                 return news, ReportWritten(agent, True), None
-            before = _load(TaskRun, raws[1])
+            news[1], add_history = self._add_history(raws[1], record, history_limit)
+            before = _load(TaskRun, raws[2])
             done = None
             if plan.task_of(agent, record) == task_id:
                 done = planned(plan, agent, record, before)
@@ -51,22 +54,22 @@ class ReportRecords(AgentRecords, RunRecords):
             if done is not None and before is not None:  # planned() moves no absent task
                 update, task, agent = done
                 moved = self._task_moved(before, task)
-                news[1] = PARSED.dump(task)
-                # what follows, if its record is the script's third key
+                news[2] = PARSED.dump(task)
+                # what follows, if its record is the script's fourth key
                 then, end = update.then, update.ends_run
                 follows = self._what_follows(
                     then if then is not None and then.task_id == next_id else None,
                     end if end is not None and end.session_id == ends_id else None,
-                    raws[-1],
+                    raws[follows_at] if follows_at is not None else None,
                 )
-                if len(keys) > 2:
-                    news[2] = follows.raw
+                if follows_at is not None:
+                    news[follows_at] = follows.raw
                 written = ReportWritten(agent, False, task, update, follows.queued, follows.ended)
                 read_run = follows.queued is None and end is None
             news[0] = PARSED.dump(agent)
 
             def ops(p: Any) -> None:
-                self._add_history(p, record, history_limit)
+                add_history(p)
                 if moved is not None:
                     moved(p, read_run=read_run)
                 if follows.ops is not None:

@@ -33,7 +33,7 @@ from .sessions import SessionRecords
 
 class Follows(NamedTuple):
     """What a completion writes with it (``RunRecords._what_follows``): the new record of
-    the script's last key (None: left as it is), the step queued, the run ended, and the
+    the key of what follows (None: left as it is), the step queued, the run ended, and the
     script's other writes for them."""
 
     raw: str | None = None
@@ -201,7 +201,7 @@ class RunRecords(SessionRecords):
         self, then: QueuedNext | None, end: RunEnd | None, raw: str | None
     ) -> Follows:
         """What a completion writes with it in the same script, decided on ``raw``, the
-        record of the script's last key: the next step ``then`` queues (``TaskUpdate.then``)
+        record the script read of it: the next step ``then`` queues (``TaskUpdate.then``)
         and its queue entry, or the run ``end`` completes (``TaskUpdate.ends_run``) and its
         place in the index by status. Nothing when neither is asked for or still applies."""
         if then is not None:

@@ -9,39 +9,22 @@ import math
 
 from .queue_scripts import ENQUEUE_FN, enqueue_args
 
-# An agent's state history: a list, newest first, that keeps its newest <kept> records. It is
-# trimmed to <kept> when it holds a quarter more (one LTRIM per that many reports, not one per
-# report), and <kept key> says how many a reader shows: set as the list passes <kept>, which
-# the next report after each trim does (a trim needs none: the list then holds what a reader
-# may show, whatever <kept key> said before, also after OPSCORE_STATE_HISTORY_LIMIT changed).
-HISTORY_FN = """
-local function history(list, kept_key, record, kept)
-  local length = redis.call('LPUSH', list, record)
-  if length > kept + math.max(1, math.floor(kept / 4)) then
-    redis.call('LTRIM', list, 0, kept - 1)
-  elseif length == kept + 1 then
-    redis.call('SET', kept_key, kept)
-  end
-end
-"""
-
-
 # Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip:
 # the records are read with one MGET and written with one MSET (each command a script calls
 # costs Redis a dispatch, and the bench counts them).
 # ARGV: per record, the value read ('' when absent, else '=' .. value) and '1' to write the next
 # argument or '0' to leave the record with it; then writes as <n> <command> <args...> groups:
-# the custom ZMOVE <all> <from> <to> <member> moves a member between two sorted sets under its
+# PUT <key> <value> writes a key no compare-and-set reads (a state report's numbered history
+# entry, ``history.py``) with the records, in their MSET; the custom ZMOVE <all> <from> <to>
+# <member> moves a member between two sorted sets under its
 # score in <all>, ENQ <the arguments of enqueue()> queues a task, READ <key> reads a key along
 # (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
 # reads the records a list of ids names (their count, then id and record, alternating; -1 when
-# the list holds more than <most>), HISTORY <list> <kept key> <record> <kept> adds to an
-# agent's state history. Returns 0, writing nothing,
+# the list holds more than <most>). Returns 0, writing nothing,
 # when any record changed since it was read, with every record's current value ('' when
 # absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 CAS = (
     ENQUEUE_FN
-    + HISTORY_FN
     + """
 local curs = redis.call('MGET', unpack(KEYS))
 for r = 1, #KEYS do
@@ -58,6 +41,14 @@ for r = 1, #KEYS do
     sets[#sets + 1] = KEYS[r]
     sets[#sets + 1] = ARGV[3 * r]
   end
+end
+local i = 3 * #KEYS + 1
+while i <= #ARGV do  -- a PUT is written with the records, in the same MSET
+  if ARGV[i + 1] == 'PUT' then
+    sets[#sets + 1] = ARGV[i + 2]
+    sets[#sets + 1] = ARGV[i + 3]
+  end
+  i = i + tonumber(ARGV[i]) + 1
 end
 if #sets > 0 then redis.call('MSET', unpack(sets)) end
 local out = {1}
@@ -77,10 +68,11 @@ local function read(more)
   pending = {}
   return rest
 end
-local i = 3 * #KEYS + 1
+i = 3 * #KEYS + 1
 while i <= #ARGV do
   local n, op = tonumber(ARGV[i]), ARGV[i + 1]
-  if op == 'READ' then
+  if op == 'PUT' then  -- written above, with the records
+  elseif op == 'READ' then
     out[#out + 1] = ''
     pending[#pending + 1] = {#out, ARGV[i + 2]}
   elseif op == 'RECORDS' then
@@ -108,8 +100,6 @@ while i <= #ARGV do
         redis.call('ZREM', ARGV[i + 3], ARGV[i + 5])
         redis.call('ZADD', ARGV[i + 4], score, ARGV[i + 5])
       end
-    elseif op == 'HISTORY' then
-      history(ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]))
     else
       redis.call(unpack(ARGV, i + 1, i + n))
     end
@@ -257,10 +247,10 @@ class Ops:
     def delete(self, *keys: str) -> None:
         self._add("DEL", *keys)
 
-    def history(self, key: str, kept_key: str, record: str, kept: int) -> None:
-        """Add ``record`` to the state history ``key`` that keeps its newest ``kept``
-        (``HISTORY_FN``; ``kept_key`` tells readers how many they show)."""
-        self._add("HISTORY", key, kept_key, record, kept)
+    def put(self, key: str, value: str) -> None:
+        """Write ``key`` with the records, in the same MSET: for a key that no compare-and-set
+        reads (nobody else writes it), so it needs no comparing."""
+        self._add("PUT", key, value)
 
     def read(self, key: str) -> None:
         """Read ``key`` in the same round trip, after the writes (see ``_Base._read_along``)."""
