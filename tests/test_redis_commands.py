@@ -483,3 +483,114 @@ async def test_a_runs_template_is_read_in_one_write_and_a_newer_one_at_once(
     assert writes == [2, 1]  # the newest is another: its content read next
     assert await store.delete_workflow("w", None) == 2
     assert await store.get_workflow("w", None) is None
+
+
+async def test_compare_and_sets_asked_together_go_out_as_one_script(redis_counted) -> None:
+    """Three attempts started at the same moment (a dispatch pass): one script call and one
+    MGET for the three, each write as it would be on its own."""
+    import asyncio
+
+    store, calls = redis_counted
+    await asyncio.gather(*(store.create_agent(agent(f"a{i}")) for i in range(3)))  # loads it
+    for i in range(3):
+        await store.get_agent(f"a{i}")
+    await store.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in range(3)])
+    for i in range(3):
+        await store.get_task(f"t{i}")
+    before = {name: calls(name) for name in ("evalsha", "mget", "mset", "get")}
+    started = await asyncio.gather(
+        *(
+            store.update_task(
+                f"t{i}", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of=f"a{i}"
+            )
+            for i in range(3)
+        )
+    )
+    assert [t.status for t in started] == [TaskStatus.DISPATCHED] * 3
+    assert {name: calls(name) - n for name, n in before.items()} == {
+        "evalsha": 1,
+        "mget": 1,
+        "mset": 3,
+        "get": 0,
+    }
+    for i in range(3):
+        assert (await store.get_agent(f"a{i}")).active_tasks == [f"t{i}"]
+
+
+async def test_a_group_on_a_stale_guess_is_asked_again_and_the_others_land(
+    redis_counted,
+) -> None:
+    """One of the groups was decided on a guess another replica made stale: only it is
+    refused (and decided again on the values the script answered); the others are written.
+    The same record asked for twice at once waits for the first write (one process)."""
+    import asyncio
+
+    store, _ = redis_counted
+    await store.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in range(3)])
+    for i in range(3):
+        await store.get_task(f"t{i}")
+    other = type(store)(store.url)
+    await other.open()
+    try:
+        await other.update_task("t1", {"status": TaskStatus.CANCELLED})
+    finally:
+        await other.close()
+    moved = await asyncio.gather(
+        *(
+            store.update_task(f"t{i}", {"status": TaskStatus.DISPATCHED}, expect=["queued"])
+            for i in (0, 1, 2, 2)
+        )
+    )
+    assert [t.status if t else None for t in moved] == [
+        TaskStatus.DISPATCHED,
+        None,
+        TaskStatus.DISPATCHED,
+        None,
+    ]
+    assert (await store.get_task("t1")).status == TaskStatus.CANCELLED
+
+
+async def test_groups_that_delete_records_read_them_each_in_turn(redis_counted) -> None:
+    """A group that deletes (an agent with its history) may delete what a later group
+    decided on: then each group reads its records in its turn, as scripts of its own would."""
+    import asyncio
+
+    store, calls = redis_counted
+    for i in range(2):
+        await store.create_agent(agent(f"a{i}"))
+        await store.get_agent(f"a{i}")
+    before = calls("mget")
+    removed = await asyncio.gather(store.delete_agent("a0"), store.delete_agent("a1"))
+    assert [a.agent_id for a in removed] == ["a0", "a1"]
+    assert calls("mget") - before == 2
+    assert await store.get_agent("a0") is None and await store.get_agent("a1") is None
+
+
+async def test_a_session_moves_between_status_indexes_under_the_place_it_was_seen_taking(
+    redis_counted,
+) -> None:
+    """The process that saved a session knows its place (its score in the indexes): a
+    change of status moves it there with no ZSCORE. Another process, which never saw it
+    take its place, reads it in the script, as before. Either way the index keeps the order."""
+    store, calls = redis_counted
+    for i in range(3):
+        await store.save_session(session(f"r{i}"))
+    before = calls("zscore")
+    assert await store.update_session("r1", {"status": SessionStatus.COMPLETED}) is not None
+    assert calls("zscore") == before
+    other = type(store)(store.url)
+    await other.open()
+    try:
+        for sid in ("r2", "r0"):
+            await other.update_session(sid, {"status": SessionStatus.COMPLETED})
+    finally:
+        await other.close()
+    assert calls("zscore") - before == 2
+    done = await store.list_sessions(
+        status="completed", workflow_id=None, agent_id=None, offset=0, limit=10
+    )
+    assert [s.session_id for s in done.items] == ["r2", "r1", "r0"]
+    running = await store.list_sessions(
+        status="running", workflow_id=None, agent_id=None, offset=0, limit=10
+    )
+    assert running.total == 0

@@ -55,6 +55,19 @@ class _NotQueuedError(Exception):
     """The task moved on (cancelled, handled by another replica) while an agent was found."""
 
 
+class _Fleet:
+    """The available agents of one pass, by id and by capability, with their free slots."""
+
+    def __init__(self, agents: list[Agent], free: FreeSlots) -> None:
+        self.agents = agents
+        self.free = free
+        self.by_id = {a.agent_id: a for a in agents}
+        self.by_capability: dict[str, list[Agent]] = {}
+        for agent in agents:
+            for cap in agent.capabilities:
+                self.by_capability.setdefault(cap, []).append(agent)
+
+
 class Dispatcher:
     """Matches ready tasks to free agent slots and hands them over; runs the sweeps."""
 
@@ -240,48 +253,29 @@ class Dispatcher:
                 await self.storage.requeue(passed_over + entries)
                 self._scan_from = 0
                 return 0
-        by_id = {a.agent_id: a for a in agents}
-        by_capability: dict[str, list[Agent]] = {}
-        for agent in agents:
-            for cap in agent.capabilities:
-                by_capability.setdefault(cap, []).append(agent)
+        fleet = _Fleet(agents, free)
         waiting: list[QueueEntry] = []
         handled: list[str] = []
         sent = examined = 0
         asked, growth = 1, 1
         while True:
             unplaced = len(waiting)
-            for entry in entries:
-                if free.total <= 0:
-                    # every slot taken: the rest of this chunk waits, unread
+            # the entries of a chunk are placed at once: their attempts' writes go out
+            # together (one script call on Redis: storage/redis/cas_groups.py)
+            placed = await asyncio.gather(
+                *(self._place(entry, now, fleet) for entry in entries), return_exceptions=True
+            )
+            for entry, outcome in zip(entries, placed, strict=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome  # the store is away: the pass fails, the leases run out
+                if outcome == "waiting":
                     waiting.append(entry)
                     continue
-                examined += 1
-                task = entry.task if entry.read else await self.storage.get_task(entry.task_id)
-                if task is None or task.status != TaskStatus.QUEUED:
-                    handled.append(entry.task_id)  # cancelled or already handled: drop it
-                    continue
-                verdict, reason = await self.budgets.check_task(task, now)
-                if verdict == "fail":  # its workflow's budget is spent and says fail
-                    await self.hooks.budget_refused(task, reason)
-                    handled.append(entry.task_id)
-                    continue
-                picked = None
-                if verdict == "go":
-                    start = functools.partial(self._start, task, now)
-                    try:
-                        picked = await self.picker.pick(
-                            task, by_id, by_capability, free, agents, now, start
-                        )
-                    except _NotQueuedError:  # cancelled or handled meanwhile: drop it
-                        handled.append(entry.task_id)
-                        continue
-                if picked is None:
+                examined += outcome != "unread"
+                if outcome == "unread":
                     waiting.append(entry)
                     continue
-                agent, dispatched = picked
-                self.deliveries.hand_over(dispatched, agent)
-                sent += 1
+                sent += outcome == "sent"
                 handled.append(entry.task_id)
             capacity = free.total
             more = len(entries) >= asked
@@ -300,6 +294,34 @@ class Dispatcher:
         if handled:
             await self.storage.ack(handled)
         return sent
+
+    async def _place(self, entry: QueueEntry, now: datetime, fleet: _Fleet) -> str:
+        """Start the entry's task on an agent with a free slot and hand it over: "sent";
+        "handled" when it is dropped (cancelled, handled meanwhile, refused by its budget);
+        "waiting" when no agent takes it now; "unread" when every slot was taken first."""
+        if fleet.free.total <= 0:
+            return "unread"  # every slot taken: it waits, unread
+        task = entry.task if entry.read else await self.storage.get_task(entry.task_id)
+        if task is None or task.status != TaskStatus.QUEUED:
+            return "handled"  # cancelled or already handled: drop it
+        verdict, reason = await self.budgets.check_task(task, now)
+        if verdict == "fail":  # its workflow's budget is spent and says fail
+            await self.hooks.budget_refused(task, reason)
+            return "handled"
+        if verdict != "go":
+            return "waiting"
+        start = functools.partial(self._start, task, now)
+        try:
+            picked = await self.picker.pick(
+                task, fleet.by_id, fleet.by_capability, fleet.free, fleet.agents, now, start
+            )
+        except _NotQueuedError:  # cancelled or handled meanwhile: drop it
+            return "handled"
+        if picked is None:
+            return "waiting"
+        agent, dispatched = picked
+        self.deliveries.hand_over(dispatched, agent)
+        return "sent"
 
     def _free_slots(self, agents: list[Agent], now: datetime) -> FreeSlots:
         """Free slots per agent; none on an agent just freed by another replica's write,

@@ -56,9 +56,14 @@ class AgentPicker:
                     continue
                 if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
                     continue  # this agent spent its budget today
-                started = await start(agent)
+                # taken before the write: the other tasks of the chunk are placed meanwhile
+                free.take(agent.agent_id)
+                try:
+                    started = await start(agent)
+                except BaseException:
+                    free.give_back(agent.agent_id)
+                    raise
                 if started is not None:
-                    free.take(agent.agent_id)
                     return agent, started
                 free.exhaust(agent.agent_id)  # another replica took its last slot
         except BaseException:

@@ -15,6 +15,11 @@ class FreeSlots(dict[str, int]):
         self[agent_id] -= 1
         self.total -= 1
 
+    def give_back(self, agent_id: str) -> None:
+        """A slot taken for a start that did not happen (the task moved on meanwhile)."""
+        self[agent_id] += 1
+        self.total += 1
+
     def exhaust(self, agent_id: str) -> None:
         self.total -= max(self[agent_id], 0)
         self[agent_id] = 0

@@ -1,7 +1,8 @@
 """Shared store on Redis (``redis://host:port/db``), for several Ops-Core replicas.
 
-Each record is a JSON string under its own key; compare-and-set methods use WATCH/MULTI
-(optimistic transactions, retried on conflict), so they are atomic across replicas. The queue
+Each record is a JSON string under its own key; a change is a compare-and-set Lua script
+(optimistic: decided again on what the store holds when a record changed meanwhile), so
+changes are atomic across replicas. The queue
 is three sorted sets (delayed, ready, leased) moved by Lua scripts: a claimed entry is leased,
 and if the replica that claimed it dies before acknowledging it, the lease expires and another
 replica's dispatcher gets it. Turn on Redis's append-only file for durability.

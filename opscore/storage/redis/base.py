@@ -31,9 +31,10 @@ from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
+from .cas_groups import CasGroups
 from .history import HISTORY_PAGE
 from .queue_scripts import ACK, DEQUEUE, ENQUEUE, REQUEUE
-from .scripts import CAS, RECORDS, SAVE_RUN, SAVE_SESSION, UNINDEX_SETTLED, Ops
+from .scripts import CAS, CAS_GROUPS, RECORDS, SAVE_RUN, SAVE_SESSION, UNINDEX_SETTLED, Ops
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -50,6 +51,7 @@ SCRIPTS = {
     "ack": ACK,
     "requeue": REQUEUE,
     "cas": CAS,
+    "cas_groups": CAS_GROUPS,
     "enqueue": ENQUEUE,
     "save_session": SAVE_SESSION,
     "save_run": SAVE_RUN,
@@ -110,6 +112,7 @@ class _Base:
         self._turns = WriteTurns()
         self._leases_looked_at: datetime | None = None  # dequeue_ready's last look at leases
         self._batcher: CommandBatcher | None = None
+        self._cas_groups = CasGroups(self._script)  # those of one moment in one script
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -353,7 +356,7 @@ class _Base:
             args: list[str] = []
             for raw, new in zip(raws, news, strict=True):
                 args += ["" if raw is None else "=" + raw, "0" if new is None else "1", new or ""]
-            answer = await self._script("cas", keys, [*args, *ops.args])
+            answer = await self._cas_groups.call(keys, [*args, *ops.args])
             if answer == 1 or answer[0] == 1:
                 for key, raw, new in zip(keys, raws, news, strict=True):
                     self._seen.put(key, new if new is not None else raw)

@@ -23,10 +23,11 @@ from .queue_scripts import ENQUEUE_FN, enqueue_args
 # the list holds more than <most>). Returns 0, writing nothing,
 # when any record changed since it was read, with every record's current value ('' when
 # absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
-CAS = (
+CAS_FN = (
     ENQUEUE_FN
     + """
-local curs = redis.call('MGET', unpack(KEYS))
+local function cas(KEYS, ARGV, curs)
+curs = curs or redis.call('MGET', unpack(KEYS))
 for r = 1, #KEYS do
   local cur = curs[r]
   if (cur and ('=' .. cur) or '') ~= ARGV[3 * r - 2] then
@@ -109,6 +110,54 @@ end
 read({})
 if #out == 1 then return 1 end
 return out
+end
+"""
+)
+
+CAS = CAS_FN + "return cas(KEYS, ARGV, nil)\n"
+
+# Compare-and-sets asked at the same moment (``cas_groups.py``), run in turn as CAS runs each:
+# the same writes, in the order asked, in one script (each script call costs Redis a dispatch).
+# KEYS: every group's keys in turn. ARGV: per group, its key count and argument count, then
+# its arguments as CAS takes them. When no two groups share a key and no group deletes or
+# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ZMOVE and writes to
+# indexes), every group's records are read with one MGET first: what one group writes, no
+# later group reads. Answers each group's answer, in order.
+CAS_GROUPS = (
+    CAS_FN
+    + """
+local groups, k, a = {}, 1, 1
+local shared, seen = true, {}
+local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ZMOVE = true,
+                   ZADD = true, ZREM = true, SADD = true, SREM = true}
+while a <= #ARGV do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local keys, argv = {}, {}
+  for q = 1, nk do
+    keys[q] = KEYS[k + q - 1]
+    if seen[keys[q]] then shared = false end
+    seen[keys[q]] = true
+  end
+  for q = 1, na do argv[q] = ARGV[a + 1 + q] end
+  local i = 3 * nk + 1
+  while i <= na do
+    if not index_ops[argv[i + 1]] then shared = false end
+    i = i + tonumber(argv[i]) + 1
+  end
+  groups[#groups + 1] = {keys, argv, k}
+  k, a = k + nk, a + 2 + na
+end
+local all = shared and redis.call('MGET', unpack(KEYS)) or nil
+local out = {}
+for g, group in ipairs(groups) do
+  local curs = nil
+  if all then
+    curs = {}
+    for q = 1, #group[1] do curs[q] = all[group[3] + q - 1] end
+  end
+  out[g] = cas(group[1], group[2], curs)
+end
+return out
 """
 )
 
@@ -144,7 +193,7 @@ return out
 # has not seen it: a run as it starts) else '0'. Keeps the session's place (sequence) when
 # replaced, and moves it between status indexes (reading only the old record's status).
 # Likely new: its place is taken first (two commands, not three); were it there already,
-# it keeps its place and the number taken is left unused.
+# it keeps its place and the number taken is left unused. Answers its place.
 SAVE_SESSION = """
 local seq
 if ARGV[5] == '1' then
@@ -165,7 +214,7 @@ if old then
   if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
 end
 redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
-return 1
+return tonumber(seq)
 """
 
 # A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same

@@ -22,12 +22,19 @@ class SessionRecords(_Base):
     async def save_session(self, session: Session) -> None:
         key = self.k("session", session.session_id)
         raw = PARSED.dump(session)
-        await self._script(
+        place = await self._script(
             "save_session",
             keys=[key, self.k("sessions"), self.k("seq", "sessions")],
             args=[session.session_id, raw, session.status.value, self.k("sessions", ""), "0"],
         )
         self._seen.put(key, raw)
+        self._seen.put(self._place_key(session.session_id), str(place))
+
+    def _place_key(self, session_id: str) -> str:
+        """Where this process keeps the session's place (its score in the indexes) as seen:
+        a name among the guesses, not a key of Redis's. A place never changes while the
+        session is there (a session saved again keeps it)."""
+        return self.k("place", session_id)
 
     async def get_session(self, session_id: str) -> Session | None:
         return _load(Session, await self._get(self.k("session", session_id)))
@@ -72,16 +79,25 @@ class SessionRecords(_Base):
         return await self._cas(self.k("session", session_id), decide)
 
     def _session_moved(self, before: Session, after: Session) -> Callable[[Ops], None]:
-        """What a session's change writes beside its record: its place in the index by
-        status."""
+        """What a session's change writes beside its record (compared in the same script):
+        its place in the index by status, moved under the score this process saw it take
+        (no ZSCORE), or read there when it saw none."""
+
+        sid = after.session_id
+        place = self._seen.get(self._place_key(sid))
 
         def ops(p: Ops) -> None:
-            if after.status != before.status:
-                p.zmove(
-                    self.k("sessions"),
-                    self.k("sessions", before.status.value),
-                    self.k("sessions", after.status.value),
-                    after.session_id,
-                )
+            if after.status == before.status:
+                return
+            old, new = (
+                self.k("sessions", before.status.value),
+                self.k("sessions", after.status.value),
+            )
+            if isinstance(place, str):
+                # the record is compared in the same script: it is there, so its place is too
+                p.zrem(old, sid)
+                p.zadd(new, {sid: float(place)})
+            else:
+                p.zmove(self.k("sessions"), old, new, sid)
 
         return ops

@@ -16,12 +16,13 @@ from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
 from ..rules import ready_time
 from ..seen import UNSEEN
-from .base import _Base, _due_score
+from .base import _due_score
 from .queue_scripts import SEQ_SPAN
 from .scripts import _score
+from .sessions import SessionRecords
 
 
-class RunStarts(_Base):
+class RunStarts(SessionRecords):
     async def save_run(
         self, session: Session, tasks: Iterable[TaskRun], *, queued: Collection[str] = ()
     ) -> None:
@@ -42,7 +43,8 @@ class RunStarts(_Base):
         keys = [key, self.k("sessions"), self.k("seq", "sessions")]
         keys += [self.k("session_tasks", session.session_id), self.inflight_key]
         keys += self._enqueue_keys
-        await self._script("save_run", keys=keys, args=args)
+        place = await self._script("save_run", keys=keys, args=args)
         self._seen.put(key, raw)
+        self._seen.put(self._place_key(session.session_id), str(place))
         for task_key, task_raw in written:
             self._seen.put(task_key, task_raw)
