@@ -594,3 +594,33 @@ async def test_a_session_moves_between_status_indexes_under_the_place_it_was_see
         status="running", workflow_id=None, agent_id=None, offset=0, limit=10
     )
     assert running.total == 0
+
+
+async def test_a_group_that_fails_fails_alone(redis_counted) -> None:
+    """A group whose command Redis refuses (here an index key that holds a string) answers
+    its caller that error, as a script of its own would; the groups beside it land."""
+    import asyncio
+
+    import redis
+
+    store, _ = redis_counted
+    await store.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in range(2)])
+    await asyncio.gather(store.get_task("t0"), store.get_task("t1"))
+    admin = redis.Redis.from_url(store.url)
+    admin.set("opscore:not-a-set", "x")
+    admin.close()
+
+    def decide_with_bad_index(raw):
+        return raw + " ", None, lambda p: p.sadd("opscore:not-a-set", "m")
+
+    def decide(raw):
+        return raw.replace('"queued"', '"cancelled"'), None, None
+
+    bad, good = await asyncio.gather(
+        store._cas("opscore:task:t0", decide_with_bad_index),
+        store._cas("opscore:task:t1", decide),
+        return_exceptions=True,
+    )
+    assert isinstance(bad, Exception) and "WRONGTYPE" in str(bad)
+    assert good is None
+    assert (await store.get_task("t1")).status == TaskStatus.CANCELLED

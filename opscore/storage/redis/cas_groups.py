@@ -75,7 +75,11 @@ class CasGroups:
                     )
             raise
         for (_, _, future), answer in zip(groups, answers, strict=True):
-            if not future.done():  # its caller gave up (cancelled)
+            if future.done():  # its caller gave up (cancelled)
+                continue
+            if isinstance(answer, Exception):  # this group's own error reply
+                future.set_exception(answer)
+            else:
                 future.set_result(answer)
 
 

@@ -122,7 +122,8 @@ CAS = CAS_FN + "return cas(KEYS, ARGV, nil)\n"
 # its arguments as CAS takes them. When no two groups share a key and no group deletes or
 # writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ZMOVE and writes to
 # indexes), every group's records are read with one MGET first: what one group writes, no
-# later group reads. Answers each group's answer, in order.
+# later group reads. Answers each group's answer, in order (an error for a group that failed:
+# what it wrote before the failing command stays written, as with a script of its own).
 CAS_GROUPS = (
     CAS_FN
     + """
@@ -155,7 +156,13 @@ for g, group in ipairs(groups) do
     curs = {}
     for q = 1, #group[1] do curs[q] = all[group[3] + q - 1] end
   end
-  out[g] = cas(group[1], group[2], curs)
+  -- a group that fails (a command refused) fails alone, as a script of its own would
+  local ok, answer = pcall(cas, group[1], group[2], curs)
+  if ok then
+    out[g] = answer
+  else
+    out[g] = redis.error_reply(type(answer) == 'table' and answer.err or tostring(answer))
+  end
 end
 return out
 """
