@@ -624,3 +624,19 @@ async def test_a_group_that_fails_fails_alone(redis_counted) -> None:
     assert isinstance(bad, Exception) and "WRONGTYPE" in str(bad)
     assert good is None
     assert (await store.get_task("t1")).status == TaskStatus.CANCELLED
+
+
+def test_a_history_span_is_read_as_stored_and_steps_by_a_quarter() -> None:
+    """What the span key holds, parsed; anything else (absent, torn, negative) is an empty
+    span. Adding a report past the limit and a quarter drops the oldest down to the limit."""
+    from opscore.storage.redis.history import Span
+
+    assert Span.parse("12 3 8") == Span(12, 3, 8)
+    for raw in (None, "", "1 2", "x y z", "1 -2 3", "1 2 3 4"):
+        assert Span.parse(raw) == Span()
+    span, number, dropped = Span(10, 0, 8).add(8)
+    assert (span, number, dropped) == (Span(11, 3, 8), 10, range(0, 3))
+    span, number, dropped = Span(11, 3, 8).add(8)
+    assert (span, number, dropped) == (Span(12, 3, 8), 11, range(0))
+    assert Span(100, 0, 100).add(4) == (Span(101, 97, 4), 100, range(0, 97))
+    assert Span.parse(Span(5, 1, 4).dump()) == Span(5, 1, 4)

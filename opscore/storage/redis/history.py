@@ -16,18 +16,15 @@ reports, as older ones, until the first step of deletions drops it: no migration
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # reports a DEL drops at most (a span's step after a much smaller limit may drop thousands)
 DELETE_CHUNK = 1000
-_SPAN = re.compile(r"(\d+) (\d+) (\d+)")
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """Which numbered reports an agent's history holds: ``low`` up to ``next`` (excluded),
-    of which a reader shows the newest ``shown``."""
+    of which a reader shows the newest ``shown``. (A tuple: parsed at every report.)"""
 
     next: int = 0
     low: int = 0
@@ -36,10 +33,13 @@ class Span:
     @classmethod
     def parse(cls, raw: str | None) -> Span:
         """The span as stored; none yet (or unreadable) is an empty one."""
-        found = _SPAN.fullmatch(raw) if raw is not None else None
-        if found is None:
+        if raw is None:
             return cls()
-        return cls(*(int(part) for part in found.groups()))
+        try:
+            first, low, shown = (int(part) for part in raw.split(" "))
+        except ValueError:
+            return cls()
+        return cls(first, low, shown) if min(first, low, shown) >= 0 else cls()
 
     def dump(self) -> str:
         return f"{self.next} {self.low} {self.shown}"
