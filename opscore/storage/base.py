@@ -25,8 +25,50 @@ from ..models import (
 from .report_and_task import ReportPlan, ReportWritten, TaskUpdate, TaskWritten
 
 
+class QueueStore(Protocol):
+    """The task queue, part of ``Storage``."""
+
+    async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
+        """Queue a task; it becomes claimable at ``ready_at``. Re-enqueueing replaces it."""
+
+    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+        """Atomically claim and return up to ``limit`` ready entries.
+
+        Order: higher priority first, then first-in-first-out. An entry is returned to exactly
+        one caller; shared backends hold it under a lease until ``ack`` or ``requeue``.
+        """
+
+    async def ack(self, task_ids: Iterable[str]) -> None:
+        """Confirm dequeued entries were handled. Shared backends lease entries on dequeue
+        and give unacknowledged ones to another dispatcher when the lease expires."""
+
+    async def requeue(self, entries: Iterable[QueueEntry]) -> None:
+        """Put entries back keeping their original order (a dispatcher found no agent)."""
+
+    async def queue_depth(self) -> int:
+        """Entries waiting, ready or delayed."""
+
+    async def next_ready_at(self, now: datetime) -> datetime | None:
+        """When the earliest delayed entry becomes ready (None if nothing is delayed): how
+        long the dispatcher may sleep. Never an entry a pass put back (``requeue``): that one
+        waits for an agent, and a wakeup, not the clock, says when one is free. A store may
+        answer an entry that came due at or before ``now`` and no pass has looked at yet
+        (memory and Redis keep those apart until a dequeue moves them)."""
+
+    async def oldest_ready_at(self, now: datetime) -> datetime | None:
+        """When the entry that has waited longest became ready, among those ready at ``now``
+        and not yet acknowledged (None when none waits): how far dispatch is behind. An entry
+        a dispatch pass holds counts: it has not gone anywhere yet (the gauge would drop to
+        0 for the moment of each pass), and one a replica died holding still waits."""
+
+
 @runtime_checkable
-class Storage(Protocol):
+class Storage(QueueStore, Protocol):
+    # update_task calls asked in the same turn of the event loop cost less than one by one
+    # (Redis: one script call, storage/redis/cas_groups.py): the dispatcher then starts the
+    # tasks of a chunk of the queue at once, and otherwise one after the other
+    writes_together: bool
+
     async def open(self) -> None:
         """Connect and prepare; raises StorageError when the store cannot be reached."""
 
@@ -234,40 +276,6 @@ class Storage(Protocol):
     async def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         """Tasks in status dispatched, running or waiting (for a decision); with ``due_by``,
         only those a sweep may have to act on by then (indexed: ``models/sweep_due.py``)."""
-
-    # --- queue ------------------------------------------------------------------------------
-    async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
-        """Queue a task; it becomes claimable at ``ready_at``. Re-enqueueing replaces it."""
-
-    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
-        """Atomically claim and return up to ``limit`` ready entries.
-
-        Order: higher priority first, then first-in-first-out. An entry is returned to exactly
-        one caller; shared backends hold it under a lease until ``ack`` or ``requeue``.
-        """
-
-    async def ack(self, task_ids: Iterable[str]) -> None:
-        """Confirm dequeued entries were handled. Shared backends lease entries on dequeue
-        and give unacknowledged ones to another dispatcher when the lease expires."""
-
-    async def requeue(self, entries: Iterable[QueueEntry]) -> None:
-        """Put entries back keeping their original order (a dispatcher found no agent)."""
-
-    async def queue_depth(self) -> int:
-        """Entries waiting, ready or delayed."""
-
-    async def next_ready_at(self, now: datetime) -> datetime | None:
-        """When the earliest delayed entry becomes ready (None if nothing is delayed): how
-        long the dispatcher may sleep. Never an entry a pass put back (``requeue``): that one
-        waits for an agent, and a wakeup, not the clock, says when one is free. A store may
-        answer an entry that came due at or before ``now`` and no pass has looked at yet
-        (memory and Redis keep those apart until a dequeue moves them)."""
-
-    async def oldest_ready_at(self, now: datetime) -> datetime | None:
-        """When the entry that has waited longest became ready, among those ready at ``now``
-        and not yet acknowledged (None when none waits): how far dispatch is behind. An entry
-        a dispatch pass holds counts: it has not gone anywhere yet (the gauge would drop to
-        0 for the moment of each pass), and one a replica died holding still waits."""
 
     # --- dead letters and idempotency -------------------------------------------------------
     async def add_dead_letter(self, entry: DeadLetter) -> None:

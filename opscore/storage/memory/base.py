@@ -38,6 +38,8 @@ def _page(items: list[T], offset: int, limit: int) -> Page[T]:
 class _Base:
     """Lock-guarded in-memory implementation of ``Storage``."""
 
+    writes_together = False  # each write is done at once
+
     def __init__(self, *, finished_session_limit: int = 10_000) -> None:
         self.finished_session_limit = finished_session_limit
         self._finished: deque[str] = deque()

@@ -116,6 +116,8 @@ Write = tuple[str, tuple[Any, ...], str] | None
 class _Base:
     """``Storage`` on PostgreSQL; safe to share between replicas."""
 
+    writes_together = False  # a statement each; at once, they only take more of the pool
+
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.pool_size = pool_size

@@ -99,6 +99,8 @@ def _due_score(due: datetime | None) -> float:
 class _Base:
     """``Storage`` on Redis; safe to share between replicas."""
 
+    writes_together = True  # those of one moment go out as one script (cas_groups.py)
+
     def __init__(self, url: str, *, prefix: str = "opscore:") -> None:
         self.url = url
         self.p = prefix

@@ -136,6 +136,8 @@ def _transaction(
 class _Base:
     """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``)."""
 
+    writes_together = False  # one writer thread takes them in turn
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None  # the store's thread's
