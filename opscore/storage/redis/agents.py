@@ -102,16 +102,18 @@ class AgentRecords(_Base):
         return dict(Counter(a.state for a in await self._all_agents()))
 
     async def delete_agent(self, agent_id: str) -> Agent | None:
-        key, span_key = self.k("agent", agent_id), self.history_span_key(agent_id)
+        key, span_key = self.k("agent", agent_id), self._history_span_key(agent_id)
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], Agent | None, Any]:
             raw = raws[0]
             span = Span.parse(raws[1])
 
             def ops(p: Any) -> None:
-                old = self.k("history", agent_id), self.k("history_kept", agent_id)
+                old = self._listed_history_keys(agent_id)
                 numbered = range(span.low, span.next)
-                for keys in deletions(self.history_prefix(agent_id), numbered, key, span_key, *old):
+                for keys in deletions(
+                    self._history_prefix(agent_id), numbered, key, span_key, *old
+                ):
                     p.delete(*keys)
                 p.srem(self.k("agents"), agent_id)
 
@@ -140,7 +142,7 @@ class AgentRecords(_Base):
         return await self._update_agent(agent_id, lambda a: a.model_copy(update=changes))
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
-        keys = [self.k("agent", record.agent_id), self.history_span_key(record.agent_id)]
+        keys = [self.k("agent", record.agent_id), self._history_span_key(record.agent_id)]
 
         def decide(raws: list[str | None]) -> tuple[list[str | None], tuple[Agent, bool], Any]:
             agent, duplicate = apply_state(_load(Agent, raws[0]), record)
@@ -158,11 +160,16 @@ class AgentRecords(_Base):
 
         return await self._cas_many(keys, decide)
 
-    def history_span_key(self, agent_id: str) -> str:
+    def _history_span_key(self, agent_id: str) -> str:
         """Which numbered reports the agent's history holds (``history.Span``)."""
         return self.k("history_span", agent_id)
 
-    def history_prefix(self, agent_id: str) -> str:
+    def _listed_history_keys(self, agent_id: str) -> tuple[str, str]:
+        """The list an earlier version kept the agent's history in, and its count of what it
+        shows (``history.py``): read after the numbered reports until a step drops them."""
+        return self.k("history", agent_id), self.k("history_kept", agent_id)
+
+    def _history_prefix(self, agent_id: str) -> str:
         """The agent's numbered reports' keys, but for their number."""
         return self.k("hist", agent_id, "")
 
@@ -175,14 +182,13 @@ class AgentRecords(_Base):
         the oldest reports' deletion, every quarter of ``kept``)."""
         agent_id = record.agent_id
         span, number, dropped = Span.parse(span_raw).add(kept)
-        prefix = self.history_prefix(agent_id)
+        prefix = self._history_prefix(agent_id)
 
         def ops(p: Any) -> None:
             p.put(prefix + str(number), PARSED.dump(record))
             if dropped:
                 # the list an earlier version kept is older still: it goes with the first step
-                old = self.k("history", agent_id), self.k("history_kept", agent_id)
-                for keys in deletions(prefix, dropped, *old):
+                for keys in deletions(prefix, dropped, *self._listed_history_keys(agent_id)):
                     p.delete(*keys)
 
         return span.dump(), ops
@@ -190,13 +196,9 @@ class AgentRecords(_Base):
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
         """The newest the agent's history shows, numbered reports first, then those of a list
         an earlier version kept (``history.py``), in one round trip."""
-        keys = [
-            self.history_span_key(agent_id),
-            self.k("history", agent_id),
-            self.k("history_kept", agent_id),
-        ]
+        keys = [self._history_span_key(agent_id), *self._listed_history_keys(agent_id)]
         total, *raws = await self._script(
-            "history_page", keys=keys, args=[self.history_prefix(agent_id), offset, limit]
+            "history_page", keys=keys, args=[self._history_prefix(agent_id), offset, limit]
         )
         items = [StateRecord.model_validate_json(r) for r in raws]
         return Page(items=items, total=int(total), offset=offset, limit=limit)

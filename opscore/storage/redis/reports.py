@@ -32,7 +32,7 @@ class ReportRecords(AgentRecords, RunRecords):
 
         next_id, ends_id = plan.next_step_of(task_id), plan.run_ended_by(task_id)
         # the agent, its history's span, the task, and what follows it if its record is known
-        keys = [agent_key, self.history_span_key(record.agent_id), self.k("task", task_id)]
+        keys = [agent_key, self._history_span_key(record.agent_id), self.k("task", task_id)]
         if next_id is not None:  # the step its completion may queue with it
             keys.append(self.k("task", next_id))
         elif ends_id is not None:  # or the run it may complete

@@ -26,6 +26,8 @@ from .queue_scripts import ENQUEUE_FN, enqueue_args
 CAS_FN = (
     ENQUEUE_FN
     + """
+-- KEYS and ARGV: one compare-and-set's own (CAS passes the script's, CAS_GROUPS a group's);
+-- curs: its records' values as read already (one MGET for all groups), or nil to read them
 local function cas(KEYS, ARGV, curs)
 curs = curs or redis.call('MGET', unpack(KEYS))
 for r = 1, #KEYS do
