@@ -3,7 +3,9 @@
     python -m bench.latency [--runs 40] [--stores memory,redis,postgresql,sqlite] [--agents 8]
 
 One Ops-Core process per store and the fast-agent process (bench/fast_agents.py, ``--agents``
-of them), the 3-step chain of ``bench.run`` run one at a time on an idle service. From the
+of them), the 3-step chain of ``bench.run`` run one at a time on an idle service (after
+``bench.run.WARM_UP`` runs left out; the driver looks at a run only ``FIRST_LOOK`` after it
+started, so its polls do not compete with the run). From the
 server's own timestamps of each task: queued -> dispatched (until the dispatcher's pass
 starts: a task is stamped with its pass's start), dispatched -> started (the pass's reads of
 the queue and the agents, the hand-over, the agent's 202 and its ``active`` report), started
@@ -28,7 +30,7 @@ from typing import Any
 import httpx
 
 from .common import KEY, free_port, opscore_cmd, opscore_env, process
-from .run import CHAIN, fast_agents_cmd
+from .run import CHAIN, WARM_UP, completed_run, fast_agents_cmd
 from .stores import _start_store, available_stores
 
 STAGES = ("queued_to_dispatched", "dispatched_to_started", "started_to_finished", "to_next_queued")
@@ -56,16 +58,10 @@ def _one_store(url: str, runs: int, fleet: int = 8) -> dict[str, float]:
         agents = fast_agents_cmd(base, agents_port, fleet)
         stack.enter_context(process(agents, ready_url=f"http://127.0.0.1:{agents_port}/health"))
         time.sleep(1)
-        for _ in range(runs):
-            sid = client.post("/v1/opscore/workflows/chain3/runs", json={}).json()["sessionId"]
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                session = client.get(f"/v1/opscore/sessions/{sid}").json()
-                if session["status"] == "completed":
-                    break
-                time.sleep(0.01)  # server-side timestamps: polling faster only adds load
-            else:
-                raise RuntimeError(f"run {sid} did not complete within 30 s")
+        for run in range(WARM_UP + runs):
+            session = completed_run(client)
+            if run < WARM_UP:
+                continue
             tasks: list[dict[str, Any]] = sorted(session["tasks"], key=lambda t: t["queuedAt"])
             for i, task in enumerate(tasks):
                 stages["queued_to_dispatched"].append(_ms(task["queuedAt"], task["dispatchedAt"]))
