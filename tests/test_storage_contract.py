@@ -1543,6 +1543,21 @@ class TestTelemetryChannel:
         cursor2, more = await channel.read_telemetry(cursor, 100)
         assert [(o, k) for _, o, k, _ in more] == [("r1", "up")] and cursor2 != cursor
 
+    async def test_a_readers_own_entries_are_passed_over(self, channel) -> None:
+        await channel.publish_telemetry("me", [("log", '{"n": 1}')])
+        await channel.publish_telemetry("other", [("span", '{"n": 2}')])
+        await channel.publish_telemetry("me", [("log", '{"n": 3}'), ("up", "{}")])
+        cursor, entries = await channel.read_telemetry(None, 100, passing_over="me")
+        assert [(o, k, d) for _, o, k, d in entries] == [("other", "span", '{"n": 2}')]
+        # the cursor is past the reader's own entries too: nothing is read again
+        assert await channel.read_telemetry(cursor, 100, passing_over="me") == (cursor, [])
+        await channel.publish_telemetry("me", [("log", '{"n": 4}')])
+        cursor2, more = await channel.read_telemetry(cursor, 100, passing_over="me")
+        assert more == [] and cursor2 != cursor
+        await channel.publish_telemetry("other", [("log", '{"n": 5}')])
+        _, last = await channel.read_telemetry(cursor2, 100, passing_over="me")
+        assert [d for _, _, _, d in last] == ['{"n": 5}']
+
     async def test_redis_reads_entries_written_one_record_each(self, redis_server) -> None:
         redis_server.flush()
         storage = storage_from_url(redis_server.url)

@@ -117,14 +117,14 @@ class FleetTelemetry:
     async def pull(self) -> int:
         """Read what the other replicas shipped; returns how many entries were read."""
         first = self._cursor is None
-        cursor, entries = await self.channel.read_telemetry(self._cursor, BATCH)
+        cursor, entries = await self.channel.read_telemetry(
+            self._cursor, BATCH, passing_over=self.origin
+        )
         self._cursor = cursor
         now = self.clock()
         logs: list[dict[str, Any]] = []
         spans: list[dict[str, Any]] = []
         for _, origin, kind, data in entries:
-            if origin == self.origin:
-                continue
             if not first:
                 self._seen[origin] = now
             if kind == "log":

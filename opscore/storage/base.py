@@ -344,7 +344,9 @@ class SharedTelemetry(Protocol):
         """Append (kind, JSON) entries from one replica, keeping about the newest 20,000."""
 
     async def read_telemetry(
-        self, after: str | None, limit: int
+        self, after: str | None, limit: int, *, passing_over: str | None = None
     ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
         """Entries after the cursor ``after`` (the newest ``limit`` when None), oldest first,
-        as (id, origin, kind, JSON), and the cursor to read on from."""
+        as (id, origin, kind, JSON), and the cursor to read on from. Entries from the origin
+        ``passing_over`` (the reader's own) are left out unparsed, the cursor moving past them:
+        each replica reads the whole channel, most of it what it shipped itself."""

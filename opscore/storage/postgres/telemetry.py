@@ -11,6 +11,16 @@ from .base import _Base
 
 KEEP = 20_000
 LOOKBACK = 500
+# The reader's own rows come back without their data, so that the cursor still moves past
+# them (the parameter that names the reader is the query's last).
+NEWEST = (
+    "SELECT id, origin, kind, CASE WHEN origin = $2 THEN NULL ELSE data END"
+    " FROM opscore_telemetry ORDER BY id DESC LIMIT $1"
+)
+AFTER = (
+    "SELECT id, origin, kind, CASE WHEN origin = $3 THEN NULL ELSE data END"
+    " FROM opscore_telemetry WHERE id > $1 ORDER BY id LIMIT $2"
+)
 
 
 class TelemetryChannel(_Base):
@@ -32,35 +42,36 @@ class TelemetryChannel(_Base):
             )
 
     async def read_telemetry(
-        self, after: str | None, limit: int
+        self, after: str | None, limit: int, *, passing_over: str | None = None
     ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
         async with self._conn() as conn:
             if after is None:
                 rows = list(
                     reversed(
                         await conn.fetch(
-                            "SELECT id, origin, kind, data FROM opscore_telemetry "
-                            "ORDER BY id DESC LIMIT $1",
+                            NEWEST,
                             limit,
+                            passing_over,
                         )
                     )
                 )
             else:
                 rows = await conn.fetch(
-                    "SELECT id, origin, kind, data FROM opscore_telemetry WHERE id > $1 "
-                    "ORDER BY id LIMIT $2",
+                    AFTER,
                     max(int(after) - LOOKBACK, 0),
                     limit + LOOKBACK,
+                    passing_over,
                 )
         entries = []
+        newest = int(after) if after else None
         for row in rows:
             if row[0] in self._seen_set:
                 continue
             self._seen_set.add(row[0])
             self._seen_ids.append(row[0])
-            entries.append((str(row[0]), row[1], row[2], row[3]))
+            newest = row[0] if newest is None else max(newest, row[0])
+            if row[3] is not None:  # not the reader's own
+                entries.append((str(row[0]), row[1], row[2], row[3]))
         while len(self._seen_ids) > 4 * (LOOKBACK + limit):
             self._seen_set.discard(self._seen_ids.popleft())
-        ids = [int(e[0]) for e in entries] + ([int(after)] if after else [])
-        cursor = str(max(ids)) if ids else "0"
-        return cursor, entries
+        return (str(newest) if newest is not None else "0"), entries

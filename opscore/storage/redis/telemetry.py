@@ -26,7 +26,7 @@ class TelemetryChannel(_Base):
         )
 
     async def read_telemetry(
-        self, after: str | None, limit: int
+        self, after: str | None, limit: int, *, passing_over: str | None = None
     ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
         key = self.k("telemetry")
         if after is None:
@@ -36,6 +36,8 @@ class TelemetryChannel(_Base):
         entries: list[tuple[str, str, str, str]] = []
         for entry_id, fields in rows:
             origin = fields["o"]
+            if origin == passing_over:
+                continue
             if "b" in fields:
                 entries += [
                     (entry_id, origin, kind, data) for kind, data in orjson.loads(fields["b"])
