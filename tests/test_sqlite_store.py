@@ -137,6 +137,35 @@ async def test_point_calls_run_on_the_event_loop_and_scans_on_the_store_thread(s
     assert seen[0][1] == "BEGIN"
 
 
+async def test_a_small_fleet_is_read_on_the_event_loop_and_a_large_one_on_the_thread(
+    store, monkeypatch
+) -> None:
+    """The dispatcher reads the available agents at each pass with work: for a few agents
+    the hop to the store's thread cost more than the read (sqlite/agents.py)."""
+    from opscore.storage.sqlite import agents as sqlite_agents
+
+    monkeypatch.setattr(sqlite_agents, "LOOP_FLEET", 3)
+    loop_thread = threading.current_thread().name
+    for i in range(3):
+        await store.save_agent(agent(f"a{i}", state="idle"))
+    seen = _statements_by_thread(store)
+
+    async def read_on() -> set[str]:
+        seen.clear()
+        await store.available_agents({"idle"})
+        return {thread for thread, statement in seen if statement.startswith("SELECT agent_id")}
+
+    assert await read_on() == {"opscore-sqlite"}  # the first read: the fleet's size unknown
+    assert await read_on() == {loop_thread}
+    assert len(await store.available_agents({"idle"})) == 3
+    await store.save_agent(agent("a3", state="idle"))
+    assert await read_on() == {loop_thread}  # grown past the bound since the last read
+    assert await read_on() == {"opscore-sqlite"}
+    await store.delete_agent("a3")
+    assert await read_on() == {"opscore-sqlite"}  # 3 found: small again from the next read
+    assert await read_on() == {loop_thread}
+
+
 async def test_a_point_write_on_a_locked_file_waits_on_the_store_thread_and_lands_once(
     store,
 ) -> None:

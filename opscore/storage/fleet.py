@@ -27,6 +27,11 @@ class FleetView:
 
     def __init__(self) -> None:
         self._agents: dict[str, tuple[str, Agent]] = {}
+        self.read = False  # whether a read has been seen: until then the size is unknown
+
+    def __len__(self) -> int:
+        """How many agents the last read found."""
+        return len(self._agents)
 
     def agents(self, rows: Iterable[tuple[str, str]]) -> list[Agent]:
         """The agents of ``rows`` (id and JSON), parsed only where the JSON changed."""
@@ -38,4 +43,5 @@ class FleetView:
                 kept = (raw, PARSED.load(Agent, raw))
             seen[agent_id] = kept
         self._agents = seen
+        self.read = True
         return [agent for _, agent in seen.values()]
