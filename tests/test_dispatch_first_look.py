@@ -100,3 +100,34 @@ async def test_a_slot_freed_while_a_pass_reads_calls_for_another_look() -> None:
     storage.log.clear()
     await passes.dispatch_ready(now)
     assert "agents>" in storage.log
+
+
+async def test_a_pass_reads_at_most_a_batch_of_entries_that_wait_for_a_busy_capability() -> None:
+    """Entries that no agent takes now (their capability is busy) count towards the pass's
+    batch: a backlog longer than that is read a batch per pass, not whole at every pass."""
+    from opscore.dispatch.dispatcher import BATCH
+    from opscore.models import TaskStatus
+
+    from .test_storage_contract import agent, task
+
+    storage, wakeup = Recording(), Wakeup()
+    now = utcnow()
+    await storage.save_agent(agent("free", state="idle", capabilities=["work"]))
+    backlog = BATCH + 100
+    for i in range(backlog):
+        queued = task(f"t{i:04d}", status=TaskStatus.QUEUED, agent_capability="rare")
+        await storage.save_tasks([queued])
+        await storage.enqueue(queued.task_id, priority=0, ready_at=now)
+    read = 0
+    dequeue = storage.dequeue_ready
+
+    async def counted(when: Any, limit: int) -> Any:
+        nonlocal read
+        entries = await dequeue(when, limit)
+        read += len(entries)
+        return entries
+
+    storage.dequeue_ready = counted  # type: ignore[method-assign]
+    assert await dispatcher(storage, wakeup).dispatch_ready(now) == 0
+    assert read == BATCH
+    assert await storage.queue_depth() == backlog  # every entry put back

@@ -285,11 +285,8 @@ class Dispatcher:
             for entry, outcome in zip(entries, placed, strict=False):
                 if isinstance(outcome, BaseException):
                     raise outcome  # the store is away: the pass fails, the leases run out
-                if outcome == "waiting":
-                    waiting.append(entry)
-                    continue
-                examined += outcome != "unread"
-                if outcome == "unread":
+                examined += outcome != "unread"  # a pass reads at most BATCH entries
+                if outcome in ("waiting", "unread"):
                     waiting.append(entry)
                     continue
                 sent += outcome == "sent"
