@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT
+from .run import _python
 
 
 def numbers(value: Any, path: str = "") -> dict[str, float]:
@@ -41,23 +42,6 @@ def numbers(value: Any, path: str = "") -> dict[str, float]:
     for key, item in items:
         found.update(numbers(item, f"{path}.{key}" if path else key))
     return found
-
-
-def run_once(tree: Path, module: str, args: list[str]) -> dict[str, Any]:
-    """The benchmark's last line of output, run from ``tree`` (which it then imports)."""
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=tree,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        check=True,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if not lines:
-        raise RuntimeError(f"{module} printed nothing")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
 
 
 def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,7 +89,7 @@ def main() -> None:
             for round_ in range(1, args.rounds + 1):
                 order = [("base", worktree), ("head", ROOT)]
                 for side, tree in order if round_ % 2 else reversed(order):
-                    result = run_once(tree, module, bench_args)
+                    result = _python(module, *bench_args, cwd=tree)
                     results[side].append(result)
                     line = {"round": round_, "side": side, "result": result}
                     print(json.dumps(line), file=sys.stderr, flush=True)

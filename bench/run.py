@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -354,13 +355,15 @@ def bench_celery() -> dict[str, Any]:
 
 
 # --- scale and memory (separate interpreter each, so RSS is theirs alone) ----------------------
-def _python(module: str, *args: str) -> dict[str, Any]:
+def _python(module: str, *args: str, cwd: Path = BENCH.parent) -> dict[str, Any]:
+    """The last line a benchmark module prints, as JSON, run from ``cwd`` (the tree whose
+    code it then imports: ``bench.ab`` runs another build's)."""
     out = subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=1800,
-        cwd=BENCH.parent,
+        cwd=cwd,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{module} exited {out.returncode}: {out.stderr[-2000:]}")
