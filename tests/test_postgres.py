@@ -290,10 +290,11 @@ def _count_statements(store: PostgresStorage, monkeypatch) -> list[str]:
 
 
 class _Counted:
-    """A pooled connection that notes each statement sent on it."""
+    """A pooled connection that notes each statement sent on it (and, given a list, each
+    answer it got)."""
 
-    def __init__(self, conn, sent: list[str]) -> None:
-        self._conn, self._sent = conn, sent
+    def __init__(self, conn, sent: list[str], answers: list | None = None) -> None:
+        self._conn, self._sent, self._answers = conn, sent, answers
 
     def __getattr__(self, name: str):
         attr = getattr(self._conn, name)
@@ -302,9 +303,50 @@ class _Counted:
 
         async def counted(query: str, *args, **kwargs):
             self._sent.append(query)
-            return await attr(query, *args, **kwargs)
+            answer = await attr(query, *args, **kwargs)
+            if self._answers is not None:
+                self._answers.append(answer)
+            return answer
 
         return counted
+
+
+async def test_a_compare_and_set_answers_a_document_only_when_it_did_not_write(
+    pg, monkeypatch
+) -> None:
+    """Every part of a statement sees the rows as they were before it, so a written row's
+    document in the answer is the one it replaced, which no caller reads: it is left out.
+    When the row had changed (another replica wrote it), the answer brings the current
+    document, and the write is decided again on it without a read."""
+    from .test_storage_contract import agent, record
+
+    a, b = PostgresStorage(pg.url), PostgresStorage(pg.url)
+    await a.open()
+    await b.open()
+    try:
+        await a.save_agent(agent("a1"))
+        assert (await b.get_agent("a1")) is not None  # b's sight of a1, soon stale
+        await a.record_state(record("a1", "active", 1), history_limit=5)
+        sent: list[str] = []
+        answers: list = []
+        pooled = b._conn
+
+        @contextlib.asynccontextmanager
+        async def counting():
+            async with pooled() as conn:
+                yield _Counted(conn, sent, answers)
+
+        monkeypatch.setattr(b, "_conn", counting)
+        written, _ = await b.record_state(record("a1", "idle", 2), history_limit=5)
+        assert written.state == "idle"
+        assert len(sent) == 2  # refused on the stale sight, then written: no read between
+        refused, accepted = answers
+        assert refused[0] is None and '"state":"active"' in refused[1]
+        assert accepted[0] == 1 and accepted[1] is None
+        assert (await a.get_agent("a1")).state == "idle"
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_a_hand_over_takes_the_slot_and_moves_the_task_in_one_statement(

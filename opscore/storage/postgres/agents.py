@@ -9,16 +9,17 @@ from typing import Any
 from ...models import Agent, Page, StateRecord
 from ..parsed import PARSED
 from ..rules import apply_state, slot_claimed, slot_released
-from .base import Write, _Base, _load
+from .base import Write, _Base, _load, doc_unless
 
 _READ_AGENT = "SELECT doc FROM opscore_agents WHERE agent_id = $1"
 # compare-and-set: $5 is the document the change was decided on
 # (as every compare-and-set write: whether it wrote, and else the row's current document)
-_SET_AGENT = """
+_SET_AGENT = f"""
 WITH changed AS (
     UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
     WHERE agent_id = $1 AND doc = $5 RETURNING 1)
-SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_agents WHERE agent_id = $1)
+SELECT (SELECT 1 FROM changed),
+    {doc_unless("EXISTS (SELECT 1 FROM changed)", "opscore_agents", "agent_id", "$1")}
 """
 # once the agent's row is `changed`: the report $5 on top of its history, trimmed to $7
 # entries, and `added` answers $6
@@ -35,7 +36,8 @@ _SET_STATE = f"""
 WITH changed AS (
     UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
     WHERE agent_id = $1 AND doc = $8 RETURNING agent_id),{HISTORY_AFTER_CHANGE}
-SELECT (SELECT written FROM added), (SELECT doc FROM opscore_agents WHERE agent_id = $1)
+SELECT (SELECT written FROM added),
+    {doc_unless("EXISTS (SELECT 1 FROM added)", "opscore_agents", "agent_id", "$1")}
 """
 _PUT_AGENT = (
     "INSERT INTO opscore_agents (agent_id, state, last_seen, doc) VALUES ($1, $2, $3, $4) "

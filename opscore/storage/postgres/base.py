@@ -53,6 +53,15 @@ async def _no_reset(_conn: Any) -> None:
     return None
 
 
+def doc_unless(written: str, table: str, key: str, param: str) -> str:
+    """A row's document in a compare-and-set's answer, NULL when ``written`` (an SQL
+    condition on the statement's CTEs) holds. Every part of a statement sees the rows as they
+    were before it, so a written row's document would be the one it replaced, which no caller
+    reads: a caller reads the answer's documents only to decide again when nothing was
+    written. Sending them back regardless was two documents (a few kB) per state report."""
+    return f"CASE WHEN {written} THEN NULL ELSE (SELECT doc FROM {table} WHERE {key} = {param}) END"
+
+
 def agent_and_task_written(agent_guess: int, task: int) -> str:
     """The head of a statement that writes an agent's row and a task's row, both or neither:
     only if each still holds the document decided on. Parameters: $1 the agent, $2 its state,

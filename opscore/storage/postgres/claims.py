@@ -18,7 +18,7 @@ from ..parsed import PARSED
 from ..rules import slot_taken, task_change_applies
 from ..seen import UNSEEN
 from .agents import _READ_AGENT
-from .base import _Base, agent_and_task_written
+from .base import _Base, agent_and_task_written, doc_unless
 from .runs import _READ_TASK
 
 # $1 agent, $2 its state, $3 last seen, $4 its document, $5 the agent's document decided on;
@@ -27,8 +27,8 @@ from .runs import _READ_TASK
 # the task's document).
 _CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)}
 SELECT (SELECT count(*) FROM changed) = 1 AND (SELECT count(*) FROM moved) = 1,
-    (SELECT doc FROM opscore_agents WHERE agent_id = $1),
-    (SELECT doc FROM opscore_tasks WHERE task_id = $6)
+    {doc_unless("(SELECT yes FROM held)", "opscore_agents", "agent_id", "$1")},
+    {doc_unless("(SELECT yes FROM held)", "opscore_tasks", "task_id", "$6")}
 """
 
 

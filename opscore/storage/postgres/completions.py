@@ -17,13 +17,15 @@ from ..parsed import PARSED
 from ..report_and_task import QueuedNext, RunEnd, TaskUpdate, next_queued, run_ended
 from ..rules import task_change_applies
 from ..seen import UNSEEN
-from .base import CHANNEL, _Base, queued_after, run_ended_after
+from .base import CHANNEL, _Base, doc_unless, queued_after, run_ended_after
 from .runs import _READ_TASK, _SET_TASK, _session_row
 
 _MOVED = """
 WITH moved AS (
     UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4
     RETURNING task_id),"""
+# the task's document in the answer, only when it was not written (base.doc_unless)
+_TASK_UNLESS_MOVED = doc_unless("EXISTS (SELECT 1 FROM moved)", "opscore_tasks", "task_id", "$1")
 # $1 task, $2 its status, $3 its document, $4 the document decided on; $5 the next step, $6
 # its status, $7 its document, $8 the document decided on; queued at $9 (priority), $10
 # (ready), NOTIFY $11 from $12. Answers (task written, the task's document, step queued).
@@ -32,13 +34,13 @@ next_moved AS (
     UPDATE opscore_tasks SET status = $6, doc = $7
     WHERE task_id = $5 AND doc = $8 AND EXISTS (SELECT 1 FROM moved) RETURNING task_id),
 {queued_after("next_moved", 9, 11, "next_queued")}
-SELECT (SELECT count(*) FROM moved) = 1, (SELECT doc FROM opscore_tasks WHERE task_id = $1),
+SELECT (SELECT count(*) FROM moved) = 1, {_TASK_UNLESS_MOVED},
     (SELECT count(*) FROM next_queued_woken) > 0
 """
 # ... or, from $5, the run's session completed (base.run_ended_after); the third answer says
 # whether it was.
 _SET_TASK_AND_END = f"""{_MOVED}{run_ended_after("moved", 5)}
-SELECT (SELECT count(*) FROM moved) = 1, (SELECT doc FROM opscore_tasks WHERE task_id = $1),
+SELECT (SELECT count(*) FROM moved) = 1, {_TASK_UNLESS_MOVED},
     (SELECT count(*) FROM run_ended) > 0
 """
 

@@ -9,7 +9,7 @@ from typing import Any
 from ...models import Page, Session, TaskRun, WorkflowTemplate
 from ..parsed import PARSED
 from ..rules import ready_time, task_change_applies
-from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load, queued_after
+from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load, doc_unless, queued_after
 
 _PUT_SESSION = (
     "INSERT INTO opscore_sessions (session_id, status, workflow_id, agent_id, finished_at, doc) "
@@ -18,11 +18,12 @@ _PUT_SESSION = (
 )
 _READ_SESSION = "SELECT doc FROM opscore_sessions WHERE session_id = $1"
 # (as every compare-and-set write: whether it wrote, and else the row's current document)
-_SET_SESSION = """
+_SET_SESSION = f"""
 WITH changed AS (
     UPDATE opscore_sessions SET status = $2, workflow_id = $3, agent_id = $4,
         finished_at = $5, doc = $6 WHERE session_id = $1 AND doc = $7 RETURNING 1)
-SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_sessions WHERE session_id = $1)
+SELECT (SELECT 1 FROM changed),
+    {doc_unless("EXISTS (SELECT 1 FROM changed)", "opscore_sessions", "session_id", "$1")}
 """
 _READ_TASK = "SELECT doc FROM opscore_tasks WHERE task_id = $1"
 _SESSION_WITH_TASKS = """
@@ -31,10 +32,11 @@ UNION ALL
 (SELECT 't', doc, seq FROM opscore_tasks WHERE session_id = $1)
 ORDER BY 1, 3
 """
-_SET_TASK = """
+_SET_TASK = f"""
 WITH changed AS (
     UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $4 RETURNING 1)
-SELECT (SELECT 1 FROM changed), (SELECT doc FROM opscore_tasks WHERE task_id = $1)
+SELECT (SELECT 1 FROM changed),
+    {doc_unless("EXISTS (SELECT 1 FROM changed)", "opscore_tasks", "task_id", "$1")}
 """
 # The same compare-and-set, and the task queued in the same statement (as queue.py's enqueue,
 # with its NOTIFY), only if the row still held the guessed document ($8).
@@ -43,7 +45,7 @@ WITH moved AS (
     UPDATE opscore_tasks SET status = $2, doc = $3 WHERE task_id = $1 AND doc = $8
     RETURNING task_id),{queued_after("moved", 4, 6)}
 SELECT (SELECT count(*) FROM queued_woken) > 0,
-    (SELECT doc FROM opscore_tasks WHERE task_id = $1)
+    {doc_unless("EXISTS (SELECT 1 FROM moved)", "opscore_tasks", "task_id", "$1")}
 """
 _PUT_TASK = (
     "INSERT INTO opscore_tasks (task_id, session_id, status, doc) VALUES ($1, $2, $3, $4) "
