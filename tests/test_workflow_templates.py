@@ -141,3 +141,34 @@ def test_template_task_limit(server_factory) -> None:
         big = template("big", *[task(f"t{i}") for i in range(4)])
         response = c.post("/v1/opscore/workflows", json=big)
         assert response.status_code == 422 and "limit is 3" in response.json()["detail"]
+
+
+def test_a_stored_template_becomes_a_definition_and_is_checked_once_per_instance(
+    monkeypatch,
+) -> None:
+    """Every run of a stored template asks for its definition and checks it, and the store
+    hands the template back as one instance while its JSON is unchanged (storage.parsed):
+    both are done once per instance. Another task limit checks it again, a copy starts
+    afresh, and what was worked out is not part of equality (an identical re-post is 200)."""
+    from opscore.models import WorkflowDefinition, WorkflowTemplate
+    from opscore.workflow import templates as module
+    from opscore.workflow.substitution import TemplateError
+
+    orders: list[int] = []
+    real = module._topological_order
+    monkeypatch.setattr(module, "_topological_order", lambda *a: orders.append(1) or real(*a))
+    body = template("m", task("a"), task("b", dependsOn=["a"]))
+    stored = WorkflowTemplate.model_validate({**body, "createdAt": "2026-12-05T00:00:00Z"})
+    definition = stored.definition()
+    assert stored.definition() is definition
+    module.validate_definition(definition, max_tasks=10)
+    module.validate_definition(definition, max_tasks=10)
+    assert len(orders) == 1
+    module.validate_definition(definition, max_tasks=2)
+    assert len(orders) == 2
+    with pytest.raises(TemplateError, match="limit is 1"):
+        module.validate_definition(definition, max_tasks=1)
+    assert WorkflowDefinition.model_validate(body) == definition
+    renamed = stored.model_copy(update={"name": "renamed"})
+    assert renamed.definition() is not definition and renamed.definition().name == "renamed"
+    assert definition.model_copy()._checked_for is None

@@ -51,7 +51,6 @@ from .events import (
 from .limits import CapabilityLimit, LimitUpdate
 from .runs import (
     DeadLetter,
-    LeaseRenewed,
     PurgeRequest,
     PurgeResult,
     QueueEntry,
@@ -68,10 +67,6 @@ from .runs import (
     TaskResultReport,
     TaskRun,
     TaskStatus,
-    WorkerClaim,
-    WorkerClaimed,
-    WorkerResult,
-    WorkerTask,
     WorkflowDefinition,
     WorkflowTemplate,
     WorkflowTrigger,
@@ -85,6 +80,7 @@ from .schedules import (
 )
 from .timeline import RunTimeline, TimelineEvent
 from .usage import Budget, BudgetSet, UsageReport, UsageTotals, usage_from
+from .workers import LeaseRenewed, WorkerClaim, WorkerClaimed, WorkerResult, WorkerTask
 
 __all__ = [
     "EVENT_TYPES",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from .a2a import A2ATaskRef
 from .common import ID_PATTERN, ApiModel
@@ -135,11 +136,30 @@ class WorkflowDefinition(ApiModel):
         ),
     )
     tasks: list[TaskDefinition] = Field(min_length=1)
+    # the task limit this definition last passed templates.validate_definition under: a
+    # stored template comes back as one instance while its JSON is unchanged
+    # (storage.parsed), so each of its runs need not check it again
+    _checked_for: int | None = PrivateAttr(None)
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, (int, float)) else value
+
+    def __eq__(self, other: object) -> bool:
+        """Equal fields make equal definitions, whatever was worked out from either."""
+        if not isinstance(other, WorkflowDefinition):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as pydantic's models: mutable, unhashable
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, without what was worked out from this one's fields (it may differ)."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in type(self).__private_attributes__:
+            setattr(copy, name, None)
+        return copy
 
 
 class WorkflowTemplate(WorkflowDefinition):
@@ -149,9 +169,17 @@ class WorkflowTemplate(WorkflowDefinition):
     created_at: datetime
     source: str = "api"
 
+    _definition: WorkflowDefinition | None = PrivateAttr(None)
+
     def definition(self) -> WorkflowDefinition:
-        """The definition alone, without what storing it added."""
-        return WorkflowDefinition.model_validate(self.model_dump(exclude={"created_at", "source"}))
+        """The definition alone, without what storing it added. Built once per instance:
+        every run of a stored template asks for it, and the template comes back as the same
+        instance while its JSON is unchanged (storage.parsed)."""
+        if self._definition is None:
+            self._definition = WorkflowDefinition.model_validate(
+                self.model_dump(exclude={"created_at", "source"})
+            )
+        return self._definition
 
 
 class WorkflowTrigger(ApiModel):
@@ -343,44 +371,3 @@ class PurgeResult(ApiModel):
     removed: int = Field(description="Finished sessions removed, with their tasks and letters.")
     finished_before: datetime | None = None
     kept_newest: int | None = None
-
-
-class WorkerClaim(ApiModel):
-    """A pull worker asks for work, waiting up to ``waitSeconds`` for some."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    wait_seconds: float = Field(20, ge=0, le=60, description="Long-poll: how long to wait.")
-    max_tasks: int = Field(1, ge=1, le=100, description="At most this many tasks at once.")
-
-
-class WorkerTask(ApiModel):
-    """A task a worker claimed: the same message a push agent gets, and its lease."""
-
-    task_id: str
-    session_id: str
-    task_name: str
-    capability: str | None = None
-    attempt: int
-    message: dict[str, Any] = Field(description="The workflow_task message, as pushed to agents.")
-    lease_seconds: float
-    lease_until: datetime
-
-
-class WorkerClaimed(ApiModel):
-    tasks: list[WorkerTask] = Field(default_factory=list)
-
-
-class LeaseRenewed(ApiModel):
-    task_id: str
-    lease_until: datetime
-
-
-class WorkerResult(ApiModel):
-    model_config = ConfigDict(extra="forbid")
-
-    result: Any = None
-    error: str | None = Field(None, max_length=4000)
-    usage: dict[str, Any] | None = Field(
-        None, description="Tokens and model: {inputTokens, outputTokens, model}."
-    )

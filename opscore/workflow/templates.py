@@ -116,7 +116,10 @@ def fallback_ids(definition: WorkflowDefinition) -> set[str]:
 
 
 def validate_definition(definition: WorkflowDefinition, *, max_tasks: int) -> None:
-    """Reject duplicate ids, unknown references, cycles and unreachable tasks."""
+    """Reject duplicate ids, unknown references, cycles and unreachable tasks. A definition
+    that passed under the same task limit is not checked again (``_checked_for``)."""
+    if definition._checked_for == max_tasks:
+        return
     tasks = definition.tasks
     if len(tasks) > max_tasks:
         raise TemplateError(f"Template has {len(tasks)} tasks; the limit is {max_tasks}")
@@ -174,6 +177,7 @@ def validate_definition(definition: WorkflowDefinition, *, max_tasks: int) -> No
                     f"Task '{task.task_id}' references task '{ref}' in its {where}, which does "
                     "not run before it"
                 )
+    definition._checked_for = max_tasks
 
 
 def _check_task_refs(task: TaskDefinition, by_id: Mapping[str, TaskDefinition]) -> None:
