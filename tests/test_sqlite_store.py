@@ -380,3 +380,20 @@ async def test_a_claim_brings_its_tasks_in_its_own_statement(store) -> None:
     assert entries[1].task is None
     reads = [s for _, s in seen if "tasks" in s]
     assert len(reads) == 1 and "JOIN" in reads[0]
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_a_counter_is_taken_in_one_statement_where_sqlite_has_returning(
+    store, monkeypatch, returning: bool
+) -> None:
+    """Each entry queued takes the queue's counter (its order among equals): one statement
+    with RETURNING (SQLite 3.35), the increment and a read before; in order either way."""
+    monkeypatch.setattr(sqlite_base, "_RETURNING", returning)
+    await store.save_tasks([task(t, status=TaskStatus.QUEUED) for t in ("t1", "t2", "t3")])
+    seen = _statements_by_thread(store)
+    now = utcnow()
+    for task_id in ("t2", "t1", "t3"):
+        await store.enqueue(task_id, priority=0, ready_at=now)
+    counted = [s for _, s in seen if "counters" in s]
+    assert len(counted) == (3 if returning else 6), counted
+    assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t2", "t1", "t3"]

@@ -46,6 +46,9 @@ LEASE = timedelta(seconds=30)
 CHECKPOINT_EVERY = 500  # writes on the loop between two checkpoints on the thread
 BUSY_TIMEOUT = 10  # seconds a call on the store's thread waits for another writer
 _INFLIGHT = ("dispatched", "running", "waiting")  # what inflight_tasks returns
+_COUNT = "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1"
+_COUNT_RETURNING = _COUNT + " RETURNING value"
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -316,8 +319,9 @@ class _Base:
         )
 
     def _next(self, db: sqlite3.Connection, name: str) -> int:
-        db.execute(
-            "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-            (name,),
-        )
+        """The counter's next value: one statement where SQLite has RETURNING (3.35), two
+        before (taken for every task a run writes and every entry queued)."""
+        if _RETURNING:
+            return int(db.execute(_COUNT_RETURNING, (name,)).fetchone()[0])
+        db.execute(_COUNT, (name,))
         return int(db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()[0])
