@@ -397,3 +397,14 @@ async def test_a_counter_is_taken_in_one_statement_where_sqlite_has_returning(
     counted = [s for _, s in seen if "counters" in s]
     assert len(counted) == (3 if returning else 6), counted
     assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t2", "t1", "t3"]
+
+
+async def test_a_report_trims_its_agents_history_once_a_quarter_of_the_limit(store) -> None:
+    """The trim walks the agent's newest reports in its index: once every quarter of the
+    limit, not at every report (history_trims.py)."""
+    await store.create_agent(agent("a1"))
+    seen = _statements_by_thread(store)
+    for i in range(40):
+        await store.record_state(record("a1", "idle", i), history_limit=100)
+    deletes = [s for _, s in seen if s.startswith("DELETE FROM state_history")]
+    assert len(deletes) == 2  # the first report, then the 26th

@@ -67,6 +67,27 @@ def test_history_is_bounded_per_agent(server_factory) -> None:
     assert history["items"][0]["timestamp"].startswith("2026-11-24T10:00:09")
 
 
+def test_a_history_trimmed_in_steps_shows_the_newest_it_keeps(server_factory, tmp_path) -> None:
+    """SQLite trims a history once a quarter of the limit was added (history_trims.py), so it
+    may hold a few more than the limit: the API shows the newest ``state_history_limit``,
+    with that total, on every page."""
+    settings = make_settings(state_history_limit=8, storage_url=f"sqlite:///{tmp_path}/h.db")
+    server = server_factory(settings)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        register(client, AGENT)
+        for i in range(11):  # trims at the 1st, 3rd ... 11th: 9 held after the 10th
+            assert report(client, "idle", f"2026-11-24T10:00:{i:02d}+00:00").status_code == 202
+            history = client.get(f"/v1/opscore/agent/{AGENT}/state/history").json()
+            assert history["total"] == min(i + 1, 8)
+            newest = [r["timestamp"][17:19] for r in history["items"]]
+            assert newest == [f"{j:02d}" for j in range(i, max(i - 8, -1), -1)]
+        url = f"/v1/opscore/agent/{AGENT}/state/history"
+        page = client.get(url, params={"offset": 6, "limit": 5}).json()
+        assert page["total"] == 8 and [r["timestamp"][17:19] for r in page["items"]] == ["04", "03"]
+        beyond = client.get(url, params={"offset": 8, "limit": 5}).json()
+        assert beyond["total"] == 8 and beyond["items"] == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

@@ -154,6 +154,19 @@ class TestState:
         assert history.total == 5
         assert history.items[0].timestamp > history.items[-1].timestamp
 
+    async def test_a_history_holds_at_most_a_quarter_more_than_its_limit(
+        self, store: Storage
+    ) -> None:
+        """A store may trim a history in steps (``history_trims.py``, Redis's span): between
+        two, it holds at most a quarter more than it keeps, newest first, and never fewer
+        than it keeps. ``AgentStates.state_history`` shows the newest ``history_limit``."""
+        await store.create_agent(agent("a1"))
+        for i in range(40):
+            await store.record_state(record("a1", "idle", i), history_limit=8)
+            history = await store.state_history("a1", offset=0, limit=100)
+            assert min(i + 1, 8) <= history.total <= 10, (i, history.total)
+            assert history.items[0].timestamp == record("a1", "idle", i).timestamp
+
     async def test_out_of_order_unknown_and_duplicate(self, store: Storage) -> None:
         await store.create_agent(agent("a1"))
         first = record("a1", "active", 10, k=1)

@@ -282,6 +282,17 @@ class AgentStates:
         )
 
     async def state_history(self, agent_id: str, *, offset: int, limit: int) -> Page[StateRecord]:
-        """The agent's bounded state history, newest first."""
+        """The agent's bounded state history, newest first: its newest
+        ``state_history_limit`` reports. Stores trim a history in steps, so one may hold a
+        few more between two steps (``storage/history_trims.py``); they are not shown."""
         await self.registry.get_agent(agent_id)
-        return await self.storage.state_history(agent_id, offset=offset, limit=limit)
+        kept = self.settings.state_history_limit
+        shown = min(limit, kept - offset)
+        # a page past what is kept still says how many there are: one record read, none shown
+        page = await self.storage.state_history(agent_id, offset=offset, limit=max(shown, 1))
+        return Page(
+            items=page.items[: max(shown, 0)],
+            total=min(page.total, kept),
+            offset=offset,
+            limit=limit,
+        )

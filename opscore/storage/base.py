@@ -114,7 +114,8 @@ class Storage(QueueStore, Protocol):
         equals the current state exactly (same timestamp, state and details).
         Raises NotFoundError if the agent is unknown, ConflictError(STATE_OUT_OF_ORDER) if
         ``record.timestamp`` is older than the current state's. History keeps the newest
-        ``history_limit`` records.
+        ``history_limit`` records, and may hold a quarter more between two trims
+        (``history_trims.py``; ``AgentStates.state_history`` shows the newest only).
         """
 
     async def record_report(

@@ -22,12 +22,13 @@ SELECT (SELECT 1 FROM changed),
     {doc_unless("EXISTS (SELECT 1 FROM changed)", "opscore_agents", "agent_id", "$1")}
 """
 # once the agent's row is `changed`: the report $5 on top of its history, trimmed to $7
-# entries, and `added` answers $6
+# entries, and `added` answers $6. $7 is -1 when this report does not trim (history_trims.py):
+# the DELETE's conditions on parameters alone are checked before its scan, so it reads nothing
 HISTORY_AFTER_CHANGE = """
 trimmed AS (
-    DELETE FROM opscore_state_history WHERE agent_id = $1 AND EXISTS (SELECT 1 FROM changed)
-    AND id <= (SELECT id FROM opscore_state_history WHERE agent_id = $1
-               ORDER BY id DESC LIMIT 1 OFFSET $7)),
+    DELETE FROM opscore_state_history WHERE $7::int >= 0 AND EXISTS (SELECT 1 FROM changed)
+    AND agent_id = $1 AND id <= (SELECT id FROM opscore_state_history WHERE agent_id = $1
+               ORDER BY id DESC LIMIT 1 OFFSET greatest($7::int, 0))),
 added AS (
     INSERT INTO opscore_state_history (agent_id, doc) SELECT agent_id, $5 FROM changed
     RETURNING $6::int AS written)"""
@@ -46,6 +47,13 @@ _PUT_AGENT = (
 
 
 class AgentRecords(_Base):
+    def _history_offset(self, agent_id: str, history_limit: int) -> int:
+        """``$7`` of ``HISTORY_AFTER_CHANGE``: how many reports before this one are kept, or -1
+        when this report does not trim the history (``history_trims.py``)."""
+        if self._history_trims.due(agent_id, history_limit):
+            return max(history_limit - 1, 0)
+        return -1
+
     async def _put_agent(self, conn: Any, agent: Agent) -> None:
         raw = PARSED.dump(agent)
         await conn.execute(_PUT_AGENT, agent.agent_id, agent.state, agent.last_seen, raw)
@@ -137,6 +145,13 @@ class AgentRecords(_Base):
         return await self._change_agent(agent_id, lambda a: a.model_copy(update=changes))
 
     async def record_state(self, record: StateRecord, *, history_limit: int) -> tuple[Agent, bool]:
+        return await self._record_state(
+            record, self._history_offset(record.agent_id, history_limit)
+        )
+
+    async def _record_state(self, record: StateRecord, kept: int) -> tuple[Agent, bool]:
+        """``record_state``, its history kept as ``kept`` says (``_history_offset``)."""
+
         def decide(doc: str | None) -> tuple[Write, tuple[Agent, bool]]:
             agent, duplicate = apply_state(_load(Agent, doc) if doc else None, record)
             if duplicate:
@@ -149,7 +164,7 @@ class AgentRecords(_Base):
                 raw,
                 PARSED.dump(record),
                 1,
-                max(history_limit - 1, 0),
+                kept,
             )
             return (_SET_STATE, args, raw), (agent, False)
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from ...errors import OpsCoreError, StorageError
 from ..fleet import FleetView
+from ..history_trims import HistoryTrims
 from ..parsed import PARSED
 from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
@@ -139,6 +140,7 @@ class _Base:
         self._token = f"{os.getpid()}-{id(self)}"
         self._seen = Seen(GUESSES)
         self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
+        self._history_trims = HistoryTrims()  # which reports trim their agent's history
         # rows with a compare-and-set of this process in flight (_cas, claims, reports)
         self._turns = WriteTurns()
         # the telemetry channel's ids this reader has passed, oldest first (telemetry.py)

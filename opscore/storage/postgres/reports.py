@@ -23,7 +23,8 @@ from .completions import NextSteps
 # the rows' documents in the answer, only when they were not written (base.doc_unless)
 _AGENT_UNLESS_HELD = doc_unless("(SELECT yes FROM held)", "opscore_agents", "agent_id", "$1")
 _TASK_UNLESS_HELD = doc_unless("(SELECT yes FROM held)", "opscore_tasks", "task_id", "$9")
-# $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1,
+# $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1
+# (-1: no trim),
 # $8 the agent's document decided on; $9 task, $10 its status, $11 its document, $12 the
 # task's document decided on (base.agent_and_task_written). Answers (1 if written, the
 # agent's document, the task's document).
@@ -80,6 +81,7 @@ class ReportRecords(AgentRecords, NextSteps):
         named = plan.named_task(record)
         likely = named or self._task_on_sight(agent_key, record, plan)
         turns = (agent_key, f"task:{likely}") if likely else (agent_key,)
+        kept = self._history_offset(record.agent_id, history_limit)
         async with self._turns.turn(turns), self._conn() as conn:
             rows = _Rows(self, conn, record.agent_id, plan)
             if rows.unseen(likely):
@@ -121,7 +123,7 @@ class ReportRecords(AgentRecords, NextSteps):
                     agent_raw,
                     PARSED.dump(record),
                     1,
-                    max(history_limit - 1, 0),
+                    kept,
                     agent_doc,
                     found,
                     moved.status.value,
@@ -144,7 +146,7 @@ class ReportRecords(AgentRecords, NextSteps):
                 # one of them changed since: decide again on what the statement saw
                 rows.saw(agent_key, agent_now)
                 rows.saw(task_key, task_now)
-        agent, duplicate = await self.record_state(record, history_limit=history_limit)
+        agent, duplicate = await self._record_state(record, kept)
         return ReportWritten(agent, duplicate)
 
     def _task_on_sight(self, agent_key: str, record: StateRecord, plan: ReportPlan) -> str | None:

@@ -128,12 +128,15 @@ class AgentRecords(RunRecords):
     def _write_state(
         self, db: sqlite3.Connection, agent: Agent, record: StateRecord, history_limit: int
     ) -> None:
-        """The agent with its new state, and the report on top of its bounded history."""
+        """The agent with its new state, and the report on top of its bounded history (trimmed
+        in steps: ``history_trims.py``)."""
         self._put_agent(db, agent)
         db.execute(
             "INSERT INTO state_history (agent_id, doc) VALUES (?, ?)",
             (agent.agent_id, _doc(record)),
         )
+        if not self._history_trims.due(agent.agent_id, history_limit):
+            return
         db.execute(
             "DELETE FROM state_history WHERE agent_id = ? AND id <= (SELECT id FROM "
             "state_history WHERE agent_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",

@@ -35,6 +35,7 @@ from ...errors import StorageError
 from ...models import Agent, TaskRun
 from ...models.sweep_due import sweep_due
 from ..fleet import FleetView
+from ..history_trims import HistoryTrims
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, next_queued
 from .calls import alone, on_loop_error, scan
@@ -145,6 +146,7 @@ class _Base:
         self.path = path
         self._conn: sqlite3.Connection | None = None  # the store's thread's
         self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
+        self._history_trims = HistoryTrims()  # which reports trim their agent's history
         self._lock = threading.RLock()
         self._loop_conn: sqlite3.Connection | None = None  # point calls on the event loop
         self._loop_lock = threading.Lock()  # in case two event loops share the store
