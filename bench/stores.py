@@ -132,6 +132,8 @@ def _one_store(
     replicas: int,
     reports: str = "turn",
     agents: int = 8,
+    *,
+    latency: bool = True,
 ) -> dict[str, Any]:
     ports = [free_port() for _ in range(replicas)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
@@ -158,7 +160,7 @@ def _one_store(
             )
         )
         time.sleep(1)
-        latencies = _latencies(urls[0], LATENCY_RUNS) if replicas == 1 else []
+        latencies = _latencies(urls[0], LATENCY_RUNS) if replicas == 1 and latency else []
         before = redis_commands(port) if name == "redis" and port else {}
         commits = postgres_commits(url) if name == "postgresql" else 0
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
