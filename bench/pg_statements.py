@@ -25,14 +25,13 @@ import json
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
+from .common import ROOT
 from .stores import _one_store, available_stores
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.storage_servers import PostgresServer  # noqa: E402
+from tests.storage_servers import PostgresServer
 
 SHOWN = 100  # characters of a statement that name it
 _ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")

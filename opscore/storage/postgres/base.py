@@ -101,6 +101,17 @@ run_ended AS (
     RETURNING 1)"""
 
 
+def agent_and_task_docs(task: int) -> str:
+    """The answer's two documents after ``agent_and_task_written``: the agent's row ($1) and
+    the task's (``$task``), each only when the two were not written (``doc_unless``)."""
+    return ",\n    ".join(
+        (
+            doc_unless("(SELECT yes FROM held)", "opscore_agents", "agent_id", "$1"),
+            doc_unless("(SELECT yes FROM held)", "opscore_tasks", "task_id", f"${task}"),
+        )
+    )
+
+
 def queued_after(moved: str, priority: int, channel: int, name: str = "queued") -> str:
     """CTEs that queue the task the CTE ``moved`` returns (its ``task_id``), as ``enqueue``
     does: ``$priority`` its priority, ``$priority + 1`` when it is ready; and NOTIFY on

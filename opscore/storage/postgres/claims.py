@@ -18,17 +18,16 @@ from ..parsed import PARSED
 from ..rules import slot_taken, task_change_applies
 from ..seen import UNSEEN
 from .agents import _READ_AGENT
-from .base import _Base, agent_and_task_written, doc_unless
+from .base import _Base, agent_and_task_docs, agent_and_task_written
 from .runs import _READ_TASK
 
 # $1 agent, $2 its state, $3 last seen, $4 its document, $5 the agent's document decided on;
 # $6 task, $7 its status, $8 its document, $9 the task's document decided on
-# (base.agent_and_task_written). Answers (whether both were written, the agent's document,
-# the task's document).
+# (base.agent_and_task_written). Answers (whether both were written, the agent's document
+# and the task's when not written: base.agent_and_task_docs).
 _CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)}
 SELECT (SELECT count(*) FROM changed) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {doc_unless("(SELECT yes FROM held)", "opscore_agents", "agent_id", "$1")},
-    {doc_unless("(SELECT yes FROM held)", "opscore_tasks", "task_id", "$6")}
+    {agent_and_task_docs(6)}
 """
 
 

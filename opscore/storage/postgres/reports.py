@@ -17,29 +17,23 @@ from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import HISTORY_AFTER_CHANGE, AgentRecords
-from .base import agent_and_task_written, doc_unless, queued_after, run_ended_after
+from .base import agent_and_task_docs, agent_and_task_written, queued_after, run_ended_after
 from .completions import NextSteps
 
-# the rows' documents in the answer, only when they were not written (base.doc_unless)
-_AGENT_UNLESS_HELD = doc_unless("(SELECT yes FROM held)", "opscore_agents", "agent_id", "$1")
-_TASK_UNLESS_HELD = doc_unless("(SELECT yes FROM held)", "opscore_tasks", "task_id", "$9")
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1
-# (-1: no trim),
-# $8 the agent's document decided on; $9 task, $10 its status, $11 its document, $12 the
-# task's document decided on (base.agent_and_task_written). Answers (1 if written, the
-# agent's document, the task's document).
+# (-1: no trim), $8 the agent's document decided on; $9 task, $10 its status, $11 its
+# document, $12 the task's document decided on (base.agent_and_task_written). Answers (1 if
+# written, the agent's document and the task's when not written: base.agent_and_task_docs).
 _SET_STATE_AND_TASK = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE}
 SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {_AGENT_UNLESS_HELD},
-    {_TASK_UNLESS_HELD}, false
+    {agent_and_task_docs(9)}, false
 """
 # ... and the run's session completed with them (TaskUpdate.ends_run), from $13
 # (base.run_ended_after); the fourth answer says whether it was.
 _SET_STATE_TASK_AND_END = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
 {run_ended_after("moved", 13)}
 SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {_AGENT_UNLESS_HELD},
-    {_TASK_UNLESS_HELD},
+    {agent_and_task_docs(9)},
     (SELECT count(*) FROM run_ended) > 0
 """
 # ... or the run's next step with them (TaskUpdate.then), if the task moved and the step
@@ -52,8 +46,7 @@ next_moved AS (
     WHERE task_id = $13 AND doc = $16 AND EXISTS (SELECT 1 FROM moved) RETURNING task_id),
 {queued_after("next_moved", 17, 19, "next_queued")}
 SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {_AGENT_UNLESS_HELD},
-    {_TASK_UNLESS_HELD},
+    {agent_and_task_docs(9)},
     (SELECT count(*) FROM next_queued_woken) > 0
 """
 
