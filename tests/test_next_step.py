@@ -6,6 +6,7 @@ gets is what it got when the run was read back after every step."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -37,19 +38,21 @@ def _client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
 
 
+def _chain(workflow_id: str) -> dict:
+    """a -> b -> c, where b reads a's result and c b's status: each the plain next step."""
+    return template(
+        workflow_id,
+        task("a", parameters={"q": "${input.q}"}, nextTaskId="b"),
+        task("b", parameters={"from": "${tasks.a.result.agent}"}, nextTaskId="c"),
+        task("c", parameters={"b": "${tasks.b.status}", "n": 3}),
+    )
+
+
 def test_a_chain_queues_each_step_with_the_completion_before_it(
     counted_ops: tuple[httpx.Client, FakeFleet, Counter[str]],
 ) -> None:
     client, fleet, calls = counted_ops
-    create(
-        client,
-        template(
-            "chain",
-            task("a", parameters={"q": "${input.q}"}, nextTaskId="b"),
-            task("b", parameters={"from": "${tasks.a.result.agent}"}, nextTaskId="c"),
-            task("c", parameters={"b": "${tasks.b.status}", "n": 3}),
-        ),
-    )
+    create(client, _chain("chain"))
     steps, spent = run_counted(client, calls, "chain", {"q": "x"})
     assert steps["a"]["resolvedParameters"] == {"q": "x"}
     assert steps["b"]["resolvedParameters"] == {"from": "w"}
@@ -222,3 +225,145 @@ def test_the_completion_that_completes_a_run_is_known_from_its_shape() -> None:
     }
     shapes.forget("chain")  # a run this process no longer knows: read back, as before
     assert shapes.ended_by("chain-c") is None
+
+
+def test_a_run_s_tasks_carry_what_their_completion_alone_does() -> None:
+    """``carried_shapes``: the plain next step rides on the step before it when it reads
+    nothing of the run but that step's result and is small; the run's one end says so."""
+    from opscore.workflow.next_steps import CARRIED_PARAMETERS_BYTES, carried_shapes
+
+    def chain(b_parameters: dict, **b_extra: object) -> list:
+        a, b = _chain_tasks(b_parameters)
+        c = b.model_copy(
+            update={"task_id": "t-c", "step_id": "c", "depends_on": ["b"], "parameters": {}}
+        )
+        return [a, b.model_copy(update=b_extra), c]
+
+    a, b, c = carried_shapes(chain({"from": "${tasks.a.result.x}", "n": 1}))
+    assert a.next_step is not None and a.next_step.task_id == "t-b"
+    assert a.next_step.parameters == {"from": "${tasks.a.result.x}", "n": 1}
+    assert b.next_step is not None and b.next_step.task_id == "t-c"
+    assert (a.ends_run, b.ends_run, c.ends_run) == (False, False, True)
+    assert c.next_step is None
+    # b reads the input, or its session, or is large: it does not ride on a (a run
+    # this process has seen still queues it with a's completion: RunShapes.seen)
+    for parameters in (
+        {"q": "${input.q}"},
+        {"s": "${session.id}"},
+        {"blob": "x" * CARRIED_PARAMETERS_BYTES},
+    ):
+        a, b, _ = carried_shapes(chain(parameters))
+        assert a.next_step is None and b.next_step is not None
+    a, b, c = carried_shapes(chain({}, when="true"))  # a condition: the run decides
+    assert a.next_step is None and not c.ends_run
+    # a delay rides along
+    a, _, _ = carried_shapes(chain({}, delay_seconds=2.5))
+    assert a.next_step is not None and a.next_step.delay_seconds == 2.5
+
+
+def test_a_completion_queues_the_step_its_task_carries_as_a_seen_run_would() -> None:
+    """The same queued step from what the task carries as from the run seen; a task handed
+    over here names its next step and its run's end before its record is read, and those
+    names are bounded and forgotten at completion."""
+    from datetime import UTC, datetime
+
+    from opscore.workflow.next_steps import RunShapes, carried_shapes
+
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    a, b = _chain_tasks({"from": "${tasks.a.result.x}"})
+    a, b = carried_shapes([a, b.model_copy(update={"delay_seconds": 3})])
+    seen = RunShapes()
+    seen.seen(_session({}), [a, b])
+    from_seen = seen.then(a, {"x": 7}, now, parameter_limit=1000)
+    unseen = RunShapes()
+    from_carried = unseen.then(a, {"x": 7}, now, parameter_limit=1000)
+    assert from_carried is not None and from_carried == from_seen
+    assert from_carried.changes["resolved_parameters"] == {"from": 7}
+    assert from_carried.ready_at == now + timedelta(seconds=3)
+    # past the parameter limit: not queued with it (advance refuses it, as any step)
+    assert unseen.then(a, {"x": "y" * 2000}, now, parameter_limit=100) is None
+
+    assert unseen.next_step_of("t-a") is None and unseen.ended_by("t-b") is None
+    unseen.handed_over(a)
+    unseen.handed_over(b)
+    assert unseen.next_step_of("t-a") == "t-b" and unseen.ended_by("t-a") is None
+    assert unseen.ended_by("t-b") == "s1" and unseen.ends(b) == "s1"
+    unseen.done("t-a")
+    assert unseen.next_step_of("t-a") is None
+    bounded = RunShapes(max_handed=2)
+    for i in range(3):
+        bounded.handed_over(a.model_copy(update={"task_id": f"t-a{i}"}))
+    assert bounded.next_step_of("t-a0") is None and bounded.next_step_of("t-a2") == "t-b"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["redis", "postgresql"])
+def test_a_replica_that_never_saw_a_run_queues_its_steps_with_their_completions(
+    backend, request, tmp_path, server_factory, fleet_factory
+) -> None:
+    """Replica T dispatches nothing; replica R hands every task over. Agent w reports to
+    R, agent v to T. Runs started on T, their tasks completed on R: R writes the next step,
+    or the run's end, with the completion, and never reads the run back when its next step
+    reads only the step before it; where a step reads the input, R reads the run back at
+    that step, as before. A run started on R whose middle step v completes on T, which
+    neither started the run nor handed the step over: T queues the next step on its own,
+    without reading the run back either. Each step gets what it got before."""
+    url = store_url(request, backend, tmp_path)
+    on_trigger = storage_from_url(url)
+    trigger_calls = counted(on_trigger)
+    trigger = server_factory(
+        make_settings(storage_url=url, access_log=False, dispatcher_enabled=False),
+        storage=on_trigger,
+    )
+    storage = storage_from_url(url)
+    calls = counted(storage)
+    replica, fleet = fleet_factory(
+        make_settings(storage_url=url, access_log=False), storage=storage
+    )
+    fleet.add("w", Behaviour(capabilities=["work"]))
+    reporting_to_t = FakeFleet(trigger.url, KEY).start()
+    try:
+        reporting_to_t.add("v", Behaviour(capabilities=["far"]))
+        with _client(trigger.url) as on_t, _client(replica.url) as on_r:
+            for agent in ("w", "v"):
+                wait_for(
+                    lambda a=agent: on_r.get(f"/v1/opscore/agents/{a}").status_code == 200,
+                    timeout=10,
+                )
+            create(on_t, _chain("carried"))
+            create(
+                on_t,
+                template(
+                    "crossed",
+                    task("a", nextTaskId="b"),
+                    task("b", agentCapability="far", nextTaskId="c"),
+                    task("c", parameters={"from": "${tasks.b.result.agent}"}),
+                ),
+            )
+            create(
+                on_t,
+                template(
+                    "reads-input",
+                    task("a", nextTaskId="b"),
+                    task("b", parameters={"q": "${input.q}"}, nextTaskId="c"),
+                    task("c"),
+                ),
+            )
+            for _ in range(2):
+                steps, _ = run_counted(on_t, calls, "carried", {"q": "x"})
+                assert steps["b"]["resolvedParameters"] == {"from": "w"}
+                assert steps["c"]["resolvedParameters"] == {"b": "completed", "n": 3}
+                assert {s["agentId"] for s in steps.values()} == {"w"}
+            assert calls["session_with_tasks"] == 0 and calls["update_session"] == 0
+            steps, _ = run_counted(on_r, calls, "crossed", {})  # R has seen it, T has not
+            assert [steps[s]["agentId"] for s in "abc"] == ["w", "v", "w"]
+            assert steps["c"]["resolvedParameters"] == {"from": "v"}
+            # b's completion, written by T: c queued on its own, the run not read back
+            assert calls["session_with_tasks"] == 0 and calls["update_session"] == 0
+            assert trigger_calls["session_with_tasks"] == 0
+            steps, spent = run_counted(on_t, calls, "reads-input", {"q": "y"})
+            assert steps["b"]["resolvedParameters"] == {"q": "y"}
+            # a's completion read the run back to queue b; then R knows the run: c with b's
+            assert spent["session_with_tasks"] == 1
+    finally:
+        reporting_to_t.stop()

@@ -51,6 +51,7 @@ from .events import (
 from .limits import CapabilityLimit, LimitUpdate
 from .runs import (
     DeadLetter,
+    NextStep,
     PurgeRequest,
     PurgeResult,
     QueueEntry,
@@ -106,6 +107,7 @@ __all__ = [
     "HeartbeatAccepted",
     "LeaseRenewed",
     "LimitUpdate",
+    "NextStep",
     "Overlap",
     "Page",
     "PurgeRequest",

@@ -232,6 +232,15 @@ class TaskAttempt(ApiModel):
     error: str | None = None
 
 
+class NextStep(ApiModel):
+    """The step a task's completion alone lets start, carried on the task so that whichever
+    replica writes the completion queues the step with it (workflow/next_steps.py)."""
+
+    task_id: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    delay_seconds: float = 0
+
+
 class TaskRun(ApiModel):
     task_id: str = Field(description="Unique run id; agents dedupe on it (opscore_task_id).")
     session_id: str
@@ -306,6 +315,10 @@ class TaskRun(ApiModel):
             "reports do not end the attempt (the answer does)."
         ),
     )
+    next_step: NextStep | None = Field(
+        None, description="The plain step its completion alone lets start, queued with it."
+    )
+    ends_run: bool = Field(False, description="Its completion alone completes the run.")
 
 
 class TaskResultReport(ApiModel):

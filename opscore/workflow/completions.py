@@ -11,7 +11,7 @@ from typing import Any
 from ..models import Session, TaskRun, TaskStatus, UsageTotals
 from ..observe.logs import log_operation
 from ..storage.base import Storage
-from ..storage.report_and_task import TaskUpdate, TaskWritten
+from ..storage.report_and_task import QueuedNext, TaskUpdate, TaskWritten
 from .engine import WorkflowEngine, update_last
 from .transitions import INFLIGHT_TASK, apply_move, run_completion, task_move
 
@@ -80,7 +80,7 @@ class TaskCompletions:
         )
         limit = engine.settings.max_task_parameters_bytes
         then = engine.shapes.then(task, result, now, parameter_limit=limit)
-        ends = engine.shapes.ended_by(task.task_id) if then is None else None
+        ends = engine.shapes.ends(task) if then is None else None
         return replace(move, then=then, ends_run=run_completion(ends, now) if ends else None)
 
     async def complete_task(
@@ -95,7 +95,9 @@ class TaskCompletions:
             written = await self.storage.update_task_and_next(task.task_id, move)
         if written.task is None:
             return False
-        await self.now_completed(written.task, usage, queued=written.queued, ended=written.ended)
+        await self.now_completed(
+            written.task, usage, queued=written.queued, ended=written.ended, then=move.then
+        )
         return True
 
     async def now_completed(
@@ -105,12 +107,16 @@ class TaskCompletions:
         *,
         queued: TaskRun | None = None,
         ended: Session | None = None,
+        then: QueuedNext | None = None,
     ) -> None:
         """What follows a completion, however it was written: usage, the limits' slot, the
         metrics, and the run's next steps. The run is not read back when the completion
         queued the step it let start (``queued``) or completed the run (``ended``) with it,
-        nor when it was the run's last step."""
+        nor when it was the run's last step, nor when the step it lets start, planned with
+        it (``then``) but not written with it (the store had no sight of that step's row),
+        is still pending: that step is queued on its own."""
         engine = self.engine
+        engine.shapes.done(done.task_id)
         await engine.record_usage(done, usage)
         try:
             await engine.release(done, slot_freed=True, notify=False)
@@ -119,12 +125,16 @@ class TaskCompletions:
                 "task.completed",
                 {"sessionId": done.session_id, "taskId": done.task_id, "agentId": done.agent_id},
             )
+            if queued is None and then is not None:
+                queued = await self.storage.update_task(
+                    then.task_id, then.changes, expect=then.expect, enqueue_at=then.ready_at
+                )
             if queued is not None:
                 engine.observe("queued", queued)  # as enqueue_task tells of it
                 engine.notify_dispatcher(capacity=False, queued=True)
             elif ended is not None:
                 await engine.run_completed(ended)
-            elif engine.shapes.ended_by(done.task_id):
+            elif engine.shapes.ends(done):
                 await engine.complete_run(done.session_id)
             else:
                 await engine.advance(done.session_id)

@@ -73,6 +73,7 @@ class Handovers:
         )
         if dispatched is None:
             return None
+        self.engine.shapes.handed_over(dispatched)
         self.engine.observe("dispatched", dispatched)
         log_operation(
             "task.dispatched",

@@ -11,8 +11,16 @@ parameters reference no other step), the completion queues it in its own write, 
 Likewise the completion of a run's one last step, in a run with no condition and no
 fallback, completes the run in its own write (``RunShapes.ended_by``, ``TaskUpdate.ends_run``)
 or, when the store's sight of the run was stale, right after it, without reading it back.
-Everything else (fan-out, joins, conditions, fallbacks, a run this process has not seen, a
-step that was no longer pending) advances as before.
+Everything else (fan-out, joins, conditions, fallbacks, a step that was no longer pending)
+advances as before.
+
+A run this process has not seen (another replica started it) would be read back at its first
+completion here, and its next step queued apart: two statements more per run on a shared
+store, where that is the common case. So a run's tasks carry what their completion alone does
+(``carried_shapes``: ``TaskRun.next_step``, ``ends_run``), where the next step reads nothing
+of the run but the completed step's result and its parameters are small; and the process that
+hands a task over remembers that by the task's id (``RunShapes.handed_over``), so that the
+store reads the next step's row along with the report, before it has read the task.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from datetime import datetime
 
 import orjson
 
-from ..models import Session, TaskRun, TaskStatus
+from ..models import NextStep, Session, TaskRun, TaskStatus
 from ..storage.report_and_task import QueuedNext
 from .step_inputs import queued_fields, substitution_context
 from .substitution import (
@@ -35,6 +43,9 @@ from .substitution import (
 from .transitions import task_move
 
 S = TaskStatus
+
+# A task carries its next step's parameters (its record holds them twice) up to this size
+CARRIED_PARAMETERS_BYTES = 4096
 
 
 class _Run:
@@ -72,12 +83,17 @@ class RunShapes:
     recently seen run goes first, and a run that would hold more than a 64th of the room
     holds nothing (its completions advance it as before)."""
 
-    def __init__(self, max_runs: int = 2048, max_bytes: int = 16 * 2**20) -> None:
+    def __init__(
+        self, max_runs: int = 2048, max_bytes: int = 16 * 2**20, max_handed: int = 16384
+    ) -> None:
         self.max_runs = max_runs
         self.max_bytes = max_bytes
+        self.max_handed = max_handed
         self._bytes = 0
         self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._session_of: dict[str, str] = {}  # task id -> its run's session id
+        # task id -> (the next step's id, the run it ends) as carried by a task handed here
+        self._handed: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -105,17 +121,46 @@ class RunShapes:
         for task_id in run.task_ids:
             self._session_of.pop(task_id, None)
 
+    def handed_over(self, task: TaskRun) -> None:
+        """Remember what ``task``, just handed over here, carries: its agent's reports most
+        likely come here (dispatch/affinity.py), and the store names the rows a report may
+        write before it reads the task (``next_step_of``, ``ended_by``). Bounded: the least
+        recently handed over goes first, and a completion forgets its task (``done``)."""
+        if task.next_step is None and not task.ends_run:
+            return
+        next_id = task.next_step.task_id if task.next_step is not None else None
+        self._handed[task.task_id] = (next_id, task.session_id if task.ends_run else None)
+        self._handed.move_to_end(task.task_id)
+        while len(self._handed) > self.max_handed:
+            self._handed.popitem(last=False)
+
+    def done(self, task_id: str) -> None:
+        """The task completed: nothing of it is needed any more."""
+        self._handed.pop(task_id, None)
+
     def ended_by(self, task_id: str) -> str | None:
         """The run (its session id) that the completion of ``task_id`` alone completes
-        (``_last_step``), by what this process knows of the run; None for none."""
+        (``_last_step``), by what this process knows of the run or of the task; None for
+        none."""
         found = self._run_of(task_id)
-        return found[0] if found is not None and found[1].last == task_id else None
+        if found is not None:
+            return found[0] if found[1].last == task_id else None
+        handed = self._handed.get(task_id)
+        return handed[1] if handed is not None else None
+
+    def ends(self, task: TaskRun) -> str | None:
+        """The run ``task``'s completion alone completes: by what the task carries, else by
+        what this process knows of its run; None for none."""
+        return task.session_id if task.ends_run else self.ended_by(task.task_id)
 
     def next_step_of(self, task_id: str) -> str | None:
         """The id of the plain step a completion of ``task_id`` lets start, if this process
-        knows its run and there is exactly one such step; else None."""
+        knows its run, or the task, and there is exactly one such step; else None."""
         found = self._next(task_id)
-        return found[1].task_id if found is not None else None
+        if found is not None:
+            return found[1].task_id
+        handed = self._handed.get(task_id)
+        return handed[0] if handed is not None else None
 
     def then(
         self, done: TaskRun, result: object, now: datetime, *, parameter_limit: int
@@ -124,11 +169,16 @@ class RunShapes:
         ``enqueue_task`` would queue it; None when there is none to queue so, or its
         parameters do not resolve (``advance`` refuses it, as any step)."""
         found = self._next(done.task_id)
-        if found is None:
+        step: TaskRun | NextStep
+        if found is not None:
+            session, step = found
+            completed = done.model_copy(update={"status": S.COMPLETED, "result": result})
+            context = substitution_context(session, [completed])  # the only step it references
+        elif done.next_step is not None:  # it reads nothing of the run but this result
+            step = done.next_step
+            context = {"tasks": {done.step_id: {"status": S.COMPLETED.value, "result": result}}}
+        else:
             return None
-        session, step = found
-        completed = done.model_copy(update={"status": S.COMPLETED, "result": result})
-        context = substitution_context(session, [completed])  # the only step it references
         try:
             resolved = substitute(step.parameters, context, limit=parameter_limit)
         except (SubstitutionTooLargeError, TemplateError):
@@ -150,6 +200,41 @@ class RunShapes:
         run = found[1]
         step = run.next_of.get(task_id)
         return (run.session, step) if step is not None and run.session is not None else None
+
+
+def carried_shapes(tasks: list[TaskRun]) -> list[TaskRun]:
+    """A new run's tasks, each with what its completion alone does to the run: the plain
+    step it lets start (``TaskRun.next_step``), where that step reads nothing of the run but
+    the completed step's result and its parameters are small, and whether it completes the
+    run (``ends_run``). Any replica then writes these with the completion (module docs)."""
+    next_of, last = _plain_next_steps(tasks), _last_step(tasks)
+    out: list[TaskRun] = []
+    for task in tasks:
+        step = next_of.get(task.task_id)
+        carried = None
+        if step is not None and _carriable(step.parameters):
+            carried = NextStep(
+                task_id=step.task_id,
+                parameters=step.parameters,
+                delay_seconds=step.delay_seconds,
+            )
+        if carried is None and task.task_id != last:
+            out.append(task)
+            continue
+        changes = {"next_step": carried, "ends_run": task.task_id == last}
+        out.append(task.model_copy(update=changes))
+    return out
+
+
+def _carriable(parameters: dict[str, object]) -> bool:
+    """Whether a step's parameters may ride on the step before it: they reference nothing
+    but tasks' results (``_plain_after`` checked that this means the one before), and are
+    small."""
+    try:
+        roots = reference_roots(parameters)
+    except TemplateError:
+        return False
+    return roots <= {"tasks"} and _json_size(parameters) <= CARRIED_PARAMETERS_BYTES
 
 
 def _json_size(value: object) -> int:

@@ -92,7 +92,7 @@ class AgentReports:
         elif update.meaning == "completed":
             usage = usage_from(record.details.get("usage"))
             await self.outcomes.now_completed(
-                task, usage, queued=written.queued, ended=written.ended
+                task, usage, queued=written.queued, ended=written.ended, then=update.then
             )
         if record.state in self.dispatchable:
             self.engine.notify_dispatcher()

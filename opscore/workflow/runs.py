@@ -25,6 +25,7 @@ from ..observe.logs import log_operation
 from ..observe.tracing import current_span, new_trace_id
 from .engine import WorkflowEngine
 from .first_steps import first_steps_queued
+from .next_steps import carried_shapes
 from .substitution import SubstitutionTooLargeError, substitute
 from .templates import dependencies, validate_definition
 from .transitions import move_session_or_raise
@@ -144,7 +145,8 @@ class RunService:
         pinned_capabilities: frozenset[str] | None,
         now: datetime,
     ) -> list[TaskRun]:
-        """Task runs for a new session. In a run pinned to an agent, a task with ``target:
+        """Task runs for a new session, each with what its completion alone does to the run
+        (``next_steps.carried_shapes``). In a run pinned to an agent, a task with ``target:
         auto`` goes to the pinned agent unless it names a capability that agent lacks; then
         any available agent with the capability takes it (docs/tutorial.md, pinned runs)."""
         deps = dependencies(definition)
@@ -193,7 +195,7 @@ class RunService:
                     created_at=now,
                 )
             )
-        return runs
+        return carried_shapes(runs)
 
     async def get_task(self, task_id: str) -> TaskRun:
         """One task run, or NotFoundError (TASK_NOT_FOUND)."""

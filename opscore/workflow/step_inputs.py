@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..models import Session, TaskRun, TaskStatus
+from ..models import NextStep, Session, TaskRun, TaskStatus
 
 S = TaskStatus
 
 
-def queued_fields(task: TaskRun, resolved: Any, now: datetime) -> dict[str, Any]:
+def queued_fields(task: TaskRun | NextStep, resolved: Any, now: datetime) -> dict[str, Any]:
     """What a move to queued writes besides the status: when, when the task is ready (after
     its delay), and its resolved parameters."""
     return {

@@ -51,11 +51,13 @@ SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
 """
 
 
-# $1 agent, $2 a task, $3 the step its completion may queue (either may be NULL)
+# $1 agent, $2 a task, $3 the step its completion may queue, $4 the run it may complete
+# (any but the agent may be NULL)
 _READ_ROWS = """
 SELECT (SELECT doc FROM opscore_agents WHERE agent_id = $1),
     (SELECT doc FROM opscore_tasks WHERE task_id = $2::text),
-    (SELECT doc FROM opscore_tasks WHERE task_id = $3::text)
+    (SELECT doc FROM opscore_tasks WHERE task_id = $3::text),
+    (SELECT doc FROM opscore_sessions WHERE session_id = $4::text)
 """
 
 
@@ -158,8 +160,9 @@ class ReportRecords(AgentRecords, NextSteps):
 
 class _Rows:
     """The rows one report is decided on: the agent's, a task's and the step that task's
-    completion may queue, as this process last saw them or as just read (``fresh``). The
-    step is read along so that ``NextSteps._next_step`` finds it."""
+    completion may queue or the run it may complete, as this process last saw them or as
+    just read (``fresh``). The step, or the run, is read along so that
+    ``NextSteps._what_follows`` finds it."""
 
     def __init__(self, store: ReportRecords, conn: Any, agent_id: str, plan: ReportPlan) -> None:
         self._store, self._conn, self._agent_id, self._plan = store, conn, agent_id, plan
@@ -171,8 +174,11 @@ class _Rows:
         if task_id is not None:
             keys.append(f"task:{task_id}")
             next_id = self._plan.next_step_of(task_id)
+            ends_id = self._plan.run_ended_by(task_id) if next_id is None else None
             if next_id is not None:
                 keys.append(f"task:{next_id}")
+            elif ends_id is not None:
+                keys.append(f"session:{ends_id}")
         return keys
 
     def unseen(self, task_id: str | None) -> bool:
@@ -188,13 +194,18 @@ class _Rows:
         return self._docs[key]
 
     async def read(self, task_id: str | None) -> None:
-        """The agent's row, the task's and its next step's, in one statement."""
+        """The agent's row, the task's and its next step's or its run's, in one statement."""
         keys = self._keys(task_id)
-        ids: list[str | None] = [key.partition(":")[2] for key in keys[1:]]
-        ids += [None] * (3 - len(keys))
-        answer = await self._conn.fetchrow(_READ_ROWS, self._agent_id, *ids)
-        for key, doc in zip(keys, answer, strict=False):
-            self.saw(key, doc)
+        ids: list[str | None] = [self._agent_id, None, None, None]
+        columns = [0]  # per key, its column in the answer
+        for key in keys[1:]:
+            kind, _, record_id = key.partition(":")
+            column = 3 if kind == "session" else 2 if ids[1] is not None else 1
+            ids[column] = record_id
+            columns.append(column)
+        answer = await self._conn.fetchrow(_READ_ROWS, *ids)
+        for key, column in zip(keys, columns, strict=True):
+            self.saw(key, answer[column])
 
     def saw(self, key: str, doc: str | None) -> None:
         """``doc`` as the row holds it now."""
