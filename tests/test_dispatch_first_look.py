@@ -23,10 +23,10 @@ class Recording(MemoryStorage):
         self.log: list[str] = []
         self.while_reading_agents: Callable[[], None] = lambda: None
 
-    async def dequeue_ready(self, now: Any, limit: int) -> Any:
+    async def dequeue_ready(self, now: Any, limit: int, **kwargs: Any) -> Any:
         self.log.append("queue>")
         await asyncio.sleep(0)  # a shared store's round trip: others may start meanwhile
-        entries = await super().dequeue_ready(now, limit)
+        entries = await super().dequeue_ready(now, limit, **kwargs)
         self.log.append("<queue")
         return entries
 
@@ -121,9 +121,9 @@ async def test_a_pass_reads_at_most_a_batch_of_entries_that_wait_for_a_busy_capa
     read = 0
     dequeue = storage.dequeue_ready
 
-    async def counted(when: Any, limit: int) -> Any:
+    async def counted(when: Any, limit: int, **kwargs: Any) -> Any:
         nonlocal read
-        entries = await dequeue(when, limit)
+        entries = await dequeue(when, limit, **kwargs)
         read += len(entries)
         return entries
 

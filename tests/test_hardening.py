@@ -230,11 +230,11 @@ def test_the_dispatcher_says_what_is_wrong_and_keeps_going_after_any_failure(
     real = services.storage.dequeue_ready
     calls = {"n": 0}
 
-    async def flaky(now, limit):  # type: ignore[no-untyped-def]
+    async def flaky(now, limit, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] <= 3:
             raise RuntimeError("injected")
-        return await real(now, limit)
+        return await real(now, limit, **kwargs)
 
     services.storage.dequeue_ready = flaky
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:

@@ -230,7 +230,8 @@ def test_the_completion_that_completes_a_run_is_known_from_its_shape() -> None:
 def test_a_run_s_tasks_carry_what_their_completion_alone_does() -> None:
     """``carried_shapes``: the plain next step rides on the step before it when it reads
     nothing of the run but that step's result and is small; the run's one end says so."""
-    from opscore.workflow.next_steps import CARRIED_PARAMETERS_BYTES, carried_shapes
+    from opscore.models.runs import CARRIED_PARAMETERS_BYTES
+    from opscore.workflow.next_steps import carried_shapes
 
     def chain(b_parameters: dict, **b_extra: object) -> list:
         a, b = _chain_tasks(b_parameters)

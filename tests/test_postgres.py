@@ -278,36 +278,23 @@ async def test_a_report_on_a_sight_another_replica_made_stale_reads_its_rows_at_
 async def test_a_claim_brings_the_row_its_task_s_completion_may_write_along(
     pg, monkeypatch
 ) -> None:
-    """Replica A started a run (t1 -> t2); replica B claims and hands over its tasks, and
-    the agent reports to B. Each claimed task comes with the row its completion may write
-    along (TaskRun.nextStep: the next step's; endsRun: the run's session), so the report is
-    one statement on B, not a read of that row first and then the write."""
-    from opscore.models import NextStep, SessionStatus
-    from opscore.workflow.transitions import run_completion
+    """Replica A started a run (t1 -> t2); replica B claims and hands over its tasks with
+    other replicas up (``follows``), and the agent reports to B. Each claimed task comes with
+    the row its completion may write along (TaskRun.nextStep: the next step's; endsRun: the
+    run's session), so the report is one statement on B, not a read of that row first and
+    then the write."""
+    from opscore.models import SessionStatus
 
-    from .test_storage_contract import MoveOnReport, agent, record, session, task, then_queue_t2
+    from .test_storage_contract import agent, carried_run, record
 
     a, b = PostgresStorage(pg.url), PostgresStorage(pg.url)
     await a.open()
     await b.open()
     try:
         await b.save_agent(agent("a1"))
-        first = task("t1", status=TaskStatus.QUEUED, next_step=NextStep(task_id="t2"))
-        last = task("t2", status=TaskStatus.PENDING, depends_on=["t1"], ends_run=True)
-        running = session("s1", status=SessionStatus.RUNNING)
-        await a.save_run(running, [first, last], queued=["t1"])
         start = {"status": TaskStatus.DISPATCHED, "agent_id": "a1"}
-        plans = (
-            MoveOnReport(TaskStatus.COMPLETED, ["dispatched"], release=True, then=then_queue_t2()),
-            MoveOnReport(
-                TaskStatus.COMPLETED,
-                ["dispatched"],
-                release=True,
-                ends=run_completion("s1", utcnow()),
-            ),
-        )
-        for i, (task_id, plan) in enumerate(zip(("t1", "t2"), plans, strict=True)):
-            (claimed,) = await b.dequeue_ready(utcnow(), 10)
+        for i, (task_id, plan) in enumerate(await carried_run(a)):
+            (claimed,) = await b.dequeue_ready(utcnow(), 10, follows=True)
             assert claimed.task_id == task_id
             assert await b.update_task(task_id, start, expect=["queued"], claim_slot_of="a1")
             sent = _count_statements(b, monkeypatch)

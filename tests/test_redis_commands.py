@@ -423,6 +423,81 @@ async def test_a_completion_that_queues_the_next_step_is_one_script(redis_counte
     }
 
 
+async def test_a_claim_with_other_replicas_up_brings_the_rows_a_completion_writes_along(
+    redis_counted, redis_server
+) -> None:
+    """Replica A started a run (t1, then t2, its end); replica B claims its tasks with other
+    replicas up (``follows``), and the agent reports to B. Each claim reads the row the
+    task's completion may write along (t2's, then the run's session) with one MGET more,
+    and each report is then one script: B reads no row first. Alone (no ``follows``), a
+    claim reads nothing more."""
+    from opscore.models import NextStep
+    from opscore.storage import storage_from_url
+
+    from .test_storage_contract import carried_run, record
+
+    b, calls = redis_counted
+    a = storage_from_url(redis_server.url)
+    await a.open()
+    try:
+        await b.save_agent(agent("a1"))
+        await b.record_state(record("a1", "idle", 0), history_limit=5)  # it reports to B
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "a1"}
+        for i, (task_id, plan) in enumerate(await carried_run(a)):
+            mgets = calls("mget")
+            (claimed,) = await b.dequeue_ready(utcnow(), 10, follows=True)
+            assert claimed.task_id == task_id
+            assert calls("mget") - mgets == 2  # the task's record, and the row after it
+            assert await b.update_task(task_id, start, expect=["queued"], claim_slot_of="a1")
+            before = {name: calls(name) for name in ("evalsha", "get", "mget")}
+            report = record("a1", "idle", i + 1, opscore_task_id=task_id)
+            written = await b.record_report(report, history_limit=5, plan=plan)
+            assert written.task is not None and written.task.status == TaskStatus.COMPLETED
+            assert {name: calls(name) - n for name, n in before.items()} == {
+                "evalsha": 1,
+                "get": 0,
+                "mget": 1,  # the script's own
+            }
+        assert written.ended is not None  # the last report completed the run with it
+        assert (await a.get_session("s1")).status == SessionStatus.COMPLETED
+        # alone: the claim reads the task's record only
+        await a.save_tasks([task("t3", status=TaskStatus.QUEUED, next_step=NextStep(task_id="t2"))])
+        await a.enqueue("t3", priority=0, ready_at=utcnow())
+        mgets = calls("mget")
+        (claimed,) = await b.dequeue_ready(utcnow(), 10)
+        assert claimed.task_id == "t3" and calls("mget") - mgets == 1
+    finally:
+        await a.close()
+
+
+async def test_the_row_a_claimed_record_names_is_its_own_next_step_or_session(
+    redis_counted,
+) -> None:
+    """The claim finds the row after a task in the stored JSON (queue_scripts.FOLLOW_FN):
+    its own ``next_step``, not one that parameters, results or reports before it name, nor
+    one that a next step's parameters name; its session when it ends its run; none else."""
+    from opscore.models import NextStep
+    from opscore.storage.parsed import PARSED
+    from opscore.storage.redis.queue_scripts import FOLLOW_FN
+
+    store, _ = redis_counted
+    lure = {"next_step": {"task_id": "lure"}, "ends_run": True}
+
+    async def follows(record) -> str | None:
+        raw = PARSED.dump(record)
+        script = FOLLOW_FN + "return follow_key(ARGV[1])"
+        args = [raw, "", "", "task:", "", "", "session:"]
+        return await store._redis.eval(script, 0, *args)
+
+    plain = task("t1", parameters=lure, resolved_parameters=lure, result=lure)
+    assert await follows(plain) is None
+    carrying = plain.model_copy(
+        update={"next_step": NextStep(task_id="t2", parameters={"x": lure})}
+    )
+    assert await follows(carrying) == "task:t2"
+    assert await follows(plain.model_copy(update={"ends_run": True})) == "session:s1"
+
+
 async def test_leases_that_ran_out_are_looked_for_once_a_second(redis_counted) -> None:
     """A claim looks for entries whose lease ran out (30 s) at most once a second of the
     dispatcher's clock: one command less per claim under load, and a lost claim still comes

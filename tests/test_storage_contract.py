@@ -11,6 +11,7 @@ from opscore.errors import ConflictError, NoFreeSlotError, NotFoundError, Storag
 from opscore.models import (
     Agent,
     DeadLetter,
+    NextStep,
     Page,
     Session,
     SessionStatus,
@@ -894,6 +895,24 @@ def then_queue_t2(ready_in: float = 0) -> QueuedNext:
     ready = utcnow() + timedelta(seconds=ready_in)
     changes = {"status": TaskStatus.QUEUED, "ready_at": ready, "resolved_parameters": {"x": 1}}
     return QueuedNext("t2", changes, ready, ("pending",))
+
+
+async def carried_run(store: Storage) -> list[tuple[str, MoveOnReport]]:
+    """A run started through ``store`` (as by another replica): t1, then t2, its end, each
+    carrying what its completion does (``TaskRun.next_step``, ``ends_run``), t1 queued; and
+    per task, in turn, the plan of its agent's report that completes it (t2 queued with
+    t1's completion, the run completed with t2's)."""
+    from opscore.workflow.transitions import run_completion
+
+    now = utcnow()
+    first = task("t1", status=TaskStatus.QUEUED, ready_at=now, next_step=NextStep(task_id="t2"))
+    last = task("t2", status=TaskStatus.PENDING, depends_on=["t1"], ends_run=True)
+    await store.save_run(session("s1", status=SessionStatus.RUNNING), [first, last], queued=["t1"])
+    done = (TaskStatus.COMPLETED, ["dispatched"])
+    return [
+        ("t1", MoveOnReport(*done, release=True, then=then_queue_t2())),
+        ("t2", MoveOnReport(*done, release=True, ends=run_completion("s1", now))),
+    ]
 
 
 class TestNextStepWithCompletion:

@@ -266,8 +266,8 @@ class Dispatcher:
         if self._scan_from:
             passed_over = list(entries)
             if self._scan_from > 1:
-                passed_over += await self.storage.dequeue_ready(now, self._scan_from - 1)
-            entries = await self.storage.dequeue_ready(now, 1)
+                passed_over += await self._claim(now, self._scan_from - 1)
+            entries = await self._claim(now, 1)
             if len(passed_over) < self._scan_from or not entries:
                 # the queue ends before the cursor: start from the head, next pass
                 await self.storage.requeue(passed_over + entries)
@@ -300,7 +300,7 @@ class Dispatcher:
             # as many entries as there are free slots (no put-backs when any agent takes any
             # task), more while entries keep waiting for busy capabilities
             asked = min(BATCH - examined, capacity * growth)
-            entries = await self.storage.dequeue_ready(now, asked)
+            entries = await self._claim(now, asked)
         looked_far_enough = capacity <= 0 or not more
         self._scan_from = 0 if looked_far_enough else len(passed_over) + len(waiting)
         if passed_over or waiting:
@@ -352,16 +352,22 @@ class Dispatcher:
             }
         )
 
+    async def _claim(self, now: datetime, limit: int) -> list[QueueEntry]:
+        """Up to ``limit`` ready entries; with other replicas up, each with the row its
+        task's completion may write along (``Storage.dequeue_ready``'s ``follows``)."""
+        follows = self.picker.affinity.replicas() > 1
+        return await self.storage.dequeue_ready(now, limit, follows=follows)
+
     async def _first_look(self, now: datetime) -> tuple[list[QueueEntry], list[Agent] | None]:
         """The head of the queue; and the available agents, read in the same turn (one
         round trip, not two, before the hand-over) when this process just queued work, so
         the queue is very likely not empty. Otherwise the agents are read only once an
         entry is there (None here): most passes, woken by an idle report, find no work."""
         if not self.wakeup.queued:
-            return await self.storage.dequeue_ready(now, 1), None
+            return await self._claim(now, 1), None
         self.wakeup.queued = False
         entries, agents = await asyncio.gather(
-            self.storage.dequeue_ready(now, 1),
+            self._claim(now, 1),
             self.storage.available_agents(self.available_states),
         )
         return entries, agents

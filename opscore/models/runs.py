@@ -232,13 +232,19 @@ class TaskAttempt(ApiModel):
     error: str | None = None
 
 
+# A task carries its next step's parameters (its record holds them twice) up to this size
+CARRIED_PARAMETERS_BYTES = 4096
+
+
 class NextStep(ApiModel):
     """The step a task's completion alone lets start, carried on the task so that whichever
-    replica writes the completion queues the step with it (workflow/next_steps.py)."""
+    replica writes the completion queues the step with it (workflow/next_steps.py).
+    ``task_id`` comes last: with ``TaskRun.ends_run`` after it, a task's stored JSON ends
+    with this id, which a Redis script reads there (storage/redis/queue_scripts.py)."""
 
-    task_id: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     delay_seconds: float = 0
+    task_id: str
 
 
 class TaskRun(ApiModel):

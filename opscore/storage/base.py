@@ -31,11 +31,16 @@ class QueueStore(Protocol):
     async def enqueue(self, task_id: str, *, priority: int, ready_at: datetime) -> None:
         """Queue a task; it becomes claimable at ``ready_at``. Re-enqueueing replaces it."""
 
-    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+    async def dequeue_ready(
+        self, now: datetime, limit: int, *, follows: bool = False
+    ) -> list[QueueEntry]:
         """Atomically claim and return up to ``limit`` ready entries.
 
         Order: higher priority first, then first-in-first-out. An entry is returned to exactly
         one caller; shared backends hold it under a lease until ``ack`` or ``requeue``.
+        ``follows`` (other replicas are up): a shared store also reads, in the same round
+        trip, the row each task's completion may write along (``TaskRun.next_step``'s, or
+        its run's session when ``ends_run``), which this replica may never have seen.
         """
 
     async def ack(self, task_ids: Iterable[str]) -> None:

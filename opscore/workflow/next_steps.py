@@ -31,6 +31,7 @@ from datetime import datetime
 import orjson
 
 from ..models import NextStep, Session, TaskRun, TaskStatus
+from ..models.runs import CARRIED_PARAMETERS_BYTES
 from ..storage.report_and_task import QueuedNext
 from .step_inputs import queued_fields, substitution_context
 from .substitution import (
@@ -43,9 +44,6 @@ from .substitution import (
 from .transitions import task_move
 
 S = TaskStatus
-
-# A task carries its next step's parameters (its record holds them twice) up to this size
-CARRIED_PARAMETERS_BYTES = 4096
 
 
 class _Run:

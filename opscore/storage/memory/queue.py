@@ -23,7 +23,9 @@ class QueueRecords(_Base):
         with self._lock:
             self._put_in_queue(task_id, priority, ready_at)
 
-    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+    async def dequeue_ready(
+        self, now: datetime, limit: int, *, follows: bool = False
+    ) -> list[QueueEntry]:
         with self._lock:
             while self._delayed and self._delayed[0][0] <= now:
                 _ready_at, seq, task_id, priority = heapq.heappop(self._delayed)

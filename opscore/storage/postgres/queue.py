@@ -10,10 +10,11 @@ from ..parsed import PARSED
 from .base import CHANNEL, LEASE, _Base, _load
 
 # Claims skip rows another replica is claiming (SKIP LOCKED) instead of waiting for them.
-# Each claimed task comes with its record and with the row its completion may write along
-# (TaskRun.next_step, ends_run, by their names in the stored JSON): the next step's, or its
-# run's session. The replica that hands the task over most often writes that completion
-# (dispatch/affinity.py), and would otherwise read that row first (reports.py: _Rows).
+# Each claimed task comes with its record; with other replicas up (``follows``), also with
+# the row its completion may write along (TaskRun.next_step, ends_run, by their names in the
+# stored JSON): the next step's, or its run's session. The replica that hands the task over
+# most often writes that completion (dispatch/affinity.py), and would otherwise read that
+# row first (reports.py: _Rows); alone, it has seen both rows (it started the run).
 _CLAIM = """
 WITH picked AS (
     SELECT task_id FROM opscore_queue
@@ -23,12 +24,13 @@ WITH picked AS (
 UPDATE opscore_queue q SET lease_until = $3
 FROM picked LEFT JOIN opscore_tasks t ON t.task_id = picked.task_id
 WHERE q.task_id = picked.task_id
-RETURNING q.task_id, q.priority, q.seq, t.doc,
+RETURNING q.task_id, q.priority, q.seq, t.doc"""
+_AND_FOLLOWS = """,
     (SELECT n.doc FROM opscore_tasks n
         WHERE n.task_id = t.doc::json #>> '{next_step,task_id}'),
     (SELECT s.doc FROM opscore_sessions s
-        WHERE s.session_id = t.session_id AND t.doc::json ->> 'ends_run' = 'true')
-"""
+        WHERE s.session_id = t.session_id AND t.doc::json ->> 'ends_run' = 'true')"""
+_CLAIM_AND_FOLLOWS = _CLAIM + _AND_FOLLOWS
 
 
 # One statement: queue (or re-queue) the task, and wake the other replicas when it commits.
@@ -49,18 +51,24 @@ class QueueRecords(_Base):
         async with self._conn() as conn:
             await conn.execute(_ENQUEUE, task_id, priority, ready_at, CHANNEL, self._token)
 
-    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+    async def dequeue_ready(
+        self, now: datetime, limit: int, *, follows: bool = False
+    ) -> list[QueueEntry]:
         async with self._conn() as conn:
-            rows = await conn.fetch(_CLAIM, now, limit, now + LEASE)
+            claim = _CLAIM_AND_FOLLOWS if follows else _CLAIM
+            rows = await conn.fetch(claim, now, limit, now + LEASE)
         rows = sorted(rows, key=lambda r: (-r[1], r[2]))
         entries = []
-        for task_id, priority, seq, doc, next_doc, session_doc in rows:
+        for row in rows:
+            task_id, priority, seq, doc = row[:4]
             self._seen.put(f"task:{task_id}", doc)  # the task's record came with the claim
             task = _load(TaskRun, doc) if doc is not None else None
-            if task is not None and task.next_step is not None and next_doc is not None:
-                self._seen.put(f"task:{task.next_step.task_id}", next_doc)
-            elif task is not None and session_doc is not None:
-                self._seen.put(f"session:{task.session_id}", session_doc)
+            if follows and task is not None:
+                next_doc, session_doc = row[4:]
+                if task.next_step is not None and next_doc is not None:
+                    self._seen.put(f"task:{task.next_step.task_id}", next_doc)
+                elif session_doc is not None:
+                    self._seen.put(f"session:{task.session_id}", session_doc)
             entries.append(QueueEntry(task_id, priority, now, seq, task=task, read=True))
         return entries
 

@@ -31,8 +31,11 @@ class QueueRecords(_Base):
             args=enqueue_args(task_id, priority, ready_at.timestamp()),
         )
 
-    async def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
-        """Claims entries and reads their tasks' records in the same round trip."""
+    async def dequeue_ready(
+        self, now: datetime, limit: int, *, follows: bool = False
+    ) -> list[QueueEntry]:
+        """Claims entries and reads their tasks' records in the same round trip (with
+        ``follows``, and the rows their completions may write along: queue_scripts.py)."""
         lease = (now + LEASE).timestamp()
         prefix = self.k("task", "")
         # leases last 30 s: a look for those that ran out once a second is soon enough (one
@@ -41,11 +44,21 @@ class QueueRecords(_Base):
         expired = "0" if last is not None and last <= now < last + LEASES_LOOK else "1"
         if expired == "1":
             self._leases_looked_at = now
-        flat = await self._script(
+        flat, follows_read = await self._script(
             "dequeue",
             keys=self._queue_keys,
-            args=[now.timestamp(), lease, limit, prefix, expired],
+            args=[
+                now.timestamp(),
+                lease,
+                limit,
+                prefix,
+                expired,
+                "1" if follows else "0",
+                self.k("session", ""),
+            ],
         )
+        for key, raw in zip(follows_read[::2], follows_read[1::2], strict=True):
+            self._seen.put(key, raw or None)
         entries = []
         for task_id, score, raw in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
             # the ready score enqueue gave it: (1000 - priority) * SEQ_SPAN + seq

@@ -25,8 +25,28 @@ local function score_of(meta)
 end
 """
 
+# With ARGV[6] == '1' (other replicas up), each claimed task's record also names the row its
+# completion may write along, and those rows are read in the same script: the replica that
+# hands the task over most often writes that completion (dispatch/affinity.py), and would
+# otherwise read the row first. The stored JSON ends with the task's next step's id (models:
+# NextStep.task_id, TaskRun.ends_run are its last fields), or with ends_run true, and then the
+# session's id is the record's second field: both read where nothing else can be.
+FOLLOW_FN = """
+local function follow_key(raw)
+  local tail = string.sub(raw, -256)
+  local next_id = string.match(tail, '"task_id":"([^"]+)"},"ends_run":false}$')
+  if next_id then return ARGV[4] .. next_id end
+  if string.find(tail, '"next_step":null,"ends_run":true}', 1, true) then
+    local sid = string.match(raw, '^{"task_id":"[^"]*","session_id":"([^"]+)"')
+    if sid then return ARGV[7] .. sid end
+  end
+  return nil
+end
+"""
+
 DEQUEUE = (
     SCORE_OF_META_FN
+    + FOLLOW_FN
     + """
 local function back_to_ready(id)
   local meta = redis.call('HGET', KEYS[4], id)
@@ -43,7 +63,7 @@ if ARGV[5] == '1' then  -- leases that ran out (looked for once a second: they l
   end
 end
 local popped = redis.call('ZPOPMIN', KEYS[2], ARGV[3])
-local out = {}
+local out, follow_keys = {}, {}
 -- leased, their scores kept and their tasks read with one command each per 1000 entries
 -- (unpack() has a limit of a few thousand), not three per entry
 for first = 1, #popped, 2000 do
@@ -63,9 +83,22 @@ for first = 1, #popped, 2000 do
     out[#out + 1] = metas[2 * k - 1]
     out[#out + 1] = metas[2 * k]
     out[#out + 1] = raw or ''
+    if raw and ARGV[6] == '1' then
+      local key = follow_key(raw)
+      if key then follow_keys[#follow_keys + 1] = key end
+    end
   end
 end
-return out
+local follows = {}
+for first = 1, #follow_keys, 1000 do
+  local keys = {unpack(follow_keys, first, math.min(first + 999, #follow_keys))}
+  local docs = redis.call('MGET', unpack(keys))
+  for i, key in ipairs(keys) do
+    follows[#follows + 1] = key
+    follows[#follows + 1] = docs[i] or ''
+  end
+end
+return {out, follows}
 """
 )
 

@@ -23,7 +23,9 @@ class QueueRecords(_Base):
             self._put_in_queue(db, task_id, priority, ready_at)
 
     @quick
-    def dequeue_ready(self, now: datetime, limit: int) -> list[QueueEntry]:
+    def dequeue_ready(
+        self, now: datetime, limit: int, *, follows: bool = False
+    ) -> list[QueueEntry]:
         stamp = now.timestamp()
         with self._tx() as db:
             db.execute("UPDATE queue SET due = 1 WHERE due = 0 AND ready_at <= ?", (stamp,))
