@@ -40,6 +40,10 @@ def three_steps(workflow_id: str) -> dict:
     )
 
 
+def _usage(client, path: str) -> dict:
+    return client.get(f"/v1/opscore{path}").json()
+
+
 def test_usage_adds_up_per_run_workflow_and_agent(budgeted) -> None:
     client, fleet, _ = budgeted
     fleet.add("spender", Behaviour(usage=SPEND))
@@ -49,6 +53,8 @@ def test_usage_adds_up_per_run_workflow_and_agent(budgeted) -> None:
     detail = settle(client, sid)
 
     assert detail["status"] == "completed"
+    # the last step's usage is added up just after its completion is written
+    wait_for(lambda: _usage(client, f"/sessions/{sid}/usage")["reports"] == 3, timeout=10)
     run_usage = client.get(f"/v1/opscore/sessions/{sid}/usage").json()
     assert run_usage == {"inputTokens": 300, "outputTokens": 150, "costUsd": 0.03, "reports": 3}
     workflow = client.get("/v1/opscore/usage/workflow/costly").json()
@@ -98,6 +104,7 @@ def test_a_day_budget_holds_tasks_until_it_is_raised(budgeted) -> None:
 
     assert settle(client, run(client, "daily"))["status"] == "completed"
     assert settle(client, run(client, "daily"))["status"] == "completed"  # 0.01 < 0.015 at start
+    wait_for(lambda: _usage(client, "/usage/workflow/daily")["today"]["reports"] == 2, timeout=10)
     held = run(client, "daily")
     time.sleep(1.0)  # several dispatcher passes: the task must stay queued
     assert client.get(f"/v1/opscore/sessions/{held}").json()["tasks"][0]["status"] == "queued"
@@ -115,6 +122,7 @@ def test_an_agent_over_its_budget_gets_no_more_work(budgeted) -> None:
     create(client, template("one", task("a")))
     client.put("/v1/opscore/budgets/agent/thrifty", json={"maxTokens": 150})
     assert settle(client, run(client, "one"))["status"] == "completed"  # spends 150
+    wait_for(lambda: _usage(client, "/usage/agent/thrifty")["total"]["reports"] == 1, timeout=10)
     held = run(client, "one")
     time.sleep(1.0)
     assert client.get(f"/v1/opscore/sessions/{held}").json()["tasks"][0]["status"] == "queued"
