@@ -132,3 +132,50 @@ def test_what_a_replica_ships_survives_values_json_cannot_hold() -> None:
     assert shipped["at"] == "2026-12-04T10:00:00+00:00"  # ISO, as the API shows times
     assert shipped["7"] == "seven" and shipped["ok"] == [1, 2.5]
     assert shipped["thing"].startswith("<object object")
+
+
+class _Channel:
+    """The shared channel in memory (``SharedTelemetry``): entries in order, each reader
+    passing over its own."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, str, str]] = []
+
+    async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
+        for kind, data in entries:
+            self.entries.append((str(len(self.entries) + 1), origin, kind, data))
+
+    async def read_telemetry(self, after, limit, *, passing_over=None):
+        start = int(after) if after is not None else max(len(self.entries) - limit, 0)
+        read = self.entries[start : start + limit]
+        mine = [e for e in read if e[1] != passing_over]
+        return str(start + len(read)), mine
+
+
+async def test_a_replica_counts_itself_and_the_others_it_heard_lately() -> None:
+    """Replicas up: this one, always, and each other heard of within ``ALIVE`` seconds.
+    A replica no longer reads its own entries back, and after ``ALIVE`` seconds up it
+    counted only the others: two replicas said one, turning off what depends on the count
+    (the rate limit's split, the dispatch affinity, a claim's rows read along)."""
+    from opscore.observe.fleet import ALIVE, FleetTelemetry
+    from opscore.observe.logs import LogBuffer
+    from opscore.observe.tracing import Tracer
+
+    now = [1000.0]
+    channel = _Channel()
+    a, b = (
+        FleetTelemetry(channel, LogBuffer(100), Tracer(), clock=lambda: now[0])  # type: ignore[arg-type]
+        for _ in range(2)
+    )
+    assert a.replicas() == 1
+    for step in range(3):  # heard from each other, then ALIVE and more up
+        await a.ship()
+        await b.ship()
+        await a.pull()
+        await b.pull()
+        assert step == 0 or (a.replicas(), b.replicas()) == (2, 2)
+        now[0] += ALIVE * 0.6
+    now[0] += ALIVE  # b silent since: a counts itself only
+    await a.ship()
+    await a.pull()
+    assert a.replicas() == 1

@@ -77,9 +77,12 @@ class FleetTelemetry:
         self.tracer.outbox = None
 
     def replicas(self) -> int:
-        """Replicas heard of within ``ALIVE`` seconds, this one included."""
+        """Replicas heard of within ``ALIVE`` seconds, and this one, always: it no longer
+        reads its own entries back (``passing_over``), so its own time heard is never
+        renewed, and after ``ALIVE`` seconds up it had stopped counting itself."""
         now = self.clock()
-        return max(1, sum(1 for seen in self._seen.values() if now - seen <= ALIVE))
+        others = (t for origin, t in self._seen.items() if origin != self.origin)
+        return 1 + sum(1 for seen in others if now - seen <= ALIVE)
 
     async def _run(self) -> None:
         while True:
