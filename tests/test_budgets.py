@@ -8,10 +8,15 @@ import time
 import httpx
 import pytest
 
+from opscore.lifecycle import AgentRegistry, AgentStates
+from opscore.models import Agent, StateReport, TaskStatus, WorkflowDefinition, utcnow
+from opscore.models.usage import usage_from
+from opscore.storage import storage_from_url
+from opscore.workflow import build_workflow
+
 from .conftest import KEY, STORES, make_settings, store_url
 from .event_receiver import EventReceiver
 from .fakes import Behaviour
-from .servers import wait_for
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 SPEND = {"inputTokens": 100, "outputTokens": 50, "costUsd": 0.01, "model": "m-1"}
@@ -53,8 +58,7 @@ def test_usage_adds_up_per_run_workflow_and_agent(budgeted) -> None:
     detail = settle(client, sid)
 
     assert detail["status"] == "completed"
-    # the last step's usage is added up just after its completion is written
-    wait_for(lambda: _usage(client, f"/sessions/{sid}/usage")["reports"] == 3, timeout=10)
+    # the run completes once its last step's usage is counted
     run_usage = client.get(f"/v1/opscore/sessions/{sid}/usage").json()
     assert run_usage == {"inputTokens": 300, "outputTokens": 150, "costUsd": 0.03, "reports": 3}
     workflow = client.get("/v1/opscore/usage/workflow/costly").json()
@@ -104,7 +108,7 @@ def test_a_day_budget_holds_tasks_until_it_is_raised(budgeted) -> None:
 
     assert settle(client, run(client, "daily"))["status"] == "completed"
     assert settle(client, run(client, "daily"))["status"] == "completed"  # 0.01 < 0.015 at start
-    wait_for(lambda: _usage(client, "/usage/workflow/daily")["today"]["reports"] == 2, timeout=10)
+    assert _usage(client, "/usage/workflow/daily")["today"]["reports"] == 2
     held = run(client, "daily")
     time.sleep(1.0)  # several dispatcher passes: the task must stay queued
     assert client.get(f"/v1/opscore/sessions/{held}").json()["tasks"][0]["status"] == "queued"
@@ -122,7 +126,7 @@ def test_an_agent_over_its_budget_gets_no_more_work(budgeted) -> None:
     create(client, template("one", task("a")))
     client.put("/v1/opscore/budgets/agent/thrifty", json={"maxTokens": 150})
     assert settle(client, run(client, "one"))["status"] == "completed"  # spends 150
-    wait_for(lambda: _usage(client, "/usage/agent/thrifty")["total"]["reports"] == 1, timeout=10)
+    assert _usage(client, "/usage/agent/thrifty")["total"]["reports"] == 1
     held = run(client, "one")
     time.sleep(1.0)
     assert client.get(f"/v1/opscore/sessions/{held}").json()["tasks"][0]["status"] == "queued"
@@ -140,4 +144,69 @@ def test_budgets_are_checked(client) -> None:
     assert wrong.status_code == 422
     empty = client.get("/v1/opscore/usage/workflow/none").json()
     assert empty["total"] == {"inputTokens": 0, "outputTokens": 0, "costUsd": 0.0, "reports": 0}
-    wait_for(lambda: True)
+
+
+@pytest.fixture(params=STORES)
+async def store(request, tmp_path):
+    storage = storage_from_url(store_url(request, request.param, tmp_path))
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+@pytest.mark.parametrize("by", ["report", "answer"])
+async def test_a_step_s_usage_counts_before_its_next_step_is_queued_or_its_run_ends(
+    store, by: str
+) -> None:
+    """A completion that reports usage queues the run's next step, and completes the run,
+    only once that usage is counted: written with the completion, the next step could be
+    handed over (or the workflow's next run started) before a budget saw what was spent.
+    ``by``: the agent's idle report names the task (AgentKit), or the hand-over's answer."""
+    settings = make_settings()
+    registry = AgentRegistry(store)
+    states = AgentStates(store, settings, registry)
+    workflow = build_workflow(store, settings, registry, states)
+    now = utcnow()
+    await store.create_agent(
+        Agent(agent_id="x", agent_name="x", last_seen=now, registered_at=now, updated_at=now)
+    )
+    counted_on: list[tuple[str, dict[str, str]]] = []
+    record_usage = workflow.engine.record_usage
+
+    async def noting_the_run(task, usage) -> None:
+        session, tasks = await store.session_with_tasks(task.session_id)
+        counted_on.append((session.status.value, {t.step_id: t.status.value for t in tasks}))
+        await record_usage(task, usage)
+
+    workflow.engine.record_usage = noting_the_run
+    definition = WorkflowDefinition.model_validate(
+        {
+            "id": "w",
+            "name": "w",
+            "tasks": [
+                {"taskId": "a", "name": "a"},
+                {"taskId": "b", "name": "b", "dependsOn": ["a"]},
+            ],
+        }
+    )
+    sid = (await workflow.runs.start_run(definition, payload={})).session_id
+    for _ in range(2):
+        [queued] = [t for t in await store.session_tasks(sid) if t.status == TaskStatus.QUEUED]
+        agent = await store.get_agent("x")
+        started = await workflow.handovers.mark_dispatched(queued, agent, utcnow())
+        assert started is not None
+        if by == "answer":
+            assert await workflow.outcomes.complete_task(
+                started, {"ok": True}, usage=usage_from(SPEND)
+            )
+        else:
+            details = {"opscore_task_id": started.task_id, "result": {"ok": True}, "usage": SPEND}
+            report = StateReport(agentId="x", timestamp=utcnow(), state="idle", details=details)
+            await states.report_state("x", report)
+    assert counted_on == [
+        ("running", {"a": "completed", "b": "pending"}),
+        ("running", {"a": "completed", "b": "completed"}),
+    ]
+    session = await store.get_session(sid)
+    assert session is not None and session.status.value == "completed"
+    assert (await workflow.usage.run_usage(sid)).reports == 2

@@ -57,6 +57,10 @@ class TaskUpdate:
     # a completion of the run's last step: the run completed with it, not read back first
     # (nor read along with the completion, as Redis does for a run that advances)
     ends_run: RunEnd | None = None
+    # a completion that reports usage: the step it lets start, queued only once that usage
+    # is counted (a budget reads it before the step is handed over), so not with it; the
+    # store ignores it
+    then_after_usage: QueuedNext | None = field(default=None, compare=False)
 
 
 class ReportPlan(Protocol):

@@ -56,7 +56,12 @@ class TaskCompletions:
     ) -> TaskUpdate:
         """The move of the current attempt to completed, its agent's slot freed with it, and
         the run's next step it lets start when that one can be queued in the same write
-        (next_steps.py; ``TaskUpdate.then``), or whether it ends the run (``ends_run``)."""
+        (next_steps.py; ``TaskUpdate.then``), or whether it ends the run (``ends_run``).
+
+        Not when the attempt reports usage: its next step is queued, and its run completed,
+        only once that usage is counted (``now_completed``). A budget reads it before the
+        next step is handed over, and before a new run of the workflow or a task for the
+        agent is; written with the completion, the step could go out first."""
         engine = self.engine
         now = engine.clock()
         spent: dict[str, Any] = (
@@ -80,6 +85,8 @@ class TaskCompletions:
         )
         limit = engine.settings.max_task_parameters_bytes
         then = engine.shapes.then(task, result, now, parameter_limit=limit)
+        if usage:
+            return replace(move, then_after_usage=then)
         ends = engine.shapes.ends(task) if then is None else None
         return replace(move, then=then, ends_run=run_completion(ends, now) if ends else None)
 
@@ -95,8 +102,9 @@ class TaskCompletions:
             written = await self.storage.update_task_and_next(task.task_id, move)
         if written.task is None:
             return False
+        then = move.then or move.then_after_usage
         await self.now_completed(
-            written.task, usage, queued=written.queued, ended=written.ended, then=move.then
+            written.task, usage, queued=written.queued, ended=written.ended, then=then
         )
         return True
 
@@ -110,7 +118,8 @@ class TaskCompletions:
         then: QueuedNext | None = None,
     ) -> None:
         """What follows a completion, however it was written: usage, the limits' slot, the
-        metrics, and the run's next steps. The run is not read back when the completion
+        metrics, and the run's next steps, in that order: a budget counts the usage before
+        the run's next step can be handed over. The run is not read back when the completion
         queued the step it let start (``queued``) or completed the run (``ended``) with it,
         nor when it was the run's last step, nor when the step it lets start, planned with
         it (``then``) but not written with it (the store had no sight of that step's row),
