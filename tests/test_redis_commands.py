@@ -25,23 +25,21 @@ async def test_a_change_of_two_records_reads_and_writes_them_with_one_command_ea
     await store.save_tasks([task("t0", status=TaskStatus.QUEUED)])
     await store.get_agent("a1")  # decided on what this process read: no read before the write
     await store.get_task("t0")
-    before = {name: calls(name) for name in ("evalsha", "mget", "mset", "get", "set", "zrem")}
+    before = {name: calls(name) for name in ("evalsha", "mget", "mset", "get", "set")}
     total = calls()
     started = await store.update_task(
         "t0", {"status": TaskStatus.DISPATCHED}, expect=["queued"], claim_slot_of="a1"
     )
     assert started is not None and (await store.get_agent("a1")).active_tasks == ["t0"]
-    # the script, its MGET and MSET, the in-flight index, the queue's leased set (a start
-    # acknowledges the entry a claim holds: none here); then get_agent's own GET
+    # the script, its MGET and MSET, the in-flight index; then get_agent's own GET
     assert {name: calls(name) - n for name, n in before.items()} == {
         "evalsha": 1,
         "mget": 1,
         "mset": 1,
         "get": 1,
         "set": 0,
-        "zrem": 1,
     }
-    assert calls() - total == 6  # evalsha, mget, mset, zadd (in flight), zrem, get
+    assert calls() - total == 5  # evalsha, mget, mset, sadd, get
 
 
 async def test_a_change_reads_only_the_records_this_process_has_no_guess_of(

@@ -1325,30 +1325,6 @@ class TestQueue:
         await store.ack(["later", "low-2"])
         assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
 
-    async def test_a_hand_over_acknowledges_the_entry_its_claim_holds(self, store: Storage) -> None:
-        """A start that takes an agent's slot (the dispatcher's hand-over) acknowledges the
-        task's claimed entry in the same step: it no longer counts as waiting, and nobody
-        claims it again when the claim's lease runs out. A start that does not apply leaves
-        the entry to its claim."""
-        now = utcnow()
-        await store.create_agent(agent("a1", max_concurrency=2))
-        await store.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in range(2)])
-        await store.enqueue("t0", priority=0, ready_at=now - timedelta(seconds=10))
-        await store.enqueue("t1", priority=0, ready_at=now - timedelta(seconds=5))
-        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t0", "t1"]
-        start = {"status": TaskStatus.DISPATCHED}
-        assert await store.update_task("t0", start, expect=["queued"], claim_slot_of="a1")
-        refused = await store.update_task("t1", start, expect=["running"], claim_slot_of="a1")
-        assert refused is None
-        waited = now - await store.oldest_ready_at(now)
-        assert round(waited.total_seconds()) == 5  # t0 went; t1 is still held, and waits
-        past_lease = now + timedelta(minutes=10)
-        again = [e.task_id for e in await store.dequeue_ready(past_lease, 10)]
-        assert "t0" not in again  # t1 comes back on a store that leases its claims
-        await store.ack(["t1"])
-        assert await store.oldest_ready_at(past_lease) is None
-        assert await store.queue_depth() == 0
-
     async def test_entries_come_out_with_the_priority_they_went_in_with(
         self, store: Storage
     ) -> None:

@@ -289,10 +289,8 @@ class Dispatcher:
                 if outcome in ("waiting", "unread"):
                     waiting.append(entry)
                     continue
-                if outcome == "sent":  # its start acknowledged its entry (claim_slot_of)
-                    sent += 1
-                else:
-                    handled.append(entry.task_id)
+                sent += outcome == "sent"
+                handled.append(entry.task_id)
             capacity = free.total
             more = len(entries) >= asked
             if capacity <= 0 or examined >= BATCH or not more:

@@ -15,9 +15,8 @@ class DispatchHooks(Protocol):
 
     async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
         """Start an attempt of a queued task on ``agent``, taking one of its slots in the
-        same write (``Storage.update_task``'s ``claim_slot_of``, which also acknowledges the
-        queue entry the dispatcher's claim holds); None if it is no longer queued;
-        NoFreeSlotError when the agent has no free slot."""
+        same write; None if it is no longer queued; NoFreeSlotError when the agent has no
+        free slot."""
         ...
 
     async def dispatch_failed(

@@ -37,8 +37,7 @@ class QueueStore(Protocol):
         """Atomically claim and return up to ``limit`` ready entries.
 
         Order: higher priority first, then first-in-first-out. An entry is returned to exactly
-        one caller; shared backends hold it under a lease until ``ack``, ``requeue`` or the
-        hand-over that starts its task (``update_task``'s ``claim_slot_of``).
+        one caller; shared backends hold it under a lease until ``ack`` or ``requeue``.
         ``follows`` (other replicas are up): a shared store also reads, in the same round
         trip, the row each task's completion may write along (``TaskRun.next_step``'s, or
         its run's session when ``ends_run``), which this replica may never have seen.
@@ -266,9 +265,7 @@ class Storage(QueueStore, Protocol):
         the same atomic step (PostgreSQL: just before, given back when the change does not
         apply). An agent with no free slot, or gone, changes nothing and raises
         ``NoFreeSlotError``; a change that does not apply takes no slot. One change either
-        releases a slot or claims one, not both. A change that claims a slot is a hand-over:
-        when it applies, it also acknowledges the task's queue entry a claim holds (as
-        ``ack``) in the same atomic step, so a hand-over costs no acknowledgement of its own.
+        releases a slot or claims one, not both.
 
         Returns the new task, or None when it is absent or did not match. This is
         the compare-and-set every task state change goes through, so concurrent reporters,

@@ -255,8 +255,6 @@ class RunRecords(_Base):
             claimed = slot_taken(self._agents.get(claim_slot_of), task_id)
             if claimed is not None:
                 self._agents[claimed.agent_id] = claimed
-            if task_id not in self._queued:  # handed over: its claimed entry is done (ack)
-                self._since.pop(task_id, None)
         task = task.model_copy(update=update.changes)
         self._tasks[task_id] = task
         self._track_inflight(task)

@@ -64,8 +64,6 @@ class PostgresStorage(
             )
             if changed is None:
                 await self.release_agent_slot(claim_slot_of, task_id)
-            else:
-                await self.ack([task_id])
             return changed
         if release_slot_of is None:
             return await self._update_task(

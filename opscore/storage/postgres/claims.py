@@ -23,13 +23,9 @@ from .runs import _READ_TASK
 
 # $1 agent, $2 its state, $3 last seen, $4 its document, $5 the agent's document decided on;
 # $6 task, $7 its status, $8 its document, $9 the task's document decided on
-# (base.agent_and_task_written). The task's queue entry, which the claim that found it holds,
-# goes with them (as ``ack``): the hand-over needs no statement of its own. Answers (whether both were written, the agent's document
+# (base.agent_and_task_written). Answers (whether both were written, the agent's document
 # and the task's when not written: base.agent_and_task_docs).
-_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)},
-acked AS (
-    DELETE FROM opscore_queue
-    WHERE task_id = $6 AND lease_until IS NOT NULL AND (SELECT yes FROM held))
+_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)}
 SELECT (SELECT count(*) FROM changed) = 1 AND (SELECT count(*) FROM moved) = 1,
     {agent_and_task_docs(6)}
 """

@@ -139,11 +139,6 @@ class _Base:
         return [*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")]
 
     @property
-    def _ack_keys(self) -> list[str]:
-        """The keys a compare-and-set's ACK moves: leased, meta and since."""
-        return [self.k("q", "leased"), self.k("q", "meta"), self.k("q", "since")]
-
-    @property
     def _redis(self) -> Any:
         """The next of a few clients that each keep one connection (in turn).
 

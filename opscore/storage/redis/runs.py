@@ -190,8 +190,6 @@ class RunRecords(SessionRecords):
                 moved(p, read_run=follows.queued is None and end is None)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
-                if claim_slot_of is not None:  # handed over: the claim's entry is done
-                    p.ack(self._ack_keys, task_id)
                 if follows.ops is not None:
                     follows.ops(p)
 

@@ -17,8 +17,7 @@ from .queue_scripts import ENQUEUE_FN, enqueue_args
 # PUT <key> <value> writes a key no compare-and-set reads (a state report's numbered history
 # entry, ``history.py``) with the records, in their MSET; the custom ZMOVE <all> <from> <to>
 # <member> moves a member between two sorted sets under its
-# score in <all>, ENQ <the arguments of enqueue()> queues a task, ACK <leased> <meta> <since>
-# <id> acknowledges a leased queue entry as the ack script does, READ <key> reads a key along
+# score in <all>, ENQ <the arguments of enqueue()> queues a task, READ <key> reads a key along
 # (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
 # reads the records a list of ids names (their count, then id and record, alternating; -1 when
 # the list holds more than <most>). Returns 0, writing nothing,
@@ -98,11 +97,6 @@ while i <= #ARGV do
     read({})
     if op == 'ENQ' then
       enqueue(unpack(ARGV, i + 2, i + n))
-    elseif op == 'ACK' then
-      if redis.call('ZREM', ARGV[i + 2], ARGV[i + 5]) == 1 then
-        redis.call('HDEL', ARGV[i + 3], ARGV[i + 5])
-        redis.call('ZREM', ARGV[i + 4], ARGV[i + 5])
-      end
     elseif op == 'ZMOVE' then
       local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
       if score then
@@ -128,7 +122,7 @@ CAS = CAS_FN + "return cas(KEYS, ARGV, nil)\n"
 # the same writes, in the order asked, in one script (each script call costs Redis a dispatch).
 # KEYS: every group's keys in turn. ARGV: per group, its key count and argument count, then
 # its arguments as CAS takes them. When no two groups share a key and no group deletes or
-# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ACK, ZMOVE and writes to
+# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ZMOVE and writes to
 # indexes), every group's records are read with one MGET first: what one group writes, no
 # later group reads. Answers each group's answer, in order (an error for a group that failed:
 # what it wrote before the failing command stays written, as with a script of its own).
@@ -137,7 +131,7 @@ CAS_GROUPS = (
     + """
 local groups, k, a = {}, 1, 1
 local shared, seen = true, {}
-local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ACK = true, ZMOVE = true,
+local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ZMOVE = true,
                    ZADD = true, ZREM = true, SADD = true, SREM = true}
 while a <= #ARGV do
   local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
@@ -330,11 +324,6 @@ class Ops:
     def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
         """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
         self._add("ENQ", *keys, *enqueue_args(task_id, priority, ready_at))
-
-    def ack(self, keys: list[str], task_id: str) -> None:
-        """Acknowledge the task's queue entry if a claim holds it, as the ack script does
-        (``keys``: the queue's leased, meta and since keys)."""
-        self._add("ACK", *keys, task_id)
 
     def zmove(self, scores: str, source: str, target: str, member: str) -> None:
         """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in

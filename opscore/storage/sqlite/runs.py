@@ -209,10 +209,6 @@ class RunRecords(_Base):
             claimed = slot_taken(self._get_agent(db, claim_slot_of), task_id)
             if claimed is not None:
                 self._put_agent(db, claimed)
-            # handed over: the entry its claim holds is done (as ack), in this transaction
-            db.execute(
-                "DELETE FROM queue WHERE task_id = ? AND lease_until IS NOT NULL", (task_id,)
-            )
         task = task.model_copy(update=update.changes)
         self._put_task(db, task, row[1])
         agent = self._get_agent(db, release_slot_of) if release_slot_of else None
