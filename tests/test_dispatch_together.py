@@ -4,7 +4,7 @@ together (Redis: one script for all), and one after the other elsewhere."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import pytest
@@ -17,7 +17,6 @@ from opscore.errors import StorageError
 from opscore.models import Agent, TaskRun, TaskStatus, utcnow
 from opscore.storage.memory import MemoryStorage
 from tests.conftest import make_settings
-from tests.counted_store import counted
 from tests.test_storage_contract import agent, task
 
 
@@ -106,36 +105,3 @@ async def test_a_start_the_store_refuses_fails_the_pass(together: bool) -> None:
     what was started is handed over, not lost."""
     with pytest.raises(StorageError):
         await _pass(together, failing="t1")
-
-
-async def test_a_pass_acknowledges_what_it_handed_over_as_it_asks_how_long_to_sleep() -> None:
-    """The pass's acknowledgement of the entries it handed over, and the loop's question of
-    how long it may sleep, go to the store as one call (``ack_and_next_ready``: one
-    PostgreSQL statement, one Redis round trip, one SQLite transaction), not two."""
-    storage = MemoryStorage()
-    now = utcnow()
-    for i in range(3):
-        await storage.create_agent(agent(f"a{i}", state="idle"))
-        await storage.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED)])
-        await storage.enqueue(f"t{i}", priority=0, ready_at=now - timedelta(seconds=1))
-    later = now + timedelta(seconds=30)
-    await storage.save_tasks([task("later", status=TaskStatus.QUEUED)])
-    await storage.enqueue("later", priority=0, ready_at=later)
-    calls = counted(storage)
-    wakeup = Wakeup()
-    dispatcher = Dispatcher(
-        storage,
-        make_settings(),
-        cast(Transport, Accepting()),
-        cast(DispatchHooks, Starts(storage)),
-        wakeup=wakeup,
-        available_states={"idle"},
-        clock=lambda: now,
-    )
-    try:
-        assert await dispatcher.tick() is False  # not a full batch: the loop sleeps next
-    finally:
-        await dispatcher.deliveries.stop()
-    assert (calls["ack"], calls["next_ready_at"], calls["ack_and_next_ready"]) == (0, 0, 1)
-    assert await storage.oldest_ready_at(now) is None  # the three handed over: acknowledged
-    assert dispatcher.acks.next_ready == later  # how long the loop may sleep, at most

@@ -28,8 +28,8 @@ def _admin(redis_server) -> redis.Redis:  # a separate client, for what the test
     return redis.Redis.from_url(redis_server.url, decode_responses=True)
 
 
-def _writes(batcher: CommandBatcher, monkeypatch) -> list[int]:
-    """The size of each write ``batcher`` sends from now on."""
+async def test_commands_of_one_turn_share_one_write(pool, monkeypatch) -> None:
+    batcher = CommandBatcher(pool)
     writes: list[int] = []
     send = batcher._send
 
@@ -38,12 +38,6 @@ def _writes(batcher: CommandBatcher, monkeypatch) -> list[int]:
         await send(batch)
 
     monkeypatch.setattr(batcher, "_send", counted)
-    return writes
-
-
-async def test_commands_of_one_turn_share_one_write(pool, monkeypatch) -> None:
-    batcher = CommandBatcher(pool)
-    writes = _writes(batcher, monkeypatch)
     try:
         replies = await asyncio.gather(*(batcher.call("INCR", "n") for _ in range(50)))
         assert replies == list(range(1, 51))  # in the order they were asked
@@ -114,25 +108,3 @@ async def test_a_value_redis_cannot_take_fails_only_its_caller(pool, bad) -> Non
         assert await batcher.call("GET", "k") == "fine"
     finally:
         await batcher.close()
-
-
-async def test_a_pass_s_acknowledgement_and_its_next_ready_share_one_write(
-    redis_counted, monkeypatch
-) -> None:
-    """``ack_and_next_ready`` on Redis: the ack script and the read of the delayed set go out
-    in one write (one round trip)."""
-    from datetime import timedelta
-
-    from opscore.models import utcnow
-
-    store, _ = redis_counted
-    now = utcnow()
-    await store.enqueue("a", priority=0, ready_at=now)
-    await store.enqueue("later", priority=0, ready_at=now + timedelta(seconds=30))
-    assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["a"]
-    await store.ack(["none"])  # the ack script loaded (a flushed Redis forgot it)
-    writes = _writes(store._batcher, monkeypatch)
-    alarm = await store.ack_and_next_ready(["a"], now)
-    assert alarm is not None and abs((alarm - now).total_seconds() - 30) < 0.01
-    assert writes == [2]  # EVALSHA (ack) and ZRANGE (the delayed set's head)
-    assert await store.oldest_ready_at(now) is None

@@ -1325,28 +1325,6 @@ class TestQueue:
         await store.ack(["later", "low-2"])
         assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
 
-    async def test_entries_acknowledged_with_the_question_of_the_next_ready(
-        self, store: Storage
-    ) -> None:
-        """ack_and_next_ready: ``ack``, then ``next_ready_at``, in one call."""
-        now = utcnow()
-        await store.enqueue("a", priority=0, ready_at=now - timedelta(seconds=5))
-        await store.enqueue("b", priority=0, ready_at=now - timedelta(seconds=1))
-        later = now + timedelta(seconds=30)
-        await store.enqueue("later", priority=0, ready_at=later)
-        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["a", "b"]
-        alarm = await store.ack_and_next_ready(["a"], now)
-        assert alarm is not None and abs((alarm - later).total_seconds()) < 0.01
-        waited = now - await store.oldest_ready_at(now)
-        assert round(waited.total_seconds()) == 1  # a acknowledged; b still held
-        assert await store.ack_and_next_ready([], now) == alarm  # nothing to acknowledge
-        past_lease = now + timedelta(minutes=10)
-        again = [e.task_id for e in await store.dequeue_ready(past_lease, 10)]
-        assert "a" not in again and "later" in again  # b comes back where claims are leased
-        assert await store.ack_and_next_ready([*again, "b"], past_lease) is None
-        assert await store.queue_depth() == 0
-        assert await store.oldest_ready_at(past_lease) is None
-
     async def test_entries_come_out_with_the_priority_they_went_in_with(
         self, store: Storage
     ) -> None:

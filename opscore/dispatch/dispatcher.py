@@ -22,7 +22,6 @@ from ..errors import NoFreeSlotError, StorageError
 from ..models import Agent, QueueEntry, TaskRun, TaskStatus, utcnow
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
-from .acks import PassAcks
 from .budgets import BudgetGate
 from .delivery import MAX_BACKOFF, MIN_BACKOFF, Deliveries
 from .hooks import DispatchHooks
@@ -125,7 +124,6 @@ class Dispatcher:
         # more work skip the store until a slot is freed here (capacity=True) or a dispatch
         # interval passes without a wakeup (a slot freed by another replica)
         self._full = False
-        self.acks = PassAcks(storage)  # acknowledged as each pass ends (tick)
         self.deliveries = Deliveries(transport, hooks, telemetry=telemetry, clock=clock)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
@@ -201,7 +199,7 @@ class Dispatcher:
 
     async def _sleep(self) -> None:
         timeout = self.settings.dispatch_interval
-        next_ready = self.acks.next_ready  # asked as the pass ended (tick)
+        next_ready = await self.storage.next_ready_at(self.clock())
         if next_ready is not None:
             timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
         # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
@@ -233,9 +231,7 @@ class Dispatcher:
             self._last_sweep = now
             for sweep in self.sweeps:
                 await run_sweep(sweep, now)
-        busy = sent >= BATCH
-        await self.acks.settle(self.clock(), busy=busy)
-        return busy
+        return sent >= BATCH
 
     # --- matching ---------------------------------------------------------------------------
     async def dispatch_ready(self, now: datetime) -> int:
@@ -309,7 +305,8 @@ class Dispatcher:
         self._scan_from = 0 if looked_far_enough else len(passed_over) + len(waiting)
         if passed_over or waiting:
             await self.storage.requeue(passed_over + waiting)
-        self.acks.add(handled)
+        if handled:
+            await self.storage.ack(handled)
         return sent
 
     async def _place(self, entry: QueueEntry, now: datetime, fleet: _Fleet) -> str:

@@ -60,11 +60,6 @@ class QueueStore(Protocol):
         answer an entry that came due at or before ``now`` and no pass has looked at yet
         (memory and Redis keep those apart until a dequeue moves them)."""
 
-    async def ack_and_next_ready(self, task_ids: Iterable[str], now: datetime) -> datetime | None:
-        """``ack`` of ``task_ids``, then ``next_ready_at``, in one round trip (one statement,
-        script batch or transaction): a dispatch pass acknowledges what it handed over as
-        it goes to sleep, where it asks how long it may sleep anyway."""
-
     async def oldest_ready_at(self, now: datetime) -> datetime | None:
         """When the entry that has waited longest became ready, among those ready at ``now``
         and not yet acknowledged (None when none waits): how far dispatch is behind. An entry

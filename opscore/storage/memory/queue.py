@@ -43,14 +43,11 @@ class QueueRecords(_Base):
             return entries
 
     async def ack(self, task_ids: Iterable[str]) -> None:
-        with self._lock:
-            self._ack(task_ids)
-
-    def _ack(self, task_ids: Iterable[str]) -> None:
         # one process: a dequeued entry cannot be orphaned by another; only forget its age
-        for task_id in task_ids:
-            if task_id not in self._queued:
-                self._since.pop(task_id, None)
+        with self._lock:
+            for task_id in task_ids:
+                if task_id not in self._queued:
+                    self._since.pop(task_id, None)
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         with self._lock:
@@ -68,20 +65,12 @@ class QueueRecords(_Base):
             # every entry until it is acknowledged: waiting, delayed, or being handed over
             return min((at for at in self._since.values() if at <= now), default=None)
 
-    async def ack_and_next_ready(self, task_ids: Iterable[str], now: datetime) -> datetime | None:
-        with self._lock:
-            self._ack(task_ids)
-            return self._next_ready()
-
     async def next_ready_at(self, now: datetime) -> datetime | None:
-        with self._lock:
-            return self._next_ready()
-
-    def _next_ready(self) -> datetime | None:
         # entries put back wait in the ready heap, so the delayed heap's head is the answer
-        while self._delayed and self._queued.get(self._delayed[0][2]) != self._delayed[0][1]:
-            heapq.heappop(self._delayed)
-        return self._delayed[0][0] if self._delayed else None
+        with self._lock:
+            while self._delayed and self._queued.get(self._delayed[0][2]) != self._delayed[0][1]:
+                heapq.heappop(self._delayed)
+            return self._delayed[0][0] if self._delayed else None
 
     # --- dead letters and idempotency -------------------------------------------------------
     async def add_dead_letter(self, entry: DeadLetter) -> None:

@@ -33,15 +33,6 @@ _AND_FOLLOWS = """,
 _CLAIM_AND_FOLLOWS = _CLAIM + _AND_FOLLOWS
 
 
-# Due entries are either put back (waiting for an agent) or found by the next pass: counting
-# them woke the dispatcher every millisecond while every agent was busy.
-_NEXT_READY = "SELECT min(ready_at) FROM opscore_queue WHERE lease_until IS NULL AND ready_at > $1"
-_ACK = "DELETE FROM opscore_queue WHERE task_id = ANY($1::text[]) AND lease_until IS NOT NULL"
-_ACK_AND_NEXT_READY = f"""
-WITH acked AS (
-    DELETE FROM opscore_queue WHERE task_id = ANY($2::text[]) AND lease_until IS NOT NULL)
-{_NEXT_READY}"""
-
 # One statement: queue (or re-queue) the task, and wake the other replicas when it commits.
 _ENQUEUE = """
 WITH queued AS (
@@ -85,7 +76,11 @@ class QueueRecords(_Base):
         ids = list(task_ids)
         if ids:
             async with self._conn() as conn:
-                await conn.execute(_ACK, ids)
+                await conn.execute(
+                    "DELETE FROM opscore_queue WHERE task_id = ANY($1::text[]) "
+                    "AND lease_until IS NOT NULL",
+                    ids,
+                )
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         ids = [e.task_id for e in entries]
@@ -109,18 +104,14 @@ class QueueRecords(_Base):
         return value
 
     async def next_ready_at(self, now: datetime) -> datetime | None:
+        # due entries are either put back (waiting for an agent) or found by the next pass:
+        # counting them woke the dispatcher every millisecond while every agent was busy
         async with self._conn() as conn:
-            value: datetime | None = await conn.fetchval(_NEXT_READY, now)
-        return value
-
-    async def ack_and_next_ready(self, task_ids: Iterable[str], now: datetime) -> datetime | None:
-        ids = list(task_ids)
-        if not ids:
-            return await self.next_ready_at(now)
-        async with self._conn() as conn:
-            # the select reads the rows as they were before the delete: those it deletes are
-            # leased, and the select passes leased rows over anyway
-            value: datetime | None = await conn.fetchval(_ACK_AND_NEXT_READY, now, ids)
+            value: datetime | None = await conn.fetchval(
+                "SELECT min(ready_at) FROM opscore_queue WHERE lease_until IS NULL"
+                " AND ready_at > $1",
+                now,
+            )
         return value
 
     # --- dead letters and idempotency -------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -103,11 +102,6 @@ class QueueRecords(_Base):
             self.k("q", "since"), "-inf", now.timestamp(), start=0, num=1, withscores=True
         )
         return datetime.fromtimestamp(first[0][1], UTC) if first else None
-
-    async def ack_and_next_ready(self, task_ids: Iterable[str], now: datetime) -> datetime | None:
-        # asked in the same turn of the event loop: one batch, one round trip
-        _, first = await asyncio.gather(self.ack(task_ids), self.next_ready_at(now))
-        return first
 
     async def next_ready_at(self, now: datetime) -> datetime | None:
         # asked by every dispatch pass that finds nothing to do: batched with other commands;

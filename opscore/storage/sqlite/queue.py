@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -90,24 +89,13 @@ class QueueRecords(_Base):
 
     @quick
     def next_ready_at(self, now: datetime) -> datetime | None:
-        with self._tx(write=False) as db:
-            return self._next_ready(db, now)
-
-    @quick
-    def ack_and_next_ready(self, task_ids: Iterable[str], now: datetime) -> datetime | None:
-        ids = [(t,) for t in task_ids]
-        with self._tx(write=bool(ids)) as db:  # one transaction, one commit
-            db.executemany("DELETE FROM queue WHERE task_id = ? AND lease_until IS NOT NULL", ids)
-            return self._next_ready(db, now)
-
-    @staticmethod
-    def _next_ready(db: sqlite3.Connection, now: datetime) -> datetime | None:
         # due entries are either put back (waiting for an agent) or found by the next pass:
         # counting them woke the dispatcher every millisecond while every agent was busy
-        row = db.execute(
-            "SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL AND ready_at > ?",
-            (now.timestamp(),),
-        ).fetchone()
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL AND ready_at > ?",
+                (now.timestamp(),),
+            ).fetchone()
         if row is None or row[0] is None:
             return None
         return datetime.fromtimestamp(row[0], UTC)
