@@ -24,7 +24,13 @@ def counted(storage: Storage) -> Counter[str]:
 
         return method
 
-    names = [n for n, v in vars(Storage).items() if inspect.iscoroutinefunction(v)]
+    names = {  # the queue's methods too (QueueStore, a base of Storage)
+        n
+        for klass in Storage.__mro__
+        if klass.__module__ == Storage.__module__
+        for n, v in vars(klass).items()
+        if inspect.iscoroutinefunction(v)
+    }
     namespace = {n: wrap(n, getattr(cls, n)) for n in names if hasattr(cls, n)}
     storage.__class__ = type(f"Counted{cls.__name__}", (cls,), namespace)
     return calls
