@@ -8,15 +8,13 @@ import time
 import httpx
 import pytest
 
-from opscore.lifecycle import AgentRegistry, AgentStates
-from opscore.models import Agent, StateReport, TaskStatus, WorkflowDefinition, utcnow
+from opscore.models import StateReport, TaskStatus, WorkflowDefinition, utcnow
 from opscore.models.usage import usage_from
-from opscore.storage import storage_from_url
-from opscore.workflow import build_workflow
 
 from .conftest import KEY, STORES, make_settings, store_url
 from .event_receiver import EventReceiver
 from .fakes import Behaviour
+from .test_cancel_race import store, workflow_with_agent  # noqa: F401
 from .workflow_helpers import by_step, create, run, settle, task, template
 
 SPEND = {"inputTokens": 100, "outputTokens": 50, "costUsd": 0.01, "model": "m-1"}
@@ -146,30 +144,16 @@ def test_budgets_are_checked(client) -> None:
     assert empty["total"] == {"inputTokens": 0, "outputTokens": 0, "costUsd": 0.0, "reports": 0}
 
 
-@pytest.fixture(params=STORES)
-async def store(request, tmp_path):
-    storage = storage_from_url(store_url(request, request.param, tmp_path))
-    await storage.open()
-    yield storage
-    await storage.close()
-
-
 @pytest.mark.parametrize("by", ["report", "answer"])
 async def test_a_step_s_usage_counts_before_its_next_step_is_queued_or_its_run_ends(
-    store, by: str
+    store,  # noqa: F811
+    by: str,
 ) -> None:
     """A completion that reports usage queues the run's next step, and completes the run,
     only once that usage is counted: written with the completion, the next step could be
     handed over (or the workflow's next run started) before a budget saw what was spent.
     ``by``: the agent's idle report names the task (AgentKit), or the hand-over's answer."""
-    settings = make_settings()
-    registry = AgentRegistry(store)
-    states = AgentStates(store, settings, registry)
-    workflow = build_workflow(store, settings, registry, states)
-    now = utcnow()
-    await store.create_agent(
-        Agent(agent_id="x", agent_name="x", last_seen=now, registered_at=now, updated_at=now)
-    )
+    workflow, states = await workflow_with_agent(store)
     counted_on: list[tuple[str, dict[str, str]]] = []
     record_usage = workflow.engine.record_usage
 

@@ -24,16 +24,18 @@ async def store(request, tmp_path) -> Any:
     await storage.close()
 
 
-async def workflow_with_agent(store: Any) -> Any:
-    """The workflow services on ``store``, and one push agent ``x`` with one slot."""
+async def workflow_with_agent(store: Any) -> tuple[Any, AgentStates]:
+    """The workflow services on ``store``, the agents' states that report to them, and one
+    push agent ``x`` with one slot."""
     settings = make_settings()
     registry = AgentRegistry(store)
-    workflow = build_workflow(store, settings, registry, AgentStates(store, settings, registry))
+    states = AgentStates(store, settings, registry)
+    workflow = build_workflow(store, settings, registry, states)
     now = utcnow()
     await store.create_agent(
         Agent(agent_id="x", agent_name="x", last_seen=now, registered_at=now, updated_at=now)
     )
-    return workflow
+    return workflow, states
 
 
 def race_in_cancel(workflow: Any, store: Any, between: Any) -> None:
@@ -60,7 +62,7 @@ def race_in_cancel(workflow: Any, store: Any, between: Any) -> None:
 async def test_a_cancel_that_read_a_task_queued_frees_the_slot_of_its_fresh_hand_over(
     store: Any,
 ) -> None:
-    workflow = await workflow_with_agent(store)
+    workflow, _ = await workflow_with_agent(store)
     told: list[tuple[str, str]] = []
     workflow.engine.cancel_listeners.append(
         lambda task, reason: told.append((task.task_id, reason))
@@ -90,7 +92,7 @@ async def test_a_cancel_that_read_a_task_queued_frees_the_slot_of_its_fresh_hand
 async def test_a_cancel_leaves_a_task_that_ended_meanwhile_and_cancels_what_it_queued(
     store: Any,
 ) -> None:
-    workflow = await workflow_with_agent(store)
+    workflow, _ = await workflow_with_agent(store)
     definition = WorkflowDefinition.model_validate(
         {
             "id": "w",
