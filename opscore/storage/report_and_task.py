@@ -62,6 +62,12 @@ class TaskUpdate:
     # store ignores it
     then_after_usage: QueuedNext | None = field(default=None, compare=False)
 
+    @property
+    def planned_then(self) -> QueuedNext | None:
+        """The step this change lets start, written with it (``then``) or after its usage
+        is counted (``then_after_usage``)."""
+        return self.then or self.then_after_usage
+
 
 class ReportPlan(Protocol):
     """What a state report does to the task its agent holds; pure, called inside the store's

@@ -102,9 +102,8 @@ class TaskCompletions:
             written = await self.storage.update_task_and_next(task.task_id, move)
         if written.task is None:
             return False
-        then = move.then or move.then_after_usage
         await self.now_completed(
-            written.task, usage, queued=written.queued, ended=written.ended, then=then
+            written.task, usage, queued=written.queued, ended=written.ended, then=move.planned_then
         )
         return True
 

@@ -91,9 +91,8 @@ class AgentReports:
             self.outcomes.now_running(task)
         elif update.meaning == "completed":
             usage = usage_from(record.details.get("usage"))
-            then = update.then or update.then_after_usage
             await self.outcomes.now_completed(
-                task, usage, queued=written.queued, ended=written.ended, then=then
+                task, usage, queued=written.queued, ended=written.ended, then=update.planned_then
             )
         if record.state in self.dispatchable:
             self.engine.notify_dispatcher()
