@@ -152,7 +152,9 @@ async def test_a_step_s_usage_counts_before_its_next_step_is_queued_or_its_run_e
     """A completion that reports usage queues the run's next step, and completes the run,
     only once that usage is counted: written with the completion, the next step could be
     handed over (or the workflow's next run started) before a budget saw what was spent.
-    ``by``: the agent's idle report names the task (AgentKit), or the hand-over's answer."""
+    ``by``: the agent's idle report names the task and carries its result and usage (an
+    agent that names its tasks; AgentKit's example agent does not), or the hand-over's
+    answer carries them (AgentKit's example agent answers with its result)."""
     workflow, states = await workflow_with_agent(store)
     counted_on: list[tuple[str, dict[str, str]]] = []
     record_usage = workflow.engine.record_usage
