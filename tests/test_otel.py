@@ -240,3 +240,65 @@ def test_usage_is_read_strictly() -> None:
     assert usage_from({"inputTokens": -1, "outputTokens": True, "model": ""}) is None
     assert usage_from({"inputTokens": 10**13, "model": "m" * 300}) is None
     assert usage_from("lots") is None
+
+
+def _finished_span(tracer_kwargs: dict | None = None, **attributes: object) -> list:
+    """One span recorded on a fresh tracer: what an exporter behind it received."""
+    from opscore.observe.tracing import Span, Tracer
+
+    exporter = InMemorySpanExporter()
+    tracer = Tracer(processors=[SimpleSpanProcessor(exporter)], **(tracer_kwargs or {}))
+    span = Span(
+        name="invoke_agent w",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        span_id="00f067aa0ba902b7",
+        parent_id="a3ce929d0e0e4736",
+        start=1_800_000_000.25,
+        attributes=dict(attributes),
+        kind=SpanKind.CLIENT,
+    )
+    tracer.record(span, status="error", end=1_800_000_000.75)
+    kept = tracer.trace("4bf92f3577b34da6a3ce929d0e0e4736")
+    tracer.shutdown()
+    return [exporter.get_finished_spans(), kept]
+
+
+def test_a_span_built_whole_reaches_the_processors_as_the_sdk_would_make_it() -> None:
+    (exported,), kept = _finished_span(taskId="task-1", usage={"tokens": 3}, missing=None)
+    assert exported.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert exported.context.span_id == 0x00F067AA0BA902B7
+    assert exported.context.trace_flags.sampled
+    assert exported.parent.span_id == 0xA3CE929D0E0E4736 and exported.parent.is_remote
+    # nanoseconds from float seconds: within a microsecond
+    assert abs(exported.start_time - 1_800_000_000_250_000_000) < 1000
+    assert abs(exported.end_time - 1_800_000_000_750_000_000) < 1000
+    assert exported.kind == SpanKind.CLIENT
+    assert exported.status.status_code == StatusCode.ERROR
+    assert dict(exported.attributes) == {
+        "taskId": "task-1",
+        "usage": '{"tokens": 3}',  # what OpenTelemetry cannot hold goes as JSON
+        "opscore.status": "error",
+    }
+    assert exported.instrumentation_scope.name == "opscore"
+    assert exported.resource.attributes["service.name"] == "opscore"
+    assert [s["spanId"] for s in kept] == ["00f067aa0ba902b7"]
+
+
+def test_the_sdk_s_sampler_and_switch_hold_for_spans_built_whole(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    assert _finished_span() == [(), []]
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert _finished_span() == [(), []]
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    (exported,), _ = _finished_span()
+    assert exported.name == "invoke_agent w"
+
+
+def test_the_sdk_s_span_limits_hold_for_spans_built_whole(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "5")
+    (exported,), _ = _finished_span(a="0123456789")
+    assert exported.attributes["a"] == "01234"
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2")
+    (exported,), _ = _finished_span(a="x", b="y", c="z")
+    assert len(exported.attributes) == 2 and exported.dropped_attributes == 2
