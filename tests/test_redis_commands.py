@@ -166,10 +166,19 @@ async def test_a_runs_tasks_are_written_with_one_command_of_each_kind(redis_coun
     assert await start("one", 1) == await start("many", 30)
     _, tasks = await store.session_with_tasks("many")
     assert [t.task_id for t in tasks] == [f"many-{i}" for i in range(30)]
-    # written again, a run keeps each task once, in its place
+    # a run as it starts has only new tasks: one MSETNX writes them, nothing is read first
+    kinds = ("msetnx", "mget", "mset")
+    before = {name: calls(name) for name in kinds}
+    await start("new", 3)
+    assert {n: calls(n) - c for n, c in before.items()} == {"msetnx": 1, "mget": 0, "mset": 0}
+    # written again, a run keeps each task once, in its place: MSETNX writes nothing, and the
+    # old records are read and replaced
+    before = {name: calls(name) for name in kinds}
     await store.save_run(session("many"), [task("many-3", session_id="many"), task("x", "many")])
+    assert {n: calls(n) - c for n, c in before.items()} == {"msetnx": 1, "mget": 1, "mset": 1}
     _, tasks = await store.session_with_tasks("many")
     assert [t.task_id for t in tasks] == [*(f"many-{i}" for i in range(30)), "x"]
+    assert (await store.get_task("many-3")).task_id == "many-3"
 
 
 async def test_a_new_runs_session_takes_its_place_with_two_commands(redis_counted) -> None:

@@ -433,6 +433,11 @@ class TestSessionsAndTasks:
         await store.save_run(session("r1"), [moving])
         assert [t.task_id for t in await store.inflight_tasks()] == ["r1-0"]
         assert len((await store.session_with_tasks("r1"))[1]) == 3
+        # one task written before and one new: the new one joins the list, after the others
+        await store.save_run(session("r1"), [tasks[1], task("r1-3", session_id="r1")])
+        found, tasks = await store.session_with_tasks("r1")
+        assert [t.task_id for t in tasks] == ["r1-0", "r1-1", "r1-2", "r1-3"]
+        assert [t.task_id for t in await store.inflight_tasks()] == ["r1-0"]
 
     async def test_a_run_is_written_with_its_first_steps_queued(self, store: Storage) -> None:
         now = utcnow()

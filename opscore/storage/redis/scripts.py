@@ -248,8 +248,13 @@ for first = 9, #ARGV, 2500 do
     sets[#sets + 1] = key
     sets[#sets + 1] = ARGV[i + 1]
   end
-  local olds = redis.call('MGET', unpack(keys))
-  redis.call('MSET', unpack(sets))
+  -- a run as it starts has only new tasks: one MSETNX writes them all; only if one of them
+  -- was there already (the run written again) are the old records read and replaced
+  local olds = {}
+  if redis.call('MSETNX', unpack(sets)) == 0 then
+    olds = redis.call('MGET', unpack(keys))
+    redis.call('MSET', unpack(sets))
+  end
   for i = first, last, 5 do
     local id, old = ARGV[i], olds[(i - first) / 5 + 1]
     if not old and not listed[id] then
