@@ -242,12 +242,13 @@ def test_usage_is_read_strictly() -> None:
     assert usage_from("lots") is None
 
 
-def _finished_span(tracer_kwargs: dict | None = None, **attributes: object) -> list:
-    """One span recorded on a fresh tracer: what an exporter behind it received."""
+def _finished_span(**attributes: object) -> tuple[tuple, list]:
+    """One span recorded on a fresh tracer (which reads the OTEL_* variables as it is made):
+    what an exporter behind it received, and what the trace API keeps of it."""
     from opscore.observe.tracing import Span, Tracer
 
     exporter = InMemorySpanExporter()
-    tracer = Tracer(processors=[SimpleSpanProcessor(exporter)], **(tracer_kwargs or {}))
+    tracer = Tracer(processors=[SimpleSpanProcessor(exporter)])
     span = Span(
         name="invoke_agent w",
         trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
@@ -260,7 +261,7 @@ def _finished_span(tracer_kwargs: dict | None = None, **attributes: object) -> l
     tracer.record(span, status="error", end=1_800_000_000.75)
     kept = tracer.trace("4bf92f3577b34da6a3ce929d0e0e4736")
     tracer.shutdown()
-    return [exporter.get_finished_spans(), kept]
+    return exporter.get_finished_spans(), kept
 
 
 def test_a_span_built_whole_reaches_the_processors_as_the_sdk_would_make_it() -> None:
@@ -286,10 +287,10 @@ def test_a_span_built_whole_reaches_the_processors_as_the_sdk_would_make_it() ->
 
 def test_the_sdk_s_sampler_and_switch_hold_for_spans_built_whole(monkeypatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    assert _finished_span() == [(), []]
+    assert _finished_span() == ((), [])
     monkeypatch.delenv("OTEL_TRACES_SAMPLER")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    assert _finished_span() == [(), []]
+    assert _finished_span() == ((), [])
     monkeypatch.delenv("OTEL_SDK_DISABLED")
     (exported,), _ = _finished_span()
     assert exported.name == "invoke_agent w"

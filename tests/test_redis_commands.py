@@ -171,14 +171,17 @@ async def test_a_runs_tasks_are_written_with_one_command_of_each_kind(redis_coun
     before = {name: calls(name) for name in kinds}
     await start("new", 3)
     assert {n: calls(n) - c for n, c in before.items()} == {"msetnx": 1, "mget": 0, "mset": 0}
+    _, tasks = await store.session_with_tasks("new")
+    assert [t.task_id for t in tasks] == ["new-0", "new-1", "new-2"]
     # written again, a run keeps each task once, in its place: MSETNX writes nothing, and the
     # old records are read and replaced
     before = {name: calls(name) for name in kinds}
-    await store.save_run(session("many"), [task("many-3", session_id="many"), task("x", "many")])
+    again = task("many-3", session_id="many", priority=9)
+    await store.save_run(session("many"), [again, task("x", "many")])
     assert {n: calls(n) - c for n, c in before.items()} == {"msetnx": 1, "mget": 1, "mset": 1}
     _, tasks = await store.session_with_tasks("many")
     assert [t.task_id for t in tasks] == [*(f"many-{i}" for i in range(30)), "x"]
-    assert (await store.get_task("many-3")).task_id == "many-3"
+    assert (await store.get_task("many-3")).priority == 9  # replaced
 
 
 async def test_a_new_runs_session_takes_its_place_with_two_commands(redis_counted) -> None:
