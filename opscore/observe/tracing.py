@@ -212,12 +212,13 @@ class Tracer:
         """Finish a span: hand it, under its own ids and parent, to the SDK's span processors.
 
         Built as the SDK's own finished span (``ReadableSpan``), not started and ended through
-        its tracer: every span here is whole before the SDK sees it (its ids went out in a
-        ``traceparent`` earlier, its times are known), and the SDK's live-span path (a mutable
-        span, its locks, attributes checked one by one, start and end) cost 24 us per span
-        against 6.5 (``bench/spans.py``), about 10% of a busy replica's CPU at 14 spans per
-        three-step run. What that path decides still holds: the provider's sampler, its span
-        limits, ``OTEL_SDK_DISABLED``; processors get ``on_end`` (ours keep no ``on_start``).
+        its tracer: every span here is whole before the SDK sees it (its ids were fixed
+        beforehand, derived from the run's records or sent to an agent in a ``traceparent``;
+        its times are known). The SDK's live-span path (a mutable span, its locks, attributes
+        checked one by one, start and end) cost 24 us per span against 6.5 (``bench/spans.py``),
+        about 10% of a busy replica's CPU at 14 spans per three-step run. What that path
+        decides still holds: the provider's sampler, its span limits, ``OTEL_SDK_DISABLED``;
+        processors get ``on_end`` (ours keep no ``on_start``).
         """
         if span.end is None:
             span.end = end if end is not None else time.time()
