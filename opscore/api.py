@@ -7,7 +7,6 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +24,7 @@ from .errors import OpsCoreError, StorageError
 from .http.deps import authenticate
 from .http.envelope import UNEXPECTED, ErrorReply, from_opscore_error, from_validation_errors
 from .http.gateway import RequestContextMiddleware
-from .http.ingest import report_state as answer_state_report
+from .http.ingest import StateReportRoute
 from .http.routes import (
     a2a,
     admin,
@@ -48,6 +47,7 @@ from .http.routes import (
     workers,
     workflows,
 )
+from .http.run_trigger import RunTriggerRoute
 from .observe.logs import configure_logging, request_id_var
 from .storage.base import Storage
 
@@ -261,7 +261,7 @@ def install(app: OpsCoreApp, services: Services) -> None:
         telemetry=services.telemetry,
         keys=services.keys,
         rate_limiter=services.rate_limiter,
-        state_reports=partial(answer_state_report, services),
+        fast_routes=(StateReportRoute(services), RunTriggerRoute(services)),
     )
     if settings.cors_origins:  # outermost, so preflights are answered before the key check
         gateway = CORSMiddleware(

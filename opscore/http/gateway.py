@@ -11,7 +11,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
 from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,10 +20,11 @@ from ..errors import AuthenticationError, RateLimitedError
 from ..observe.logs import request_id_var
 from ..observe.metrics import Telemetry
 from ..observe.tracing import Span, current_span, new_trace_id, parse_traceparent
-from ..security.keys import Caller, KeyStore, presented_key
+from ..security.keys import KeyStore, presented_key
 from ..security.ratelimit import RateLimiter
-from . import ingest
 from .envelope import ErrorReply, from_opscore_error
+from .fastpath import FastRoute
+from .fastpath import header as _header
 
 access_logger = logging.getLogger("opscore.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -51,12 +52,10 @@ async def _send_error(send: Send, reply: ErrorReply, request_id: str) -> None:
     await _send_json(send, reply.status, reply.body(request_id), request_id, reply.headers)
 
 
-StateReportHandler = Callable[[Caller, str, bytes], Awaitable[tuple[int, bytes, dict[str, str]]]]
-
-
 class RequestContextMiddleware:
     """Assigns the request id, authenticates, enforces the body limit and logs the request when
-    it ends; answers state reports itself through ``state_reports`` (see ``opscore/http/ingest.py``).
+    it ends; answers the calls of ``fast_routes`` itself when they let it (state reports and run
+    triggers: see ``opscore/http/fastpath.py``).
     """
 
     def __init__(
@@ -69,7 +68,7 @@ class RequestContextMiddleware:
         telemetry: Telemetry | None = None,
         keys: KeyStore | None = None,
         rate_limiter: RateLimiter | None = None,
-        state_reports: StateReportHandler | None = None,
+        fast_routes: Sequence[FastRoute] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -78,8 +77,8 @@ class RequestContextMiddleware:
         self.telemetry = telemetry
         self.keys = keys
         self.rate_limiter = rate_limiter
-        # the fast path needs the caller, so it only runs where this middleware authenticates
-        self.state_reports = state_reports if keys is not None else None
+        # a fast route needs the caller, so it only runs where this middleware authenticates
+        self.fast_routes = tuple(fast_routes) if keys is not None else ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,9 +97,7 @@ class RequestContextMiddleware:
         span_token = current_span.set(span)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        fast_agent_id = (
-            ingest.match(scope["method"], scope["path"]) if self.state_reports is not None else None
-        )
+        fast = self._fast_route(scope) if self.fast_routes else None
         route_path: str | None = None
         status_holder = [500]
         header_value = request_id.encode()
@@ -149,18 +146,21 @@ class RequestContextMiddleware:
                     )
                     await _send_error(send, too_large, request_id)
                     return
-                if fast_agent_id is not None and self.state_reports is not None:
-                    route_path = ingest.ROUTE
-                    scope["path_params"] = {"agentId": fast_agent_id}
+                if fast is not None and "caller" in scope["state"]:
+                    route, params = fast
                     if buffered[-1]["type"] != "http.request":
+                        route_path = route.route
+                        scope["path_params"] = params
                         return  # the client went away before sending its whole body
                     body = b"".join(m.get("body", b"") for m in buffered)
-                    status, content, headers = await self.state_reports(
-                        scope["state"]["caller"], fast_agent_id, body
-                    )
-                    status_holder[0] = status
-                    await _send_json(send, status, content, request_id, headers)
-                    return
+                    reply = await route.answer(scope["state"]["caller"], params, body, scope)
+                    if reply is not None:
+                        route_path = route.route
+                        scope["path_params"] = params
+                        status, content, headers = reply
+                        status_holder[0] = status
+                        await _send_json(send, status, content, request_id, headers)
+                        return
                 receive = _replay(buffered, receive)
             await self.app(scope, receive, send_with_id)
         finally:
@@ -204,6 +204,13 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+    def _fast_route(self, scope: Scope) -> tuple[FastRoute, dict[str, str]] | None:
+        for route in self.fast_routes:
+            params = route.match(scope["method"], scope["path"])
+            if params is not None:
+                return route, params
+        return None
 
     async def _read_body(self, scope: Scope, receive: Receive) -> list[Message] | None:
         """Read the whole body up front (it is bounded in size and time); None when it is too
@@ -297,16 +304,6 @@ def _needs_key(path: str) -> bool:
     if path.startswith(_OPEN_PREFIX):
         return False
     return (path.startswith("/v1/") and path not in _OPEN_PATHS) or path == "/metrics"
-
-
-def _header(scope: Scope, wanted: bytes) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
-            try:
-                return value.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-    return None
 
 
 def _new_request_id() -> str:

@@ -20,6 +20,7 @@ from .agents import (
 )
 from .common import (
     ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
     ApiModel,
     Capability,
     ErrorBody,
@@ -85,6 +86,7 @@ from .workers import LeaseRenewed, WorkerClaim, WorkerClaimed, WorkerResult, Wor
 
 __all__ = [
     "EVENT_TYPES",
+    "IDEMPOTENCY_KEY_PATTERN",
     "ID_PATTERN",
     "Agent",
     "AgentBase",

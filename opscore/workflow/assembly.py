@@ -13,7 +13,7 @@ from ..dispatch.budgets import BudgetGate
 from ..dispatch.pull import PullInbox
 from ..lifecycle.registry import AgentRegistry
 from ..lifecycle.state import AgentStates
-from ..models import utcnow
+from ..models import RunAccepted, RunCreate, utcnow
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
 from .a2a import A2ATasks
@@ -53,6 +53,20 @@ class Workflow:
     usage: UsageLedger
     retention: Retention
     a2a: A2ATasks
+
+    async def run_template(
+        self, workflow_id: str, request: RunCreate, *, idempotency_key: str | None = None
+    ) -> RunAccepted:
+        """Start a run of a stored template (its newest version unless the request names one):
+        ``POST /workflows/{workflowId}/runs``, through FastAPI or the gateway's fast route."""
+        template = await self.templates.get_template(workflow_id, request.version)
+        return await self.runs.start_run(
+            template.definition(),
+            payload=request.initial_payload,
+            agent_id=request.agent_id,
+            metadata=request.metadata,
+            idempotency_key=idempotency_key,
+        )
 
     async def recover(self) -> int:
         """Finish what a crash interrupted (see ``recovery.recover``)."""

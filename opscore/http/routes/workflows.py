@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, sta
 from ...errors import BadRequestError
 from ...models import (
     ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
     Page,
     RunAccepted,
     RunCreate,
@@ -27,7 +28,7 @@ Version = Annotated[str | None, Query(max_length=64, description="A version; new
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        pattern=r"^[\x21-\x7e]{1,200}$",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description=(
             "Repeat a trigger safely: the same key with the same request returns the first run; "
             "with a different request it is 422 IDEMPOTENCY_KEY_REUSED. 1-200 visible ASCII "
@@ -160,15 +161,12 @@ async def run_workflow(
     body: Annotated[RunCreate, Body(examples=[{"initialPayload": {"topic": "agents"}}])] = None,  # type: ignore[assignment]
     idempotency_key: IdempotencyKey = None,
 ) -> RunAccepted:
-    """Tasks go to any available agent with the right capability (or the agent given)."""
-    body = body or RunCreate()
-    template = await services.workflow.templates.get_template(workflowId, body.version)
-    return await services.workflow.runs.start_run(
-        template.definition(),
-        payload=body.initial_payload,
-        agent_id=body.agent_id,
-        metadata=body.metadata,
-        idempotency_key=idempotency_key,
+    """Tasks go to any available agent with the right capability (or the agent given).
+
+    The gateway answers a well-formed call itself (``opscore/http/run_trigger.py``); this route
+    documents it and answers the rest."""
+    return await services.workflow.run_template(
+        workflowId, body or RunCreate(), idempotency_key=idempotency_key
     )
 
 
