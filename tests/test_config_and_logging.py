@@ -89,6 +89,37 @@ def test_log_lines_are_json_with_context(capsys: pytest.CaptureFixture[str]) -> 
     assert "timestamp" in record
 
 
+def test_the_console_file_and_logs_api_show_one_record_alike(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each record is built once (observe/logs.py ``entry``) and shared by every handler: the
+    console, the log file and the buffer behind the logs API show the same fields. A record
+    with an exception or a dict message takes python-json-logger's own path."""
+    log_file = tmp_path / "opscore.log"
+    app = create_app(make_settings(log_file=log_file))
+    buffer = app.state.services.logs
+    log_operation("task.failed", {"taskId": "t1", "attempt": 2, "webhookSecret": "leak-me"})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("opscore.test").exception("failed %s", "t2", extra={"taskId": "t2"})
+    logging.getLogger("opscore.test").info({"shape": "dict"})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    console = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    in_file = [json.loads(x) for x in log_file.read_text().splitlines()]
+    kept = buffer.snapshot()[-3:]
+    for lines in (console[-3:], in_file[-3:]):
+        plain, failed, shaped = lines
+        assert plain == {k: v for k, v in kept[0].items() if k != "id"}
+        assert plain["webhookSecret"] == "[redacted]" and plain["attempt"] == 2
+        assert plain["requestId"] is None and plain["operation"] == "task.failed"
+        assert failed["message"] == "failed t2" and failed["taskId"] == "t2"
+        assert "ValueError: boom" in failed["exc_info"]
+        assert shaped["shape"] == "dict"
+    assert "ValueError: boom" in kept[1]["exception"] and kept[1]["taskId"] == "t2"
+
+
 def test_rotating_log_file_gets_json(tmp_path) -> None:
     log_file = tmp_path / "logs" / "opscore.log"
     create_app(make_settings(log_file=log_file))

@@ -57,8 +57,39 @@ class RequestContextFilter(logging.Filter):
 
 
 class IsoJsonFormatter(_FastJsonFormatter):
+    """python-json-logger's JSON line, built from the record's ``entry`` (which ``LogBuffer``
+    shares) rather than by its generic field merge: a line costs about half as much. Records
+    with an exception, a stack or a dict message take python-json-logger's own path."""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return datetime.fromtimestamp(record.created, UTC).isoformat()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
+            return super().format(record)
+        return self.serialize_log_record(entry(record))
+
+
+_ENTRY = "_opscore_entry"  # where a record keeps its entry (a leading _ keeps it out of extras)
+
+
+def entry(record: logging.LogRecord) -> dict[str, Any]:
+    """The record as one JSON object (timestamp, level, logger, message, requestId, then its
+    extras), built once per record whichever handler asks first: the console line, the log
+    file and the logs API all show it. Callers must not change it."""
+    built: dict[str, Any] | None = record.__dict__.get(_ENTRY)
+    if built is None:
+        record.message = record.getMessage()
+        built = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.message,
+            "requestId": getattr(record, "request_id", None),
+            **_extras(record),
+        }
+        record.__dict__[_ENTRY] = built
+    return built
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -86,18 +117,10 @@ class LogBuffer(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            entry = {
-                "id": 0,
-                "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-                "requestId": getattr(record, "request_id", None),
-                **_extras(record),
-            }
+            kept = {"id": 0, **entry(record)}
             if record.exc_info:
-                entry["exception"] = logging.Formatter().formatException(record.exc_info)
-            self._append(entry, share=True)
+                kept["exception"] = logging.Formatter().formatException(record.exc_info)
+            self._append(kept, share=True)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
 
