@@ -57,9 +57,10 @@ class RequestContextFilter(logging.Filter):
 
 
 class IsoJsonFormatter(_FastJsonFormatter):
-    """python-json-logger's JSON line, built from the record's ``entry`` (which ``LogBuffer``
-    shares) rather than by its generic field merge: a line costs about half as much. Records
-    with an exception, a stack or a dict message take python-json-logger's own path."""
+    """python-json-logger's JSON line, serialised from the record's ``entry`` (which
+    ``LogBuffer`` shares) rather than built again by its generic field merge: a line to the
+    console and the buffer cost 18.1 us before, 13.9 after (``bench/README.md``). Records with
+    an exception, a stack or a dict message take python-json-logger's own path."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return datetime.fromtimestamp(record.created, UTC).isoformat()
