@@ -15,16 +15,9 @@ from opscore.api import create_app
 from .conftest import make_settings
 from .servers import KEY
 from .test_security import KEYS, write_keys
+from .workflow_helpers import task, template
 
-TEMPLATE = {
-    "id": "chain",
-    "name": "chain",
-    "version": "1",
-    "tasks": [
-        {"taskId": "a", "agentCapability": "noop", "nextTaskId": "b"},
-        {"taskId": "b", "agentCapability": "noop"},
-    ],
-}
+TEMPLATE = template("chain", task("a", nextTaskId="b"), task("b"), version="1")
 JSON = {"Content-Type": "application/json"}
 
 # (key, workflow id, body, extra headers)
