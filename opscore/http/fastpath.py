@@ -4,9 +4,9 @@ A three-step run on a fleet of AgentKit agents costs one trigger and six state r
 FastAPI, each went past its error, telemetry and body-limit layers, a match against every route
 and a dozen dependency solves (the API key's schemes, the role check, the services), which cost
 more than the work behind the call: a trigger took about 610 us of CPU that way, 370 through
-the gateway's fast route, and starting the run alone 260 (``python -m bench.trigger``). The gateway has already authenticated the caller, applied
-the rate limit and read the bounded body, so a fast route only parses the body and calls the
-service. Its FastAPI route stays: it documents the call in OpenAPI, and it answers whatever the
+the gateway's fast route, and starting the run alone 260 (``python -m bench.trigger``). The
+gateway has already authenticated the caller, applied the rate limit and read the bounded body,
+so a fast route only parses the body and calls the service. Its FastAPI route stays: it documents the call in OpenAPI, and it answers whatever the
 fast route hands back (``answer`` returning None), so anything unusual is answered exactly as
 documented.
 """
@@ -64,6 +64,11 @@ class PostRoute:
 def error_reply(reply: ErrorReply) -> Reply:
     """An error in the one envelope, with this request's id."""
     return reply.status, reply.body(request_id_var.get()), reply.headers
+
+
+def header_values(scope: Scope, wanted: bytes) -> list[bytes]:
+    """Every value a request header was sent with, in order (one per line it came on)."""
+    return [value for name, value in scope.get("headers", ()) if name == wanted]
 
 
 def header(scope: Scope, wanted: bytes) -> str | None:

@@ -21,7 +21,7 @@ from ..errors import OpsCoreError
 from ..models import ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, RunCreate
 from ..security.keys import Caller
 from .envelope import UNEXPECTED, from_opscore_error
-from .fastpath import PostRoute, Reply, error_reply
+from .fastpath import PostRoute, Reply, error_reply, header_values
 
 logger = logging.getLogger("opscore.api")
 
@@ -75,7 +75,7 @@ def _run_request(body: bytes, scope: Scope) -> RunCreate | None:
 
 
 def _is_json(scope: Scope) -> bool:
-    types = [value for name, value in scope.get("headers", ()) if name == b"content-type"]
+    types = header_values(scope, b"content-type")
     if len(types) != 1:
         return False
     return bool(types[0].split(b";", 1)[0].strip().lower() == b"application/json")
@@ -84,7 +84,7 @@ def _is_json(scope: Scope) -> bool:
 def _idempotency_key(scope: Scope) -> tuple[bool, str | None]:
     """(usable, key): no header at all is usable with no key; one valid header gives its key;
     several, or one the route's pattern refuses, is not usable here."""
-    keys = [value for name, value in scope.get("headers", ()) if name == b"idempotency-key"]
+    keys = header_values(scope, b"idempotency-key")
     if not keys:
         return True, None
     if len(keys) > 1:
