@@ -66,6 +66,33 @@ def process(
             proc.wait()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of every process under it, children it already reaped
+    included: a PostgreSQL cluster (its postmaster and backends), a Celery worker and its
+    pool. A process that ends between two readings takes its time out of the sum unless its
+    parent reaped it, so read around work whose processes stay up (pools, backends)."""
+    stats: dict[int, tuple[int, float]] = {}  # pid: (parent, its own and reaped children's)
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            total += stats[current][1]
+            todo.extend(children.get(current, ()))
+    return total
+
+
 def opscore_env(port: int, **extra: str) -> dict[str, str]:
     return {"OPSCORE_API_KEY": KEY, "OPSCORE_PORT": str(port), "OPSCORE_HOST": "127.0.0.1", **extra}
 

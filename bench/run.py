@@ -26,7 +26,18 @@ from typing import Any
 import aiohttp
 import httpx
 
-from .common import BENCH, KEY, free_port, opscore_cmd, opscore_env, process, rss_mb, summary, wrk
+from .common import (
+    BENCH,
+    KEY,
+    free_port,
+    opscore_cmd,
+    opscore_env,
+    process,
+    rss_mb,
+    summary,
+    tree_cpu_seconds,
+    wrk,
+)
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REPS = 2 if QUICK else 3
@@ -314,14 +325,14 @@ def bench_celery() -> dict[str, Any]:
         "--without-heartbeat",
     ]
     count = 500 if QUICK else 2000
-    with process(redis_cmd):
+    with process(redis_cmd) as broker_proc:
         time.sleep(0.5)
         os.environ["BENCH_CELERY_BROKER"] = broker
         from celery import chain
 
         from .celery_chain import noop
 
-        with process(worker, env=env):
+        with process(worker, env=env) as worker_proc:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # wait until the worker answers
                 try:
@@ -334,18 +345,25 @@ def bench_celery() -> dict[str, Any]:
                 start = time.perf_counter()
                 chain(noop.s(None, 1), noop.s(2), noop.s(3)).apply_async().get(timeout=30)
                 latencies.append((time.perf_counter() - start) * 1000)
-            rates = []
+            rates, worker_cpu, broker_cpu = [], 0.0, 0.0
             for _ in range(REPS):
                 start = time.perf_counter()
+                cpu = tree_cpu_seconds(worker_proc.pid), tree_cpu_seconds(broker_proc.pid)
                 results = [
                     chain(noop.s(None, 1), noop.s(2), noop.s(3)).apply_async() for _ in range(count)
                 ]
                 for r in results:
                     r.get(timeout=300)
                 rates.append(count / (time.perf_counter() - start))
+                worker_cpu += tree_cpu_seconds(worker_proc.pid) - cpu[0]
+                broker_cpu += tree_cpu_seconds(broker_proc.pid) - cpu[1]
     return {
         "chains": count,
         "chains_per_s": summary(rates),
+        # the worker's processes (its main one and the pool of 2) and the broker's, per chain
+        # in the throughput runs: what Ops-Core's CPU per workflow (and its store's) compare to
+        "cpu_ms_per_chain": worker_cpu / (count * REPS) * 1000,
+        "broker_cpu_ms_per_chain": broker_cpu / (count * REPS) * 1000,
         "latency_ms": {
             "p50": statistics.median(latencies),
             "p99": statistics.quantiles(latencies, n=100)[98],

@@ -8,7 +8,11 @@ fast-agent process (``--agents``, 8 no-op agents by default), the 3-step chain o
 ``bench.run`` triggered ``--runs`` times (64 in flight), and ``LATENCY_RUNS`` times one at a
 time for the latency (p50, p90). On Redis the commands Ops-Core sent are read from ``INFO
 commandstats`` before and after the throughput run and reported per workflow and per task; on
-PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow. With
+PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow. The store
+server's own CPU per workflow (redis-server; PostgreSQL's postmaster and backends, from /proc)
+is reported beside Ops-Core's: together they are a workflow's whole cost, as the worker's and
+the broker's are a Celery chain's (``--celery``: ``bench.run.bench_celery``; each line then
+says ``cpu_against_celery``, its whole cost over a chain's). With
 ``--replicas 2`` the shared stores run a second line with two Ops-Core processes on the same
 store (runs triggered and agents' reports sent to each in turn; ``--reports agent``: each
 agent's reports to one replica), and the CPU-seconds both spent per workflow (from /proc)
@@ -31,12 +35,13 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .common import KEY, free_port, opscore_cmd, opscore_env, process
+from .common import KEY, free_port, opscore_cmd, opscore_env, process, tree_cpu_seconds
 from .run import CHAIN, _latencies, _run_many, fast_agents_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +139,7 @@ def _one_store(
     agents: int = 8,
     *,
     latency: bool = True,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     ports = [free_port() for _ in range(replicas)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
@@ -164,8 +170,10 @@ def _one_store(
         before = redis_commands(port) if name == "redis" and port else {}
         commits = postgres_commits(url) if name == "postgresql" else 0
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        store_before = tree_cpu_seconds(server_pid) if server_pid else 0.0
         duration = asyncio.run(_run_many(urls, runs))
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+        store_cpu = tree_cpu_seconds(server_pid) - store_before if server_pid else None
         after = redis_commands(port) if name == "redis" and port else {}
         if name == "postgresql":
             # includes the driver's polls for completed runs and the telemetry channel
@@ -182,6 +190,10 @@ def _one_store(
         "workflows_per_s": runs / duration,
         "cpu_ms_per_workflow": cpu / runs * 1000,
     }
+    if store_cpu is not None:
+        # the store server's own share (Redis; PostgreSQL's backends): with Ops-Core's,
+        # the whole cost of a workflow, as Celery's worker and broker are of a chain
+        out["store_cpu_ms_per_workflow"] = store_cpu / runs * 1000
     if latencies:
         out["p50_ms"] = statistics.median(latencies)
         out["p90_ms"] = statistics.quantiles(latencies, n=10)[-1]
@@ -214,21 +226,39 @@ def available_stores(names: str) -> list[str]:
     ]
 
 
-def _start_store(name: str, stack: ExitStack, directory: Path) -> tuple[str, int | None]:
-    """The store's URL (and server port), its server started now and stopped with ``stack``."""
+@dataclass(frozen=True)
+class StoreServer:
+    """A store to benchmark: its URL, and for a server its port and process (PostgreSQL's
+    postmaster, whose backends are its children); none for the stores inside Ops-Core."""
+
+    url: str
+    port: int | None = None
+    pid: int | None = None
+
+
+def _start_server(name: str, stack: ExitStack, directory: Path) -> StoreServer:
+    """The store, its server started now and stopped with ``stack``."""
     if name == "memory":
-        return "memory://", None
+        return StoreServer("memory://")
     if name == "sqlite":
-        return f"sqlite:///{directory}/bench.db", None
+        return StoreServer(f"sqlite:///{directory}/bench.db")
     from tests.storage_servers import PostgresServer, RedisServer
 
+    server: RedisServer | PostgresServer
     if name == "redis":
-        redis = RedisServer(directory).start()
-        stack.callback(redis.stop)
-        return redis.url, redis.port
-    postgres = PostgresServer().start()
-    stack.callback(postgres.remove)
-    return postgres.url, postgres.port
+        server = RedisServer(directory).start()
+        stack.callback(server.stop)
+    else:
+        server = PostgresServer().start()
+        stack.callback(server.remove)
+    assert server.proc is not None
+    return StoreServer(server.url, server.port, server.proc.pid)
+
+
+def _start_store(name: str, stack: ExitStack, directory: Path) -> tuple[str, int | None]:
+    """The store's URL (and server port), its server started now and stopped with ``stack``."""
+    server = _start_server(name, stack, directory)
+    return server.url, server.port
 
 
 def main() -> None:
@@ -263,9 +293,16 @@ def main() -> None:
                 lines = []
                 for replicas in counts:
                     with ExitStack() as stack:  # a fresh store for each line
-                        url, port = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
+                        server = _start_server(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
                         line = _one_store(
-                            name, url, port, args.runs, replicas, args.reports, args.agents
+                            name,
+                            server.url,
+                            server.port,
+                            args.runs,
+                            replicas,
+                            args.reports,
+                            args.agents,
+                            server_pid=server.pid,
                         )
                     line["round"] = round_
                     lines.append(line)
@@ -289,7 +326,16 @@ def main() -> None:
     if args.celery:
         from .run import bench_celery
 
-        celery = bench_celery()
+        try:
+            celery = bench_celery()
+        except Exception as exc:  # Celery's client has lost its result backend mid-run here:
+            # say so, and keep the stores' lines, minutes of work, instead of losing them
+            celery = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+        if "cpu_ms_per_chain" in celery:
+            chain = celery["cpu_ms_per_chain"] + celery["broker_cpu_ms_per_chain"]
+            for line in results:
+                spent = line["cpu_ms_per_workflow"] + line.get("store_cpu_ms_per_workflow", 0.0)
+                line["cpu_against_celery"] = spent / chain
     print(json.dumps({"stores": results, "replica_cpu": replica_cpu, "celery": celery}))
 
 
