@@ -129,6 +129,38 @@ async def test_a_database_from_a_newer_ops_core_is_refused_with_a_clear_message(
         await PostgresStorage(pg.url).open()
 
 
+async def test_a_connection_a_driver_error_left_mid_operation_is_closed_not_reused(
+    pg, monkeypatch
+) -> None:
+    # Given a store whose next statement fails as asyncpg fails on a connection left in the
+    # middle of an operation (seen while PostgreSQL was SIGKILLed: a 500, then the same
+    # error for every caller handed that connection)
+    import asyncpg
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        used = []
+
+        async def left_mid_operation(self, *args, **kwargs):
+            used.append(self)
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 11; another operation (2) is in progress"
+            )
+
+        with monkeypatch.context() as patched:
+            patched.setattr(asyncpg.connection.Connection, "fetchval", left_mid_operation)
+            # When a call meets it: the store is unavailable for it (503), not broken (500)
+            with pytest.raises(StorageError, match="PostgreSQL unavailable"):
+                await store.ping()
+        # Then that connection was closed, not given back to the pool, and the next call
+        # is answered on a working one
+        assert len(used) == 1 and used[0].is_closed()
+        await store.ping()
+    finally:
+        await store.close()
+
+
 async def _until(predicate, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():

@@ -101,7 +101,14 @@ __all__ = ["PostgresStorage"]
 def _postgres_errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+    # InternalClientError: a connection left mid-operation (``_Base._conn`` closes it)
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    )
 
 
 # Every public store method answers StorageError while PostgreSQL is unreachable.

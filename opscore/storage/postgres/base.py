@@ -54,6 +54,13 @@ async def _no_reset(_conn: Any) -> None:
     return None
 
 
+def _left_mid_operation(exc: Exception) -> bool:
+    """Whether a driver error may have left its connection unusable for the next caller."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.InternalClientError | asyncpg.InterfaceError)
+
+
 def doc_unless(written: str, table: str, key: str, param: str) -> str:
     """A row's document in a compare-and-set's answer, NULL when ``written`` (an SQL
     condition on the statement's CTEs) holds. Every part of a statement sees the rows as they
@@ -244,10 +251,19 @@ class _Base:
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Any]:
+        """A pooled connection. One that a driver error leaves mid-operation is closed, not
+        given back: the pool does not reset connections (``_no_reset``), so asyncpg would
+        hand it to the next caller, which would fail with "another operation is in
+        progress" (seen as PostgreSQL was killed: the error's rest never came)."""
         if self._pool is None:
             raise StorageError("PostgreSQL store is not open")
         async with self._pool.acquire() as conn:
-            yield conn
+            try:
+                yield conn
+            except Exception as exc:
+                if _left_mid_operation(exc):
+                    conn.terminate()
+                raise
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[Any]:
