@@ -254,7 +254,8 @@ class _Base:
         """A pooled connection. One that a driver error leaves mid-operation is closed, not
         given back: the pool does not reset connections (``_no_reset``), so asyncpg would
         hand it to the next caller, which would fail with "another operation is in
-        progress" (seen as PostgreSQL was killed: the error's rest never came)."""
+        progress" (seen as PostgreSQL was SIGKILLed: a connection was still reading the
+        rest of an error the server never finished sending)."""
         if self._pool is None:
             raise StorageError("PostgreSQL store is not open")
         async with self._pool.acquire() as conn:
