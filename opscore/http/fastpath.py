@@ -6,9 +6,9 @@ and a dozen dependency solves (the API key's schemes, the role check, the servic
 more than the work behind the call: a trigger took about 610 us of CPU that way, 370 through
 the gateway's fast route, and starting the run alone 260 (``python -m bench.trigger``). The
 gateway has already authenticated the caller, applied the rate limit and read the bounded body,
-so a fast route only parses the body and calls the service. Its FastAPI route stays: it documents the call in OpenAPI, and it answers whatever the
-fast route hands back (``answer`` returning None), so anything unusual is answered exactly as
-documented.
+so a fast route only parses the body and calls the service. Its FastAPI route stays: it
+documents the call in OpenAPI, and it answers whatever the fast route hands back (``answer``
+returning None), so anything unusual is answered exactly as documented.
 """
 
 from __future__ import annotations
