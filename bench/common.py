@@ -66,6 +66,18 @@ def process(
             proc.wait()
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """A process's ``/proc/<pid>/stat`` after its name (which may hold spaces and
+    parentheses): the state is [0], the parent [1], utime, stime, cutime, cstime [11:15]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of one process (user and system), children not included."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and of every process under it, children it already reaped
     included: a PostgreSQL cluster (its postmaster and backends), a Celery worker and its
@@ -77,7 +89,7 @@ def tree_cpu_seconds(pid: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(entry)
         except OSError:  # ended meanwhile
             continue
         stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)

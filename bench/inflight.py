@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from .common import KEY, free_port, opscore_cmd, opscore_env, process
-from .stores import _cpu_seconds, _start_store, available_stores
+from .common import KEY, cpu_seconds, free_port, opscore_cmd, opscore_env, process
+from .stores import _start_store, available_stores
 
 PER_AGENT = 1000  # the most slots one agent may declare (maxConcurrency)
 WATCH = 5.0  # seconds of MONITOR on Redis
@@ -113,9 +113,9 @@ def _idle_share(store: str, tasks: int, seconds: float) -> dict[str, Any]:
         if tasks:
             _hand_over(client, base, agents_port, tasks)
         time.sleep(3)  # let the hand-overs' tail (spans, logs, the telemetry channel) settle
-        cpu, start = _cpu_seconds(proc.pid), time.monotonic()
+        cpu, start = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(seconds)
-        spent, elapsed = _cpu_seconds(proc.pid) - cpu, time.monotonic() - start
+        spent, elapsed = cpu_seconds(proc.pid) - cpu, time.monotonic() - start
         out: dict[str, Any] = {"in_flight": tasks, "core_share": round(spent / elapsed, 4)}
         if store == "redis" and port:
             out.update(_inflight_reads(port, WATCH))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -41,7 +40,15 @@ from typing import Any
 
 import httpx
 
-from .common import KEY, free_port, opscore_cmd, opscore_env, process, tree_cpu_seconds
+from .common import (
+    KEY,
+    cpu_seconds,
+    free_port,
+    opscore_cmd,
+    opscore_env,
+    process,
+    tree_cpu_seconds,
+)
 from .run import CHAIN, _latencies, _run_many, fast_agents_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,11 +131,6 @@ class RoundTrips:
         self._thread.join(timeout=5)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _one_store(
     name: str,
     url: str,
@@ -169,10 +171,10 @@ def _one_store(
         latencies = _latencies(urls[0], LATENCY_RUNS) if replicas == 1 and latency else []
         before = redis_commands(port) if name == "redis" and port else {}
         commits = postgres_commits(url) if name == "postgresql" else 0
-        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
         store_before = tree_cpu_seconds(server_pid) if server_pid else 0.0
         duration = asyncio.run(_run_many(urls, runs))
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
         store_cpu = tree_cpu_seconds(server_pid) - store_before if server_pid else None
         after = redis_commands(port) if name == "redis" and port else {}
         if name == "postgresql":
