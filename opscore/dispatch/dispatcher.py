@@ -27,7 +27,7 @@ from .delivery import MAX_BACKOFF, MIN_BACKOFF, Deliveries
 from .hooks import DispatchHooks
 from .limits import CapabilityLimits
 from .picker import AgentPicker
-from .slots import FreeSlots
+from .slots import FreeSlots, PassFleet
 from .transports import Transport
 from .wakeup import Wakeup
 
@@ -73,19 +73,6 @@ async def place_all(
             placed.append(exc)
             break  # the store is away: the pass fails (as for any entry), no more writes
     return placed
-
-
-class _Fleet:
-    """The available agents of one pass, by id and by capability, with their free slots."""
-
-    def __init__(self, agents: list[Agent], free: FreeSlots) -> None:
-        self.agents = agents
-        self.free = free
-        self.by_id = {a.agent_id: a for a in agents}
-        self.by_capability: dict[str, list[Agent]] = {}
-        for agent in agents:
-            for cap in agent.capabilities:
-                self.by_capability.setdefault(cap, []).append(agent)
 
 
 class Dispatcher:
@@ -198,18 +185,13 @@ class Dispatcher:
             logger.error("dispatcher still failing", extra={"failedPasses": failures})
 
     async def _sleep(self) -> None:
-        timeout = self.settings.dispatch_interval
-        next_ready = await self.storage.next_ready_at(self.clock())
-        if next_ready is not None:
-            timeout = min(timeout, max((next_ready - self.clock()).total_seconds(), 0.001))
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
-        # as the event is set, which left shutdown waiting for ever.
-        try:
-            async with asyncio.timeout(timeout):
-                await self.wakeup.wait()
-        except TimeoutError:
+        if not await self.wakeup.sleep(self.settings.dispatch_interval, self._due_in):
             self._full = False  # an interval without news: look at the agents again
-        self.wakeup.clear()
+
+    async def _due_in(self) -> float | None:
+        """Seconds until the next delayed entry is due (None: none is waiting)."""
+        next_ready = await self.storage.next_ready_at(self.clock())
+        return None if next_ready is None else (next_ready - self.clock()).total_seconds()
 
     def request_reconcile(self) -> None:
         """Ask for the reconcile hooks to run on the next pass that the store allows."""
@@ -273,7 +255,7 @@ class Dispatcher:
                 await self.storage.requeue(passed_over + entries)
                 self._scan_from = 0
                 return 0
-        fleet = _Fleet(agents, free)
+        fleet = PassFleet(agents, free)
         waiting: list[QueueEntry] = []
         handled: list[str] = []
         sent = examined = 0
@@ -309,7 +291,7 @@ class Dispatcher:
             await self.storage.ack(handled)
         return sent
 
-    async def _place(self, entry: QueueEntry, now: datetime, fleet: _Fleet) -> str:
+    async def _place(self, entry: QueueEntry, now: datetime, fleet: PassFleet) -> str:
         """Start the entry's task on an agent with a free slot and hand it over: "sent";
         "handled" when it is dropped (cancelled, handled meanwhile, refused by its budget);
         "waiting" when no agent takes it now; "unread" when every slot was taken first."""

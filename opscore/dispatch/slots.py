@@ -1,6 +1,8 @@
-"""Free agent slots during one dispatch pass."""
+"""Free agent slots during one dispatch pass, and the agents they belong to."""
 
 from __future__ import annotations
+
+from ..models import Agent
 
 
 class FreeSlots(dict[str, int]):
@@ -23,3 +25,16 @@ class FreeSlots(dict[str, int]):
     def exhaust(self, agent_id: str) -> None:
         self.total -= max(self[agent_id], 0)
         self[agent_id] = 0
+
+
+class PassFleet:
+    """The available agents of one pass, by id and by capability, with their free slots."""
+
+    def __init__(self, agents: list[Agent], free: FreeSlots) -> None:
+        self.agents = agents
+        self.free = free
+        self.by_id = {a.agent_id: a for a in agents}
+        self.by_capability: dict[str, list[Agent]] = {}
+        for agent in agents:
+            for cap in agent.capabilities:
+                self.by_capability.setdefault(cap, []).append(agent)

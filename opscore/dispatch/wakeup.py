@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+
+# A pass woken this soon after the last one starts without asking the store when its next
+# delayed entry is due (one store call less per pass: most passes are woken this soon, under
+# load and at each step's end of a run); an entry that falls due meanwhile is handed over at
+# most this much later.
+NEWS_WITHIN = 0.005
 
 
 class Wakeup:
@@ -24,8 +31,35 @@ class Wakeup:
             self.queued = True
         self._event.set()
 
-    async def wait(self) -> None:
-        await self._event.wait()
+    async def sleep(self, interval: float, due_in: Callable[[], Awaitable[float | None]]) -> bool:
+        """Until woken, until the next delayed entry is due (``due_in``: seconds, or None
+        when none waits), or for ``interval`` at most; False when nothing came.
 
-    def clear(self) -> None:
+        ``due_in`` asks the store (a round trip on Redis and PostgreSQL), so only once
+        ``NEWS_WITHIN`` has passed without a wakeup. Asked at once after each pass, it was
+        often still in flight on Redis (one batch of commands at a time) when the agent's
+        first report came, whose write then waited for it."""
+        grace = min(NEWS_WITHIN, interval)
+        if await self.woken_within(grace):
+            return True
+        timeout = interval - grace
+        due = await due_in()
+        if due is not None:
+            timeout = min(timeout, max(due, 0.001))
+        if await self.woken_within(timeout):
+            return True
         self._event.clear()
+        return False
+
+    async def woken_within(self, seconds: float) -> bool:
+        """Whether a wakeup came within ``seconds`` (then cleared, for the pass it starts);
+        one that came already counts at once."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
+        # as the event is set, which left shutdown waiting for ever.
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
