@@ -131,3 +131,89 @@ async def test_a_pass_reads_at_most_a_batch_of_entries_that_wait_for_a_busy_capa
     assert await dispatcher(storage, wakeup).dispatch_ready(now) == 0
     assert read == BATCH
     assert await storage.queue_depth() == backlog  # every entry put back
+
+
+class Claims(MemoryStorage):
+    """The memory store, noting each claim's limit and how many entries it got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[tuple[int, int]] = []
+
+    async def dequeue_ready(self, now: Any, limit: int, **kwargs: Any) -> Any:
+        entries = await super().dequeue_ready(now, limit, **kwargs)
+        self.claims.append((limit, len(entries)))
+        return entries
+
+
+async def _queue(storage: MemoryStorage, task_id: str, now: Any) -> None:
+    from opscore.models import TaskStatus
+
+    from .test_storage_contract import task
+
+    await storage.save_tasks([task(task_id, status=TaskStatus.QUEUED)])
+    await storage.enqueue(task_id, priority=0, ready_at=now)
+
+
+def _starting(storage: MemoryStorage, wakeup: Wakeup) -> Dispatcher:
+    from .test_dispatch_together import Accepting, Starts
+
+    return Dispatcher(
+        storage,
+        make_settings(),
+        cast(Transport, Accepting()),
+        cast(DispatchHooks, Starts(storage)),
+        wakeup=wakeup,
+        available_states={"idle"},
+    )
+
+
+async def _after_one_step() -> tuple[Claims, Wakeup, Dispatcher, Any]:
+    """Three idle agents, one with the task of a first pass, which read nothing before: it
+    claimed one entry, then as many as the slots left free (two), and found the queue empty."""
+    from .test_storage_contract import agent
+
+    storage, wakeup = Claims(), Wakeup()
+    now = utcnow()
+    for i in range(3):
+        await storage.create_agent(agent(f"a{i}", state="idle"))
+    passes = _starting(storage, wakeup)
+    await _queue(storage, "t0", now)
+    wakeup.set(queued=True)
+    assert await passes.dispatch_ready(now) == 1
+    assert storage.claims == [(1, 1), (2, 0)]
+    storage.claims.clear()
+    return storage, wakeup, passes, now
+
+
+async def test_a_step_on_an_idle_service_is_claimed_in_one_look() -> None:
+    """The first look claims as many entries as the last pass left slots free: a pass that
+    gets fewer knows the queue is empty, without a second claim (one store call, a round trip
+    on Redis and PostgreSQL, per step of a run on an idle service)."""
+    storage, wakeup, passes, now = await _after_one_step()
+    await _queue(storage, "t1", now)  # the run's next step, say
+    wakeup.set(queued=True)
+    assert await passes.dispatch_ready(now) == 1
+    assert storage.claims == [(2, 1)]  # two slots were left free: one look says it all
+    await asyncio.sleep(0.05)  # the hand-overs' tasks end
+
+
+async def test_a_first_look_that_claims_more_than_the_agents_take_puts_them_back() -> None:
+    """Slots the last pass left free may be taken since (by another replica): the entries
+    claimed for them go back, in their order, and the next look claims one."""
+    storage, wakeup, passes, now = await _after_one_step()
+    for i in (1, 2):  # taken elsewhere meanwhile
+        await storage.update_agent(f"a{i}", {"active_tasks": ["elsewhere"]})
+    for name in ("t1", "t2", "t3"):
+        await _queue(storage, name, now)
+    wakeup.set(queued=True)
+    assert await passes.dispatch_ready(now) == 0
+    assert storage.claims == [(2, 2)]
+    back = await storage.dequeue_ready(now, 5)
+    assert [e.task_id for e in back] == ["t1", "t2", "t3"]
+    await storage.requeue(back)
+    storage.claims.clear()
+    wakeup.set(queued=True)
+    await passes.dispatch_ready(now)
+    assert storage.claims[0] == (1, 1)  # every slot was taken at the last look
+    await asyncio.sleep(0.05)

@@ -111,6 +111,10 @@ class Dispatcher:
         # more work skip the store until a slot is freed here (capacity=True) or a dispatch
         # interval passes without a wakeup (a slot freed by another replica)
         self._full = False
+        # agent slots the last look left free: the next first look claims as many entries
+        # (one at least), so a pass that finds fewer than that knows the queue is empty
+        # without asking again (a second claim per step on an idle service, measured)
+        self._free_seen = 0
         self.deliveries = Deliveries(transport, hooks, telemetry=telemetry, clock=clock)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
@@ -230,7 +234,8 @@ class Dispatcher:
         # a slot freed from here on calls for another look, even one freed while the reads
         # below wait for the store: those may already be out of date
         self.wakeup.capacity = False
-        entries, agents = await self._first_look(now)
+        first = 1 if self._scan_from else max(1, min(self._free_seen, BATCH))
+        entries, agents = await self._first_look(now, first)
         if not entries:
             self._scan_from = 0
             self._full = False
@@ -240,7 +245,7 @@ class Dispatcher:
         free = self._free_slots(agents, now)
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
-            self._scan_from = 0
+            self._scan_from = self._free_seen = 0
             self._full = True
             return 0
         self._full = False
@@ -259,7 +264,7 @@ class Dispatcher:
         waiting: list[QueueEntry] = []
         handled: list[str] = []
         sent = examined = 0
-        asked, growth = 1, 1
+        asked, growth = first, 1
         while True:
             unplaced = len(waiting)
             place = functools.partial(self._place, now=now, fleet=fleet)
@@ -289,6 +294,7 @@ class Dispatcher:
             await self.storage.requeue(passed_over + waiting)
         if handled:
             await self.storage.ack(handled)
+        self._free_seen = max(capacity, 0)
         return sent
 
     async def _place(self, entry: QueueEntry, now: datetime, fleet: PassFleet) -> str:
@@ -340,16 +346,19 @@ class Dispatcher:
         follows = self.picker.affinity.replicas() > 1
         return await self.storage.dequeue_ready(now, limit, follows=follows)
 
-    async def _first_look(self, now: datetime) -> tuple[list[QueueEntry], list[Agent] | None]:
-        """The head of the queue; and the available agents, read in the same turn (one
-        round trip, not two, before the hand-over) when this process just queued work, so
-        the queue is very likely not empty. Otherwise the agents are read only once an
-        entry is there (None here): most passes, woken by an idle report, find no work."""
+    async def _first_look(
+        self, now: datetime, limit: int
+    ) -> tuple[list[QueueEntry], list[Agent] | None]:
+        """The head of the queue (``limit`` entries at most); and the available agents, read
+        in the same turn (one round trip, not two, before the hand-over) when this process
+        just queued work, so the queue is very likely not empty. Otherwise the agents are
+        read only once an entry is there (None here): most passes, woken by an idle report,
+        find no work."""
         if not self.wakeup.queued:
-            return await self._claim(now, 1), None
+            return await self._claim(now, limit), None
         self.wakeup.queued = False
         entries, agents = await asyncio.gather(
-            self._claim(now, 1),
+            self._claim(now, limit),
             self.storage.available_agents(self.available_states),
         )
         return entries, agents
