@@ -1,5 +1,5 @@
 """The HTTP/1 protocol `opscore serve` runs: uvicorn's httptools protocol, with a deadline for a
-request's headers.
+request's headers, and each response's head sent with its body (``one_write``).
 
 A client that sends its headers a byte at a time holds a connection for as long as it likes:
 uvicorn bounds an idle keep-alive connection, not one that trickles, and the application only
@@ -17,15 +17,18 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .one_write import OneWriteTransport
+
 
 def bounded_headers_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, with headers bounded to ``header_timeout`` seconds."""
+    """uvicorn's httptools protocol, with headers bounded to ``header_timeout`` seconds and
+    each response's head written with its body."""
 
     class BoundedHeadersProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(OneWriteTransport(transport, self.loop))
             self._start_header_timer()
 
         def on_message_begin(self) -> None:
