@@ -13,6 +13,7 @@ import pytest
 
 from opscore.api import create_app
 from opscore.config import Settings
+from opscore.http.protocol import bounded_headers_protocol
 
 from .servers import KEY, ServerThread
 
@@ -60,8 +61,11 @@ def server_factory() -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
     def start(settings: Settings | None = None, **kwargs: Any) -> ServerThread:
-        app = create_app(settings or make_settings(), **kwargs)
-        server = ServerThread(app).start()
+        settings = settings or make_settings()
+        app = create_app(settings, **kwargs)
+        # the HTTP protocol `opscore serve` runs (serve._http_protocol), not uvicorn's own
+        protocol = bounded_headers_protocol(settings.header_timeout_seconds)
+        server = ServerThread(app, http=protocol).start()
         server.app = app  # type: ignore[attr-defined]
         started.append(server)
         return server
