@@ -12,12 +12,17 @@ the queue and the agents, the hand-over, the agent's 202 and its ``active`` repo
 -> finished (the ``active`` report done,
 then the ``idle`` one), finished -> next queued (completion, slot freed, the run advanced).
 Prints one JSON line of p50s in milliseconds per store.
+
+``--pin`` runs Ops-Core alone on the first CPU and everything else (this driver, the fast
+agents, the store's server) on the others, as where agents and store run on other machines:
+it shows how much of the p50 is this machine's processes taking turns on its cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -44,13 +49,14 @@ def _ms(start: str, end: str) -> float:
     return (_at(end) - _at(start)).total_seconds() * 1000
 
 
-def _one_store(url: str, runs: int, fleet: int = 8) -> dict[str, float]:
+def _one_store(url: str, runs: int, fleet: int = 8, *, pin: int | None = None) -> dict[str, float]:
     port, agents_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     stages: dict[str, list[float]] = {name: [] for name in (*STAGES, "workflow")}
     with ExitStack() as stack:
         env = opscore_env(port, OPSCORE_ACCESS_LOG="false", OPSCORE_STORAGE_URL=url)
-        stack.enter_context(process(opscore_cmd(), env=env, ready_url=f"{base}/health"))
+        command = opscore_cmd() if pin is None else ["taskset", "-c", str(pin), *opscore_cmd()]
+        stack.enter_context(process(command, env=env, ready_url=f"{base}/health"))
         client = stack.enter_context(
             httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
         )
@@ -79,13 +85,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
     parser.add_argument("--agents", type=int, default=8, help="the fast agents' fleet")
+    parser.add_argument(
+        "--pin", action="store_true", help="Ops-Core alone on one CPU, the rest on the others"
+    )
     args = parser.parse_args()
+    pin = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs two CPUs")
+        pin = cpus[0]
+        os.sched_setaffinity(0, cpus[1:])  # the agents and the store's server start from here
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in available_stores(args.stores):
             with ExitStack() as stack:
                 url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
-                results[name] = _one_store(url, args.runs, args.agents)
+                results[name] = _one_store(url, args.runs, args.agents, pin=pin)
             print(json.dumps({name: results[name]}), file=sys.stderr)
     print(json.dumps(results))
 
