@@ -74,7 +74,7 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         loop=settings.event_loop,
-        http=_http_protocol(settings),
+        http=http_protocol(settings),
         log_config=None,
         access_log=False,
         proxy_headers=True,
@@ -82,7 +82,7 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
     )
 
 
-def _http_protocol(settings: Settings) -> Any:
+def http_protocol(settings: Settings) -> Any:
     """uvicorn's httptools protocol with bounded request headers, when httptools is there."""
     try:
         from .http.protocol import bounded_headers_protocol

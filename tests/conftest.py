@@ -13,7 +13,7 @@ import pytest
 
 from opscore.api import create_app
 from opscore.config import Settings
-from opscore.http.protocol import bounded_headers_protocol
+from opscore.serve import http_protocol
 
 from .servers import KEY, ServerThread
 
@@ -63,9 +63,8 @@ def server_factory() -> Iterator[Callable[..., ServerThread]]:
     def start(settings: Settings | None = None, **kwargs: Any) -> ServerThread:
         settings = settings or make_settings()
         app = create_app(settings, **kwargs)
-        # the HTTP protocol `opscore serve` runs (serve._http_protocol), not uvicorn's own
-        protocol = bounded_headers_protocol(settings.header_timeout_seconds)
-        server = ServerThread(app, http=protocol).start()
+        # the HTTP protocol `opscore serve` runs, not uvicorn's own
+        server = ServerThread(app, http=http_protocol(settings)).start()
         server.app = app  # type: ignore[attr-defined]
         started.append(server)
         return server
