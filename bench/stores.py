@@ -11,13 +11,16 @@ commandstats`` before and after the throughput run and reported per workflow and
 PostgreSQL the statements from ``pg_stat_database`` (xact_commit) per workflow. The store
 server's own CPU per workflow (redis-server; PostgreSQL's postmaster and backends, from /proc)
 is reported beside Ops-Core's: together they are a workflow's whole cost, as the worker's and
-the broker's are a Celery chain's (``--celery``: ``bench.run.bench_celery``; each line then
-says ``cpu_against_celery``, its whole cost over a chain's). With
+the broker's are a Celery chain's (``--celery``: ``bench.run.bench_celery``, run at the end of
+each round; each line then says ``cpu_against_celery``, its whole cost over the chain's of its
+round, and ``throughput_against_celery``, its workflows/s over that round's chains/s; and
+``against_celery`` gives both per store, round by round, with their medians). With
 ``--replicas 2`` the shared stores run a second line with two Ops-Core processes on the same
 store (runs triggered and agents' reports sent to each in turn; ``--reports agent``: each
 agent's reports to one replica), and the CPU-seconds both spent per workflow (from /proc)
-against one replica's; ``--rounds N`` runs each store's lines N times, one and two replicas in
-turn, and reports that ratio per round and its median (``replica_cpu``).
+against one replica's; ``--rounds N`` runs every store's lines (and Celery) N times, one store
+after the other within each round, and reports that ratio per round and its median
+(``replica_cpu``).
 
 Servers (redis-server, PostgreSQL's initdb/pg_ctl) are started here in temporary directories
 on free loopback ports and stopped by PID. Prints one JSON line.
@@ -40,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from .against_celery import against_celery, celery_medians, celery_round
 from .common import (
     KEY,
     cpu_seconds,
@@ -272,10 +276,12 @@ def main() -> None:
         "--rounds",
         type=int,
         default=1,
-        help="each store's lines this many times, one and N replicas in turn: the CPU ratio "
-        "of N replicas to one in each round and their median",
+        help="every store's lines (and Celery) this many times, stores in turn within a round: "
+        "ratios (N replicas to one, a store to Celery) taken in each round, and their medians",
     )
-    parser.add_argument("--celery", action="store_true", help="the Celery chain in the same run")
+    parser.add_argument(
+        "--celery", action="store_true", help="the Celery chain at the end of each round"
+    )
     parser.add_argument("--agents", type=int, default=8, help="the fast agents' fleet")
     parser.add_argument(
         "--reports",
@@ -285,13 +291,18 @@ def main() -> None:
         "balancer), or each agent's to one replica (one that hashes on the agent's id)",
     )
     args = parser.parse_args()
+    names = available_stores(args.stores)
     results: list[dict[str, Any]] = []
-    replica_cpu: list[dict[str, Any]] = []
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    celery_rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in available_stores(args.stores):
-            counts = [1, args.replicas] if args.replicas > 1 and name in SHARED else [1]
-            ratios: list[float] = []
-            for round_ in range(1, args.rounds + 1):
+        # rounds outermost, Celery at each round's end: every ratio is taken between lines
+        # measured minutes apart at most, not between a store's rounds and one Celery run
+        # after all of them (this shared machine's speed drifts by 10-30% over half an hour)
+        for round_ in range(1, args.rounds + 1):
+            lines_of_round: list[dict[str, Any]] = []
+            for name in names:
+                counts = [1, args.replicas] if args.replicas > 1 and name in SHARED else [1]
                 lines = []
                 for replicas in counts:
                     with ExitStack() as stack:  # a fresh store for each line
@@ -309,36 +320,32 @@ def main() -> None:
                     line["round"] = round_
                     lines.append(line)
                     print(json.dumps(line), file=sys.stderr)
-                results += lines
+                lines_of_round += lines
                 if len(lines) == 2:
                     one, more = (line["cpu_ms_per_workflow"] for line in lines)
-                    ratios.append(more / one)
-            if ratios:
-                # lines run minutes apart on a shared machine: a ratio taken within each round,
-                # and the median of the rounds, is what the goal (within 15%) is read from
-                replica_cpu.append(
-                    {
-                        "store": name,
-                        "replicas": args.replicas,
-                        "ratios": [round(r, 3) for r in ratios],
-                        "median": round(statistics.median(ratios), 3),
-                    }
-                )
-    celery = None
+                    ratios[name].append(more / one)
+            if args.celery:
+                celery = celery_round(round_)
+                celery_rounds.append(celery)
+                against_celery(lines_of_round, celery)
+            results += lines_of_round
+    # lines run minutes apart on a shared machine: a ratio taken within each round, and the
+    # median of the rounds, is what the goal (within 15%) is read from
+    replica_cpu = [
+        {
+            "store": name,
+            "replicas": args.replicas,
+            "ratios": [round(r, 3) for r in found],
+            "median": round(statistics.median(found), 3),
+        }
+        for name, found in ratios.items()
+        if found
+    ]
+    summary: dict[str, Any] = {"stores": results, "replica_cpu": replica_cpu}
     if args.celery:
-        from .run import bench_celery
-
-        try:
-            celery = bench_celery()
-        except Exception as exc:  # Celery's client has lost its result backend mid-run here:
-            # say so, and keep the stores' lines, minutes of work, instead of losing them
-            celery = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
-        if "cpu_ms_per_chain" in celery:
-            chain = celery["cpu_ms_per_chain"] + celery["broker_cpu_ms_per_chain"]
-            for line in results:
-                spent = line["cpu_ms_per_workflow"] + line.get("store_cpu_ms_per_workflow", 0.0)
-                line["cpu_against_celery"] = spent / chain
-    print(json.dumps({"stores": results, "replica_cpu": replica_cpu, "celery": celery}))
+        summary["celery"] = celery_rounds
+        summary["against_celery"] = celery_medians(results)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

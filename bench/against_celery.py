@@ -1,0 +1,69 @@
+"""``bench.stores --celery``: the Celery chain measured at the end of each round, and each
+store's line against the chain of its own round (``bench.run.bench_celery``)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def celery_round(round_: int) -> dict[str, Any]:
+    """One Celery measurement (``bench_celery``) in an interpreter of its own, or why it
+    failed. Its own: the chain's app takes its broker's address when it is imported, and each
+    round's broker is a new redis-server on a new port. Why it failed: its client has lost
+    its result backend mid-run here, and the stores' lines, minutes of work, are kept."""
+    code = "import json; from bench.run import bench_celery; print(json.dumps(bench_celery()))"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=ROOT,
+            check=True,
+        )
+        celery: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    except subprocess.CalledProcessError as exc:
+        celery = {"failed": exc.stderr.strip()[-500:]}
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        celery = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+    celery["round"] = round_
+    print(json.dumps({"celery": celery}), file=sys.stderr)
+    return celery
+
+
+def against_celery(lines: list[dict[str, Any]], celery: dict[str, Any]) -> None:
+    """Each line of a round against that round's chain: its workflows/s over Celery's median
+    chains/s (``throughput_against_celery``), and its whole cost (Ops-Core's CPU and its
+    store's) over a chain's, worker and broker (``cpu_against_celery``)."""
+    if "cpu_ms_per_chain" not in celery:
+        return
+    chain = celery["cpu_ms_per_chain"] + celery["broker_cpu_ms_per_chain"]
+    for line in lines:
+        spent = line["cpu_ms_per_workflow"] + line.get("store_cpu_ms_per_workflow", 0.0)
+        line["cpu_against_celery"] = round(spent / chain, 3)
+        line["throughput_against_celery"] = round(
+            line["workflows_per_s"] / celery["chains_per_s"]["median"], 3
+        )
+
+
+def celery_medians(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per store and replica count, the rounds' ratios against Celery and their medians."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for line in lines:
+        if "cpu_against_celery" in line:
+            groups.setdefault((line["store"], line["replicas"]), []).append(line)
+    out = []
+    for (store, replicas), found in groups.items():
+        entry: dict[str, Any] = {"store": store, "replicas": replicas}
+        for key in ("throughput_against_celery", "cpu_against_celery"):
+            values = [line[key] for line in found]
+            entry[key] = {"rounds": values, "median": round(statistics.median(values), 3)}
+        out.append(entry)
+    return out
