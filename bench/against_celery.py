@@ -13,26 +13,37 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def celery_round(round_: int) -> dict[str, Any]:
+def celery_round(round_: int, *, attempts: int = 2) -> dict[str, Any]:
     """One Celery measurement (``bench_celery``) in an interpreter of its own, or why it
     failed. Its own: the chain's app takes its broker's address when it is imported, and each
-    round's broker is a new redis-server on a new port. Why it failed: its client has lost
-    its result backend mid-run here, and the stores' lines, minutes of work, are kept."""
+    round's broker is a new redis-server on a new port. A failed measurement is tried once
+    more, afresh: Celery's client loses its result backend now and then here ("Retry limit
+    exceeded while trying to reconnect to the Celery result store backend"), a fault of the
+    peer's client, not of what it measures; the stores' lines, minutes of work, are kept
+    either way."""
     code = "import json; from bench.run import bench_celery; print(json.dumps(bench_celery()))"
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            cwd=ROOT,
-            check=True,
-        )
-        celery: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    except subprocess.CalledProcessError as exc:
-        celery = {"failed": exc.stderr.strip()[-500:]}
-    except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        celery = {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+    failures: list[str] = []
+    celery: dict[str, Any] = {}
+    for _ in range(attempts):
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                cwd=ROOT,
+                check=True,
+            )
+            celery = json.loads(out.stdout.strip().splitlines()[-1])
+            break
+        except subprocess.CalledProcessError as exc:
+            failures.append(exc.stderr.strip()[-500:])
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            failures.append(f"{type(exc).__name__}: {exc}"[:500])
+    if not celery:
+        celery = {"failed": failures[-1]}
+    if failures:
+        celery["failed_attempts"] = failures
     celery["round"] = round_
     print(json.dumps({"celery": celery}), file=sys.stderr)
     return celery
