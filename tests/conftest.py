@@ -124,6 +124,23 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture
+def redis_writes(monkeypatch) -> list[int]:
+    """How many commands each write of the Redis store's batcher carried, in order
+    (storage/redis/batch.py)."""
+    from opscore.storage.redis import batch
+
+    sizes: list[int] = []
+    send = batch._Replies.send
+
+    def counted(self, commands):
+        sizes.append(len(commands))
+        send(self, commands)
+
+    monkeypatch.setattr(batch._Replies, "send", counted)
+    return sizes
+
+
+@pytest.fixture
 async def redis_counted(redis_server):
     """A Redis store on a flushed server, and ``calls(command)``: how often Redis ran it
     (``calls()``: every command but the counter's own INFO)."""

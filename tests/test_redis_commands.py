@@ -531,7 +531,7 @@ async def test_leases_that_ran_out_are_looked_for_once_a_second(redis_counted) -
 
 
 async def test_a_runs_template_is_read_in_one_write_and_a_newer_one_at_once(
-    redis_counted, monkeypatch
+    redis_counted, redis_writes
 ) -> None:
     """Every run's start asks for its template's newest version: which version is newest
     and the content of the one this process last found newest go out together, so it costs
@@ -546,15 +546,8 @@ async def test_a_runs_template_is_read_in_one_write_and_a_newer_one_at_once(
     store, calls = redis_counted
     await store.save_workflow(tpl("1"))
     assert (await store.get_workflow("w", None)).version == "1"
-    writes: list[int] = []
-    batcher = store._batcher
-    send = batcher._send
-
-    async def counted(batch):
-        writes.append(len(batch))
-        await send(batch)
-
-    monkeypatch.setattr(batcher, "_send", counted)
+    writes = redis_writes
+    writes.clear()
     before = {name: calls(name) for name in ("lindex", "hget", "lrange")}
     assert [t.task_id for t in (await store.get_workflow("w", None)).tasks] == ["1"]
     assert writes == [2]
