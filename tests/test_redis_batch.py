@@ -13,6 +13,7 @@ import pytest
 import redis
 from redis.exceptions import DataError
 
+from opscore.storage.redis import batch
 from opscore.storage.redis.batch import CommandBatcher, pack
 
 
@@ -166,3 +167,44 @@ async def test_a_value_redis_cannot_take_fails_only_its_caller(batcher, bad) -> 
         batcher.call("SET", "k", bad)
     assert await batcher.call("SET", "k", "fine") == "OK"  # the connection is intact
     assert await batcher.call("GET", "k") == "fine"
+
+
+class _RecordingTransport(asyncio.WriteTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data) -> None:
+        self.written.append(bytes(data))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"?not RESP\r\n", b"+OK\r\n+OK\r\n+EXTRA\r\n", b"$2\r\n\xff\xfe\r\n"],
+    ids=["not-resp", "a-reply-nobody-asked-for", "not-utf-8"],
+)
+async def test_an_answer_out_of_protocol_fails_what_waits_and_drops_the_connection(
+    answer,
+) -> None:
+    transport = _RecordingTransport()
+    idle: list[object] = []
+    replies = batch._Replies(transport, idle.append)
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future(), loop.create_future()]
+    replies.send([(pack(("GET", "a")), futures[0]), (pack(("GET", "b")), futures[1])])
+    assert transport.written == [pack(("GET", "a")) + pack(("GET", "b"))]
+    replies.data_received(answer)
+    assert transport.aborted and replies.lost
+    for future in futures:
+        if future.done() and future.exception() is None:
+            continue  # answered before the fault (the "+OK"s)
+        with pytest.raises(redis.ConnectionError, match="out of protocol"):
+            future.result()
+    assert idle == []  # nothing more is sent on it

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -65,7 +66,9 @@ class _Replies(asyncio.Protocol):
     """The connection's socket, read here: each reply, as hiredis parses it, answers the
     oldest command sent and not yet answered (Redis answers in order)."""
 
-    def __init__(self, transport: asyncio.WriteTransport, on_idle: Any) -> None:
+    def __init__(
+        self, transport: asyncio.WriteTransport, on_idle: Callable[[_Replies], None]
+    ) -> None:
         # decoded as the pool's clients decode (decode_responses=True); error replies built
         # as redis-py builds them (ResponseError, NoScriptError...)
         self._reader = hiredis.Reader(
@@ -98,8 +101,8 @@ class _Replies(asyncio.Protocol):
                     # inside a reply stay where they are (a script's groups: cas_groups.py)
                 else:
                     _settle(future, reply)
-        except (InvalidResponse, IndexError) as exc:  # not RESP, or a reply nobody asked for
-            self._fail(RedisConnectionError(f"Redis answered out of protocol: {exc}"))
+        except Exception as exc:  # not RESP, not UTF-8, or a reply nobody asked for
+            self.fail(RedisConnectionError(f"Redis answered out of protocol: {exc!r}"))
             self.transport.abort()
             return
         if not unanswered:
@@ -109,9 +112,10 @@ class _Replies(asyncio.Protocol):
         return False  # close the transport: connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(RedisConnectionError("Connection closed by server."))
+        self.fail(RedisConnectionError("Connection closed by server."))
 
-    def _fail(self, error: Exception) -> None:
+    def fail(self, error: Exception) -> None:
+        """Fail every command sent and not yet answered; nothing more is sent here."""
         self.lost = True
         while self.unanswered:
             _settle(self.unanswered.popleft(), error=error)
@@ -202,13 +206,13 @@ class CommandBatcher:
         for _, future in pending:
             _settle(future, error=closed)
         if self._replies is not None:
-            self._replies._fail(closed)
+            self._replies.fail(closed)
         if self._connecting is not None:
             self._connecting.cancel()
         await self._drop()
 
 
-def _take_over(connection: Any, on_idle: Any) -> _Replies:
+def _take_over(connection: Any, on_idle: Callable[[_Replies], None]) -> _Replies:
     """The socket of a connection redis-py made and said hello on (AUTH, SELECT), read from
     now on by ``_Replies``. redis-py keeps its streams as ``_reader`` and ``_writer`` (5.x to
     7.x, the range requirements.txt allows); ``tests/test_redis_batch.py`` fails if that
