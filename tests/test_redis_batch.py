@@ -91,7 +91,7 @@ async def test_a_connection_lost_under_commands_fails_them_and_the_next_call_con
     await asyncio.to_thread(admin.client_kill_filter, _type="normal", skipme=True)
     with pytest.raises(redis.ConnectionError):
         await asyncio.wait_for(in_flight, 10)  # it may have run: its caller must know
-    assert await batcher.call("INCR", "n") == 2
+    assert await asyncio.wait_for(batcher.call("INCR", "n"), 10) == 2
 
 
 async def test_a_connection_found_lost_before_use_is_replaced_without_failing_anyone(
@@ -105,7 +105,9 @@ async def test_a_connection_found_lost_before_use_is_replaced_without_failing_an
             break
         await asyncio.sleep(0.01)
     assert replies.lost
-    assert await batcher.call("INCR", "n") == 2  # nothing was sent on it: sent afresh
+    # nothing was sent on it: sent afresh (bounded: written to the closed one, it would
+    # never be answered)
+    assert await asyncio.wait_for(batcher.call("INCR", "n"), 10) == 2
 
 
 async def test_a_store_that_is_away_fails_each_call_until_it_is_back(tmp_path) -> None:
