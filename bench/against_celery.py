@@ -7,10 +7,9 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from .run import _python, bench_celery
 
 
 def celery_round(round_: int, *, attempts: int = 2) -> dict[str, Any]:
@@ -21,23 +20,14 @@ def celery_round(round_: int, *, attempts: int = 2) -> dict[str, Any]:
     exceeded while trying to reconnect to the Celery result store backend"), a fault of the
     peer's client, not of what it measures; the stores' lines, minutes of work, are kept
     either way."""
-    code = "import json; from bench.run import bench_celery; print(json.dumps(bench_celery()))"
     failures: list[str] = []
     celery: dict[str, Any] = {}
     for _ in range(attempts):
         try:
-            out = subprocess.run(
-                [sys.executable, "-c", code],
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                cwd=ROOT,
-                check=True,
-            )
-            celery = json.loads(out.stdout.strip().splitlines()[-1])
+            celery = _python("bench.against_celery")
             break
-        except subprocess.CalledProcessError as exc:
-            failures.append(exc.stderr.strip()[-500:])
+        except RuntimeError as exc:  # it exited with an error: the end of what it said
+            failures.append(str(exc)[-500:])
         except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
             failures.append(f"{type(exc).__name__}: {exc}"[:500])
     if not celery:
@@ -78,3 +68,12 @@ def celery_medians(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[key] = {"rounds": values, "median": round(statistics.median(values), 3)}
         out.append(entry)
     return out
+
+
+def main() -> None:
+    """One Celery measurement, printed as one JSON line (what ``celery_round`` runs)."""
+    print(json.dumps(bench_celery()))
+
+
+if __name__ == "__main__":
+    main()
