@@ -451,6 +451,42 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408() -> None:
         server.stop()
 
 
+def test_a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_too() -> None:
+    """The first request arrives whole (no deadline needed); the next one on the same
+    connection begins in one read and trickles the rest: its deadline starts there."""
+    import select
+    import socket
+
+    from opscore.api import create_app
+    from opscore.http.protocol import bounded_headers_protocol
+
+    from .servers import ServerThread
+
+    server = ServerThread(create_app(make_settings()), http=bounded_headers_protocol(0.5)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = b""
+            while b"\r\n\r\n" not in first or not first.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                assert chunk, first
+                first += chunk
+            assert first.startswith(b"HTTP/1.1 200")
+            time.sleep(0.7)  # longer than the deadline: an idle kept-alive connection is fine
+            s.sendall(b"GET /health HTTP/1.1\r\n")
+            started = time.monotonic()
+            for _ in range(30):  # a header line every 0.1 s, for up to 3 s
+                readable, _, _ = select.select([s], [], [], 0.1)
+                if readable:
+                    break
+                s.sendall(b"X-Slow: y\r\n")
+            answer = _read_answer(s)
+        assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
+        assert time.monotonic() - started < 2.5
+    finally:
+        server.stop()
+
+
 def _read_answer(sock) -> bytes:  # type: ignore[no-untyped-def]
     """Everything the server sends until it closes the connection (at most 10 s)."""
     sock.settimeout(10)

@@ -26,17 +26,28 @@ def bounded_headers_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
 
     class BoundedHeadersProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
+        # a request has begun whose headers are not complete yet
+        _in_headers = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(OneWriteTransport(transport, self.loop))
             self._start_header_timer()
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            if self._header_timer is None:
+        def data_received(self, data: bytes) -> None:
+            """The parser calls back for what ``data`` holds. A request begun in it and
+            whose headers are not all there yet gets its deadline once that is known. Most
+            requests arrive whole, in one read, and then need no timer at all."""
+            super().data_received(data)
+            waiting = self._in_headers and self._header_timer is None
+            if waiting and not self.transport.is_closing():
                 self._start_header_timer()
 
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_headers = True
+
         def on_headers_complete(self) -> None:
+            self._in_headers = False
             self._stop_header_timer()
             super().on_headers_complete()
 

@@ -47,8 +47,17 @@ TERMINAL_TASK = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.SKIPPED})
 INFLIGHT_TASK = frozenset({S.DISPATCHED, S.RUNNING})
 
 
-def _sources(table: dict[Any, frozenset[Any]], target: Any) -> list[str]:
-    return [s.value for s, targets in table.items() if target in targets]
+def _sources_of(table: dict[Any, frozenset[Any]]) -> dict[Any, tuple[str, ...]]:
+    """Per status, the statuses a move to it may come from, in the table's order: worked out
+    once, not per move (a dozen moves per three-step run)."""
+    return {
+        target: tuple(s.value for s, targets in table.items() if target in targets)
+        for target in table
+    }
+
+
+_TASK_SOURCES = _sources_of(TASK_TRANSITIONS)
+_SESSION_SOURCES = _sources_of(SESSION_TRANSITIONS)
 
 
 def task_move(
@@ -63,7 +72,7 @@ def task_move(
     """The compare-and-set that moves a task to ``to`` from the statuses the table (and
     ``only_from``) allow: what ``move_task`` writes, for a store that writes it along with
     something else (``Storage.record_report``)."""
-    allowed = _sources(TASK_TRANSITIONS, to)
+    allowed = list(_TASK_SOURCES[to])
     if only_from is not None:
         allowed = [s for s in allowed if s in only_from]
     return TaskUpdate(
@@ -120,7 +129,7 @@ def run_completion(session_id: str, now: datetime) -> RunEnd:
     done, on its own or along with that step's completion (``TaskUpdate.ends_run``)."""
     to = SessionStatus.COMPLETED
     changes = {"status": to, "finished_at": now, "updated_at": now}
-    return RunEnd(session_id, changes, tuple(_sources(SESSION_TRANSITIONS, to)))
+    return RunEnd(session_id, changes, _SESSION_SOURCES[to])
 
 
 async def move_session(
@@ -128,7 +137,7 @@ async def move_session(
 ) -> Session | None:
     """Move a session to ``to`` if its status allows it; None otherwise."""
     return await storage.update_session(
-        session_id, {"status": to, **changes}, expect=_sources(SESSION_TRANSITIONS, to)
+        session_id, {"status": to, **changes}, expect=list(_SESSION_SOURCES[to])
     )
 
 
