@@ -424,7 +424,6 @@ def test_retention_sweeps_old_runs_and_operators_can_purge(
 
 
 def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408() -> None:
-    import select
     import socket
 
     from opscore.api import create_app
@@ -437,16 +436,7 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408() -> None:
         with httpx.Client(base_url=server.url) as c:  # an ordinary request is not affected
             assert c.get("/health").status_code == 200
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            s.sendall(b"GET /health HTTP/1.1\r\n")
-            started = time.monotonic()
-            for _ in range(30):  # a header line every 0.1 s, for up to 3 s
-                readable, _, _ = select.select([s], [], [], 0.1)
-                if readable:
-                    break  # the server answered: stop writing, or its close resets the socket
-                s.sendall(b"X-Slow: y\r\n")
-            answer = _read_answer(s)
-        assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
-        assert time.monotonic() - started < 2.5
+            _trickle_headers_until_cut_off(s)
     finally:
         server.stop()
 
@@ -454,7 +444,6 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408() -> None:
 def test_a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_too() -> None:
     """The first request arrives whole (no deadline needed); the next one on the same
     connection begins in one read and trickles the rest: its deadline starts there."""
-    import select
     import socket
 
     from opscore.api import create_app
@@ -473,18 +462,26 @@ def test_a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_too() -
                 first += chunk
             assert first.startswith(b"HTTP/1.1 200")
             time.sleep(0.7)  # longer than the deadline: an idle kept-alive connection is fine
-            s.sendall(b"GET /health HTTP/1.1\r\n")
-            started = time.monotonic()
-            for _ in range(30):  # a header line every 0.1 s, for up to 3 s
-                readable, _, _ = select.select([s], [], [], 0.1)
-                if readable:
-                    break
-                s.sendall(b"X-Slow: y\r\n")
-            answer = _read_answer(s)
-        assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
-        assert time.monotonic() - started < 2.5
+            _trickle_headers_until_cut_off(s)
     finally:
         server.stop()
+
+
+def _trickle_headers_until_cut_off(sock) -> None:  # type: ignore[no-untyped-def]
+    """Begin a request, then send a header line every 0.1 s (for up to 3 s): the server
+    must answer 408 and close well within that."""
+    import select
+
+    sock.sendall(b"GET /health HTTP/1.1\r\n")
+    started = time.monotonic()
+    for _ in range(30):
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        if readable:
+            break  # the server answered: stop writing, or its close resets the socket
+        sock.sendall(b"X-Slow: y\r\n")
+    answer = _read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
+    assert time.monotonic() - started < 2.5
 
 
 def _read_answer(sock) -> bytes:  # type: ignore[no-untyped-def]
