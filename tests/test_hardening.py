@@ -496,3 +496,24 @@ def _read_answer(sock) -> bytes:  # type: ignore[no-untyped-def]
     except (TimeoutError, ConnectionResetError):
         pass
     return data
+
+
+def test_a_body_sent_after_its_headers_is_waited_for(server_factory) -> None:
+    """Headers in one write, the body in another a moment later: the gateway waits for it
+    (under the deadline) rather than taking only what came with the headers."""
+    import socket
+
+    server = server_factory(make_settings(body_timeout_seconds=10))
+    body = b'{"agentId": "late-body", "agentName": "late body"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(
+            b"POST /v1/opscore/agents HTTP/1.1\r\nHost: t\r\n"
+            + f"Authorization: Bearer {KEY}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        time.sleep(0.2)  # the request is now waiting for its body
+        s.sendall(body)
+        answer = _read_answer(s)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert b'"agentId":"late-body"' in answer.replace(b" ", b"")

@@ -53,7 +53,11 @@ class Wakeup:
 
     async def woken_within(self, seconds: float) -> bool:
         """Whether a wakeup came within ``seconds`` (then cleared, for the pass it starts);
-        one that came already counts at once."""
+        one that came already counts at once, with no timer armed for it (under load,
+        most passes find they were woken during the last one)."""
+        if self._event.is_set():
+            self._event.clear()
+            return True
         # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
         # as the event is set, which left shutdown waiting for ever.
         try:

@@ -6,7 +6,6 @@ does not wrap the response stream in extra tasks.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import re
@@ -22,6 +21,7 @@ from ..observe.metrics import Telemetry
 from ..observe.tracing import Span, current_span, new_trace_id, parse_traceparent
 from ..security.keys import KeyStore, presented_key
 from ..security.ratelimit import RateLimiter
+from .bounded_receive import receive_within
 from .envelope import ErrorReply, from_opscore_error
 from .fastpath import FastRoute
 from .fastpath import header as _header
@@ -235,8 +235,7 @@ class RequestContextMiddleware:
             if left <= 0:
                 raise BodyTimeoutError
             try:
-                async with asyncio.timeout(left):
-                    message = await receive()
+                message = await receive_within(receive, left)
             except TimeoutError:
                 raise BodyTimeoutError from None
             messages.append(message)
@@ -265,8 +264,7 @@ async def _drain(receive: Receive, already: int) -> None:
         if left <= 0:
             return
         try:
-            async with asyncio.timeout(left):
-                message = await receive()
+            message = await receive_within(receive, left)
         except TimeoutError:
             return
         if message["type"] != "http.request":
