@@ -423,48 +423,44 @@ def test_retention_sweeps_old_runs_and_operators_can_purge(
         assert c.get("/v1/opscore/sessions").json()["total"] <= 1
 
 
-def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408() -> None:
-    import socket
-
+@pytest.fixture
+def headers_within_half_a_second():
+    """A server whose protocol allows a request's headers 0.5 s."""
     from opscore.api import create_app
     from opscore.http.protocol import bounded_headers_protocol
 
     from .servers import ServerThread
 
     server = ServerThread(create_app(make_settings()), http=bounded_headers_protocol(0.5)).start()
-    try:
-        with httpx.Client(base_url=server.url) as c:  # an ordinary request is not affected
-            assert c.get("/health").status_code == 200
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            _trickle_headers_until_cut_off(s)
-    finally:
-        server.stop()
+    yield server
+    server.stop()
 
 
-def test_a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_too() -> None:
+def test_headers_trickled_a_byte_at_a_time_are_cut_off_with_408(
+    headers_within_half_a_second,
+) -> None:
+    import socket
+
+    server = headers_within_half_a_second
+    with httpx.Client(base_url=server.url) as c:  # an ordinary request is not affected
+        assert c.get("/health").status_code == 200
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        _trickle_headers_until_cut_off(s)
+
+
+def test_a_second_request_trickled_on_a_kept_alive_connection_is_cut_off_too(
+    headers_within_half_a_second,
+) -> None:
     """The first request arrives whole (no deadline needed); the next one on the same
     connection begins in one read and trickles the rest: its deadline starts there."""
     import socket
 
-    from opscore.api import create_app
-    from opscore.http.protocol import bounded_headers_protocol
-
-    from .servers import ServerThread
-
-    server = ServerThread(create_app(make_settings()), http=bounded_headers_protocol(0.5)).start()
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            first = b""
-            while b"\r\n\r\n" not in first or not first.rstrip().endswith(b"}"):
-                chunk = s.recv(4096)
-                assert chunk, first
-                first += chunk
-            assert first.startswith(b"HTTP/1.1 200")
-            time.sleep(0.7)  # longer than the deadline: an idle kept-alive connection is fine
-            _trickle_headers_until_cut_off(s)
-    finally:
-        server.stop()
+    server = headers_within_half_a_second
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(s).startswith(b"HTTP/1.1 200")  # read whole; the connection stays
+        time.sleep(0.7)  # longer than the deadline: an idle kept-alive connection is fine
+        _trickle_headers_until_cut_off(s)
 
 
 def _trickle_headers_until_cut_off(sock) -> None:  # type: ignore[no-untyped-def]
@@ -485,7 +481,8 @@ def _trickle_headers_until_cut_off(sock) -> None:  # type: ignore[no-untyped-def
 
 
 def _read_answer(sock) -> bytes:  # type: ignore[no-untyped-def]
-    """Everything the server sends until it closes the connection (at most 10 s)."""
+    """What the server sends until its JSON answer is whole or it closes the connection
+    (at most 10 s)."""
     sock.settimeout(10)
     data = b""
     try:
