@@ -42,6 +42,41 @@ async def test_a_change_of_two_records_reads_and_writes_them_with_one_command_ea
     assert calls() - total == 5  # evalsha, mget, mset, sadd, get
 
 
+async def test_an_attempt_that_starts_acknowledges_its_entry_in_its_own_script(
+    redis_counted,
+) -> None:
+    """``ack_entry``: the entry's three commands run inside the start's script, at its end;
+    acknowledged on its own, the same three cost a script call more (a round trip)."""
+    store, calls = redis_counted
+    now = utcnow()
+    await store.create_agent(agent("a1", max_concurrency=2))
+    await store.save_tasks([task(t, status=TaskStatus.QUEUED) for t in ("t0", "t1")])
+    for t in ("t0", "t1"):
+        await store.enqueue(t, priority=0, ready_at=now)
+    assert len(await store.dequeue_ready(now, 10)) == 2  # both leased, their tasks read
+    await store.get_agent("a1")
+    await store.ack(["none"])  # a script's first call loads it: counted apart
+    start = {"status": TaskStatus.DISPATCHED}
+
+    def cost() -> tuple[int, int]:
+        return calls("evalsha"), calls()
+
+    evalsha, total = cost()
+    assert await store.update_task(
+        "t0", start, expect=["queued"], claim_slot_of="a1", ack_entry=True
+    )
+    with_ack = (calls("evalsha") - evalsha, calls() - total)
+    evalsha, total = cost()
+    assert await store.update_task("t1", start, expect=["queued"], claim_slot_of="a1")
+    without = (calls("evalsha") - evalsha, calls() - total)
+    evalsha, total = cost()
+    await store.ack(["t1"])
+    alone = (calls("evalsha") - evalsha, calls() - total)
+    assert with_ack == (1, without[1] + 3)  # zrem leased, hdel meta, zrem since
+    assert alone == (1, 4)
+    assert await store.oldest_ready_at(now) is None and await store.queue_depth() == 0
+
+
 async def test_a_change_reads_only_the_records_this_process_has_no_guess_of(
     redis_counted,
 ) -> None:

@@ -1330,6 +1330,57 @@ class TestQueue:
         await store.ack(["later", "low-2"])
         assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
 
+    async def test_an_attempt_that_starts_acknowledges_its_leased_entry(
+        self, store: Storage
+    ) -> None:
+        """``update_task(ack_entry=True)``, as the dispatcher starts every attempt: the
+        entry its pass leased is acknowledged with the move, and only when the move applies;
+        an entry queued again meanwhile stays."""
+        now = utcnow()
+        start = {"status": TaskStatus.DISPATCHED}
+        await store.create_agent(agent("a1", max_concurrency=1))
+        await store.create_agent(agent("a2", max_concurrency=4))
+        ids = [f"t{i}" for i in range(6)]
+        await store.save_tasks([task(t, status=TaskStatus.QUEUED) for t in ids])
+        for t in ids:
+            await store.enqueue(t, priority=0, ready_at=now - timedelta(seconds=10))
+        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ids  # all leased
+
+        def age(at) -> int | None:
+            return None if at is None else round((now - at).total_seconds())
+
+        refused = await store.update_task(
+            "t0", start, expect=["running"], claim_slot_of="a1", ack_entry=True
+        )
+        assert refused is None  # the move did not apply: its entry stays leased
+        assert await store.update_task(
+            "t0", start, expect=["queued"], claim_slot_of="a1", ack_entry=True
+        )
+        with pytest.raises(NoFreeSlotError):  # a1 is full: nothing written, nothing acked
+            await store.update_task(
+                "t1", start, expect=["queued"], claim_slot_of="a1", ack_entry=True
+            )
+        # several at once (Redis runs them in one script; their acks together at its end)
+        started = await asyncio.gather(
+            *(
+                store.update_task(t, start, expect=["queued"], claim_slot_of="a2", ack_entry=True)
+                for t in ("t2", "t3", "t4")
+            )
+        )
+        assert all(started)
+        await store.enqueue("t5", priority=0, ready_at=now)  # a retry, queued again
+        assert await store.update_task(
+            "t5", start, expect=["queued"], claim_slot_of="a2", ack_entry=True
+        )
+        # t1 (refused) is still waiting for its pass's ack or requeue; t5's new entry stays
+        assert age(await store.oldest_ready_at(now)) == 10
+        await store.ack(["t1"])
+        assert age(await store.oldest_ready_at(now)) == 0  # only t5's new entry is left
+        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["t5"]
+        await store.ack(["t5"])
+        assert await store.oldest_ready_at(now) is None
+        assert await store.queue_depth() == 0
+
     async def test_entries_come_out_with_the_priority_they_went_in_with(
         self, store: Storage
     ) -> None:

@@ -242,7 +242,11 @@ class Dispatcher:
             return 0  # the common case when agents report idle: nothing to do, no agent scan
         if agents is None:
             agents = await self.storage.available_agents(self.available_states)
-        free = self._free_slots(agents, now)
+        # slots left to other replicas looked for only with others up (a fleet of thousands)
+        affinity = self.picker.affinity
+        free = FreeSlots.of(
+            agents, affinity.left_to_another if affinity.replicas() > 1 else None, now
+        )
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             self._scan_from = self._free_seen = 0
@@ -265,9 +269,14 @@ class Dispatcher:
         handled: list[str] = []
         sent = examined = 0
         asked, growth = first, 1
+        # The pass's only entry (fewer than asked for: the queue held no more; an idle
+        # service's every pass) is acknowledged with the write that starts its attempt, so no
+        # ack waits after its hand-over. A pass of several acknowledges them together at its
+        # end: one write for all, where one per start costs more (3 Redis commands each).
+        alone = len(entries) == 1 < asked
         while True:
             unplaced = len(waiting)
-            place = functools.partial(self._place, now=now, fleet=fleet)
+            place = functools.partial(self._place, now=now, fleet=fleet, ack=alone)
             placed = await place_all(place, entries, together=self.storage.writes_together)
             for entry, outcome in zip(entries, placed, strict=False):
                 if isinstance(outcome, BaseException):
@@ -277,7 +286,8 @@ class Dispatcher:
                     waiting.append(entry)
                     continue
                 sent += outcome == "sent"
-                handled.append(entry.task_id)
+                if outcome == "handled" or not alone:
+                    handled.append(entry.task_id)
             capacity = free.total
             more = len(entries) >= asked
             if capacity <= 0 or examined >= BATCH or not more:
@@ -297,8 +307,11 @@ class Dispatcher:
         self._free_seen = max(capacity, 0)
         return sent
 
-    async def _place(self, entry: QueueEntry, now: datetime, fleet: PassFleet) -> str:
-        """Start the entry's task on an agent with a free slot and hand it over: "sent";
+    async def _place(
+        self, entry: QueueEntry, now: datetime, fleet: PassFleet, *, ack: bool = False
+    ) -> str:
+        """Start the entry's task on an agent with a free slot (``ack``: its entry
+        acknowledged in the same write) and hand it over: "sent";
         "handled" when it is dropped (cancelled, handled meanwhile, refused by its budget);
         "waiting" when no agent takes it now; "unread" when every slot was taken first."""
         if fleet.free.total <= 0:
@@ -312,7 +325,7 @@ class Dispatcher:
             return "handled"
         if verdict != "go":
             return "waiting"
-        start = functools.partial(self._start, task, now)
+        start = functools.partial(self._start, task, now, ack=ack)
         try:
             picked = await self.picker.pick(
                 task, fleet.by_id, fleet.by_capability, fleet.free, fleet.agents, now, start
@@ -324,21 +337,6 @@ class Dispatcher:
         agent, dispatched = picked
         self.deliveries.hand_over(dispatched, agent)
         return "sent"
-
-    def _free_slots(self, agents: list[Agent], now: datetime) -> FreeSlots:
-        """Free slots per agent; none on an agent just freed by another replica's write,
-        which takes them (``ReportedHere.left_to_another``; with other replicas up only: a
-        pass may look at a fleet of thousands)."""
-        affinity = self.picker.affinity
-        left = affinity.left_to_another if affinity.replicas() > 1 else None
-        return FreeSlots(
-            {
-                a.agent_id: 0
-                if left is not None and left(a, now)
-                else a.max_concurrency - len(a.active_tasks)
-                for a in agents
-            }
-        )
 
     async def _claim(self, now: datetime, limit: int) -> list[QueueEntry]:
         """Up to ``limit`` ready entries; with other replicas up, each with the row its
@@ -363,13 +361,15 @@ class Dispatcher:
         )
         return entries, agents
 
-    async def _start(self, task: TaskRun, now: datetime, agent: Agent) -> TaskRun | None:
-        """Start an attempt of ``task`` on ``agent``, one of its slots taken in the same
-        write (``DispatchHooks.mark_dispatched``): the task as started, or None when the
-        agent has no slot free (another replica took it); _NotQueuedError when the task is
-        no longer queued."""
+    async def _start(
+        self, task: TaskRun, now: datetime, agent: Agent, *, ack: bool
+    ) -> TaskRun | None:
+        """Start an attempt of ``task`` on ``agent``, one of its slots taken (and with
+        ``ack`` its queue entry acknowledged) in the same write: the task as started, or
+        None when the agent has no slot free (another replica took it); _NotQueuedError when
+        the task is no longer queued."""
         try:
-            dispatched = await self.hooks.mark_dispatched(task, agent, now)
+            dispatched = await self.hooks.mark_dispatched(task, agent, now, ack_entry=ack)
         except NoFreeSlotError:
             return None
         if dispatched is None:

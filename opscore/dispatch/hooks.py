@@ -13,10 +13,13 @@ from .transports import HandoverAnswer
 class DispatchHooks(Protocol):
     """What the dispatcher asks of the workflow room (``workflow.outcomes.TaskOutcomes``)."""
 
-    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
-        """Start an attempt of a queued task on ``agent``, taking one of its slots in the
-        same write; None if it is no longer queued; NoFreeSlotError when the agent has no
-        free slot."""
+    async def mark_dispatched(
+        self, task: TaskRun, agent: Agent, now: datetime, *, ack_entry: bool = False
+    ) -> TaskRun | None:
+        """Start an attempt of a queued task on ``agent``, taking one of its slots (and with
+        ``ack_entry`` acknowledging its queue entry: ``Storage.update_task``) in the same
+        write; None if it is no longer queued; NoFreeSlotError when the agent has no free
+        slot."""
         ...
 
     async def dispatch_failed(

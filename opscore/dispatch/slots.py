@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from ..models import Agent
 
 
@@ -12,6 +15,21 @@ class FreeSlots(dict[str, int]):
     def __init__(self, slots: dict[str, int]) -> None:
         super().__init__(slots)
         self.total = sum(v for v in slots.values() if v > 0)
+
+    @classmethod
+    def of(
+        cls, agents: list[Agent], left: Callable[[Agent, datetime], bool] | None, now: datetime
+    ) -> FreeSlots:
+        """Free slots per agent; none on one ``left`` to another replica (with other
+        replicas up: ``ReportedHere.left_to_another``, whose write freed it and takes them)."""
+        return cls(
+            {
+                a.agent_id: 0
+                if left is not None and left(a, now)
+                else a.max_concurrency - len(a.active_tasks)
+                for a in agents
+            }
+        )
 
     def take(self, agent_id: str) -> None:
         self[agent_id] -= 1

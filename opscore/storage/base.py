@@ -249,6 +249,7 @@ class Storage(QueueStore, Protocol):
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
+        ack_entry: bool = False,
     ) -> TaskRun | None:
         """Atomically apply changes if the task's status is in ``expect`` (any if None) and,
         when ``attempt`` is given, its attempt counter equals it. With ``enqueue_at``, the
@@ -266,6 +267,12 @@ class Storage(QueueStore, Protocol):
         apply). An agent with no free slot, or gone, changes nothing and raises
         ``NoFreeSlotError``; a change that does not apply takes no slot. One change either
         releases a slot or claims one, not both.
+
+        ``ack_entry``: the task's queue entry, leased by a dispatcher's pass
+        (``dequeue_ready``), is acknowledged (as ``ack``) in the same atomic step when the
+        change applies; an entry not leased (queued again) stays. The dispatcher starts a
+        pass's only entry this way (an idle service's every pass), so its hand-over needs no
+        ack of its own after it, and the agent's first report waits behind no write.
 
         Returns the new task, or None when it is absent or did not match. This is
         the compare-and-set every task state change goes through, so concurrent reporters,

@@ -35,9 +35,12 @@ class Handovers:
         self.remote_answered: Callable[[TaskRun, Agent, dict[str, Any]], Awaitable[None]] | None
         self.remote_answered = None
 
-    async def mark_dispatched(self, task: TaskRun, agent: Agent, now: datetime) -> TaskRun | None:
-        """Start a new attempt on ``agent``, taking one of its slots in the same step; None if
-        the task is no longer queued; NoFreeSlotError when the agent has no free slot."""
+    async def mark_dispatched(
+        self, task: TaskRun, agent: Agent, now: datetime, *, ack_entry: bool = False
+    ) -> TaskRun | None:
+        """Start a new attempt on ``agent``, taking one of its slots (and with ``ack_entry``
+        acknowledging the task's queue entry) in the same step; None if the task is no longer
+        queued; NoFreeSlotError when the agent has no free slot."""
         pull = agent.delivery == "pull"
         record = TaskAttempt(
             attempt=len(task.history) + 1, agent_id=agent.agent_id, dispatched_at=now
@@ -49,6 +52,7 @@ class Handovers:
             only_from=frozenset({S.QUEUED}),
             attempt=task.attempts,
             claim_slot_of=agent.agent_id,
+            ack_entry=ack_entry,
             attempts=task.attempts + 1,
             agent_id=agent.agent_id,
             dispatched_at=now,

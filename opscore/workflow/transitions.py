@@ -94,13 +94,15 @@ async def move_task(
     enqueue_at: datetime | None = None,
     release_slot_of: str | None = None,
     claim_slot_of: str | None = None,
+    ack_entry: bool = False,
     **changes: Any,
 ) -> TaskRun | None:
     """Move a task to ``to`` if its status (and attempt, if given) allows it; None when
     another actor got there first. ``enqueue_at``: the move also queues the task;
     ``release_slot_of``: the agent of the attempt that ends gives up its slot;
     ``claim_slot_of``: the agent of the attempt that starts takes one (NoFreeSlotError when
-    it has none free); all with the move (``Storage.update_task``)."""
+    it has none free); ``ack_entry``: the queue entry a dispatcher's pass leased is
+    acknowledged; all with the move (``Storage.update_task``)."""
     move = task_move(to, only_from=only_from, attempt=attempt, **changes)
     return await storage.update_task(
         task_id,
@@ -110,6 +112,7 @@ async def move_task(
         enqueue_at=enqueue_at,
         release_slot_of=release_slot_of,
         claim_slot_of=claim_slot_of,
+        ack_entry=ack_entry,
     )
 
 

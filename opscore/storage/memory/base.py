@@ -77,6 +77,12 @@ class _Base:
         self._since[task_id] = ready_at
         heapq.heappush(self._delayed, (ready_at, seq, task_id, priority))
 
+    def _acknowledge(self, task_id: str) -> None:
+        """``ack`` of one entry; the caller holds the lock. One process: a dequeued entry
+        cannot be orphaned by another, so only its age is forgotten (unless queued again)."""
+        if task_id not in self._queued:
+            self._since.pop(task_id, None)
+
     def _queue_next(self, then: QueuedNext | None) -> TaskRun | None:
         """The next step a completion queues with it (``TaskUpdate.then``), when still
         pending; the caller holds the lock."""

@@ -43,11 +43,9 @@ class QueueRecords(_Base):
             return entries
 
     async def ack(self, task_ids: Iterable[str]) -> None:
-        # one process: a dequeued entry cannot be orphaned by another; only forget its age
         with self._lock:
             for task_id in task_ids:
-                if task_id not in self._queued:
-                    self._since.pop(task_id, None)
+                self._acknowledge(task_id)
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         with self._lock:

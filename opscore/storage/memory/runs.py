@@ -227,10 +227,14 @@ class RunRecords(_Base):
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
+        ack_entry: bool = False,
     ) -> TaskRun | None:
         update = TaskUpdate(changes, expect, attempt, release_slot_of)
         with self._lock:
-            return self._change_task(task_id, update, enqueue_at, claim_slot_of)
+            changed = self._change_task(task_id, update, enqueue_at, claim_slot_of)
+            if changed is not None and ack_entry:
+                self._acknowledge(task_id)
+            return changed
 
     async def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
         with self._lock:

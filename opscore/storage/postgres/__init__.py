@@ -39,28 +39,44 @@ class PostgresStorage(
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
+        ack_entry: bool = False,
     ) -> TaskRun | None:
         """One statement (``RunRecords._update_task``); with ``release_slot_of``, the slot
         is freed right after, and only then the task queued: never claimable while its old
         attempt still holds a slot; with ``claim_slot_of``, the slot is taken just before,
-        and given back when the change does not apply (``Storage.update_task``)."""
+        and given back when the change does not apply (``Storage.update_task``); with
+        ``ack_entry``, the queue entry is acknowledged in the claim's statement, else right
+        after."""
         if claim_slot_of is not None and release_slot_of is None and enqueue_at is None:
             # the dispatcher's hand-over: one statement (claims.py)
             return await self._claim_and_move(
-                task_id, changes, claim_slot_of, expect=expect, attempt=attempt
+                task_id, changes, claim_slot_of, expect=expect, attempt=attempt, ack=ack_entry
             )
+        changed = await self._change_task(
+            task_id, changes, expect, attempt, enqueue_at, release_slot_of, claim_slot_of
+        )
+        if changed is not None and ack_entry:
+            await self.ack([task_id])
+        return changed
+
+    async def _change_task(
+        self,
+        task_id: str,
+        changes: dict[str, Any],
+        expect: Collection[str] | None,
+        attempt: int | None,
+        enqueue_at: datetime | None,
+        release_slot_of: str | None,
+        claim_slot_of: str | None,
+    ) -> TaskRun | None:
+        """``update_task`` but for the dispatcher's one statement and the ack."""
         if claim_slot_of is not None:
             # the rule of the other stores (slot_taken: full or gone raises NoFreeSlotError)
             taken = await self._change_agent(claim_slot_of, lambda a: slot_taken(a, task_id))
             if taken is None:
                 raise NoFreeSlotError(f"No agent '{claim_slot_of}' to take task '{task_id}'")
-            changed = await self.update_task(
-                task_id,
-                changes,
-                expect=expect,
-                attempt=attempt,
-                enqueue_at=enqueue_at,
-                release_slot_of=release_slot_of,
+            changed = await self._change_task(
+                task_id, changes, expect, attempt, enqueue_at, release_slot_of, None
             )
             if changed is None:
                 await self.release_agent_slot(claim_slot_of, task_id)

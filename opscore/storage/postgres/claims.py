@@ -23,9 +23,14 @@ from .runs import _READ_TASK
 
 # $1 agent, $2 its state, $3 last seen, $4 its document, $5 the agent's document decided on;
 # $6 task, $7 its status, $8 its document, $9 the task's document decided on
-# (base.agent_and_task_written). Answers (whether both were written, the agent's document
-# and the task's when not written: base.agent_and_task_docs).
-_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)}
+# (base.agent_and_task_written); $10 whether the task's queue entry, when still leased, is
+# acknowledged with them (as ``ack``: the dispatcher's hand-over needs no statement of its own
+# for it). Answers (whether both were written, the agent's document and the task's when not
+# written: base.agent_and_task_docs).
+_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)},
+acked AS (
+    DELETE FROM opscore_queue
+    WHERE $10 AND task_id = $6 AND lease_until IS NOT NULL AND EXISTS (SELECT 1 FROM moved))
 SELECT (SELECT count(*) FROM changed) = 1 AND (SELECT count(*) FROM moved) = 1,
     {agent_and_task_docs(6)}
 """
@@ -40,10 +45,11 @@ class SlotClaims(_Base):
         *,
         expect: Collection[str] | None,
         attempt: int | None,
+        ack: bool = False,
     ) -> TaskRun | None:
-        """The task changed and the agent's slot taken, in one statement; None (no slot
-        taken) when the change does not apply to the task; NoFreeSlotError when the agent is
-        full or gone. Decided first on the documents this process last saw, as
+        """The task changed and the agent's slot taken, in one statement (with ``ack``, its
+        queue entry acknowledged too); None (no slot taken) when the change does not apply
+        to the task; NoFreeSlotError when the agent is full or gone. Decided first on the documents this process last saw, as
         ``_Base._cas``: a refusal is only believed when decided on the rows themselves."""
         agent_key, task_key = f"agent:{agent_id}", f"task:{task_id}"
         async with self._turns.turn((agent_key, task_key)), self._conn() as conn:
@@ -91,6 +97,7 @@ class SlotClaims(_Base):
                     moved.status.value,
                     task_raw,
                     task_doc,
+                    ack,
                 )
                 if written:
                     self._seen.put(agent_key, agent_raw)

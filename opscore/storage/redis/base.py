@@ -139,6 +139,11 @@ class _Base:
         return [*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")]
 
     @property
+    def _ack_keys(self) -> list[str]:
+        """The keys an acknowledgement moves (a compare-and-set's ACK): leased, meta, since."""
+        return [self.k("q", "leased"), self.k("q", "meta"), self.k("q", "since")]
+
+    @property
     def _redis(self) -> Any:
         """The next of a few clients that each keep one connection (in turn).
 

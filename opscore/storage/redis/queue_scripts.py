@@ -105,37 +105,42 @@ return {out, follows}
 # An entry is in one of delayed, ready and leased at most (every script moves it out of one
 # before it adds it to another), and in 'since' while in any: so an entry acknowledged out of
 # 'leased' is in none (queued again meanwhile, it left 'leased'), and goes whole.
-# leased(ids) takes those of ARGV still leased out of 'leased' (KEYS[3]) and calls
-# settle(taken) with them, 1000 at a time (unpack() has a limit of a few thousand): one
+# leased(key, ids, settle) takes those of ``ids`` still leased out of 'leased' (``key``) and
+# calls settle(taken) with them, 1000 at a time (unpack() has a limit of a few thousand): one
 # command of each kind per call, not one per entry; a single entry is asked for directly.
+# acknowledged(leased, meta, since, ids) is the ack: also run by a compare-and-set that starts
+# a task's attempt (``scripts.CAS``'s ACK), so that the hand-over needs no ack of its own.
 LEASED_FN = """
-local function leased(settle)
-  if #ARGV == 1 then
-    if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then settle(ARGV) end
+local function leased(key, ids, settle)
+  if #ids == 1 then
+    if redis.call('ZREM', key, ids[1]) == 1 then settle(ids) end
     return
   end
-  for first = 1, #ARGV, 1000 do
-    local ids = {unpack(ARGV, first, math.min(first + 999, #ARGV))}
-    local scores = redis.call('ZMSCORE', KEYS[3], unpack(ids))
+  for first = 1, #ids, 1000 do
+    local chunk = {unpack(ids, first, math.min(first + 999, #ids))}
+    local scores = redis.call('ZMSCORE', key, unpack(chunk))
     local taken = {}
-    for k, id in ipairs(ids) do
+    for k, id in ipairs(chunk) do
       if scores[k] then taken[#taken + 1] = id end
     end
     if #taken > 0 then
-      redis.call('ZREM', KEYS[3], unpack(taken))
+      redis.call('ZREM', key, unpack(taken))
       settle(taken)
     end
   end
+end
+local function acknowledged(leased_key, meta, since, ids)
+  leased(leased_key, ids, function(taken)
+    redis.call('HDEL', meta, unpack(taken))
+    redis.call('ZREM', since, unpack(taken))
+  end)
 end
 """
 
 ACK = (
     LEASED_FN
     + """
-leased(function(ids)
-  redis.call('HDEL', KEYS[4], unpack(ids))
-  redis.call('ZREM', KEYS[5], unpack(ids))
-end)
+acknowledged(KEYS[3], KEYS[4], KEYS[5], ARGV)
 return 1
 """
 )
@@ -144,7 +149,7 @@ REQUEUE = (
     LEASED_FN
     + SCORE_OF_META_FN
     + """
-leased(function(ids)
+leased(KEYS[3], ARGV, function(ids)
   local metas = redis.call('HMGET', KEYS[4], unpack(ids))
   local ready = {}
   for k, id in ipairs(ids) do

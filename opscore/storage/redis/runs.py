@@ -135,11 +135,14 @@ class RunRecords(SessionRecords):
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
+        ack_entry: bool = False,
     ) -> TaskRun | None:
         if release_slot_of is not None and claim_slot_of is not None:
             raise ValueError("a change releases a slot or claims one, not both")
         update = TaskUpdate(changes, expect, attempt, release_slot_of)
-        changed, _ = await self._change_task(task_id, update, enqueue_at, claim_slot_of)
+        changed, _ = await self._change_task(
+            task_id, update, enqueue_at, claim_slot_of, ack_entry=ack_entry
+        )
         return changed
 
     async def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
@@ -152,10 +155,13 @@ class RunRecords(SessionRecords):
         update: TaskUpdate,
         enqueue_at: datetime | None = None,
         claim_slot_of: str | None = None,
+        *,
+        ack_entry: bool = False,
     ) -> tuple[TaskRun | None, tuple[TaskRun | None, Session | None]]:
         """One compare-and-set of the task, with its agent's record when a slot is claimed or
         released, and the next step ``update.then`` queues, or the run ``update.ends_run``
-        completes, when there is one: (the task, (the step queued, the run completed))."""
+        completes, when there is one: (the task, (the step queued, the run completed));
+        ``ack_entry``: its queue entry acknowledged in the same script (``Ops.ack``)."""
         release_slot_of, then, end = update.release_slot_of, update.then, update.ends_run
         keys = [self.k("task", task_id)]
         slot_of = release_slot_of or claim_slot_of
@@ -190,6 +196,8 @@ class RunRecords(SessionRecords):
                 moved(p, read_run=follows.queued is None and end is None)
                 if enqueue_at is not None:
                     p.enqueue(self._enqueue_keys, task_id, updated.priority, enqueue_at.timestamp())
+                if ack_entry:
+                    p.ack(self._ack_keys, task_id)
                 if follows.ops is not None:
                     follows.ops(p)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .queue_scripts import ENQUEUE_FN, enqueue_args
+from .queue_scripts import ENQUEUE_FN, LEASED_FN, enqueue_args
 
 # Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip:
 # the records are read with one MGET and written with one MSET (each command a script calls
@@ -17,7 +17,9 @@ from .queue_scripts import ENQUEUE_FN, enqueue_args
 # PUT <key> <value> writes a key no compare-and-set reads (a state report's numbered history
 # entry, ``history.py``) with the records, in their MSET; the custom ZMOVE <all> <from> <to>
 # <member> moves a member between two sorted sets under its
-# score in <all>, ENQ <the arguments of enqueue()> queues a task, READ <key> reads a key along
+# score in <all>, ENQ <the arguments of enqueue()> queues a task, ACK <leased> <meta> <since>
+# <id> acknowledges its queue entry if still leased (every ACK of a script at its end, together:
+# ``acks_settled``; as the ack script does), READ <key> reads a key along
 # (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
 # reads the records a list of ids names (their count, then id and record, alternating; -1 when
 # the list holds more than <most>). Returns 0, writing nothing,
@@ -25,7 +27,13 @@ from .queue_scripts import ENQUEUE_FN, enqueue_args
 # absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 CAS_FN = (
     ENQUEUE_FN
+    + LEASED_FN
     + """
+-- the entries the ACKs of a script's compare-and-sets acknowledge, at the script's end
+local ack_keys, ack_ids = nil, {}
+local function acks_settled()
+  if #ack_ids > 0 then acknowledged(ack_keys[1], ack_keys[2], ack_keys[3], ack_ids) end
+end
 -- KEYS and ARGV: one compare-and-set's own (CAS passes the script's, CAS_GROUPS a group's);
 -- curs: its records' values as read already (one MGET for all groups), or nil to read them
 local function cas(KEYS, ARGV, curs)
@@ -97,6 +105,9 @@ while i <= #ARGV do
     read({})
     if op == 'ENQ' then
       enqueue(unpack(ARGV, i + 2, i + n))
+    elseif op == 'ACK' then
+      ack_keys = {ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
+      ack_ids[#ack_ids + 1] = ARGV[i + 5]
     elseif op == 'ZMOVE' then
       local score = redis.call('ZSCORE', ARGV[i + 2], ARGV[i + 5])
       if score then
@@ -116,13 +127,13 @@ end
 """
 )
 
-CAS = CAS_FN + "return cas(KEYS, ARGV, nil)\n"
+CAS = CAS_FN + "local answer = cas(KEYS, ARGV, nil)\nacks_settled()\nreturn answer\n"
 
 # Compare-and-sets asked at the same moment (``cas_groups.py``), run in turn as CAS runs each:
 # the same writes, in the order asked, in one script (each script call costs Redis a dispatch).
 # KEYS: every group's keys in turn. ARGV: per group, its key count and argument count, then
 # its arguments as CAS takes them. When no two groups share a key and no group deletes or
-# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ZMOVE and writes to
+# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ACK, ZMOVE and writes to
 # indexes), every group's records are read with one MGET first: what one group writes, no
 # later group reads. Answers each group's answer, in order (an error for a group that failed:
 # what it wrote before the failing command stays written, as with a script of its own).
@@ -131,7 +142,7 @@ CAS_GROUPS = (
     + """
 local groups, k, a = {}, 1, 1
 local shared, seen = true, {}
-local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ZMOVE = true,
+local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ACK = true, ZMOVE = true,
                    ZADD = true, ZREM = true, SADD = true, SREM = true}
 while a <= #ARGV do
   local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
@@ -166,6 +177,7 @@ for g, group in ipairs(groups) do
     out[g] = redis.error_reply(type(answer) == 'table' and answer.err or tostring(answer))
   end
 end
+acks_settled()
 return out
 """
 )
@@ -329,6 +341,12 @@ class Ops:
     def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
         """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
         self._add("ENQ", *keys, *enqueue_args(task_id, priority, ready_at))
+
+    def ack(self, keys: list[str], task_id: str) -> None:
+        """Acknowledge the task's queue entry if it is still leased, as the ack script does
+        (``keys``: the queue's leased and meta keys and 'since'): the hand-over that starts an
+        attempt needs no ack of its own after it."""
+        self._add("ACK", *keys, task_id)
 
     def zmove(self, scores: str, source: str, target: str, member: str) -> None:
         """Move ``member`` from sorted set ``source`` to ``target`` keeping its score in

@@ -23,7 +23,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -318,6 +318,13 @@ class _Base:
             "priority = excluded.priority, ready_at = excluded.ready_at, seq = excluded.seq, "
             "lease_until = NULL, due = excluded.due",
             (task_id, priority, at, self._next(db, "queue"), int(at <= time.time())),
+        )
+
+    def _acknowledge(self, db: sqlite3.Connection, task_ids: Iterable[str]) -> None:
+        """``ack`` inside the caller's transaction: the entries still leased go."""
+        db.executemany(
+            "DELETE FROM queue WHERE task_id = ? AND lease_until IS NOT NULL",
+            [(t,) for t in task_ids],
         )
 
     def _next(self, db: sqlite3.Connection, name: str) -> int:

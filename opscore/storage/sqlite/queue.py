@@ -58,10 +58,7 @@ class QueueRecords(_Base):
     @quick
     def ack(self, task_ids: Iterable[str]) -> None:
         with self._tx() as db:
-            db.executemany(
-                "DELETE FROM queue WHERE task_id = ? AND lease_until IS NOT NULL",
-                [(t,) for t in task_ids],
-            )
+            self._acknowledge(db, task_ids)
 
     @quick
     def requeue(self, entries: Iterable[QueueEntry]) -> None:

@@ -175,10 +175,14 @@ class RunRecords(_Base):
         enqueue_at: datetime | None = None,
         release_slot_of: str | None = None,
         claim_slot_of: str | None = None,
+        ack_entry: bool = False,
     ) -> TaskRun | None:
         update = TaskUpdate(changes, expect, attempt, release_slot_of)
         with self._tx() as db:
-            return self._change_task(db, task_id, update, enqueue_at, claim_slot_of)
+            changed = self._change_task(db, task_id, update, enqueue_at, claim_slot_of)
+            if changed is not None and ack_entry:
+                self._acknowledge(db, [task_id])
+            return changed
 
     @quick
     def update_task_and_next(self, task_id: str, update: TaskUpdate) -> TaskWritten:
