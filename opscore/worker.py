@@ -35,6 +35,9 @@ from .client import APIConnectionError, APIError, AsyncOpsCoreClient, ConflictEr
 from .models import WorkerTask
 
 logger = logging.getLogger("opscore.worker")
+# how long a shutdown waits for the tasks it cancelled to end (a sync handler's thread is not
+# waited for: only the coroutine awaiting it)
+SETTLE_SECONDS = 5.0
 Handler = Callable[[dict[str, Any], "TaskContext"], Any]
 
 
@@ -179,16 +182,22 @@ class Worker:
             return
         beat = asyncio.create_task(self._keep_lease(client, task, ctx))
         params = dict(task.message.get("payload", {}).get("parameters") or {})
+        failure: Exception | None = None
         try:
             result = await _call(handler, params, ctx)
         except Exception as exc:  # the function failed: the attempt fails (and is retried)
+            failure = exc
+        finally:
+            # stopped and waited for however this ends, a shutdown's cancellation included: a
+            # heartbeat after the worker reported offline would bring it back online
             beat.cancel()
+            await asyncio.wait({beat})
+        if failure is not None:
             if not ctx.cancelled.is_set():
                 self.failed += 1
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(failure).__name__}: {failure}"
                 await self._report(client.fail_claimed(self.agent_id, task.task_id, error))
             return
-        beat.cancel()
         if ctx.cancelled.is_set():
             return  # cancelled or lost meanwhile: the result is not ours to give
         self.completed += 1
@@ -216,13 +225,16 @@ class Worker:
         """Let running tasks finish for a while, then hand back the rest."""
         if running:
             await asyncio.wait(set(running), timeout=self.shutdown_grace)
+        held = list(self._held)
         for work in list(running):
             work.cancel()
+        if running:  # and their lease-keepers with them, before the offline report
+            await asyncio.wait(set(running), timeout=SETTLE_SECONDS)
         # offline first, so nothing new is dispatched here; that also queues again what this
         # worker held, and releasing is for a task the report did not reach
         with contextlib.suppress(APIError):
             await client.report_state(self.agent_id, "offline")
-        for task_id in list(self._held):
+        for task_id in held:
             with contextlib.suppress(APIError):
                 await client.release_claimed(self.agent_id, task_id)
 

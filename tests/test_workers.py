@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opscore.models import WorkerTask, utcnow
 from opscore.worker import TaskContext, Worker
 
 from .conftest import KEY, STORES, make_settings, store_url
@@ -310,3 +311,50 @@ async def test_a_long_poll_records_the_worker_as_seen_not_every_slice() -> None:
     assert claimed == []
     assert len(writes) == 1  # once at the start; slices every 0.5 s wrote nothing more
     await storage.close()
+
+
+async def test_a_shutdown_stops_the_lease_keepers_before_it_reports_offline() -> None:
+    """A heartbeat after the worker reported offline brought it back online (the server
+    counts a heartbeat as a sign of life), and a task was handed to it again: every
+    lease-keeper has ended, and the worker's tasks with them, before the offline report."""
+    calls: list[str] = []
+
+    class Client:
+        async def heartbeat_task(self, agent_id: str, task_id: str) -> None:
+            calls.append("heartbeat")
+
+        async def report_state(self, agent_id: str, state: str) -> None:
+            calls.append(state)
+            await asyncio.sleep(0.6)  # a slow answer: three heartbeats' time
+            calls.append(f"{state} answered")
+
+        async def release_claimed(self, agent_id: str, task_id: str) -> None:
+            calls.append(f"release {task_id}")
+
+    worker = Worker("w", url="http://127.0.0.1:9", api_key="k", shutdown_grace=0.05)
+    started = asyncio.Event()
+
+    @worker.task("long")
+    async def long_task(params: dict[str, Any], ctx: TaskContext) -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    claimed = WorkerTask(
+        task_id="t1",
+        session_id="s1",
+        task_name="a",
+        capability="long",
+        attempt=1,
+        message={},
+        lease_seconds=0.6,  # a heartbeat every 0.2 s
+        lease_until=utcnow(),
+    )
+    running = {asyncio.create_task(worker._work(Client(), claimed))}
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.sleep(0.3)  # one heartbeat at least
+    await asyncio.wait_for(worker._shut_down(Client(), running), 10)
+    assert "heartbeat" in calls
+    after = calls[calls.index("offline") :]
+    assert after == ["offline", "offline answered", "release t1"]
+    assert all(work.done() for work in running)
