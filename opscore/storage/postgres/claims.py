@@ -49,8 +49,9 @@ class SlotClaims(_Base):
     ) -> TaskRun | None:
         """The task changed and the agent's slot taken, in one statement (with ``ack``, its
         queue entry acknowledged too); None (no slot taken) when the change does not apply
-        to the task; NoFreeSlotError when the agent is full or gone. Decided first on the documents this process last saw, as
-        ``_Base._cas``: a refusal is only believed when decided on the rows themselves."""
+        to the task; NoFreeSlotError when the agent is full or gone. Decided first on the
+        documents this process last saw, as ``_Base._cas``: a refusal is only believed when
+        decided on the rows themselves."""
         agent_key, task_key = f"agent:{agent_id}", f"task:{task_id}"
         async with self._turns.turn((agent_key, task_key)), self._conn() as conn:
 
