@@ -140,7 +140,7 @@ class _Base:
 
     @property
     def _ack_keys(self) -> list[str]:
-        """The keys an acknowledgement moves (a compare-and-set's ACK): leased, meta, since."""
+        """The keys an ack moves (the ack script, a compare-and-set's ACK): leased, meta, since."""
         return [self.k("q", "leased"), self.k("q", "meta"), self.k("q", "since")]
 
     @property

@@ -79,7 +79,7 @@ class QueueRecords(_Base):
     async def ack(self, task_ids: Iterable[str]) -> None:
         ids = list(task_ids)
         if ids:
-            await self._script("ack", keys=[*self._queue_keys, self.k("q", "since")], args=ids)
+            await self._script("ack", keys=self._ack_keys, args=ids)
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         ids = [e.task_id for e in entries]

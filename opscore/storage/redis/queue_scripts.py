@@ -137,10 +137,12 @@ local function acknowledged(leased_key, meta, since, ids)
 end
 """
 
+# KEYS: the queue's leased and meta keys and 'since' (``_ack_keys``, as a CAS's ACK takes
+# them); ARGV: the ids.
 ACK = (
     LEASED_FN
     + """
-acknowledged(KEYS[3], KEYS[4], KEYS[5], ARGV)
+acknowledged(KEYS[1], KEYS[2], KEYS[3], ARGV)
 return 1
 """
 )
