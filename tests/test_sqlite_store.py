@@ -16,6 +16,7 @@ from opscore.errors import StorageError
 from opscore.models import SessionStatus, TaskStatus, utcnow
 from opscore.storage import storage_from_url
 from opscore.storage.sqlite import base as sqlite_base
+from opscore.storage.sqlite import schema
 from opscore.storage.sqlite.worker import GroupCommitThread
 
 from .test_storage_contract import agent, record, session, task
@@ -316,7 +317,7 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
         version = store._loop_conn.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchone()[0]
-        assert version == "3"
+        assert version == str(schema.SCHEMA_VERSION)
     finally:
         await store.close()
 
@@ -324,8 +325,32 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
 def back_to_schema(path, version: int) -> None:
     """The file as the release of schema ``version`` left it: later migrations undone."""
     conn = sqlite3.connect(path)
-    conn.execute("DROP INDEX tasks_sweep_at")
-    conn.execute("ALTER TABLE tasks DROP COLUMN sweep_at")
+    # schema 4's undone: the queue and the history as rowid tables (the history with
+    # AUTOINCREMENT), every entry indexed by ready-at and every task by status
+    conn.execute("DROP INDEX tasks_in_flight")
+    conn.execute("CREATE INDEX tasks_status ON tasks (status)")
+    conn.execute(
+        "CREATE TABLE queue_3 (task_id TEXT PRIMARY KEY, priority INTEGER NOT NULL, "
+        "ready_at REAL NOT NULL, seq INTEGER NOT NULL, lease_until REAL, "
+        "due INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.execute("INSERT INTO queue_3 SELECT * FROM queue")
+    conn.execute("DROP TABLE queue")
+    conn.execute("ALTER TABLE queue_3 RENAME TO queue")
+    conn.execute("CREATE INDEX queue_ready ON queue (ready_at)")
+    conn.execute("CREATE INDEX queue_due ON queue (due, priority DESC, seq)")
+    conn.execute("CREATE INDEX queue_waiting ON queue (due, ready_at)")
+    conn.execute(
+        "CREATE TABLE history_3 (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "agent_id TEXT NOT NULL, doc TEXT NOT NULL)"
+    )
+    conn.execute("INSERT INTO history_3 SELECT id, agent_id, doc FROM state_history")
+    conn.execute("DROP TABLE state_history")
+    conn.execute("ALTER TABLE history_3 RENAME TO state_history")
+    conn.execute("CREATE INDEX state_history_agent ON state_history (agent_id, id)")
+    if version < 3:
+        conn.execute("DROP INDEX tasks_sweep_at")
+        conn.execute("ALTER TABLE tasks DROP COLUMN sweep_at")
     if version < 2:
         conn.execute("DROP INDEX queue_due")
         conn.execute("DROP INDEX queue_waiting")
@@ -333,6 +358,86 @@ def back_to_schema(path, version: int) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
     conn.commit()
     conn.close()
+
+
+def shape(path) -> dict[str, str]:
+    """The file's tables and indexes, by name, with the SQL that made them."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('table', 'index')"
+        ).fetchall()
+    finally:
+        conn.close()
+    return dict(rows)
+
+
+async def test_a_file_of_schema_3_is_upgraded_in_place_with_fewer_btrees(tmp_path) -> None:
+    """Schema 4 writes fewer b-trees per task (schema.py): a file of schema 3 keeps its
+    queue, its histories (in order, trimmed as before) and its tasks in flight, and comes
+    out with the queue keyed by task, no index by ready-at, tasks indexed by status only in
+    flight, and no AUTOINCREMENT on the history."""
+    path = tmp_path / "old.db"
+    first = storage_from_url(f"sqlite:///{path}")
+    await first.open()
+    now = utcnow()
+    await first.create_agent(agent("a1"))
+    await first.create_agent(agent("a2"))
+    for i in range(6):
+        await first.record_state(record("a1" if i % 2 else "a2", "idle", i), history_limit=8)
+    await first.save_tasks(
+        [
+            task("run", status=TaskStatus.RUNNING, deadline=now + timedelta(seconds=5)),
+            task("waits", status=TaskStatus.WAITING),
+            task("done", status=TaskStatus.COMPLETED),
+            task("next", status=TaskStatus.QUEUED),
+        ]
+    )
+    await first.enqueue("late", priority=5, ready_at=now + timedelta(seconds=30))
+    await first.enqueue("low", priority=0, ready_at=now - timedelta(seconds=2))
+    await first.enqueue("high", priority=9, ready_at=now - timedelta(seconds=1))
+    await first.close()
+    back_to_schema(path, 3)
+    old = shape(path)
+    assert "AUTOINCREMENT" in old["state_history"] and "queue_ready" in old
+    store = storage_from_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        new = shape(path)
+        assert "WITHOUT ROWID" in new["queue"] and "AUTOINCREMENT" not in new["state_history"]
+        assert "queue_ready" not in new and "tasks_status" not in new
+        assert "'dispatched', 'running', 'waiting'" in new["tasks_in_flight"]
+        conn = sqlite3.connect(path)
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            assert version.fetchone()[0] == str(schema.SCHEMA_VERSION) == "4"
+            plan = conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT doc FROM tasks WHERE {schema.IN_FLIGHT_SQL}"
+            ).fetchall()
+            assert "tasks_in_flight" in str(plan)
+        finally:
+            conn.close()
+        assert sorted(t.task_id for t in await store.inflight_tasks()) == ["run", "waits"]
+        assert near(await store.oldest_ready_at(now), now - timedelta(seconds=2))
+        assert near(await store.next_ready_at(now), now + timedelta(seconds=30))
+        assert [e.task_id for e in await store.dequeue_ready(now, 10)] == ["high", "low"]
+        # the histories as they were, newest first; new reports go on top and trim as before
+        page = await store.state_history("a1", offset=0, limit=10)
+        assert [r.timestamp for r in page.items] == [
+            record("a1", "idle", i).timestamp for i in (5, 3, 1)
+        ]
+        for i in range(6, 20):
+            await store.record_state(record("a1", "busy", i), history_limit=8)
+        page = await store.state_history("a1", offset=0, limit=100)
+        seconds = [(r.timestamp - record("a1", "idle", 0).timestamp).seconds for r in page.items]
+        assert seconds[:8] == list(range(19, 11, -1)) and len(seconds) <= 10  # 8, a quarter more
+        assert (await store.state_history("a2", offset=0, limit=10)).total == 3
+    finally:
+        await store.close()
+
+
+def near(found, expected) -> bool:
+    return found is not None and abs(found - expected) < timedelta(milliseconds=5)
 
 
 async def test_tasks_in_flight_under_schema_2_are_found_by_the_sweeps(tmp_path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -1329,6 +1329,43 @@ class TestQueue:
         assert [e.task_id for e in later] == ["later", "low-2"]
         await store.ack(["later", "low-2"])
         assert await store.queue_depth() == 0 and await store.next_ready_at(now) is None
+
+    async def test_the_oldest_entry_counts_until_acknowledged_whether_seen_due_or_not(
+        self, store: Storage
+    ) -> None:
+        """``oldest_ready_at``: the earliest ready-at of the entries ready by then and not yet
+        acknowledged, whether a claim has found them due, holds them, or put them back; an
+        entry not yet ready counts once its time has come, and ``next_ready_at`` names it."""
+
+        def near(found: datetime | None, expected: datetime) -> bool:
+            return found is not None and abs(found - expected) < timedelta(milliseconds=5)
+
+        now = utcnow()
+        first, second = now - timedelta(seconds=10), now - timedelta(seconds=5)
+        later = now + timedelta(seconds=30)
+        await store.enqueue("first", priority=0, ready_at=first)
+        await store.enqueue("second", priority=9, ready_at=second)
+        await store.enqueue("later", priority=9, ready_at=later)
+        assert near(await store.oldest_ready_at(now), first)  # none seen by a claim yet
+        claimed = await store.dequeue_ready(now, 1)
+        assert [e.task_id for e in claimed] == ["second"]
+        assert near(await store.oldest_ready_at(now), first)
+        held = await store.dequeue_ready(now, 1)
+        assert [e.task_id for e in held] == ["first"]
+        assert near(await store.oldest_ready_at(now), first)  # held by a pass: it still waits
+        await store.ack(["first"])
+        await store.requeue(claimed)
+        assert near(await store.oldest_ready_at(now), second)  # seen due, put back
+        assert near(await store.next_ready_at(now), later)
+        assert [e.task_id for e in await store.dequeue_ready(now, 5)] == ["second"]
+        await store.ack(["second"])
+        assert await store.oldest_ready_at(now) is None  # "later" is not ready yet
+        after = later + timedelta(seconds=1)
+        assert near(await store.oldest_ready_at(after), later)
+        assert [e.task_id for e in await store.dequeue_ready(after, 5)] == ["later"]
+        await store.ack(["later"])
+        assert await store.oldest_ready_at(after) is None
+        assert await store.next_ready_at(now) is None
 
     async def test_an_attempt_that_starts_acknowledges_its_leased_entry(
         self, store: Storage

@@ -33,61 +33,21 @@ from pydantic import BaseModel
 
 from ...errors import StorageError
 from ...models import Agent, TaskRun
-from ...models.sweep_due import sweep_due
 from ..fleet import FleetView
 from ..history_trims import HistoryTrims
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, next_queued
 from .calls import alone, on_loop_error, scan
+from .schema import SCHEMA, migrate, sweep_at
 from .worker import GroupCommitThread, storage_error
 
 M = TypeVar("M", bound=BaseModel)
-SCHEMA_VERSION = 3
 LEASE = timedelta(seconds=30)
 CHECKPOINT_EVERY = 500  # writes on the loop between two checkpoints on the thread
 BUSY_TIMEOUT = 10  # seconds a call on the store's thread waits for another writer
-_INFLIGHT = ("dispatched", "running", "waiting")  # what inflight_tasks returns
 _COUNT = "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1"
 _COUNT_RETURNING = _COUNT + " RETURNING value"
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id TEXT PRIMARY KEY, state TEXT, last_seen REAL NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS state_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS state_history_agent ON state_history (agent_id, id);
-CREATE TABLE IF NOT EXISTS workflows (
-    id TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
-    PRIMARY KEY (id, version));
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL,
-    workflow_id TEXT, agent_id TEXT, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS sessions_seq ON sessions (seq);
-CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, seq);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL,
-    status TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS tasks_session ON tasks (session_id, seq);
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
-CREATE TABLE IF NOT EXISTS queue (
-    task_id TEXT PRIMARY KEY, priority INTEGER NOT NULL, ready_at REAL NOT NULL,
-    seq INTEGER NOT NULL, lease_until REAL);
-CREATE INDEX IF NOT EXISTS queue_ready ON queue (ready_at);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    task_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY, session_id TEXT NOT NULL, created REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS held_reports (
-  agent_id TEXT PRIMARY KEY, received_at REAL NOT NULL, timestamp REAL NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS held_reports_age ON held_reports (received_at);
-CREATE TABLE IF NOT EXISTS documents (
-  kind TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, due_at REAL, PRIMARY KEY (kind, id));
-CREATE INDEX IF NOT EXISTS documents_due ON documents (kind, due_at) WHERE due_at IS NOT NULL;
-"""
 
 
 def path_from_url(url: str) -> Path:
@@ -104,12 +64,6 @@ def _doc(model: BaseModel) -> str:
 
 def _load(model: type[M], doc: str) -> M:
     return PARSED.load(model, doc)
-
-
-def _due(task: TaskRun) -> float | None:
-    """The task's ``sweep_at`` column: when a sweep may next act on it (``sweep_due``)."""
-    due = sweep_due(task)
-    return None if due is None else due.timestamp()
 
 
 @contextmanager
@@ -160,7 +114,7 @@ class _Base:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect(BUSY_TIMEOUT)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA)
             self._conn = conn
             self._migrate()
             on_loop = self._connect(0)  # never waits: a locked file sends the call here
@@ -179,40 +133,7 @@ class _Base:
 
     def _migrate(self) -> None:
         with self._tx() as db:
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self.path} has schema {version}, newer than this Ops-Core ({SCHEMA_VERSION})"
-                )
-            if version < 2:
-                # 'due': 1 once the entry's ready-at has passed (set when queued already due,
-                # or by the claim that finds it due), so a claim walks the due entries in
-                # order (queue_due) and finds the newly due through queue_waiting: each in
-                # proportion to what it takes, whatever waits behind or ahead of it
-                db.execute("ALTER TABLE queue ADD COLUMN due INTEGER NOT NULL DEFAULT 0")
-                db.execute("CREATE INDEX queue_due ON queue (due, priority DESC, seq)")
-                db.execute("CREATE INDEX queue_waiting ON queue (due, ready_at)")
-            if version < 3:
-                # 'sweep_at': when a sweep may next act on the task in flight (NULL: none
-                # will), so a round of sweeps reads what is due, not every task in flight
-                db.execute("ALTER TABLE tasks ADD COLUMN sweep_at REAL")
-                db.execute(
-                    "CREATE INDEX tasks_sweep_at ON tasks (sweep_at) WHERE sweep_at IS NOT NULL"
-                )
-                rows = db.execute(
-                    "SELECT doc FROM tasks WHERE status IN (?, ?, ?)", _INFLIGHT
-                ).fetchall()
-                for (doc,) in rows:
-                    task = _load(TaskRun, doc)
-                    db.execute(
-                        "UPDATE tasks SET sweep_at = ? WHERE task_id = ?",
-                        (_due(task), task.task_id),
-                    )
-            # Future migrations go here, one `if version < N:` block each.
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            migrate(db, self.path)
 
     async def close(self) -> None:
         await self._close_connection()
@@ -288,7 +209,14 @@ class _Base:
         db.execute(
             "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
             "status = excluded.status, doc = excluded.doc, sweep_at = excluded.sweep_at",
-            (task.task_id, task.session_id, seq, str(task.status.value), _doc(task), _due(task)),
+            (
+                task.task_id,
+                task.session_id,
+                seq,
+                str(task.status.value),
+                _doc(task),
+                sweep_at(task),
+            ),
         )
 
     def _queue_next(self, db: sqlite3.Connection, then: QueuedNext | None) -> TaskRun | None:

@@ -14,6 +14,19 @@ from ...models import (
 from .base import LEASE, _Base, _doc, _load
 from .calls import off_loop, quick, scan
 
+# The earliest ready-at of the entries ``when`` picks, through queue_waiting (due, ready_at):
+# one seek into the entries not yet due and one into the due (an entry's 'due' is 1 once its
+# ready-at has passed, which a clock set back can leave ahead of now)
+_EARLIEST = (
+    "SELECT (SELECT MIN(ready_at) FROM queue WHERE due = 0 AND {when}), "
+    "(SELECT MIN(ready_at) FROM queue WHERE due = 1 AND {when})"
+)
+
+
+def _earliest(row: tuple[float | None, float | None] | None) -> datetime | None:
+    found = [at for at in row or () if at is not None]
+    return datetime.fromtimestamp(min(found), UTC) if found else None
+
 
 class QueueRecords(_Base):
     # --- queue ------------------------------------------------------------------------------
@@ -77,25 +90,17 @@ class QueueRecords(_Base):
     def oldest_ready_at(self, now: datetime) -> datetime | None:
         stamp = now.timestamp()
         with self._tx(write=False) as db:
-            row = db.execute(
-                "SELECT MIN(ready_at) FROM queue WHERE ready_at <= ?", (stamp,)
-            ).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return datetime.fromtimestamp(row[0], UTC)
+            row = db.execute(_EARLIEST.format(when="ready_at <= ?1"), (stamp,)).fetchone()
+        return _earliest(row)
 
     @quick
     def next_ready_at(self, now: datetime) -> datetime | None:
         # due entries are either put back (waiting for an agent) or found by the next pass:
         # counting them woke the dispatcher every millisecond while every agent was busy
+        when = "lease_until IS NULL AND ready_at > ?1"
         with self._tx(write=False) as db:
-            row = db.execute(
-                "SELECT MIN(ready_at) FROM queue WHERE lease_until IS NULL AND ready_at > ?",
-                (now.timestamp(),),
-            ).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return datetime.fromtimestamp(row[0], UTC)
+            row = db.execute(_EARLIEST.format(when=when), (now.timestamp(),)).fetchone()
+        return _earliest(row)
 
     # --- dead letters and idempotency -------------------------------------------------------
     @quick

@@ -14,8 +14,9 @@ from ...models import (
 )
 from ..report_and_task import RunEnd, TaskUpdate, TaskWritten
 from ..rules import ready_time, slot_released, slot_taken, task_change_applies
-from .base import _INFLIGHT, _Base, _doc, _load
+from .base import _Base, _doc, _load
 from .calls import off_loop, quick, scan
+from .schema import IN_FLIGHT_SQL
 
 
 class RunRecords(_Base):
@@ -227,9 +228,7 @@ class RunRecords(_Base):
     def inflight_tasks(self, due_by: datetime | None = None) -> list[TaskRun]:
         with self._tx(write=False) as db:
             if due_by is None:
-                rows = db.execute(
-                    "SELECT doc FROM tasks WHERE status IN (?, ?, ?)", _INFLIGHT
-                ).fetchall()
+                rows = db.execute(f"SELECT doc FROM tasks WHERE {IN_FLIGHT_SQL}").fetchall()
             else:
                 rows = db.execute(
                     "SELECT doc FROM tasks WHERE sweep_at <= ?", (due_by.timestamp(),)
