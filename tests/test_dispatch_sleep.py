@@ -81,3 +81,46 @@ async def test_an_interval_shorter_than_the_grace_is_kept() -> None:
     await asyncio.wait_for(d._sleep(), timeout=10)
     assert time.monotonic() - started < 5
     assert not d._full  # an interval without news: the agents are looked at again
+
+
+async def test_a_caller_that_woke_a_waiting_dispatcher_lets_its_pass_go_first() -> None:
+    """A report that queued the next step answers after the pass it woke has taken two
+    turns of the loop (its read sent, or its hand-over), not before: the answer's write no
+    longer comes between the report and the next hand-over."""
+    wakeup = Wakeup()
+    order: list[str] = []
+
+    async def dispatcher_loop() -> None:
+        await wakeup.woken_within(10)
+        order.append("pass")
+        await asyncio.sleep(0)  # the hand-over's task takes its first step
+        order.append("hand-over")
+
+    waiting = asyncio.create_task(dispatcher_loop())
+    await asyncio.sleep(0)  # it waits for a wakeup
+    wakeup.set(queued=True)
+    async with asyncio.timeout(10):
+        await wakeup.let_the_woken_pass_go_first()
+    order.append("answer")
+    await asyncio.wait_for(waiting, timeout=10)
+    assert order == ["pass", "hand-over", "answer"]
+
+
+async def test_a_busy_dispatcher_costs_the_caller_no_turn_of_the_loop() -> None:
+    """Under load the dispatcher is mid-pass when work is queued: the caller answers at once
+    (the pass finds the wakeup when it ends), and one with nothing woken does too."""
+    wakeup = Wakeup()
+    order: list[str] = []
+
+    async def elsewhere() -> None:
+        order.append("other work")
+
+    other = asyncio.create_task(elsewhere())
+    async with asyncio.timeout(10):  # not wait_for: its own task would take a turn itself
+        await wakeup.let_the_woken_pass_go_first()  # nothing woken
+        wakeup.set(queued=True)  # no pass waits for it
+        await wakeup.let_the_woken_pass_go_first()
+    order.append("answer")
+    await asyncio.wait_for(other, timeout=10)
+    assert order == ["answer", "other work"]
+    assert await wakeup.woken_within(0.01)  # the wakeup is still there for the next pass

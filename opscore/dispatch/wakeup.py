@@ -23,6 +23,7 @@ class Wakeup:
         # this process queued a task since the dispatcher's last look: the queue is very
         # likely not empty, so the pass reads the queue and the agents at once
         self.queued = False
+        self._waiting = False  # the dispatcher waits for a wakeup (woken_within)
 
     def set(self, *, capacity: bool = True, queued: bool = False) -> None:
         if capacity:
@@ -30,6 +31,15 @@ class Wakeup:
         if queued:
             self.queued = True
         self._event.set()
+
+    async def let_the_woken_pass_go_first(self) -> None:
+        """Two turns of the event loop for a pass its caller just woke from a wait, before the
+        caller goes on to write its answer: the pass reads the queue and (on memory:// and
+        SQLite) hands the task over, and the hand-over's first write (on Redis and PostgreSQL
+        the pass's first read) goes out ahead of the answer instead of after it."""
+        if self._waiting and self._event.is_set():
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
 
     async def sleep(self, interval: float, due_in: Callable[[], Awaitable[float | None]]) -> bool:
         """Until woken, until the next delayed entry is due (``due_in``: seconds, or None
@@ -60,10 +70,13 @@ class Wakeup:
             return True
         # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that arrives
         # as the event is set, which left shutdown waiting for ever.
+        self._waiting = True
         try:
             async with asyncio.timeout(seconds):
                 await self._event.wait()
         except TimeoutError:
             return False
+        finally:
+            self._waiting = False
         self._event.clear()
         return True

@@ -72,6 +72,7 @@ async def report_state(services: Services, caller: Caller, agent_id: str, body: 
             errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             return error_reply(from_validation_errors(errors))
         accepted = await services.states.report_state(agent_id, report)
+        await services.dispatcher.wakeup.let_the_woken_pass_go_first()
         return 202, accepted.model_dump_json(by_alias=True).encode(), {}
     except OpsCoreError as exc:
         return error_reply(from_opscore_error(exc))
