@@ -22,6 +22,8 @@ SCHEMA_VERSION = 4
 # index over exactly these rows (tasks_in_flight) is one the planner can use for it
 IN_FLIGHT = ("dispatched", "running", "waiting")
 IN_FLIGHT_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in IN_FLIGHT))
+# indexes of the first schema that schema 4 dropped (_fewer_pages_per_write)
+DROPPED_INDEXES = ("queue_ready", "tasks_status")
 
 # The first schema (as its release created it), less what later migrations dropped; a file of
 # any version then runs the migrations it has not had.
@@ -98,6 +100,10 @@ def migrate(db: sqlite3.Connection, path: object) -> None:
             )
     if version < 4:
         _fewer_pages_per_write(db)
+    # at every start: an older release, refusing this file as newer, has already run its
+    # schema script, which creates these again (IF NOT EXISTS)
+    for dropped in DROPPED_INDEXES:
+        db.execute(f"DROP INDEX IF EXISTS {dropped}")
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
@@ -115,13 +121,12 @@ def _fewer_pages_per_write(db: sqlite3.Connection) -> None:
     - The queue is keyed by its task alone (``WITHOUT ROWID``): a rowid table kept its rows
       and, apart, the index of their task ids, both written at every entry queued and
       acknowledged.
-    - So is an agent's history, by (agent, id): no index apart, and no AUTOINCREMENT, which
-      kept the largest id ever given in ``sqlite_sequence``, a page more at every report. An
-      agent's ids still grow (each is one above the agent's newest), which is all the
-      history's order and trim need.
+    - An agent's history loses AUTOINCREMENT, which kept the largest id ever given in
+      ``sqlite_sequence``: a page more at every report. Its ids still grow within an agent
+      (a new row's id is above every row there), which is all the history's order and trim
+      need. (Keyed ``WITHOUT ROWID`` by agent and id, a report wrote more pages, not fewer:
+      rows of half a kilobyte inserted mid-tree split pages, where a rowid table appends.)
     """
-    db.execute("DROP INDEX IF EXISTS queue_ready")
-    db.execute("DROP INDEX IF EXISTS tasks_status")
     db.execute(
         f"CREATE INDEX IF NOT EXISTS tasks_in_flight ON tasks (status) WHERE {IN_FLIGHT_SQL}"
     )
