@@ -21,6 +21,8 @@ _EARLIEST = (
     "SELECT (SELECT MIN(ready_at) FROM queue WHERE due = 0 AND {when}), "
     "(SELECT MIN(ready_at) FROM queue WHERE due = 1 AND {when})"
 )
+_OLDEST_READY = _EARLIEST.format(when="ready_at <= ?1")
+_NEXT_READY = _EARLIEST.format(when="lease_until IS NULL AND ready_at > ?1")
 
 
 def _earliest(row: tuple[float | None, float | None] | None) -> datetime | None:
@@ -90,16 +92,15 @@ class QueueRecords(_Base):
     def oldest_ready_at(self, now: datetime) -> datetime | None:
         stamp = now.timestamp()
         with self._tx(write=False) as db:
-            row = db.execute(_EARLIEST.format(when="ready_at <= ?1"), (stamp,)).fetchone()
+            row = db.execute(_OLDEST_READY, (stamp,)).fetchone()
         return _earliest(row)
 
     @quick
     def next_ready_at(self, now: datetime) -> datetime | None:
         # due entries are either put back (waiting for an agent) or found by the next pass:
         # counting them woke the dispatcher every millisecond while every agent was busy
-        when = "lease_until IS NULL AND ready_at > ?1"
         with self._tx(write=False) as db:
-            row = db.execute(_EARLIEST.format(when=when), (now.timestamp(),)).fetchone()
+            row = db.execute(_NEXT_READY, (now.timestamp(),)).fetchone()
         return _earliest(row)
 
     # --- dead letters and idempotency -------------------------------------------------------

@@ -130,7 +130,8 @@ def _fewer_pages_per_write(db: sqlite3.Connection) -> None:
     db.execute(
         f"CREATE INDEX IF NOT EXISTS tasks_in_flight ON tasks (status) WHERE {IN_FLIGHT_SQL}"
     )
-    if _has_rowid(db, "queue"):
+    queue = _table_sql(db, "queue")
+    if queue is not None and "WITHOUT ROWID" not in queue.upper():
         db.execute(
             "CREATE TABLE queue_4 (task_id TEXT PRIMARY KEY, priority INTEGER NOT NULL, "
             "ready_at REAL NOT NULL, seq INTEGER NOT NULL, lease_until REAL, "
@@ -144,10 +145,8 @@ def _fewer_pages_per_write(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE queue_4 RENAME TO queue")
         db.execute("CREATE INDEX queue_due ON queue (due, priority DESC, seq)")
         db.execute("CREATE INDEX queue_waiting ON queue (due, ready_at)")
-    history = db.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'state_history'"
-    ).fetchone()
-    if history is not None and "AUTOINCREMENT" in history[0].upper():
+    history = _table_sql(db, "state_history")
+    if history is not None and "AUTOINCREMENT" in history.upper():
         db.execute(
             "CREATE TABLE state_history_4 ("
             "id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, doc TEXT NOT NULL)"
@@ -158,8 +157,9 @@ def _fewer_pages_per_write(db: sqlite3.Connection) -> None:
         db.execute("CREATE INDEX state_history_agent ON state_history (agent_id, id)")
 
 
-def _has_rowid(db: sqlite3.Connection, table: str) -> bool:
-    sql = db.execute(
+def _table_sql(db: sqlite3.Connection, table: str) -> str | None:
+    """The statement that created ``table`` (None: no such table)."""
+    row = db.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
-    return sql is not None and "WITHOUT ROWID" not in sql[0].upper()
+    return None if row is None else str(row[0])
