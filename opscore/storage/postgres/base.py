@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from ...errors import OpsCoreError, StorageError
+from ..base import Claimant
 from ..fleet import FleetView
 from ..history_trims import HistoryTrims
 from ..parsed import PARSED
@@ -167,6 +168,10 @@ class _Base:
 
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
         self._on_queue = listener
+
+    def set_claimant(self, claimant: Claimant | None) -> None:
+        """No claims yet: the dispatcher's first look claims and reads the agents in two
+        statements at once."""
 
     async def open(self) -> None:
         import asyncpg

@@ -6,7 +6,10 @@ compare-and-set script makes beside its record."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
+from ...models import TaskRun
+from .claims import CLAIM_FN, RECORDS_OF_FN, ClaimRead
 from .queue_scripts import ENQUEUE_FN, LEASED_FN, enqueue_args
 
 # Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip:
@@ -16,18 +19,21 @@ from .queue_scripts import ENQUEUE_FN, LEASED_FN, enqueue_args
 # argument or '0' to leave the record with it; then writes as <n> <command> <args...> groups:
 # PUT <key> <value> writes a key no compare-and-set reads (a state report's numbered history
 # entry, ``history.py``) with the records, in their MSET; the custom ZMOVE <all> <from> <to>
-# <member> moves a member between two sorted sets under its
-# score in <all>, ENQ <the arguments of enqueue()> queues a task, ACK <leased> <meta> <since>
-# <id> acknowledges its queue entry if still leased (every ACK of a script at its end, together:
-# ``acks_settled``; as the ack script does), READ <key> reads a key along
-# (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
-# reads the records a list of ids names (their count, then id and record, alternating; -1 when
-# the list holds more than <most>). Returns 0, writing nothing,
-# when any record changed since it was read, with every record's current value ('' when
-# absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
+# <member> moves a member between two sorted sets under its score in <all>, ENQ <the arguments
+# of enqueue()> queues a task, CLAIM <ready> <leased> <meta> <agents> <prefix> <lease> <id>
+# leases the entry an ENQ before it queued, if it is the only one ready, and reads the fleet
+# (``claims.py``: its answer follows in out), ACK <leased> <meta> <since> <id> acknowledges
+# its queue entry if still leased (every ACK of a script at its end, together:
+# ``acks_settled``; as the ack script does), READ <key> reads a key along (its value, or ''
+# when absent, follows the 1 of success), and RECORDS <list> <prefix> <most> reads the
+# records a list of ids names (their count, then id and record, alternating; -1 when the list
+# holds more than <most>). Returns 0, writing nothing, when any record changed since it was
+# read, with every record's current value ('' when absent). (Keys in ARGV: a standalone or
+# Sentinel Redis, not Cluster.)
 CAS_FN = (
     ENQUEUE_FN
     + LEASED_FN
+    + CLAIM_FN
     + """
 -- the entries the ACKs of a script's compare-and-sets acknowledge, at the script's end
 local ack_keys, ack_ids = nil, {}
@@ -105,6 +111,8 @@ while i <= #ARGV do
     read({})
     if op == 'ENQ' then
       enqueue(unpack(ARGV, i + 2, i + n))
+    elseif op == 'CLAIM' then
+      claim_alone(out, unpack(ARGV, i + 2, i + n))
     elseif op == 'ACK' then
       ack_keys = {ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
       ack_ids[#ack_ids + 1] = ARGV[i + 5]
@@ -133,7 +141,7 @@ CAS = CAS_FN + "local answer = cas(KEYS, ARGV, nil)\nacks_settled()\nreturn answ
 # the same writes, in the order asked, in one script (each script call costs Redis a dispatch).
 # KEYS: every group's keys in turn. ARGV: per group, its key count and argument count, then
 # its arguments as CAS takes them. When no two groups share a key and no group deletes or
-# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ACK, ZMOVE and writes to
+# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ACK, ZMOVE, CLAIM and writes to
 # indexes), every group's records are read with one MGET first: what one group writes, no
 # later group reads. Answers each group's answer, in order (an error for a group that failed:
 # what it wrote before the failing command stays written, as with a script of its own).
@@ -143,7 +151,7 @@ CAS_GROUPS = (
 local groups, k, a = {}, 1, 1
 local shared, seen = true, {}
 local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ACK = true, ZMOVE = true,
-                   ZADD = true, ZREM = true, SADD = true, SREM = true}
+                   CLAIM = true, ZADD = true, ZREM = true, SADD = true, SREM = true}
 while a <= #ARGV do
   local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local keys, argv = {}, {}
@@ -186,27 +194,18 @@ return out
 # The records a list or set of ids names, in one round trip. KEYS: the list or set.
 # ARGV: 'list' or 'set', the records' key prefix, and optionally one more key whose value
 # comes first (or '' when it is absent). Answers ids and records, alternating.
-RECORDS = """
+RECORDS = (
+    RECORDS_OF_FN
+    + """
 local out = {}
 if ARGV[3] then out[1] = redis.call('GET', ARGV[3]) or '' end
 local ids
 if ARGV[1] == 'list' then ids = redis.call('LRANGE', KEYS[1], 0, -1)
 else ids = redis.call('SMEMBERS', KEYS[1]) end
-for first = 1, #ids, 1000 do  -- MGET in chunks: unpack() has a limit of a few thousand
-  local keys = {}
-  local last = math.min(first + 999, #ids)
-  for i = first, last do keys[#keys + 1] = ARGV[2] .. ids[i] end
-  local raws = redis.call('MGET', unpack(keys))
-  for i = first, last do
-    local raw = raws[i - first + 1]
-    if raw then
-      out[#out + 1] = ids[i]
-      out[#out + 1] = raw
-    end
-  end
-end
+records_of(ids, ARGV[2], out)
 return out
 """
+)
 
 
 # KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
@@ -301,7 +300,7 @@ class Ops:
     def __init__(self) -> None:
         self.args: list[str] = []
         # keys read along, and (list, prefix) of lists whose records are read along
-        self.reads: list[str | tuple[str, str]] = []
+        self.reads: list[str | tuple[str, str] | ClaimRead] = []
 
     def _add(self, *words: object) -> None:
         self.args += [str(len(words)), *(str(w) for w in words)]
@@ -341,6 +340,13 @@ class Ops:
     def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
         """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
         self._add("ENQ", *keys, *enqueue_args(task_id, priority, ready_at))
+
+    def claim(self, keys: list[str], queued: TaskRun, ready_at: datetime, lease: float) -> None:
+        """Lease the step an ENQ before this just queued to this process until ``lease`` if
+        the ready set holds it alone, and read every agent after the writes (``claims.py``;
+        ``keys``: the ready, leased and meta keys, the set of agents, their records' prefix)."""
+        self.reads.append(ClaimRead(queued, ready_at))
+        self._add("CLAIM", *keys, repr(lease), queued.task_id)
 
     def ack(self, keys: list[str], task_id: str) -> None:
         """Acknowledge the task's queue entry if it is still leased, as the ack script does
