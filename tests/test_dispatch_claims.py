@@ -140,10 +140,10 @@ def test_news_of_held_steps_kept_is_bounded() -> None:
 @pytest.mark.slow
 def test_on_redis_a_runs_later_steps_are_leased_as_they_are_queued(request, tmp_path) -> None:
     """A real replica on Redis and agents that behave as AgentKit's, runs one at a time:
-    every step is handed over once, every run completes, and steps after a run's first are
-    leased to the dispatcher with the report that queues them (all of them on an idle
-    machine; fewer on a loaded one, where a pass woken by the agent's ``active`` report may
-    still be under way when its ``idle`` report comes, and the step is claimed as before)."""
+    every step is handed over once, every run completes, and steps are leased to the
+    dispatcher with the write that queues them: the run's start, then each report that
+    completes a step (all of them on an idle machine; fewer on a loaded one, where a pass
+    may still be under way when the write is made, and the step is claimed as before)."""
     from opscore.api import create_app
 
     from .fakes import FakeFleet
@@ -179,4 +179,4 @@ def test_on_redis_a_runs_later_steps_are_leased_as_they_are_queued(request, tmp_
         fleet.stop()
         server.stop()
     assert sum(fleet.per_agent.values()) == 3 * runs  # each step handed over once
-    assert 1 <= len(taken) <= 2 * runs and len(set(taken)) == len(taken)
+    assert 1 <= len(taken) <= 3 * runs and len(set(taken)) == len(taken)

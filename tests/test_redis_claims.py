@@ -157,3 +157,30 @@ async def test_a_completion_written_with_the_hand_overs_answer_claims_too(redis_
     store.set_claimant(None)  # no claimant: nothing claimed
     await store.requeue(entries)
     assert [e.task_id for e in await store.dequeue_ready(utcnow(), 10)] == ["t2"]
+
+
+async def test_a_runs_one_first_step_is_leased_as_the_run_starts(redis_counted) -> None:
+    """The run's start (save_run) queues its first step in its own script: leased there too,
+    with the fleet; a run that starts with two steps queued leaves both to the claims."""
+    from opscore.models import SessionStatus
+
+    store, _ = redis_counted
+    claimant = Claimant()
+    store.set_claimant(claimant)
+    await store.save_agent(agent("a1"))
+    first = task("t1", status=TaskStatus.QUEUED, ready_at=utcnow(), priority=3)
+    later = task("t2", status=TaskStatus.PENDING, depends_on=["t1"])
+    running = session("s1", status=SessionStatus.RUNNING)
+    await store.save_run(running, iter([first, later]), queued=["t1"])
+    ((entries, fleet),) = claimant.taken
+    assert [(e.task_id, e.priority) for e in entries] == [("t1", 3)]
+    assert [a.agent_id for a in fleet] == ["a1"]
+    assert await store.dequeue_ready(utcnow(), 10) == []
+    assert (await store.get_session("s1")).status == SessionStatus.RUNNING
+    assert (await store.get_task("t2")).status == TaskStatus.PENDING  # written all the same
+
+    claimant.taken.clear()
+    both = [task(f"u{i}", session_id="s2", status=TaskStatus.QUEUED) for i in (1, 2)]
+    await store.save_run(session("s2", status=SessionStatus.RUNNING), both, queued=["u1", "u2"])
+    assert claimant.taken == []
+    assert [e.task_id for e in await store.dequeue_ready(utcnow(), 10)] == ["u1", "u2"]

@@ -214,7 +214,7 @@ return out
 # replaced, and moves it between status indexes (reading only the old record's status).
 # Likely new: its place is taken first (two commands, not three); were it there already,
 # it keeps its place and the number taken is left unused. Answers its place.
-SAVE_SESSION = """
+SAVE_SESSION_FN = """
 local seq
 if ARGV[5] == '1' then
   seq = redis.call('INCR', KEYS[3])
@@ -234,23 +234,27 @@ if old then
   if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
 end
 redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
-return tonumber(seq)
 """
+SAVE_SESSION = SAVE_SESSION_FN + "return tonumber(seq)\n"
 
 # A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same
 # KEYS[1-3] and ARGV[1-5]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight index,
 # KEYS[6-11] the queue keys of enqueue(); ARGV[6] the prefix of task keys, ARGV[7] and [8]
-# enqueue()'s span and now, then per task: id, record, its score in the in-flight index
-# ('' when not in flight), the time it is ready
+# enqueue()'s span and now; ARGV[9] a lease's end ('' for none), ARGV[10] the set of agents
+# and ARGV[11] their records' prefix: the run's one queued step is leased until then if it is
+# the only ready entry, and the fleet read after it (``claims.py``: the answer is then the
+# session's place followed by the claim's answer, else the place alone); then per task: id,
+# record, its score in the in-flight index ('' when not in flight), the time it is ready
 # at when it is queued with the run (else ''), its priority. A task seen for the first time
 # joins the run's list (written again, it keeps its place).
 SAVE_RUN = (
     ENQUEUE_FN
+    + CLAIM_FN
     + """
 -- one command of each kind per 500 tasks (unpack() has a limit of a few thousand), not
 -- several per task; a task named twice joins the list once
-local listed = {}
-for first = 9, #ARGV, 2500 do
+local listed, queued = {}, {}
+for first = 12, #ARGV, 2500 do
   local last = math.min(first + 2499, #ARGV)
   local keys, sets, new, inflight, settled = {}, {}, {}, {}, {}
   for i = first, last, 5 do
@@ -279,14 +283,24 @@ for first = 9, #ARGV, 2500 do
     if ARGV[i + 3] ~= '' then
       enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
               id, ARGV[i + 4], ARGV[i + 3], ARGV[7], ARGV[8])
+      queued[#queued + 1] = id
     end
   end
   if #new > 0 then redis.call('RPUSH', KEYS[4], unpack(new)) end
   if #inflight > 0 then redis.call('ZADD', KEYS[5], unpack(inflight)) end
   if #settled > 0 then redis.call('ZREM', KEYS[5], unpack(settled)) end
 end
+local claim = nil
+if ARGV[9] ~= '' and #queued == 1 then
+  claim = {}
+  claim_alone(claim, KEYS[7], KEYS[8], KEYS[9], ARGV[10], ARGV[11], ARGV[9], queued[1])
+end
 """
-    + SAVE_SESSION
+    + SAVE_SESSION_FN
+    + """
+if claim then return {tonumber(seq), unpack(claim)} end
+return tonumber(seq)
+"""
 )
 
 
