@@ -1,10 +1,10 @@
 """A pass on entries leased to the dispatcher as they were queued (``dispatch/first_look.py``):
 it reads neither the queue nor the agents, unless what it holds cannot be trusted alone.
 
-The store's side (a completion's script that leases its next step) is tested on Redis in
-``test_redis_claims.py``; here the entries are leased from the memory store by hand and
+The stores' side (the write that queues a step leases it) is tested in
+``test_store_claims.py``; here the entries are leased from the memory store by hand and
 given to the dispatcher as a store would (``FirstLook.take_claimed``), and a whole run on
-Redis shows that its steps after the first are handed over without a first look.
+a shared store shows that its steps are handed over without a first look.
 """
 
 from __future__ import annotations
@@ -138,12 +138,13 @@ def test_news_of_held_steps_kept_is_bounded() -> None:
 
 
 @pytest.mark.slow
-def test_on_redis_a_runs_later_steps_are_leased_as_they_are_queued(request, tmp_path) -> None:
-    """A real replica on Redis and agents that behave as AgentKit's, runs one at a time:
-    every step is handed over once, every run completes, and steps are leased to the
-    dispatcher with the write that queues them: the run's start, then each report that
-    completes a step (all of them on an idle machine; fewer on a loaded one, where a pass
-    may still be under way when the write is made, and the step is claimed as before)."""
+@pytest.mark.parametrize("backend", ["redis", "postgresql"])
+def test_a_runs_steps_are_leased_as_they_are_queued(backend, request, tmp_path) -> None:
+    """A real replica on a shared store and agents that behave as AgentKit's, runs one at a
+    time: every step is handed over once, every run completes, and steps are leased to the
+    dispatcher with the write that queues them: each report that completes a step (and on
+    Redis the run's start): all of them on an idle machine; fewer on a loaded one, where a
+    pass may still be under way when the write is made, and the step is claimed as before."""
     from opscore.api import create_app
 
     from .fakes import FakeFleet
@@ -151,7 +152,7 @@ def test_on_redis_a_runs_later_steps_are_leased_as_they_are_queued(request, tmp_
     from .workflow_helpers import create, run, settle, template
     from .workflow_helpers import task as step
 
-    url = store_url(request, "redis", tmp_path)
+    url = store_url(request, backend, tmp_path)
     app = create_app(make_settings(storage_url=url, access_log=False))
     server = ServerThread(app).start()
     fleet = FakeFleet(server.url, KEY).start()

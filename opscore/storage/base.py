@@ -70,6 +70,9 @@ class QueueStore(Protocol):
 class Claimant(Protocol):
     """A dispatcher that takes a step as its completion queues it (``Storage.set_claimant``)."""
 
+    # the states of agents it hands tasks to: a store may read only those along
+    available_states: Collection[str]
+
     def wants_claims(self) -> bool:
         """Whether a step queued now should be leased to this process with the write that
         queues it: its dispatcher waits for work, so the step would be its next pass's only
@@ -78,8 +81,8 @@ class Claimant(Protocol):
 
     def take_claimed(self, entries: list[QueueEntry], fleet: list[Agent]) -> None:
         """Entries leased to this process (as ``dequeue_ready`` leases them: ``ack`` or
-        ``requeue`` settles them, or their lease runs out), and every agent as read in the
-        same step, after the write."""
+        ``requeue`` settles them, or their lease runs out), and the agents as read in the
+        same step, after the write: every one, or those in ``available_states``."""
         ...
 
 
@@ -109,7 +112,9 @@ class Storage(QueueStore, Protocol):
         same round trip, with the fleet read along, when it asks for it and the step is the
         only ready entry: its dispatcher's next pass then reads neither the queue nor the
         agents before the hand-over. None: no more claims. Stores whose dispatcher reads
-        them in process (memory, SQLite) gain nothing and ignore it."""
+        them in process (memory, SQLite) gain nothing and ignore it. Redis claims with a
+        completion, however written, and with a run's start; PostgreSQL with a completion an
+        agent's report writes."""
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent | None:

@@ -120,21 +120,34 @@ def agent_and_task_docs(task: int) -> str:
     )
 
 
-def queued_after(moved: str, priority: int, channel: int, name: str = "queued") -> str:
+def queued_after(
+    moved: str, priority: int, channel: int, name: str = "queued", claim: int | None = None
+) -> str:
     """CTEs that queue the task the CTE ``moved`` returns (its ``task_id``), as ``enqueue``
     does: ``$priority`` its priority, ``$priority + 1`` when it is ready; and NOTIFY on
-    ``$channel`` from ``$channel + 1`` when it was. ``{name}_woken`` has a row if it was."""
+    ``$channel`` from ``$channel + 1`` when it was. ``{name}_woken`` has a row if it was.
+    With ``claim``: the entry is leased until ``$claim`` (this process's claim, ``claims.py``)
+    instead, with no NOTIFY, if it is ready at ``$claim + 1`` (now) and no other entry is;
+    ``{name}`` returns its lease (NULL: not leased) and its place (seq)."""
     p, r = priority, priority + 1
+    lease = "NULL"
+    if claim is not None:
+        c, now = f"${claim}::timestamptz", f"${claim + 1}::timestamptz"
+        lease = f"""CASE WHEN ${r}::timestamptz <= {now} AND NOT EXISTS (
+            SELECT 1 FROM opscore_queue o WHERE o.ready_at <= {now}
+            AND (o.lease_until IS NULL OR o.lease_until < {now})
+            AND o.task_id <> {moved}.task_id) THEN {c} END"""
     return f"""
 {name} AS (
     INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
-    SELECT task_id, ${p}::integer, ${r}::timestamptz, nextval('opscore_queue_seq'), NULL
+    SELECT task_id, ${p}::integer, ${r}::timestamptz, nextval('opscore_queue_seq'), {lease}
     FROM {moved}
     ON CONFLICT (task_id) DO UPDATE SET priority = ${p}::integer, ready_at = ${r}::timestamptz,
-        seq = nextval('opscore_queue_seq'), lease_until = NULL
-    RETURNING task_id),
+        seq = nextval('opscore_queue_seq'), lease_until = EXCLUDED.lease_until
+    RETURNING task_id, lease_until, seq),
 {name}_woken AS (
-    SELECT 1 FROM {name} CROSS JOIN LATERAL (SELECT pg_notify(${channel}, ${channel + 1})) AS n)"""
+    SELECT 1 FROM (SELECT 1 FROM {name} WHERE lease_until IS NULL) AS q
+    CROSS JOIN LATERAL (SELECT pg_notify(${channel}, ${channel + 1})) AS n)"""
 
 
 # (the UPDATE that writes if the row still holds the expected document, with its parameters
@@ -154,6 +167,7 @@ class _Base:
         self._listener: Any = None
         self._listen_task: asyncio.Task[None] | None = None
         self._on_queue: Callable[[], None] | None = None
+        self._claimant: Claimant | None = None  # takes steps leased as queued (claims.py)
         self._closing = False
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
@@ -170,8 +184,7 @@ class _Base:
         self._on_queue = listener
 
     def set_claimant(self, claimant: Claimant | None) -> None:
-        """No claims yet: the dispatcher's first look claims and reads the agents in two
-        statements at once."""
+        self._claimant = claimant
 
     async def open(self) -> None:
         import asyncpg

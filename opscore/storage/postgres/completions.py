@@ -10,14 +10,15 @@ not, the task's change stands and the caller goes on as before.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from ...models import Session, TaskRun
+from ...models import Agent, QueueEntry, Session, TaskRun, utcnow
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, RunEnd, TaskUpdate, next_queued, run_ended
 from ..rules import task_change_applies
 from ..seen import UNSEEN
-from .base import CHANNEL, _Base, doc_unless, queued_after, run_ended_after
+from .base import CHANNEL, LEASE, _Base, doc_unless, queued_after, run_ended_after
 from .runs import _READ_TASK, _SET_TASK, _session_row
 
 _MOVED = """
@@ -45,7 +46,39 @@ SELECT (SELECT count(*) FROM moved) = 1, {_TASK_UNLESS_MOVED},
 """
 
 
+def claim_until() -> tuple[datetime, datetime]:
+    """A claim's parameters (``queued_after``): the lease's end, and now."""
+    now = utcnow()
+    return now + LEASE, now
+
+
 class NextSteps(_Base):
+    def _claimed(
+        self,
+        queued: TaskRun,
+        ready_at: datetime,
+        seq: int,
+        rows: list[list[str]] | None,
+        agent_doc: str,
+    ) -> None:
+        """A step leased to this process as it was queued (``queued_after``'s claim), handed
+        to the claimant with the agents in the states it takes work from, as the statement
+        read them: from before its own writes, so the reporting agent's row is the document
+        it wrote (``agent_doc``), in the fleet by its new state. Each is remembered as a
+        guess for the hand-over's slot claim."""
+        claimant = self._claimant
+        if claimant is None:
+            return  # its dispatcher stopped meanwhile: the entry waits out its lease
+        written = PARSED.load(Agent, agent_doc)
+        fleet = [(agent_id, doc) for agent_id, doc in rows or [] if agent_id != written.agent_id]
+        if written.state in claimant.available_states:
+            fleet.append((written.agent_id, agent_doc))
+        if self._seen.has_room_for(len(fleet)):
+            for agent_id, doc in fleet:
+                self._seen.put(f"agent:{agent_id}", doc)
+        entry = QueueEntry(queued.task_id, queued.priority, ready_at, seq, task=queued, read=True)
+        claimant.take_claimed([entry], self._fleet.agents(fleet))
+
     def _next_step(self, then: QueuedNext) -> tuple[TaskRun | None, tuple[Any, ...]]:
         """The next step as ``then`` queues it, decided on this process's sight of it, and
         the statement's parameters for it; (None, ()) when there is no such sight or it is
