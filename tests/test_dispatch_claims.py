@@ -142,9 +142,9 @@ def test_news_of_held_steps_kept_is_bounded() -> None:
 def test_a_runs_steps_are_leased_as_they_are_queued(backend, request, tmp_path) -> None:
     """A real replica on a shared store and agents that behave as AgentKit's, runs one at a
     time: every step is handed over once, every run completes, and steps are leased to the
-    dispatcher with the write that queues them: each report that completes a step (and on
-    Redis the run's start): all of them on an idle machine; fewer on a loaded one, where a
-    pass may still be under way when the write is made, and the step is claimed as before."""
+    dispatcher with the write that queues them: the run's start, then each report that
+    completes a step (all of them on an idle machine; fewer on a loaded one, where a pass
+    may still be under way when the write is made, and the step is claimed as before)."""
     from opscore.api import create_app
 
     from .fakes import FakeFleet

@@ -1,5 +1,5 @@
-"""Redis's claims (``storage/redis/claims.py``): what they cost Redis, and the writes that
-claim on Redis only (the hand-over's answer, a run as it starts). What a claim does, on
+"""Redis's claims (``storage/redis/claims.py``): what they cost Redis, and the write that
+claims on Redis only (a completion the hand-over's answer carries). What a claim does, on
 every store that claims, is in ``test_store_claims.py``."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from .test_storage_contract import (
     agent,
     running_then_next,
     session,
-    task,
     then_queue_t2,
 )
 from .test_store_claims import Claimant, _complete_t1
@@ -70,28 +69,47 @@ async def test_a_completion_written_with_the_hand_overs_answer_claims_too(redis_
     assert [e.task_id for e in await store.dequeue_ready(utcnow(), 10)] == ["t2"]
 
 
-async def test_a_runs_one_first_step_is_leased_as_the_run_starts(redis_counted) -> None:
-    """The run's start (save_run) queues its first step in its own script: leased there too,
-    with the fleet; a run that starts with two steps queued leaves both to the claims."""
-    from opscore.models import SessionStatus
+async def test_a_claim_reads_along_the_row_its_completion_will_write(
+    redis_counted, redis_server
+) -> None:
+    """Replica A started the run; B completes its first step and claims the next, whose
+    completion ends the run. B has never seen the run's session: the claim reads it along
+    (as a claim with other replicas up does), so that completion is one script too."""
+    from opscore.storage import storage_from_url
+    from opscore.storage.seen import UNSEEN
 
-    store, _ = redis_counted
-    claimant = Claimant()
-    store.set_claimant(claimant)
-    await store.save_agent(agent("a1"))
-    first = task("t1", status=TaskStatus.QUEUED, ready_at=utcnow(), priority=3)
-    later = task("t2", status=TaskStatus.PENDING, depends_on=["t1"])
-    running = session("s1", status=SessionStatus.RUNNING)
-    await store.save_run(running, iter([first, later]), queued=["t1"])
-    ((entries, fleet),) = claimant.taken
-    assert [(e.task_id, e.priority) for e in entries] == [("t1", 3)]
-    assert [a.agent_id for a in fleet] == ["a1"]
-    assert await store.dequeue_ready(utcnow(), 10) == []
-    assert (await store.get_session("s1")).status == SessionStatus.RUNNING
-    assert (await store.get_task("t2")).status == TaskStatus.PENDING  # written all the same
+    from .test_storage_contract import carried_run, record
 
-    claimant.taken.clear()
-    both = [task(f"u{i}", session_id="s2", status=TaskStatus.QUEUED) for i in (1, 2)]
-    await store.save_run(session("s2", status=SessionStatus.RUNNING), both, queued=["u1", "u2"])
-    assert claimant.taken == []
-    assert [e.task_id for e in await store.dequeue_ready(utcnow(), 10)] == ["u1", "u2"]
+    b, calls = redis_counted
+    a = storage_from_url(redis_server.url)
+    await a.open()
+    try:
+        await b.save_agent(agent("a1"))
+        await b.record_state(record("a1", "idle", 0), history_limit=5)
+        (first, plan), (second, last_plan) = await carried_run(a)
+        (claimed,) = await b.dequeue_ready(utcnow(), 10)  # alone: no row read along
+        assert claimed.task_id == first
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "a1"}
+        assert await b.update_task(first, start, expect=["queued"], claim_slot_of="a1")
+        claimant = Claimant()
+        b.set_claimant(claimant)
+        session_key = b.k("session", "s1")
+        assert b._seen.get(session_key) is UNSEEN
+        report = record("a1", "idle", 1, opscore_task_id=first)
+        await b.record_report(report, history_limit=5, plan=plan)
+        ((entries, _),) = claimant.taken
+        assert [e.task_id for e in entries] == [second]
+        assert b._seen.get(session_key) is not UNSEEN  # read along with the claim
+        # so the step's completion, which ends the run, is one script
+        await b.update_task(second, start, expect=["queued"], claim_slot_of="a1")
+        before = {name: calls(name) for name in ("evalsha", "get", "mget")}
+        report = record("a1", "idle", 2, opscore_task_id=second)
+        written = await b.record_report(report, history_limit=5, plan=last_plan)
+        assert written.ended is not None
+        assert {name: calls(name) - n for name, n in before.items()} == {
+            "evalsha": 1,
+            "get": 0,
+            "mget": 1,
+        }
+    finally:
+        await a.close()

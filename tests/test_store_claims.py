@@ -136,3 +136,66 @@ async def test_a_step_not_due_yet_is_not_claimed(store) -> None:
     assert waiting.taken == []
     assert await store.dequeue_ready(utcnow(), 10) == []
     assert await store.next_ready_at(utcnow()) is not None
+
+
+async def test_a_runs_one_first_step_is_leased_as_the_run_starts(store) -> None:
+    """The run's start (save_run) queues its first step in its own script: leased there too,
+    with the fleet; a run that starts with two steps queued leaves both to the claims."""
+    from opscore.models import SessionStatus
+
+    claimant = Claimant()
+    store.set_claimant(claimant)
+    await store.save_agent(agent("a1", state="idle"))
+    first = task("t1", status=TaskStatus.QUEUED, ready_at=utcnow(), priority=3)
+    later = task("t2", status=TaskStatus.PENDING, depends_on=["t1"])
+    running = session("s1", status=SessionStatus.RUNNING)
+    await store.save_run(running, iter([first, later]), queued=["t1"])
+    ((entries, fleet),) = claimant.taken
+    assert [(e.task_id, e.priority) for e in entries] == [("t1", 3)]
+    assert [a.agent_id for a in fleet] == ["a1"]
+    assert await store.dequeue_ready(utcnow(), 10) == []
+    assert (await store.get_session("s1")).status == SessionStatus.RUNNING
+    assert (await store.get_task("t2")).status == TaskStatus.PENDING  # written all the same
+
+    claimant.taken.clear()
+    both = [task(f"u{i}", session_id="s2", status=TaskStatus.QUEUED) for i in (1, 2)]
+    await store.save_run(session("s2", status=SessionStatus.RUNNING), both, queued=["u1", "u2"])
+    assert claimant.taken == []
+    assert [e.task_id for e in await store.dequeue_ready(utcnow(), 10)] == ["u1", "u2"]
+
+
+async def test_a_claim_brings_the_row_its_steps_completion_writes_along(store) -> None:
+    """Replica A started the run; this one completes its first step and claims the next,
+    whose completion ends the run. It has never seen the run's session: the claim reads it
+    along (as a claim with other replicas up does), so the report that completes that step
+    need not read it first (a round trip), and ends the run in its write."""
+    from opscore.storage import storage_from_url
+    from opscore.storage.seen import UNSEEN
+
+    from .test_storage_contract import carried_run
+
+    other = storage_from_url(store.url)
+    await other.open()
+    try:
+        await store.save_agent(agent("a1"))
+        await store.record_state(record("a1", "idle", 0), history_limit=5)
+        (first, plan), (second, last_plan) = await carried_run(other)
+        (claimed,) = await store.dequeue_ready(utcnow(), 10)
+        assert claimed.task_id == first
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "a1"}
+        assert await store.update_task(first, start, expect=["queued"], claim_slot_of="a1")
+        claimant = Claimant()
+        store.set_claimant(claimant)
+        report = record("a1", "idle", 1, opscore_task_id=first)
+        await store.record_report(report, history_limit=5, plan=plan)
+        ((entries, _),) = claimant.taken
+        assert [e.task_id for e in entries] == [second]
+        # in its sight now: the report that completes the step reads no row first
+        session_key = store.k("session", "s1") if hasattr(store, "k") else "session:s1"
+        assert store._seen.get(session_key) not in (UNSEEN, None)
+        await store.update_task(second, start, expect=["queued"], claim_slot_of="a1")
+        report = record("a1", "idle", 2, opscore_task_id=second)
+        written = await store.record_report(report, history_limit=5, plan=last_plan)
+        assert written.ended is not None
+    finally:
+        await other.close()

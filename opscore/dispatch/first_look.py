@@ -3,9 +3,10 @@ queued them (``Storage.set_claimant``), or the head of the queue.
 
 At idle, a run's next step is queued by its agent's report, and the dispatcher's pass that
 follows would first claim it and read the agents: a round trip on a shared store, on the
-run's critical path at every step. A store that can (Redis) leases the step to this process
-in the completion's own write, when the dispatcher waits and the step is the only ready
-entry, and reads the fleet after that write: the pass goes straight to the hand-over.
+run's critical path at every step. A shared store (Redis, PostgreSQL) leases the step to
+this process in the write that queues it, when no pass is under way here and the step is the
+only ready entry, and reads the agents after that write: the pass goes straight to the
+hand-over.
 Otherwise the pass claims the queue's head, with the agents read in the same turn when this
 process just queued work.
 """
@@ -79,7 +80,7 @@ class FirstLook:
             self._in_pass = False
 
     def take_claimed(self, entries: list[QueueEntry], fleet: list[Agent]) -> None:
-        """Entries leased here as they were queued, and every agent as read right after:
+        """Entries leased here as they were queued, and the agents as read right after:
         held for the next pass, which is woken."""
         self._held += entries
         self._fleet = fleet

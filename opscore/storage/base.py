@@ -112,9 +112,9 @@ class Storage(QueueStore, Protocol):
         same round trip, with the fleet read along, when it asks for it and the step is the
         only ready entry: its dispatcher's next pass then reads neither the queue nor the
         agents before the hand-over. None: no more claims. Stores whose dispatcher reads
-        them in process (memory, SQLite) gain nothing and ignore it. Redis claims with a
-        completion, however written, and with a run's start; PostgreSQL with a completion an
-        agent's report writes."""
+        them in process (memory, SQLite) gain nothing and ignore it. Both shared stores claim
+        with a run's start and with a completion an agent's report writes; Redis also with
+        one the hand-over's answer carries."""
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent | None:

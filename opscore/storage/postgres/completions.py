@@ -10,15 +10,14 @@ not, the task's change stands and the caller goes on as before.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from ...models import Agent, QueueEntry, Session, TaskRun, utcnow
+from ...models import Session, TaskRun
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, RunEnd, TaskUpdate, next_queued, run_ended
 from ..rules import task_change_applies
 from ..seen import UNSEEN
-from .base import CHANNEL, LEASE, _Base, doc_unless, queued_after, run_ended_after
+from .base import CHANNEL, _Base, doc_unless, queued_after, run_ended_after
 from .runs import _READ_TASK, _SET_TASK, _session_row
 
 _MOVED = """
@@ -46,38 +45,24 @@ SELECT (SELECT count(*) FROM moved) = 1, {_TASK_UNLESS_MOVED},
 """
 
 
-def claim_until() -> tuple[datetime, datetime]:
-    """A claim's parameters (``queued_after``): the lease's end, and now."""
-    now = utcnow()
-    return now + LEASE, now
-
-
 class NextSteps(_Base):
-    def _claimed(
-        self,
-        queued: TaskRun,
-        ready_at: datetime,
-        seq: int,
-        rows: list[list[str]] | None,
-        agent_doc: str,
-    ) -> None:
-        """A step leased to this process as it was queued (``queued_after``'s claim), handed
-        to the claimant with the agents in the states it takes work from, as the statement
-        read them: from before its own writes, so the reporting agent's row is the document
-        it wrote (``agent_doc``), in the fleet by its new state. Each is remembered as a
-        guess for the hand-over's slot claim."""
-        claimant = self._claimant
-        if claimant is None:
-            return  # its dispatcher stopped meanwhile: the entry waits out its lease
-        written = PARSED.load(Agent, agent_doc)
-        fleet = [(agent_id, doc) for agent_id, doc in rows or [] if agent_id != written.agent_id]
-        if written.state in claimant.available_states:
-            fleet.append((written.agent_id, agent_doc))
-        if self._seen.has_room_for(len(fleet)):
-            for agent_id, doc in fleet:
-                self._seen.put(f"agent:{agent_id}", doc)
-        entry = QueueEntry(queued.task_id, queued.priority, ready_at, seq, task=queued, read=True)
-        claimant.take_claimed([entry], self._fleet.agents(fleet))
+    def _unseen_follows(self, task: TaskRun) -> tuple[str | None, str | None]:
+        """The row ``task``'s completion may write along (its next step's, or its run's
+        session when it ends the run), as (task id, session id), each None when there is
+        none or this process has seen it: a claim of ``task`` reads it along."""
+        if task.next_step is not None:
+            step = task.next_step.task_id
+            return (step if self._seen.get(f"task:{step}") is UNSEEN else None), None
+        if task.ends_run and self._seen.get(f"session:{task.session_id}") is UNSEEN:
+            return None, task.session_id
+        return None, None
+
+    def _follows_read(self, task: TaskRun, step_doc: str | None, session_doc: str | None) -> None:
+        """Remember the rows ``_unseen_follows`` asked for, as read."""
+        if task.next_step is not None and step_doc is not None:
+            self._seen.put(f"task:{task.next_step.task_id}", step_doc)
+        elif session_doc is not None:
+            self._seen.put(f"session:{task.session_id}", session_doc)
 
     def _next_step(self, then: QueuedNext) -> tuple[TaskRun | None, tuple[Any, ...]]:
         """The next step as ``then`` queues it, decided on this process's sight of it, and

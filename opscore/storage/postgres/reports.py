@@ -17,8 +17,14 @@ from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import HISTORY_AFTER_CHANGE, AgentRecords
-from .base import agent_and_task_docs, agent_and_task_written, queued_after, run_ended_after
-from .completions import NextSteps, claim_until
+from .base import (
+    agent_and_task_docs,
+    agent_and_task_written,
+    claim_until,
+    queued_after,
+    run_ended_after,
+)
+from .completions import NextSteps
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1
 # (-1: no trim), $8 the agent's document decided on; $9 task, $10 its status, $11 its
@@ -53,8 +59,10 @@ SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
 
 # ... and the step leased to this process as it is queued, when it is the only ready entry:
 # lease until $21, now $22 (base.queued_after's claim). Answers also whether it was leased,
-# its place, and then the id and document of every agent in one of the states $23 (as they
-# were before this statement: the reporting agent's is the one written here).
+# its place, the id and document of every agent in one of the states $23 (as they were
+# before this statement: the reporting agent's is the one written here), and the rows the
+# step's completion may write along, task $24 and session $25 (NULL: seen already), as a
+# claim with other replicas up reads them (queue.py).
 _SET_STATE_TASK_AND_CLAIMED = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
 next_moved AS (
     UPDATE opscore_tasks SET status = $14, doc = $15
@@ -66,7 +74,9 @@ SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
     (SELECT lease_until IS NOT NULL FROM next_queued), (SELECT seq FROM next_queued),
     CASE WHEN (SELECT lease_until FROM next_queued) IS NOT NULL
         THEN (SELECT array_agg(ARRAY[agent_id, doc]) FROM opscore_agents
-            WHERE state = ANY($23::text[])) END
+            WHERE state = ANY($23::text[])) END,
+    (SELECT doc FROM opscore_tasks WHERE task_id = $24::text),
+    (SELECT doc FROM opscore_sessions WHERE session_id = $25::text)
 """
 
 
@@ -151,7 +161,9 @@ class ReportRecords(AgentRecords, NextSteps):
                     claimant = self._claimant
                     if claimant is not None and claimant.wants_claims():
                         states = list(claimant.available_states)
-                        sql, tail = _SET_STATE_TASK_AND_CLAIMED, (*tail, *claim_until(), states)
+                        follows = self._unseen_follows(queued)
+                        claim = (*claim_until(), states, *follows)
+                        sql, tail = _SET_STATE_TASK_AND_CLAIMED, (*tail, *claim)
                 elif ended is not None:
                     sql = _SET_STATE_TASK_AND_END
                 answer = await conn.fetchrow(sql, *args, *tail)
@@ -162,6 +174,7 @@ class ReportRecords(AgentRecords, NextSteps):
                     queued, ended = self._followed(queued, ended, tail, tail_written)
                     if queued is not None and answer[4:5] == (True,):
                         self._claimed(queued, tail[5], answer[5], answer[6], agent_raw)
+                        self._follows_read(queued, *answer[7:9])
                     return ReportWritten(agent, False, moved, update, queued, ended)
                 # one of them changed since: decide again on what the statement saw
                 rows.saw(agent_key, agent_now)

@@ -1,12 +1,12 @@
-"""A completion's next step leased to this process with the write that queues it.
+"""A step leased to this process with the write that queues it (``Storage.set_claimant``).
 
 At idle, each step of a run costs the dispatcher a round trip before its hand-over: the
-claim of the entry its completion just queued, and the read of the agents beside it. When
-the dispatcher waits for work (``Storage.set_claimant``), the compare-and-set that completes
-a step and queues the next one also leases that entry, if the ready set holds nothing else,
-and reads the fleet after its own write: the dispatcher gets both with the completion's
-answer (``Claimant.take_claimed``) and goes straight to the hand-over. Under load the ready
-set is seldom empty and the dispatcher seldom waits, and nothing is claimed.
+claim of the entry just queued, and the read of the agents beside it. When no dispatch pass
+is under way here, the script that queues a step (a completion's compare-and-set, a run's
+start) also leases that entry, if the ready set holds nothing else, and reads the fleet
+after its own writes: the dispatcher gets both with the write's answer
+(``Claimant.take_claimed``, ``dispatch/first_look.py``) and goes straight to the hand-over.
+With a backlog, the ready set holds other entries and nothing is claimed (one ZCARD).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from ..report_and_task import (
     run_ended,
 )
 from ..rules import slot_released, slot_taken, task_change_applies
+from ..seen import UNSEEN
 from .base import (
     LEASE,
     _due_score,
@@ -49,6 +50,13 @@ READ_ALONG_SESSION_TASKS = 32
 
 
 class RunRecords(SessionRecords):
+    def _follow_key(self, task: TaskRun) -> str | None:
+        """The row the task's completion may write along: its next step's, or its run's
+        session when it ends the run (``dequeue_ready``'s ``follows``)."""
+        if task.next_step is not None:
+            return self.k("task", task.next_step.task_id)
+        return self.k("session", task.session_id) if task.ends_run else None
+
     @property
     def _claim_keys(self) -> list[str]:
         """A CLAIM's keys (``Ops.claim``): ready, leased, meta, the agents and their prefix."""
@@ -230,6 +238,9 @@ class RunRecords(SessionRecords):
                     if claim:  # leased to this process if alone in the ready set (claims.py)
                         lease = time.time() + LEASE.total_seconds()
                         p.claim(self._claim_keys, queued, then.ready_at, lease)
+                        follows = self._follow_key(queued)
+                        if follows is not None and self._seen.get(follows) is UNSEEN:
+                            p.read(follows)  # as a claim with others up reads it
 
                 return Follows(PARSED.dump(queued), queued, None, enqueue)
         elif end is not None:
