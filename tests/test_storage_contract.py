@@ -1719,12 +1719,12 @@ async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
     await store.update_task("t1", {"status": TaskStatus.COMPLETED})
     assert (await store.get_task("t1")).status == TaskStatus.COMPLETED
     # a chain that never reads what it read along does not keep it past its use
-    from opscore.storage.redis import along
+    from opscore.storage.redis import base
 
-    monkeypatch.setattr(along, "ALONG_SECONDS", 0.0)
+    monkeypatch.setattr(base, "ALONG_SECONDS", 0.0)
     for i in range(5):
         store._read_along([f"opscore:task:other-{i}"], ["{}"])
-    assert list(along.ALONG.get() or {}) == ["opscore:task:other-4"]
+    assert list(base._ALONG.get() or {}) == ["opscore:task:other-4"]
 
 
 async def test_redis_changes_of_one_record_from_one_process_wait_for_each_other(

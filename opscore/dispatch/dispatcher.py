@@ -24,7 +24,6 @@ from ..observe.metrics import Telemetry
 from ..storage.base import Storage
 from .budgets import BudgetGate
 from .delivery import MAX_BACKOFF, MIN_BACKOFF, Deliveries
-from .first_look import FirstLook
 from .hooks import DispatchHooks
 from .limits import CapabilityLimits
 from .picker import AgentPicker
@@ -116,9 +115,6 @@ class Dispatcher:
         # (one at least), so a pass that finds fewer than that knows the queue is empty
         # without asking again (a second claim per step on an idle service, measured)
         self._free_seen = 0
-        # what a pass looks at first: entries leased to this process as they were queued
-        # (with the fleet as read then, so no read of its own), or the head of the queue
-        self.looks = FirstLook(storage, wakeup, available_states, self._claim, lambda: self.running)
         self.deliveries = Deliveries(transport, hooks, telemetry=telemetry, clock=clock)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep: datetime | None = None
@@ -130,17 +126,14 @@ class Dispatcher:
     # --- lifecycle of the loop --------------------------------------------------------------
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="opscore-dispatcher")
-        self.storage.set_claimant(self.looks)
 
     async def stop(self) -> None:
-        self.storage.set_claimant(None)
         if self._loop_task is not None:
             self._loop_task.cancel()
             done, _ = await asyncio.wait({self._loop_task}, timeout=5)
             if not done:
                 logger.error("dispatcher did not stop within 5s; abandoning it")
             self._loop_task = None
-        await self.looks.give_back(self.storage.requeue)
         await self.deliveries.stop()
 
     @property
@@ -218,8 +211,7 @@ class Dispatcher:
                 await hook()  # a failure leaves the flag set: the next pass tries again
             self._reconcile = False
         now = self.clock()
-        with self.looks.passing():
-            sent = await self.dispatch_ready(now)
+        sent = await self.dispatch_ready(now)
         sweep_every = timedelta(seconds=min(self.settings.dispatch_interval, 1.0))
         if self._last_sweep is None or now - self._last_sweep >= sweep_every:
             self._last_sweep = now
@@ -237,17 +229,13 @@ class Dispatcher:
         cursor: the next one passes over what was examined and looks further, until the end
         of the queue, then starts from the head again.
         """
-        if self._full and not self.wakeup.capacity and not self.looks.holding:
+        if self._full and not self.wakeup.capacity:
             return 0  # every slot was taken at the last look, and none has been freed since
         # a slot freed from here on calls for another look, even one freed while the reads
         # below wait for the store: those may already be out of date
         self.wakeup.capacity = False
-        first = max(1, min(self._free_seen, BATCH))
-        entries, agents, asked, held = await self.looks.look(
-            now, 1 if self._scan_from else first, first
-        )
-        if held:
-            self._scan_from = 0  # the queue held nothing else ready when they were leased
+        first = 1 if self._scan_from else max(1, min(self._free_seen, BATCH))
+        entries, agents = await self._first_look(now, first)
         if not entries:
             self._scan_from = 0
             self._full = False
@@ -262,9 +250,7 @@ class Dispatcher:
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             self._scan_from = self._free_seen = 0
-            self._full = not held
-            if held:  # the fleet read with a claim may be out of date: look again
-                self.wakeup.set()
+            self._full = True
             return 0
         self._full = False
         passed_over: list[QueueEntry] = []
@@ -282,7 +268,7 @@ class Dispatcher:
         waiting: list[QueueEntry] = []
         handled: list[str] = []
         sent = examined = 0
-        growth = 1
+        asked, growth = first, 1
         # The pass's only entry (fewer than asked for: the queue held no more; an idle
         # service's every pass) is acknowledged with the write that starts its attempt, so no
         # ack waits after its hand-over. A pass of several acknowledges them together at its
@@ -316,8 +302,6 @@ class Dispatcher:
         self._scan_from = 0 if looked_far_enough else len(passed_over) + len(waiting)
         if passed_over or waiting:
             await self.storage.requeue(passed_over + waiting)
-            if held:  # perhaps for want of an agent the claim's fleet read did not show free
-                self.wakeup.set()
         if handled:
             await self.storage.ack(handled)
         self._free_seen = max(capacity, 0)
@@ -359,6 +343,23 @@ class Dispatcher:
         task's completion may write along (``Storage.dequeue_ready``'s ``follows``)."""
         follows = self.picker.affinity.replicas() > 1
         return await self.storage.dequeue_ready(now, limit, follows=follows)
+
+    async def _first_look(
+        self, now: datetime, limit: int
+    ) -> tuple[list[QueueEntry], list[Agent] | None]:
+        """The head of the queue (``limit`` entries at most); and the available agents, read
+        in the same turn (one round trip, not two, before the hand-over) when this process
+        just queued work, so the queue is very likely not empty. Otherwise the agents are
+        read only once an entry is there (None here): most passes, woken by an idle report,
+        find no work."""
+        if not self.wakeup.queued:
+            return await self._claim(now, limit), None
+        self.wakeup.queued = False
+        entries, agents = await asyncio.gather(
+            self._claim(now, limit),
+            self.storage.available_agents(self.available_states),
+        )
+        return entries, agents
 
     async def _start(
         self, task: TaskRun, now: datetime, agent: Agent, *, ack: bool

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 # load and at each step's end of a run); an entry that falls due meanwhile is handed over at
 # most this much later.
 NEWS_WITHIN = 0.005
-CLAIMS_KEPT = 256
 
 
 class Wakeup:
@@ -25,29 +24,13 @@ class Wakeup:
         # likely not empty, so the pass reads the queue and the agents at once
         self.queued = False
         self._waiting = False  # the dispatcher waits for a wakeup (woken_within)
-        # steps leased to the dispatcher as they were queued (Dispatcher.take_claimed), whose
-        # queueing this process has not told of yet: that news needs no read of the queue
-        self._claimed: dict[str, None] = {}
 
-    def set(self, *, capacity: bool = True, queued: bool = False, task_id: str = "") -> None:
-        """Wake the dispatcher. ``queued``: this process queued ``task_id``, so the queue is
-        likely not empty; unless that step was leased to the dispatcher with the write that
-        queued it (``claimed``): the pass holds it already."""
+    def set(self, *, capacity: bool = True, queued: bool = False) -> None:
         if capacity:
             self.capacity = True
-        if queued and task_id not in self._claimed:
+        if queued:
             self.queued = True
-        self._claimed.pop(task_id, None)
         self._event.set()
-
-    def claimed(self, task_ids: list[str]) -> None:
-        """Steps the dispatcher holds, leased as they were queued; the news of their queueing
-        (``set(queued=True, task_id=...)``) follows. A few hundred are kept at most: news
-        that never comes (its writer failed after the write) is forgotten."""
-        for task_id in task_ids:
-            self._claimed[task_id] = None
-        while len(self._claimed) > CLAIMS_KEPT:
-            del self._claimed[next(iter(self._claimed))]
 
     async def let_the_woken_pass_go_first(self) -> None:
         """Two turns of the event loop for a pass its caller just woke from a wait, before the

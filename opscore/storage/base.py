@@ -67,25 +67,6 @@ class QueueStore(Protocol):
         0 for the moment of each pass), and one a replica died holding still waits."""
 
 
-class Claimant(Protocol):
-    """A dispatcher that takes a step as its completion queues it (``Storage.set_claimant``)."""
-
-    # the states of agents it hands tasks to: a store may read only those along
-    available_states: Collection[str]
-
-    def wants_claims(self) -> bool:
-        """Whether a step queued now should be leased to this process with the write that
-        queues it: its dispatcher waits for work, so the step would be its next pass's only
-        entry anyway."""
-        ...
-
-    def take_claimed(self, entries: list[QueueEntry], fleet: list[Agent]) -> None:
-        """Entries leased to this process (as ``dequeue_ready`` leases them: ``ack`` or
-        ``requeue`` settles them, or their lease runs out), and the agents as read in the
-        same step, after the write: every one, or those in ``available_states``."""
-        ...
-
-
 @runtime_checkable
 class Storage(QueueStore, Protocol):
     # update_task calls asked in the same turn of the event loop cost less than one by one
@@ -106,15 +87,6 @@ class Storage(QueueStore, Protocol):
         """Call ``listener`` (on the event loop) when another process may have queued work,
         so this one's dispatcher wakes at once rather than at its next interval. Set before
         ``open``. Stores that only one process uses ignore it."""
-
-    def set_claimant(self, claimant: Claimant | None) -> None:
-        """Lease a step that a completion queues (``TaskUpdate.then``) to ``claimant`` in the
-        same round trip, with the fleet read along, when it asks for it and the step is the
-        only ready entry: its dispatcher's next pass then reads neither the queue nor the
-        agents before the hand-over. None: no more claims. Stores whose dispatcher reads
-        them in process (memory, SQLite) gain nothing and ignore it. Both shared stores claim
-        with a run's start and with a completion an agent's report writes; Redis also with
-        one the hand-over's answer carries."""
 
     # --- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent | None:

@@ -139,7 +139,7 @@ class TaskCompletions:
                 )
             if queued is not None:
                 engine.observe("queued", queued)  # as enqueue_task tells of it
-                engine.notify_dispatcher(capacity=False, queued=True, task_id=queued.task_id)
+                engine.notify_dispatcher(capacity=False, queued=True)
             elif ended is not None:
                 await engine.run_completed(ended)
             elif engine.shapes.ends(done):

@@ -67,13 +67,10 @@ class WorkflowEngine:
         # the runs this process has seen, for the step a completion queues with it
         self.shapes = RunShapes()
 
-    def notify_dispatcher(
-        self, *, capacity: bool = True, queued: bool = False, task_id: str = ""
-    ) -> None:
+    def notify_dispatcher(self, *, capacity: bool = True, queued: bool = False) -> None:
         """Wake the dispatcher: an agent slot freed (or any change to who can take work), or,
-        with ``capacity=False``, only a task queued (``queued``: ``task_id``, by this
-        process)."""
-        self.wakeup.set(capacity=capacity, queued=queued, task_id=task_id)
+        with ``capacity=False``, only a task queued (``queued``: by this process)."""
+        self.wakeup.set(capacity=capacity, queued=queued)
 
     def observe(self, event: str, task: TaskRun, **extra: Any) -> None:
         """Tell telemetry (metrics and spans) what happened to a task."""

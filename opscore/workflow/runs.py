@@ -130,9 +130,8 @@ class RunService:
             for task in tasks:
                 if task.task_id in queued:  # as enqueue_task tells of each
                     engine.observe("queued", task)
-            if queued:  # one first step may be leased to the dispatcher already
-                one = queued[0] if len(queued) == 1 else ""
-                engine.notify_dispatcher(capacity=False, queued=True, task_id=one)
+            if queued:
+                engine.notify_dispatcher(capacity=False, queued=True)
             await engine.advance(session_id, known=(session, tasks))  # what is left to start
         return RunAccepted(
             message="Workflow run accepted", session_id=session_id, workflow_id=definition.id

@@ -26,7 +26,6 @@ from ...models import (
     WorkflowTemplate,
 )
 from ...models.sweep_due import INFLIGHT, sweep_due
-from ..base import Claimant
 from ..report_and_task import QueuedNext, next_queued
 
 T = TypeVar("T")
@@ -111,6 +110,3 @@ class _Base:
 
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
         """Nothing to listen to: one process owns this store, and wakes its own dispatcher."""
-
-    def set_claimant(self, claimant: Claimant | None) -> None:
-        """No claims: the dispatcher's first look at this store costs no round trip."""

@@ -23,14 +23,12 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from ...errors import OpsCoreError, StorageError
-from ...models import Agent, QueueEntry, TaskRun, utcnow
-from ..base import Claimant
 from ..fleet import FleetView
 from ..history_trims import HistoryTrims
 from ..parsed import PARSED
@@ -121,41 +119,21 @@ def agent_and_task_docs(task: int) -> str:
     )
 
 
-def queued_after(
-    moved: str, priority: int, channel: int, name: str = "queued", claim: int | None = None
-) -> str:
+def queued_after(moved: str, priority: int, channel: int, name: str = "queued") -> str:
     """CTEs that queue the task the CTE ``moved`` returns (its ``task_id``), as ``enqueue``
     does: ``$priority`` its priority, ``$priority + 1`` when it is ready; and NOTIFY on
-    ``$channel`` from ``$channel + 1`` when it was. ``{name}_woken`` has a row if it was.
-    With ``claim``: the entry is leased until ``$claim`` instead (to this process's
-    dispatcher, ``dispatch/first_look.py``), with no NOTIFY, if it is ready at ``$claim + 1``
-    (now) and no other entry is; ``{name}`` returns its lease (NULL: not leased) and its
-    place (seq)."""
+    ``$channel`` from ``$channel + 1`` when it was. ``{name}_woken`` has a row if it was."""
     p, r = priority, priority + 1
-    lease = "NULL"
-    if claim is not None:
-        c, now = f"${claim}::timestamptz", f"${claim + 1}::timestamptz"
-        lease = f"""CASE WHEN ${r}::timestamptz <= {now} AND NOT EXISTS (
-            SELECT 1 FROM opscore_queue o WHERE o.ready_at <= {now}
-            AND (o.lease_until IS NULL OR o.lease_until < {now})
-            AND o.task_id <> {moved}.task_id) THEN {c} END"""
     return f"""
 {name} AS (
     INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
-    SELECT task_id, ${p}::integer, ${r}::timestamptz, nextval('opscore_queue_seq'), {lease}
+    SELECT task_id, ${p}::integer, ${r}::timestamptz, nextval('opscore_queue_seq'), NULL
     FROM {moved}
     ON CONFLICT (task_id) DO UPDATE SET priority = ${p}::integer, ready_at = ${r}::timestamptz,
-        seq = nextval('opscore_queue_seq'), lease_until = EXCLUDED.lease_until
-    RETURNING task_id, lease_until, seq),
+        seq = nextval('opscore_queue_seq'), lease_until = NULL
+    RETURNING task_id),
 {name}_woken AS (
-    SELECT 1 FROM (SELECT 1 FROM {name} WHERE lease_until IS NULL) AS q
-    CROSS JOIN LATERAL (SELECT pg_notify(${channel}, ${channel + 1})) AS n)"""
-
-
-def claim_until() -> tuple[datetime, datetime]:
-    """A claim's parameters (``queued_after``): the lease's end, and now."""
-    now = utcnow()
-    return now + LEASE, now
+    SELECT 1 FROM {name} CROSS JOIN LATERAL (SELECT pg_notify(${channel}, ${channel + 1})) AS n)"""
 
 
 # (the UPDATE that writes if the row still holds the expected document, with its parameters
@@ -175,7 +153,6 @@ class _Base:
         self._listener: Any = None
         self._listen_task: asyncio.Task[None] | None = None
         self._on_queue: Callable[[], None] | None = None
-        self._claimant: Claimant | None = None  # takes steps leased as queued (reports.py)
         self._closing = False
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
@@ -190,37 +167,6 @@ class _Base:
 
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
         self._on_queue = listener
-
-    def set_claimant(self, claimant: Claimant | None) -> None:
-        self._claimant = claimant
-
-    def _claimed(
-        self,
-        queued: TaskRun,
-        ready_at: datetime,
-        seq: int,
-        rows: list[list[str]] | None,
-        agent_doc: str | None = None,
-    ) -> None:
-        """A step leased to this process as it was queued (``queued_after``'s claim), handed
-        to the claimant with the agents in the states it takes work from, as the statement
-        read them: from before its own writes, so a reporting agent's row is the document
-        the statement wrote (``agent_doc``), in the fleet by its new state. Each is
-        remembered as a guess for the hand-over's slot claim."""
-        claimant = self._claimant
-        if claimant is None:
-            return  # its dispatcher stopped meanwhile: the entry waits out its lease
-        fleet = [(agent_id, doc) for agent_id, doc in rows or []]
-        if agent_doc is not None:
-            written = PARSED.load(Agent, agent_doc)
-            fleet = [row for row in fleet if row[0] != written.agent_id]
-            if written.state in claimant.available_states:
-                fleet.append((written.agent_id, agent_doc))
-        if self._seen.has_room_for(len(fleet)):
-            for agent_id, doc in fleet:
-                self._seen.put(f"agent:{agent_id}", doc)
-        entry = QueueEntry(queued.task_id, queued.priority, ready_at, seq, task=queued, read=True)
-        claimant.take_claimed([entry], self._fleet.agents(fleet))
 
     async def open(self) -> None:
         import asyncpg

@@ -46,24 +46,6 @@ SELECT (SELECT count(*) FROM moved) = 1, {_TASK_UNLESS_MOVED},
 
 
 class NextSteps(_Base):
-    def _unseen_follows(self, task: TaskRun) -> tuple[str | None, str | None]:
-        """The row ``task``'s completion may write along (its next step's, or its run's
-        session when it ends the run), as (task id, session id), each None when there is
-        none or this process has seen it: a claim of ``task`` reads it along."""
-        if task.next_step is not None:
-            step = task.next_step.task_id
-            return (step if self._seen.get(f"task:{step}") is UNSEEN else None), None
-        if task.ends_run and self._seen.get(f"session:{task.session_id}") is UNSEEN:
-            return None, task.session_id
-        return None, None
-
-    def _follows_read(self, task: TaskRun, step_doc: str | None, session_doc: str | None) -> None:
-        """Remember the rows ``_unseen_follows`` asked for, as read."""
-        if task.next_step is not None and step_doc is not None:
-            self._seen.put(f"task:{task.next_step.task_id}", step_doc)
-        elif session_doc is not None:
-            self._seen.put(f"session:{task.session_id}", session_doc)
-
     def _next_step(self, then: QueuedNext) -> tuple[TaskRun | None, tuple[Any, ...]]:
         """The next step as ``then`` queues it, decided on this process's sight of it, and
         the statement's parameters for it; (None, ()) when there is no such sight or it is

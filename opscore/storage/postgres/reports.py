@@ -17,13 +17,7 @@ from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
 from .agents import HISTORY_AFTER_CHANGE, AgentRecords
-from .base import (
-    agent_and_task_docs,
-    agent_and_task_written,
-    claim_until,
-    queued_after,
-    run_ended_after,
-)
+from .base import agent_and_task_docs, agent_and_task_written, queued_after, run_ended_after
 from .completions import NextSteps
 
 # $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1
@@ -54,29 +48,6 @@ next_moved AS (
 SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
     {agent_and_task_docs(9)},
     (SELECT count(*) FROM next_queued_woken) > 0
-"""
-
-
-# ... and the step leased to this process as it is queued, when it is the only ready entry:
-# lease until $21, now $22 (base.queued_after's claim). Answers also whether it was leased,
-# its place, the id and document of every agent in one of the states $23 (as they were
-# before this statement: the reporting agent's is the one written here), and the rows the
-# step's completion may write along, task $24 and session $25 (NULL: seen already), as a
-# claim with other replicas up reads them (queue.py).
-_SET_STATE_TASK_AND_CLAIMED = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
-next_moved AS (
-    UPDATE opscore_tasks SET status = $14, doc = $15
-    WHERE task_id = $13 AND doc = $16 AND EXISTS (SELECT 1 FROM moved) RETURNING task_id),
-{queued_after("next_moved", 17, 19, "next_queued", claim=21)}
-SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {agent_and_task_docs(9)},
-    (SELECT count(*) FROM next_queued_woken) + (SELECT count(*) FROM next_queued) > 0,
-    (SELECT lease_until IS NOT NULL FROM next_queued), (SELECT seq FROM next_queued),
-    CASE WHEN (SELECT lease_until FROM next_queued) IS NOT NULL
-        THEN (SELECT array_agg(ARRAY[agent_id, doc]) FROM opscore_agents
-            WHERE state = ANY($23::text[])) END,
-    (SELECT doc FROM opscore_tasks WHERE task_id = $24::text),
-    (SELECT doc FROM opscore_sessions WHERE session_id = $25::text)
 """
 
 
@@ -158,23 +129,14 @@ class ReportRecords(AgentRecords, NextSteps):
                 sql = _SET_STATE_AND_TASK
                 if queued is not None:
                     sql = _SET_STATE_TASK_AND_NEXT
-                    claimant = self._claimant
-                    if claimant is not None and claimant.wants_claims():
-                        states = list(claimant.available_states)
-                        follows = self._unseen_follows(queued)
-                        claim = (*claim_until(), states, *follows)
-                        sql, tail = _SET_STATE_TASK_AND_CLAIMED, (*tail, *claim)
                 elif ended is not None:
                     sql = _SET_STATE_TASK_AND_END
                 answer = await conn.fetchrow(sql, *args, *tail)
-                written, agent_now, task_now, tail_written = answer[:4]
+                written, agent_now, task_now, tail_written = answer
                 if written:
                     self._seen.put(agent_key, agent_raw)
                     self._seen.put(task_key, task_raw)
                     queued, ended = self._followed(queued, ended, tail, tail_written)
-                    if queued is not None and answer[4:5] == (True,):
-                        self._claimed(queued, tail[5], answer[5], answer[6], agent_raw)
-                        self._follows_read(queued, *answer[7:9])
                     return ReportWritten(agent, False, moved, update, queued, ended)
                 # one of them changed since: decide again on what the statement saw
                 rows.saw(agent_key, agent_now)

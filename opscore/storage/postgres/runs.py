@@ -9,17 +9,7 @@ from typing import Any
 from ...models import Page, Session, TaskRun, WorkflowTemplate
 from ..parsed import PARSED
 from ..rules import ready_time, task_change_applies
-from .base import (
-    _FINISHED,
-    _INFLIGHT,
-    CHANNEL,
-    Write,
-    _Base,
-    _load,
-    claim_until,
-    doc_unless,
-    queued_after,
-)
+from .base import _FINISHED, _INFLIGHT, CHANNEL, Write, _Base, _load, doc_unless, queued_after
 
 _PUT_SESSION = (
     "INSERT INTO opscore_sessions (session_id, status, workflow_id, agent_id, finished_at, doc) "
@@ -62,13 +52,11 @@ _PUT_TASK = (
     "ON CONFLICT (task_id) DO UPDATE SET session_id = $2, status = $3, doc = $4"
 )
 
-
 # A run as it starts (save_run), in one statement: its tasks ($7-$10: ids, sessions, statuses,
 # documents, inserted in that order, so they keep it), its session ($1-$6 as _PUT_SESSION),
 # and the tasks queued with it ($11-$13: ids, priorities, ready times; as queue.py's enqueue,
-# with its NOTIFY on $14 from $15 when any was queued, and leased as _queued_at says).
-def _put_run(lease: str) -> str:
-    return f"""
+# with its NOTIFY on $14 from $15 when any was queued).
+_PUT_RUN = f"""
 WITH tasks AS (
     INSERT INTO opscore_tasks (task_id, session_id, status, doc)
     SELECT t.id, t.session_id, t.status, t.doc
@@ -81,37 +69,15 @@ WITH tasks AS (
 session AS ({_PUT_SESSION} RETURNING 1),
 queued AS (
     INSERT INTO opscore_queue (task_id, priority, ready_at, seq, lease_until)
-    SELECT q.id, q.priority, q.ready_at, nextval('opscore_queue_seq'), {lease}
+    SELECT q.id, q.priority, q.ready_at, nextval('opscore_queue_seq'), NULL
     FROM unnest($11::text[], $12::integer[], $13::timestamptz[])
         WITH ORDINALITY AS q(id, priority, ready_at, n)
     ORDER BY q.n
     ON CONFLICT (task_id) DO UPDATE SET priority = EXCLUDED.priority,
-        ready_at = EXCLUDED.ready_at, seq = nextval('opscore_queue_seq'),
-        lease_until = EXCLUDED.lease_until
-    RETURNING lease_until, seq),
-woken AS (SELECT pg_notify($14, $15) FROM queued WHERE lease_until IS NULL LIMIT 1)"""
-
-
-_PUT_RUN = _put_run("NULL") + "\nSELECT count(*) FROM woken\n"
-# ... a run with one task queued: leased until $16 to this process's dispatcher instead (no
-# NOTIFY) if it is ready at $17 (now) and no other entry is (as base.queued_after's claim);
-# answers whether it was, its place, and the id and document of every agent in one of the
-# states $18.
-_PUT_RUN_CLAIMED = (
-    _put_run(
-        """CASE WHEN q.ready_at <= $17 AND NOT EXISTS (
-            SELECT 1 FROM opscore_queue o WHERE o.ready_at <= $17
-            AND (o.lease_until IS NULL OR o.lease_until < $17) AND o.task_id <> q.id)
-        THEN $16::timestamptz END"""
-    )
-    + """
-SELECT (SELECT count(*) FROM woken) = 0 AND (SELECT lease_until IS NOT NULL FROM queued),
-    (SELECT seq FROM queued),
-    CASE WHEN (SELECT lease_until FROM queued) IS NOT NULL
-        THEN (SELECT array_agg(ARRAY[agent_id, doc]) FROM opscore_agents
-            WHERE state = ANY($18::text[])) END
+        ready_at = EXCLUDED.ready_at, seq = nextval('opscore_queue_seq'), lease_until = NULL
+    RETURNING 1)
+SELECT pg_notify($14, $15) WHERE EXISTS (SELECT 1 FROM queued)
 """
-)
 
 
 def _session_row(s: Session) -> tuple[Any, ...]:
@@ -271,23 +237,11 @@ class RunRecords(_Base):
         columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
         entries = [(t.task_id, t.priority, ready_time(t)) for t in tasks if t.task_id in queued]
         queue = [list(c) for c in zip(*entries, strict=True)] if entries else [[], [], []]
-        # its one first step leased to this process's dispatcher if alone ready (claims)
-        claimant = self._claimant
-        claiming = len(entries) == 1 and claimant is not None and claimant.wants_claims()
-        states = list(claimant.available_states) if claimant is not None else []
         async with self._conn() as conn:
-            if claiming:
-                claim = (*claim_until(), states)
-                args = (*row, *columns, *queue, CHANNEL, self._token, *claim)
-                answer = await conn.fetchrow(_PUT_RUN_CLAIMED, *args)
-            else:
-                await conn.execute(_PUT_RUN, *row, *columns, *queue, CHANNEL, self._token)
+            await conn.execute(_PUT_RUN, *row, *columns, *queue, CHANNEL, self._token)
         self._seen.put(f"session:{session.session_id}", row[-1])
         for task_row in rows:
             self._seen.put(f"task:{task_row[0]}", task_row[-1])
-        if claiming and answer[0]:
-            first = next(t for t in tasks if t.task_id == entries[0][0])
-            self._claimed(first, entries[0][2], answer[1], answer[2])
 
     async def get_task(self, task_id: str) -> TaskRun | None:
         async with self._conn() as conn:

@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -24,25 +25,27 @@ from redis.exceptions import NoScriptError
 
 from ...errors import OpsCoreError, StorageError
 from ...models import Page
-from ..base import Claimant
 from ..fleet import FleetView
 from ..parsed import PARSED
 from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
-from . import along as along_reads
-from .along import ReadsAlong
 from .batch import CommandBatcher
 from .cas_groups import CasGroups
 from .history import HISTORY_PAGE
 from .queue_scripts import ACK, DEQUEUE, ENQUEUE, REQUEUE
 from .scripts import CAS, CAS_GROUPS, RECORDS, SAVE_RUN, SAVE_SESSION, UNINDEX_SETTLED, Ops
-from .server import require_version
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 LEASE = timedelta(seconds=30)
+MIN_VERSION = (6, 2)  # SET ... GET and ZMSCORE, which the scripts use
 LANES = 4  # clients with a connection each, used in turn (see _Base._redis)
+# values read along with a write serve a read of the same call chain this soon after at most
+ALONG_SECONDS = 0.5
+# key -> (its value, when read); a list of ids read along keeps the ids as a tuple
+Along = dict[str, tuple[str | tuple[str, ...] | None, float]]
+_ALONG: ContextVar[Along | None] = ContextVar("opscore_redis_read_along", default=None)
 SCRIPTS = {
     "dequeue": DEQUEUE,
     "ack": ACK,
@@ -56,6 +59,27 @@ SCRIPTS = {
     "unindex_settled": UNINDEX_SETTLED,
     "history_page": HISTORY_PAGE,
 }
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``7.0.15`` as (7, 0, 15); a part that is not a number ends it."""
+    parts: list[int] = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def _require_version(server: dict[str, Any], url: str) -> None:
+    """Refuse a Redis older than the scripts need, by name, at start (not a script error
+    at the first run)."""
+    version = str(server.get("redis_version", "0"))
+    if _version(version) < MIN_VERSION:
+        raise StorageError(
+            f"Redis at {redacted(url)} is version {version}; Ops-Core needs "
+            f"{'.'.join(map(str, MIN_VERSION))} or newer (its scripts use SET ... GET and ZMSCORE)"
+        )
 
 
 def _load(model: type[M], raw: str | None) -> M | None:
@@ -72,7 +96,7 @@ def _due_score(due: datetime | None) -> float:
     return math.inf if due is None else due.timestamp()
 
 
-class _Base(ReadsAlong):
+class _Base:
     """``Storage`` on Redis; safe to share between replicas."""
 
     writes_together = True  # those of one moment go out as one script (cas_groups.py)
@@ -91,7 +115,6 @@ class _Base(ReadsAlong):
         self._leases_looked_at: datetime | None = None  # dequeue_ready's last look at leases
         self._batcher: CommandBatcher | None = None
         self._cas_groups = CasGroups(self._script)  # those of one moment in one script
-        self._claimant: Claimant | None = None  # takes steps leased as queued (claims.py)
 
     def k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -146,7 +169,7 @@ class _Base(ReadsAlong):
         ]
         self._batcher = CommandBatcher(pool)
         try:
-            require_version(await self._redis.info("server"), self.url)
+            _require_version(await self._redis.info("server"), self.url)
         except StorageError:
             await self.close()
             raise
@@ -194,15 +217,75 @@ class _Base(ReadsAlong):
         self._seen.put(key, raw)
         return raw
 
+    def _read_along(self, reads: list[str | tuple[str, str]], raws: list[Any]) -> None:
+        """Keep values read along with a write, for one ``_get_soon`` (or, for a session's
+        tasks, ``_along_records``) of the same call chain."""
+        along = _ALONG.get()
+        if along is None:
+            along = {}
+            _ALONG.set(along)
+        now = time.monotonic()
+        # a long-lived chain (a sweep's loop) may never read what it read along: keep only
+        # what is still fresh enough to be used
+        for stale in [k for k, (_, at) in along.items() if now - at >= ALONG_SECONDS]:
+            del along[stale]
+        values = iter(raws)
+        for read in reads:
+            if isinstance(read, str):
+                value = next(values) or None
+                self._seen.put(read, value)
+                along[read] = (value, now)
+                continue
+            ids_key, prefix = read
+            count = int(next(values))
+            if count < 0:  # more records than were worth reading along
+                continue
+            ids = []
+            for _ in range(count):
+                record_id, raw = next(values), next(values) or None
+                ids.append(record_id)
+                self._seen.put(prefix + record_id, raw)
+                along[prefix + record_id] = (raw, now)
+            along[ids_key] = (tuple(ids), now)
+
+    def _along_records(
+        self, keys: list[str], ids_key: str, prefix: str
+    ) -> tuple[list[str | None], list[str]] | None:
+        """``keys``' values and the records the list ``ids_key`` names, as read along with a
+        write of this call chain a moment ago, if every one is still what this process last
+        saw (it wrote none of them since); else None, and a read asks Redis. Used once."""
+        along = _ALONG.get()
+        if not along or ids_key not in along:
+            return None
+        now = time.monotonic()
+        ids_kept = along.pop(ids_key)
+        kept = [along.pop(key, None) for key in keys]
+        ids, at = ids_kept
+        if not isinstance(ids, tuple) or now - at >= ALONG_SECONDS:
+            return None
+        records: list[str] = []
+        for record_id in ids:
+            found = along.pop(prefix + record_id, None)
+            if found is None or self._seen.get(prefix + record_id) != found[0]:
+                return None
+            if isinstance(found[0], str):  # a record gone meanwhile is left out, as a read would
+                records.append(found[0])
+        values: list[str | None] = []
+        for key, found in zip(keys, kept, strict=True):
+            if found is None or self._seen.get(key) != found[0] or isinstance(found[0], tuple):
+                return None
+            values.append(found[0])
+        return values, records
+
     async def _get_soon(self, key: str) -> str | None:
         """GET, unless the same call chain (a request, a background task) read ``key`` along
         with a write a moment ago, and this process has not written it since: that value is
         then exactly what a GET issued at that moment would have answered. Used once."""
-        along = along_reads.ALONG.get()
+        along = _ALONG.get()
         kept = along.pop(key, None) if along else None
         if kept is not None:
             value, at = kept
-            fresh = time.monotonic() - at < along_reads.ALONG_SECONDS
+            fresh = time.monotonic() - at < ALONG_SECONDS
             if fresh and not isinstance(value, tuple) and self._seen.get(key) == value:
                 return value
         return await self._get(key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -25,9 +24,7 @@ from ..report_and_task import (
     run_ended,
 )
 from ..rules import slot_released, slot_taken, task_change_applies
-from ..seen import UNSEEN
 from .base import (
-    LEASE,
     _due_score,
     _load,
 )
@@ -50,18 +47,6 @@ READ_ALONG_SESSION_TASKS = 32
 
 
 class RunRecords(SessionRecords):
-    def _follow_key(self, task: TaskRun) -> str | None:
-        """The row the task's completion may write along: its next step's, or its run's
-        session when it ends the run (``dequeue_ready``'s ``follows``)."""
-        if task.next_step is not None:
-            return self.k("task", task.next_step.task_id)
-        return self.k("session", task.session_id) if task.ends_run else None
-
-    @property
-    def _claim_keys(self) -> list[str]:
-        """A CLAIM's keys (``Ops.claim``): ready, leased, meta, the agents and their prefix."""
-        return [*self._queue_keys[1:], self.k("agents"), self.k("agent", "")]
-
     # --- tasks ------------------------------------------------------------------------------
     def _index_inflight(self, p: Any, task: TaskRun, before: TaskRun | bool | None) -> None:
         """Keep the task in the index ``inflight_tasks`` reads (``inflight_key``: every task
@@ -231,16 +216,9 @@ class RunRecords(SessionRecords):
             queued = next_queued(then, _load(TaskRun, raw))
             if queued is not None:
                 entry = (queued.task_id, queued.priority, then.ready_at.timestamp())
-                claim = self._claimant is not None and self._claimant.wants_claims()
 
                 def enqueue(p: Any) -> None:
                     p.enqueue(self._enqueue_keys, *entry)
-                    if claim:  # leased to this process if alone in the ready set (claims.py)
-                        lease = time.time() + LEASE.total_seconds()
-                        p.claim(self._claim_keys, queued, then.ready_at, lease)
-                        follows = self._follow_key(queued)
-                        if follows is not None and self._seen.get(follows) is UNSEEN:
-                            p.read(follows)  # as a claim with others up reads it
 
                 return Follows(PARSED.dump(queued), queued, None, enqueue)
         elif end is not None:

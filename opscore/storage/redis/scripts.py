@@ -6,10 +6,7 @@ compare-and-set script makes beside its record."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
 
-from ...models import TaskRun
-from .claims import CLAIM_FN, RECORDS_OF_FN, ClaimRead
 from .queue_scripts import ENQUEUE_FN, LEASED_FN, enqueue_args
 
 # Compare-and-set of one or more records (KEYS) plus their index writes, in one round trip:
@@ -19,21 +16,18 @@ from .queue_scripts import ENQUEUE_FN, LEASED_FN, enqueue_args
 # argument or '0' to leave the record with it; then writes as <n> <command> <args...> groups:
 # PUT <key> <value> writes a key no compare-and-set reads (a state report's numbered history
 # entry, ``history.py``) with the records, in their MSET; the custom ZMOVE <all> <from> <to>
-# <member> moves a member between two sorted sets under its score in <all>, ENQ <the arguments
-# of enqueue()> queues a task, CLAIM <ready> <leased> <meta> <agents> <prefix> <lease> <id>
-# leases the entry an ENQ before it queued, if it is the only one ready, and reads the fleet
-# (``claims.py``: its answer follows in out), ACK <leased> <meta> <since> <id> acknowledges
-# its queue entry if still leased (every ACK of a script at its end, together:
-# ``acks_settled``; as the ack script does), READ <key> reads a key along (its value, or ''
-# when absent, follows the 1 of success), and RECORDS <list> <prefix> <most> reads the
-# records a list of ids names (their count, then id and record, alternating; -1 when the list
-# holds more than <most>). Returns 0, writing nothing, when any record changed since it was
-# read, with every record's current value ('' when absent). (Keys in ARGV: a standalone or
-# Sentinel Redis, not Cluster.)
+# <member> moves a member between two sorted sets under its
+# score in <all>, ENQ <the arguments of enqueue()> queues a task, ACK <leased> <meta> <since>
+# <id> acknowledges its queue entry if still leased (every ACK of a script at its end, together:
+# ``acks_settled``; as the ack script does), READ <key> reads a key along
+# (its value, or '' when absent, follows the 1 of success), and RECORDS <list> <prefix> <most>
+# reads the records a list of ids names (their count, then id and record, alternating; -1 when
+# the list holds more than <most>). Returns 0, writing nothing,
+# when any record changed since it was read, with every record's current value ('' when
+# absent). (Keys in ARGV: a standalone or Sentinel Redis, not Cluster.)
 CAS_FN = (
     ENQUEUE_FN
     + LEASED_FN
-    + CLAIM_FN
     + """
 -- the entries the ACKs of a script's compare-and-sets acknowledge, at the script's end
 local ack_keys, ack_ids = nil, {}
@@ -111,8 +105,6 @@ while i <= #ARGV do
     read({})
     if op == 'ENQ' then
       enqueue(unpack(ARGV, i + 2, i + n))
-    elseif op == 'CLAIM' then
-      claim_alone(out, unpack(ARGV, i + 2, i + n))
     elseif op == 'ACK' then
       ack_keys = {ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
       ack_ids[#ack_ids + 1] = ARGV[i + 5]
@@ -141,7 +133,7 @@ CAS = CAS_FN + "local answer = cas(KEYS, ARGV, nil)\nacks_settled()\nreturn answ
 # the same writes, in the order asked, in one script (each script call costs Redis a dispatch).
 # KEYS: every group's keys in turn. ARGV: per group, its key count and argument count, then
 # its arguments as CAS takes them. When no two groups share a key and no group deletes or
-# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ACK, ZMOVE, CLAIM and writes to
+# writes anything a compare-and-set reads (only PUT, READ, RECORDS, ENQ, ACK, ZMOVE and writes to
 # indexes), every group's records are read with one MGET first: what one group writes, no
 # later group reads. Answers each group's answer, in order (an error for a group that failed:
 # what it wrote before the failing command stays written, as with a script of its own).
@@ -151,7 +143,7 @@ CAS_GROUPS = (
 local groups, k, a = {}, 1, 1
 local shared, seen = true, {}
 local index_ops = {PUT = true, READ = true, RECORDS = true, ENQ = true, ACK = true, ZMOVE = true,
-                   CLAIM = true, ZADD = true, ZREM = true, SADD = true, SREM = true}
+                   ZADD = true, ZREM = true, SADD = true, SREM = true}
 while a <= #ARGV do
   local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local keys, argv = {}, {}
@@ -194,18 +186,27 @@ return out
 # The records a list or set of ids names, in one round trip. KEYS: the list or set.
 # ARGV: 'list' or 'set', the records' key prefix, and optionally one more key whose value
 # comes first (or '' when it is absent). Answers ids and records, alternating.
-RECORDS = (
-    RECORDS_OF_FN
-    + """
+RECORDS = """
 local out = {}
 if ARGV[3] then out[1] = redis.call('GET', ARGV[3]) or '' end
 local ids
 if ARGV[1] == 'list' then ids = redis.call('LRANGE', KEYS[1], 0, -1)
 else ids = redis.call('SMEMBERS', KEYS[1]) end
-records_of(ids, ARGV[2], out)
+for first = 1, #ids, 1000 do  -- MGET in chunks: unpack() has a limit of a few thousand
+  local keys = {}
+  local last = math.min(first + 999, #ids)
+  for i = first, last do keys[#keys + 1] = ARGV[2] .. ids[i] end
+  local raws = redis.call('MGET', unpack(keys))
+  for i = first, last do
+    local raw = raws[i - first + 1]
+    if raw then
+      out[#out + 1] = ids[i]
+      out[#out + 1] = raw
+    end
+  end
+end
 return out
 """
-)
 
 
 # KEYS: the session, the index of all sessions, the sequence counter. ARGV: session id, JSON,
@@ -214,7 +215,7 @@ return out
 # replaced, and moves it between status indexes (reading only the old record's status).
 # Likely new: its place is taken first (two commands, not three); were it there already,
 # it keeps its place and the number taken is left unused. Answers its place.
-SAVE_SESSION_FN = """
+SAVE_SESSION = """
 local seq
 if ARGV[5] == '1' then
   seq = redis.call('INCR', KEYS[3])
@@ -234,27 +235,23 @@ if old then
   if status ~= ARGV[3] then redis.call('ZREM', ARGV[4] .. status, ARGV[1]) end
 end
 redis.call('ZADD', ARGV[4] .. ARGV[3], seq, ARGV[1])
+return tonumber(seq)
 """
-SAVE_SESSION = SAVE_SESSION_FN + "return tonumber(seq)\n"
 
 # A run as it starts (save_run): its tasks, then its session as SAVE_SESSION writes it (same
 # KEYS[1-3] and ARGV[1-5]); KEYS[4] the run's list of task ids, KEYS[5] the in-flight index,
 # KEYS[6-11] the queue keys of enqueue(); ARGV[6] the prefix of task keys, ARGV[7] and [8]
-# enqueue()'s span and now; ARGV[9] a lease's end ('' for none), ARGV[10] the set of agents
-# and ARGV[11] their records' prefix: the run's one queued step is leased until then if it is
-# the only ready entry, and the fleet read after it (``claims.py``: the answer is then the
-# session's place followed by the claim's answer, else the place alone); then per task: id,
-# record, its score in the in-flight index ('' when not in flight), the time it is ready
+# enqueue()'s span and now, then per task: id, record, its score in the in-flight index
+# ('' when not in flight), the time it is ready
 # at when it is queued with the run (else ''), its priority. A task seen for the first time
 # joins the run's list (written again, it keeps its place).
 SAVE_RUN = (
     ENQUEUE_FN
-    + CLAIM_FN
     + """
 -- one command of each kind per 500 tasks (unpack() has a limit of a few thousand), not
 -- several per task; a task named twice joins the list once
-local listed, queued = {}, {}
-for first = 12, #ARGV, 2500 do
+local listed = {}
+for first = 9, #ARGV, 2500 do
   local last = math.min(first + 2499, #ARGV)
   local keys, sets, new, inflight, settled = {}, {}, {}, {}, {}
   for i = first, last, 5 do
@@ -283,24 +280,14 @@ for first = 12, #ARGV, 2500 do
     if ARGV[i + 3] ~= '' then
       enqueue(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
               id, ARGV[i + 4], ARGV[i + 3], ARGV[7], ARGV[8])
-      queued[#queued + 1] = id
     end
   end
   if #new > 0 then redis.call('RPUSH', KEYS[4], unpack(new)) end
   if #inflight > 0 then redis.call('ZADD', KEYS[5], unpack(inflight)) end
   if #settled > 0 then redis.call('ZREM', KEYS[5], unpack(settled)) end
 end
-local claim = nil
-if ARGV[9] ~= '' and #queued == 1 then
-  claim = {}
-  claim_alone(claim, KEYS[7], KEYS[8], KEYS[9], ARGV[10], ARGV[11], ARGV[9], queued[1])
-end
 """
-    + SAVE_SESSION_FN
-    + """
-if claim then return {tonumber(seq), unpack(claim)} end
-return tonumber(seq)
-"""
+    + SAVE_SESSION
 )
 
 
@@ -314,7 +301,7 @@ class Ops:
     def __init__(self) -> None:
         self.args: list[str] = []
         # keys read along, and (list, prefix) of lists whose records are read along
-        self.reads: list[str | tuple[str, str] | ClaimRead] = []
+        self.reads: list[str | tuple[str, str]] = []
 
     def _add(self, *words: object) -> None:
         self.args += [str(len(words)), *(str(w) for w in words)]
@@ -354,13 +341,6 @@ class Ops:
     def enqueue(self, keys: list[str], task_id: str, priority: int, ready_at: float) -> None:
         """Queue the task as the enqueue script does (``keys``: its six queue keys)."""
         self._add("ENQ", *keys, *enqueue_args(task_id, priority, ready_at))
-
-    def claim(self, keys: list[str], queued: TaskRun, ready_at: datetime, lease: float) -> None:
-        """Lease the step an ENQ before this just queued to this process until ``lease`` if
-        the ready set holds it alone, and read every agent after the writes (``claims.py``;
-        ``keys``: the ready, leased and meta keys, the set of agents, their records' prefix)."""
-        self.reads.append(ClaimRead(queued, ready_at))
-        self._add("CLAIM", *keys, repr(lease), queued.task_id)
 
     def ack(self, keys: list[str], task_id: str) -> None:
         """Acknowledge the task's queue entry if it is still leased, as the ack script does

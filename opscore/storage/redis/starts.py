@@ -16,8 +16,7 @@ from ...models.sweep_due import INFLIGHT, sweep_due
 from ..parsed import PARSED
 from ..rules import ready_time
 from ..seen import UNSEEN
-from .base import LEASE, _due_score
-from .claims import ClaimRead
+from .base import _due_score
 from .queue_scripts import SEQ_SPAN
 from .scripts import _score
 from .sessions import SessionRecords
@@ -30,17 +29,10 @@ class RunStarts(SessionRecords):
         """One script: the tasks (each joins the run's list the first time it is written,
         and those named in ``queued`` are queued as ``enqueue`` queues them), then the
         session as ``save_session`` writes it."""
-        tasks = list(tasks)
         key, raw = self.k("session", session.session_id), PARSED.dump(session)
         new = "1" if self._seen.get(key) is UNSEEN else "0"  # a hint (see SAVE_SESSION)
         args: list[Any] = [session.session_id, raw, session.status.value]
         args += [self.k("sessions", ""), new, self.k("task", ""), SEQ_SPAN, time.time()]
-        # its one first step leased to this process's dispatcher if it wants it (claims.py)
-        claim = None
-        if len(queued) == 1 and self._claimant is not None and self._claimant.wants_claims():
-            claim = next((t for t in tasks if t.task_id in queued), None)
-        lease = time.time() + LEASE.total_seconds() if claim is not None else ""
-        args += [lease, self.k("agents"), self.k("agent", "")]
         written = []
         for task in tasks:
             task_raw = PARSED.dump(task)
@@ -51,12 +43,7 @@ class RunStarts(SessionRecords):
         keys = [key, self.k("sessions"), self.k("seq", "sessions")]
         keys += [self.k("session_tasks", session.session_id), self.inflight_key]
         keys += self._enqueue_keys
-        answer = await self._script("save_run", keys=keys, args=args)
-        place = answer
-        if isinstance(answer, list):  # the session's place, then the claim's answer
-            place = answer[0]
-            if claim is not None:
-                self._claimed(ClaimRead(claim, ready_time(claim)).taken(iter(answer[1:])))
+        place = await self._script("save_run", keys=keys, args=args)
         self._seen.put(key, raw)
         self._seen.put(self._place_key(session.session_id), str(place))
         for task_key, task_raw in written:

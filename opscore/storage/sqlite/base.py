@@ -33,7 +33,6 @@ from pydantic import BaseModel
 
 from ...errors import StorageError
 from ...models import Agent, TaskRun
-from ..base import Claimant
 from ..fleet import FleetView
 from ..history_trims import HistoryTrims
 from ..parsed import PARSED
@@ -165,9 +164,6 @@ class _Base:
     def set_queue_listener(self, listener: Callable[[], None]) -> None:
         """Nothing to listen to: processes sharing the file find each other's work at their
         next dispatch interval."""
-
-    def set_claimant(self, claimant: Claimant | None) -> None:
-        """No claims: the dispatcher's first look reads the file in process, on the loop."""
 
     @scan
     def ping(self) -> None:
