@@ -55,7 +55,6 @@ class RunTriggerRoute(PostRoute):
             accepted = await self.services.workflow.run_template(
                 workflow_id, request, idempotency_key=key
             )
-            await self.services.dispatcher.wakeup.let_the_woken_pass_go_first()
         except OpsCoreError as exc:
             return error_reply(from_opscore_error(exc))
         except Exception:

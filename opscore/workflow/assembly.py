@@ -58,15 +58,19 @@ class Workflow:
         self, workflow_id: str, request: RunCreate, *, idempotency_key: str | None = None
     ) -> RunAccepted:
         """Start a run of a stored template (its newest version unless the request names one):
-        ``POST /workflows/{workflowId}/runs``, through FastAPI or the gateway's fast route."""
+        ``POST /workflows/{workflowId}/runs``, through FastAPI or the gateway's fast route.
+        A pass this start woke takes its first turns before the caller answers
+        (``Wakeup.let_the_woken_pass_go_first``), on either route."""
         template = await self.templates.get_template(workflow_id, request.version)
-        return await self.runs.start_run(
+        accepted = await self.runs.start_run(
             template.definition(),
             payload=request.initial_payload,
             agent_id=request.agent_id,
             metadata=request.metadata,
             idempotency_key=idempotency_key,
         )
+        await self.engine.wakeup.let_the_woken_pass_go_first()
+        return accepted
 
     async def recover(self) -> int:
         """Finish what a crash interrupted (see ``recovery.recover``)."""
