@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import timedelta
 
 import pytest
@@ -108,6 +109,33 @@ async def test_a_database_on_the_first_schema_is_upgraded_in_place_and_keeps_its
     await again.open()
     await again.close()
     assert pg.sql("SELECT count(*) FROM opscore_schema") == str(LATEST)
+
+
+async def test_functions_are_put_back_at_start_and_left_alone_when_in_place(pg) -> None:
+    # Given a database restored from a dump of the tables alone (pg_dump -t 'opscore_*')
+    store = PostgresStorage(pg.url)
+    await store.open()
+    await store.close()
+    pg.sql("DROP FUNCTION opscore_agent_and_task")
+    # When Ops-Core starts on it, the function is back, and works
+    from .test_storage_contract import agent, task
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        await store.save_agent(agent("w"))
+        await store.save_tasks([task("t1", status=TaskStatus.QUEUED)])
+        start = {"status": TaskStatus.DISPATCHED, "agent_id": "w"}
+        assert await store.update_task("t1", start, expect=["queued"], claim_slot_of="w")
+    finally:
+        await store.close()
+    # and a start that finds it in place does not replace it (that would throw away the
+    # plans every other replica's connections hold for it)
+    version = pg.sql("SELECT xmin FROM pg_proc WHERE proname = 'opscore_agent_and_task'")
+    again = PostgresStorage(pg.url)
+    await again.open()
+    await again.close()
+    assert pg.sql("SELECT xmin FROM pg_proc WHERE proname = 'opscore_agent_and_task'") == version
 
 
 async def test_replicas_starting_together_migrate_once(pg) -> None:
@@ -454,3 +482,104 @@ async def test_a_hand_over_takes_the_slot_and_moves_the_task_in_one_statement(
         assert (await checker.get_task("t2")).status == TaskStatus.QUEUED
     finally:
         await checker.close()
+
+
+async def test_an_agent_and_a_task_are_written_together_or_not_at_all(pg) -> None:
+    """``opscore_agent_and_task`` (migration 6), what a state report and a hand-over call:
+    both rows written only if each still holds the document decided on, and what goes with
+    them (the history's record and its trim, the queue entry acknowledged, the next step
+    queued with its NOTIFY, the run ended) only then."""
+    from opscore.storage.postgres.base import AGENT_AND_TASK, CHANNEL, agent_and_task_args
+
+    store = PostgresStorage(pg.url)
+    await store.open()  # the schema, functions included
+    await store.close()
+    conn, listener = await _connect(pg.url), await _connect(pg.url)
+    heard: list[str] = []
+    await listener.add_listener(CHANNEL, lambda *args: heard.append(args[-1]))
+    now = utcnow()
+
+    def d(name: str) -> str:  # a document (JSON: the tasks' sweep_at is computed from it)
+        return f'{{"v": "{name}"}}'
+
+    try:
+        await conn.execute("INSERT INTO opscore_agents VALUES ('a1', 'busy', $1, $2)", now, d("A0"))
+        await conn.execute(
+            "INSERT INTO opscore_tasks (task_id, session_id, status, doc) VALUES "
+            "('t1', 's1', 'running', $1), ('t2', 's1', 'pending', $2)",
+            d("T0"),
+            d("N0"),
+        )
+        await conn.execute(
+            "INSERT INTO opscore_sessions (session_id, status, doc) VALUES ('s1', 'running', $1)",
+            d("S0"),
+        )
+        for n in range(3):
+            await conn.execute(
+                "INSERT INTO opscore_state_history (agent_id, doc) VALUES ('a1', $1)", f"old{n}"
+            )
+
+        async def call(agent_guess: str, task_guess: str, **more):
+            args = agent_and_task_args(
+                ("a1", "idle", now, d("A1"), d(agent_guess)),
+                ("t1", "completed", d("T1"), d(task_guess)),
+                **more,
+            )
+            written, agent_doc, task_doc, followed = await conn.fetchrow(AGENT_AND_TASK, *args)
+            return written, _name(agent_doc), _name(task_doc), followed
+
+        async def rows() -> tuple:
+            return tuple(
+                await conn.fetchrow(
+                    "SELECT (SELECT doc::json->>'v' FROM opscore_agents), "
+                    "(SELECT string_agg(task_id || '=' || (doc::json->>'v'), ',' ORDER BY task_id)"
+                    " FROM opscore_tasks), (SELECT doc::json->>'v' FROM opscore_sessions), "
+                    "(SELECT string_agg(doc, ',' ORDER BY id) FROM opscore_state_history), "
+                    "(SELECT string_agg(task_id, ',') FROM opscore_queue)"
+                )
+            )
+
+        before = await rows()
+        step = ("t2", "queued", d("N1"), d("N0"), 0, now, CHANNEL, "someone-else")
+        # Given a stale sight of the agent, or of the task: nothing at all is written, and
+        # the answer brings both rows as they are
+        assert await call("stale", "T0", report="R", next_step=step) == (False, "A0", "T0", False)
+        assert await call("A0", "stale", report="R", next_step=step) == (False, "A0", "T0", False)
+        assert await rows() == before
+        # Given both sights current: both rows, the record (the history trimmed to the one
+        # before it), and the next step queued, with the replicas told
+        assert await call("A0", "T0", report="R", kept=1, next_step=step) == (
+            True,
+            None,
+            None,
+            True,
+        )
+        assert await rows() == ("A1", "t1=T1,t2=N1", "S0", "old2,R", "t2")
+        for _ in range(100):  # the NOTIFY arrives on the listener's connection
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        assert heard == ["someone-else"]
+        # A step that moved on meanwhile is not queued again; the two rows are still written
+        await conn.execute("DELETE FROM opscore_queue")
+        assert await call("A1", "T1", next_step=step) == (True, None, None, False)
+        assert (await rows())[4] is None
+        # The run's end is written only on the session's current document
+        end = ("s1", "completed", "wf", None, now, d("S1"))
+        assert await call("A1", "T1", run_end=(*end, d("stale"))) == (True, None, None, False)
+        assert (await rows())[2] == "S0"
+        assert await call("A1", "T1", run_end=(*end, d("S0"))) == (True, None, None, True)
+        assert (await rows())[2] == "S1"
+        # A hand-over acknowledges the task's entry while it is still leased
+        await conn.execute(
+            "INSERT INTO opscore_queue VALUES ('t1', 0, $1, 1, $2)", now, now + timedelta(30)
+        )
+        assert await call("A1", "T1", ack=True) == (True, None, None, False)
+        assert await conn.fetchval("SELECT count(*) FROM opscore_queue") == 0
+    finally:
+        await conn.close()
+        await listener.close()
+
+
+def _name(doc: str | None) -> str | None:
+    return None if doc is None else json.loads(doc)["v"]

@@ -70,29 +70,44 @@ def doc_unless(written: str, table: str, key: str, param: str) -> str:
     return f"CASE WHEN {written} THEN NULL ELSE (SELECT doc FROM {table} WHERE {key} = {param}) END"
 
 
-def agent_and_task_written(agent_guess: int, task: int) -> str:
-    """The head of a statement that writes an agent's row and a task's row, both or neither:
-    only if each still holds the document decided on. Parameters: $1 the agent, $2 its state,
-    $3 last seen, $4 its document, ``$agent_guess`` the agent's document decided on; ``$task``
-    the task, then its status, its document and the document decided on. The agent's row is
-    locked before the task's (a scalar subquery is evaluated before the rows it filters are
-    locked), so two such statements never deadlock. ``changed`` and ``moved`` are the two
-    writes (the statement goes on with more CTEs or its SELECT)."""
-    t = task
-    return f"""
-WITH agent_held AS (
-    SELECT 1 FROM opscore_agents WHERE agent_id = $1 AND doc = ${agent_guess} FOR UPDATE),
-task_held AS (
-    SELECT 1 FROM opscore_tasks
-    WHERE task_id = ${t} AND doc = ${t + 3} AND (SELECT count(*) FROM agent_held) = 1
-    FOR UPDATE),
-held AS (SELECT count(*) = 1 AS yes FROM task_held),
-changed AS (
-    UPDATE opscore_agents SET state = $2, last_seen = $3, doc = $4
-    WHERE agent_id = $1 AND (SELECT yes FROM held) RETURNING agent_id),
-moved AS (
-    UPDATE opscore_tasks SET status = ${t + 1}, doc = ${t + 2}
-    WHERE task_id = ${t} AND (SELECT yes FROM held) RETURNING 1)"""
+# An agent's row and a task's written together, both or neither, and what goes with them
+# (migration 6 has the function, and says why it is one). Its parameters, in the order of
+# ``agent_and_task_args``: the agent's id, state, last seen, document and the document decided
+# on; the task's id, status, document and the document decided on; the report for the
+# agent's history and how many before it are kept (-1: no trim); whether the task's leased
+# queue entry is acknowledged; the next step as ``NextSteps._next_step`` gives it; the run's
+# end as ``NextSteps._run_end`` gives it. Answers whether both rows were written, the
+# agent's and the task's documents when they were not, and whether the step was queued or
+# the run ended.
+AGENT_AND_TASK = (
+    "SELECT * FROM opscore_agent_and_task(" + ", ".join(f"${n}" for n in range(1, 28)) + ")"
+)
+_NO_NEXT_STEP = (None,) * 8
+_NO_RUN_END = (None,) * 7
+
+
+def agent_and_task_args(
+    agent: tuple[Any, ...],
+    task: tuple[Any, ...],
+    *,
+    report: str | None = None,
+    kept: int = -1,
+    ack: bool = False,
+    next_step: tuple[Any, ...] = (),
+    run_end: tuple[Any, ...] = (),
+) -> tuple[Any, ...]:
+    """``AGENT_AND_TASK``'s parameters: ``agent`` (id, state, last seen, document, the
+    document decided on) and ``task`` (id, status, document, the document decided on), with
+    what goes with them: at most one of ``next_step`` and ``run_end``."""
+    return (
+        *agent,
+        *task,
+        report,
+        kept,
+        ack,
+        *(next_step or _NO_NEXT_STEP),
+        *(run_end or _NO_RUN_END),
+    )
 
 
 def run_ended_after(moved: str, first: int) -> str:
@@ -106,17 +121,6 @@ run_ended AS (
         finished_at = ${f + 4}, doc = ${f + 5}
     WHERE session_id = ${f} AND doc = ${f + 6} AND EXISTS (SELECT 1 FROM {moved})
     RETURNING 1)"""
-
-
-def agent_and_task_docs(task: int) -> str:
-    """The answer's two documents after ``agent_and_task_written``: the agent's row ($1) and
-    the task's (``$task``), each only when the two were not written (``doc_unless``)."""
-    return ",\n    ".join(
-        (
-            doc_unless("(SELECT yes FROM held)", "opscore_agents", "agent_id", "$1"),
-            doc_unless("(SELECT yes FROM held)", "opscore_tasks", "task_id", f"${task}"),
-        )
-    )
 
 
 def queued_after(moved: str, priority: int, channel: int, name: str = "queued") -> str:

@@ -4,7 +4,8 @@ The dispatcher starts every attempt with ``update_task(claim_slot_of=...)``. Wri
 that was two statements, the agent's slot and then the task's move, and a third to give the
 slot back when the task had moved on meanwhile. Here it is one, on the pattern of
 ``reports.py``: both rows are locked if (and only if) they still hold the documents decided
-on, agent first, then task, and both are written, or neither.
+on, agent first, then task, and both are written, or neither (``base.AGENT_AND_TASK``, with
+the task's queue entry acknowledged when asked).
 """
 
 from __future__ import annotations
@@ -18,22 +19,8 @@ from ..parsed import PARSED
 from ..rules import slot_taken, task_change_applies
 from ..seen import UNSEEN
 from .agents import _READ_AGENT
-from .base import _Base, agent_and_task_docs, agent_and_task_written
+from .base import AGENT_AND_TASK, _Base, agent_and_task_args
 from .runs import _READ_TASK
-
-# $1 agent, $2 its state, $3 last seen, $4 its document, $5 the agent's document decided on;
-# $6 task, $7 its status, $8 its document, $9 the task's document decided on
-# (base.agent_and_task_written); $10 whether the task's queue entry, when still leased, is
-# acknowledged with them (as ``ack``: the dispatcher's hand-over needs no statement of its own
-# for it). Answers (whether both were written, the agent's document and the task's when not
-# written: base.agent_and_task_docs).
-_CLAIM_AND_MOVE = f"""{agent_and_task_written(5, 6)},
-acked AS (
-    DELETE FROM opscore_queue
-    WHERE $10 AND task_id = $6 AND lease_until IS NOT NULL AND EXISTS (SELECT 1 FROM moved))
-SELECT (SELECT count(*) FROM changed) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {agent_and_task_docs(6)}
-"""
 
 
 class SlotClaims(_Base):
@@ -87,18 +74,13 @@ class SlotClaims(_Base):
                     continue
                 moved = task.model_copy(update=changes)
                 agent_raw, task_raw = PARSED.dump(claimed), PARSED.dump(moved)
-                written, agent_now, task_now = await conn.fetchrow(
-                    _CLAIM_AND_MOVE,
-                    agent_id,
-                    claimed.state,
-                    claimed.last_seen,
-                    agent_raw,
-                    agent_doc,
-                    task_id,
-                    moved.status.value,
-                    task_raw,
-                    task_doc,
-                    ack,
+                written, agent_now, task_now, _ = await conn.fetchrow(
+                    AGENT_AND_TASK,
+                    *agent_and_task_args(
+                        (agent_id, claimed.state, claimed.last_seen, agent_raw, agent_doc),
+                        (task_id, moved.status.value, task_raw, task_doc),
+                        ack=ack,
+                    ),
                 )
                 if written:
                     self._seen.put(agent_key, agent_raw)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .functions import install_functions
+
 # (version, what it does, SQL)
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -132,7 +134,8 @@ class SchemaTooNewError(Exception):
 
 
 async def migrate(conn: Any, *, target: int = LATEST) -> list[int]:
-    """Apply the migrations this database lacks, up to ``target``; returns those applied."""
+    """Apply the migrations this database lacks, up to ``target``, and put this Ops-Core's
+    functions in place (``functions.py``); returns the migrations applied."""
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
@@ -155,4 +158,5 @@ async def migrate(conn: Any, *, target: int = LATEST) -> list[int]:
                     description,
                 )
                 applied.append(version)
+        await install_functions(conn)
     return applied

@@ -3,7 +3,9 @@
 Written in turn, an ``idle`` report that completes its task was three statements: the report,
 the task's compare-and-set, and the agent's record again to free its slot. Here it is one:
 both rows are locked if (and only if) they still hold the documents decided on, agent first,
-then task, and both are written, or neither.
+then task, and both are written, or neither; the history's record, the next step queued or
+the run ended go with them (``base.AGENT_AND_TASK``: a function, planned once per
+connection, where a statement of a dozen CTEs was planned at every call).
 """
 
 from __future__ import annotations
@@ -16,40 +18,9 @@ from ..parsed import PARSED
 from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state
 from ..seen import UNSEEN
-from .agents import HISTORY_AFTER_CHANGE, AgentRecords
-from .base import agent_and_task_docs, agent_and_task_written, queued_after, run_ended_after
+from .agents import AgentRecords
+from .base import AGENT_AND_TASK, agent_and_task_args
 from .completions import NextSteps
-
-# $1 agent, $2 state, $3 last seen, $4 its document, $5 the report, $6 1, $7 history kept - 1
-# (-1: no trim), $8 the agent's document decided on; $9 task, $10 its status, $11 its
-# document, $12 the task's document decided on (base.agent_and_task_written). Answers (1 if
-# written, the agent's document and the task's when not written: base.agent_and_task_docs).
-_SET_STATE_AND_TASK = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE}
-SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {agent_and_task_docs(9)}, false
-"""
-# ... and the run's session completed with them (TaskUpdate.ends_run), from $13
-# (base.run_ended_after); the fourth answer says whether it was.
-_SET_STATE_TASK_AND_END = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
-{run_ended_after("moved", 13)}
-SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {agent_and_task_docs(9)},
-    (SELECT count(*) FROM run_ended) > 0
-"""
-# ... or the run's next step with them (TaskUpdate.then), if the task moved and the step
-# still holds the document decided on: $13 the step, $14 its status, $15 its document, $16
-# the document decided on; queued at $17 (priority), $18 (ready), NOTIFY $19 from $20.
-# The fourth answer says whether it was queued.
-_SET_STATE_TASK_AND_NEXT = f"""{agent_and_task_written(8, 9)},{HISTORY_AFTER_CHANGE},
-next_moved AS (
-    UPDATE opscore_tasks SET status = $14, doc = $15
-    WHERE task_id = $13 AND doc = $16 AND EXISTS (SELECT 1 FROM moved) RETURNING task_id),
-{queued_after("next_moved", 17, 19, "next_queued")}
-SELECT (SELECT written FROM added) = 1 AND (SELECT count(*) FROM moved) = 1,
-    {agent_and_task_docs(9)},
-    (SELECT count(*) FROM next_queued_woken) > 0
-"""
-
 
 # $1 agent, $2 a task, $3 the step its completion may queue, $4 the run it may complete
 # (any but the agent may be NULL)
@@ -111,27 +82,18 @@ class ReportRecords(AgentRecords, NextSteps):
                     break
                 update, moved, agent = done
                 agent_raw, task_raw = PARSED.dump(agent), PARSED.dump(moved)
-                args: tuple[Any, ...] = (
-                    agent.agent_id,
-                    agent.state,
-                    agent.last_seen,
-                    agent_raw,
-                    PARSED.dump(record),
-                    1,
-                    kept,
-                    agent_doc,
-                    found,
-                    moved.status.value,
-                    task_raw,
-                    task_doc,
-                )
                 queued, ended, tail = self._what_follows(update)
-                sql = _SET_STATE_AND_TASK
-                if queued is not None:
-                    sql = _SET_STATE_TASK_AND_NEXT
-                elif ended is not None:
-                    sql = _SET_STATE_TASK_AND_END
-                answer = await conn.fetchrow(sql, *args, *tail)
+                answer = await conn.fetchrow(
+                    AGENT_AND_TASK,
+                    *agent_and_task_args(
+                        (agent.agent_id, agent.state, agent.last_seen, agent_raw, agent_doc),
+                        (found, moved.status.value, task_raw, task_doc),
+                        report=PARSED.dump(record),
+                        kept=kept,
+                        next_step=tail if queued is not None else (),
+                        run_end=tail if ended is not None else (),
+                    ),
+                )
                 written, agent_now, task_now, tail_written = answer
                 if written:
                     self._seen.put(agent_key, agent_raw)
