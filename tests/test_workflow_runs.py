@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import datetime
 
@@ -471,3 +472,31 @@ def test_agentkit_404_for_unknown_agent_is_a_dispatch_error(server_factory) -> N
         assert "404" in by_step(detail)["t"]["error"]
     finally:
         relay.stop()
+
+
+def test_every_route_that_starts_a_run_lets_the_pass_it_woke_go_first(ops, monkeypatch) -> None:
+    """The gateway's fast trigger, the documented FastAPI route (an empty body goes there)
+    and the prototype's pinned trigger all start a run through the workflow service, which
+    gives a pass the start woke its first turns before the answer
+    (``Wakeup.let_the_woken_pass_go_first``; tests/test_dispatch_sleep.py has the order)."""
+    from opscore.dispatch.wakeup import Wakeup
+
+    calls: list[str] = []
+    original = Wakeup.let_the_woken_pass_go_first
+
+    async def recorded(self: Wakeup) -> None:
+        calls.append(sys._getframe(1).f_code.co_name)  # who asked (reports ask too)
+        await original(self)
+
+    client, fleet, _ = ops
+    fleet.add("someone")
+    monkeypatch.setattr(Wakeup, "let_the_woken_pass_go_first", recorded)
+    create(client, template("stored", task("t")))
+    fast = client.post("/v1/opscore/workflows/stored/runs", json={})
+    documented = client.post("/v1/opscore/workflows/stored/runs", content=b"")
+    pinned = client.post(
+        "/v1/opscore/agent/someone/workflow", json={"workflowDefinitionId": "stored"}
+    )
+    assert [r.status_code for r in (fast, documented, pinned)] == [202, 202, 202]
+    starts = [c for c in calls if c.startswith("run_")]
+    assert starts == ["run_template", "run_template", "run_for_agent"]

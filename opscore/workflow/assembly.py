@@ -11,9 +11,10 @@ from ..config import Settings
 from ..dispatch.a2a import A2AClients, PushTokens
 from ..dispatch.budgets import BudgetGate
 from ..dispatch.pull import PullInbox
+from ..errors import BadRequestError
 from ..lifecycle.registry import AgentRegistry
 from ..lifecycle.state import AgentStates
-from ..models import RunAccepted, RunCreate, utcnow
+from ..models import RunAccepted, RunCreate, WorkflowTrigger, utcnow
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
 from .a2a import A2ATasks
@@ -67,6 +68,37 @@ class Workflow:
             payload=request.initial_payload,
             agent_id=request.agent_id,
             metadata=request.metadata,
+            idempotency_key=idempotency_key,
+        )
+        await self.engine.wakeup.let_the_woken_pass_go_first()
+        return accepted
+
+    async def run_for_agent(
+        self, agent_id: str, trigger: WorkflowTrigger, *, idempotency_key: str | None = None
+    ) -> RunAccepted:
+        """Start a run pinned to ``agent_id`` (``POST /agent/{agentId}/workflow``, the
+        prototype's request): of a stored template (``workflowDefinitionId``) or of a
+        definition given inline, exactly one of them. As ``run_template``, a pass this start
+        woke takes its first turns before the caller answers."""
+        if (trigger.workflow_definition is None) == (trigger.workflow_definition_id is None):
+            raise BadRequestError(
+                "Give exactly one of workflowDefinitionId and workflowDefinition",
+                code="WORKFLOW_REQUIRED",
+            )
+        if trigger.workflow_definition is not None:
+            definition = trigger.workflow_definition
+            metadata = {**trigger.metadata, "inlineDefinition": True}
+        else:
+            template = await self.templates.get_template(
+                trigger.workflow_definition_id or "", trigger.workflow_version
+            )
+            definition = template.definition()
+            metadata = trigger.metadata
+        accepted = await self.runs.start_run(
+            definition,
+            payload=trigger.initial_payload,
+            agent_id=agent_id,
+            metadata=metadata,
             idempotency_key=idempotency_key,
         )
         await self.engine.wakeup.let_the_woken_pass_go_first()

@@ -193,24 +193,4 @@ async def trigger_for_agent(
 ) -> RunAccepted:
     """Give ``workflowDefinitionId`` (a stored template) or an inline ``workflowDefinition``.
     Tasks without their own agentId run on this agent."""
-    if (body.workflow_definition is None) == (body.workflow_definition_id is None):
-        raise BadRequestError(
-            "Give exactly one of workflowDefinitionId and workflowDefinition",
-            code="WORKFLOW_REQUIRED",
-        )
-    if body.workflow_definition is not None:
-        definition = body.workflow_definition
-        metadata = {**body.metadata, "inlineDefinition": True}
-    else:
-        template = await services.workflow.templates.get_template(
-            body.workflow_definition_id or "", body.workflow_version
-        )
-        definition = template.definition()
-        metadata = body.metadata
-    return await services.workflow.runs.start_run(
-        definition,
-        payload=body.initial_payload,
-        agent_id=agentId,
-        metadata=metadata,
-        idempotency_key=idempotency_key,
-    )
+    return await services.workflow.run_for_agent(agentId, body, idempotency_key=idempotency_key)
