@@ -10,6 +10,13 @@ whitespace folded), how many per workflow and the server's milliseconds per work
 and execute apart (asyncpg prepares each statement once per connection). Prints one JSON
 line, statements with the most server time first.
 
+With ``--inside``, the server also loads ``pg_stat_statements`` (``track = all``,
+``track_planning = on``) and the answer has ``inside``: every statement it counted, those run
+inside Ops-Core's functions (``opscore/storage/postgres/functions.py``) included, which the
+log shows only as the function's call; per statement its calls, planning and execution
+milliseconds per workflow, and how many plans were made (a statement planned at every call
+has as many plans as calls).
+
 Server time only: what each round trip costs the client (asyncpg, the event loop, the
 Python around it) is not in it, and ``bench.stores`` measures that as the Ops-Core
 processes' CPU per workflow. Logging every statement slows the server, so the speed of this
@@ -86,16 +93,71 @@ async def _log_every_statement(url: str) -> None:
         await conn.close()
 
 
+async def _track_inside(server: PostgresServer) -> None:
+    """Load ``pg_stat_statements`` (a restart) and count every statement, nested ones too."""
+    import asyncpg
+
+    conn = await asyncpg.connect(server.url)
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    finally:
+        await conn.close()
+    server.stop()
+    server.resume()
+    conn = await asyncpg.connect(server.url)
+    try:
+        await conn.execute("CREATE EXTENSION pg_stat_statements")
+        await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        await conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        await conn.execute("SELECT pg_reload_conf()")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+
+
+async def _inside(url: str, workflows: int) -> list[dict[str, Any]]:
+    """``pg_stat_statements``' rows, most time first, per workflow."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT query, calls, plans, total_plan_time, total_exec_time, toplevel "
+            "FROM pg_stat_statements ORDER BY total_plan_time + total_exec_time DESC LIMIT 40"
+        )
+    finally:
+        await conn.close()
+    return [
+        {
+            "statement": " ".join(r["query"].split())[:SHOWN],
+            "inside_a_function": not r["toplevel"],
+            "count": round(r["calls"] / workflows, 4),
+            "plans": r["plans"],
+            "plan_ms": round(r["total_plan_time"] / workflows, 4),
+            "execute_ms": round(r["total_exec_time"] / workflows, 4),
+        }
+        for r in rows
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--reports", choices=("turn", "agent"), default="turn")
+    parser.add_argument(
+        "--inside",
+        action="store_true",
+        help="also count statements with pg_stat_statements, those inside functions too",
+    )
     args = parser.parse_args()
     if not available_stores("postgresql"):
         sys.exit("PostgreSQL is not installed (apt-get install postgresql)")
     server = PostgresServer().start()
+    inside: list[dict[str, Any]] = []
     try:
+        if args.inside:
+            asyncio.run(_track_inside(server))
         asyncio.run(_log_every_statement(server.url))
         line = _one_store(
             "postgresql",
@@ -107,9 +169,12 @@ def main() -> None:
             latency=False,
         )
         log = (server.dir / "server.log").read_text(errors="replace")
+        if args.inside:
+            inside = asyncio.run(_inside(server.url, args.runs))
     finally:
         server.remove()
-    print(json.dumps({"run": line, **statement_times(log, args.runs)}))
+    extra = {"inside": inside} if args.inside else {}
+    print(json.dumps({"run": line, **statement_times(log, args.runs), **extra}))
 
 
 if __name__ == "__main__":

@@ -583,3 +583,64 @@ async def test_an_agent_and_a_task_are_written_together_or_not_at_all(pg) -> Non
 
 def _name(doc: str | None) -> str | None:
     return None if doc is None else json.loads(doc)["v"]
+
+
+async def test_the_queue_is_vacuumed_as_it_churns_not_once_a_minute(pg) -> None:
+    """Each lease, ack and put-back leaves a dead row in the queue, which the claim's scan
+    in queue order steps over until a vacuum: the store vacuums the table itself once its
+    own writes there left enough of them (``upkeep.py``), without waiting for autovacuum."""
+    from opscore.storage.postgres.upkeep import Vacuums
+
+    from .test_storage_contract import task
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    store._vacuums = Vacuums(store._vacuum, after=20)
+    try:
+        await store.save_tasks([task(f"t{i}", status=TaskStatus.QUEUED) for i in range(15)])
+        for i in range(15):
+            await store.enqueue(f"t{i}", priority=0, ready_at=utcnow())
+        claimed = await store.dequeue_ready(utcnow(), 15)  # 15 leases
+        await store.ack([e.task_id for e in claimed[:5]])  # 20 dead rows: a vacuum
+        vacuums = "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'opscore_queue'"
+        for _ in range(200):  # it runs in the background; its count shows soon after
+            if pg.sql(vacuums) != "0":
+                break
+            await asyncio.sleep(0.05)
+        assert pg.sql(vacuums) == "1"
+        # and the queue is as it was: ten entries leased, the rest gone
+        assert await store.queue_depth() == 10
+    finally:
+        await store.close()
+
+
+async def test_a_vacuum_that_fails_is_left_for_the_next_rows_and_one_runs_at_a_time() -> None:
+    from opscore.storage.postgres.upkeep import QUEUE, Vacuums
+
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def vacuum(table: str) -> None:
+        started.append(table)
+        await release.wait()
+        raise StorageError("PostgreSQL went away")
+
+    vacuums = Vacuums(vacuum, after=3)
+    vacuums.left(QUEUE, 2)
+    await asyncio.sleep(0)
+    assert started == []
+    vacuums.left(QUEUE)  # three: one starts
+    vacuums.left(QUEUE, 5)  # while it runs, the rows wait for the next
+    await asyncio.sleep(0)
+    assert started == [QUEUE]
+    release.set()
+    for _ in range(100):
+        if not vacuums._running:
+            break
+        await asyncio.sleep(0.01)
+    assert not vacuums._running  # its failure was logged, not raised
+    vacuums.left(QUEUE)  # the five before and this one: the next starts
+    await asyncio.sleep(0)
+    assert started == [QUEUE, QUEUE]
+    await vacuums.stop()
+    assert not vacuums._running

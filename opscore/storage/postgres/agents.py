@@ -10,6 +10,7 @@ from ...models import Agent, Page, StateRecord
 from ..parsed import PARSED
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import Write, _Base, _load, doc_unless
+from .upkeep import HISTORY
 
 _READ_AGENT = "SELECT doc FROM opscore_agents WHERE agent_id = $1"
 # compare-and-set: $5 is the document the change was decided on
@@ -50,6 +51,7 @@ class AgentRecords(_Base):
     def _history_offset(self, agent_id: str, history_limit: int) -> int:
         """``$7`` of ``HISTORY_AFTER_CHANGE``: how many reports before this one are kept, or -1
         when this report does not trim the history (``history_trims.py``)."""
+        self._vacuums.left(HISTORY)  # a record now, trimmed later
         if self._history_trims.due(agent_id, history_limit):
             return max(history_limit - 1, 0)
         return -1

@@ -36,6 +36,7 @@ from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
 from .migrations import SchemaTooNewError, migrate
+from .upkeep import Vacuums
 
 logger = logging.getLogger("opscore.storage")
 M = TypeVar("M", bound=BaseModel)
@@ -165,6 +166,7 @@ class _Base:
         self._history_trims = HistoryTrims()  # which reports trim their agent's history
         # rows with a compare-and-set of this process in flight (_cas, claims, reports)
         self._turns = WriteTurns()
+        self._vacuums = Vacuums(self._vacuum)  # the tables that churn (upkeep.py)
         # the telemetry channel's ids this reader has passed, oldest first (telemetry.py)
         self._seen_ids: deque[int] = deque()
         self._seen_set: set[int] = set()
@@ -207,6 +209,7 @@ class _Base:
 
     async def close(self) -> None:
         self._closing = True
+        await self._vacuums.stop()
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(BaseException):
@@ -248,6 +251,10 @@ class _Base:
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload != self._token and self._on_queue is not None:
             self._on_queue()
+
+    async def _vacuum(self, table: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(f"VACUUM (SKIP_LOCKED) {table}")
 
     async def ping(self) -> None:
         async with self._conn() as conn:

@@ -21,6 +21,7 @@ from ..seen import UNSEEN
 from .agents import _READ_AGENT
 from .base import AGENT_AND_TASK, _Base, agent_and_task_args
 from .runs import _READ_TASK
+from .upkeep import QUEUE
 
 
 class SlotClaims(_Base):
@@ -85,6 +86,8 @@ class SlotClaims(_Base):
                 if written:
                     self._seen.put(agent_key, agent_raw)
                     self._seen.put(task_key, task_raw)
+                    if ack:
+                        self._vacuums.left(QUEUE)
                     return moved
                 # one of them changed since: decide again on what the statement saw
                 agent_doc, task_doc, agent_fresh, task_fresh = agent_now, task_now, True, True

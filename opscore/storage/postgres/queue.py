@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from ...models import DeadLetter, Page, QueueEntry, TaskRun
 from ..parsed import PARSED
 from .base import CHANNEL, LEASE, _Base, _load
+from .upkeep import QUEUE
 
 # Claims skip rows another replica is claiming (SKIP LOCKED) instead of waiting for them.
 # Each claimed task comes with its record; with other replicas up (``follows``), also with
@@ -57,6 +58,7 @@ class QueueRecords(_Base):
         async with self._conn() as conn:
             claim = _CLAIM_AND_FOLLOWS if follows else _CLAIM
             rows = await conn.fetch(claim, now, limit, now + LEASE)
+        self._vacuums.left(QUEUE, len(rows))  # each lease leaves the entry's old version
         rows = sorted(rows, key=lambda r: (-r[1], r[2]))
         entries = []
         for row in rows:
@@ -81,6 +83,7 @@ class QueueRecords(_Base):
                     "AND lease_until IS NOT NULL",
                     ids,
                 )
+            self._vacuums.left(QUEUE, len(ids))
 
     async def requeue(self, entries: Iterable[QueueEntry]) -> None:
         ids = [e.task_id for e in entries]
@@ -90,6 +93,7 @@ class QueueRecords(_Base):
                     "UPDATE opscore_queue SET lease_until = NULL WHERE task_id = ANY($1::text[])",
                     ids,
                 )
+            self._vacuums.left(QUEUE, len(ids))
 
     async def queue_depth(self) -> int:
         async with self._conn() as conn:

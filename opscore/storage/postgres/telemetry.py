@@ -8,6 +8,7 @@ has seen (``_seen_ids``), so no entry is skipped because another replica committ
 from __future__ import annotations
 
 from .base import _Base
+from .upkeep import TELEMETRY
 
 KEEP = 20_000
 LOOKBACK = 500
@@ -40,6 +41,7 @@ class TelemetryChannel(_Base):
                 "(SELECT max(id) FROM opscore_telemetry) - $1",
                 KEEP,
             )
+        self._vacuums.left(TELEMETRY, len(entries))  # trimmed as many, in time
 
     async def read_telemetry(
         self, after: str | None, limit: int, *, passing_over: str | None = None
