@@ -72,7 +72,8 @@ def doc_unless(written: str, table: str, key: str, param: str) -> str:
 
 
 # An agent's row and a task's written together, both or neither, and what goes with them
-# (migration 6 has the function, and says why it is one). Its parameters, in the order of
+# (functions.py has the function, and says why it is one). The agent's row is locked before
+# the task's, in every call, so two calls never deadlock. Its parameters, in the order of
 # ``agent_and_task_args``: the agent's id, state, last seen, document and the document decided
 # on; the task's id, status, document and the document decided on; the report for the
 # agent's history and how many before it are kept (-1: no trim); whether the task's leased

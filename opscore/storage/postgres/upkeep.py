@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -45,7 +46,11 @@ class Vacuums:
         self._dead[table] = 0
         task = asyncio.create_task(self._run(table), name=f"opscore-vacuum-{table}")
         self._running[table] = task
-        task.add_done_callback(lambda _: self._running.pop(table, None))
+        task.add_done_callback(functools.partial(self._done, table))
+
+    def _done(self, table: str, task: asyncio.Task[None]) -> None:
+        if self._running.get(table) is task:
+            del self._running[table]
 
     async def _run(self, table: str) -> None:
         try:
