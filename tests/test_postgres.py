@@ -644,3 +644,27 @@ async def test_a_vacuum_that_fails_is_left_for_the_next_rows_and_one_runs_at_a_t
     assert started == [QUEUE, QUEUE]
     await vacuums.stop()
     assert not vacuums._running
+
+
+async def test_a_telemetry_batch_committed_late_is_still_read_once(pg) -> None:
+    """A row's id comes from a sequence when its transaction starts, so a publish that
+    commits late has a smaller id than one read already: the reader looks back, reads it,
+    and reads nothing twice (the rows it has seen come back without their data)."""
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        await store.publish_telemetry("r1", [("log", '{"n": 1}')])
+        late = int(pg.sql("SELECT nextval('opscore_telemetry_id_seq')"))  # taken, not committed
+        await store.publish_telemetry("r1", [("log", '{"n": 2}')])
+        cursor, first = await store.read_telemetry(None, 100, passing_over="me")
+        assert [d for _, _, _, d in first] == ['{"n": 1}', '{"n": 2}']
+        batch = '[["log", "{\\"n\\": 3}"]]'
+        pg.sql(
+            "INSERT INTO opscore_telemetry (id, origin, kind, data) "
+            f"VALUES ({late}, 'r2', 'batch', '{batch}')"
+        )
+        cursor, again = await store.read_telemetry(cursor, 100, passing_over="me")
+        assert [(o, d) for _, o, _, d in again] == [("r2", '{"n": 3}')]
+        assert (await store.read_telemetry(cursor, 100, passing_over="me"))[1] == []
+    finally:
+        await store.close()

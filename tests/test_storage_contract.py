@@ -1697,6 +1697,26 @@ class TestTelemetryChannel:
             await storage.close()
 
 
+async def test_postgresql_reads_rows_written_one_record_each(postgresql_server) -> None:
+    """Replicas before batching wrote a row per record: still read, beside the batches."""
+    postgresql_server.flush()
+    storage = storage_from_url(postgresql_server.url)
+    await storage.open()
+    try:
+        postgresql_server.sql(
+            "INSERT INTO opscore_telemetry (origin, kind, data) VALUES ('old', 'log', '{\"n\": 0}')"
+        )
+        await storage.publish_telemetry("new", [("log", '{"n": 1}'), ("span", '{"n": 2}')])
+        _, entries = await storage.read_telemetry(None, 10)
+        assert [(o, k, d) for _, o, k, d in entries] == [
+            ("old", "log", '{"n": 0}'),
+            ("new", "log", '{"n": 1}'),
+            ("new", "span", '{"n": 2}'),
+        ]
+    finally:
+        await storage.close()
+
+
 async def test_redis_reads_a_reporting_agents_task_along_with_its_state(
     redis_counted, monkeypatch
 ) -> None:

@@ -124,6 +124,22 @@ ALTER TABLE opscore_tasks ADD COLUMN sweep_at timestamptz
 CREATE INDEX opscore_tasks_sweep_at ON opscore_tasks (sweep_at) WHERE sweep_at IS NOT NULL;
 """,
     ),
+    (
+        6,
+        "telemetry batches compressed with lz4 where the server has it",
+        # A row of the telemetry channel holds a replica's whole batch (telemetry.py), tens
+        # of kilobytes, which PostgreSQL compresses as it stores it: pglz took 570-600 us of
+        # the server's time per 100 kB row, lz4 200-230 (one connection inserting in a
+        # loop). A server built without lz4 (or older than PostgreSQL 14) keeps pglz.
+        """
+DO $$
+BEGIN
+    EXECUTE 'ALTER TABLE opscore_telemetry ALTER COLUMN data SET COMPRESSION lz4';
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END $$;
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 _LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating
