@@ -514,3 +514,19 @@ def test_a_body_sent_after_its_headers_is_waited_for(server_factory) -> None:
         answer = _read_answer(s)
     assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
     assert b'"agentId":"late-body"' in answer.replace(b" ", b"")
+
+
+async def test_sqlite_keeps_a_cache_the_tasks_pages_fit_in(tmp_path) -> None:
+    """SQLite's default page cache is 2 MiB: past a few thousand runs writes read their
+    pages back from the file. Both of the store's connections keep CACHE_KIB."""
+    from opscore.storage.sqlite import SQLiteStorage
+    from opscore.storage.sqlite.base import CACHE_KIB
+
+    store = SQLiteStorage(tmp_path / "opscore.db")
+    await store.open()
+    try:
+        for conn in (store._conn, store._loop_conn):
+            assert conn is not None
+            assert conn.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    finally:
+        await store.close()

@@ -91,6 +91,13 @@ def _transaction(
         raise
 
 
+# Pages each connection keeps in memory, in KiB. SQLite's default is 2 MiB: past a few
+# thousand runs the tasks' b-trees no longer fit, and writes read their pages back from the
+# file (over 6,000 runs of `bench.stores`, 64 MiB gave 7% more workflows/s for 7% less CPU
+# per workflow: `bench.ab`, three rounds).
+CACHE_KIB = 64 * 1024
+
+
 class _Base:
     """``Storage`` on one SQLite file (``sqlite:///path/to/opscore.db``)."""
 
@@ -129,6 +136,7 @@ class _Base:
         )
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return conn
 
     def _migrate(self) -> None:
