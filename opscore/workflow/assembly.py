@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ..config import Settings
 from ..dispatch.a2a import A2AClients, PushTokens
@@ -14,7 +15,7 @@ from ..dispatch.pull import PullInbox
 from ..errors import BadRequestError
 from ..lifecycle.registry import AgentRegistry
 from ..lifecycle.state import AgentStates
-from ..models import RunAccepted, RunCreate, WorkflowTrigger, utcnow
+from ..models import RunAccepted, RunCreate, WorkflowDefinition, WorkflowTrigger, utcnow
 from ..observe.metrics import Telemetry
 from ..storage.base import Storage
 from .a2a import A2ATasks
@@ -63,15 +64,13 @@ class Workflow:
         A pass this start woke takes its first turns before the caller answers
         (``Wakeup.let_the_woken_pass_go_first``), on either route."""
         template = await self.templates.get_template(workflow_id, request.version)
-        accepted = await self.runs.start_run(
+        return await self._start_for_caller(
             template.definition(),
             payload=request.initial_payload,
             agent_id=request.agent_id,
             metadata=request.metadata,
             idempotency_key=idempotency_key,
         )
-        await self.engine.wakeup.let_the_woken_pass_go_first()
-        return accepted
 
     async def run_for_agent(
         self, agent_id: str, trigger: WorkflowTrigger, *, idempotency_key: str | None = None
@@ -94,9 +93,28 @@ class Workflow:
             )
             definition = template.definition()
             metadata = trigger.metadata
-        accepted = await self.runs.start_run(
+        return await self._start_for_caller(
             definition,
             payload=trigger.initial_payload,
+            agent_id=agent_id,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _start_for_caller(
+        self,
+        definition: WorkflowDefinition,
+        *,
+        payload: dict[str, Any],
+        agent_id: str | None,
+        metadata: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> RunAccepted:
+        """``RunService.start_run`` for a caller waiting on its answer: a pass the start woke
+        takes its first turns before that answer (``Wakeup.let_the_woken_pass_go_first``)."""
+        accepted = await self.runs.start_run(
+            definition,
+            payload=payload,
             agent_id=agent_id,
             metadata=metadata,
             idempotency_key=idempotency_key,
