@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 from opscore.models import Agent, utcnow
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
 
-from .stores import _start_store, available_stores
+from .stores import each_store
 
 SAVED_AT_ONCE = 200  # agents saved concurrently (a pipeline each on Redis: bounded clients)
 
@@ -96,14 +92,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=10)
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
     args = parser.parse_args()
-    result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in available_stores(args.stores):
-            with ExitStack() as stack:  # a fresh store for each line
-                url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
-                result[name] = asyncio.run(_one_store(url, args.agents, args.reads))
-            print(json.dumps({name: result[name]}), flush=True)
-    print(json.dumps(result))
+    each_store(args.stores, lambda _, url: asyncio.run(_one_store(url, args.agents, args.reads)))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,20 @@ def _start_store(name: str, stack: ExitStack, directory: Path) -> tuple[str, int
     """The store's URL (and server port), its server started now and stopped with ``stack``."""
     server = _start_server(name, stack, directory)
     return server.url, server.port
+
+
+def each_store(names: str, measure: Callable[[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """``measure(name, url)`` for each store of ``names`` this machine has, each on a fresh
+    server; prints a JSON line per store as it ends, then all of them."""
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in available_stores(names):
+            with ExitStack() as stack:
+                url, _ = _start_store(name, stack, Path(tempfile.mkdtemp(dir=tmp)))
+                result[name] = measure(name, url)
+            print(json.dumps({name: result[name]}), flush=True)
+    print(json.dumps(result))
+    return result
 
 
 def main() -> None:

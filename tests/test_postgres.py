@@ -668,3 +668,28 @@ async def test_a_telemetry_batch_committed_late_is_still_read_once(pg) -> None:
         assert (await store.read_telemetry(cursor, 100, passing_over="me"))[1] == []
     finally:
         await store.close()
+
+
+async def test_the_oldest_queued_run_is_one_step_of_its_index_even_in_a_generic_plan(pg) -> None:
+    """Admissions read the oldest queued run of a workflow at each run's end: migration 7's
+    partial index answers it, including once PostgreSQL plans the statement generically (a
+    status passed as a parameter could not use an index over the queued runs only)."""
+    from opscore.storage.postgres.runs import _OLDEST_QUEUED
+
+    from .test_storage_contract import session
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        for i, workflow_id in enumerate(["other", "w", "other", "w"]):
+            queued = session(f"q{i}", workflow_id=workflow_id, status=SessionStatus.QUEUED)
+            await store.save_session(queued)
+        found = await store.oldest_session(status="queued", workflow_id="w")
+        assert found is not None and found.session_id == "q1"
+    finally:
+        await store.close()
+    plan = pg.sql(
+        "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; "
+        f"PREPARE oldest(text) AS {_OLDEST_QUEUED}; EXPLAIN EXECUTE oldest('w')"
+    )
+    assert "opscore_sessions_queued" in plan and "Sort" not in plan, plan

@@ -325,6 +325,13 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
 def back_to_schema(path, version: int) -> None:
     """The file as the release of schema ``version`` left it: later migrations undone."""
     conn = sqlite3.connect(path)
+    # schema 5's undone: no index of the queued runs by workflow
+    conn.execute("DROP INDEX sessions_queued")
+    if version >= 4:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        conn.commit()
+        conn.close()
+        return
     # schema 4's undone: the queue and the history as rowid tables (the history with
     # AUTOINCREMENT), every entry indexed by ready-at and every task by status
     conn.execute("DROP INDEX tasks_in_flight")
@@ -410,7 +417,7 @@ async def test_a_file_of_schema_3_is_upgraded_in_place_with_fewer_btrees(tmp_pat
         conn = sqlite3.connect(path)
         try:
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-            assert version.fetchone()[0] == str(schema.SCHEMA_VERSION) == "4"
+            assert version.fetchone()[0] == str(schema.SCHEMA_VERSION) == "5"
             plan = conn.execute(
                 f"EXPLAIN QUERY PLAN SELECT doc FROM tasks WHERE {schema.IN_FLIGHT_SQL}"
             ).fetchall()
@@ -524,3 +531,38 @@ async def test_a_report_trims_its_agents_history_once_a_quarter_of_the_limit(sto
         await store.record_state(record("a1", "idle", i), history_limit=100)
     deletes = [s for _, s in seen if s.startswith("DELETE FROM state_history")]
     assert len(deletes) == 2  # the first report, then the 26th
+
+
+async def test_a_file_of_schema_4_gets_the_queued_runs_index_and_admits_through_it(
+    tmp_path,
+) -> None:
+    """Schema 5 indexes the queued runs by workflow (only them): the oldest queued run of a
+    workflow, which admissions read at each run's end, is one step of that index."""
+    path = tmp_path / "old.db"
+    first = storage_from_url(f"sqlite:///{path}")
+    await first.open()
+    for i, workflow_id in enumerate(["other", "w", "other", "w"]):
+        await first.save_session(
+            session(f"q{i}", workflow_id=workflow_id, status=SessionStatus.QUEUED)
+        )
+    await first.close()
+    back_to_schema(path, 4)
+    assert "sessions_queued" not in shape(path)
+    store = storage_from_url(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert "status = 'queued'" in shape(path)["sessions_queued"]
+        found = await store.oldest_session(status="queued", workflow_id="w")
+        assert found is not None and found.session_id == "q1"
+        conn = sqlite3.connect(path)
+        try:
+            plan = conn.execute(
+                "EXPLAIN QUERY PLAN SELECT doc FROM sessions "
+                f"WHERE {schema.QUEUED_SQL} AND workflow_id = ? ORDER BY seq LIMIT 1",
+                ("w",),
+            ).fetchall()
+            assert "sessions_queued" in str(plan) and "TEMP B-TREE" not in str(plan)
+        finally:
+            conn.close()
+    finally:
+        await store.close()

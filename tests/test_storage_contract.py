@@ -357,6 +357,31 @@ class TestRetention:
         assert await store.get_task("live-t") is not None
         assert await store.prune_finished(finished_before=cutoff, keep=1) == 0
 
+    async def test_prune_by_age_reads_each_runs_own_end_not_its_payloads(
+        self, store: Storage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Redis reads the runs a chunk at a time and each one's end from its text
+        monkeypatch.setattr("opscore.storage.redis.sessions._CHUNK", 2)
+        now = utcnow()
+        long_ago = (now - timedelta(days=30)).isoformat()
+        for i, ago in enumerate([3600, 1, 3600, 1, 3600]):
+            lookalike = {"finished_at": long_ago if ago == 1 else None}
+            await store.save_session(
+                session(f"a{i}", initial_payload=lookalike, metadata={"nested": lookalike})
+            )
+            await store.update_session(
+                f"a{i}",
+                {"status": SessionStatus.COMPLETED, "finished_at": now - timedelta(seconds=ago)},
+            )
+        cutoff = now - timedelta(seconds=60)
+        assert await store.prune_finished(finished_before=cutoff, keep=100, batch=2) == 2
+        assert await store.prune_finished(finished_before=cutoff, keep=100, batch=2) == 1
+        assert await store.prune_finished(finished_before=cutoff, keep=100, batch=2) == 0
+        page = await store.list_sessions(
+            status=None, workflow_id=None, agent_id=None, offset=0, limit=10
+        )
+        assert sorted(s.session_id for s in page.items) == ["a1", "a3"]
+
     async def test_prune_works_in_batches(self, store: Storage) -> None:
         for i in range(7):
             await self._finished(store, f"s{i}", status="completed", ago=100)
@@ -494,6 +519,76 @@ class TestSessionsAndTasks:
             status="running", workflow_id=None, agent_id=None, offset=0, limit=10
         )
         assert [s.session_id for s in completed.items] == ["s0"] and running.total == 3
+
+    async def test_filters_match_the_sessions_own_ids_not_its_payloads_or_name(
+        self, store: Storage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Redis reads a filtered list a chunk of documents at a time and matches their text:
+        # chunks of 3 put the page across several of them
+        monkeypatch.setattr("opscore.storage.redis.sessions._CHUNK", 3)
+        lookalike = {"workflow_id": "w", "agent_id": "a", "nested": {"workflow_id": "w"}}
+        runs = [
+            ("a1", {"workflow_id": "w", "agent_id": "a", "name": 'say "workflow_id":"x"'}),
+            ("a2", {"workflow_id": "x", "initial_payload": lookalike, "metadata": lookalike}),
+            ("a3", {"workflow_id": "w"}),
+            ("a4", {"workflow_id": "w-2", "agent_id": "a-2"}),
+            ("a5", {"workflow_id": "w", "agent_id": "a", "status": SessionStatus.COMPLETED}),
+            ("a6", {"workflow_id": "ünï", "name": "\\"}),
+            ("a7", {"workflow_id": "w", "initial_payload": {"agent_id": "a"}}),
+        ]
+        for session_id, fields in runs:
+            await store.save_session(session(session_id, **fields))
+
+        async def ids(
+            offset: int = 0, limit: int = 10, status: str | None = None, **filters: str
+        ) -> tuple[list[str], int]:
+            page = await store.list_sessions(
+                status=status,
+                workflow_id=filters.get("workflow_id"),
+                agent_id=filters.get("agent_id"),
+                offset=offset,
+                limit=limit,
+            )
+            return [s.session_id for s in page.items], page.total
+
+        assert await ids(workflow_id="w") == (["a7", "a5", "a3", "a1"], 4)
+        assert await ids(offset=1, limit=2, workflow_id="w") == (["a5", "a3"], 4)
+        assert await ids(offset=4, workflow_id="w") == ([], 4)
+        assert await ids(workflow_id="x") == (["a2"], 1)
+        assert await ids(agent_id="a") == (["a5", "a1"], 2)
+        assert await ids(workflow_id="w", agent_id="a") == (["a5", "a1"], 2)
+        assert await ids(status="completed", workflow_id="w") == (["a5"], 1)
+        assert await ids(status="running", workflow_id="w") == (["a7", "a3", "a1"], 3)
+        assert await ids(workflow_id="ünï") == (["a6"], 1)
+        # a value JSON would escape cannot be looked up in the text: read the hard way
+        assert await ids(workflow_id='w"') == ([], 0)
+        assert await ids(agent_id="nobody") == ([], 0)
+
+    async def test_oldest_session_of_a_status_and_workflow(
+        self, store: Storage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("opscore.storage.redis.sessions._CHUNK", 2)
+        queued = {"status": SessionStatus.QUEUED}
+        await store.save_session(session("o1", workflow_id="other", **queued))
+        await store.save_session(session("o2", workflow_id="other", **queued))
+        await store.save_session(session("o3", workflow_id="w", **queued))
+        await store.save_session(session("o4", workflow_id="w", **queued))
+        await store.save_session(session("o5", workflow_id="w"))  # running
+
+        async def oldest(status: str, workflow_id: str) -> str | None:
+            found = await store.oldest_session(status=status, workflow_id=workflow_id)
+            return found.session_id if found else None
+
+        assert await oldest("queued", "w") == "o3"  # past a whole chunk of another workflow's
+        assert await oldest("queued", "other") == "o1"
+        assert await oldest("running", "w") == "o5"
+        assert await oldest("queued", "nothing") is None
+        assert await oldest("completed", "w") is None
+        await store.update_session("o3", {"status": SessionStatus.RUNNING})
+        assert await oldest("queued", "w") == "o4"
+        assert await oldest("running", "w") == "o3"  # a run keeps its place when it moves
+        await store.save_session(session("o6", workflow_id='w"', **queued))
+        assert await oldest("queued", 'w"') == "o6"
 
     async def test_status_totals_follow_every_change_and_pages_start_newest(
         self, store: Storage

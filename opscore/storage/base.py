@@ -208,6 +208,11 @@ class Storage(QueueStore, Protocol):
     ) -> Page[Session]:
         """Sessions, newest first, filtered by status, template and pinned agent."""
 
+    async def oldest_session(self, *, status: str, workflow_id: str) -> Session | None:
+        """The oldest session of this status and template, or None: the run a limit admits
+        next. A read that stops at its first match (a list's total would count every
+        queued run at every run's end)."""
+
     async def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:

@@ -90,19 +90,6 @@ class RunAdmissions:
             await self.admit(workflow_id)
 
     async def _oldest_queued(self, workflow_id: str) -> Session | None:
-        page = await self.storage.list_sessions(
-            status=SessionStatus.QUEUED.value,
-            workflow_id=workflow_id,
-            agent_id=None,
-            offset=0,
-            limit=1,
+        return await self.storage.oldest_session(
+            status=SessionStatus.QUEUED.value, workflow_id=workflow_id
         )
-        if page.total > 1:  # newest first: the oldest is the last
-            page = await self.storage.list_sessions(
-                status=SessionStatus.QUEUED.value,
-                workflow_id=workflow_id,
-                agent_id=None,
-                offset=page.total - 1,
-                limit=1,
-            )
-        return page.items[0] if page.items else None

@@ -122,6 +122,14 @@ class RunRecords(_Base):
             ]
         return _page(sessions, offset, limit)
 
+    async def oldest_session(self, *, status: str, workflow_id: str) -> Session | None:
+        with self._lock:
+            for _, sid in self._by_status.get(status, []):
+                found = self._sessions[sid]
+                if found.workflow_id == workflow_id:
+                    return found
+        return None
+
     async def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
     ) -> Session | None:

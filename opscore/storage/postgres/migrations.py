@@ -140,6 +140,16 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 """,
     ),
+    (
+        7,
+        "queued runs indexed by workflow: the run a limit admits next, in one index step",
+        # Only queued runs are in it (a run that starts running is no page of it), and the
+        # query names the status as text (runs.py), so its generic plan can use it.
+        """
+CREATE INDEX opscore_sessions_queued ON opscore_sessions (workflow_id, seq)
+    WHERE status = 'queued';
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 _LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating

@@ -17,6 +17,15 @@ _PUT_SESSION = (
     "workflow_id = $3, agent_id = $4, finished_at = $5, doc = $6"
 )
 _READ_SESSION = "SELECT doc FROM opscore_sessions WHERE session_id = $1"
+# the status as text, not a parameter: a generic plan can then use the partial index over the
+# queued runs (migration 7), which a plan for any status cannot
+_OLDEST_QUEUED = (
+    "SELECT doc FROM opscore_sessions WHERE status = 'queued' AND workflow_id = $1 "
+    "ORDER BY seq LIMIT 1"
+)
+_OLDEST = (
+    "SELECT doc FROM opscore_sessions WHERE status = $1 AND workflow_id = $2 ORDER BY seq LIMIT 1"
+)
 # (as every compare-and-set write: whether it wrote, and else the row's current document)
 _SET_SESSION = f"""
 WITH changed AS (
@@ -203,6 +212,14 @@ class RunRecords(_Base):
         return Page(
             items=[_load(Session, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
+
+    async def oldest_session(self, *, status: str, workflow_id: str) -> Session | None:
+        async with self._conn() as conn:
+            if status == "queued":  # the one admissions ask for: migration 7's index
+                doc = await conn.fetchval(_OLDEST_QUEUED, workflow_id)
+            else:
+                doc = await conn.fetchval(_OLDEST, status, workflow_id)
+        return _load(Session, doc) if doc is not None else None
 
     async def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None

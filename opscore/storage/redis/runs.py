@@ -276,11 +276,7 @@ class RunRecords(SessionRecords):
         victims = [sid for _, sid in scored[keep:]]
         if finished_before is not None and len(victims) < batch:
             recent = [sid for _, sid in scored[:keep]]
-            raws = await self._redis.mget([self.k("session", i) for i in recent]) if recent else []
-            for raw in raws:
-                session = _load(Session, raw)
-                if session and session.finished_at and session.finished_at < finished_before:
-                    victims.append(session.session_id)
+            victims += await self._finished_before(recent, finished_before, batch - len(victims))
         victims = victims[:batch]
         for session_id in victims:
             await self._drop_session(session_id)

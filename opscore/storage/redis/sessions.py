@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from ...models import (
@@ -10,12 +11,17 @@ from ...models import (
     Session,
 )
 from ..parsed import PARSED
+from ..peek import Unknown, finished_at, may_match, needles
 from .base import (
     Ops,
     _Base,
     _load,
-    _page,
 )
+
+# documents read per round trip by a list filtered by workflow or agent; a search for the
+# oldest of a workflow's starts with fewer (it often stops in its first chunk) and grows
+_CHUNK = 500
+_FIRST_CHUNK = 16
 
 
 class SessionRecords(_Base):
@@ -55,16 +61,96 @@ class SessionRecords(_Base):
             raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
             items = [s for s in (_load(Session, r) for r in raws) if s is not None]
             return Page(items=items, total=total, offset=offset, limit=limit)
+        return await self._filtered(index, workflow_id, agent_id, offset, limit)
+
+    async def _filtered(
+        self,
+        index: str,
+        workflow_id: str | None,
+        agent_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> Page[Session]:
+        """A list by workflow or agent: the index's documents read a chunk at a time (no
+        reply of the whole store at once, the loop free between chunks), each matched by its
+        text (``storage/peek.py``), and only the page's parsed. Still a read of every
+        document in the index (there is no index by workflow or agent: one more write per run
+        on the hot path), but no parse of every one."""
+        wanted = {
+            field: value
+            for field, value in (("workflow_id", workflow_id), ("agent_id", agent_id))
+            if value is not None
+        }
+        plain = needles(wanted)
         ids = await self._redis.zrevrange(index, 0, -1)
-        raws = await self._redis.mget([self.k("session", i) for i in ids]) if ids else []
-        sessions = [
-            s
-            for s in (_load(Session, r) for r in raws)
-            if s is not None
-            and (workflow_id is None or s.workflow_id == workflow_id)
-            and (agent_id is None or s.agent_id == agent_id)
-        ]
-        return _page(sessions, offset, limit)
+        prefix = self.k("session", "")
+        total = 0
+        items: list[Session] = []
+        for start in range(0, len(ids), _CHUNK):
+            keys = [prefix + i for i in ids[start : start + _CHUNK]]
+            for raw in await self._batched("MGET", *keys):
+                if raw is None:
+                    continue
+                session: Session | None = None
+                match = may_match(raw, plain) if plain is not None else None
+                if match is None:
+                    session = _load(Session, raw)
+                    match = session is not None and all(
+                        getattr(session, field) == value for field, value in wanted.items()
+                    )
+                if not match:
+                    continue
+                if offset <= total < offset + limit:
+                    session = session or _load(Session, raw)
+                    if session is not None:
+                        items.append(session)
+                total += 1
+        return Page(items=items, total=total, offset=offset, limit=limit)
+
+    async def oldest_session(self, *, status: str, workflow_id: str) -> Session | None:
+        """The status's index read oldest first, a chunk at a time, until a document of the
+        workflow: one small chunk when the workflow's runs are a fair share of those
+        waiting, more behind a long wait of other workflows' runs."""
+        index, prefix = self.k("sessions", status), self.k("session", "")
+        plain = needles({"workflow_id": workflow_id})
+        start, size = 0, min(_FIRST_CHUNK, _CHUNK)
+        while ids := await self._batched("ZRANGE", index, start, start + size - 1):
+            for raw in await self._batched("MGET", *[prefix + i for i in ids]):
+                if raw is None:
+                    continue
+                match = may_match(raw, plain) if plain is not None else None
+                if match is False:
+                    continue
+                found = _load(Session, raw)
+                if found is not None and found.workflow_id == workflow_id:
+                    return found
+            start, size = start + size, min(size * 4, _CHUNK)
+        return None
+
+    async def _finished_before(
+        self, session_ids: list[str], before: datetime, most: int
+    ) -> list[str]:
+        """Up to ``most`` of these sessions that finished before ``before`` (retention's by
+        age): their documents read a chunk at a time, each one's end read from its text
+        (``storage/peek.py``); a sweep over the default 10,000 runs parsed every one, 170 ms
+        of the event loop every five minutes."""
+        found: list[str] = []
+        prefix = self.k("session", "")
+        for start in range(0, len(session_ids), _CHUNK):
+            chunk = session_ids[start : start + _CHUNK]
+            raws = await self._batched("MGET", *[prefix + i for i in chunk])
+            for session_id, raw in zip(chunk, raws, strict=True):
+                if raw is None:
+                    continue
+                finished = finished_at(raw)
+                if isinstance(finished, Unknown):
+                    session = _load(Session, raw)
+                    finished = session.finished_at if session is not None else None
+                if finished is not None and finished < before:
+                    found.append(session_id)
+                    if len(found) >= most:
+                        return found
+        return found
 
     async def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None

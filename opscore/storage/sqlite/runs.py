@@ -16,7 +16,7 @@ from ..report_and_task import RunEnd, TaskUpdate, TaskWritten
 from ..rules import ready_time, slot_released, slot_taken, task_change_applies
 from .base import _Base, _doc, _load
 from .calls import off_loop, quick, scan
-from .schema import IN_FLIGHT_SQL
+from .schema import IN_FLIGHT_SQL, QUEUED_SQL
 
 
 class RunRecords(_Base):
@@ -85,6 +85,18 @@ class RunRecords(_Base):
         return Page(
             items=[_load(Session, r[0]) for r in rows], total=total, offset=offset, limit=limit
         )
+
+    @scan  # another status walks its index to the workflow's: may be long
+    def oldest_session(self, *, status: str, workflow_id: str) -> Session | None:
+        # queued runs (the one status admissions ask for) through their own index
+        where = QUEUED_SQL if status == "queued" else "status = ?"
+        args = (workflow_id,) if status == "queued" else (status, workflow_id)
+        with self._tx(write=False) as db:
+            row = db.execute(
+                f"SELECT doc FROM sessions WHERE {where} AND workflow_id = ? ORDER BY seq LIMIT 1",
+                args,
+            ).fetchone()
+        return _load(Session, row[0]) if row else None
 
     @quick
     def update_session(

@@ -17,7 +17,10 @@ from ...models import TaskRun
 from ...models.sweep_due import sweep_due
 from ..parsed import PARSED
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# runs waiting for their workflow's limit (schema 5): written into the SQL as text, so that
+# the partial index over exactly these rows (sessions_queued) is one the planner can use
+QUEUED_SQL = "status = 'queued'"
 # what inflight_tasks returns; written into the SQL as text (not bound), so that the partial
 # index over exactly these rows (tasks_in_flight) is one the planner can use for it
 IN_FLIGHT = ("dispatched", "running", "waiting")
@@ -100,6 +103,13 @@ def migrate(db: sqlite3.Connection, path: object) -> None:
             )
     if version < 4:
         _fewer_pages_per_write(db)
+    if version < 5:
+        # the oldest queued run of a workflow (admissions, at each run's end) in one index
+        # step; only queued runs are in it, so a run that starts running writes no page of it
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS sessions_queued ON sessions (workflow_id, seq) "
+            f"WHERE {QUEUED_SQL}"
+        )
     # at every start: an older release, refusing this file as newer, has already run its
     # schema script, which creates these again (IF NOT EXISTS)
     for dropped in DROPPED_INDEXES:
