@@ -325,8 +325,9 @@ async def test_entries_queued_under_the_first_schema_come_out_in_order(tmp_path)
 def back_to_schema(path, version: int) -> None:
     """The file as the release of schema ``version`` left it: later migrations undone."""
     conn = sqlite3.connect(path)
-    # schema 5's undone: no index of the queued runs by workflow
+    # schema 5's undone: no index of the queued runs by workflow, no column of their ends
     conn.execute("DROP INDEX sessions_queued")
+    conn.execute("ALTER TABLE sessions DROP COLUMN finished_at")
     if version >= 4:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
         conn.commit()
@@ -533,11 +534,13 @@ async def test_a_report_trims_its_agents_history_once_a_quarter_of_the_limit(sto
     assert len(deletes) == 2  # the first report, then the 26th
 
 
-async def test_a_file_of_schema_4_gets_the_queued_runs_index_and_admits_through_it(
+async def test_a_file_of_schema_4_gets_the_queued_runs_index_and_the_runs_ends(
     tmp_path,
 ) -> None:
     """Schema 5 indexes the queued runs by workflow (only them): the oldest queued run of a
-    workflow, which admissions read at each run's end, is one step of that index."""
+    workflow, which admissions read at each run's end, is one step of that index. And it
+    keeps each run's end in a column, filled in for the runs already there, which retention
+    by age reads instead of each run's JSON."""
     path = tmp_path / "old.db"
     first = storage_from_url(f"sqlite:///{path}")
     await first.open()
@@ -545,13 +548,26 @@ async def test_a_file_of_schema_4_gets_the_queued_runs_index_and_admits_through_
         await first.save_session(
             session(f"q{i}", workflow_id=workflow_id, status=SessionStatus.QUEUED)
         )
+    now = utcnow()
+    for name, ago in (("old", 7200), ("recent", 60)):
+        ended = now - timedelta(seconds=ago)
+        await first.save_session(session(name, status=SessionStatus.COMPLETED, finished_at=ended))
     await first.close()
     back_to_schema(path, 4)
-    assert "sessions_queued" not in shape(path)
+    assert "sessions_queued" not in shape(path) and "finished_at" not in shape(path)["sessions"]
     store = storage_from_url(f"sqlite:///{path}")
     await store.open()
     try:
         assert "status = 'queued'" in shape(path)["sessions_queued"]
+        cut = now - timedelta(seconds=3600)
+        assert await store.prune_finished(finished_before=cut, keep=100) == 1
+        assert await store.get_session("old") is None and await store.get_session("recent")
+        ends = store._loop_conn.execute(
+            "SELECT session_id, finished_at FROM sessions WHERE finished_at IS NOT NULL"
+        ).fetchall()
+        assert [(sid, round(end)) for sid, end in ends] == [
+            ("recent", round((now - timedelta(seconds=60)).timestamp()))
+        ]
         found = await store.oldest_session(status="queued", workflow_id="w")
         assert found is not None and found.session_id == "q1"
         conn = sqlite3.connect(path)

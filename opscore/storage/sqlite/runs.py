@@ -30,9 +30,11 @@ class RunRecords(_Base):
             ).fetchone()
             seq = row[0] if row else self._next(db, "sessions")
         db.execute(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
+            "INSERT INTO sessions (session_id, seq, status, workflow_id, agent_id, doc, "
+            "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE "
             "SET status = excluded.status, workflow_id = excluded.workflow_id, "
-            "agent_id = excluded.agent_id, doc = excluded.doc",  # in place: see _put_agent
+            "agent_id = excluded.agent_id, doc = excluded.doc, "
+            "finished_at = excluded.finished_at",  # in place: see _put_agent
             (
                 session.session_id,
                 seq,
@@ -40,6 +42,7 @@ class RunRecords(_Base):
                 session.workflow_id,
                 session.agent_id,
                 _doc(session),
+                session.finished_at.timestamp() if session.finished_at else None,
             ),
         )
 
@@ -257,15 +260,9 @@ class RunRecords(_Base):
                 f"""SELECT session_id FROM sessions WHERE status IN {finished} AND (
                       seq NOT IN (SELECT seq FROM sessions WHERE status IN {finished}
                                   ORDER BY seq DESC LIMIT ?)
-                      OR (? IS NOT NULL
-                          AND julianday(json_extract(doc, '$.finished_at')) < julianday(?)))
+                      OR finished_at < ?)
                     LIMIT ?""",
-                (
-                    keep,
-                    finished_before.isoformat() if finished_before else None,
-                    finished_before.isoformat() if finished_before else None,
-                    batch,
-                ),
+                (keep, finished_before.timestamp() if finished_before else None, batch),
             ).fetchall()
             ids = [r[0] for r in rows]
             if ids:
