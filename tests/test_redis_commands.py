@@ -755,3 +755,30 @@ def test_a_history_span_is_read_as_stored_and_steps_by_a_quarter() -> None:
     assert (span, number, dropped) == (Span(12, 3, 8), 11, range(0))
     assert Span(100, 0, 100).add(4) == (Span(101, 97, 4), 100, range(0, 97))
     assert Span.parse(Span(5, 1, 4).dump()) == Span(5, 1, 4)
+
+
+async def test_the_oldest_queued_run_is_found_when_another_replica_admits_one_meanwhile(
+    redis_counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``oldest_session`` reads the queued runs a chunk at a time by their place (score), not
+    their rank: a run admitted by another replica between two chunks would otherwise shift
+    the ranks and hide the run after the first chunk."""
+    store, _ = redis_counted
+    monkeypatch.setattr("opscore.storage.redis.sessions._FIRST_CHUNK", 2)
+    queued = {"status": SessionStatus.QUEUED}
+    for i, workflow_id in enumerate(["other", "other", "w", "w"]):
+        await store.save_session(session(f"r{i}", workflow_id=workflow_id, **queued))
+    batched = store._batched
+    ranges = 0
+
+    async def meanwhile(*command):
+        nonlocal ranges
+        if command[0] == "ZRANGE":
+            ranges += 1
+            if ranges == 2:  # after the first chunk: another replica admits r0
+                await store.update_session("r0", {"status": SessionStatus.RUNNING})
+        return await batched(*command)
+
+    monkeypatch.setattr(store, "_batched", meanwhile)
+    found = await store.oldest_session(status="queued", workflow_id="w")
+    assert found is not None and found.session_id == "r2" and ranges == 2

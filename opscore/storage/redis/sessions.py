@@ -113,8 +113,13 @@ class SessionRecords(_Base):
         waiting, more behind a long wait of other workflows' runs."""
         index, prefix = self.k("sessions", status), self.k("session", "")
         plain = needles({"workflow_id": workflow_id})
-        start, size = 0, min(_FIRST_CHUNK, _CHUNK)
-        while ids := await self._batched("ZRANGE", index, start, start + size - 1):
+        after, size = "-inf", min(_FIRST_CHUNK, _CHUNK)
+        # by score (a run's place never changes), not by rank: a run another replica admits
+        # meanwhile would shift the ranks and hide the one after it
+        while flat := await self._batched(
+            "ZRANGE", index, after, "+inf", "BYSCORE", "LIMIT", 0, size, "WITHSCORES"
+        ):
+            ids = flat[::2]
             for raw in await self._batched("MGET", *[prefix + i for i in ids]):
                 if raw is None:
                     continue
@@ -124,7 +129,7 @@ class SessionRecords(_Base):
                 found = _load(Session, raw)
                 if found is not None and found.workflow_id == workflow_id:
                     return found
-            start, size = start + size, min(size * 4, _CHUNK)
+            after, size = f"({flat[-1]}", min(size * 4, _CHUNK)
         return None
 
     async def _finished_before(
