@@ -56,3 +56,20 @@ def test_a_read_of_the_fleet_keeps_guesses_of_at_most_2048_agents() -> None:
     assert Seen(16384).has_room_for(2048)
     assert not Seen(16384).has_room_for(2049)
     assert not Seen(1000).has_room_for(501)  # nor more than half of what is kept
+
+
+def test_a_guess_put_again_unchanged_only_moves_and_weighs_the_same() -> None:
+    """A read of the fleet puts every agent's guess at every pass, most of them unchanged:
+    such a put only refreshes the guess's place (least recently used order), and its bytes
+    are counted once."""
+    seen = Seen(3, max_bytes=6400)
+    for key in "abc":
+        seen.put(key, "x" * 100)
+    seen.put("a", "".join(["x"] * 100))  # equal, not the same object
+    seen.put("d", "d")
+    assert seen.get("b") is UNSEEN and seen.get("a") == "x" * 100  # "a" was refreshed
+    seen.put("gone", None)
+    seen.put("gone", None)
+    assert seen.get("gone") is None
+    seen.forget("a", "c", "d", "gone")
+    assert seen._bytes == 0

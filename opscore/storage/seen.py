@@ -46,6 +46,11 @@ class Seen:
         return value
 
     def put(self, key: str, raw: str | None) -> None:
+        if self._values.get(key, UNSEEN) == raw:
+            # the guess already held (a read of the fleet puts every agent at every pass,
+            # most of them unchanged): only its place in the order moves
+            self._values.move_to_end(key)
+            return
         self.forget(key)
         weight = len(raw) if raw is not None else 0
         if weight > self.max_bytes // 64:
@@ -61,7 +66,7 @@ class Seen:
         most half of what is kept (a larger batch would only push every other guess out, at
         each read, and its own would not last until they are used), and at most
         ``FLEET_GUESSES``: each read puts them all again, and a pass over a larger fleet
-        would pay milliseconds for it (~0.5 µs a guess)."""
+        would pay milliseconds for it (~0.45 µs a changed guess, 0.19 an unchanged one)."""
         return count <= min(self.size // 2, FLEET_GUESSES)
 
     def forget(self, *keys: str) -> None:
