@@ -693,3 +693,27 @@ async def test_the_oldest_queued_run_is_one_step_of_its_index_even_in_a_generic_
         f"PREPARE oldest(text) AS {_OLDEST_QUEUED}; EXPLAIN EXECUTE oldest('w')"
     )
     assert "opscore_sessions_queued" in plan and "Sort" not in plan, plan
+
+
+async def test_a_workflows_runs_are_listed_and_counted_from_its_index(pg) -> None:
+    """Migration 8: the console's runs of a workflow, counted and paged without a scan of
+    every run kept."""
+    from .test_storage_contract import session
+
+    store = PostgresStorage(pg.url)
+    await store.open()
+    try:
+        for i in range(6):
+            await store.save_session(session(f"l{i}", workflow_id="w" if i % 2 else "other"))
+        page = await store.list_sessions(
+            status=None, workflow_id="w", agent_id=None, offset=0, limit=2
+        )
+        assert page.total == 3 and [s.session_id for s in page.items] == ["l5", "l3"]
+    finally:
+        await store.close()
+    for query in (
+        "SELECT count(*) FROM opscore_sessions WHERE workflow_id = 'w'",
+        "SELECT doc FROM opscore_sessions WHERE workflow_id = 'w' ORDER BY seq DESC LIMIT 20",
+    ):
+        plan = pg.sql(f"SET enable_seqscan = off; SET enable_bitmapscan = off; EXPLAIN {query}")
+        assert "opscore_sessions_workflow" in plan and "Sort" not in plan, plan

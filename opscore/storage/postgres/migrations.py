@@ -150,6 +150,16 @@ CREATE INDEX opscore_sessions_queued ON opscore_sessions (workflow_id, seq)
     WHERE status = 'queued';
 """,
     ),
+    (
+        8,
+        "runs indexed by workflow: a workflow's runs listed and counted from the index",
+        # GET /sessions?workflowId=... (the console's runs of a workflow) counted its matches
+        # over every run kept, through the whole table: an entry per version of a run's row
+        # costs less than a scan of every run at every such list.
+        """
+CREATE INDEX opscore_sessions_workflow ON opscore_sessions (workflow_id, seq);
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 _LOCK = 0x0B5C0BE  # the advisory lock every replica takes while migrating
