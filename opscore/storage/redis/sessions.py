@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +11,24 @@ from ...models import (
     Session,
 )
 from ..parsed import PARSED
-from ..peek import Unknown, finished_at, may_match, needles
+from ..peek import Needles, Unknown, finished_at, may_match, needles
 from .base import (
     Ops,
     _Base,
     _load,
 )
+
+
+def _match(raw: str, plain: Needles | None, wanted: dict[str, str]) -> tuple[bool, Session | None]:
+    """Whether a session's record holds the wanted values: told by its text where it says so
+    (``storage/peek.py``), else by a parse, which is handed back with the answer."""
+    match = may_match(raw, plain) if plain is not None else None
+    if match is not None:
+        return match, None
+    session = _load(Session, raw)
+    found = session is not None and all(getattr(session, f) == v for f, v in wanted.items())
+    return found, session
+
 
 # documents read per round trip by a list filtered by workflow or agent; a search for the
 # oldest of a workflow's starts with fewer (it often stops in its first chunk) and grows
@@ -82,23 +94,12 @@ class SessionRecords(_Base):
             if value is not None
         }
         plain = needles(wanted)
-        ids = await self._redis.zrevrange(index, 0, -1)
-        prefix = self.k("session", "")
         total = 0
         items: list[Session] = []
-        for start in range(0, len(ids), _CHUNK):
-            keys = [prefix + i for i in ids[start : start + _CHUNK]]
-            for raw in await self._batched("MGET", *keys):
-                if raw is None:
-                    continue
-                session: Session | None = None
-                match = may_match(raw, plain) if plain is not None else None
-                if match is None:
-                    session = _load(Session, raw)
-                    match = session is not None and all(
-                        getattr(session, field) == value for field, value in wanted.items()
-                    )
-                if not match:
+        async for chunk in self._documents(await self._redis.zrevrange(index, 0, -1)):
+            for _, raw in chunk:
+                matched, session = _match(raw, plain, wanted)
+                if not matched:
                     continue
                 if offset <= total < offset + limit:
                     session = session or _load(Session, raw)
@@ -111,24 +112,20 @@ class SessionRecords(_Base):
         """The status's index read oldest first, a chunk at a time, until a document of the
         workflow: one small chunk when the workflow's runs are a fair share of those
         waiting, more behind a long wait of other workflows' runs."""
-        index, prefix = self.k("sessions", status), self.k("session", "")
-        plain = needles({"workflow_id": workflow_id})
+        index = self.k("sessions", status)
+        wanted = {"workflow_id": workflow_id}
+        plain = needles(wanted)
         after, size = "-inf", min(_FIRST_CHUNK, _CHUNK)
         # by score (a run's place never changes), not by rank: a run another replica admits
         # meanwhile would shift the ranks and hide the one after it
         while flat := await self._batched(
             "ZRANGE", index, after, "+inf", "BYSCORE", "LIMIT", 0, size, "WITHSCORES"
         ):
-            ids = flat[::2]
-            for raw in await self._batched("MGET", *[prefix + i for i in ids]):
-                if raw is None:
-                    continue
-                match = may_match(raw, plain) if plain is not None else None
-                if match is False:
-                    continue
-                found = _load(Session, raw)
-                if found is not None and found.workflow_id == workflow_id:
-                    return found
+            async for chunk in self._documents(flat[::2]):
+                for _, raw in chunk:
+                    matched, session = _match(raw, plain, wanted)
+                    if matched:
+                        return session or _load(Session, raw)
             after, size = f"({flat[-1]}", min(size * 4, _CHUNK)
         return None
 
@@ -140,13 +137,8 @@ class SessionRecords(_Base):
         (``storage/peek.py``); a sweep over the default 10,000 runs parsed every one, 170 ms
         of the event loop every five minutes."""
         found: list[str] = []
-        prefix = self.k("session", "")
-        for start in range(0, len(session_ids), _CHUNK):
-            chunk = session_ids[start : start + _CHUNK]
-            raws = await self._batched("MGET", *[prefix + i for i in chunk])
-            for session_id, raw in zip(chunk, raws, strict=True):
-                if raw is None:
-                    continue
+        async for chunk in self._documents(session_ids):
+            for session_id, raw in chunk:
                 finished = finished_at(raw)
                 if isinstance(finished, Unknown):
                     session = _load(Session, raw)
@@ -156,6 +148,15 @@ class SessionRecords(_Base):
                     if len(found) >= most:
                         return found
         return found
+
+    async def _documents(self, session_ids: list[str]) -> AsyncIterator[list[tuple[str, str]]]:
+        """The sessions' ids and records (those still there), a chunk of ``_CHUNK`` per round
+        trip: no reply of the whole store at once, and the loop free between chunks."""
+        prefix = self.k("session", "")
+        for start in range(0, len(session_ids), _CHUNK):
+            chunk = session_ids[start : start + _CHUNK]
+            raws = await self._batched("MGET", *[prefix + i for i in chunk])
+            yield [(i, raw) for i, raw in zip(chunk, raws, strict=True) if raw is not None]
 
     async def update_session(
         self, session_id: str, changes: dict[str, Any], *, expect: Collection[str] | None = None
