@@ -2,12 +2,18 @@
 available agents (at each pass that has work) and the metrics' count of agents per state (at
 each scrape), in this process.
 
-    python -m bench.fleet_reads [--agents 10000] [--reads 10] [--stores memory,sqlite,redis,postgresql]
+    python -m bench.fleet_reads [--agents 10000] [--reads 10] [--changed 1]
+        [--stores memory,sqlite,redis,postgresql]
 
 Per store (a fresh server for each): ``--agents`` idle agents saved, then the mean time of
 ``--reads`` calls, after one that warms the process up, of:
 
-- ``available_agents``: every available agent, as a dispatch pass reads them;
+- ``available_agents``: every available agent, as a dispatch pass reads them, with
+  ``--changed`` agents' state reports written before each read (not timed): a pass under
+  load, where a few agents changed since the last one;
+- ``available_agents_whole``: the peer, the same read made whole (every agent's record from
+  the store), as every read was before the reads of what changed (Redis: ``fleet_feed.py``;
+  PostgreSQL: ``postgres/fleet.py``); on memory:// and SQLite, the same read as above;
 - ``agents_by_state``: the count per state a ``/metrics`` scrape makes;
 - ``paged``: the peer, the same count made by paging through every agent 1,000 at a time (as
   the metrics did before ``agents_by_state``).
@@ -23,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opscore.models import Agent, utcnow
+from opscore.models import Agent, StateRecord, utcnow
 from opscore.storage import storage_from_url
 from opscore.storage.base import Storage
 
@@ -44,16 +50,36 @@ async def _paged(store: Storage) -> dict[str | None, int]:
             return counts
 
 
-async def _timed(call: Callable[[], Awaitable[Any]], reads: int) -> float:
-    """Milliseconds per call, the mean of ``reads`` after one to warm up."""
+async def _timed(
+    call: Callable[[], Awaitable[Any]],
+    reads: int,
+    before: Callable[[], Awaitable[Any]] | None = None,
+) -> float:
+    """Milliseconds per call, the mean of ``reads`` after one to warm up (``before`` each
+    call, not timed)."""
     await call()
-    start = time.perf_counter()
+    spent = 0.0
     for _ in range(reads):
+        if before is not None:
+            await before()
+        start = time.perf_counter()
         await call()
-    return round((time.perf_counter() - start) / reads * 1000, 2)
+        spent += time.perf_counter() - start
+    return round(spent / reads * 1000, 2)
 
 
-async def _one_store(url: str, agents: int, reads: int) -> dict[str, Any]:
+def _whole(store: Storage) -> None:
+    """The store's next read of the fleet reads every agent (the peer of a read of what
+    changed): what it holds of the last read forgotten."""
+    feed = getattr(store, "_feed", None)  # Redis
+    if feed is not None:
+        feed.failed()
+    since = getattr(store, "_fleet_since", None)  # PostgreSQL
+    if since is not None:
+        since.horizon = None
+
+
+async def _one_store(url: str, agents: int, reads: int, changed: int) -> dict[str, Any]:
     store = storage_from_url(url)
     await store.open()
     try:
@@ -76,9 +102,31 @@ async def _one_store(url: str, agents: int, reads: int) -> dict[str, Any]:
                     for i in range(first, min(first + SAVED_AT_ONCE, agents))
                 )
             )
+        reported = [0]
+
+        async def reports() -> None:  # ``changed`` agents report idle again
+            for _ in range(changed):
+                reported[0] += 1
+                await store.record_state(
+                    StateRecord(
+                        agent_id=f"agent-{reported[0] % agents:06d}",
+                        state="idle",
+                        timestamp=utcnow(),
+                        received_at=utcnow(),
+                    ),
+                    history_limit=8,
+                )
+
+        async def whole() -> None:
+            await reports()
+            _whole(store)
+
+        available = lambda: store.available_agents({"idle"})  # noqa: E731
         return {
             "agents": agents,
-            "available_agents_ms": await _timed(lambda: store.available_agents({"idle"}), reads),
+            "changed": changed,
+            "available_agents_ms": await _timed(available, reads, reports),
+            "available_agents_whole_ms": await _timed(available, reads, whole),
             "agents_by_state_ms": await _timed(store.agents_by_state, reads),
             "paged_ms": await _timed(lambda: _paged(store), reads),
         }
@@ -90,9 +138,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--reads", type=int, default=10)
+    parser.add_argument("--changed", type=int, default=1, help="agents written before each read")
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
     args = parser.parse_args()
-    each_store(args.stores, lambda _, url: asyncio.run(_one_store(url, args.agents, args.reads)))
+    each_store(
+        args.stores,
+        lambda _, url: asyncio.run(_one_store(url, args.agents, args.reads, args.changed)),
+    )
 
 
 if __name__ == "__main__":

@@ -255,10 +255,10 @@ async def test_a_redis_too_old_for_the_scripts_is_refused_at_start(
 
     from opscore.errors import StorageError
     from opscore.storage import storage_from_url
-    from opscore.storage.redis import base
+    from opscore.storage.redis import server
 
-    assert base._version("7.0.15") == (7, 0, 15) and base._version("6.2-rc1") == (6,)
-    monkeypatch.setattr(base, "MIN_VERSION", (99, 0))
+    assert server.version_of("7.0.15") == (7, 0, 15) and server.version_of("6.2-rc1") == (6,)
+    monkeypatch.setattr(server, "MIN_VERSION", (99, 0))
     store = storage_from_url(redis_server.url)
     with pytest.raises(StorageError, match=r"is version \d+\.\d+\.\d+; Ops-Core needs 99.0"):
         await store.open()

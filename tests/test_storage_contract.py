@@ -63,6 +63,19 @@ BASE = utcnow().replace(microsecond=0)
 NOW = BASE
 
 
+def agent_ids(agents) -> set[str]:
+    return {a.agent_id for a in agents}
+
+
+async def soon_shows(store: Storage, ids: set[str], timeout: float = 10.0) -> None:
+    """Until a read of the available agents (idle) shows exactly ``ids``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (shown := agent_ids(await store.available_agents({"idle"}))) != ids:
+        assert loop.time() < deadline, f"the fleet read shows {shown}, not {ids}"
+        await asyncio.sleep(0.01)
+
+
 def record(agent_id: str, state: str, seconds: float, **details) -> StateRecord:
     return StateRecord(
         agent_id=agent_id,
@@ -1179,6 +1192,28 @@ async def pair(request, tmp_path) -> tuple[Storage, Storage]:
 
 class TestSharedStore:
     """What one process last read is only a guess when another process shares the store."""
+
+    async def test_the_fleet_another_process_changes_is_what_the_next_reads_show(
+        self, pair
+    ) -> None:
+        """Agents created, changed and deleted by another process: a read of the fleet shows
+        them as they are now, soon (Redis tells of another process's writes on a connection
+        of their own, a moment after the write's answer: the reads are polled, bounded)."""
+        a, b = pair
+        await b.save_agent(agent("stays", state="idle"))
+        await b.save_agent(agent("goes", state="idle"))
+        await b.save_agent(agent("busy", state="idle"))
+        await soon_shows(a, {"stays", "goes", "busy"})
+        await b.delete_agent("goes")
+        await b.save_agent(agent("new", state="idle"))
+        await b.record_state(record("busy", "active", 1), history_limit=10)
+        await soon_shows(a, {"stays", "new"})
+        listed = await a.list_agents(state=None, capability=None, offset=0, limit=10)
+        assert agent_ids(listed.items) == {"stays", "new", "busy"}
+        # a deletion and a creation between two reads: as many agents as before, not the same
+        await b.delete_agent("stays")
+        await b.save_agent(agent("newer", state="idle"))
+        await soon_shows(a, {"new", "newer"})
 
     async def test_a_stale_read_never_decides_a_task_change(self, pair) -> None:
         a, b = pair

@@ -189,16 +189,10 @@ class AgentRecords(_Base):
         )
 
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT agent_id, doc FROM opscore_agents WHERE state = ANY($1::text[])",
-                list(states),
-            )
-        if self._seen.has_room_for(len(rows)):
-            for agent_id, doc in rows:  # each a guess for the slot claim that may follow
-                self._seen.put(f"agent:{agent_id}", doc)
-        agents = self._fleet.agents((r[0], r[1]) for r in rows)
-        return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
+        """The agents in ``states`` with a free slot, from a read of what changed since the
+        last one (``fleet.py``)."""
+        await self._fleet_since.read(self._conn, self._seen, self._fleet)
+        return self._fleet.available(states)
 
     async def stale_agents(
         self, *, seen_before: datetime, exclude_state: str | None = None

@@ -35,6 +35,7 @@ from ..parsed import PARSED
 from ..seen import GUESSES, UNSEEN, Seen
 from ..turns import WriteTurns
 from ..urls import redacted
+from .fleet import FleetSince
 from .migrations import SchemaTooNewError, migrate
 from .upkeep import Vacuums
 
@@ -163,7 +164,8 @@ class _Base:
         # a replica ignores the notifications it sent itself: it has already woken
         self._token = f"{os.getpid()}-{id(self)}"
         self._seen = Seen(GUESSES)
-        self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
+        self._fleet = FleetView()  # the agents as last read, parsed (storage/fleet.py)
+        self._fleet_since = FleetSince()  # the last read's horizon (fleet.py)
         self._history_trims = HistoryTrims()  # which reports trim their agent's history
         # rows with a compare-and-set of this process in flight (_cas, claims, reports)
         self._turns = WriteTurns()

@@ -57,12 +57,38 @@ READ_ALONG_TASKS = 4
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
     async def _all_agents(self) -> list[Agent]:
-        flat = await self._script(
-            "records", keys=[self.k("agents")], args=["set", self.k("agent", "")]
-        )
-        if self._seen.has_room_for(len(flat) // 2):
-            self._remember(flat, "agent")
-        return self._fleet.agents(zip(flat[::2], flat[1::2], strict=True))
+        await self._read_fleet()
+        return self._fleet.all()
+
+    async def _read_fleet(self) -> None:
+        """The view of the fleet brought up to date: read whole, or only the agents Redis
+        named as written since the last read (``fleet_feed.py``). One read at a time, each
+        applied before the next begins, so the view never goes back to an older record."""
+        async with self._fleet_read:
+            keys = self._feed.plan()
+            if keys is None:
+                try:
+                    flat = await self._script(
+                        "records", keys=[self.k("agents")], args=["set", self._feed.prefix]
+                    )
+                except BaseException:
+                    self._feed.failed()
+                    raise
+                if self._seen.has_room_for(len(flat) // 2):
+                    self._remember(flat, "agent")
+                self._fleet.agents(zip(flat[::2], flat[1::2], strict=True))
+                return
+            if not keys:
+                return
+            try:
+                raws = await self._batched("MGET", *keys)
+            except BaseException:
+                self._feed.failed()
+                raise
+            cut = len(self._feed.prefix)
+            for key, raw in zip(keys, raws, strict=True):
+                self._seen.put(key, raw)  # a guess for the slot claim that may follow
+            self._fleet.changed((key[cut:], raw) for key, raw in zip(keys, raws, strict=True))
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         key = self.k("agent", agent.agent_id)
@@ -79,7 +105,10 @@ class AgentRecords(_Base):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self.k("agent", agent.agent_id), raw)
             pipe.sadd(self.k("agents"), agent.agent_id)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            finally:
+                self._feed.touched([self.k("agent", agent.agent_id)])
         self._seen.put(self.k("agent", agent.agent_id), raw)
 
     async def get_agent(self, agent_id: str) -> Agent | None:
@@ -204,11 +233,8 @@ class AgentRecords(_Base):
         return Page(items=items, total=int(total), offset=offset, limit=limit)
 
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
-        return [
-            a
-            for a in await self._all_agents()
-            if a.state in states and len(a.active_tasks) < a.max_concurrency
-        ]
+        await self._read_fleet()
+        return self._fleet.available(states)
 
     async def stale_agents(
         self, *, seen_before: datetime, exclude_state: str | None = None

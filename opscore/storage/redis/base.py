@@ -32,14 +32,16 @@ from ..turns import WriteTurns
 from ..urls import redacted
 from .batch import CommandBatcher
 from .cas_groups import CasGroups
+from .fleet_feed import FleetFeed
 from .history import HISTORY_PAGE
+from .keys import KeyNames
 from .queue_scripts import ACK, DEQUEUE, ENQUEUE, REQUEUE
 from .scripts import CAS, CAS_GROUPS, RECORDS, SAVE_RUN, SAVE_SESSION, UNINDEX_SETTLED, Ops
+from .server import require_version
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 LEASE = timedelta(seconds=30)
-MIN_VERSION = (6, 2)  # SET ... GET and ZMSCORE, which the scripts use
 LANES = 4  # clients with a connection each, used in turn (see _Base._redis)
 # values read along with a write serve a read of the same call chain this soon after at most
 ALONG_SECONDS = 0.5
@@ -61,27 +63,6 @@ SCRIPTS = {
 }
 
 
-def _version(text: str) -> tuple[int, ...]:
-    """``7.0.15`` as (7, 0, 15); a part that is not a number ends it."""
-    parts: list[int] = []
-    for part in text.split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
-
-
-def _require_version(server: dict[str, Any], url: str) -> None:
-    """Refuse a Redis older than the scripts need, by name, at start (not a script error
-    at the first run)."""
-    version = str(server.get("redis_version", "0"))
-    if _version(version) < MIN_VERSION:
-        raise StorageError(
-            f"Redis at {redacted(url)} is version {version}; Ops-Core needs "
-            f"{'.'.join(map(str, MIN_VERSION))} or newer (its scripts use SET ... GET and ZMSCORE)"
-        )
-
-
 def _load(model: type[M], raw: str | None) -> M | None:
     return PARSED.load(model, raw) if raw is not None else None
 
@@ -96,7 +77,7 @@ def _due_score(due: datetime | None) -> float:
     return math.inf if due is None else due.timestamp()
 
 
-class _Base:
+class _Base(KeyNames):
     """``Storage`` on Redis; safe to share between replicas."""
 
     writes_together = True  # those of one moment go out as one script (cas_groups.py)
@@ -109,39 +90,14 @@ class _Base:
         self._scripts: dict[str, Any] = {}
         self._seen = Seen(GUESSES)
         self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
+        self._feed = FleetFeed(self.k("agent", ""))  # which agents changed since (fleet_feed.py)
+        self._fleet_read = asyncio.Lock()  # one read of the fleet at a time (its view)
         self._newest: dict[str, str] = {}  # per template, its newest version as last read
         # keys with a compare-and-set of this process in flight (_cas_many)
         self._turns = WriteTurns()
         self._leases_looked_at: datetime | None = None  # dequeue_ready's last look at leases
         self._batcher: CommandBatcher | None = None
         self._cas_groups = CasGroups(self._script)  # those of one moment in one script
-
-    def k(self, *parts: str) -> str:
-        return self.p + ":".join(parts)
-
-    @property
-    def _queue_keys(self) -> list[str]:
-        return [
-            self.k("q", "delayed"),
-            self.k("q", "ready"),
-            self.k("q", "leased"),
-            self.k("q", "meta"),
-        ]
-
-    @property
-    def inflight_key(self) -> str:
-        """Every task in flight, scored by when a sweep may next act on it (``_due_score``)."""
-        return self.k("inflight", "due")
-
-    @property
-    def _enqueue_keys(self) -> list[str]:
-        """The keys the enqueue script (and a compare-and-set's ENQ) moves."""
-        return [*self._queue_keys, self.k("seq", "queue"), self.k("q", "since")]
-
-    @property
-    def _ack_keys(self) -> list[str]:
-        """The keys an ack moves (the ack script, a compare-and-set's ACK): leased, meta, since."""
-        return [self.k("q", "leased"), self.k("q", "meta"), self.k("q", "since")]
 
     @property
     def _redis(self) -> Any:
@@ -169,7 +125,7 @@ class _Base:
         ]
         self._batcher = CommandBatcher(pool)
         try:
-            _require_version(await self._redis.info("server"), self.url)
+            require_version(await self._redis.info("server"), self.url)
         except StorageError:
             await self.close()
             raise
@@ -178,6 +134,7 @@ class _Base:
             raise StorageError(f"Cannot reach Redis at {redacted(self.url)}: {exc}") from exc
         for name, source in SCRIPTS.items():
             self._scripts[name] = self._redis.register_script(source)
+        await self._feed.start(pool)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run one of the registered Lua scripts, batched with other commands of this turn
@@ -188,6 +145,8 @@ class _Base:
         except NoScriptError:
             await self._redis.script_load(script.script)
             return await self._batched("EVALSHA", script.sha, len(keys), *keys, *args)
+        finally:  # the agents it wrote (or may have) are read at the next read of the fleet
+            self._feed.touched(keys)
 
     async def _batched(self, *command: Any) -> Any:
         if self._batcher is None:
@@ -195,6 +154,7 @@ class _Base:
         return await self._batcher.call(*command)
 
     async def close(self) -> None:
+        await self._feed.close()
         batcher, self._batcher = self._batcher, None
         if batcher is not None:
             await batcher.close()
