@@ -75,10 +75,10 @@ def test_with_one_replica_up_the_order_is_the_round_robin() -> None:
     alone = ReportedHere(replicas=lambda: 1)
     agents = [_agent("b"), _agent("a"), _agent("c")]
     alone.wrote(agents[1])
-    assert alone.ordered(agents) == agents
+    assert list(alone.ordered(agents)) == agents
     # a replica that has written no report yet (just restarted) changes nothing either
     fresh = _two_up()
-    assert fresh.ordered(agents) == agents
+    assert list(fresh.ordered(agents)) == agents
 
 
 def test_a_slot_just_freed_by_another_replica_is_left_to_it_for_a_moment() -> None:

@@ -31,7 +31,7 @@ pull workers).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -72,13 +72,17 @@ class ReportedHere:
         recent = timedelta(0) <= now - agent.last_seen < LEFT_FOR
         return recent and self.elsewhere(agent) and self.replicas() > 1
 
-    def ordered(self, candidates: Sequence[A]) -> Sequence[A]:
+    def ordered(self, candidates: Iterable[A]) -> Iterator[A]:
         """``candidates`` with those reporting elsewhere moved last, each part in its order
-        (as they are while this replica is the only one up)."""
+        (as they are while this replica is the only one up). Lazily: the picker stops at the
+        first with a free slot, and a fleet of thousands is not sorted at each task."""
         if self.replicas() <= 1:
-            return candidates
-        here: list[A] = []
+            yield from candidates
+            return
         there: list[A] = []
         for agent in candidates:
-            (there if self.elsewhere(agent) else here).append(agent)
-        return here + there if here and there else candidates
+            if self.elsewhere(agent):
+                there.append(agent)
+            else:
+                yield agent
+        yield from there

@@ -244,9 +244,8 @@ class Dispatcher:
             agents = await self.storage.available_agents(self.available_states)
         # slots left to other replicas looked for only with others up (a fleet of thousands)
         affinity = self.picker.affinity
-        free = FreeSlots.of(
-            agents, affinity.left_to_another if affinity.replicas() > 1 else None, now
-        )
+        left = affinity.left_to_another if affinity.replicas() > 1 else None
+        free = FreeSlots(agents, left, now, enough=BATCH + 1)
         if free.total <= 0:  # every agent busy: leave the backlog alone
             await self.storage.requeue(entries)
             self._scan_from = self._free_seen = 0
@@ -327,9 +326,7 @@ class Dispatcher:
             return "waiting"
         start = functools.partial(self._start, task, now, ack=ack)
         try:
-            picked = await self.picker.pick(
-                task, fleet.by_id, fleet.by_capability, fleet.free, fleet.agents, now, start
-            )
+            picked = await self.picker.pick(task, fleet, now, start)
         except _NotQueuedError:  # cancelled or handled meanwhile: drop it
             return "handled"
         if picked is None:

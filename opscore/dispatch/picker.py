@@ -12,7 +12,7 @@ from ..models import Agent, TaskRun
 from .affinity import ReportedHere
 from .budgets import BudgetGate
 from .limits import CapabilityLimits
-from .slots import FreeSlots
+from .slots import PassFleet
 
 T = TypeVar("T")
 
@@ -30,42 +30,38 @@ class AgentPicker:
     async def pick(
         self,
         task: TaskRun,
-        by_id: dict[str, Agent],
-        by_capability: dict[str, list[Agent]],
-        free: FreeSlots,
-        agents: list[Agent],
+        fleet: PassFleet,
         now: datetime,
         start: Callable[[Agent], Awaitable[T | None]],
     ) -> tuple[Agent, T] | None:
         """The agent on which ``start`` started the task, with what it answered (None: the
         agent had no free slot, the next one is tried), or None (the task keeps its place in
         the queue). What ``start`` raises gives the capability slot back and passes on."""
-        if task.target_agent_id is not None:
-            candidates = [by_id[task.target_agent_id]] if task.target_agent_id in by_id else []
-        elif task.agent_capability is not None:
-            candidates = by_capability.get(task.agent_capability, [])
-        else:
-            candidates = agents
+        candidates = fleet.candidates(task)
+        free = fleet.free
         if not candidates or not await self.limits.acquire(task):  # or at the capability limit
             return None
         try:
             budgeted = await self.budgets.any_for_agents()
             first = next(self._rotation) % len(candidates)
-            for agent in self.affinity.ordered(candidates[first:] + candidates[:first]):
-                if free[agent.agent_id] <= 0:
+            in_turn = itertools.chain(
+                itertools.islice(candidates, first, None), itertools.islice(candidates, first)
+            )
+            for agent in self.affinity.ordered(in_turn):
+                if free.of(agent) <= 0:
                     continue
                 if budgeted and await self.budgets.agent_spent(agent.agent_id, now):
                     continue  # this agent spent its budget today
                 # taken before the write: the other tasks of the chunk are placed meanwhile
-                free.take(agent.agent_id)
+                free.take(agent)
                 try:
                     started = await start(agent)
                 except BaseException:
-                    free.give_back(agent.agent_id)
+                    free.give_back(agent)
                     raise
                 if started is not None:
                     return agent, started
-                free.exhaust(agent.agent_id)  # another replica took its last slot
+                free.exhaust(agent)  # another replica took its last slot
         except BaseException:
             await self.limits.release(task)
             raise
