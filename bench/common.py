@@ -41,9 +41,14 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 @contextmanager
 def process(
-    args: Sequence[str], *, env: dict[str, str] | None = None, ready_url: str | None = None
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    ready_url: str | None = None,
+    ready_within: float = 30,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process we own; always stop it (by its PID) on the way out."""
+    """Start a process we own (up once ``ready_url`` answers, within ``ready_within``
+    seconds); always stop it (by its PID) on the way out."""
     proc = subprocess.Popen(
         list(args),
         env={**os.environ, **(env or {})},
@@ -53,7 +58,7 @@ def process(
     )
     try:
         if ready_url:
-            wait_http(ready_url)
+            wait_http(ready_url, ready_within)
             if proc.poll() is not None:  # another process answered on its port
                 raise RuntimeError(f"{' '.join(args[:3])} exited ({proc.returncode})")
         yield proc

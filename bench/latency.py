@@ -62,7 +62,8 @@ def _one_store(url: str, runs: int, fleet: int = 8, *, pin: int | None = None) -
         )
         client.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
         agents = fast_agents_cmd(base, agents_port, fleet)
-        stack.enter_context(process(agents, ready_url=f"http://127.0.0.1:{agents_port}/health"))
+        ready = f"http://127.0.0.1:{agents_port}/health"  # once every agent is registered
+        stack.enter_context(process(agents, ready_url=ready, ready_within=30 + fleet / 50))
         time.sleep(1)
         for run in range(WARM_UP + runs):
             session = completed_run(client)

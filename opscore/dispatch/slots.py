@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ..models import Agent, TaskRun
+from ..storage.fleet import AvailableAgents
 
 
 class FreeSlots:
@@ -91,6 +92,10 @@ class PassFleet:
             return self.agents
         found = self._by_capability.get(capability)
         if found is None:
-            found = [a for a in self.agents if capability in a.capabilities]
+            agents = self.agents
+            if isinstance(agents, AvailableAgents):  # the store's view has an index of them
+                found = agents.with_capability(capability)
+            else:
+                found = [a for a in agents if capability in a.capabilities]
             self._by_capability[capability] = found
         return found

@@ -113,11 +113,7 @@ class AgentRecords(RunRecords):
 
     async def available_agents(self, states: Collection[str]) -> list[Agent]:
         with self._lock:
-            return [
-                a
-                for a in self._agents.values()
-                if a.state in states and len(a.active_tasks) < a.max_concurrency
-            ]
+            return self._agents.available(states)  # kept as agents are written (fleet.py)
 
     async def stale_agents(
         self, *, seen_before: datetime, exclude_state: str | None = None

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import TypeVar
 
 from ...models import (
-    Agent,
     DeadLetter,
     Page,
     Session,
@@ -26,6 +25,7 @@ from ...models import (
     WorkflowTemplate,
 )
 from ...models.sweep_due import INFLIGHT, sweep_due
+from ..fleet import AgentsById
 from ..report_and_task import QueuedNext, next_queued
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ class _Base:
         self.finished_session_limit = finished_session_limit
         self._finished: deque[str] = deque()
         self._lock = threading.Lock()
-        self._agents: dict[str, Agent] = {}
+        self._agents = AgentsById()  # with those that have a free slot (fleet.py)
         # History is kept as JSON bytes: a third of the memory of model objects, and invisible
         # to the cyclic GC, whose full passes over millions of objects stalled requests.
         self._history: dict[str, deque[bytes]] = {}
