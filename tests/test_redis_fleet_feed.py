@@ -80,6 +80,19 @@ async def test_this_replicas_own_writes_are_read_before_redis_names_them(two_rep
     assert ids(await store.available_agents(AVAILABLE)) == {"a1"}
 
 
+async def test_a_list_of_agents_shows_another_replicas_write_before_redis_names_it(
+    two_replicas,
+) -> None:
+    """An operator's list (GET /agents) reads every agent: an agent registered through
+    another replica a moment ago is listed even if Redis's message of it has not been read."""
+    store, other, _ = two_replicas
+    await store.available_agents(AVAILABLE)
+    store._feed._heard = lambda message: None
+    await other.create_agent(agent("elsewhere", state="idle"))
+    listed = await store.list_agents(state=None, capability=None, offset=0, limit=10)
+    assert ids(listed.items) == {"elsewhere"}
+
+
 async def test_a_key_written_while_its_read_is_in_flight_is_read_again(two_replicas) -> None:
     """The read may have been answered before the write Redis names meanwhile: the name is
     kept for the next read, which finds the write."""

@@ -56,16 +56,19 @@ READ_ALONG_TASKS = 4
 
 class AgentRecords(_Base):
     # --- agents -----------------------------------------------------------------------------
-    async def _all_agents(self) -> list[Agent]:
-        await self._read_fleet()
+    async def _all_agents(self, *, whole: bool = False) -> list[Agent]:
+        await self._read_fleet(whole=whole)
         return self._fleet.all()
 
-    async def _read_fleet(self) -> None:
+    async def _read_fleet(self, *, whole: bool = False) -> None:
         """The view of the fleet brought up to date: read whole, or only the agents Redis
         named as written since the last read (``fleet_feed.py``). One read at a time, each
-        applied before the next begins, so the view never goes back to an older record."""
+        applied before the next begins, so the view never goes back to an older record.
+        ``whole``: every agent, whatever the feed says (a list an operator asked for must
+        show a write another replica answered a moment ago, before Redis's message of it
+        reaches this one)."""
         async with self._fleet_read:
-            keys = self._feed.plan()
+            keys = None if whole else self._feed.plan()
             if keys is None:
                 try:
                     flat = await self._script(
@@ -119,7 +122,7 @@ class AgentRecords(_Base):
     ) -> Page[Agent]:
         agents = [
             a
-            for a in await self._all_agents()
+            for a in await self._all_agents(whole=True)
             if (state is None or a.state == state)
             and (capability is None or capability in a.capabilities)
         ]
