@@ -21,21 +21,17 @@ from .test_storage_contract import agent_ids as ids
 AVAILABLE = ["idle", "unknown"]
 
 
-async def heard(store, key: str, timeout: float = 10.0) -> None:
-    """Until the store's feed has the name of ``key`` (Redis's message came)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while key not in store._feed._named:
-        assert loop.time() < deadline, f"Redis never named {key}"
-        await asyncio.sleep(0.01)
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not check():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        assert loop.time() < deadline, f"not in time: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def heard(store, key: str) -> None:
+    """Until the store's feed has the name of ``key`` (Redis's message came)."""
+    await until(lambda: key in store._feed._named, f"Redis names {key}")
 
 
 @pytest.fixture
@@ -123,7 +119,7 @@ async def test_a_flush_and_a_lost_feed_make_the_next_reads_whole(two_replicas) -
     other_client = redis.Redis.from_url(store.url, decode_responses=True)
     try:
         other_client.flushdb()
-        await until(lambda: store._feed._whole)  # Redis names no key: every key
+        await until(lambda: store._feed._whole, "a flush read whole")  # Redis names no key
         before = calls("evalsha")
         assert await store.available_agents(AVAILABLE) == []
         assert calls("evalsha") == before + 1
@@ -132,13 +128,13 @@ async def test_a_flush_and_a_lost_feed_make_the_next_reads_whole(two_replicas) -
         assert feeds  # the feed's connection says what it is
         for client in feeds:
             other_client.client_kill_filter(_id=client["id"])
-        await until(lambda: not store._feed.live)
+        await until(lambda: not store._feed.live, "the feed lost")
         await other.create_agent(agent("a2", state="idle"))
         before = calls("evalsha")
         assert ids(await store.available_agents(AVAILABLE)) == {"a2"}
         assert ids(await store.available_agents(AVAILABLE)) == {"a2"}
         assert calls("evalsha") >= before + 2  # whole reads while the feed is away
-        await until(lambda: store._feed.live)  # followed again, after a pause
+        await until(lambda: store._feed.live, "the feed back")  # followed again, after a pause
         await store.available_agents(AVAILABLE)  # whole: what was written meanwhile
         await other.create_agent(agent("a3", state="idle"))
         await heard(store, store.k("agent", "a3"))

@@ -4,8 +4,9 @@ changed since the last one.
 The dispatcher reads the available agents at each pass that has work. On the shared stores a
 read may bring only the agents that changed since the last one (Redis: the keys its
 invalidations named, ``redis/fleet_feed.py``; PostgreSQL: the rows written since the last
-read's snapshot): ``changed`` applies those to the view, which then answers for the rest. Those records were parsed through the shared cache of
-parsed records (``parsed.py``), which holds a few thousand records of every kind: past 8,192
+read's snapshot): ``changed`` applies those to the view, which then answers for the rest.
+
+The records of a whole read were parsed through the shared cache of parsed records (``parsed.py``), which holds a few thousand records of every kind: past 8,192
 agents (fewer once tasks take their share) each pass parsed every agent again. A read of
 10,000 agents on Redis then took 170 ms of the event loop, at every pass; with this view,
 an unchanged agent costs a dictionary lookup and a string comparison.
@@ -77,6 +78,14 @@ class FreeAgents:
     def agents(self) -> AvailableAgents:
         return AvailableAgents(self._by_id.values(), self)
 
+    @staticmethod
+    def of(kept: FreeAgents | None, states: Collection[str], agents: Iterable[Agent]) -> FreeAgents:
+        """``kept`` when it is of ``states``, else those of ``agents`` (only iterated then)."""
+        wanted = states if isinstance(states, frozenset) else frozenset(states)
+        if kept is not None and kept.states == wanted:
+            return kept
+        return FreeAgents(wanted, agents)
+
     def with_capability(self, capability: str) -> list[Agent]:
         members = self._by_capability.get(capability)
         return list(members.values()) if members else []
@@ -142,9 +151,7 @@ class FleetView:
     def available(self, states: Collection[str]) -> AvailableAgents:
         """The agents in one of ``states`` with a free slot (found again only when asked for
         other states than last time, or after a whole read)."""
-        wanted = states if isinstance(states, frozenset) else frozenset(states)
-        if self._free is None or self._free.states != wanted:
-            self._free = FreeAgents(wanted, (agent for _, agent in self._agents.values()))
+        self._free = FreeAgents.of(self._free, states, (a for _, a in self._agents.values()))
         return self._free.agents()
 
 
@@ -172,7 +179,5 @@ class AgentsById(dict[str, Agent]):
 
     def available(self, states: Collection[str]) -> AvailableAgents:
         """The agents in one of ``states`` with a free slot."""
-        wanted = states if isinstance(states, frozenset) else frozenset(states)
-        if self._free is None or self._free.states != wanted:
-            self._free = FreeAgents(wanted, self.values())
+        self._free = FreeAgents.of(self._free, states, self.values())
         return self._free.agents()

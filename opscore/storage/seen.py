@@ -47,8 +47,8 @@ class Seen:
 
     def put(self, key: str, raw: str | None) -> None:
         if self._values.get(key, UNSEEN) == raw:
-            # the guess already held (a read of the fleet puts every agent at every pass,
-            # most of them unchanged): only its place in the order moves
+            # the guess already held (a whole read of the fleet puts every agent, most of
+            # them unchanged): only its place in the order moves
             self._values.move_to_end(key)
             return
         self.forget(key)

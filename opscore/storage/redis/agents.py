@@ -69,29 +69,27 @@ class AgentRecords(_Base):
         reaches this one)."""
         async with self._fleet_read:
             keys = None if whole else self._feed.plan()
-            if keys is None:
-                try:
-                    flat = await self._script(
+            if keys == []:
+                return  # nothing written since the last read
+            try:
+                if keys is None:
+                    reply = await self._script(
                         "records", keys=[self.k("agents")], args=["set", self._feed.prefix]
                     )
-                except BaseException:
-                    self._feed.failed()
-                    raise
-                if self._seen.has_room_for(len(flat) // 2):
-                    self._remember(flat, "agent")
-                self._fleet.agents(zip(flat[::2], flat[1::2], strict=True))
-                return
-            if not keys:
-                return
-            try:
-                raws = await self._batched("MGET", *keys)
+                else:
+                    reply = await self._batched("MGET", *keys)
             except BaseException:
-                self._feed.failed()
+                self._feed.failed()  # the next read is whole
                 raise
+            if keys is None:  # ids and records, alternating
+                if self._seen.has_room_for(len(reply) // 2):
+                    self._remember(reply, "agent")
+                self._fleet.agents(zip(reply[::2], reply[1::2], strict=True))
+                return
             cut = len(self._feed.prefix)
-            for key, raw in zip(keys, raws, strict=True):
+            for key, raw in zip(keys, reply, strict=True):
                 self._seen.put(key, raw)  # a guess for the slot claim that may follow
-            self._fleet.changed((key[cut:], raw) for key, raw in zip(keys, raws, strict=True))
+            self._fleet.changed((key[cut:], raw) for key, raw in zip(keys, reply, strict=True))
 
     async def create_agent(self, agent: Agent) -> Agent | None:
         key = self.k("agent", agent.agent_id)
