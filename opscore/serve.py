@@ -21,8 +21,10 @@ from .storage import redacted, storage_from_url
 def _settings_error(exc: ValidationError) -> str:
     lines = ["Invalid configuration:"]
     for err in exc.errors():
-        name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
-        lines.append(f"  OPSCORE_{name}: {err['msg']}" if name != "SETTINGS" else f"  {err['msg']}")
+        message = err["msg"].removeprefix("Value error, ")
+        name = "_".join(str(p) for p in err["loc"]).upper()
+        # a rule across settings (a model validator) has no one setting to name
+        lines.append(f"  OPSCORE_{name}: {message}" if name else f"  {message}")
     return "\n".join(lines)
 
 
@@ -45,9 +47,10 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         os.environ["OPSCORE_API_KEY"] = generated
         settings = Settings()
     base = f"http://{settings.host}:{settings.port}"
+    processes = f", {settings.processes} processes" if settings.processes > 1 else ""
     banner = [
         "",
-        f"  Ops-Core on {base}  (storage: {redacted(settings.storage_url)})",
+        f"  Ops-Core on {base}  (storage: {redacted(settings.storage_url)}{processes})",
         f"  API docs:   {base}/docs   (ReDoc: {base}/redoc)",
         f"  Console:    {base}/dashboard",
     ]
@@ -61,11 +64,17 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
 
     import uvicorn
 
+    if settings.processes > 1:
+        from .processes import serve_processes
+
+        serve_processes(settings)
+        return
+
     from .api import create_app
 
     try:
         app = create_app(settings)
-        asyncio.run(_check_store(settings))
+        asyncio.run(check_store(settings))
     except (ConfigError, StorageError) as exc:
         sys.exit(f"Cannot start Ops-Core: {exc.message}")
     tune_runtime()
@@ -106,7 +115,7 @@ def tune_runtime() -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
-async def _check_store(settings: Settings) -> None:
+async def check_store(settings: Settings) -> None:
     """Fail fast, with one clear line, when the configured store cannot be opened."""
     storage = storage_from_url(settings.storage_url)
     await storage.open()

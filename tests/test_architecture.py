@@ -32,6 +32,7 @@ RANKS = {
     "api": 7,
     "http": 7,
     "serve": 8,
+    "processes": 8,  # `opscore serve --processes`: serve starts it, it builds each app
 }
 # Rooms of one rank that must not know each other.
 INDEPENDENT = {

@@ -33,6 +33,13 @@ def serve(
     agentkit_api_url: Annotated[
         str | None, typer.Option(help="AgentKit base URL [env: AGENTKIT_API_URL].")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes on the port, one per core; Redis or PostgreSQL only "
+            "[env: OPSCORE_PROCESSES]."
+        ),
+    ] = None,
 ) -> None:
     """Start the Ops-Core server. Every other setting comes from OPSCORE_* variables or .env.
 
@@ -59,5 +66,6 @@ def serve(
             "log_format": log_format,
             "workflows_dir": workflows_dir,
             "agentkit_api_url": agentkit_api_url,
+            "processes": processes,
         }
     )

@@ -58,6 +58,15 @@ class Settings(_LivenessAndRetention, _AgentsBeyondPush, BaseSettings):
             "uvloop left some connections waiting for seconds under load (bench/README.md)."
         ),
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Server processes of `opscore serve` on the one port, each a replica of its own on "
+            "the shared store (redis:// or postgresql:// only): one per core uses them all."
+        ),
+    )
 
     # --- auth -------------------------------------------------------------------------------
     api_key: str | None = Field(
@@ -280,6 +289,19 @@ class Settings(_LivenessAndRetention, _AgentsBeyondPush, BaseSettings):
     def _agentkit_dispatch_needs_its_url(self) -> Settings:
         if self.dispatch_via == "agentkit" and not self.agentkit_api_url:
             raise ValueError("OPSCORE_DISPATCH_VIA=agentkit needs AGENTKIT_API_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _processes_share_a_store_server(self) -> Settings:
+        """Each process is a replica: memory:// would give each its own runs and agents, and
+        processes on one SQLite file find each other's work only at the dispatch interval."""
+        if self.processes > 1 and not self.storage_url.startswith(
+            ("redis://", "rediss://", "postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                "OPSCORE_PROCESSES above 1 needs a shared store server: "
+                "OPSCORE_STORAGE_URL=redis://... or postgresql://..."
+            )
         return self
 
     @model_validator(mode="after")

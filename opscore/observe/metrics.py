@@ -7,21 +7,33 @@ share counters. Gauges that describe the store (queue depth, agents by state) ar
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from ..models import Agent, Session, TaskRun, TaskStatus
 from ..storage.base import Storage
 from . import genai
 from .activity import Activity
 from .runspans import RunSpans
+from .store_gauges import StoreGauges, StoreReading
 from .tracing import Span, Tracer
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# set (by `opscore serve` with OPSCORE_PROCESSES above 1) before prometheus-client is imported:
+# each process then keeps its values in files there, which a scrape adds up
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
 
@@ -62,6 +74,7 @@ class Telemetry:
             "1 while a background loop's passes keep failing (e.g. the store is away)",
             ["loop"],
             registry=r,
+            multiprocess_mode="livemax",  # OPSCORE_PROCESSES: 1 while any process's does
         )
         self.probes = Counter(
             "opscore_agent_probes", "Probes of silent agents' endpoints", ["result"], registry=r
@@ -113,22 +126,9 @@ class Telemetry:
             ["transport", "outcome"],
             registry=r,
         )
-        self.dead_letters = Gauge(
-            "opscore_dead_letters", "Tasks in the dead-letter list", registry=r
-        )
-        self.oldest_ready_age = Gauge(
-            "opscore_queue_oldest_ready_seconds",
-            "How long the longest-waiting ready task has waited for an agent (0 when none)",
-            registry=r,
-        )
-        self.replicas_up = Gauge(
-            "opscore_replicas",
-            "Replicas sharing this store that this one heard from in the last 10 s (itself too)",
-            registry=r,
-        )
         self.replicas: Callable[[], int] = lambda: 1  # observe.fleet counts them
-        self.queue_depth = Gauge("opscore_queue_depth", "Tasks waiting in the queue", registry=r)
-        self.agents = Gauge("opscore_agents", "Registered agents by state", ["state"], registry=r)
+        self.store_gauges = StoreGauges()
+        r.register(self.store_gauges)
 
     # --- HTTP ------------------------------------------------------------------------------
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -229,17 +229,24 @@ class Telemetry:
 
     # --- scrape ----------------------------------------------------------------------------
     async def render(self) -> bytes:
-        self.replicas_up.set(self.replicas())
-        self.queue_depth.set(await self.storage.queue_depth())
-        letters = await self.storage.list_dead_letters(offset=0, limit=1)
-        self.dead_letters.set(letters.total)
         now = datetime.now(UTC)
         oldest = await self.storage.oldest_ready_at(now)
-        self.oldest_ready_age.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+        letters = await self.storage.list_dead_letters(offset=0, limit=1)
         # counted by the store: paging through every agent cost a read of the whole fleet
         # per page on Redis (10 of 10,000 agents per scrape) and a parse of each elsewhere
         counts = await self.storage.agents_by_state()
-        self.agents.clear()
-        for state, count in counts.items():
-            self.agents.labels(state or "unknown").set(count)
-        return generate_latest(self.registry)
+        self.store_gauges.reading = StoreReading(
+            queue_depth=await self.storage.queue_depth(),
+            dead_letters=letters.total,
+            oldest_ready_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+            replicas=self.replicas(),
+            agents_by_state={(state or "unknown"): count for state, count in counts.items()},
+        )
+        directory = os.environ.get(MULTIPROCESS_DIR)
+        if not directory:
+            return generate_latest(self.registry)
+        # OPSCORE_PROCESSES: every process's counters and histograms, added up
+        together = CollectorRegistry()
+        multiprocess.MultiProcessCollector(together, path=directory)
+        together.register(self.store_gauges)
+        return generate_latest(together)
