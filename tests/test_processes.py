@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -157,18 +159,37 @@ def test_processes_share_the_port_the_work_and_the_metrics(
         server.stop()
 
 
+def _trickled_headers_answer(port: int) -> bytes:
+    """What a client gets that sends half its headers and then nothing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: opscore\r\n")
+        return conn.recv(4096)
+
+
 @pytest.mark.slow
 def test_a_process_that_dies_is_started_again_and_a_stop_ends_them_all(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url = store_url(request, "redis", tmp_path)
-    server = OpsCoreProcess(url, free_port(), tmp_path / "opscore.log", OPSCORE_PROCESSES="2")
+    server = OpsCoreProcess(
+        url,
+        free_port(),
+        tmp_path / "opscore.log",
+        OPSCORE_PROCESSES="2",
+        OPSCORE_HEADER_TIMEOUT_SECONDS="0.5",
+    )
     server.start()
     fleet = FakeFleet(server.url, KEY).start()
     try:
         assert server.proc is not None
         parent = server.proc.pid
         first = wait_for(lambda: _both(parent))
+        # each process serves Ops-Core's protocol, with its settings: headers are bounded by
+        # 0.5 s, not the default 10
+        for _ in range(4):
+            began = time.monotonic()
+            assert _trickled_headers_answer(server.port).startswith(b"HTTP/1.1 408 ")
+            assert time.monotonic() - began < 5
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
         # uvicorn's supervisor starts another in its place
