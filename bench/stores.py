@@ -1,7 +1,7 @@
 """The workflow benchmark on every store, and what each store is asked per workflow.
 
     python -m bench.stores [--runs 2000] [--stores memory,sqlite,redis,postgresql] [--replicas 2]
-        [--rounds 3] [--reports turn|agent] [--agents 8] [--celery]
+        [--rounds 3] [--reports turn|agent] [--agents 8] [--celery] [--processes 2]
 
 For each store: one Ops-Core process (``opscore serve`` with ``OPSCORE_STORAGE_URL``) and the
 fast-agent process (``--agents``, 8 no-op agents by default), the 3-step chain of
@@ -20,7 +20,8 @@ store (runs triggered and agents' reports sent to each in turn; ``--reports agen
 agent's reports to one replica), and the CPU-seconds both spent per workflow (from /proc)
 against one replica's; ``--rounds N`` runs every store's lines (and Celery) N times, one store
 after the other within each round, and reports that ratio per round and its median
-(``replica_cpu``).
+(``replica_cpu``). ``--processes N`` starts each Ops-Core on Redis and PostgreSQL as N
+processes on its port (``opscore serve --processes``), its CPU counted over all of them.
 
 Servers (redis-server, PostgreSQL's initdb/pg_ctl) are started here in temporary directories
 on free loopback ports and stopped by PID. Prints one JSON line.
@@ -147,6 +148,7 @@ def _one_store(
     *,
     latency: bool = True,
     server_pid: int | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     ports = [free_port() for _ in range(replicas)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
@@ -156,7 +158,12 @@ def _one_store(
             stack.enter_context(
                 process(
                     opscore_cmd(),
-                    env=opscore_env(p, OPSCORE_ACCESS_LOG="false", OPSCORE_STORAGE_URL=url),
+                    env=opscore_env(
+                        p,
+                        OPSCORE_ACCESS_LOG="false",
+                        OPSCORE_STORAGE_URL=url,
+                        OPSCORE_PROCESSES=str(processes),
+                    ),
                     ready_url=f"{u}/health",
                 )
             )
@@ -176,10 +183,12 @@ def _one_store(
         latencies = _latencies(urls[0], LATENCY_RUNS) if replicas == 1 and latency else []
         before = redis_commands(port) if name == "redis" and port else {}
         commits = postgres_commits(url) if name == "postgresql" else 0
-        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+        # with --processes, uvicorn's supervisor and the processes it spawned
+        cpu_of = tree_cpu_seconds if processes > 1 else cpu_seconds
+        cpu_before = sum(cpu_of(p.pid) for p in procs)
         store_before = tree_cpu_seconds(server_pid) if server_pid else 0.0
         duration = asyncio.run(_run_many(urls, runs))
-        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+        cpu = sum(cpu_of(p.pid) for p in procs) - cpu_before
         store_cpu = tree_cpu_seconds(server_pid) - store_before if server_pid else None
         after = redis_commands(port) if name == "redis" and port else {}
         if name == "postgresql":
@@ -194,6 +203,7 @@ def _one_store(
         "store": name,
         "replicas": replicas,
         **({"reports": reports} if replicas > 1 else {}),
+        **({"processes": processes} if processes > 1 else {}),
         "workflows_per_s": runs / duration,
         "cpu_ms_per_workflow": cpu / runs * 1000,
     }
@@ -299,6 +309,13 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=8, help="the fast agents' fleet")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="each Ops-Core on Redis and PostgreSQL as this many processes on its port "
+        "(opscore serve --processes; memory:// and SQLite stay one)",
+    )
+    parser.add_argument(
         "--reports",
         choices=("turn", "agent"),
         default="turn",
@@ -331,6 +348,7 @@ def main() -> None:
                             args.reports,
                             args.agents,
                             server_pid=server.pid,
+                            processes=args.processes if name in SHARED else 1,
                         )
                     line["round"] = round_
                     lines.append(line)
