@@ -62,13 +62,13 @@ def run_server(overrides: dict[str, object], *, reload: bool = False) -> None:
         banner.append("  API key:    from OPSCORE_API_KEY / OPSCORE_API_KEYS / OPSCORE_KEYS_FILE")
     print("\n".join([*banner, ""]), file=sys.stderr, flush=True)
 
-    import uvicorn
-
     if settings.processes > 1:
         from .processes import serve_processes
 
         serve_processes(settings)
         return
+
+    import uvicorn
 
     from .api import create_app
 

@@ -31,10 +31,10 @@ from .store_gauges import StoreGauges, StoreReading
 from .tracing import Span, Tracer
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 # set (by `opscore serve` with OPSCORE_PROCESSES above 1) before prometheus-client is imported:
 # each process then keeps its values in files there, which a scrape adds up
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-_TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
 
 class Telemetry:

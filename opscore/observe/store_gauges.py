@@ -30,7 +30,8 @@ class StoreReading:
 
 
 class StoreGauges(Collector):
-    """Yields the last ``StoreReading`` as gauges (``read`` replaces it at each scrape)."""
+    """Yields the last ``StoreReading`` as gauges (``Telemetry.render`` replaces it at each
+    scrape, before it collects)."""
 
     def __init__(self) -> None:
         self.reading = StoreReading()
