@@ -20,6 +20,7 @@ import atexit
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from .config import Settings
@@ -79,6 +80,35 @@ def process_app() -> Any:
     tune_runtime()
     directory = os.environ.get(MULTIPROCESS_DIR)
     if directory:  # its "live" gauges stop counting once it is gone
+        forget_dead_processes(directory)
         pid = os.getpid()
         atexit.register(lambda: multiprocess.mark_process_dead(pid, directory))
     return app
+
+
+def forget_dead_processes(directory: str) -> list[int]:
+    """Drop the "live" gauges of processes that ended without saying so (SIGKILL, out of
+    memory): ``mark_process_dead`` runs at a normal exit only, and a process killed while its
+    dispatcher was failing would have kept `opscore_background_degraded` at 1 for as long as
+    the server runs. Called as each process starts, so also when one takes a dead one's place.
+    Returns the processes forgotten."""
+    from prometheus_client import multiprocess
+
+    gone: set[int] = set()
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        number = path.stem.rsplit("_", 1)[1]
+        if number.isdigit() and not _running(int(number)):
+            gone.add(int(number))
+    for pid in gone:
+        multiprocess.mark_process_dead(pid, directory)
+    return sorted(gone)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: running
+        return True
+    return True

@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from opscore.config import Settings
+from opscore.processes import forget_dead_processes
 
 from .conftest import KEY, store_url
 from .fakes import FakeFleet
@@ -211,3 +212,24 @@ def test_a_process_that_dies_is_started_again_and_a_stop_ends_them_all(
     finally:
         fleet.stop()
         server.stop()
+
+
+def test_live_gauges_of_processes_that_died_unannounced_are_forgotten(tmp_path: Path) -> None:
+    """A process SIGKILLed while its dispatcher failed left its "live" gauge at 1; the next
+    process to start drops it, and keeps those of the processes still running."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = int(ended.stdout)
+    for pid in (dead, os.getpid()):
+        (tmp_path / f"gauge_livemax_{pid}.db").write_bytes(b"")
+    (tmp_path / f"counter_{dead}.db").write_bytes(b"")  # counters still count: kept
+
+    assert forget_dead_processes(str(tmp_path)) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{dead}.db", f"gauge_livemax_{os.getpid()}.db"]
+    )
+    assert forget_dead_processes(str(tmp_path)) == []
