@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,13 @@ def wait_for(predicate: Any, *, timeout: float = 10.0, interval: float = 0.02) -
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one series (``name`` with its labels, as exposed) in a ``/metrics`` page;
+    0 when it is absent."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 class OpsCoreProcess:

@@ -3,7 +3,6 @@ started on one is whole, logs and spans, from the other; the rate limit holds ac
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 from .conftest import KEY, store_url
 from .fakes import FakeFleet
-from .servers import OpsCoreProcess, wait_for
+from .servers import OpsCoreProcess, metric, wait_for
 from .storage_servers import free_port
 from .workflow_helpers import create, run, settle, task, template
 
@@ -20,8 +19,7 @@ H = {"Authorization": f"Bearer {KEY}"}
 
 def _replicas(client: httpx.Client, key: str = KEY) -> int:
     metrics = client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
-    found = re.search(r"^opscore_replicas (\S+)$", metrics, re.M)
-    return int(float(found.group(1))) if found else 0
+    return int(metric(metrics, "opscore_replicas"))
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ all. Real processes on a real Redis and PostgreSQL."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from opscore.processes import forget_dead_processes
 
 from .conftest import KEY, store_url
 from .fakes import FakeFleet
-from .servers import OpsCoreProcess, wait_for
+from .servers import OpsCoreProcess, metric, wait_for
 from .storage_servers import free_port
 from .workflow_helpers import create, settle, task, template
 
@@ -83,11 +82,6 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _metric(text: str, name: str) -> float:
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def _start_run(url: str) -> str:
     """A run started on a connection of its own: the kernel hands it to either process."""
     response = httpx.post(f"{url}/v1/opscore/workflows/chain/runs", json={}, headers=H, timeout=10)
@@ -127,7 +121,7 @@ def test_processes_share_the_port_the_work_and_the_metrics(
             create(client, template("chain", task("one", nextTaskId="two"), task("two")))
             # each process heard from the other through the store
             wait_for(
-                lambda: _metric(client.get("/metrics").text, "opscore_replicas") == 2, timeout=30
+                lambda: metric(client.get("/metrics").text, "opscore_replicas") == 2, timeout=30
             )
 
             sessions: list[str] = []
@@ -148,12 +142,12 @@ def test_processes_share_the_port_the_work_and_the_metrics(
             def counted() -> bool:
                 text = client.get("/metrics").text
                 name = 'opscore_runs_total{status="started",workflow="chain"}'
-                return _metric(text, name) == len(sessions)
+                return metric(text, name) == len(sessions)
 
             wait_for(counted, timeout=10)
             # the store's gauges are read at the scrape, once
             text = client.get("/metrics").text
-            assert _metric(text, 'opscore_agents{state="idle"}') == 2
+            assert metric(text, 'opscore_agents{state="idle"}') == 2
             assert text.count("# TYPE opscore_agents gauge") == 1
     finally:
         fleet.stop()
@@ -200,7 +194,7 @@ def test_a_process_that_dies_is_started_again_and_a_stop_ends_them_all(
         with httpx.Client(base_url=server.url, headers=H, timeout=10) as client:
             create(client, template("chain", task("one", nextTaskId="two"), task("two")))
             wait_for(
-                lambda: _metric(client.get("/metrics").text, "opscore_replicas") >= 2, timeout=30
+                lambda: metric(client.get("/metrics").text, "opscore_replicas") >= 2, timeout=30
             )
             sessions = [_start_run(server.url) for _ in range(6)]
             for sid in sessions:

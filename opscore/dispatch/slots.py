@@ -91,11 +91,8 @@ class PassFleet:
         if capability is None:
             return self.agents
         found = self._by_capability.get(capability)
-        if found is None:
-            agents = self.agents
-            if isinstance(agents, AvailableAgents):  # the store's view has an index of them
-                found = agents.with_capability(capability)
-            else:
-                found = [a for a in agents if capability in a.capabilities]
-            self._by_capability[capability] = found
+        if found is None:  # from the store's index of them, where it keeps one
+            agents = self.agents  # every store answers AvailableAgents; a plain list is wrapped
+            view = agents if isinstance(agents, AvailableAgents) else AvailableAgents(agents)
+            found = self._by_capability[capability] = view.with_capability(capability)
         return found

@@ -29,7 +29,8 @@ class AvailableAgents(list[Agent]):
     """The agents a read found with a free slot; those of one capability from the view's
     index (``with_capability``), where looking at each agent for it cost a pass 10 ms with
     10,000 agents (an attribute read and a list search each, on objects scattered in memory).
-    Built without an index, it looks at each agent."""
+    Built without an index (SQLite's read, a plain list wrapped by the pass), it looks at each
+    agent."""
 
     def __init__(self, agents: Iterable[Agent], index: FreeAgents | None = None) -> None:
         super().__init__(agents)

@@ -13,6 +13,7 @@ from ...models import (
     StateRecord,
     TaskRun,
 )
+from ..fleet import AvailableAgents
 from ..report_and_task import ReportPlan, ReportWritten, planned
 from ..rules import apply_state, slot_claimed, slot_released
 from .base import _doc, _load
@@ -173,7 +174,8 @@ class AgentRecords(RunRecords):
                 f"SELECT agent_id, doc FROM agents WHERE state IN ({marks})", list(states)
             ).fetchall()
         agents = self._fleet.agents((r[0], r[1]) for r in rows)
-        return [a for a in agents if len(a.active_tasks) < a.max_concurrency]
+        # no index of capabilities: a pass's look for one goes over these (fleet.py)
+        return AvailableAgents(a for a in agents if len(a.active_tasks) < a.max_concurrency)
 
     _available_on_loop = quick(_read_available)
     _available_on_thread = scan(_read_available)
