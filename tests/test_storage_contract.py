@@ -1813,6 +1813,41 @@ class TestTelemetryChannel:
         _, last = await channel.read_telemetry(cursor2, 100, passing_over="me")
         assert [d for _, _, _, d in last] == ['{"n": 5}']
 
+    async def test_the_channel_is_bounded_in_entries_and_so_is_a_read(self, channel) -> None:
+        """A publish of many entries is stored in batches of at most TELEMETRY_BATCH, about
+        TELEMETRY_KEEP of them kept; a read takes ``limit`` batches. A batch once held a whole
+        publish (1,000 entries under load): the channel came to hundreds of MB, all of it read
+        by a replica's first look."""
+        from opscore.storage.base import TELEMETRY_BATCH, TELEMETRY_KEEP
+
+        async def read(after: str | None, limit: int) -> list[str]:
+            """What a replica that starts now reads, page after page from ``after``."""
+            reader = storage_from_url(channel.url)
+            await reader.open()
+            try:
+                if after is None:
+                    return [d for *_, d in (await reader.read_telemetry(None, limit))[1]]
+                read: list[str] = []
+                for _ in range(TELEMETRY_KEEP):  # bounded
+                    after, page = await reader.read_telemetry(after, limit)
+                    if not page:
+                        return read
+                    assert len(page) <= limit * TELEMETRY_BATCH
+                    read += [d for *_, d in page]
+                return read
+            finally:
+                await reader.close()
+
+        many = [("log", f'{{"n": {i}}}') for i in range(TELEMETRY_BATCH * 5 // 2)]
+        await channel.publish_telemetry("r1", many)
+        assert await read(None, 2) == [d for _, d in many[TELEMETRY_BATCH:]]  # the newest two
+        assert await read("0", 1) == [d for _, d in many]  # in order, none lost
+        ten = [("log", "{}")] * TELEMETRY_BATCH * 10  # a full publish: ten batches
+        for _ in range(TELEMETRY_KEEP // 10 * 3):  # three times as many batches as are kept
+            await channel.publish_telemetry("r1", ten)
+        kept = len(await read("0", 50))
+        assert TELEMETRY_KEEP * TELEMETRY_BATCH <= kept <= TELEMETRY_KEEP * TELEMETRY_BATCH * 2
+
     async def test_redis_reads_entries_written_one_record_each(self, redis_server) -> None:
         redis_server.flush()
         storage = storage_from_url(redis_server.url)

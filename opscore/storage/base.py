@@ -12,6 +12,8 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from ..models import (
     Agent,
     DeadLetter,
@@ -352,6 +354,14 @@ class Storage(QueueStore, Protocol):
         and comes back if that caller dies before it puts the document again."""
 
 
+# The telemetry channel is bounded in batches, so a batch is bounded in entries: when a batch
+# held whatever one publish brought (up to 1,000 entries under load, 350 bytes each), the
+# 2,000 batches kept came to hundreds of MB in the store, and a replica's first read of the
+# newest ones brought all of that in at once.
+TELEMETRY_BATCH = 100  # entries per stored batch at most
+TELEMETRY_KEEP = 200  # batches kept: about the newest 20,000 entries (7 MB of spans and logs)
+
+
 @runtime_checkable
 class SharedTelemetry(Protocol):
     """What replicas sharing a store tell each other besides records: log records, finished
@@ -359,12 +369,23 @@ class SharedTelemetry(Protocol):
     a record: bounded (the oldest entries go first), and losing an entry loses a log line."""
 
     async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
-        """Append (kind, JSON) entries from one replica, keeping about the newest 20,000."""
+        """Append (kind, JSON) entries from one replica, stored in batches of at most
+        ``TELEMETRY_BATCH``, keeping about the newest ``TELEMETRY_KEEP`` batches."""
 
     async def read_telemetry(
         self, after: str | None, limit: int, *, passing_over: str | None = None
     ) -> tuple[str | None, list[tuple[str, str, str, str]]]:
-        """Entries after the cursor ``after`` (the newest ``limit`` when None), oldest first,
-        as (id, origin, kind, JSON), and the cursor to read on from. Entries from the origin
-        ``passing_over`` (the reader's own) are left out unparsed, the cursor moving past them:
-        each replica reads the whole channel, most of it what it shipped itself."""
+        """Entries of the ``limit`` batches after the cursor ``after`` (of the newest
+        ``limit`` when None), oldest first, as (id, origin, kind, JSON), and the cursor to read
+        on from: it moves whenever a batch was read. Entries from the origin ``passing_over``
+        (the reader's own) are left out unparsed, the cursor moving past them: each replica
+        reads the whole channel, most of it what it shipped itself."""
+
+
+def telemetry_batches(entries: list[tuple[str, str]]) -> list[bytes]:
+    """Entries as the JSON of the batches a channel stores: [[kind, data], ...] each, at most
+    ``TELEMETRY_BATCH`` entries."""
+    return [
+        orjson.dumps([[kind, data] for kind, data in entries[i : i + TELEMETRY_BATCH]])
+        for i in range(0, len(entries), TELEMETRY_BATCH)
+    ]

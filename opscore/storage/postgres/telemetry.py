@@ -1,10 +1,11 @@
 """PostgresStorage: the channel replicas share logs, spans and liveness through (one table).
 
-One row per publish, holding the whole batch (kind ``batch``: a JSON list of [kind, data]), as
-on Redis: a replica ships its records every 0.2 s, and a row each was some 21 rows per
-three-step workflow inserted, trimmed and vacuumed, 0.24 ms of the server's time per workflow
-(``bench.pg_statements --inside``). Rows written one record each by an older replica are
-still read.
+A publish inserts one row per batch of at most ``TELEMETRY_BATCH`` records (kind ``batch``: a
+JSON list of [kind, data]), in one statement, as on Redis: a replica ships its records every
+0.2 s, and a row each was some 21 rows per three-step workflow inserted, trimmed and vacuumed,
+0.24 ms of the server's time per workflow (``bench.pg_statements --inside``). About the newest
+``TELEMETRY_KEEP`` rows are kept. Rows written one record each by an older replica are still
+read.
 
 Ids come from a sequence, and a row with a smaller id may commit after a larger one; a reader
 therefore reads from a little before its cursor again (``LOOKBACK``) and passes over the ids it
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import orjson
 
+from ..base import TELEMETRY_KEEP, telemetry_batches
 from .base import _Base
 from .upkeep import TELEMETRY
 
-KEEP = 2_000  # batches (each up to a ship's worth of records); about the newest 20,000 records
 LOOKBACK = 100  # batches: late commits are milliseconds late, a replica ships every 0.2 s
 # The reader's own rows come back without their data, so that the cursor still moves past
 # them (the parameter that names the reader follows the limit).
@@ -27,16 +28,23 @@ NEWEST = (
     "SELECT id, origin, kind, CASE WHEN origin = $2 THEN NULL ELSE data END"
     " FROM opscore_telemetry ORDER BY id DESC LIMIT $1"
 )
-# ... and the rows it has already seen ($4) without theirs either.
-AFTER = (
+# ... and the rows it has already seen ($4) without theirs either: the rows of the look back
+# (ids from $1 to the cursor $5), then at most $2 past the cursor.
+_COLUMNS = (
     "SELECT id, origin, kind, CASE WHEN origin = $3 OR id = ANY($4::bigint[]) THEN NULL"
-    " ELSE data END FROM opscore_telemetry WHERE id > $1 ORDER BY id LIMIT $2"
+    " ELSE data END FROM opscore_telemetry"
 )
-# One batch in, and the batches past the newest KEEP out, in one statement.
+AFTER = (
+    f"({_COLUMNS} WHERE id > $1 AND id <= $5) UNION ALL"
+    f" ({_COLUMNS} WHERE id > $5 ORDER BY id LIMIT $2) ORDER BY id"
+)
+# The batches in (in their order), and those past the newest KEEP out, in one statement.
 _PUBLISH = """
 WITH added AS (
-    INSERT INTO opscore_telemetry (origin, kind, data) VALUES ($1, 'batch', $2) RETURNING id)
-DELETE FROM opscore_telemetry WHERE id < (SELECT id FROM added) - $3
+    INSERT INTO opscore_telemetry (origin, kind, data)
+    SELECT $1, 'batch', batch FROM unnest($2::text[]) WITH ORDINALITY AS b (batch, n) ORDER BY n
+    RETURNING id)
+DELETE FROM opscore_telemetry WHERE id < (SELECT max(id) FROM added) - $3
 """
 
 
@@ -44,9 +52,9 @@ class TelemetryChannel(_Base):
     async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
         if not entries:
             return
-        batch = orjson.dumps([[kind, data] for kind, data in entries]).decode()
+        batches = [batch.decode() for batch in telemetry_batches(entries)]
         async with self._conn() as conn:
-            await conn.execute(_PUBLISH, origin, batch, KEEP)
+            await conn.execute(_PUBLISH, origin, batches, TELEMETRY_KEEP)
         self._vacuums.left(TELEMETRY)  # a row now, trimmed later
 
     async def read_telemetry(
@@ -58,7 +66,7 @@ class TelemetryChannel(_Base):
             else:
                 start = max(int(after) - LOOKBACK, 0)
                 seen = [i for i in self._seen_ids if i > start]
-                rows = await conn.fetch(AFTER, start, limit + LOOKBACK, passing_over, seen)
+                rows = await conn.fetch(AFTER, start, limit, passing_over, seen, int(after))
         entries: list[tuple[str, str, str, str]] = []
         newest = int(after) if after else None
         for row_id, origin, kind, data in rows:

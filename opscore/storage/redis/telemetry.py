@@ -1,29 +1,35 @@
 """RedisStorage: the channel replicas share logs, spans and liveness through (one stream).
 
-One stream entry per publish, holding the whole batch (``b``: a JSON list of [kind, data]):
-a replica ships its records every 0.2 s, and one XADD per batch instead of one per record took
-the channel from about 21 commands per three-step workflow to a fraction of one
-(``python -m bench.stores``). Entries written one record each (``k``, ``d``) by an older
-replica are still read.
+A publish adds one stream entry per batch of at most ``TELEMETRY_BATCH`` records (``b``: a
+JSON list of [kind, data]), all in one round trip: a replica ships its records every 0.2 s,
+and one XADD per batch instead of one per record took the channel from about 21 commands per
+three-step workflow to a fraction of one (``python -m bench.stores``). The stream keeps about
+the newest ``TELEMETRY_KEEP`` batches, so the records it holds are bounded too (a batch of
+whatever one publish brought held up to 1,000 records: 15 MB after 2,000 workflows, and
+hundreds at the 2,000 batches kept then). Entries written one record each (``k``, ``d``) by an
+older replica are still read.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from ..base import TELEMETRY_KEEP, telemetry_batches
 from .base import _Base
-
-KEEP = 2_000  # batches (each up to a ship's worth of records); about the newest 20,000 records
 
 
 class TelemetryChannel(_Base):
     async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
-        if not entries:
-            return
-        batch = orjson.dumps([[kind, data] for kind, data in entries])
-        await self._redis.xadd(
-            self.k("telemetry"), {"o": origin, "b": batch}, maxlen=KEEP, approximate=True
-        )
+        batches = telemetry_batches(entries)
+        if len(batches) == 1:
+            await self._redis.xadd(
+                self.k("telemetry"), {"o": origin, "b": batches[0]}, maxlen=TELEMETRY_KEEP
+            )
+        elif batches:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for batch in batches:
+                    pipe.xadd(self.k("telemetry"), {"o": origin, "b": batch}, maxlen=TELEMETRY_KEEP)
+                await pipe.execute()
 
     async def read_telemetry(
         self, after: str | None, limit: int, *, passing_over: str | None = None
