@@ -29,15 +29,19 @@ def test_a_run_on_one_replica_is_whole_from_the_other(backend, request, tmp_path
     a = OpsCoreProcess(url, free_port(), tmp_path / "a.log")
     b = OpsCoreProcess(url, free_port(), tmp_path / "b.log")
     a.start()
-    b.start()
     fleet = FakeFleet(a.url, KEY).start()
     try:
         fleet.add("worker")
+        with httpx.Client(base_url=a.url, headers=H, timeout=10) as on_a:
+            create(on_a, template("shared", task("one", nextTaskId="two"), task("two")))
+            # a run while A is alone: A ships nothing then, and B, once up, gets it all
+            alone = run(on_a, "shared")
+            assert settle(on_a, alone)["status"] == "completed"
+        b.start()
         with (
             httpx.Client(base_url=a.url, headers=H, timeout=10) as on_a,
             httpx.Client(base_url=b.url, headers=H, timeout=10) as on_b,
         ):
-            create(on_a, template("shared", task("one", nextTaskId="two"), task("two")))
             sid = run(on_a, "shared")
             detail = settle(on_a, sid)
             assert detail["status"] == "completed"
@@ -74,6 +78,12 @@ def test_a_run_on_one_replica_is_whole_from_the_other(backend, request, tmp_path
             assert {"run", "task", "attempt", "agent", "log", "span"} <= sources
             # and each knows the other is up
             wait_for(lambda: _replicas(on_a) == 2 and _replicas(on_b) == 2, timeout=20)
+            # the run A finished before B started: its logs and spans, kept by A until then
+            before = on_b.get("/v1/opscore/logs", params={"sessionId": alone}).json()["items"]
+            assert {"workflow.started", "workflow.completed"} <= {r["message"] for r in before}
+            trace = on_a.get(f"/v1/opscore/sessions/{alone}").json()["traceId"]
+            kept = on_b.get(f"/v1/opscore/traces/{trace}").json()["spans"]
+            assert sum(s["name"] == "task" for s in kept) == 2
     finally:
         fleet.stop()
         a.stop()
