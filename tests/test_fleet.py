@@ -238,3 +238,23 @@ async def test_a_replica_alone_ships_that_it_is_up_and_its_records_once_another_
     assert a.replicas() == 1
     assert await a.ship() == 0 and kinds()[-1] == (a.origin, "up")
     assert a.logs.outbox.unshared(10)[0]["message"] == "four"  # kept for the next one
+
+
+async def test_a_replica_keeps_no_more_log_records_for_the_others_than_its_buffer() -> None:
+    """Kept while alone, the outbox's log records are the buffer's own: none held twice."""
+    import logging
+
+    from opscore.observe.fleet import OUTBOX, FleetTelemetry
+    from opscore.observe.logs import LogBuffer
+    from opscore.observe.tracing import Tracer
+
+    fleet = FleetTelemetry(_Channel(), LogBuffer(100), Tracer())  # type: ignore[arg-type]
+    fleet.start()
+    try:
+        for i in range(250):
+            fleet.logs.emit(logging.makeLogRecord({"name": "opscore.test", "msg": f"m{i}"}))
+        kept = fleet.logs.outbox.unshared(OUTBOX)
+        assert len(kept) == 100
+        assert all(a is b for a, b in zip(kept, fleet.logs.snapshot(), strict=True))
+    finally:
+        await fleet.stop()

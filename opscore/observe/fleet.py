@@ -2,15 +2,18 @@
 
 Every replica on Redis or PostgreSQL ships its inspection log records and finished spans to a
 channel in the store (``SharedTelemetry``) a few times a second, and reads what the others
-shipped into its own buffers. It ships them only while another replica is up to read them: a
-replica alone says only that it is up (every ``HEARTBEAT`` seconds), and keeps its records in
-its outbox (the newest ``OUTBOX``), which it ships as soon as it hears of another. Shipping
-every record to nobody was 4% of a lone Redis replica's CPU (spans turned into JSON, 21
-records per three-step workflow), and 7.5 kB per workflow written to the store and trimmed. ``GET /v1/opscore/logs``, the live stream, ``/traces/{id}``, run
+shipped into its own buffers. ``GET /v1/opscore/logs``, the live stream, ``/traces/{id}``, run
 timelines and the dashboard then show what every replica did, from whichever one is asked,
 with reads as fast as before (they stay local). Entries also say which replicas are up, so a
 rate limit is split among them: with the load balancer spreading a client's requests, the
 client gets the configured rate in total, not once per replica.
+
+A replica ships its records only while another replica is up to read them. Alone, it says
+only that it is up (every ``HEARTBEAT`` seconds) and keeps its records in its outbox (the
+newest ``OUTBOX``), which it ships as soon as it hears of another, so a replica that joins
+sees what happened before it. Shipping every record to no one was 4% of a lone Redis
+replica's CPU (21 records per three-step workflow, spans turned into JSON) and 7.5 kB per
+workflow written to the store and trimmed.
 
 ``memory://`` and SQLite have no channel: one process, today's behaviour.
 """
@@ -66,8 +69,9 @@ class FleetTelemetry:
         self._failing = False
 
     def start(self) -> None:
-        # records logged from now on are also shipped
-        self.logs.outbox = Outbox(OUTBOX)
+        # records logged from now on are also shipped; of log records, no more than a log
+        # buffer keeps (the same records: kept while alone, they take no memory of their own)
+        self.logs.outbox = Outbox(min(OUTBOX, self.logs.records.maxlen or OUTBOX))
         self.tracer.outbox = Outbox(OUTBOX)
         self._task = asyncio.create_task(self._run())
 
