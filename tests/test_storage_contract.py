@@ -1827,14 +1827,14 @@ class TestTelemetryChannel:
             try:
                 if after is None:
                     return [d for *_, d in (await reader.read_telemetry(None, limit))[1]]
-                read: list[str] = []
+                got: list[str] = []
                 for _ in range(TELEMETRY_KEEP):  # bounded
                     after, page = await reader.read_telemetry(after, limit)
                     if not page:
-                        return read
+                        return got
                     assert len(page) <= limit * TELEMETRY_BATCH
-                    read += [d for *_, d in page]
-                return read
+                    got += [d for *_, d in page]
+                return got
             finally:
                 await reader.close()
 
