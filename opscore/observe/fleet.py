@@ -139,8 +139,8 @@ class FleetTelemetry:
     async def pull(self) -> bool:
         """Read what the other replicas shipped (``READ`` batches); returns whether there was
         anything to read, the reader's own batches included."""
-        first = self._cursor is None
         before = self._cursor
+        first = before is None
         cursor, entries = await self.channel.read_telemetry(
             self._cursor, READ, passing_over=self.origin
         )

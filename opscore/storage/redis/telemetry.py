@@ -20,16 +20,13 @@ from .base import _Base
 
 class TelemetryChannel(_Base):
     async def publish_telemetry(self, origin: str, entries: list[tuple[str, str]]) -> None:
-        batches = telemetry_batches(entries)
-        if len(batches) == 1:
-            await self._redis.xadd(
-                self.k("telemetry"), {"o": origin, "b": batches[0]}, maxlen=TELEMETRY_KEEP
-            )
-        elif batches:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for batch in batches:
-                    pipe.xadd(self.k("telemetry"), {"o": origin, "b": batch}, maxlen=TELEMETRY_KEEP)
-                await pipe.execute()
+        if not entries:
+            return
+        key = self.k("telemetry")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for batch in telemetry_batches(entries):
+                pipe.xadd(key, {"o": origin, "b": batch}, maxlen=TELEMETRY_KEEP)
+            await pipe.execute()
 
     async def read_telemetry(
         self, after: str | None, limit: int, *, passing_over: str | None = None
