@@ -26,16 +26,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from .common import KEY, free_port, opscore_cmd, opscore_env, process
-from .run import CHAIN, WARM_UP, completed_run, fast_agents_cmd
+from .common import opscore_cmd
+from .run import workflows_one_at_a_time
 from .stores import _start_store, available_stores
 
 STAGES = ("queued_to_dispatched", "dispatched_to_started", "started_to_finished", "to_next_queued")
@@ -50,25 +47,11 @@ def _ms(start: str, end: str) -> float:
 
 
 def _one_store(url: str, runs: int, fleet: int = 8, *, pin: int | None = None) -> dict[str, float]:
-    port, agents_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
     stages: dict[str, list[float]] = {name: [] for name in (*STAGES, "workflow")}
+    command = None if pin is None else ["taskset", "-c", str(pin), *opscore_cmd()]
     with ExitStack() as stack:
-        env = opscore_env(port, OPSCORE_ACCESS_LOG="false", OPSCORE_STORAGE_URL=url)
-        command = opscore_cmd() if pin is None else ["taskset", "-c", str(pin), *opscore_cmd()]
-        stack.enter_context(process(command, env=env, ready_url=f"{base}/health"))
-        client = stack.enter_context(
-            httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
-        )
-        client.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
-        agents = fast_agents_cmd(base, agents_port, fleet)
-        ready = f"http://127.0.0.1:{agents_port}/health"  # once every agent is registered
-        stack.enter_context(process(agents, ready_url=ready, ready_within=30 + fleet / 50))
-        time.sleep(1)
-        for run in range(WARM_UP + runs):
-            session = completed_run(client)
-            if run < WARM_UP:
-                continue
+        _, sessions = workflows_one_at_a_time(stack, url, runs, fleet=fleet, command=command)
+        for session in sessions:
             tasks: list[dict[str, Any]] = sorted(session["tasks"], key=lambda t: t["queuedAt"])
             for i, task in enumerate(tasks):
                 stages["queued_to_dispatched"].append(_ms(task["queuedAt"], task["dispatchedAt"]))

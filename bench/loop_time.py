@@ -38,12 +38,8 @@ import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
-
-from .common import KEY, free_port, opscore_cmd, opscore_env, process
-from .run import CHAIN, WARM_UP, completed_run, fast_agents_cmd
+from .run import workflows_one_at_a_time
 from .stores import _start_store, available_stores
 
 PROBE = Path(__file__).resolve().parent / "loop_probe"
@@ -92,32 +88,20 @@ def _stamps(pid: int, path: Path) -> dict[str, list[list[float]]]:
 
 
 def _one_store(url: str, runs: int, directory: Path) -> dict[str, float]:
-    port, agents_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
     dump = directory / "probe.json"
-    env = opscore_env(
-        port,
-        OPSCORE_ACCESS_LOG="false",
-        OPSCORE_STORAGE_URL=url,
-        OPSCORE_LOOP_PROBE=str(dump),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(PROBE), os.environ.get("PYTHONPATH")])),
-    )
     windows: list[tuple[float, float]] = []
     with ExitStack() as stack:
-        server = stack.enter_context(process(opscore_cmd(), env=env, ready_url=f"{base}/health"))
-        client = stack.enter_context(
-            httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
+        server, sessions = workflows_one_at_a_time(
+            stack,
+            url,
+            runs,
+            OPSCORE_LOOP_PROBE=str(dump),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(PROBE), os.environ.get("PYTHONPATH")])),
         )
-        client.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
-        agents = fast_agents_cmd(base, agents_port, 8)
-        stack.enter_context(process(agents, ready_url=f"http://127.0.0.1:{agents_port}/health"))
-        time.sleep(1)
-        for run in range(WARM_UP + runs):
-            session: dict[str, Any] = completed_run(client)
-            if run >= WARM_UP:
-                created = datetime.fromisoformat(session["createdAt"]).timestamp()
-                finished = datetime.fromisoformat(session["finishedAt"]).timestamp()
-                windows.append((created, finished))
+        for session in sessions:
+            created = datetime.fromisoformat(session["createdAt"]).timestamp()
+            finished = datetime.fromisoformat(session["finishedAt"]).timestamp()
+            windows.append((created, finished))
         stamps = _stamps(server.pid, dump)
     each = [_window(stamps, a, b) for a, b in windows]
     return {k: round(statistics.median(w[k] for w in each), 2) for k in each[0]}

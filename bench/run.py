@@ -19,6 +19,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -216,6 +218,43 @@ def completed_run(client: httpx.Client, timeout: float = 30) -> dict[str, Any]:
             return session
         time.sleep(0.01)
     raise RuntimeError(f"run {sid} did not complete within {timeout:.0f} s")
+
+
+def workflows_one_at_a_time(
+    stack: ExitStack,
+    url: str,
+    runs: int,
+    *,
+    fleet: int = 8,
+    command: list[str] | None = None,
+    **env: str,
+) -> tuple[subprocess.Popen[bytes], Iterator[dict[str, Any]]]:
+    """Ops-Core on the store at ``url`` (``command``, ``opscore serve`` unless given, with
+    ``env`` added to its environment), the chain and ``fleet`` fast agents, all in ``stack``;
+    and the sessions of ``runs`` runs of the chain, each started once the one before completed,
+    after ``WARM_UP`` runs left out (``bench.latency``, ``bench.loop_time``)."""
+    port, agents_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = opscore_env(port, OPSCORE_ACCESS_LOG="false", OPSCORE_STORAGE_URL=url, **env)
+    server = stack.enter_context(
+        process(command or opscore_cmd(), env=environment, ready_url=f"{base}/health")
+    )
+    client = stack.enter_context(
+        httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
+    )
+    client.post("/v1/opscore/workflows", json=CHAIN).raise_for_status()
+    agents = fast_agents_cmd(base, agents_port, fleet)
+    ready = f"http://127.0.0.1:{agents_port}/health"  # once every agent is registered
+    stack.enter_context(process(agents, ready_url=ready, ready_within=30 + fleet / 50))
+    time.sleep(1)
+
+    def sessions() -> Iterator[dict[str, Any]]:
+        for run in range(WARM_UP + runs):
+            session = completed_run(client)
+            if run >= WARM_UP:
+                yield session
+
+    return server, sessions()
 
 
 def _latencies(url: str, count: int) -> list[float]:
