@@ -13,7 +13,8 @@ Per store (a fresh server for each): ``--agents`` idle agents saved, then the me
   load, where a few agents changed since the last one;
 - ``available_agents_whole``: the peer, the same read made whole (every agent's record from
   the store), as every read was before the reads of what changed (Redis: ``fleet_feed.py``;
-  PostgreSQL: ``postgres/fleet.py``); on memory:// and SQLite, the same read as above;
+  PostgreSQL: ``postgres/fleet.py``; SQLite: ``sqlite/fleet.py``); on memory://, the same
+  read as above;
 - ``agents_by_state``: the count per state a ``/metrics`` scrape makes;
 - ``paged``: the peer, the same count made by paging through every agent 1,000 at a time (as
   the metrics did before ``agents_by_state``).
@@ -77,6 +78,9 @@ def _whole(store: Storage) -> None:
     since = getattr(store, "_fleet_since", None)  # PostgreSQL
     if since is not None:
         since.horizon = None
+    changes = getattr(store, "_fleet_changes", None)  # SQLite
+    if changes is not None:
+        changes.forget()
 
 
 async def _one_store(url: str, agents: int, reads: int, changed: int) -> dict[str, Any]:

@@ -138,11 +138,12 @@ async def test_point_calls_run_on_the_event_loop_and_scans_on_the_store_thread(s
     assert seen[0][1] == "BEGIN"
 
 
-async def test_a_small_fleet_is_read_on_the_event_loop_and_a_large_one_on_the_thread(
+async def test_a_whole_read_of_a_small_fleet_runs_on_the_event_loop_and_of_a_large_one_on_the_thread(
     store, monkeypatch
 ) -> None:
-    """The dispatcher reads the available agents at each pass with work: for a few agents
-    the hop to the store's thread cost more than the read (sqlite/agents.py)."""
+    """The dispatcher reads the available agents at each pass with work; a read is whole
+    when another connection wrote the file (sqlite/fleet.py). For a few agents the hop to the
+    store's thread cost more than the read: a small fleet is read whole on the loop."""
     from opscore.storage.sqlite import agents as sqlite_agents
 
     monkeypatch.setattr(sqlite_agents, "LOOP_FLEET", 3)
@@ -150,21 +151,33 @@ async def test_a_small_fleet_is_read_on_the_event_loop_and_a_large_one_on_the_th
     for i in range(3):
         await store.save_agent(agent(f"a{i}", state="idle"))
     seen = _statements_by_thread(store)
+    other = sqlite3.connect(store.path, isolation_level=None)  # another process on the file
 
-    async def read_on() -> set[str]:
+    async def whole_read_on(*, after_another_writes: bool = True) -> set[str]:
+        if after_another_writes:
+            other.execute("UPDATE agents SET last_seen = last_seen + 1 WHERE agent_id = 'a0'")
         seen.clear()
         await store.available_agents({"idle"})
-        return {thread for thread, statement in seen if statement.startswith("SELECT agent_id")}
+        return {
+            thread for thread, statement in seen if statement.startswith("SELECT agent_id, doc")
+        }
 
-    assert await read_on() == {"opscore-sqlite"}  # the first read: the fleet's size unknown
-    assert await read_on() == {loop_thread}
-    assert len(await store.available_agents({"idle"})) == 3
-    await store.save_agent(agent("a3", state="idle"))
-    assert await read_on() == {loop_thread}  # grown past the bound since the last read
-    assert await read_on() == {"opscore-sqlite"}
-    await store.delete_agent("a3")
-    assert await read_on() == {"opscore-sqlite"}  # 3 found: small again from the next read
-    assert await read_on() == {loop_thread}
+    try:
+        # the first read: the fleet's size unknown
+        assert await whole_read_on(after_another_writes=False) == {"opscore-sqlite"}
+        assert await whole_read_on() == {loop_thread}
+        assert len(await store.available_agents({"idle"})) == 3
+        await store.save_agent(agent("a3", state="idle"))
+        assert await whole_read_on() == {loop_thread}  # grown past the bound since the last read
+        assert await whole_read_on() == {"opscore-sqlite"}
+        await store.delete_agent("a3")
+        assert await whole_read_on() == {
+            "opscore-sqlite"
+        }  # 3 found: small again from the next read
+        assert await whole_read_on() == {loop_thread}
+        assert await whole_read_on(after_another_writes=False) == set()  # no one else wrote
+    finally:
+        other.close()
 
 
 async def test_a_point_write_on_a_locked_file_waits_on_the_store_thread_and_lands_once(

@@ -38,6 +38,7 @@ from ..history_trims import HistoryTrims
 from ..parsed import PARSED
 from ..report_and_task import QueuedNext, next_queued
 from .calls import alone, on_loop_error, scan
+from .fleet import FleetChanges
 from .schema import SCHEMA, migrate, sweep_at
 from .worker import GroupCommitThread, storage_error
 
@@ -106,7 +107,8 @@ class _Base:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None  # the store's thread's
-        self._fleet = FleetView()  # the agents as last read, parsed (fleet.py)
+        self._fleet = FleetView()  # the agents as last read, parsed (storage/fleet.py)
+        self._fleet_changes = FleetChanges()  # and who wrote which since (sqlite/fleet.py)
         self._history_trims = HistoryTrims()  # which reports trim their agent's history
         self._lock = threading.RLock()
         self._loop_conn: sqlite3.Connection | None = None  # point calls on the event loop
@@ -127,6 +129,7 @@ class _Base:
             on_loop = self._connect(0)  # never waits: a locked file sends the call here
             on_loop.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints sync: they run here
             self._loop_conn = on_loop
+            self._fleet_changes.forget()  # a new connection: its first read is whole
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"Cannot open SQLite store {self.path}: {exc}") from exc
 
@@ -207,6 +210,7 @@ class _Base:
     # the pages around it. A task's move wrote 8.9 pages to the WAL that way, 2.8 in place.
     # Columns that never change for a record (a task's run and place) are left out.
     def _put_agent(self, db: sqlite3.Connection, agent: Agent) -> None:
+        self._fleet_changes.wrote(agent.agent_id)
         db.execute(
             "INSERT INTO agents VALUES (?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
             "state = excluded.state, last_seen = excluded.last_seen, doc = excluded.doc",
