@@ -160,10 +160,11 @@ async def _runs_in(session: aiohttp.ClientSession, url: str, status: str) -> int
         return int((await r.json())["total"])
 
 
-async def _run_many(url: str | list[str], count: int) -> float:
+async def _run_many(url: str | list[str], count: int, rate: float | None = None) -> float:
     """Trigger ``count`` runs at once (64 requests in flight per Ops-Core process; with
-    several URLs, replicas of one store, the runs go to each in turn) and wait until all
-    completed, counted once in the store they share.
+    several URLs, replicas of one store, the runs go to each in turn), or ``rate`` a second
+    (in all) when it is given, and wait until all completed, counted once in the store they
+    share.
 
     aiohttp, not httpx: this driver shares the 2 cores with what it measures."""
     urls = [url] if isinstance(url, str) else url
@@ -175,7 +176,10 @@ async def _run_many(url: str | list[str], count: int) -> float:
         failed_before = await _runs_in(session, urls[0], "failed")
         limits = {u: asyncio.Semaphore(64) for u in urls}
 
-        async def one(target: str) -> None:
+        async def one(i: int) -> None:
+            if rate is not None:  # the i-th run's time, whenever the others were answered
+                await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            target = urls[i % len(urls)]
             async with (
                 limits[target],
                 session.post(f"{target}/v1/opscore/workflows/chain3/runs", data="{}") as r,
@@ -184,7 +188,7 @@ async def _run_many(url: str | list[str], count: int) -> float:
                 await r.read()
 
         start = time.perf_counter()
-        await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(count)))
+        await asyncio.gather(*(one(i) for i in range(count)))
         polls = 0
         while await _runs_in(session, urls[0], "completed") - before < count:
             polls += 1

@@ -1,7 +1,7 @@
 """The workflow benchmark on every store, and what each store is asked per workflow.
 
     python -m bench.stores [--runs 2000] [--stores memory,sqlite,redis,postgresql] [--replicas 2]
-        [--rounds 3] [--reports turn|agent] [--agents 8] [--celery] [--processes 2]
+        [--rounds 3] [--reports turn|agent] [--agents 8] [--celery] [--processes 2] [--rate 50]
 
 For each store: one Ops-Core process (``opscore serve`` with ``OPSCORE_STORAGE_URL``) and the
 fast-agent process (``--agents``, 8 no-op agents by default), the 3-step chain of
@@ -22,6 +22,10 @@ against one replica's; ``--rounds N`` runs every store's lines (and Celery) N ti
 after the other within each round, and reports that ratio per round and its median
 (``replica_cpu``). ``--processes N`` starts each Ops-Core on Redis and PostgreSQL as N
 processes on its port (``opscore serve --processes``), its CPU counted over all of them.
+``--rate R`` triggers the runs at R a second per replica instead of all at once (two replicas
+at 2R), so that two replicas are compared with one at the same load each. A replica's CPU
+per workflow falls as its load rises (bench/README.md): two replicas sharing the load that
+saturates one run at half of it each, where a workflow costs each of them more.
 
 Servers (redis-server, PostgreSQL's initdb/pg_ctl) are started here in temporary directories
 on free loopback ports and stopped by PID. Prints one JSON line.
@@ -149,7 +153,11 @@ def _one_store(
     latency: bool = True,
     server_pid: int | None = None,
     processes: int = 1,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """One line: ``runs`` workflows on ``replicas`` Ops-Cores sharing the store, at once, or
+    ``rate`` a second per replica (so N replicas get N times one's load)."""
+    offered = rate * replicas if rate is not None else None
     ports = [free_port() for _ in range(replicas)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     pa = free_port()
@@ -187,7 +195,7 @@ def _one_store(
         cpu_of = tree_cpu_seconds if processes > 1 else cpu_seconds
         cpu_before = sum(cpu_of(p.pid) for p in procs)
         store_before = tree_cpu_seconds(server_pid) if server_pid else 0.0
-        duration = asyncio.run(_run_many(urls, runs))
+        duration = asyncio.run(_run_many(urls, runs, offered))
         cpu = sum(cpu_of(p.pid) for p in procs) - cpu_before
         store_cpu = tree_cpu_seconds(server_pid) - store_before if server_pid else None
         after = redis_commands(port) if name == "redis" and port else {}
@@ -204,6 +212,7 @@ def _one_store(
         "replicas": replicas,
         **({"reports": reports} if replicas > 1 else {}),
         **({"processes": processes} if processes > 1 else {}),
+        **({"offered_per_s": offered} if offered is not None else {}),
         "workflows_per_s": runs / duration,
         "cpu_ms_per_workflow": cpu / runs * 1000,
     }
@@ -322,6 +331,13 @@ def main() -> None:
         help="with replicas: agents' reports to each replica in turn (a round-robin load "
         "balancer), or each agent's to one replica (one that hashes on the agent's id)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="workflows a second offered to each replica (N replicas get N times one's), "
+        "instead of all at once: replicas compared at the same load each, below saturation",
+    )
     args = parser.parse_args()
     names = available_stores(args.stores)
     results: list[dict[str, Any]] = []
@@ -349,6 +365,7 @@ def main() -> None:
                             args.agents,
                             server_pid=server.pid,
                             processes=args.processes if name in SHARED else 1,
+                            rate=args.rate,
                         )
                     line["round"] = round_
                     lines.append(line)
