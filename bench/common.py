@@ -19,6 +19,13 @@ import httpx
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 KEY = "bench-key-0123456789abcdef"
+# Seconds an idle client connection to Ops-Core is kept for reuse: below uvicorn's keep-alive
+# (5 s), after which the server closes it. aiohttp keeps one 15 s and takes the oldest idle
+# connection first, so a driver whose polls cycled through its pool sent a request on a
+# connection the server was closing, and the run ended in ServerDisconnectedError (seen with
+# 1,000 agents on SQLite, where the polls are slower). The dispatcher does the same with the
+# agents (dispatch/transports.py).
+KEEPALIVE = 4.0
 
 
 def free_port() -> int:

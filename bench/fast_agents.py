@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+from .common import KEEPALIVE
+
 HEALTH_PATH = "/health"
 
 
@@ -82,7 +84,8 @@ class FastAgents:
 
     async def start(self, _app: web.Application) -> None:
         self.session = ClientSession(
-            connector=TCPConnector(limit=64), timeout=ClientTimeout(total=30)
+            connector=TCPConnector(limit=64, keepalive_timeout=KEEPALIVE),
+            timeout=ClientTimeout(total=30),
         )
         for agent_id in self.agent_ids:
             registration = {

@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from .common import KEY, free_port, opscore_cmd, opscore_env, process, rss_mb
+from .common import KEEPALIVE, KEY, free_port, opscore_cmd, opscore_env, process, rss_mb
 
 BOMB = """id: bomb{n}
 version: "1"
@@ -47,7 +47,9 @@ PAYLOAD = {"big": "x" * 200_000}
 async def _load(url: str, seconds: float, hostile: bool) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {KEY}"}
     yaml_headers = {**headers, "Content-Type": "application/yaml"}
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with aiohttp.ClientSession(
+        headers=headers, connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE)
+    ) as http:
         refs = "${input.big}" * 500 if hostile else "${input.big}"
         multiply = {
             "id": "mult",

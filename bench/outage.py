@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from .common import KEY, free_port, opscore_cmd, opscore_env, process
+from .common import KEEPALIVE, KEY, free_port, opscore_cmd, opscore_env, process
 
 AGENTS = 8
 TEMPLATE = {
@@ -80,7 +80,9 @@ async def _drive(url: str, redis: dict[str, object], runs: int, outage: float) -
     handed: list[float] = []
     runner, agent_port = await _agents(deliveries, handed)
     headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with aiohttp.ClientSession(
+        headers=headers, connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE)
+    ) as http:
         for i in range(AGENTS):
             body = {
                 "agentId": f"agent-{i}",

@@ -30,6 +30,7 @@ import httpx
 
 from .common import (
     BENCH,
+    KEEPALIVE,
     KEY,
     free_port,
     opscore_cmd,
@@ -170,7 +171,8 @@ async def _run_many(url: str | list[str], count: int, rate: float | None = None)
     urls = [url] if isinstance(url, str) else url
     headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
     async with aiohttp.ClientSession(
-        headers=headers, connector=aiohttp.TCPConnector(limit=64 * len(urls))
+        headers=headers,
+        connector=aiohttp.TCPConnector(limit=64 * len(urls), keepalive_timeout=KEEPALIVE),
     ) as session:
         before = await _runs_in(session, urls[0], "completed")
         failed_before = await _runs_in(session, urls[0], "failed")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .common import KEY, free_port, opscore_cmd, opscore_env, process
+from .common import KEEPALIVE, KEY, free_port, opscore_cmd, opscore_env, process
 
 AGENTS = 64
 WRITERS = 32
@@ -28,7 +28,9 @@ WRITERS = 32
 
 async def _burst(url: str, seconds: float) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with aiohttp.ClientSession(
+        headers=headers, connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE)
+    ) as http:
         for i in range(AGENTS):
             await http.post(f"{url}/v1/opscore/agents", json={"agentId": f"a{i}", "agentName": "a"})
         base = datetime.now(UTC) - timedelta(days=1)
