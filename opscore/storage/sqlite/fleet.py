@@ -34,10 +34,9 @@ import asyncio
 import sqlite3
 from collections.abc import Collection
 
-# ids per statement: SQLite's limit on bound parameters is 32,766 (999 before 3.32)
-CHUNK = 500
-# agents named at most for a read by id, on the event loop; more (a burst of registrations)
-# and the fleet is read whole, on the store's thread when it is large
+# agents named at most for a read by id, on the event loop (one statement: below SQLite's
+# bound on parameters, 999 before 3.32); more (a burst of registrations) and the fleet is
+# read whole, on the store's thread when it is large
 NAMED_ON_LOOP = 256
 
 
@@ -90,15 +89,14 @@ class FleetChanges:
         names, self._written = self._written, set()
         if not names:
             return []
-        found: dict[str, tuple[str, str]] = {}
         ids = list(names)
-        for first in range(0, len(ids), CHUNK):
-            chunk = ids[first : first + CHUNK]
-            marks = ",".join("?" * len(chunk))
+        marks = ",".join("?" * len(ids))
+        found = {
+            agent_id: (state, doc)
             for agent_id, state, doc in db.execute(
-                f"SELECT agent_id, state, doc FROM agents WHERE agent_id IN ({marks})", chunk
-            ):
-                found[agent_id] = (state, doc)
+                f"SELECT agent_id, state, doc FROM agents WHERE agent_id IN ({marks})", ids
+            )
+        }
         rows: list[tuple[str, str | None]] = []
         for agent_id in ids:
             state, doc = found.get(agent_id, (None, None))
