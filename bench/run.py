@@ -254,13 +254,16 @@ def workflows_one_at_a_time(
     stack.enter_context(process(agents, ready_url=ready, ready_within=30 + fleet / 50))
     time.sleep(1)
 
-    def sessions() -> Iterator[dict[str, Any]]:
-        for run in range(WARM_UP + runs):
-            session = completed_run(client)
-            if run >= WARM_UP:
-                yield session
+    return server, completed_runs(client, runs)
 
-    return server, sessions()
+
+def completed_runs(client: httpx.Client, count: int) -> Iterator[dict[str, Any]]:
+    """The sessions of ``count`` runs of the chain, each started once the one before
+    completed, after ``WARM_UP`` runs left out."""
+    for run in range(WARM_UP + count):
+        session = completed_run(client)
+        if run >= WARM_UP:
+            yield session
 
 
 def _latencies(url: str, count: int) -> list[float]:
@@ -268,12 +271,10 @@ def _latencies(url: str, count: int) -> list[float]:
     clock, after ``WARM_UP`` runs left out."""
     out = []
     with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30) as c:
-        for i in range(WARM_UP + count):
-            s = completed_run(c)
+        for s in completed_runs(c, count):
             created = datetime.fromisoformat(s["createdAt"])
             finished = datetime.fromisoformat(s["finishedAt"])
-            if i >= WARM_UP:
-                out.append((finished - created).total_seconds() * 1000)
+            out.append((finished - created).total_seconds() * 1000)
     return out
 
 
