@@ -26,24 +26,15 @@ off the CPU until the peer has run. This says how much of the p50 that is.
 
 from __future__ import annotations
 
-import argparse
 import bisect
-import json
-import os
-import signal
 import statistics
-import sys
-import tempfile
-import time
-from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from .run import workflows_one_at_a_time
-from .stores import _start_store, available_stores
+from . import probed
 
 PROBE = Path(__file__).resolve().parent / "loop_probe"
-DUMP_WITHIN = 10.0  # seconds for the probe's file to appear after SIGUSR1
 
 
 def _window(stamps: dict[str, list[list[float]]], start: float, end: float) -> dict[str, float]:
@@ -74,54 +65,20 @@ def _window(stamps: dict[str, list[list[float]]], start: float, end: float) -> d
     return {k: v * 1000 for k, v in ms.items()} | {"writes": float(len(writes))}
 
 
-def _stamps(pid: int, path: Path) -> dict[str, list[list[float]]]:
-    path.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + DUMP_WITHIN
-    while time.monotonic() < deadline:
-        try:
-            stamps: dict[str, list[list[float]]] = json.loads(path.read_text())
-            return stamps
-        except (FileNotFoundError, json.JSONDecodeError):  # not there, or not whole yet
-            time.sleep(0.05)
-    raise RuntimeError(f"the probe wrote no stamps within {DUMP_WITHIN:.0f} s")
-
-
-def _one_store(url: str, runs: int, directory: Path) -> dict[str, float]:
-    dump = directory / "probe.json"
-    windows: list[tuple[float, float]] = []
-    with ExitStack() as stack:
-        server, sessions = workflows_one_at_a_time(
-            stack,
-            url,
-            runs,
-            OPSCORE_LOOP_PROBE=str(dump),
-            PYTHONPATH=os.pathsep.join(filter(None, [str(PROBE), os.environ.get("PYTHONPATH")])),
+def _analyse(
+    stamps: dict[str, list[list[float]]], sessions: list[dict[str, Any]]
+) -> dict[str, float]:
+    """Medians over the runs of what the probe's stamps say of each run's window."""
+    each = [
+        _window(
+            stamps,
+            datetime.fromisoformat(session["createdAt"]).timestamp(),
+            datetime.fromisoformat(session["finishedAt"]).timestamp(),
         )
-        for session in sessions:
-            created = datetime.fromisoformat(session["createdAt"]).timestamp()
-            finished = datetime.fromisoformat(session["finishedAt"]).timestamp()
-            windows.append((created, finished))
-        stamps = _stamps(server.pid, dump)
-    each = [_window(stamps, a, b) for a, b in windows]
+        for session in sessions
+    ]
     return {k: round(statistics.median(w[k] for w in each), 2) for k in each[0]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--stores", default="memory,redis")
-    args = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in available_stores(args.stores):
-            with ExitStack() as stack:
-                directory = Path(tempfile.mkdtemp(dir=tmp))
-                url, _ = _start_store(name, stack, directory)
-                results[name] = _one_store(url, args.runs, directory)
-            print(json.dumps({name: results[name]}), file=sys.stderr)
-    print(json.dumps(results))
-
-
 if __name__ == "__main__":
-    main()
+    probed.main(PROBE, "OPSCORE_LOOP_PROBE", _analyse)
