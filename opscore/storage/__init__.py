@@ -11,6 +11,7 @@ from .urls import redacted
 
 __all__ = ["MemoryStorage", "Storage", "redacted", "storage_from_url"]
 
+
 def storage_from_url(url: str, *, finished_session_limit: int = 10_000) -> Storage:
     """Build (not open) the backend a URL names; unknown schemes stop start-up clearly."""
     scheme = urlsplit(url).scheme
