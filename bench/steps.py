@@ -24,6 +24,7 @@ behind them).
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import defaultdict
 from datetime import datetime
@@ -89,10 +90,12 @@ def summary(found: list[Interval], spans: list[tuple[float, float]]) -> dict[str
     counts: dict[str, list[int]] = defaultdict(list)
     sums: dict[str, list[float]] = defaultdict(list)
     ones: dict[str, list[float]] = defaultdict(list)
+    starts = [a for a, _, _ in found]  # found is sorted: each window reads only its own
     for start, end in spans:
         inside: dict[str, list[float]] = defaultdict(list)
-        for a, b, kind in found:
-            if a >= start and b <= end:
+        first, last = bisect.bisect_left(starts, start), bisect.bisect_right(starts, end)
+        for a, b, kind in found[first:last]:
+            if b <= end:
                 inside[kind].append(b - a)
         for kind, lengths in inside.items():
             counts[kind].append(len(lengths))
