@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import opscore_cmd
-from .run import workflows_one_at_a_time
+from .run import FLEET, workflows_one_at_a_time
 from .stores import _start_store, available_stores
 
 STAGES = ("queued_to_dispatched", "dispatched_to_started", "started_to_finished", "to_next_queued")
@@ -46,7 +46,9 @@ def _ms(start: str, end: str) -> float:
     return (_at(end) - _at(start)).total_seconds() * 1000
 
 
-def _one_store(url: str, runs: int, fleet: int = 8, *, pin: int | None = None) -> dict[str, float]:
+def _one_store(
+    url: str, runs: int, fleet: int = FLEET, *, pin: int | None = None
+) -> dict[str, float]:
     stages: dict[str, list[float]] = {name: [] for name in (*STAGES, "workflow")}
     command = None if pin is None else ["taskset", "-c", str(pin), *opscore_cmd()]
     with ExitStack() as stack:
@@ -68,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--stores", default="memory,sqlite,redis,postgresql")
-    parser.add_argument("--agents", type=int, default=8, help="the fast agents' fleet")
+    parser.add_argument("--agents", type=int, default=FLEET, help="the fast agents' fleet")
     parser.add_argument(
         "--pin", action="store_true", help="Ops-Core alone on one CPU, the rest on the others"
     )

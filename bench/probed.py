@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .run import workflows_one_at_a_time
+from .run import FLEET, workflows_one_at_a_time
 from .stores import _start_store, available_stores
 
 DUMP_WITHIN = 10.0  # seconds for the probe's file to appear after SIGUSR1
@@ -53,7 +53,9 @@ def one_store(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(probe), os.environ.get("PYTHONPATH")])),
     }
     with ExitStack() as stack:
-        server, completed = workflows_one_at_a_time(stack, url, runs, fleet=8, command=None, **env)
+        server, completed = workflows_one_at_a_time(
+            stack, url, runs, fleet=FLEET, command=None, **env
+        )
         sessions = list(completed)
         stamps = dumped(server.pid, dump)
     return analyse(stamps, sessions)

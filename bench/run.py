@@ -211,6 +211,7 @@ async def _run_many(url: str | list[str], count: int, rate: float | None = None)
 FIRST_LOOK = 0.05
 # runs before the sample: the first ones after start-up are slower (connections, caches)
 WARM_UP = 10
+FLEET = 8  # fast agents behind the runs made one at a time (bench.latency --agents)
 
 
 def completed_run(client: httpx.Client, timeout: float = 30) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def workflows_one_at_a_time(
     url: str,
     runs: int,
     *,
-    fleet: int = 8,
+    fleet: int = FLEET,
     command: list[str] | None = None,
     **env: str,
 ) -> tuple[subprocess.Popen[bytes], Iterator[dict[str, Any]]]:
